@@ -1,0 +1,62 @@
+// Command mlxtrain trains and runs small and medium language models: fit a recipe,
+// generate from a checkpoint, quantize it, and inspect the devices and kernels.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "mlxtrain",
+		Usage:   "train and run small language models from Go",
+		Version: version,
+		Commands: []*cli.Command{
+			versionCommand(),
+			devicesCommand(),
+		},
+		HideVersion: false,
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+// run executes the CLI and turns every failure, panics from ops included, into one
+// line on stderr and a non-zero status.
+func run(args []string) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			var nan *autodiff.NaNError
+			if err, ok := r.(error); ok && errors.As(err, &nan) {
+				fmt.Fprintln(os.Stderr, "mlxtrain: stopped:", nan)
+			} else {
+				fmt.Fprintln(os.Stderr, "mlxtrain: internal error:", r)
+			}
+			code = 2
+		}
+		if metal.Profiling() {
+			metal.WriteProfile(os.Stderr)
+		}
+	}()
+	if err := metal.ConfigError(); err != nil {
+		fmt.Fprintln(os.Stderr, "mlxtrain:", err)
+		return 1
+	}
+	if err := newApp().Run(args); err != nil {
+		fmt.Fprintln(os.Stderr, "mlxtrain:", err)
+		return 1
+	}
+	return 0
+}

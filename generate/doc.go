@@ -1,0 +1,2 @@
+// Package generate is the decode loop: samplers, batched and speculative generation.
+package generate
