@@ -207,4 +207,3 @@ func addInPlace(dst, src *Tensor) {
 	d, s := dst.Float64s(), src.Float64s()
 	metal.ParallelFor(len(d), parallelGrain, func(lo, hi int) { binaryFlat(BinAdd, d[lo:hi], d[lo:hi], s[lo:hi]) })
 }
-
