@@ -238,8 +238,8 @@ func (p *Pool) put(b *Buffer) {
 	p.held.Add(bytes)
 }
 
-// poisonWord reads as a quiet NaN both as two float32 and as one float64.
-const poisonWord = 0x7fc000007fc00000
+// poisonWord reads as NaN as one float64, two float32, and four float16 or bfloat16.
+const poisonWord = 0x7ff87ff87ff87ff8
 
 // InUse is the number of bytes handed out and not yet released.
 func (p *Pool) InUse() int64 { return p.inUse.Load() }
