@@ -16,6 +16,7 @@ type Tape struct {
 	nodes     []node
 	grads     []*Tensor
 	watched   map[*Tensor]*Tensor // a parameter → its alias on this tape
+	owned     []*Tensor           // saved tensors handed over with Own
 	inBack    bool
 	backwards int
 }
@@ -66,6 +67,10 @@ func (tp *Tape) Keep(t *Tensor) *Tensor {
 	}
 	return t
 }
+
+// Own hands the tape tensors that a VJP saved (statistics, masks) so that
+// [Tape.Release] frees them together with the op outputs.
+func (tp *Tape) Own(ts ...*Tensor) { tp.owned = append(tp.owned, ts...) }
 
 // Grad returns the gradient accumulated for t after [Tape.Backward]: t may be a
 // watched tensor or its alias. It is nil when the loss does not depend on t. The
@@ -161,6 +166,11 @@ func (tp *Tape) Release() {
 			tp.grads[i] = nil
 		}
 	}
+	for i, t := range tp.owned {
+		t.Release()
+		tp.owned[i] = nil
+	}
+	tp.owned = tp.owned[:0]
 	tp.nodes = tp.nodes[:0]
 	tp.grads = tp.grads[:0]
 	clear(tp.watched)
