@@ -425,9 +425,15 @@ func LoadDir(dir string) (*Checkpoint, error) {
 	if step, ok := parseDirName(filepath.Base(dir)); ok && step != st.Step {
 		return fail(fmt.Errorf("%s says step %d", StateFile, st.Step))
 	}
-	for name, size := range st.Files {
+	for name := range st.Files {
 		if !slices.Contains(knownFiles, name) {
 			return fail(fmt.Errorf("%s lists an unknown file %q", StateFile, name))
+		}
+	}
+	for _, name := range knownFiles {
+		size, ok := st.Files[name]
+		if !ok {
+			continue
 		}
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {

@@ -30,7 +30,8 @@ type TrainerState struct {
 	// TokensSeen counts the training tokens consumed.
 	TokensSeen int64
 	// DataPosition is where the data stream stands, in the data package's own
-	// JSON; this package stores it untouched. Nil when there is none.
+	// JSON; this package stores it as it is and reads it back compacted (so
+	// compact JSON comes back byte for byte). Nil when there is none.
 	DataPosition json.RawMessage
 	// RNG is the state of the counter-based random generator.
 	RNG RNGState
@@ -196,6 +197,13 @@ func (s *TrainerState) UnmarshalJSON(b []byte) error {
 		if size < 0 {
 			return fmt.Errorf("files: %q has negative size %d", name, size)
 		}
+	}
+	if len(j.DataPosition) > 0 {
+		var c bytes.Buffer
+		if err := json.Compact(&c, j.DataPosition); err != nil {
+			return fmt.Errorf("data_position: %w", err)
+		}
+		j.DataPosition = c.Bytes()
 	}
 	*s = TrainerState{
 		Step:          j.Step,
