@@ -1,6 +1,8 @@
 package checkpoints_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -156,4 +158,30 @@ func ExampleSaveState() {
 	//   "best_step": 50
 	// }
 	// 123456 1.25
+}
+
+func ExampleWrite() {
+	var buf bytes.Buffer
+	h := autodiff.Empty(autodiff.Float16, 2)
+	copy(h.Halves(), []uint16{0x3c00, 0xc000}) // 1, -2 as raw float16 bits
+	err := checkpoints.Write(&buf, map[string]*autodiff.Tensor{"h": h, "x": autodiff.FromFloat32([]float32{0.5}, 1)}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	b := buf.Bytes()
+	n := binary.LittleEndian.Uint64(b)
+	fmt.Printf("%d-byte header: %q\n", n, b[8:8+n])
+	fmt.Printf("data: % x\n", b[8+n:])
+
+	f, err := checkpoints.Read(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(f.Tensors["h"].Float64Values(), f.Tensors["x"])
+	// Output:
+	// 112-byte header: "{\"h\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[4,8]},\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}     "
+	// data: 00 00 00 3f 00 3c 00 c0
+	// [1 -2] Tensor(float32 (1) [0.5])
 }
