@@ -68,15 +68,22 @@ const rngGrain = 1 << 13
 // is lane p%4 of the Philox block at counter (p/4, kind, 0).
 func rngWords(seed uint64, kind uint32, pos uint64, dst []uint32) {
 	key := [2]uint32{uint32(seed), uint32(seed >> 32)}
+	block := func(b uint64) [4]uint32 {
+		return Philox4x32([4]uint32{uint32(b), uint32(b >> 32), kind, 0}, key)
+	}
 	i := 0
-	for i < len(dst) {
-		p := pos + uint64(i)
-		blk := p / 4
-		out := Philox4x32([4]uint32{uint32(blk), uint32(blk >> 32), kind, 0}, key)
-		for lane := int(p % 4); lane < 4 && i < len(dst); lane++ {
-			dst[i] = out[lane]
-			i++
-		}
+	if lane := int(pos % 4); lane != 0 && len(dst) > 0 { // the head of a partial block
+		out := block(pos / 4)
+		i = copy(dst, out[lane:])
+	}
+	for ; i+4 <= len(dst); i += 4 {
+		out := block((pos + uint64(i)) / 4)
+		d := dst[i : i+4 : i+4]
+		d[0], d[1], d[2], d[3] = out[0], out[1], out[2], out[3]
+	}
+	if i < len(dst) {
+		out := block((pos + uint64(i)) / 4)
+		copy(dst[i:], out[:])
 	}
 }
 
@@ -115,13 +122,13 @@ func rngUnit64(hi, lo uint32) float64 {
 	return float64((uint64(hi)<<32|uint64(lo))>>11) * (1.0 / (1 << 53))
 }
 
-// rngBelow returns the largest value of T below hi, so a uniform draw stays in
-// [lo, hi) after rounding.
-func rngBelow[T Float](v, hi T) T {
-	if v < hi {
-		return v
+// rngTop is the largest value a uniform draw in [lo, hi) may take, so rounding
+// of lo + span·u never reaches hi (no bound when the range is empty or reversed).
+func rngTop[T Float](lo, hi T) T {
+	if !(hi > lo) {
+		return T(math.Inf(1))
 	}
-	if _, ok := any(v).(float32); ok {
+	if _, ok := any(hi).(float32); ok {
 		return T(math.Nextafter32(float32(hi), float32(math.Inf(-1))))
 	}
 	return T(math.Nextafter(float64(hi), math.Inf(-1)))
@@ -130,12 +137,13 @@ func rngBelow[T Float](v, hi T) T {
 // Uniform32 fills dst with values uniform in [lo, hi).
 func (r *RNG) Uniform32(dst []float32, lo, hi float32) {
 	seed, off := r.Seed, r.advance(len(dst))
-	span := hi - lo
+	span, top := hi-lo, rngTop(lo, hi)
 	rngDraw(len(dst), func(a, b int, w []uint32) {
 		w = w[:b-a]
+		d := dst[a:b]
 		rngWords(seed, rngKindBits, off+uint64(a), w)
 		for i, x := range w {
-			dst[a+i] = rngBelow(lo+span*rngUnit32(x), hi)
+			d[i] = min(lo+span*rngUnit32(x), top)
 		}
 	})
 }
@@ -143,12 +151,13 @@ func (r *RNG) Uniform32(dst []float32, lo, hi float32) {
 // Uniform64 fills dst with values uniform in [lo, hi), 53 random bits each.
 func (r *RNG) Uniform64(dst []float64, lo, hi float64) {
 	seed, off := r.Seed, r.advance(len(dst))
-	span := hi - lo
+	span, top := hi-lo, rngTop(lo, hi)
 	rngDraw(len(dst), func(a, b int, w []uint32) {
 		w = w[:2*(b-a)]
+		d := dst[a:b]
 		rngWords(seed, rngKindUniform64, 2*(off+uint64(a)), w)
-		for i := range b - a {
-			dst[a+i] = rngBelow(lo+span*rngUnit64(w[2*i], w[2*i+1]), hi)
+		for i := range d {
+			d[i] = min(lo+span*rngUnit64(w[2*i], w[2*i+1]), top)
 		}
 	})
 }
