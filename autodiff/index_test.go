@@ -263,6 +263,10 @@ func TestWhereAndMaskedFill(t *testing.T) {
 			require.Equal(t, shape, y.Shape())
 			assert.Equal(t, want, y.Float64s(), "%+v", c)
 		}
+		y32 := Where(cond, Cast(a, Float32), Cast(b, Float32))
+		for o, w := range want {
+			assert.Equal(t, float32(w), y32.Float32s()[o])
+		}
 		if len(want) > 0 {
 			err := GradCheck{Seed: uint64(ci), Skip: []int{0}}.Check(func(in []*Tensor) *Tensor { return Where(in[0], in[1], in[2]) }, cond, a, b)
 			assert.NoError(t, err, "%+v", c)
@@ -271,6 +275,7 @@ func TestWhereAndMaskedFill(t *testing.T) {
 		// MaskedFill: x takes the full shape, the mask broadcasts to it
 		x := randTensor(rng, -1, 1, shape...)
 		y := MaskedFill(x, cond, -7.5)
+		m32 := MaskedFill(Cast(x, Float32), Cast(cond, Float64), -7.5)
 		for o, v := range y.Float64s() {
 			oi := shpTUnflat(shape, o)
 			if cond.Int32s()[pick(c.cond, oi)] != 0 {
@@ -278,6 +283,7 @@ func TestWhereAndMaskedFill(t *testing.T) {
 			} else {
 				assert.Equal(t, x.Float64s()[o], v)
 			}
+			assert.Equal(t, float32(v), m32.Float32s()[o])
 		}
 		if len(want) > 0 {
 			err := GradCheck{Seed: uint64(ci), Skip: []int{1}}.Check(func(in []*Tensor) *Tensor { return MaskedFill(in[0], in[1], -7.5) }, x, cond)

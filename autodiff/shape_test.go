@@ -255,6 +255,12 @@ func TestSliceMatchesReference(t *testing.T) {
 		if c.step == 1 {
 			assert.Equal(t, want, Slice(x, c.axis, c.start, c.end).Float64s())
 		}
+		y32 := SliceStep(Cast(x, Float32), c.axis, c.start, c.end, c.step)
+		y16 := SliceStep(Cast(x, BFloat16), c.axis, c.start, c.end, c.step)
+		for i, w := range want {
+			assert.Equal(t, float32(w), y32.Float32s()[i])
+			assert.Equal(t, Float32ToBFloat16(float32(w)), y16.Halves()[i])
+		}
 		if numel(c.shape) > 0 && numel(c.shape) < 5000 {
 			err := GradCheck{Seed: 6}.Check(func(in []*Tensor) *Tensor {
 				return SliceStep(in[0], c.axis, c.start, c.end, c.step)
@@ -319,6 +325,14 @@ func TestConcatStackSplit(t *testing.T) {
 		y := Concat(c.axis, xs...)
 		require.Equal(t, shape, y.Shape(), "%+v", c)
 		assert.Equal(t, want, y.Float64s(), "%+v", c)
+		xs32 := make([]*Tensor, len(xs))
+		for i, x := range xs {
+			xs32[i] = Cast(x, Float32)
+		}
+		y32 := Concat(c.axis, xs32...)
+		for i, w := range want {
+			assert.Equal(t, float32(w), y32.Float32s()[i])
+		}
 		parts := Split(y, c.axis, c.sizes...)
 		require.Len(t, parts, len(xs))
 		for i, p := range parts {
