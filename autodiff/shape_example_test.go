@@ -98,3 +98,26 @@ func ExampleDropout() {
 	// [2 0 2 2 0 2 0 2]
 	// [1 1 1 1 1 1 1 1]
 }
+
+func ExamplePermuteKernel() {
+	// kernels work on plain slices of any element type, without tensors or tapes
+	src := []int32{1, 2, 3, 4, 5, 6}
+	dst := make([]int32, 6)
+	autodiff.PermuteKernel(dst, src, []int{2, 3}, []int{1, 0})
+	fmt.Println(dst)
+	// Output: [1 4 2 5 3 6]
+}
+
+func ExampleScatterAddKernel() {
+	// the embedding gradient: rows of src added into the rows idx names
+	dst := make([]float32, 3*2)
+	src := []float32{1, 1, 2, 2, 3, 3}
+	autodiff.ScatterAddKernel(dst, src, []int32{2, 0, 2}, 1, 3, 2)
+	fmt.Println(dst)
+	// Output: [2 2 0 0 4 4]
+}
+
+func ExamplePhilox4x32() {
+	fmt.Printf("%08x\n", autodiff.Philox4x32([4]uint32{}, [2]uint32{}))
+	// Output: [6627e8d5 e169c58d bc57ac4c 9b00dbd8]
+}
