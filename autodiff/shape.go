@@ -125,10 +125,6 @@ func ExpandDims(x *Tensor, axis int) *Tensor {
 
 // ---- Permute -------------------------------------------------------------------
 
-// shpTile is the side of the square tiles a transposing copy works in: two 32×32
-// tiles of float64 fit in L1 with room to spare.
-const shpTile = 32
-
 // shpSimplify drops axes of size 1 and merges runs of input axes that stay
 // adjacent and in order in the output. It returns the reduced input dims and the
 // permutation over them; a permutation that is the identity on them means a flat copy.
@@ -167,7 +163,8 @@ func shpSimplify(shape, perm []int) (dims, p []int) {
 // axes permuted: axis k of dst is axis perm[k] of src. It only moves elements, so T
 // is any element type of the right size. Moves that keep the last axis in place
 // copy whole rows (the swap of two middle axes, BSHD↔BHSD, is one); moves of the
-// last axis go through cache-sized square tiles. Work is split across workers.
+// last axis (a 2-D transpose, after merging) go through cache-sized strips with
+// four-by-four register blocks. Work is split across workers.
 func PermuteKernel[T any](dst, src []T, shape, perm []int) {
 	n := numel(shape)
 	if n == 0 {
@@ -236,9 +233,17 @@ func shpPermuteRows[T any](dst, src []T, dims, p, istr []int) {
 	})
 }
 
-// shpPermuteTiles handles permutations that move the last axis. The plane of the
-// input's last axis (contiguous in src) and the output's last axis (contiguous in
-// dst) is copied in square tiles, once for each index of the remaining axes.
+// shpStrip is the number of output rows a transposing copy fills at once: 16
+// rows of a 64-byte line each stay in L1 even when their stride is a power of two
+// (which maps them all to one cache set).
+const shpStrip = 16
+
+// shpPermuteTiles handles permutations that move the last axis. In the plane of
+// the input's last axis a (contiguous in src) and the output's last axis b
+// (contiguous in dst), it takes a strip of shpStrip values of a and walks b four
+// input rows at a time, each step writing four adjacent outputs per output row:
+// the strip's output lines fill up in cache while the input streams through.
+// Strips of every index of the remaining axes are spread over workers.
 func shpPermuteTiles[T any](dst, src []T, dims, p, istr, ostrOf []int) {
 	r := len(dims)
 	aLen := dims[r-1] // input's last axis: stride 1 in src
@@ -246,7 +251,7 @@ func shpPermuteTiles[T any](dst, src []T, dims, p, istr, ostrOf []int) {
 	bAx := p[r-1]     // output's last axis: stride 1 in dst
 	bLen := dims[bAx]
 	ib := istr[bAx]
-	var bSize, bIstr, bOstr []int // the batch axes
+	var bSize, bIstr, bOstr []int // the other axes
 	for j := range r - 1 {
 		if j != bAx {
 			bSize = append(bSize, dims[j])
@@ -254,11 +259,11 @@ func shpPermuteTiles[T any](dst, src []T, dims, p, istr, ostrOf []int) {
 			bOstr = append(bOstr, ostrOf[j])
 		}
 	}
-	nbt := (bLen + shpTile - 1) / shpTile
-	work := len(src) / (aLen * bLen) * nbt
-	metal.ParallelFor(work, max(1, shpGrain/(shpTile*aLen)), func(lo, hi int) {
+	nas := (aLen + shpStrip - 1) / shpStrip
+	work := len(src) / (aLen * bLen) * nas
+	metal.ParallelFor(work, max(1, shpGrain/(shpStrip*bLen)), func(lo, hi int) {
 		for w := lo; w < hi; w++ {
-			batch, bt := w/nbt, w%nbt
+			batch, as := w/nas, w%nas
 			ioff, ooff := 0, 0
 			for k := len(bSize) - 1; k >= 0; k-- {
 				c := batch % bSize[k]
@@ -266,16 +271,28 @@ func shpPermuteTiles[T any](dst, src []T, dims, p, istr, ostrOf []int) {
 				ioff += c * bIstr[k]
 				ooff += c * bOstr[k]
 			}
-			b0, b1 := bt*shpTile, min(bt*shpTile+shpTile, bLen)
-			for a0 := 0; a0 < aLen; a0 += shpTile {
-				a1 := min(a0+shpTile, aLen)
-				for b := b0; b < b1; b++ {
-					row := src[ioff+b*ib+a0 : ioff+b*ib+a1]
-					o := ooff + b + a0*oa
-					for _, v := range row {
-						dst[o] = v
-						o += oa
-					}
+			a0 := as * shpStrip
+			n := min(shpStrip, aLen-a0)
+			b := 0
+			for ; b+4 <= bLen; b += 4 {
+				s := ioff + b*ib + a0
+				s0 := src[s : s+n]
+				s1 := src[s+ib : s+ib+n]
+				s2 := src[s+2*ib : s+2*ib+n]
+				s3 := src[s+3*ib : s+3*ib+n]
+				o := ooff + b + a0*oa
+				for a, v := range s0 {
+					d := dst[o : o+4 : o+4]
+					d[0], d[1], d[2], d[3] = v, s1[a], s2[a], s3[a]
+					o += oa
+				}
+			}
+			for ; b < bLen; b++ {
+				s := ioff + b*ib + a0
+				o := ooff + b + a0*oa
+				for _, v := range src[s : s+n] {
+					dst[o] = v
+					o += oa
 				}
 			}
 		}
