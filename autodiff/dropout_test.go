@@ -91,8 +91,10 @@ func TestDropoutIdentity(t *testing.T) {
 func BenchmarkDropout(b *testing.B) {
 	x := Zeros(Float32, 1<<20)
 	r := NewRNG(1)
-	b.SetBytes(8 << 20)
-	for b.Loop() {
-		Dropout(x, 0.1, r, true).Release()
-	}
+	shpTBenchThreads(b, func(b *testing.B) {
+		b.SetBytes(8 << 20)
+		for b.Loop() {
+			Dropout(x, 0.1, r, true).Release()
+		}
+	})
 }

@@ -323,10 +323,12 @@ func BenchmarkEmbeddingBackward(b *testing.B) {
 	}
 	src := make([]float32, n*d)
 	dst := make([]float32, v*d)
-	b.SetBytes(int64(4 * 3 * n * d))
-	for b.Loop() {
-		ScatterAddKernel(dst, src, idx, 1, v, d)
-	}
+	shpTBenchThreads(b, func(b *testing.B) {
+		b.SetBytes(int64(4 * 3 * n * d))
+		for b.Loop() {
+			ScatterAddKernel(dst, src, idx, 1, v, d)
+		}
+	})
 }
 
 func BenchmarkEmbeddingForward(b *testing.B) {
@@ -338,8 +340,10 @@ func BenchmarkEmbeddingForward(b *testing.B) {
 	}
 	src := make([]float32, v*d)
 	dst := make([]float32, n*d)
-	b.SetBytes(int64(4 * 2 * n * d))
-	for b.Loop() {
-		GatherKernel(dst, src, idx, 1, v, d)
-	}
+	shpTBenchThreads(b, func(b *testing.B) {
+		b.SetBytes(int64(4 * 2 * n * d))
+		for b.Loop() {
+			GatherKernel(dst, src, idx, 1, v, d)
+		}
+	})
 }

@@ -201,17 +201,21 @@ func TestRandConstructors(t *testing.T) {
 func BenchmarkRNGNormal32(b *testing.B) {
 	d := make([]float32, 1<<20)
 	r := NewRNG(1)
-	b.SetBytes(4 << 20)
-	for b.Loop() {
-		r.Normal32(d, 0, 1)
-	}
+	shpTBenchThreads(b, func(b *testing.B) {
+		b.SetBytes(4 << 20)
+		for b.Loop() {
+			r.Normal32(d, 0, 1)
+		}
+	})
 }
 
 func BenchmarkRNGUniform32(b *testing.B) {
 	d := make([]float32, 1<<20)
 	r := NewRNG(1)
-	b.SetBytes(4 << 20)
-	for b.Loop() {
-		r.Uniform32(d, 0, 1)
-	}
+	shpTBenchThreads(b, func(b *testing.B) {
+		b.SetBytes(4 << 20)
+		for b.Loop() {
+			r.Uniform32(d, 0, 1)
+		}
+	})
 }

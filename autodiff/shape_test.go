@@ -441,15 +441,24 @@ func TestBroadcastTo(t *testing.T) {
 	assert.Equal(t, []int32{5, 5, 5}, BroadcastTo(FromInt32([]int32{5}, 1), 3).Int32s())
 }
 
+// shpTBenchThreads runs a benchmark body at one and at two workers.
+func shpTBenchThreads(b *testing.B, body func(b *testing.B)) {
+	for _, th := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", th), func(b *testing.B) { shpTWithThreads(th, func() { body(b) }) })
+	}
+}
+
 func BenchmarkTranspose2D(b *testing.B) {
 	for _, n := range []int{256, 1024, 2048} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			src := make([]float32, n*n)
 			dst := make([]float32, n*n)
-			b.SetBytes(int64(8 * n * n))
-			for b.Loop() {
-				PermuteKernel(dst, src, []int{n, n}, []int{1, 0})
-			}
+			shpTBenchThreads(b, func(b *testing.B) {
+				b.SetBytes(int64(8 * n * n))
+				for b.Loop() {
+					PermuteKernel(dst, src, []int{n, n}, []int{1, 0})
+				}
+			})
 		})
 	}
 }
@@ -459,17 +468,21 @@ func BenchmarkPermuteBSHDToBHSD(b *testing.B) {
 	n := numel(shape)
 	src := make([]float32, n)
 	dst := make([]float32, n)
-	b.SetBytes(int64(8 * n))
-	for b.Loop() {
-		PermuteKernel(dst, src, shape, []int{0, 2, 1, 3})
-	}
+	shpTBenchThreads(b, func(b *testing.B) {
+		b.SetBytes(int64(8 * n))
+		for b.Loop() {
+			PermuteKernel(dst, src, shape, []int{0, 2, 1, 3})
+		}
+	})
 }
 
 func BenchmarkConcatLastAxis(b *testing.B) {
 	x := Zeros(Float32, 4096, 256)
 	y := Zeros(Float32, 4096, 256)
-	b.SetBytes(int64(4 * 2 * 2 * x.Len()))
-	for b.Loop() {
-		Concat(-1, x, y).Release()
-	}
+	shpTBenchThreads(b, func(b *testing.B) {
+		b.SetBytes(int64(4 * 2 * 2 * x.Len()))
+		for b.Loop() {
+			Concat(-1, x, y).Release()
+		}
+	})
 }
