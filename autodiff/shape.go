@@ -132,12 +132,20 @@ func shpSimplify(shape, perm []int) (dims, p []int) {
 	// groups of input axes that move together, in output order
 	type group struct{ first, size int }
 	var groups []group
-	last := -2
+	prev := make([]int, len(shape)) // the nearest input axis before a that is not 1
+	q := -1
+	for a, d := range shape {
+		prev[a] = q
+		if d != 1 {
+			q = a
+		}
+	}
+	last := -1
 	for _, a := range perm {
 		if shape[a] == 1 {
 			continue
 		}
-		if a == last+1 && len(groups) > 0 {
+		if len(groups) > 0 && prev[a] == last {
 			groups[len(groups)-1].size *= shape[a]
 		} else {
 			groups = append(groups, group{a, shape[a]})

@@ -174,6 +174,8 @@ func TestPermuteMatchesReference(t *testing.T) {
 		{[]int{5, 0, 3}, []int{2, 0, 1}},
 		{[]int{}, []int{}},
 		{[]int{1, 127, 1}, []int{2, 1, 0}},
+		{[]int{2, 1, 33}, []int{0, 2, 1}},      // only a unit axis moves: a flat copy
+		{[]int{3, 1, 5, 7}, []int{3, 1, 0, 2}}, // unit axis between merged ones
 	}
 	for _, c := range cases {
 		x := randTensor(rng, -1, 1, c.shape...)
