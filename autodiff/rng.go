@@ -53,6 +53,13 @@ const (
 // Offset by n; so the two numbers are the whole state (a checkpoint saves them),
 // and results do not depend on the thread count or device. An RNG is not safe for
 // concurrent draws; give each goroutine its own (different seeds or disjoint offsets).
+//
+// The layout, which a device kernel must reproduce: the key is (Seed mod 2³²,
+// Seed ≫ 32); word p of a stream is lane p mod 4 of the block at counter
+// (q mod 2³², q ≫ 32, kind, 0) with q = p/4; kind is 0 for Uint32s, Uniform32 and
+// dropout masks (word p = element p), 1 for Uniform64 (words 2p, 2p+1 → 53 bits),
+// 2 for Normal32 (words p&^1, p|1 → a Box–Muller pair, cosine for even p, sine
+// for odd) and 3 for Normal64 (the pair from words 2(p&^1) … 2(p&^1)+3).
 type RNG struct {
 	Seed   uint64
 	Offset uint64
