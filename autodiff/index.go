@@ -358,7 +358,7 @@ func idxMaskedGrad(g *Tensor, m []bool, sm []int, keep bool, shape []int) *Tenso
 	} else {
 		idxKeepKernel(z.Float64s(), g.Float64s(), m, keep, g.shape, sm)
 	}
-	s := shpSumTo(z, shape)
+	s := SumTo(z, shape)
 	if s != z {
 		z.Release()
 	}

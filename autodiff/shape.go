@@ -657,7 +657,7 @@ func BroadcastTo(x *Tensor, shape ...int) *Tensor {
 		return out
 	}
 	return record(out, "broadcast_to", func(g *Tensor) {
-		accumulate(x, func() *Tensor { return shpSumTo(g, x.shape) })
+		accumulate(x, func() *Tensor { return SumTo(g, x.shape) })
 	}, x)
 }
 
@@ -700,12 +700,4 @@ func shpBroadcastKernel[T any](dst, src []T, shape, st []int) {
 			}
 		}
 	})
-}
-
-// shpSumTo is SumTo that also takes empty tensors (their sum is zeros).
-func shpSumTo(t *Tensor, shape []int) *Tensor {
-	if t.Len() == 0 {
-		return Zeros(t.dtype, shape...)
-	}
-	return SumTo(t, shape)
 }
