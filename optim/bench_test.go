@@ -2,6 +2,7 @@ package optim
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -25,6 +26,15 @@ func BenchmarkAdamWKernel(b *testing.B) {
 			b.SetBytes(28 * n)
 			for b.Loop() {
 				AdamWKernel(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.5, 0.5)
+			}
+			b.ReportMetric(28*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+		// The portable Go loop, which AdamWKernel takes without AVX (and for float64).
+		b.Run(fmt.Sprintf("go/threads=%d", threads), func(b *testing.B) {
+			metal.SetThreads(threads)
+			b.SetBytes(28 * n)
+			for b.Loop() {
+				adamwGo(p, g, m, v, 1e-3/0.5, 0.9, 0.95, 1e-8, 1/float32(math.Sqrt(0.5)), 1-1e-4)
 			}
 			b.ReportMetric(28*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})

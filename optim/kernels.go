@@ -30,20 +30,50 @@ func AdamWKernel[T autodiff.Float](p, g, m, v []T, lr, beta1, beta2, eps, wd, bc
 	stepSize := lr / bc1
 	rbc2 := 1 / T(math.Sqrt(float64(bc2)))
 	decay := 1 - lr*wd
+	if p32, ok := any(p).([]float32); ok && adamwOp.Pick(len(p)).Path == metal.PathAsm {
+		g32, m32, v32 := any(g).([]float32), any(m).([]float32), any(v).([]float32)
+		c := adamwConsts{float32(stepSize), float32(beta1), float32(1 - beta1), float32(beta2), float32(1 - beta2), float32(eps), float32(rbc2), float32(decay)}
+		// Workers get whole blocks of 8 and the last len%8 elements go to the Go
+		// loop once, so which elements take which path does not depend on the split.
+		blocks := len(p) / 8
+		metal.ParallelFor(blocks, grain/8, func(lo, hi int) {
+			lo, hi = 8*lo, 8*hi
+			adamwRangeAVX(p32[lo:hi], g32[lo:hi], m32[lo:hi], v32[lo:hi], c)
+		})
+		n := 8 * blocks
+		adamwRange(p32[n:], g32[n:len(p)], m32[n:len(p)], v32[n:len(p)], c.stepSize, c.b1, c.c1, c.b2, c.c2, c.eps, c.rbc2, c.decay)
+		return
+	}
+	adamwGo(p, g, m, v, stepSize, beta1, beta2, eps, rbc2, decay)
+}
+
+// adamwGo is AdamWKernel's Go path.
+func adamwGo[T autodiff.Float](p, g, m, v []T, stepSize, beta1, beta2, eps, rbc2, decay T) {
 	metal.ParallelFor(len(p), grain, func(lo, hi int) {
 		adamwRange(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], stepSize, beta1, 1-beta1, beta2, 1-beta2, eps, rbc2, decay)
 	})
 }
 
+// adamwOp lists AdamWKernel's float32 paths for `mlxtrain devices` and profiles:
+// AVX assembly where the CPU has it, else the Go loop (float64 always takes it).
+var adamwOp = metal.Kernels.Register("adamw", []string{"n"},
+	&metal.Impl{Path: metal.PathAsm, Available: func() bool { return hasAVX }, Fn: adamwRangeAVX},
+	&metal.Impl{Path: metal.PathGo, Fn: adamwRange[float32]},
+)
+
+// adamwRange is the AdamW update in plain Go. The conversions T(…) round each
+// product, so the compiler cannot fuse it into a multiply-add that the assembly
+// would not match.
 func adamwRange[T autodiff.Float](p, g, m, v []T, stepSize, b1, c1, b2, c2, eps, rbc2, decay T) {
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
 	for i := range p {
 		gi := g[i]
-		mi := b1*m[i] + c1*gi
-		vi := b2*v[i] + c2*gi*gi
+		mi := T(b1*m[i]) + T(c1*gi)
+		vi := T(b2*v[i]) + T(T(c2*gi)*gi)
 		m[i] = mi
 		v[i] = vi
-		p[i] = p[i]*decay - stepSize*mi/(T(math.Sqrt(float64(vi)))*rbc2+eps)
+		den := T(T(math.Sqrt(float64(vi)))*rbc2) + eps
+		p[i] = T(p[i]*decay) - T(stepSize*mi)/den
 	}
 }
 
