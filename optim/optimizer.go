@@ -56,6 +56,7 @@ func newOptimizer(kind string, params []Param, lr Schedule, mask func(Param) boo
 	// State names are "<param>.<slot>" with slots free of dots, and "step": they
 	// are distinct exactly when the parameter names are.
 	seen := make(map[string]bool, len(params))
+	storage := make(map[*metal.Buffer]string, len(params))
 	for i, p := range params {
 		if p.Name == "" {
 			return nil, fmt.Errorf("optim: %s: parameter %d has no name", kind, i)
@@ -70,6 +71,11 @@ func newOptimizer(kind string, params []Param, lr Schedule, mask func(Param) boo
 		if !p.Value.DType().IsFloat() {
 			return nil, fmt.Errorf("optim: %s: parameter %q is %s; optimizers update float32 or float64 tensors", kind, p.Name, p.Value.DType())
 		}
+		// A tensor listed twice (tied weights under two names) would be updated twice.
+		if other, dup := storage[p.Value.Buffer()]; dup && p.Value.Len() > 0 {
+			return nil, fmt.Errorf("optim: %s: parameters %q and %q share storage; list tied weights once", kind, other, p.Name)
+		}
+		storage[p.Value.Buffer()] = p.Name
 	}
 	o := &Optimizer{
 		kind:   kind,

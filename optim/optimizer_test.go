@@ -449,6 +449,9 @@ func TestConstructorErrors(t *testing.T) {
 		{"duplicate", func() (*Optimizer, error) {
 			return NewAdam([]Param{{Name: "w", Value: w}, {Name: "w", Value: w}}, AdamConfig{LR: lr})
 		}, "used twice"},
+		{"shared storage", func() (*Optimizer, error) {
+			return NewAdamW([]Param{{Name: "embed", Value: w}, {Name: "lm_head", Value: w}}, AdamConfig{LR: lr})
+		}, "share storage"},
 		{"beta1", func() (*Optimizer, error) { return NewAdamW(nil, AdamConfig{LR: lr, Beta1: 1}) }, "Beta1"},
 		{"beta2", func() (*Optimizer, error) { return NewLion(nil, LionConfig{LR: lr, Beta2: -0.5}) }, "Beta2"},
 		{"eps", func() (*Optimizer, error) { return NewAdam(nil, AdamConfig{LR: lr, Eps: -1}) }, "Eps"},
