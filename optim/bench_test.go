@@ -13,16 +13,20 @@ import (
 func BenchmarkAdamWKernel(b *testing.B) {
 	const n = 10_000_000
 	p, g, m, v := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
-	for i := range p {
-		p[i] = float32(i%97) * 0.01
-		g[i] = float32(i%13) - 6
-		m[i] = 0.1
-		v[i] = 0.2
+	// Fresh values for each run, so no run drifts into subnormal moments.
+	reset := func() {
+		for i := range p {
+			p[i] = float32(i%97) * 0.01
+			g[i] = float32(i%13)/2 - 3 + 0.01
+			m[i] = 0.1
+			v[i] = 0.2
+		}
 	}
 	defer metal.SetThreads(metal.Threads())
 	for _, threads := range []int{1, 2} {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
 			metal.SetThreads(threads)
+			reset()
 			b.SetBytes(28 * n)
 			for b.Loop() {
 				AdamWKernel(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.5, 0.5)
@@ -32,6 +36,7 @@ func BenchmarkAdamWKernel(b *testing.B) {
 		// The portable Go loop, which AdamWKernel takes without AVX (and for float64).
 		b.Run(fmt.Sprintf("go/threads=%d", threads), func(b *testing.B) {
 			metal.SetThreads(threads)
+			reset()
 			b.SetBytes(28 * n)
 			for b.Loop() {
 				adamwGo(p, g, m, v, 1e-3/0.5, 0.9, 0.95, 1e-8, 1/float32(math.Sqrt(0.5)), 1-1e-4)

@@ -353,3 +353,30 @@ func ExampleNewAccumulator() {
 	fmt.Println(acc.Count(), acc.Mean()[0] == nil)
 	// Output: 0 true
 }
+
+func ExampleSGDConfig() {
+	x := autodiff.FromFloat64([]float64{0}, 1)
+	opt, _ := optim.NewSGD([]optim.Param{{Name: "x", Value: x}}, optim.SGDConfig{
+		LR: optim.Constant(1), Momentum: 0.5, Dampening: 0.5,
+	})
+	g := autodiff.FromFloat64([]float64{1}, 1)
+	for range 3 {
+		opt.Step([]*autodiff.Tensor{g})
+		fmt.Print(x.Float64s(), " ")
+	}
+	fmt.Println()
+	// The buffer starts as the gradient (1), then 0.5·b + 0.5·g stays 1.
+	// Output: [-1] [-2] [-3]
+}
+
+func ExampleLionConfig() {
+	w := autodiff.FromFloat64([]float64{2, 2, 2, 2}, 2, 2)
+	opt, _ := optim.NewLion([]optim.Param{{Name: "w", Value: w}}, optim.LionConfig{
+		LR: optim.Constant(0.1), WeightDecay: 1,
+	})
+	g := autodiff.FromFloat64([]float64{3, -0.001, 0, -7}, 2, 2)
+	opt.Step([]*autodiff.Tensor{g})
+	// 2·(1 − 0.1) − 0.1·sign(g): the size of g does not matter, only its sign.
+	fmt.Printf("%.1f\n", w.Float64s())
+	// Output: [1.7 1.9 1.8 1.9]
+}
