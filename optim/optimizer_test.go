@@ -667,7 +667,7 @@ func TestAdamWAsmMatchesGo(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(4, 2))
 	special := []float32{0, float32(math.Copysign(0, -1)), 1e-40, -1e-40, 3e38, -3e38, 1e-20, float32(math.Inf(1))}
-	for _, n := range []int{0, 1, 7, 8, 9, 33, 127, 1000} {
+	for _, n := range []int{0, 1, 7, 8, 9, 33, 127, 1000, 2*grain + 13} {
 		fill := func(nonNeg bool) []float32 {
 			x := make([]float32, n)
 			for i := range x {
@@ -684,7 +684,15 @@ func TestAdamWAsmMatchesGo(t *testing.T) {
 		p, g, m, v := fill(false), fill(false), fill(false), fill(true)
 		c := adamwConsts{stepSize: 1e-3 / 0.19, b1: 0.9, c1: 0.1, b2: 0.95, c2: 0.05, eps: 1e-8, rbc2: 1 / float32(math.Sqrt(0.0975)), decay: 1 - 1e-4}
 		pa, ma, va := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
-		adamwRangeAVX(pa, g, ma, va, c)
+		if n < grain {
+			adamwRangeAVX(pa, g, ma, va, c)
+		} else { // the whole kernel: blocks of 8 across workers, then the tail
+			bc1, bc2 := float32(0.19), float32(0.0975)
+			lr := c.stepSize * bc1
+			c.stepSize, c.rbc2, c.decay = lr/bc1, 1/float32(math.Sqrt(float64(bc2))), 1-lr*0.1
+			c.c1, c.c2 = 1-c.b1, 1-c.b2
+			AdamWKernel(pa, g, ma, va, lr, c.b1, c.b2, c.eps, 0.1, bc1, bc2)
+		}
 		adamwRange(p, g, m, v, c.stepSize, c.b1, c.c1, c.b2, c.c2, c.eps, c.rbc2, c.decay)
 		for i := range p {
 			for _, pair := range [][2]float32{{p[i], pa[i]}, {m[i], ma[i]}, {v[i], va[i]}} {
