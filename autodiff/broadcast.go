@@ -46,6 +46,9 @@ func broadcastStrides(in, out []int) []int {
 // forEachBroadcast calls fn(o, ia, ib) for every output index o with the matching
 // flat indexes into a and b, in row-major order over out[lo:hi) of the flat range.
 func forEachBroadcast(out []int, sa, sb []int, lo, hi int, fn func(o, ia, ib int)) {
+	if lo >= hi {
+		return
+	}
 	rank := len(out)
 	if rank == 0 {
 		if lo < hi {
