@@ -83,7 +83,10 @@ func TestFlashMatchesReference(t *testing.T) {
 			assert.InDeltaSlice(t, a.dk, dk, 1e-11, "dk")
 			assert.InDeltaSlice(t, a.dv, dv, 1e-11, "dv")
 
-			// float32 against the float64 reference.
+			// float32 against the float64 reference. The reduction order differs (online
+			// softmax over key blocks, unrolled dot products), so the bound is on the
+			// largest error relative to the largest reference value: 1e-5 (measured
+			// ≤ 1e-6 over these cases).
 			out32 := make([]float32, len(a.out))
 			lse32 := make([]float32, len(lse))
 			FlashForward(out32, lse32, a.q32, a.k32, a.v32, d, c.opt)
@@ -216,52 +219,4 @@ func numel(shape []int) int {
 		n *= s
 	}
 	return n
-}
-
-func BenchmarkAttention(b *testing.B) {
-	// B=1, H=8, T=2048, D=64, causal, float32: forward + backward per op.
-	c := attnCase{B: 1, Tq: 2048, Tk: 2048, Hq: 8, Hkv: 8, D: 64, opt: Options{Causal: true}}
-	d := c.dims()
-	rng := rand.New(rand.NewPCG(1, 1))
-	q := to32(normals(rng, 2048*8*64))
-	k := to32(normals(rng, len(q)))
-	v := to32(normals(rng, len(q)))
-	dout := to32(normals(rng, len(q)))
-	out, lse := make([]float32, len(q)), make([]float32, 8*2048)
-	dq, dk, dv := make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q))
-	// The FLOPs of the visible half of the scores: 2 matmuls forward, 5 backward.
-	flop := func(matmuls int) float64 { return float64(matmuls) * 2 * 8 * 64 * 2048 * 2049 / 2 }
-	report := func(b *testing.B, matmuls int) {
-		b.ReportMetric(flop(matmuls)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	}
-	b.Run("flash/forward", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			FlashForward(out, lse, q, k, v, d, c.opt)
-		}
-		report(b, 2)
-	})
-	b.Run("flash/forward+backward", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			FlashForward(out, lse, q, k, v, d, c.opt)
-			FlashBackward(dq, dk, dv, q, k, v, out, dout, lse, d, c.opt)
-		}
-		report(b, 7)
-	})
-	b.Run("reference/forward", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			SDPAForward(out, q, k, v, d, c.opt)
-		}
-		report(b, 2)
-	})
-	b.Run("reference/forward+backward", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			SDPAForward(out, q, k, v, d, c.opt)
-			SDPABackward(dq, dk, dv, q, k, v, dout, d, c.opt)
-		}
-		report(b, 7)
-	})
 }
