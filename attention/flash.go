@@ -118,8 +118,8 @@ func (g geometry[T]) forwardBlock(w *forwardScratch[T], out, lse, q, k, v []T, b
 }
 
 // FlashBackward overwrites dq, dk and dv with the gradients of attention given the
-// forward's output out, its log-sum-exp lse (from [FlashForward]) and the output
-// gradient dout. It recomputes P = exp(scale·QKᵀ − lse) block by block; with
+// forward's output out and log-sum-exp lse (both from [FlashForward] on the same
+// q, k, v) and the output gradient dout. It recomputes P = exp(scale·QKᵀ − lse) block by block; with
 // δ_i = dO_i·O_i, dS = P∘(dO Vᵀ − δ), it accumulates dV = Pᵀ dO, dK = scale·dSᵀ Q
 // and dQ = scale·dS K. Work is split over (batch, key/value head): a unit owns dk
 // and dv of its head and dq of its query group, so no two write the same element.
