@@ -79,13 +79,11 @@ func (g geometry[T]) forwardBlock(w *forwardScratch[T], out, lse, q, k, v []T, b
 			mOld := m[r]
 			mNew := mOld
 			for _, x := range s {
-				mNew = max(mNew, x)
+				if x > mNew {
+					mNew = x
+				}
 			}
-			var sum T
-			for j, x := range s {
-				s[j] = exp(x - mNew)
-				sum += s[j]
-			}
+			sum := expShift(s, mNew)
 			a := acc[r*d.VDim : (r+1)*d.VDim]
 			if mNew != mOld && l[r] != 0 {
 				c := exp(mOld - mNew)
@@ -229,9 +227,7 @@ func (g geometry[T]) backwardBlock(w *backwardScratch[T], dq, dk, dv, q, k, v, d
 				li := (b*d.QHeads+h)*d.QLen + i
 				ps, dss := pr[lo-j0:hi-j0], dr[lo-j0:hi-j0]
 				dots(ps, q[g.qv.at(b, i, h):][:d.HeadDim], k[kbase+lo*g.kv.s:], g.kv.s, g.scale)
-				for j, x := range ps {
-					ps[j] = exp(x - lse[li])
-				}
+				expShift(ps, lse[li])
 				dots(dss, dout[g.ov.at(b, i, h):][:d.VDim], v[vbase+lo*g.vv.s:], g.vv.s, 1)
 				del := delta[li]
 				for j, x := range dss {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -222,40 +221,6 @@ func parallelUnits[W any](n int, newWorker func() W, fn func(w W, u int)) {
 			fn(w, u)
 		}
 	})
-}
-
-// exp is e^x in the element type: math.Exp for float64, expf for float32.
-func exp[T Float](x T) T {
-	if unsafe.Sizeof(x) == 4 {
-		return T(expf(float32(x)))
-	}
-	return T(math.Exp(float64(x)))
-}
-
-// expf is e^x rounded to float32, about twice as fast as math.Exp: the softmax
-// takes one per score. x·log₂e = n + f with |f| ≤ ½; 2^f = e^(f·ln2) by its Taylor
-// series to degree 7 (truncation below 6e-9 relative for |f·ln2| ≤ 0.35), all in
-// float64, so the result is within the final float32 rounding (measured ≤ 0.5 ulp
-// plus 1e-8 relative over the whole range).
-func expf(x float32) float32 {
-	switch {
-	case x < -104: // below the smallest float32 subnormal; also −Inf
-		return 0
-	case x > 88.8: // above the largest float32
-		return float32(math.Inf(1))
-	case x != x:
-		return x
-	}
-	const (
-		log2e = 1.4426950408889634
-		ln2   = 0.6931471805599453
-		round = 0x1.8p52 // adding and subtracting it rounds a float64 to an integer
-	)
-	t := float64(x) * log2e
-	n := (t + round) - round
-	u := (t - n) * ln2
-	p := 1 + u*(1+u*(1.0/2+u*(1.0/6+u*(1.0/24+u*(1.0/120+u*(1.0/720+u*(1.0/5040)))))))
-	return float32(p * math.Float64frombits(uint64(int64(n)+1023)<<52))
 }
 
 func negInf[T Float]() T { return T(math.Inf(-1)) }
