@@ -117,9 +117,10 @@ func (g geometry[T]) forwardBlock(w *forwardScratch[T], out, lse, q, k, v []T, b
 
 // FlashBackward overwrites dq, dk and dv with the gradients of attention given the
 // forward's output out and log-sum-exp lse (both from [FlashForward] on the same
-// q, k, v) and the output gradient dout. It recomputes P = exp(scale·QKᵀ − lse) block by block; with
-// δ_i = dO_i·O_i, dS = P∘(dO Vᵀ − δ), it accumulates dV = Pᵀ dO, dK = scale·dSᵀ Q
-// and dQ = scale·dS K. Work is split over (batch, key/value head): a unit owns dk
+// q, k, v) and the output gradient dout. Block by block it recomputes
+// P = exp(scale·QKᵀ − lse) and, with δ_i = dO_i·O_i and dS = P∘(dO Vᵀ − δ),
+// accumulates dV = Pᵀ dO, dK = scale·dSᵀ Q and dQ = scale·dS K. Beyond its
+// arguments it allocates δ (one per query row) and a few blocks per worker. Work is split over (batch, key/value head): a unit owns dk
 // and dv of its head and dq of its query group, so no two write the same element.
 // When there are too few such units for the workers, each is split further over
 // interleaved key blocks, the extra parts summing dq in their own buffers.
