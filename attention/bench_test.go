@@ -1,0 +1,71 @@
+package attention
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+)
+
+// BenchmarkAttention: B=1, H=8, T=2048, D=64, causal, float32, forward and
+// forward+backward, flash against the reference that materialises the scores.
+// GFLOP/s counts the visible half of the scores (2 matmuls forward, 5 backward);
+// cpu-s/op is the process CPU time per op, steadier than wall time on a shared
+// machine.
+//
+//	go test ./attention -run '^$' -bench Attention -benchtime 3x
+func BenchmarkAttention(b *testing.B) {
+	const B, H, T, D = 1, 8, 2048, 64
+	c := attnCase{B: B, Tq: T, Tk: T, Hq: H, Hkv: H, D: D, opt: Options{Causal: true}}
+	d := c.dims()
+	rng := rand.New(rand.NewPCG(1, 1))
+	q := to32(normals(rng, B*T*H*D))
+	k := to32(normals(rng, len(q)))
+	v := to32(normals(rng, len(q)))
+	dout := to32(normals(rng, len(q)))
+	out, lse := make([]float32, len(q)), make([]float32, B*H*T)
+	dq, dk, dv := make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q))
+	run := func(name string, matmuls int, f func()) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := cpuSeconds()
+			for b.Loop() {
+				f()
+			}
+			flop := float64(matmuls) * 2 * B * H * D * T * (T + 1) / 2
+			b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			if cpu >= 0 {
+				b.ReportMetric((cpuSeconds()-cpu)/float64(b.N), "cpu-s/op")
+			}
+		})
+	}
+	run("flash/forward", 2, func() { FlashForward(out, lse, q, k, v, d, c.opt) })
+	run("flash/forward+backward", 7, func() {
+		FlashForward(out, lse, q, k, v, d, c.opt)
+		FlashBackward(dq, dk, dv, q, k, v, out, dout, lse, d, c.opt)
+	})
+	shape := []int{B, T, H, D}
+	qt, kt, vt := autodiff.FromFloat32(q, shape...), autodiff.FromFloat32(k, shape...), autodiff.FromFloat32(v, shape...)
+	seed := autodiff.FromFloat32(dout, shape...)
+	run("flash/op+tape", 7, func() {
+		tp := autodiff.NewTape()
+		o := FlashAttention(tp.Watch(qt), tp.Watch(kt), tp.Watch(vt), c.opt)
+		tp.BackwardWith(o, seed.Clone())
+		tp.Release()
+	})
+	run("reference/forward", 2, func() { SDPAForward(out, q, k, v, d, c.opt) })
+	run("reference/forward+backward", 7, func() {
+		SDPAForward(out, q, k, v, d, c.opt)
+		SDPABackward(dq, dk, dv, q, k, v, dout, d, c.opt)
+	})
+}
+
+func BenchmarkRoPE(b *testing.B) {
+	const B, S, H, D = 1, 2048, 8, 64
+	x := to32(normals(rand.New(rand.NewPCG(1, 1)), B*S*H*D))
+	b.ReportAllocs()
+	b.SetBytes(int64(2 * 4 * len(x)))
+	for b.Loop() {
+		RoPEForward(x, x, B, S, H, D, RoPEOptions{})
+	}
+}
