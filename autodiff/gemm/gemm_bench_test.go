@@ -102,3 +102,50 @@ func benchGemm(b *testing.B, path string, threads int, transA, transB bool, m, n
 	}
 	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// BenchmarkGemmSmall times small products on every path, to place the thresholds
+// of the registry (the sizes below which a path's fixed cost loses):
+//
+//	go test -run '^$' -bench 'GemmSmall' -benchtime 200ms ./autodiff/gemm/
+func BenchmarkGemmSmall(b *testing.B) {
+	sizes := [][3]int{{1, 1, 1}, {2, 2, 2}, {3, 3, 3}, {4, 4, 4}, {6, 6, 6}, {8, 8, 8}, {12, 12, 12}, {16, 16, 16},
+		{32, 32, 32}, {64, 64, 64}, {1, 256, 256}, {256, 1, 256}, {256, 256, 1}, {2, 512, 64}, {64, 64, 2}}
+	paths := []metal.Path{metal.PathBLAS, metal.PathAsm, metal.PathGo, metal.PathReference}
+	for _, s := range sizes {
+		for _, p := range paths {
+			b.Run(fmt.Sprintf("%dx%dx%d/%s", s[0], s[1], s[2], p), func(b *testing.B) {
+				if !Available(p) {
+					b.Skipf("path %s not available", p)
+				}
+				m, n, k := s[0], s[1], s[2]
+				x, y, z := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+				for b.Loop() {
+					SgemmPath(p, false, false, m, n, k, 1, x, k, y, n, 0, z, n)
+				}
+				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkGemmBlocking times the assembly path on one thread under other cache
+// blockings (mc, kc, nc), the measurement behind asmBlocking's values.
+func BenchmarkGemmBlocking(b *testing.B) {
+	if !Available(metal.PathAsm) {
+		b.Skip("no AVX2/FMA")
+	}
+	shapes := [][3]int{{1024, 1024, 1024}, {2048, 512, 128}, {4096, 2048, 512}}
+	blockings := [][3]int{{72, 256, 3072}, {144, 256, 3072}, {240, 256, 3072}, {144, 192, 3072}, {144, 384, 3072},
+		{96, 512, 3072}, {288, 256, 3072}, {144, 256, 1024}}
+	old := asmBlocking
+	defer func() { asmBlocking = old }()
+	for _, s := range shapes {
+		for _, bl := range blockings {
+			b.Run(fmt.Sprintf("%dx%dx%d/mc%d_kc%d_nc%d", s[0], s[1], s[2], bl[0], bl[1], bl[2]), func(b *testing.B) {
+				asmBlocking.mc, asmBlocking.kc, asmBlocking.nc = bl[0], bl[1], bl[2]
+				defer func() { asmBlocking = old }()
+				benchGemm(b, "asm", 1, false, false, s[0], s[1], s[2])
+			})
+		}
+	}
+}

@@ -47,6 +47,9 @@ var goBlocking = blocking{
 	packB:  packBGeneric(4),
 }
 
+// directMaxWork is the m·n·k up to which the Go path skips packing.
+const directMaxWork = 16 * 16 * 16
+
 // parallelMinWork is the m·n·k below which a product stays on the calling
 // goroutine: starting a worker costs about as much as 2·64³ flops at full speed.
 const parallelMinWork = 64 * 64 * 64
@@ -56,6 +59,10 @@ func sgemmAsm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 }
 
 func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m < goBlocking.mr || m*n*k <= directMaxWork {
+		directSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	packedSgemm(&goBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
