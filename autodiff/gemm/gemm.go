@@ -26,13 +26,18 @@ var (
 	noBLASOp *metal.Op // the same implementations without the BLAS one, for MLXTRAIN_BLAS=off
 )
 
-// Thresholds, measured on a 2-core Zen3 (see matmul_bench_test.go in autodiff and
-// BenchmarkGemmSmall here): below them a call's fixed cost (the purego call, packing
-// and its buffers) outweighs the faster inner loop. The sizes are the op's dims.
+// Thresholds, measured with BenchmarkGemmSmall on a 2-core Zen4 (sizes are the
+// op's dims M, N, K). A call into the system BLAS costs about 1 µs (purego and the
+// library's own checks), the packed assembly about 0.25 µs, the Go loop less: the
+// BLAS loses below about 32³ (16³: 1.2 µs against 0.8 µs for the assembly) but wins
+// by far on thin products such as a vector times a matrix (1×256×256: 3.5 µs
+// against 60 µs), where only K is large. So K alone gates the BLAS; the assembly
+// and Go take everything else, and the reference is only reached through overrides
+// (MLXTRAIN_MATMUL_MIN_K_GO=..., say) or SgemmPath.
 var (
-	blasMin = []int{8, 8, 8}
-	asmMin  = []int{4, 4, 4}
-	goMin   = []int{2, 2, 2}
+	blasMin = []int{0, 0, 32}
+	asmMin  = []int{0, 0, 0}
+	goMin   = []int{0, 0, 0}
 )
 
 func init() {
@@ -189,4 +194,13 @@ func checkArgs(fn string, transA, transB bool, m, n, k, la, lda, lb, ldb, lc, ld
 	check("a", ar, ac, lda, la)
 	check("b", br, bc, ldb, lb)
 	check("c", m, n, ldc, lc)
+}
+
+// parallel runs fn over [0, n) on up to workers goroutines.
+func parallel(workers, n int, fn func(lo, hi int)) {
+	if workers <= 1 || n <= 1 {
+		fn(0, n)
+		return
+	}
+	metal.ParallelFor(n, 1, fn)
 }

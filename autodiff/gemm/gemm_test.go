@@ -195,6 +195,25 @@ func TestGemmPathsMatchReference(t *testing.T) {
 	}
 }
 
+// TestGemmGoKernelsMatchReference runs the Go path with each Go micro-kernel, not
+// only the one this architecture uses.
+func TestGemmGoKernelsMatchReference(t *testing.T) {
+	old := goBlocking
+	defer func() { goBlocking = old }()
+	for _, bl := range goBlockings {
+		goBlocking = bl
+		t.Run(fmt.Sprintf("%dx%d", bl.mr, bl.nr), func(t *testing.T) {
+			withThreads(t, 2)
+			rng := rand.New(rand.NewPCG(uint64(bl.mr), 5))
+			for _, c := range gemmCases() {
+				checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+					SgemmPath(metal.PathGo, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
+				})
+			}
+		})
+	}
+}
+
 func TestGemmSgemmMatchesReference(t *testing.T) {
 	// Whatever the registry picks, with BLAS on and off.
 	old := metal.BLASEnabled()
@@ -246,10 +265,12 @@ func TestGemmPicksThroughTheRegistry(t *testing.T) {
 	}
 	metal.SetBLAS(false)
 	assert.Equal(t, fast, pathOf(t, 64, 64, 64), "BLAS switched off")
-	assert.Equal(t, metal.PathReference, pathOf(t, 1, 1, 1), "below every threshold")
+	assert.Equal(t, fast, pathOf(t, 1, 1, 1))
 	if Available(metal.PathBLAS) {
 		metal.SetBLAS(true)
 		assert.Equal(t, metal.PathBLAS, pathOf(t, 64, 64, 64), "BLAS switched back on")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 1, 300, 64), "a vector times a matrix")
+		assert.Equal(t, fast, pathOf(t, 64, 64, 16), "K below the BLAS threshold")
 	}
 }
 

@@ -1,6 +1,7 @@
 package gemm
 
 import (
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -38,14 +39,22 @@ var asmBlocking = blocking{
 	packB:  packB16,
 }
 
-// goBlocking is the same algorithm with a 4×4 micro-kernel in Go, for CPUs without
-// the assembly (its 16 accumulators fit arm64's registers).
-var goBlocking = blocking{
-	mr: 4, nr: 4, mc: 128, kc: 256, nc: 2048,
-	kernel: goKernel4x4,
-	packA:  packAGeneric(4),
-	packB:  packBGeneric(4),
-}
+// goBlockings are the same algorithm with a micro-kernel in Go, for CPUs without
+// the assembly; goBlocking is the one for this architecture. Go does not vectorise,
+// so the tile is as large as the registers allow without spilling: 2×4 on amd64
+// (16 SSE registers), 4×4 where there are 32 (arm64, riscv64, ...).
+var (
+	goBlockings = []blocking{
+		{mr: 2, nr: 4, mc: 128, kc: 256, nc: 2048, kernel: goKernel2x4, packA: packAGeneric(2), packB: packBGeneric(4)},
+		{mr: 4, nr: 4, mc: 128, kc: 256, nc: 2048, kernel: goKernel4x4, packA: packAGeneric(4), packB: packBGeneric(4)},
+	}
+	goBlocking = func() blocking {
+		if runtime.GOARCH == "amd64" || runtime.GOARCH == "386" {
+			return goBlockings[0]
+		}
+		return goBlockings[1]
+	}()
+)
 
 // directMaxWork is the m·n·k up to which the Go path skips packing.
 const directMaxWork = 16 * 16 * 16
@@ -77,76 +86,94 @@ func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a
 	mr, nr := s.mr, s.nr
 	mPanels := (m + mr - 1) / mr
 	byRows := mPanels >= 2*workers || mPanels >= (n+nr-1)/nr
-	kcMax := min(s.kc, k)
-	bp := getBuf(&bPool, kcMax*roundUp(min(s.nc, n), nr))
+	bp := getBuf(&bPool, min(s.kc, k)*roundUp(min(s.nc, n), nr))
 	defer bPool.Put(bp)
-
-	for jc := 0; jc < n; jc += s.nc {
-		nc := min(s.nc, n-jc)
-		nPanels := (nc + nr - 1) / nr
-		for pc := 0; pc < k; pc += s.kc {
-			kc := min(s.kc, k-pc)
-			betaStep := beta
-			if pc > 0 {
-				betaStep = 1
+	j := &packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
+	for j.jc = 0; j.jc < n; j.jc += s.nc {
+		j.nc = min(s.nc, n-j.jc)
+		nPanels := (j.nc + nr - 1) / nr
+		for j.pc = 0; j.pc < k; j.pc += s.kc {
+			j.kc = min(s.kc, k-j.pc)
+			j.beta = beta
+			if j.pc > 0 {
+				j.beta = 1
 			}
-			bpk := (*bp)[:kc*nPanels*nr]
-			parallel(workers, nPanels, func(lo, hi int) {
-				s.packB(bpk[lo*kc*nr:hi*kc*nr], transB, b, ldb, pc, kc, jc+lo*nr, min(hi*nr, nc)-lo*nr)
-			})
-			tiles := func(i0, i1, jlo, jhi int) {
-				ap := getBuf(&aPool, kc*min(s.mc, roundUp(i1-i0, mr)))
-				defer aPool.Put(ap)
-				var edge [6 * 16]float32
-				for ic := i0; ic < i1; ic += s.mc {
-					mc := min(s.mc, i1-ic)
-					s.packA(*ap, transA, a, lda, ic, mc, pc, kc)
-					for jr := jlo; jr < jhi; jr += nr {
-						cols := min(nr, jhi-jr)
-						bpanel := bpk[(jr/nr)*kc*nr:][:kc*nr]
-						for ir := 0; ir < mc; ir += mr {
-							rows := min(mr, mc-ir)
-							apanel := (*ap)[(ir/mr)*kc*mr:][:kc*mr]
-							off := (ic+ir)*ldc + jc + jr
-							if rows == mr && cols == nr {
-								s.kernel(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, betaStep)
-								continue
-							}
-							t := edge[:mr*nr]
-							s.kernel(kc, apanel, bpanel, t, nr, 1, 0)
-							for i := range rows {
-								crow := c[off+i*ldc : off+i*ldc+cols]
-								trow := t[i*nr : i*nr+cols]
-								if betaStep == 0 {
-									for j, v := range trow {
-										crow[j] = alpha * v
-									}
-								} else {
-									for j, v := range trow {
-										crow[j] = alpha*v + betaStep*crow[j]
-									}
-								}
-							}
-						}
-					}
-				}
-			}
-			if byRows {
-				parallel(workers, mPanels, func(lo, hi int) { tiles(lo*mr, min(hi*mr, m), 0, nc) })
-			} else {
-				parallel(workers, nPanels, func(lo, hi int) { tiles(0, m, lo*nr, min(hi*nr, nc)) })
+			j.bp = (*bp)[:j.kc*nPanels*nr]
+			switch {
+			case workers == 1:
+				j.packB(0, nPanels)
+				j.tiles(0, m, 0, j.nc)
+			case byRows:
+				metal.ParallelFor(nPanels, 1, j.packB)
+				metal.ParallelFor(mPanels, 1, func(lo, hi int) { j.tiles(lo*mr, min(hi*mr, m), 0, j.nc) })
+			default:
+				metal.ParallelFor(nPanels, 1, j.packB)
+				metal.ParallelFor(nPanels, 1, func(lo, hi int) { j.tiles(0, m, lo*nr, min(hi*nr, j.nc)) })
 			}
 		}
 	}
 }
 
-// parallel runs fn over [0, n) on up to workers goroutines.
-func parallel(workers, n int, fn func(lo, hi int)) {
-	if workers <= 1 || n <= 1 {
-		fn(0, n)
-		return
+// packedJob is one product in progress: its operands and the current column slab
+// (jc, nc) and depth slice (pc, kc) with B's block packed in bp.
+type packedJob struct {
+	s              *blocking
+	transA, transB bool
+	m              int
+	alpha, beta    float32 // beta is 1 after the first depth slice
+	a, b, c        []float32
+	lda, ldb, ldc  int
+	jc, nc, pc, kc int
+	bp             []float32
+}
+
+// packB packs B's panels [lo, hi) of the current block.
+func (j *packedJob) packB(lo, hi int) {
+	nr, kc := j.s.nr, j.kc
+	j.s.packB(j.bp[lo*kc*nr:hi*kc*nr], j.transB, j.b, j.ldb, j.pc, kc, j.jc+lo*nr, min(hi*nr, j.nc)-lo*nr)
+}
+
+// tiles computes C's rows [i0, i1) × columns [jc+jlo, jc+jhi) for the current depth
+// slice, packing A's blocks of rows as it goes. jlo is a multiple of nr.
+func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
+	s, kc := j.s, j.kc
+	mr, nr := s.mr, s.nr
+	apLen := kc * min(s.mc, roundUp(i1-i0, mr))
+	ap := getBuf(&aPool, apLen+mr*nr) // and a scratch tile for the edges
+	defer aPool.Put(ap)
+	edge := (*ap)[apLen : apLen+mr*nr]
+	c, ldc, alpha, beta := j.c, j.ldc, j.alpha, j.beta
+	for ic := i0; ic < i1; ic += s.mc {
+		mc := min(s.mc, i1-ic)
+		s.packA(*ap, j.transA, j.a, j.lda, ic, mc, j.pc, kc)
+		for jr := jlo; jr < jhi; jr += nr {
+			cols := min(nr, jhi-jr)
+			bpanel := j.bp[(jr/nr)*kc*nr:][:kc*nr]
+			for ir := 0; ir < mc; ir += mr {
+				rows := min(mr, mc-ir)
+				apanel := (*ap)[(ir/mr)*kc*mr:][:kc*mr]
+				off := (ic+ir)*ldc + j.jc + jr
+				if rows == mr && cols == nr {
+					s.kernel(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
+					continue
+				}
+				s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
+				for i := range rows {
+					crow := c[off+i*ldc : off+i*ldc+cols]
+					trow := edge[i*nr : i*nr+cols]
+					if beta == 0 {
+						for x, v := range trow {
+							crow[x] = alpha * v
+						}
+					} else {
+						for x, v := range trow {
+							crow[x] = alpha*v + beta*crow[x]
+						}
+					}
+				}
+			}
+		}
 	}
-	metal.ParallelFor(n, 1, fn)
 }
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
@@ -280,7 +307,45 @@ func packBGeneric(nr int) func(dst []float32, transB bool, b []float32, ldb, p0,
 	}
 }
 
-// goKernel4x4 is the portable micro-kernel: sixteen accumulators in registers.
+// storeRow4 sets row[0:4] = alpha·v + beta·row (not reading row when beta is 0).
+func storeRow4(row []float32, alpha, beta, v0, v1, v2, v3 float32) {
+	row = row[:4]
+	if beta == 0 {
+		row[0], row[1], row[2], row[3] = alpha*v0, alpha*v1, alpha*v2, alpha*v3
+		return
+	}
+	row[0] = alpha*v0 + beta*row[0]
+	row[1] = alpha*v1 + beta*row[1]
+	row[2] = alpha*v2 + beta*row[2]
+	row[3] = alpha*v3 + beta*row[3]
+}
+
+// goKernel2x4 is the Go micro-kernel for amd64: eight accumulators and six
+// operands fit its sixteen registers.
+func goKernel2x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
+	var c00, c01, c02, c03, c10, c11, c12, c13 float32
+	a = a[:2*k]
+	b = b[:4*k]
+	for p := range k {
+		aa := a[2*p : 2*p+2 : 2*p+2]
+		bb := b[4*p : 4*p+4 : 4*p+4]
+		a0, a1 := aa[0], aa[1]
+		b0, b1, b2, b3 := bb[0], bb[1], bb[2], bb[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+	}
+	storeRow4(c[0:], alpha, beta, c00, c01, c02, c03)
+	storeRow4(c[ldc:], alpha, beta, c10, c11, c12, c13)
+}
+
+// goKernel4x4 is the Go micro-kernel where 32 registers hold its sixteen
+// accumulators and eight operands.
 func goKernel4x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
 	a = a[:4*k]
@@ -307,19 +372,8 @@ func goKernel4x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 		c32 += a3 * b2
 		c33 += a3 * b3
 	}
-	store := func(row []float32, v0, v1, v2, v3 float32) {
-		row = row[:4]
-		if beta == 0 {
-			row[0], row[1], row[2], row[3] = alpha*v0, alpha*v1, alpha*v2, alpha*v3
-			return
-		}
-		row[0] = alpha*v0 + beta*row[0]
-		row[1] = alpha*v1 + beta*row[1]
-		row[2] = alpha*v2 + beta*row[2]
-		row[3] = alpha*v3 + beta*row[3]
-	}
-	store(c[0:], c00, c01, c02, c03)
-	store(c[ldc:], c10, c11, c12, c13)
-	store(c[2*ldc:], c20, c21, c22, c23)
-	store(c[3*ldc:], c30, c31, c32, c33)
+	storeRow4(c[0:], alpha, beta, c00, c01, c02, c03)
+	storeRow4(c[ldc:], alpha, beta, c10, c11, c12, c13)
+	storeRow4(c[2*ldc:], alpha, beta, c20, c21, c22, c23)
+	storeRow4(c[3*ldc:], alpha, beta, c30, c31, c32, c33)
 }
