@@ -1,0 +1,493 @@
+package attention
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// BlockConfig describes an attention block. Heads·HeadDim is the width of the
+// queries and of the output projection's input; KVHeads·HeadDim that of the keys
+// and values.
+type BlockConfig struct {
+	Dim     int // model width: the input and output of the block
+	Heads   int // query heads
+	KVHeads int // key/value heads; 0 means Heads. Must divide Heads (GQA, MQA).
+	HeadDim int // 0 means Dim/Heads
+
+	QKVBias bool // biases on q_proj, k_proj and v_proj
+	OutBias bool // bias on o_proj
+
+	// RoPE rotates queries and keys by their positions when not nil (its Offset
+	// and Layout are ignored: the block sets them). Nil means no rotary
+	// embeddings (learned or no positions).
+	RoPE *RoPEOptions
+
+	Causal bool
+	Window int // sliding window in keys (see Options); 0 means none
+
+	Init    layers.Init // q, k and v projections
+	OutInit layers.Init // o_proj (GPT-2 scales it down with the depth)
+}
+
+// Block is multi-head attention with grouped-query heads: llama's self_attn with
+// q_proj, k_proj, v_proj and o_proj. Key/value heads are never expanded: query
+// head h reads key/value head h/(Heads/KVHeads) inside [FlashAttention].
+type Block struct {
+	Q, K, V, O *layers.Linear
+
+	Heads, KVHeads, HeadDim int
+	RoPE                    *RoPEOptions
+	Causal                  bool
+	Window                  int
+}
+
+// NewBlock builds an attention block of float dtype with weights drawn from rng.
+// A bad configuration is a programmer error and panics (models validate configs
+// from users before they reach here).
+func NewBlock(rng *autodiff.RNG, dtype autodiff.DType, cfg BlockConfig) *Block {
+	kv := cfg.KVHeads
+	if kv == 0 {
+		kv = cfg.Heads
+	}
+	hd := cfg.HeadDim
+	if hd == 0 && cfg.Heads > 0 {
+		hd = cfg.Dim / cfg.Heads
+	}
+	switch {
+	case cfg.Dim <= 0 || cfg.Heads <= 0 || hd <= 0:
+		panic(fmt.Sprintf("attention: NewBlock: dim %d, %d heads, head dim %d", cfg.Dim, cfg.Heads, hd))
+	case kv <= 0 || cfg.Heads%kv != 0:
+		panic(fmt.Sprintf("attention: NewBlock: %d key/value heads do not divide %d heads", kv, cfg.Heads))
+	case cfg.RoPE != nil && cfg.RoPE.rotated(hd)%2 != 0:
+		panic(fmt.Sprintf("attention: NewBlock: RoPE over %d dims of a head of %d: want an even count", cfg.RoPE.rotated(hd), hd))
+	case cfg.Window < 0:
+		panic(fmt.Sprintf("attention: NewBlock: window %d", cfg.Window))
+	}
+	b := &Block{
+		Q:       layers.NewLinear(rng, dtype, cfg.Dim, cfg.Heads*hd, cfg.QKVBias, cfg.Init),
+		K:       layers.NewLinear(rng, dtype, cfg.Dim, kv*hd, cfg.QKVBias, cfg.Init),
+		V:       layers.NewLinear(rng, dtype, cfg.Dim, kv*hd, cfg.QKVBias, cfg.Init),
+		O:       layers.NewLinear(rng, dtype, cfg.Heads*hd, cfg.Dim, cfg.OutBias, cfg.OutInit),
+		Heads:   cfg.Heads,
+		KVHeads: kv,
+		HeadDim: hd,
+		Causal:  cfg.Causal,
+		Window:  cfg.Window,
+	}
+	if cfg.RoPE != nil {
+		r := *cfg.RoPE
+		b.RoPE = &r
+	}
+	return b
+}
+
+// Params lists q_proj, k_proj, v_proj and o_proj (weight, then bias) in that order.
+func (b *Block) Params(prefix string) []autodiff.Param {
+	var ps []autodiff.Param
+	for _, nl := range b.Linears(prefix) {
+		ps = append(ps, nl.Linear.Params(nl.Name+".")...)
+	}
+	return ps
+}
+
+// Linears lists the four projections by name, for LoRA.
+func (b *Block) Linears(prefix string) []layers.NamedLinear {
+	return []layers.NamedLinear{
+		{Name: prefix + "q_proj", Linear: b.Q},
+		{Name: prefix + "k_proj", Linear: b.K},
+		{Name: prefix + "v_proj", Linear: b.V},
+		{Name: prefix + "o_proj", Linear: b.O},
+	}
+}
+
+// Forward applies the block to x (batch, seq, dim). With cache nil (training, or
+// a whole sequence at once) the tokens sit at positions 0…seq−1. With a cache the
+// tokens continue the cached ones: their positions start at cache.Offset(), their
+// keys and values are appended to it, and the queries attend every cached key the
+// masks allow.
+func (b *Block) Forward(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodiff.Tensor {
+	if x.Rank() != 3 || x.Dim(2) != b.Q.In() {
+		panic(fmt.Sprintf("attention: Block.Forward: input %v for a block of width %d", x.Shape(), b.Q.In()))
+	}
+	bs, t := x.Dim(0), x.Dim(1)
+	q := autodiff.Reshape(b.Q.Forward(c, x), bs, t, b.Heads, b.HeadDim)
+	k := autodiff.Reshape(b.K.Forward(c, x), bs, t, b.KVHeads, b.HeadDim)
+	v := autodiff.Reshape(b.V.Forward(c, x), bs, t, b.KVHeads, b.HeadDim)
+	offset := 0
+	if cache != nil {
+		offset = cache.Offset()
+	}
+	if b.RoPE != nil {
+		ro := *b.RoPE
+		ro.Offset, ro.Layout = offset, BSHD
+		q, k = RoPE(q, ro), RoPE(k, ro)
+	}
+	if cache != nil {
+		k, v = cache.Update(k, v)
+	}
+	opt := Options{Causal: b.Causal, Window: b.Window, Layout: BSHD}
+	var o *autodiff.Tensor
+	if q.DType() == autodiff.Float32 && t >= tiledMinRows {
+		o = tiledAttention(q, k, v, opt)
+	} else {
+		o = FlashAttention(q, k, v, opt)
+	}
+	return b.O.Forward(c, autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim))
+}
+
+// tiledMinRows is the query count from which the block runs attention on GEMM
+// tiles: a decoding step (one query) gains nothing from a GEMM.
+const tiledMinRows = 16
+
+// KVCache keeps the keys and values of the tokens an attention block has seen, so
+// generation feeds only the new tokens. Keys and values are BSHD: (batch, seq,
+// key/value heads, head dim), keys after RoPE.
+type KVCache interface {
+	// Offset is the number of positions cached: the position of the next token.
+	Offset() int
+	// Update appends k and v (batch, n, kv heads, head dim) at positions
+	// [Offset, Offset+n) and returns the keys and values of every cached position,
+	// (batch, Offset+n, kv heads, head dim). The cache owns what it returns, which
+	// stays valid until the next Update; it does not record on any tape.
+	Update(k, v *autodiff.Tensor) (keys, values *autodiff.Tensor)
+}
+
+// ConcatCache is the simplest KVCache: it holds every key and value in one
+// tensor each and copies them into larger ones as tokens arrive (quadratic copying
+// over a long generation, which a ring or paged cache avoids).
+type ConcatCache struct {
+	k, v *autodiff.Tensor
+}
+
+// Offset is the number of cached positions.
+func (c *ConcatCache) Offset() int {
+	if c.k == nil {
+		return 0
+	}
+	return c.k.Dim(1)
+}
+
+// Update appends k and v and returns the whole cache.
+func (c *ConcatCache) Update(k, v *autodiff.Tensor) (*autodiff.Tensor, *autodiff.Tensor) {
+	if c.k != nil && (k.Rank() != 4 || v.Rank() != 4 || k.Dim(0) != c.k.Dim(0) || k.Dim(2) != c.k.Dim(2) || k.Dim(3) != c.k.Dim(3) ||
+		v.Dim(0) != c.v.Dim(0) || v.Dim(2) != c.v.Dim(2) || v.Dim(3) != c.v.Dim(3) || k.DType() != c.k.DType() || v.DType() != c.v.DType()) {
+		panic(fmt.Sprintf("attention: ConcatCache.Update: k %s %v, v %s %v for a cache of %v and %v", k.DType(), k.Shape(), v.DType(), v.Shape(), c.k.Shape(), c.v.Shape()))
+	}
+	c.k, c.v = appendSeq(c.k, k), appendSeq(c.v, v)
+	return c.k, c.v
+}
+
+// Reset empties the cache and frees its storage.
+func (c *ConcatCache) Reset() {
+	if c.k != nil {
+		c.k.Release()
+		c.v.Release()
+	}
+	c.k, c.v = nil, nil
+}
+
+// appendSeq returns old followed by x along axis 1 in a new untracked tensor and
+// frees old; x's storage is only read.
+func appendSeq(old, x *autodiff.Tensor) *autodiff.Tensor {
+	b, n, row := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
+	have := 0
+	if old != nil {
+		have = old.Dim(1)
+	}
+	out := autodiff.Empty(x.DType(), b, have+n, x.Dim(2), x.Dim(3))
+	size := x.DType().Size()
+	dst, src := out.Bytes(), x.Bytes()
+	for i := range b {
+		o := dst[i*(have+n)*row*size:]
+		if old != nil {
+			copy(o, old.Bytes()[i*have*row*size:(i+1)*have*row*size])
+		}
+		copy(o[have*row*size:], src[i*n*row*size:(i+1)*n*row*size])
+	}
+	if old != nil {
+		old.Release()
+	}
+	return out
+}
+
+// ---- attention on GEMM tiles ------------------------------------------------------
+
+// The kernels below compute flash attention as [FlashForward] and [FlashBackward]
+// do — 64×64 tiles of queries and keys, online softmax, only the per-row
+// log-sum-exp kept, causal and window tiles skipped — but run each tile's
+// products (QKᵀ and PV forward; QKᵀ, dO·Vᵀ, dS·K, dSᵀ·Q and Pᵀ·dO backward) as
+// float32 GEMMs instead of per-row dot products: with head dims of 32 to 128 the
+// GEMM kernels run several times faster than scalar Go. A tile's products stay
+// below the size from which gemm splits a call across workers (for head dims up to
+// 32), so the parallelism is ours: over (batch, query head, query tile) forward,
+// (batch, key/value head) backward as in FlashBackward.
+
+// tiledForward is FlashForward for float32 on GEMM tiles.
+func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
+	d.check("tiledForward", len(q), len(k), len(v), len(out))
+	g := newGeometry[float32](d, opt)
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	heads := d.Batch * d.QHeads
+	parallelUnits(nqb*heads, func() *forwardScratch[float32] {
+		return &forwardScratch[float32]{
+			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
+			s: make([]float32, flashQBlock*flashKBlock), acc: make([]float32, flashQBlock*d.VDim),
+		}
+	}, func(w *forwardScratch[float32], u int) {
+		qb := nqb - 1 - u/heads
+		b, h := (u%heads)/d.QHeads, u%d.QHeads
+		i0 := qb * flashQBlock
+		tiledForwardBlock(g, w, out, lse, q, k, v, b, h, i0, min(i0+flashQBlock, d.QLen))
+	})
+}
+
+func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse, q, k, v []float32, b, h, i0, i1 int) {
+	d := g.d
+	hk := h / g.group
+	rows := i1 - i0
+	m, l, acc := w.m[:rows], w.l[:rows], w.acc[:rows*d.VDim]
+	for r := range rows {
+		m[r], l[r] = negInf[float32](), 0
+	}
+	clear(acc)
+	qo := g.qv.at(b, i0, h)
+	ulo, _ := g.sp.rows(i0)
+	_, uhi := g.sp.rows(i1 - 1)
+	for j0 := ulo; j0 < uhi; j0 += flashKBlock {
+		j1 := min(j0+flashKBlock, uhi)
+		nk := j1 - j0
+		ko, vo := g.kv.at(b, j0, hk), g.vv.at(b, j0, hk)
+		s := w.s[:rows*flashKBlock]
+		gemm.Sgemm(false, true, rows, nk, d.HeadDim, g.scale, q[qo:], g.qv.s, k[ko:], g.kv.s, 0, s, flashKBlock)
+		for r := range rows {
+			row := s[r*flashKBlock : r*flashKBlock+nk]
+			lo, hi := g.sp.clip(i0+r, j0, j1)
+			if lo == hi {
+				clear(row)
+				continue
+			}
+			fill(row[:lo-j0], negInf[float32]())
+			fill(row[hi-j0:], negInf[float32]())
+			mOld := m[r]
+			mNew, sum := softmaxRow(row, mOld)
+			if mNew != mOld && l[r] != 0 {
+				c := expTile(mOld - mNew)
+				l[r] *= c
+				scaleVec(acc[r*d.VDim:(r+1)*d.VDim], c)
+			}
+			l[r] += sum
+			m[r] = mNew
+		}
+		gemm.Sgemm(false, false, rows, d.VDim, nk, 1, s, flashKBlock, v[vo:], g.vv.s, 1, acc, d.VDim)
+	}
+	for r := range rows {
+		o := out[g.ov.at(b, i0+r, h):][:d.VDim]
+		li := (b*d.QHeads+h)*d.QLen + i0 + r
+		if l[r] == 0 {
+			clear(o)
+			if lse != nil {
+				lse[li] = negInf[float32]()
+			}
+			continue
+		}
+		inv := 1 / l[r]
+		for c, x := range acc[r*d.VDim : (r+1)*d.VDim] {
+			o[c] = x * inv
+		}
+		if lse != nil {
+			lse[li] = m[r] + float32(math.Log(float64(l[r])))
+		}
+	}
+}
+
+// tiledBackward is FlashBackward for float32 on GEMM tiles.
+func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Options) {
+	d.check("tiledBackward", len(q), len(k), len(v), len(out))
+	d.check("tiledBackward", len(dq), len(dk), len(dv), len(dout))
+	nrows := d.Batch * d.QHeads * d.QLen
+	if len(lse) != nrows {
+		panic(fmt.Sprintf("attention: tiledBackward: lse has %d elements, want %d for %+v", len(lse), nrows, d))
+	}
+	g := newGeometry[float32](d, opt)
+	delta := make([]float32, nrows)
+	metal.ParallelFor(nrows, 1024, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			bh, i := r/max(d.QLen, 1), r%max(d.QLen, 1)
+			b, h := bh/d.QHeads, bh%d.QHeads
+			o := g.ov.at(b, i, h)
+			delta[r] = dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+		}
+	})
+	nkb := (d.KLen + flashKBlock - 1) / flashKBlock
+	units := d.Batch * d.KVHeads
+	parts := backwardParts(units, nkb)
+	dqs := make([][]float32, parts)
+	dqs[0] = dq
+	clear(dq)
+	for c := 1; c < parts; c++ {
+		dqs[c] = make([]float32, len(dq))
+	}
+	parallelUnits(units*parts, func() *backwardScratch[float32] {
+		return &backwardScratch[float32]{
+			p: make([]float32, flashQBlock*flashKBlock), ds: make([]float32, flashQBlock*flashKBlock),
+		}
+	}, func(w *backwardScratch[float32], u int) {
+		c := u % parts
+		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
+		for kb := c; kb < nkb; kb += parts {
+			j0 := kb * flashKBlock
+			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, v, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
+		}
+	})
+	if parts > 1 {
+		metal.ParallelFor(len(dq), 1<<14, func(lo, hi int) {
+			for _, part := range dqs[1:] {
+				for i := lo; i < hi; i++ {
+					dq[i] += part[i]
+				}
+			}
+		})
+	}
+}
+
+// tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
+// batch b and adds their part of dq, over every query head of the group and every
+// query tile that sees one of the keys.
+func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk, dv, q, k, v, dout, lse, delta []float32, b, hk, j0, j1 int) {
+	d := g.d
+	nk := j1 - j0
+	ko, vo := g.kv.at(b, j0, hk), g.vv.at(b, j0, hk)
+	for j := range nk {
+		clear(dk[ko+j*g.kv.s:][:d.HeadDim])
+		clear(dv[vo+j*g.vv.s:][:d.VDim])
+	}
+	for h := hk * g.group; h < (hk+1)*g.group; h++ {
+		for i0 := 0; i0 < d.QLen; i0 += flashQBlock {
+			i1 := min(i0+flashQBlock, d.QLen)
+			if ulo, _ := g.sp.rows(i0); ulo >= j1 {
+				break // later tiles start further right
+			}
+			if _, uhi := g.sp.rows(i1 - 1); uhi <= j0 {
+				continue
+			}
+			rows := i1 - i0
+			qo, oo := g.qv.at(b, i0, h), g.ov.at(b, i0, h)
+			p, ds := w.p[:rows*flashKBlock], w.ds[:rows*flashKBlock]
+			gemm.Sgemm(false, true, rows, nk, d.HeadDim, g.scale, q[qo:], g.qv.s, k[ko:], g.kv.s, 0, p, flashKBlock)
+			gemm.Sgemm(false, true, rows, nk, d.VDim, 1, dout[oo:], g.ov.s, v[vo:], g.vv.s, 0, ds, flashKBlock)
+			for r := range rows {
+				pr, dr := p[r*flashKBlock:][:nk], ds[r*flashKBlock:][:nk]
+				lo, hi := g.sp.clip(i0+r, j0, j1)
+				if lo == hi {
+					clear(pr)
+					clear(dr)
+					continue
+				}
+				fill(pr[:lo-j0], negInf[float32]())
+				fill(pr[hi-j0:], negInf[float32]())
+				li := (b*d.QHeads+h)*d.QLen + i0 + r
+				gradRow(pr, dr, lse[li], delta[li], g.scale)
+			}
+			gemm.Sgemm(false, false, rows, d.HeadDim, nk, 1, ds, flashKBlock, k[ko:], g.kv.s, 1, dq[qo:], g.qv.s)
+			gemm.Sgemm(true, false, nk, d.HeadDim, rows, 1, ds, flashKBlock, q[qo:], g.qv.s, 1, dk[ko:], g.kv.s)
+			gemm.Sgemm(true, false, nk, d.VDim, rows, 1, p, flashKBlock, dout[oo:], g.ov.s, 1, dv[vo:], g.vv.s)
+		}
+	}
+}
+
+// tiledAttention is [FlashAttention] for float32 tensors on the GEMM-tile kernels.
+func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
+	d := ShapeDims("tiled_attention", opt.Layout, q.Shape(), k.Shape(), v.Shape())
+	if q.DType() != autodiff.Float32 || k.DType() != autodiff.Float32 || v.DType() != autodiff.Float32 {
+		panic("attention: tiled_attention: want float32 q, k, v, have " + q.DType().String() + ", " + k.DType().String() + ", " + v.DType().String())
+	}
+	var start time.Time
+	if metal.Profiling() {
+		start = time.Now()
+	}
+	out := autodiff.Empty(autodiff.Float32, d.outShape(opt.Layout)...)
+	var lse []float32
+	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
+		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
+	}
+	tiledForward(out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), d, opt)
+	if !start.IsZero() {
+		metal.RecordOp("tiled_attention", metal.PathBLAS, time.Since(start), int64(q.Len()+k.Len()+v.Len()+out.Len())*4)
+	}
+	return autodiff.Record(out, "tiled_attention", func(g *autodiff.Tensor) {
+		if !autodiff.NeedsGrad(q) && !autodiff.NeedsGrad(k) && !autodiff.NeedsGrad(v) {
+			return
+		}
+		var start time.Time
+		if metal.Profiling() {
+			start = time.Now()
+		}
+		dq, dk, dv := autodiff.Empty(autodiff.Float32, q.Shape()...), autodiff.Empty(autodiff.Float32, k.Shape()...), autodiff.Empty(autodiff.Float32, v.Shape()...)
+		tiledBackward(dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), g.Float32s(), lse, d, opt)
+		if !start.IsZero() {
+			metal.RecordOp("tiled_attention_backward", metal.PathBLAS, time.Since(start), int64(2*(q.Len()+k.Len()+v.Len()+2*out.Len()))*4)
+		}
+		for _, p := range [][2]*autodiff.Tensor{{q, dq}, {k, dk}, {v, dv}} {
+			if autodiff.NeedsGrad(p[0]) {
+				autodiff.Accumulate(p[0], func() *autodiff.Tensor { return p[1] })
+			} else {
+				p[1].Release()
+			}
+		}
+	}, q, k, v)
+}
+
+func fill(s []float32, v float32) {
+	for i := range s {
+		s[i] = v
+	}
+}
+
+func f32bits(v float32) uint32 { return math.Float32bits(v) }
+
+// expTile is e^x in float32 for x ≤ 0 (0 below −87.3, −Inf included), as the
+// tile kernels compute it: x = n·ln2 + r with |r| ≤ ln2/2 and e^r by its
+// degree-6 Taylor polynomial (relative error below 2e-7).
+func expTile(x float32) float32 {
+	if !(x >= -87.3) {
+		return 0
+	}
+	const (
+		log2e = 1.4426950408889634
+		ln2hi = 0.693145751953125
+		ln2lo = 1.428606765330187e-06
+	)
+	n := float32(math.RoundToEven(float64(x * log2e)))
+	r := x - n*ln2hi - n*ln2lo
+	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
+	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+}
+
+// softmaxRowGo sets m = max(mOld, max s) and s[j] = e^(s[j] − m), returning m and
+// Σ s[j] (see expTile).
+func softmaxRowGo(s []float32, mOld float32) (m, sum float32) {
+	m = mOld
+	for _, x := range s {
+		m = max(m, x)
+	}
+	for j, x := range s {
+		s[j] = expTile(x - m)
+		sum += s[j]
+	}
+	return m, sum
+}
+
+// gradRowGo sets p[j] = e^(p[j] − lse) and ds[j] = p[j]·(ds[j] − delta)·scale.
+func gradRowGo(p, ds []float32, lse, delta, scale float32) {
+	ds = ds[:len(p)]
+	for j, x := range p {
+		p[j] = expTile(x - lse)
+		ds[j] = p[j] * scale * (ds[j] - delta)
+	}
+}

@@ -1,0 +1,8 @@
+//go:build !amd64
+
+package models
+
+// geluRow32 is geluRows32 on one row: y = gelu(y + b), d = gelu'(y + b).
+func geluRow32(y, d, b []float32) { geluRowGo(y, d, b) }
+
+func hasAVX2FMA() bool { return false }
