@@ -1,4 +1,4 @@
-package models
+package models_test
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/layers"
 	"github.com/mlxtrain/mlxtrain/metal"
+	"github.com/mlxtrain/mlxtrain/models"
 	"github.com/mlxtrain/mlxtrain/optim"
 )
 
@@ -17,7 +18,7 @@ import (
 // layers, 4 heads, context 128, pre-LayerNorm with biases, GELU MLP of 4× width,
 // learned positions, biases on every linear as nn.Linear has by default, an
 // untied head without bias.
-func tinyGPT() Config { return GPT2Config(65, 128, 4, 4, 128) }
+func tinyGPT() models.Config { return models.GPT2Config(65, 128, 4, 4, 128) }
 
 // BenchmarkTinyGPTStep is one AdamW training step of tinyGPT on a batch of 16
 // random sequences of 128 tokens, cross-entropy over every position, after 3
@@ -30,7 +31,7 @@ func tinyGPT() Config { return GPT2Config(65, 128, 4, 4, 128) }
 func BenchmarkTinyGPTStep(b *testing.B) {
 	const batch, ctx = 16, 128
 	cfg := tinyGPT()
-	m, err := New(cfg, autodiff.NewRNG(1))
+	m, err := models.New(cfg, autodiff.NewRNG(1))
 	if err != nil {
 		b.Fatal(err)
 	}
