@@ -139,17 +139,22 @@ func ParseTokenizerJSON(b []byte) (*BPE, error) {
 		}
 	}
 
-	// Vocabulary: byte-level strings, then added tokens (which may or may not be in it).
+	// Vocabulary: byte-level strings, then added tokens (which may or may not be in
+	// it). Ids must be about dense: a small file cannot ask for a huge table.
+	limit := int32(2*(len(m.Vocab)+len(f.AddedTokens)) + 1024)
 	size := int32(0)
 	for s, id := range m.Vocab {
-		if id < 0 || id > 1<<24 {
-			return nil, fmt.Errorf(`tokenizer.json: field "model.vocab": token %q has id %d out of range`, s, id)
+		if s == "" {
+			return nil, errors.New(`tokenizer.json: field "model.vocab": an empty token`)
+		}
+		if id < 0 || id >= limit {
+			return nil, fmt.Errorf(`tokenizer.json: field "model.vocab": token %q has id %d out of range (the file has %d tokens)`, s, id, len(m.Vocab))
 		}
 		size = max(size, id+1)
 	}
 	for _, a := range f.AddedTokens {
-		if a.ID < 0 || a.ID > 1<<24 {
-			return nil, fmt.Errorf(`tokenizer.json: field "added_tokens": token %q has id %d out of range`, a.Content, a.ID)
+		if a.ID < 0 || a.ID >= limit {
+			return nil, fmt.Errorf(`tokenizer.json: field "added_tokens": token %q has id %d out of range (the file has %d tokens)`, a.Content, a.ID, len(m.Vocab))
 		}
 		size = max(size, a.ID+1)
 	}
