@@ -2,8 +2,10 @@ package data
 
 import (
 	"container/heap"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Tokenizer turns text into token ids and back.
@@ -47,7 +49,7 @@ type BPE struct {
 	byBytes map[string]int32
 	byteID  [256]int32 // single-byte ids, -1 when missing
 	merges  []bpeMerge
-	ranks   map[[2]int32]mergeRank
+	ranks   map[uint64]mergeRank // key: pairKey(left, right)
 	added   []addedToken // longest first, for leftmost-longest matching
 	special SpecialTokens
 	unk     int32
@@ -56,12 +58,41 @@ type BPE struct {
 	addPrefixSpace bool
 	ignoreMerges   bool
 
+	cache wordCache
+
 	// The JSON sections kept verbatim from a loaded file, so saving writes back
 	// what was read.
 	raw *rawSections
 }
 
 type bpeMerge struct{ left, right, id int32 }
+
+func pairKey(l, r int32) uint64 { return uint64(uint32(l))<<32 | uint64(uint32(r)) }
+
+// wordCache remembers the merged ids of frequent pre-tokens; text repeats its
+// words, and a hit skips all the merging.
+type wordCache struct {
+	mu sync.RWMutex
+	m  map[string][]int32
+}
+
+const wordCacheMax = 1 << 16
+
+func (c *wordCache) get(w string) ([]int32, bool) {
+	c.mu.RLock()
+	ids, ok := c.m[w]
+	c.mu.RUnlock()
+	return ids, ok
+}
+
+func (c *wordCache) put(w string, ids []int32) {
+	c.mu.Lock()
+	if len(c.m) >= wordCacheMax {
+		clear(c.m)
+	}
+	c.m[w] = ids
+	c.mu.Unlock()
+}
 
 type mergeRank struct{ rank, id int32 }
 
@@ -143,9 +174,10 @@ func (t *BPE) index() {
 			t.byteID[s[0]] = int32(id)
 		}
 	}
-	t.ranks = make(map[[2]int32]mergeRank, len(t.merges))
+	t.ranks = make(map[uint64]mergeRank, len(t.merges))
+	t.cache = wordCache{m: map[string][]int32{}}
 	for r, m := range t.merges {
-		k := [2]int32{m.left, m.right}
+		k := pairKey(m.left, m.right)
 		if _, dup := t.ranks[k]; !dup {
 			t.ranks[k] = mergeRank{int32(r), m.id}
 		}
@@ -181,7 +213,11 @@ func (t *BPE) Token(id int32) string {
 // Encode implements Tokenizer. Added tokens (the specials among them) written in
 // the text are encoded as themselves, as Hugging Face tokenizers do.
 func (t *BPE) Encode(text string) []int32 {
-	out := make([]int32, 0, len(text)/3+1)
+	n := len(text)/3 + 1
+	if len(t.merges) == 0 {
+		n = len(text)
+	}
+	out := make([]int32, 0, n)
 	for len(text) > 0 {
 		pos, tok := t.findAdded(text)
 		if pos < 0 {
@@ -234,11 +270,24 @@ func (t *BPE) encodePlain(out []int32, text string) []int32 {
 				return
 			}
 		}
+		if ids, ok := t.cache.get(word); ok {
+			out = append(out, ids...)
+			return
+		}
 		sym = sym[:0]
 		for i := 0; i < len(word); i++ {
 			sym = t.appendByte(sym, word[i])
 		}
-		out = append(out, t.mergeWord(sym)...)
+		var ids []int32
+		if len(sym) <= 32 {
+			ids = slices.Clone(t.mergeShort(sym))
+		} else {
+			ids = t.mergeWord(sym)
+		}
+		if len(word) <= 64 {
+			t.cache.put(word, ids)
+		}
+		out = append(out, ids...)
 	})
 	return out
 }
@@ -251,6 +300,25 @@ func (t *BPE) appendByte(out []int32, b byte) []int32 {
 		return append(out, t.unk)
 	}
 	return out // as Hugging Face does without an unk token: the byte is dropped
+}
+
+// mergeShort is mergeWord for short words, in place: scan for the best pair,
+// merge it, repeat. Quadratic, but without allocations.
+func (t *BPE) mergeShort(ids []int32) []int32 {
+	for len(ids) > 1 {
+		best, bestRank, bestID := -1, int32(0), int32(0)
+		for i := 0; i+1 < len(ids); i++ {
+			if m, ok := t.ranks[pairKey(ids[i], ids[i+1])]; ok && (best < 0 || m.rank < bestRank) {
+				best, bestRank, bestID = i, m.rank, m.id
+			}
+		}
+		if best < 0 {
+			break
+		}
+		ids[best] = bestID
+		ids = append(ids[:best+1], ids[best+2:]...)
+	}
+	return ids
 }
 
 // mergeWord applies the merges to one pre-token: repeatedly the pair of lowest
@@ -273,7 +341,7 @@ func (t *BPE) mergeWord(sym []int32) []int32 {
 		if j < 0 {
 			return
 		}
-		if m, ok := t.ranks[[2]int32{ids[i], ids[j]}]; ok {
+		if m, ok := t.ranks[pairKey(ids[i], ids[j])]; ok {
 			heap.Push(h, pairCand{rank: m.rank, pos: i, left: ids[i], right: ids[j]})
 		}
 	}
@@ -291,7 +359,7 @@ func (t *BPE) mergeWord(sym []int32) []int32 {
 		if j < 0 || ids[j] != c.right {
 			continue
 		}
-		ids[i] = t.ranks[[2]int32{c.left, c.right}].id
+		ids[i] = t.ranks[pairKey(c.left, c.right)].id
 		dead[j] = true
 		next[i] = next[j]
 		if next[j] >= 0 {

@@ -348,3 +348,27 @@ func equalIDs(a, b []int32) bool {
 	}
 	return true
 }
+
+// The allocation-free merge for short words and the heap merge for long ones
+// agree.
+func TestShortAndHeapMergesAgree(t *testing.T) {
+	tok, err := LoadTokenizer("testdata/tokenizer_gpt2.json")
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(3, 4))
+	words := []string{"the", " the", "                 ", "aaaaaaaa", "thethethethe"}
+	text := corpus(t)
+	for i := 0; i < 500; i++ {
+		a := r.IntN(len(text) - 80)
+		words = append(words, text[a:a+1+r.IntN(79)])
+	}
+	for _, w := range words {
+		sym := make([]int32, len(w))
+		for i := 0; i < len(w); i++ {
+			sym[i] = tok.byteID[w[i]]
+		}
+		heap := tok.mergeWord(sym)
+		short := tok.mergeShort(append([]int32(nil), sym...))
+		require.Equal(t, heap, short, "%q", w)
+		require.Equal(t, w, tok.Decode(heap))
+	}
+}
