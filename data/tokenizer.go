@@ -50,7 +50,7 @@ type BPE struct {
 	byteID  [256]int32 // single-byte ids, -1 when missing
 	merges  []bpeMerge
 	ranks   map[uint64]mergeRank // key: pairKey(left, right)
-	added   []addedToken // longest first, for leftmost-longest matching
+	added   []addedToken         // longest first, for leftmost-longest matching
 	special SpecialTokens
 	unk     int32
 
