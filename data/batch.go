@@ -173,7 +173,7 @@ type Position struct {
 	Seed  uint64 `json:"seed"`
 	Epoch int    `json:"epoch"`
 	Index int    `json:"index"`
-	Data  uint64 `json:"data"`
+	Data  uint64 `json:"data,string"`
 }
 
 // A Batch is BatchSize rows of SeqLen, row-major: Inputs[r*SeqLen+j] predicts

@@ -333,3 +333,23 @@ func TestSplitSeeded(t *testing.T) {
 		assert.ErrorContains(t, err, c.want)
 	}
 }
+
+// testdata/duckdb_completions.parquet was written by DuckDB 1.5.6 (another
+// writer than parquet-go): 5000 rows in 3 row groups, zstd, nulls in both
+// columns. Row i holds prompt "q<i> " + "é"*(i%5) (null when i%4 == 3) and
+// completion "a<i*i>" (null when i%7 == 5).
+func TestParquetWrittenByDuckDB(t *testing.T) {
+	var want []Document
+	nulls := 0
+	for i := 0; i < 5000; i++ {
+		if i%4 == 3 || i%7 == 5 {
+			nulls++
+			continue
+		}
+		want = append(want, CompletionDocument(fmt.Sprintf("q%d %s", i, strings.Repeat("é", i%5)), fmt.Sprintf("a%d", i*i)))
+	}
+	docs, st, err := readAll(t, Source{Paths: []string{"testdata/duckdb_completions.parquet"}})
+	require.NoError(t, err)
+	assert.Equal(t, nulls, st.Nulls)
+	assert.Equal(t, want, docs)
+}
