@@ -181,9 +181,16 @@ func ParseTokenizerJSON(b []byte) (*BPE, error) {
 			t.isAdded[id] = true
 		}
 	}
+	byID := make(map[int32]string, len(m.Vocab))
+	for s, id := range m.Vocab {
+		byID[id] = s
+	}
 	for _, a := range f.AddedTokens {
 		if a.Content == "" {
 			return nil, fmt.Errorf(`tokenizer.json: field "added_tokens": id %d has empty content`, a.ID)
+		}
+		if s, ok := byID[a.ID]; ok && s != a.Content {
+			return nil, fmt.Errorf(`tokenizer.json: field "added_tokens": token %q has id %d, which the vocabulary gives to %q`, a.Content, a.ID, s)
 		}
 		t.tokens[a.ID] = a.Content
 		t.isAdded[a.ID] = true

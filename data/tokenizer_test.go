@@ -229,6 +229,7 @@ func TestParseTokenizerJSONErrors(t *testing.T) {
 		{"negative id", replace(`"Ā": 0`, `"Ā": -5`), "out of range"},
 		{"duplicate id", replace(`"ā": 1`, `"ā": 0`), "id 0 is given to two tokens"},
 		{"unk missing", replace(`"unk_token": null`, `"unk_token": "<unk>"`), `"model.unk_token": "<unk>"`},
+		{"added id clash", replace(`{"id": 256, "content": "<|bos|>"`, `{"id": 65, "content": "<|bos|>"`), `token "<|bos|>" has id 65, which the vocabulary gives to "A"`},
 		{"empty added", replace(`"content": "<|bos|>"`, `"content": ""`), "empty content"},
 		{"vocab wrong type", `{"model":{"type":"BPE","vocab":[1,2]}}`, "cannot unmarshal array"},
 	}
