@@ -95,7 +95,14 @@ func ceRowGrad[T Float](d, x []T, lse, sc, off float64) {
 		ds := any(d).([]float32)
 		sc32, off32 := float32(sc), float32(off)
 		for j, v := range xs {
-			ds[j] = smExp32(float32(float64(v)-lse))*sc32 - off32
+			a := float32(float64(v) - lse)
+			var e float32
+			if a >= smExpLo && a <= smExpHi {
+				e = smExpPoly(a)
+			} else {
+				e = smExpSlow(a)
+			}
+			ds[j] = e*sc32 - off32
 		}
 		return
 	}
@@ -168,8 +175,9 @@ func CrossEntropy(logits, targets *Tensor, opt CrossEntropyOptions) *Tensor {
 	if reduction == ReductionNone {
 		out = Empty(logits.dtype, targets.shape...)
 		if out.dtype == Float32 {
+			o := out.Float32s()
 			for i, l := range loss {
-				out.Float32s()[i] = float32(l)
+				o[i] = float32(l)
 			}
 		} else {
 			copy(out.Float64s(), loss)

@@ -207,18 +207,19 @@ func redSumDiv[T Float](out, x []T, a, n, b int, div float64) {
 		return
 	}
 	redForTiles(a, n, b, func(ai, b0, b1 int) {
-		var acc [redTile]float64
-		w := b1 - b0
+		var buf [redTile]float64
+		acc := buf[:b1-b0]
 		base := ai * n * b
 		for r := range n {
 			row := x[base+r*b+b0 : base+r*b+b1]
-			for j, v := range row {
-				acc[j] += float64(v)
+			row = row[:len(acc)] // one bounds check per row, not per element
+			for j := range acc {
+				acc[j] += float64(row[j])
 			}
 		}
 		o := out[ai*b+b0 : ai*b+b1]
-		for j := range w {
-			o[j] = T(acc[j] / div)
+		for j, v := range acc {
+			o[j] = T(v / div)
 		}
 	})
 }

@@ -15,9 +15,20 @@ import (
 // 1.5× faster than widening to math.Exp. Outside [−87.33, 88.37], where 2ⁿ would
 // leave the normal range, and for NaN it falls back to math.Exp.
 func smExp32(x float32) float32 {
-	if !(x >= -87.33 && x <= 88.37) {
-		return float32(math.Exp(float64(x)))
+	if x >= smExpLo && x <= smExpHi {
+		return smExpPoly(x)
 	}
+	return smExpSlow(x)
+}
+
+const (
+	smExpLo = -87.33
+	smExpHi = 88.37
+)
+
+// smExpPoly is eˣ for x in [smExpLo, smExpHi], unchecked. It is small enough to
+// be inlined into the row loops (smExp32 is not).
+func smExpPoly(x float32) float32 {
 	// x = n·ln2 + r with |r| ≤ ln2/2; ln2 split in two so n·ln2hi is exact.
 	const (
 		log2e   = 1.44269504088896341
@@ -25,13 +36,15 @@ func smExp32(x float32) float32 {
 		ln2lo   = -2.12194440e-4
 		shifter = 1.5 * (1 << 23) // adding it rounds a float32 to an integer
 	)
-	t := x * log2e
-	nf := (t + shifter) - shifter
+	nf := (x*log2e + shifter) - shifter
 	r := x - nf*ln2hi - nf*ln2lo
 	// A minimax polynomial for eʳ on [−ln2/2, ln2/2].
 	p := (((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r+5.0000001201e-1)*r*r + r + 1
 	return p * math.Float32frombits(uint32(int32(nf)+127)<<23)
 }
+
+//go:noinline
+func smExpSlow(x float32) float32 { return float32(math.Exp(float64(x))) }
 
 // smExp is eˣ for either float type: smExp32 for float32, math.Exp for float64.
 func smExp[T Float](x T) T {
@@ -44,51 +57,62 @@ func smExp[T Float](x T) T {
 // smExpRow sets out[i] = e^(x[i]−m) and returns their float64 sum.
 func smExpRow[T Float](out, x []T, m T) float64 {
 	out = out[:len(x)]
-	var s0, s1 float64
 	if xs, ok := any(x).([]float32); ok {
-		os := any(out).([]float32)
-		m32 := float32(m)
-		i := 0
-		for ; i+2 <= len(xs); i += 2 {
-			e0, e1 := smExp32(xs[i]-m32), smExp32(xs[i+1]-m32)
-			os[i], os[i+1] = e0, e1
-			s0 += float64(e0)
-			s1 += float64(e1)
-		}
-		if i < len(xs) {
-			e := smExp32(xs[i] - m32)
-			os[i] = e
-			s0 += float64(e)
-		}
-		return s0 + s1
+		return smExpRow32(any(out).([]float32), xs, float32(m))
 	}
+	var s float64
 	for i, v := range x {
 		e := T(math.Exp(float64(v - m)))
 		out[i] = e
+		s += float64(e)
+	}
+	return s
+}
+
+// smExpRow32 is smExpRow for float32 (out may be nil: only the sum), with the
+// polynomial inlined and two independent sums.
+func smExpRow32(out, x []float32, m float32) float64 {
+	var s0, s1 float64
+	i := 0
+	for ; i+2 <= len(x); i += 2 {
+		a, b := x[i]-m, x[i+1]-m
+		var e0, e1 float32
+		if a >= smExpLo && a <= smExpHi {
+			e0 = smExpPoly(a)
+		} else {
+			e0 = smExpSlow(a)
+		}
+		if b >= smExpLo && b <= smExpHi {
+			e1 = smExpPoly(b)
+		} else {
+			e1 = smExpSlow(b)
+		}
+		if out != nil {
+			out[i], out[i+1] = e0, e1
+		}
+		s0 += float64(e0)
+		s1 += float64(e1)
+	}
+	if i < len(x) {
+		e := smExp32(x[i] - m)
+		if out != nil {
+			out[i] = e
+		}
 		s0 += float64(e)
 	}
-	return s0
+	return s0 + s1
 }
 
 // smSumExpRow returns the float64 sum of e^(x[i]−m) without storing the terms.
 func smSumExpRow[T Float](x []T, m T) float64 {
-	var s0, s1 float64
 	if xs, ok := any(x).([]float32); ok {
-		m32 := float32(m)
-		i := 0
-		for ; i+2 <= len(xs); i += 2 {
-			s0 += float64(smExp32(xs[i] - m32))
-			s1 += float64(smExp32(xs[i+1] - m32))
-		}
-		if i < len(xs) {
-			s0 += float64(smExp32(xs[i] - m32))
-		}
-		return s0 + s1
+		return smExpRow32(nil, xs, float32(m))
 	}
+	var s float64
 	for _, v := range x {
-		s0 += math.Exp(float64(v - m))
+		s += math.Exp(float64(v - m))
 	}
-	return s0
+	return s
 }
 
 // smMaxRow is the maximum of a non-empty row (NaN if it holds one).
