@@ -355,3 +355,18 @@ func ExampleVar() {
 	fmt.Println(Var(x, nil, false, 0).Item(), Var(x, nil, false, 1).Item())
 	// Output: 1.25 1.6666666666666667
 }
+
+func ExampleSumAxis() {
+	// The kernel on plain slices: x viewed as (a, n, b) = (2, 3, 2), summed over n.
+	x := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	out := make([]float32, 4)
+	SumAxis(out, x, 2, 3, 2)
+	fmt.Println(out)
+	// Output: [9 12 27 30]
+}
+
+func ExampleMean() {
+	x := FromFloat64([]float64{1, 2, 3, 4, 5, 6}, 2, 3)
+	fmt.Println(Mean(x, []int{-1}, true).Shape(), Mean(x, []int{-1}, true).Float64s())
+	// Output: [2 1] [2 5]
+}

@@ -175,3 +175,10 @@ func ExampleLogSoftmax() {
 	fmt.Printf("%.4f\n", LogSoftmax(x, 0).Float64s())
 	// Output: [-1.3863 -1.3863 -1.3863 -1.3863]
 }
+
+func ExampleSoftmaxRows() {
+	out := make([]float64, 4)
+	SoftmaxRows(out, []float64{0, 0, 5, 5}, 2, 2)
+	fmt.Println(out)
+	// Output: [0.5 0.5 0.5 0.5]
+}
