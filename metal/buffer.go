@@ -27,8 +27,8 @@ type Buffer struct {
 	mu       sync.Mutex
 	busy     atomic.Int32 // mirrors inflight so Wait on an idle buffer takes no lock
 	inflight int          // device jobs using this buffer
-	idle     *sync.Cond // signalled when inflight reaches zero
-	doomed   bool       // the last owner released it while work was in flight
+	idle     *sync.Cond   // signalled when inflight reaches zero
+	doomed   bool         // the last owner released it while work was in flight
 }
 
 // Size is the number of bytes requested for the buffer.
