@@ -3,6 +3,7 @@ package gemm
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -105,13 +106,32 @@ func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a
 				j.tiles(0, m, 0, j.nc)
 			case byRows:
 				metal.ParallelFor(nPanels, 1, j.packB)
-				metal.ParallelFor(mPanels, 1, func(lo, hi int) { j.tiles(lo*mr, min(hi*mr, m), 0, j.nc) })
+				// Blocks of rows are handed out as workers come free, so a core that
+				// something else slows down takes fewer of them.
+				rows := min(s.mc, roundUp((m+4*workers-1)/(4*workers), mr))
+				dynamic(workers, (m+rows-1)/rows, func(q int) { j.tiles(q*rows, min((q+1)*rows, m), 0, j.nc) })
 			default:
 				metal.ParallelFor(nPanels, 1, j.packB)
-				metal.ParallelFor(nPanels, 1, func(lo, hi int) { j.tiles(0, m, lo*nr, min(hi*nr, j.nc)) })
+				per := (nPanels + 4*workers - 1) / (4 * workers)
+				dynamic(workers, (nPanels+per-1)/per, func(q int) { j.tiles(0, m, q*per*nr, min((q+1)*per*nr, j.nc)) })
 			}
 		}
 	}
+}
+
+// dynamic runs fn(0), ..., fn(n-1) on workers goroutines, each taking the next
+// index when it is done with the last.
+func dynamic(workers, n int, fn func(q int)) {
+	var next atomic.Int64
+	metal.ParallelFor(min(workers, n), 1, func(_, _ int) {
+		for {
+			q := int(next.Add(1) - 1)
+			if q >= n {
+				return
+			}
+			fn(q)
+		}
+	})
 }
 
 // packedJob is one product in progress: its operands and the current column slab
