@@ -25,8 +25,11 @@ type blocking struct {
 	// kernel sets the full mr×nr tile at c (rows ldc apart) to alpha·a·b + beta·tile,
 	// a and b being packed panels of depth k > 0. When beta is 0, c is not read.
 	kernel func(k int, a, b, c []float32, ldc int, alpha, beta float32)
-	packA  func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
-	packB  func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
+	// kernelStrided, when set, is kernel reading B in place (rows ldb apart); it
+	// serves products of at most mr rows, whose B would be read once anyway.
+	kernelStrided func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
+	packA         func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
+	packB         func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 }
 
 // asmBlocking is the AVX2 kernel's blocking for Zen-class cores (32 KiB L1d, ≥ 512
@@ -35,9 +38,10 @@ type blocking struct {
 // with BenchmarkGemmBlocking.
 var asmBlocking = blocking{
 	mr: 6, nr: 16, mc: 144, kc: 256, nc: 3072,
-	kernel: asmKernel,
-	packA:  packA6,
-	packB:  packB16,
+	kernel:        asmKernel,
+	kernelStrided: asmKernelStrided,
+	packA:         packA6,
+	packB:         packB16,
 }
 
 // goBlockings are the same algorithm with a micro-kernel in Go, for CPUs without
@@ -103,6 +107,7 @@ func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a
 	}
 	bpLen := min(s.kc, k) * roundUp(min(s.nc, n), nr)
 	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
+	job.directB = !transB && m <= mr && s.kernelStrided != nil
 	if workers == 1 {
 		bp := getBuf(&bPool, bpLen)
 		defer bPool.Put(bp)
@@ -161,12 +166,20 @@ type packedJob struct {
 	a, b, c        []float32
 	lda, ldb, ldc  int
 	packedStep
-	bp []float32
+	bp      []float32
+	directB bool // full panels of B are read in place; only a partial last one is packed
 }
 
 // packB packs B's panels [lo, hi) of the current block.
 func (j *packedJob) packB(lo, hi int) {
 	nr, kc := j.s.nr, j.kc
+	if j.directB {
+		last := j.panels - 1
+		if j.nc%nr == 0 || last < lo || last >= hi {
+			return
+		}
+		lo = last
+	}
 	j.s.packB(j.bp[lo*kc*nr:hi*kc*nr], j.transB, j.b, j.ldb, j.pc, kc, j.jc+lo*nr, min(hi*nr, j.nc)-lo*nr)
 }
 
@@ -190,11 +203,21 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 				rows := min(mr, mc-ir)
 				apanel := (*ap)[(ir/mr)*kc*mr:][:kc*mr]
 				off := (ic+ir)*ldc + j.jc + jr
-				if rows == mr && cols == nr {
+				full := rows == mr && cols == nr
+				switch {
+				case full && j.directB:
+					bOff := j.pc*j.ldb + j.jc + jr
+					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
+					continue
+				case full:
 					s.kernel(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
 					continue
+				case j.directB && cols == nr:
+					bOff := j.pc*j.ldb + j.jc + jr
+					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, edge, nr, 1, 0)
+				default:
+					s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
 				}
-				s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
 				for i := range rows {
 					crow := c[off+i*ldc : off+i*ldc+cols]
 					trow := edge[i*nr : i*nr+cols]
