@@ -1,0 +1,206 @@
+// Package gemm is the CPU matrix multiply behind autodiff's MatMul: C = α·op(A)·op(B)
+// + β·C on row-major float32 (Sgemm) and float64 (Dgemm) slices.
+//
+// Sgemm takes, in order of preference, the system BLAS found at run time through
+// purego (OpenBLAS on Linux, Accelerate on macOS; MLXTRAIN_BLAS=off turns it off),
+// a packed, cache-blocked kernel with an AVX2/FMA micro-kernel in assembly (amd64),
+// the same blocking with a Go micro-kernel (every CPU), and SgemmReference. The
+// choice goes through the "matmul" op of metal.Kernels, whose thresholds
+// MLXTRAIN_MATMUL_MIN_{M,N,K}[_PATH] override; every path splits its work across
+// metal.Threads() workers.
+package gemm
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// sgemmFunc is the signature every float32 implementation shares. Arguments have
+// been checked and m, n, k are positive and alpha non-zero when it runs.
+type sgemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+var (
+	matmulOp *metal.Op // every implementation, as registered
+	noBLASOp *metal.Op // the same implementations without the BLAS one, for MLXTRAIN_BLAS=off
+)
+
+// Thresholds, measured with BenchmarkGemmSmall on a 2-core Zen4 (sizes are the
+// op's dims M, N, K). A call into the system BLAS costs about 1 µs (purego and the
+// library's own checks), the packed assembly about 0.25 µs, the Go loop less: the
+// BLAS loses below about 32³ (16³: 1.2 µs against 0.8 µs for the assembly) but wins
+// on thin products that stay in cache, such as a vector times a matrix (1×256×256:
+// 4.6 µs against 9 µs, through cblas_sgemv), where only K is large. So K alone
+// gates the BLAS; the assembly and Go take everything else, and the reference is
+// only reached through overrides (MLXTRAIN_MATMUL_MIN_K_GO=..., say) or SgemmPath.
+var (
+	blasMin = []int{0, 0, 32}
+	asmMin  = []int{0, 0, 0}
+	goMin   = []int{0, 0, 0}
+)
+
+func init() {
+	matmulOp = metal.Kernels.Register("matmul", []string{"M", "N", "K"},
+		&metal.Impl{Path: metal.PathBLAS, Min: append([]int(nil), blasMin...), Available: blasAvailable, Fn: sgemmFunc(sgemmBLAS)},
+		&metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMin...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)},
+		&metal.Impl{Path: metal.PathGo, Min: append([]int(nil), goMin...), Fn: sgemmFunc(sgemmGo)},
+		&metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(sgemmReference)},
+	)
+	// Shares the Impl values, so thresholds and Disable apply to both.
+	noBLASOp = &metal.Op{Name: matmulOp.Name, Dims: matmulOp.Dims, Impls: matmulOp.Impls[1:]}
+}
+
+// Available reports whether path can run on this machine: the BLAS library was
+// found, the CPU has AVX2 and FMA for the assembly. Go and the reference always can.
+// It does not consult MLXTRAIN_BLAS.
+func Available(path metal.Path) bool {
+	switch path {
+	case metal.PathBLAS:
+		return blasAvailable()
+	case metal.PathAsm:
+		return asmAvailable()
+	case metal.PathGo, metal.PathReference:
+		return true
+	}
+	return false
+}
+
+// Sgemm computes C = α·op(A)·op(B) + β·C for row-major float32 matrices, where
+// op(X) is X or Xᵀ as transX says: op(A) is m×k, op(B) is k×n and C is m×n. lda, ldb
+// and ldc are the row strides of A, B and C as stored (A is k×m when transA). When
+// β is 0, C is only written (NaNs in it do not propagate). Bad sizes panic.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs("Sgemm", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if trivial(m, n, k, alpha, beta, c, ldc) {
+		return
+	}
+	op := matmulOp
+	if !metal.BLASEnabled() {
+		op = noBLASOp
+	}
+	im := op.Pick(m, n, k)
+	run(im.Path, im.Fn.(sgemmFunc), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SgemmPath is Sgemm on the given path, whatever the thresholds and MLXTRAIN_BLAS
+// say: tests and benchmarks compare the paths with it. It panics when the path is
+// not available here (see [Available]).
+func SgemmPath(path metal.Path, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs("SgemmPath", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if !Available(path) {
+		panic(fmt.Sprintf("gemm: SgemmPath: path %s is not available on this machine", path))
+	}
+	if trivial(m, n, k, alpha, beta, c, ldc) {
+		return
+	}
+	for _, im := range matmulOp.Impls {
+		if im.Path == path {
+			run(path, im.Fn.(sgemmFunc), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+			return
+		}
+	}
+	panic(fmt.Sprintf("gemm: SgemmPath: no %s implementation", path))
+}
+
+func run(path metal.Path, fn sgemmFunc, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if !metal.Profiling() {
+		fn(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	start := time.Now()
+	fn(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	metal.RecordOp("matmul", path, time.Since(start), int64(4*(m*k+k*n+2*m*n)))
+}
+
+// SgemmReference is Sgemm as a plain triple loop accumulating in float64: slow,
+// obviously right, the yardstick of the tests.
+func SgemmReference(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs("SgemmReference", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if trivial(m, n, k, alpha, beta, c, ldc) {
+		return
+	}
+	sgemmReference(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+func sgemmReference(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	for i := range m {
+		for j := range n {
+			var s float64
+			for p := range k {
+				ai, bi := i*lda+p, p*ldb+j
+				if transA {
+					ai = p*lda + i
+				}
+				if transB {
+					bi = j*ldb + p
+				}
+				av, bv := a[ai], b[bi]
+				s += float64(av) * float64(bv)
+			}
+			v := alpha * float32(s)
+			if beta != 0 {
+				v += beta * c[i*ldc+j]
+			}
+			c[i*ldc+j] = v
+		}
+	}
+}
+
+// trivial handles the cases with no product to compute: an empty C, k = 0 or α = 0
+// leave C = β·C (zeros when β is 0). It reports whether it did.
+func trivial[T float32 | float64](m, n, k int, alpha, beta T, c []T, ldc int) bool {
+	if m == 0 || n == 0 {
+		return true
+	}
+	if k > 0 && alpha != 0 {
+		return false
+	}
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+	return true
+}
+
+// checkArgs panics unless the sizes, strides and slice lengths describe valid
+// matrices: op(A) m×k, op(B) k×n, C m×n, each row stride at least its row length.
+func checkArgs(fn string, transA, transB bool, m, n, k, la, lda, lb, ldb, lc, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("gemm: %s: negative size m=%d n=%d k=%d", fn, m, n, k))
+	}
+	check := func(name string, rows, cols, ld, have int) {
+		if ld < cols {
+			panic(fmt.Sprintf("gemm: %s: ld%s=%d for %s of %d×%d", fn, name, ld, name, rows, cols))
+		}
+		if rows > 0 && cols > 0 && have < (rows-1)*ld+cols {
+			panic(fmt.Sprintf("gemm: %s: %s has %d elements; %d×%d with stride %d needs %d", fn, name, have, rows, cols, ld, (rows-1)*ld+cols))
+		}
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	check("a", ar, ac, lda, la)
+	check("b", br, bc, ldb, lb)
+	check("c", m, n, ldc, lc)
+}
+
+// parallel runs fn over [0, n) on up to workers goroutines.
+func parallel(workers, n int, fn func(lo, hi int)) {
+	if workers <= 1 || n <= 1 {
+		fn(0, n)
+		return
+	}
+	metal.ParallelFor(n, 1, fn)
+}

@@ -1,0 +1,393 @@
+package gemm
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mlxtrain/mlxtrain/metal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// gemmCase is one product: sizes, transposes, padding of each row stride, α and β.
+type gemmCase struct {
+	m, n, k        int
+	transA, transB bool
+	padA, padB     int
+	padC           int
+	alpha, beta    float32
+}
+
+func (c gemmCase) String() string {
+	return fmt.Sprintf("m%d_n%d_k%d_tA%v_tB%v_pad%d.%d.%d_a%g_b%g", c.m, c.n, c.k, c.transA, c.transB, c.padA, c.padB, c.padC, c.alpha, c.beta)
+}
+
+// gemmShapes covers single elements, the 6×16 tile and its edges, odd sizes around
+// the blocking (kc 256, mc 144), the column slab (nc 3072), both ways of splitting
+// across workers and empty dimensions.
+var gemmShapes = [][3]int{
+	{1, 1, 1}, {1, 7, 33}, {7, 1, 127}, {33, 127, 7}, {127, 33, 1}, {7, 7, 7}, {33, 33, 33},
+	{6, 16, 5}, {12, 32, 256}, {6, 16, 300}, {7, 17, 257}, {5, 15, 4}, {97, 65, 130},
+	{127, 127, 127}, {150, 70, 520}, {8, 2000, 40}, {3, 3100, 3}, {2, 3000, 100}, {1, 300, 1000},
+	{0, 5, 3}, {5, 0, 3}, {5, 3, 0}, {0, 0, 0},
+}
+
+func gemmCases() []gemmCase {
+	var cases []gemmCase
+	ab := [][2]float32{{1, 0}, {0.5, 1}, {-1.5, 0.25}}
+	for si, s := range gemmShapes {
+		for t := range 4 {
+			c := gemmCase{m: s[0], n: s[1], k: s[2], transA: t&1 != 0, transB: t&2 != 0}
+			c.alpha, c.beta = ab[(si+t)%3][0], ab[(si+t)%3][1]
+			if (si+t)%2 == 1 {
+				c.padA, c.padB, c.padC = 3, 5, 2
+			}
+			cases = append(cases, c)
+		}
+	}
+	// α = 0 leaves β·C, even with a NaN-free product skipped.
+	cases = append(cases, gemmCase{m: 9, n: 20, k: 11, alpha: 0, beta: 2})
+	return cases
+}
+
+// operands holds the stored matrices of a case, C padded with a sentinel.
+type operands struct {
+	a, b, c       []float32
+	lda, ldb, ldc int
+}
+
+const sentinel = float32(-12345)
+
+func makeOperands(rng *rand.Rand, c gemmCase) operands {
+	ar, ac := c.m, c.k
+	if c.transA {
+		ar, ac = c.k, c.m
+	}
+	br, bc := c.k, c.n
+	if c.transB {
+		br, bc = c.n, c.k
+	}
+	o := operands{lda: ac + c.padA, ldb: bc + c.padB, ldc: c.n + c.padC}
+	fill := func(rows, cols, ld int) []float32 {
+		x := make([]float32, rows*ld)
+		for i := range x {
+			x[i] = float32(rng.Float64()*2 - 1)
+			if i%ld >= cols {
+				x[i] = float32(math.NaN()) // padding must never be read
+			}
+		}
+		return x
+	}
+	o.a = fill(ar, ac, o.lda)
+	o.b = fill(br, bc, o.ldb)
+	o.c = fill(c.m, c.n, o.ldc)
+	for i := range o.c {
+		if i%o.ldc >= c.n {
+			o.c[i] = sentinel
+		} else if c.beta == 0 {
+			o.c[i] = float32(math.NaN()) // β = 0 must not read C
+		}
+	}
+	return o
+}
+
+// bound is the tolerance of element (i,j): float32 products summed over k in any
+// order stay within k·u·(|α|·Σ|a||b| + |β·c|) of the exact value.
+func bound(c gemmCase, o operands, i, j int, cij float32) float64 {
+	s := 0.0
+	for p := range c.k {
+		ai, bi := i*o.lda+p, p*o.ldb+j
+		if c.transA {
+			ai = p*o.lda + i
+		}
+		if c.transB {
+			bi = j*o.ldb + p
+		}
+		av, bv := o.a[ai], o.b[bi]
+		s += math.Abs(float64(av) * float64(bv))
+	}
+	s = math.Abs(float64(c.alpha))*s + math.Abs(float64(c.beta)*float64(cij))
+	return 2*float64(c.k+2)*0x1p-24*s + 1e-30
+}
+
+type sgemmFn func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+func checkAgainstReference(t *testing.T, rng *rand.Rand, c gemmCase, f sgemmFn) {
+	t.Helper()
+	o := makeOperands(rng, c)
+	want := append([]float32(nil), o.c...)
+	if c.beta == 0 {
+		for i := range want {
+			if want[i] != sentinel {
+				want[i] = 0
+			}
+		}
+	}
+	orig := append([]float32(nil), want...)
+	SgemmReference(c.transA, c.transB, c.m, c.n, c.k, c.alpha, o.a, o.lda, o.b, o.ldb, c.beta, want, o.ldc)
+	f(c.transA, c.transB, c.m, c.n, c.k, c.alpha, o.a, o.lda, o.b, o.ldb, c.beta, o.c, o.ldc)
+	bad := 0
+	for idx, got := range o.c {
+		i, j := idx/o.ldc, idx%o.ldc
+		if j >= c.n {
+			if got != sentinel && bad < 3 {
+				t.Errorf("%v: C padding [%d,%d] overwritten with %g", c, i, j, got)
+				bad++
+			}
+			continue
+		}
+		tol := bound(c, o, i, j, orig[idx])
+		if d := math.Abs(float64(got) - float64(want[idx])); !(d <= tol) && bad < 3 {
+			t.Errorf("%v: C[%d,%d] = %g, reference %g (|diff| %.3g > %.3g)", c, i, j, got, want[idx], d, tol)
+			bad++
+		}
+	}
+}
+
+// requireBLAS skips BLAS tests where the library is missing or switched off, and
+// fails instead when MLXTRAIN_REQUIRE_BLAS=1 says the library must be there.
+func requireBLAS(t *testing.T) {
+	t.Helper()
+	if !Available(metal.PathBLAS) {
+		if os.Getenv("MLXTRAIN_REQUIRE_BLAS") == "1" {
+			t.Fatalf("MLXTRAIN_REQUIRE_BLAS=1 but no system BLAS: %s", BLASLibrary())
+		}
+		t.Skipf("no system BLAS (install libopenblas0-pthread to test this path): %s", BLASLibrary())
+	}
+	if !metal.BLASEnabled() {
+		t.Skip("the BLAS path is switched off (MLXTRAIN_BLAS=off)")
+	}
+}
+
+func withThreads(t *testing.T, n int) {
+	old := metal.Threads()
+	metal.SetThreads(n)
+	t.Cleanup(func() { metal.SetThreads(old) })
+}
+
+func TestGemmPathsMatchReference(t *testing.T) {
+	for _, path := range []metal.Path{metal.PathBLAS, metal.PathAsm, metal.PathGo} {
+		t.Run(path.String(), func(t *testing.T) {
+			switch path {
+			case metal.PathBLAS:
+				requireBLAS(t)
+			case metal.PathAsm:
+				if !Available(path) {
+					t.Skip("no AVX2/FMA on this CPU")
+				}
+			}
+			for _, threads := range []int{1, 2} {
+				t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
+					withThreads(t, threads)
+					rng := rand.New(rand.NewPCG(uint64(path), uint64(threads)))
+					for _, c := range gemmCases() {
+						checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+							SgemmPath(path, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestGemmGoKernelsMatchReference runs the Go path with each Go micro-kernel, not
+// only the one this architecture uses.
+func TestGemmGoKernelsMatchReference(t *testing.T) {
+	old := goBlocking
+	defer func() { goBlocking = old }()
+	for _, bl := range goBlockings {
+		goBlocking = bl
+		t.Run(fmt.Sprintf("%dx%d", bl.mr, bl.nr), func(t *testing.T) {
+			withThreads(t, 2)
+			rng := rand.New(rand.NewPCG(uint64(bl.mr), 5))
+			for _, c := range gemmCases() {
+				checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+					SgemmPath(metal.PathGo, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
+				})
+			}
+		})
+	}
+}
+
+func TestGemmSgemmMatchesReference(t *testing.T) {
+	// Whatever the registry picks, with BLAS on and off.
+	old := metal.BLASEnabled()
+	defer metal.SetBLAS(old)
+	for _, on := range []bool{true, false} {
+		metal.SetBLAS(on && old)
+		rng := rand.New(rand.NewPCG(7, 8))
+		for _, c := range gemmCases() {
+			checkAgainstReference(t, rng, c, Sgemm)
+		}
+	}
+}
+
+// pathOf runs Sgemm on an m×n×k product with profiling on and returns the path
+// the registry chose.
+func pathOf(t *testing.T, m, n, k int) metal.Path {
+	t.Helper()
+	wasOn := metal.Profiling()
+	metal.SetProfiling(true)
+	metal.ResetProfile()
+	defer func() {
+		metal.SetProfiling(wasOn)
+		metal.ResetProfile()
+	}()
+	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+	Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+	prof := metal.ProfileSnapshot()
+	require.Len(t, prof, 1)
+	assert.Equal(t, "matmul", prof[0].Op)
+	assert.EqualValues(t, 1, prof[0].Calls)
+	return prof[0].Path
+}
+
+func TestGemmPicksThroughTheRegistry(t *testing.T) {
+	op := metal.Kernels.Op("matmul")
+	require.NotNil(t, op)
+	assert.Equal(t, []string{"M", "N", "K"}, op.Dims)
+	var paths []metal.Path
+	for _, im := range op.Impls {
+		paths = append(paths, im.Path)
+	}
+	assert.Equal(t, []metal.Path{metal.PathBLAS, metal.PathAsm, metal.PathGo, metal.PathReference}, paths)
+
+	old := metal.BLASEnabled()
+	defer metal.SetBLAS(old)
+	fast := metal.PathGo
+	if Available(metal.PathAsm) {
+		fast = metal.PathAsm
+	}
+	metal.SetBLAS(false)
+	assert.Equal(t, fast, pathOf(t, 64, 64, 64), "BLAS switched off")
+	assert.Equal(t, fast, pathOf(t, 1, 1, 1))
+	if Available(metal.PathBLAS) {
+		metal.SetBLAS(true)
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 64, 64, 64), "BLAS switched back on")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 1, 300, 64), "a vector times a matrix")
+		assert.Equal(t, fast, pathOf(t, 64, 64, 16), "K below the BLAS threshold")
+	}
+}
+
+func TestGemmBLASMissingLibraryIsUnavailable(t *testing.T) {
+	lib, err := openBLAS([]string{"libmlxtrain-no-such-blas.so.7"})
+	assert.Nil(t, lib)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "libmlxtrain-no-such-blas.so.7")
+	lib, err = openBLAS(nil)
+	assert.Nil(t, lib)
+	assert.Error(t, err)
+}
+
+func TestGemmBLASLibrary(t *testing.T) {
+	requireBLAS(t)
+	name := BLASLibrary()
+	assert.False(t, strings.HasPrefix(name, "none"), name)
+	t.Logf("system BLAS: %s", name)
+}
+
+func TestGemmBadArgumentsPanic(t *testing.T) {
+	a, b, c := make([]float32, 12), make([]float32, 12), make([]float32, 9)
+	assert.NotPanics(t, func() { Sgemm(false, false, 3, 3, 4, 1, a, 4, b, 3, 0, c, 3) })
+	assert.PanicsWithValue(t, "gemm: Sgemm: lda=3 for a of 3×4", func() { Sgemm(false, false, 3, 3, 4, 1, a, 3, b, 3, 0, c, 3) })
+	assert.Panics(t, func() { Sgemm(false, false, 3, 3, 4, 1, a[:11], 4, b, 3, 0, c, 3) })
+	assert.Panics(t, func() { Sgemm(false, true, 3, 3, 4, 1, a, 4, b, 3, 0, c, 3) }, "Bᵀ stored 3×4 needs ldb ≥ 4")
+	assert.Panics(t, func() { Sgemm(false, false, -1, 3, 4, 1, a, 4, b, 3, 0, c, 3) })
+	assert.Panics(t, func() {
+		Dgemm(false, false, 3, 3, 4, 1, make([]float64, 12), 4, make([]float64, 12), 3, 0, make([]float64, 8), 3)
+	})
+	if !Available(metal.PathBLAS) {
+		assert.Panics(t, func() { SgemmPath(metal.PathBLAS, false, false, 3, 3, 4, 1, a, 4, b, 3, 0, c, 3) })
+	}
+}
+
+func TestDgemmMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, threads := range []int{1, 2} {
+		withThreads(t, threads)
+		for _, c := range gemmCases() {
+			ar, ac := c.m, c.k
+			if c.transA {
+				ar, ac = c.k, c.m
+			}
+			br, bc := c.k, c.n
+			if c.transB {
+				br, bc = c.n, c.k
+			}
+			lda, ldb, ldc := ac+c.padA, bc+c.padB, c.n+c.padC
+			rnd := func(n int) []float64 {
+				x := make([]float64, n)
+				for i := range x {
+					x[i] = rng.Float64()*2 - 1
+				}
+				return x
+			}
+			a, b, cc := rnd(ar*lda), rnd(br*ldb), rnd(c.m*ldc)
+			want := append([]float64(nil), cc...)
+			for i := range c.m {
+				for j := range c.n {
+					s := 0.0
+					for p := range c.k {
+						ai, bi := i*lda+p, p*ldb+j
+						if c.transA {
+							ai = p*lda + i
+						}
+						if c.transB {
+							bi = j*ldb + p
+						}
+						av, bv := a[ai], b[bi]
+						s += av * bv
+					}
+					want[i*ldc+j] = float64(c.alpha)*s + float64(c.beta)*want[i*ldc+j]
+				}
+			}
+			Dgemm(c.transA, c.transB, c.m, c.n, c.k, float64(c.alpha), a, lda, b, ldb, float64(c.beta), cc, ldc)
+			assert.InDeltaSlice(t, want, cc, 1e-12*float64(c.k+1), "%v threads %d", c, threads)
+		}
+	}
+}
+
+func TestGemmWorkersBarrier(t *testing.T) {
+	// More workers than processors still meet at every barrier.
+	const workers, rounds = 5, 200
+	var counts [workers]int
+	bar := &barrier{n: workers}
+	var sum atomic.Int64
+	runWorkers(workers, bar, func(w int) {
+		for r := range rounds {
+			sum.Add(1)
+			bar.wait()
+			// every worker has added its r+1 by now, none its r+2 yet
+			if got := sum.Load(); got < int64(workers*(r+1)) || got > int64(workers*(r+2)) {
+				panic(fmt.Sprintf("round %d: sum %d", r, got))
+			}
+			counts[w]++
+			bar.wait()
+		}
+	})
+	for _, c := range counts {
+		assert.Equal(t, rounds, c)
+	}
+
+	// A panic in one worker reaches the caller, and the others stop waiting.
+	bar = &barrier{n: 3}
+	defer func() {
+		r := recover()
+		wp, ok := r.(*metal.WorkerPanic)
+		require.True(t, ok, "%v", r)
+		assert.Equal(t, "worker 2 failed", wp.Value)
+	}()
+	runWorkers(3, bar, func(w int) {
+		if w == 2 {
+			panic("worker 2 failed")
+		}
+		bar.wait()
+	})
+	t.Fatal("runWorkers returned")
+}

@@ -1,0 +1,439 @@
+package gemm
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// The packed algorithm (Goto; BLIS's five loops): for each nc-wide slab of C's
+// columns and kc-deep slice of k, B's kc×nc block is packed into nr-column panels
+// (kept in L3 and, one panel at a time, in L1); for each mc-tall block of rows, A's
+// mc×kc block is packed into mr-row panels (kept in L2); the micro-kernel then
+// computes every mr×nr tile of C from one A panel and one B panel, reading both
+// sequentially. Transposes and strides are absorbed by the packing; panels are
+// padded with zeros, so the kernel always computes a full tile and edge tiles go
+// through a scratch tile.
+
+// blocking describes one micro-kernel and the cache blocking around it.
+type blocking struct {
+	mr, nr     int
+	mc, kc, nc int // mc a multiple of mr, nc a multiple of nr
+	// kernel sets the full mr×nr tile at c (rows ldc apart) to alpha·a·b + beta·tile,
+	// a and b being packed panels of depth k > 0. When beta is 0, c is not read.
+	kernel func(k int, a, b, c []float32, ldc int, alpha, beta float32)
+	// kernelStrided, when set, is kernel reading B in place (rows ldb apart); it
+	// serves products of at most mr rows, whose B would be read once anyway.
+	kernelStrided func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
+	packA         func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
+	packB         func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
+}
+
+// asmBlocking is the AVX2 kernel's blocking for Zen-class cores (32 KiB L1d, ≥ 512
+// KiB L2 per core, shared L3): a kc×16 B panel (16 KiB) and a 6×kc A panel (6 KiB)
+// stay in L1, the mc×kc A block (144 KiB) in L2, the kc×nc B block in L3. Measured
+// with BenchmarkGemmBlocking.
+var asmBlocking = blocking{
+	mr: 6, nr: 16, mc: 144, kc: 256, nc: 3072,
+	kernel:        asmKernel,
+	kernelStrided: asmKernelStrided,
+	packA:         packA6,
+	packB:         packB16,
+}
+
+// goBlockings are the same algorithm with a micro-kernel in Go, for CPUs without
+// the assembly; goBlocking is the one for this architecture. Go does not vectorise,
+// so the tile is as large as the registers allow without spilling: 2×4 on amd64
+// (16 SSE registers), 4×4 where there are 32 (arm64, riscv64, ...).
+var (
+	goBlockings = []blocking{
+		{mr: 2, nr: 4, mc: 128, kc: 256, nc: 2048, kernel: goKernel2x4, packA: packAGeneric(2), packB: packBGeneric(4)},
+		{mr: 4, nr: 4, mc: 128, kc: 256, nc: 2048, kernel: goKernel4x4, packA: packAGeneric(4), packB: packBGeneric(4)},
+	}
+	goBlocking = func() blocking {
+		if runtime.GOARCH == "amd64" || runtime.GOARCH == "386" {
+			return goBlockings[0]
+		}
+		return goBlockings[1]
+	}()
+)
+
+// directMaxWork is the m·n·k up to which the Go path skips packing.
+const directMaxWork = 16 * 16 * 16
+
+// parallelMinWork is the m·n·k below which a product stays on the calling
+// goroutine: starting a worker costs about as much as 2·64³ flops at full speed.
+const parallelMinWork = 64 * 64 * 64
+
+func sgemmAsm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	packedSgemm(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m < goBlocking.mr || m*n*k <= directMaxWork {
+		directSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	packedSgemm(&goBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// packedSgemm runs the blocked algorithm for m, n, k > 0. On several workers each
+// step (a kc×nc block of B) is packed by all of them, one share each, and its tiles
+// are then handed out by blocks of rows (or, for short and wide products, of column
+// panels) as workers come free, so a core that something else slows down takes
+// fewer of them. The workers start once per product and meet at one spinning
+// barrier per step: B's blocks alternate between two buffers, so packing the next
+// block never waits for the tiles of the current one. (Starting goroutines at each
+// step cost 50-100 µs a time on a virtual machine whose idle vCPU sleeps.)
+func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	workers := metal.Threads()
+	if m*n*k < parallelMinWork {
+		workers = 1
+	}
+	mr, nr := s.mr, s.nr
+	var steps []packedStep
+	for jc := 0; jc < n; jc += s.nc {
+		for pc := 0; pc < k; pc += s.kc {
+			st := packedStep{jc: jc, nc: min(s.nc, n-jc), pc: pc, kc: min(s.kc, k-pc), beta: beta}
+			if pc > 0 {
+				st.beta = 1
+			}
+			st.panels = (st.nc + nr - 1) / nr
+			steps = append(steps, st)
+		}
+	}
+	bpLen := min(s.kc, k) * roundUp(min(s.nc, n), nr)
+	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
+	job.directB = !transB && m <= mr && s.kernelStrided != nil
+	if workers == 1 {
+		bp := getBuf(&bPool, bpLen)
+		defer bPool.Put(bp)
+		for _, st := range steps {
+			job.packedStep = st
+			job.bp = (*bp)[:st.kc*st.panels*nr]
+			job.packB(0, st.panels)
+			job.tiles(0, m, 0, st.nc)
+		}
+		return
+	}
+
+	bps := [2]*[]float32{getBuf(&bPool, bpLen), getBuf(&bPool, bpLen)}
+	defer bPool.Put(bps[0])
+	defer bPool.Put(bps[1])
+	byRows := (m+mr-1)/mr >= 2*workers || m >= n
+	next := make([]atomic.Int64, len(steps)) // the next block of each step's tiles
+	bar := &barrier{n: int32(workers)}
+	runWorkers(workers, bar, func(w int) {
+		j := job
+		for si, st := range steps {
+			j.packedStep = st
+			j.bp = (*bps[si%2])[:st.kc*st.panels*nr]
+			j.packB(w*st.panels/workers, (w+1)*st.panels/workers)
+			bar.wait()
+			if byRows {
+				rows := min(s.mc, roundUp((m+4*workers-1)/(4*workers), mr))
+				for q := int(next[si].Add(1) - 1); q*rows < m; q = int(next[si].Add(1) - 1) {
+					j.tiles(q*rows, min((q+1)*rows, m), 0, st.nc)
+				}
+			} else {
+				per := (st.panels + 4*workers - 1) / (4 * workers)
+				for q := int(next[si].Add(1) - 1); q*per < st.panels; q = int(next[si].Add(1) - 1) {
+					j.tiles(0, m, q*per*nr, min((q+1)*per*nr, st.nc))
+				}
+			}
+		}
+	})
+}
+
+// packedStep is one (column slab, depth slice) step of a product: C's columns
+// [jc, jc+nc) get the product of A's columns and B's rows [pc, pc+kc).
+type packedStep struct {
+	jc, nc, pc, kc int
+	panels         int     // B panels in the slab
+	beta           float32 // the caller's β in the first depth slice, then 1
+}
+
+// packedJob is one product in progress: its operands and the current step with
+// B's block packed in bp.
+type packedJob struct {
+	s              *blocking
+	transA, transB bool
+	m              int
+	alpha          float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+	packedStep
+	bp      []float32
+	directB bool // full panels of B are read in place; only a partial last one is packed
+}
+
+// packB packs B's panels [lo, hi) of the current block.
+func (j *packedJob) packB(lo, hi int) {
+	nr, kc := j.s.nr, j.kc
+	if j.directB {
+		last := j.panels - 1
+		if j.nc%nr == 0 || last < lo || last >= hi {
+			return
+		}
+		lo = last
+	}
+	j.s.packB(j.bp[lo*kc*nr:hi*kc*nr], j.transB, j.b, j.ldb, j.pc, kc, j.jc+lo*nr, min(hi*nr, j.nc)-lo*nr)
+}
+
+// tiles computes C's rows [i0, i1) × columns [jc+jlo, jc+jhi) for the current depth
+// slice, packing A's blocks of rows as it goes. jlo is a multiple of nr.
+func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
+	s, kc := j.s, j.kc
+	mr, nr := s.mr, s.nr
+	apLen := kc * min(s.mc, roundUp(i1-i0, mr))
+	ap := getBuf(&aPool, apLen+mr*nr) // and a scratch tile for the edges
+	defer aPool.Put(ap)
+	edge := (*ap)[apLen : apLen+mr*nr]
+	c, ldc, alpha, beta := j.c, j.ldc, j.alpha, j.beta
+	for ic := i0; ic < i1; ic += s.mc {
+		mc := min(s.mc, i1-ic)
+		s.packA(*ap, j.transA, j.a, j.lda, ic, mc, j.pc, kc)
+		for jr := jlo; jr < jhi; jr += nr {
+			cols := min(nr, jhi-jr)
+			bpanel := j.bp[(jr/nr)*kc*nr:][:kc*nr]
+			for ir := 0; ir < mc; ir += mr {
+				rows := min(mr, mc-ir)
+				apanel := (*ap)[(ir/mr)*kc*mr:][:kc*mr]
+				off := (ic+ir)*ldc + j.jc + jr
+				full := rows == mr && cols == nr
+				switch {
+				case full && j.directB:
+					bOff := j.pc*j.ldb + j.jc + jr
+					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
+					continue
+				case full:
+					s.kernel(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
+					continue
+				case j.directB && cols == nr:
+					bOff := j.pc*j.ldb + j.jc + jr
+					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, edge, nr, 1, 0)
+				default:
+					s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
+				}
+				for i := range rows {
+					crow := c[off+i*ldc : off+i*ldc+cols]
+					trow := edge[i*nr : i*nr+cols]
+					if beta == 0 {
+						for x, v := range trow {
+							crow[x] = alpha * v
+						}
+					} else {
+						for x, v := range trow {
+							crow[x] = alpha*v + beta*crow[x]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// Packing buffers are recycled, A blocks and B blocks apart as their sizes differ:
+// a product of 1024³ packs 3 MiB of B per step.
+var aPool, bPool sync.Pool
+
+// getBuf returns a buffer of n floats from pool starting on a 64-byte boundary, so
+// that every 16-float row of a B panel is one cache line.
+func getBuf(pool *sync.Pool, n int) *[]float32 {
+	if p, ok := pool.Get().(*[]float32); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	raw := make([]float32, n+16)
+	skip := 0
+	if r := uintptr(unsafe.Pointer(&raw[0])) % 64; r != 0 {
+		skip = int(64-r) / 4
+	}
+	s := raw[skip : skip+n : skip+n]
+	return &s
+}
+
+// packA6 packs rows [i0, i0+rows) × columns [p0, p0+kc) of op(A) into 6-row panels:
+// panel r holds, for each p, the six values op(A)[i0+6r+i][p0+p] (zeros past rows).
+func packA6(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int) {
+	for ir := 0; ir < rows; ir += 6 {
+		d := dst[(ir/6)*kc*6:][:kc*6]
+		n := min(6, rows-ir)
+		switch {
+		case transA && n == 6:
+			for p := range kc {
+				src := a[(p0+p)*lda+i0+ir:]
+				*(*[6]float32)(d[p*6 : p*6+6]) = *(*[6]float32)(src[:6])
+			}
+		case !transA && n == 6:
+			base := (i0+ir)*lda + p0
+			r0 := a[base : base+kc]
+			r1 := a[base+lda : base+lda+kc]
+			r2 := a[base+2*lda : base+2*lda+kc]
+			r3 := a[base+3*lda : base+3*lda+kc]
+			r4 := a[base+4*lda : base+4*lda+kc]
+			r5 := a[base+5*lda : base+5*lda+kc]
+			for p := range kc {
+				q := d[p*6 : p*6+6]
+				q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
+			}
+		default:
+			packAEdge(d, 6, n, transA, a, lda, i0+ir, p0, kc)
+		}
+	}
+}
+
+// packAEdge packs the last, partial panel of n < mr rows (or any panel, slowly).
+func packAEdge(d []float32, mr, n int, transA bool, a []float32, lda, i0, p0, kc int) {
+	for p := range kc {
+		q := d[p*mr : p*mr+mr]
+		for i := range n {
+			if transA {
+				q[i] = a[(p0+p)*lda+i0+i]
+			} else {
+				q[i] = a[(i0+i)*lda+p0+p]
+			}
+		}
+		clear(q[n:])
+	}
+}
+
+// packB16 packs rows [p0, p0+kc) × columns [j0, j0+cols) of op(B) into 16-column
+// panels: panel r holds, for each p, op(B)[p0+p][j0+16r : j0+16r+16] (zeros past cols).
+func packB16(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int) {
+	for jr := 0; jr < cols; jr += 16 {
+		d := dst[(jr/16)*kc*16:][:kc*16]
+		n := min(16, cols-jr)
+		switch {
+		case !transB && n == 16:
+			for p := range kc {
+				src := b[(p0+p)*ldb+j0+jr:]
+				*(*[16]float32)(d[p*16 : p*16+16]) = *(*[16]float32)(src[:16])
+			}
+		case transB:
+			// Column j of the panel is row j0+jr+j of B: read rows, scatter by 16.
+			for j := range n {
+				src := b[(j0+jr+j)*ldb+p0:][:kc]
+				for p, v := range src {
+					d[p*16+j] = v
+				}
+			}
+			if n < 16 {
+				for p := range kc {
+					clear(d[p*16+n : p*16+16])
+				}
+			}
+		default:
+			for p := range kc {
+				q := d[p*16 : p*16+16]
+				copy(q, b[(p0+p)*ldb+j0+jr:][:n])
+				clear(q[n:])
+			}
+		}
+	}
+}
+
+// packAGeneric and packBGeneric pack for any panel size.
+func packAGeneric(mr int) func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int) {
+	return func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int) {
+		for ir := 0; ir < rows; ir += mr {
+			packAEdge(dst[(ir/mr)*kc*mr:][:kc*mr], mr, min(mr, rows-ir), transA, a, lda, i0+ir, p0, kc)
+		}
+	}
+}
+
+func packBGeneric(nr int) func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int) {
+	return func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int) {
+		for jr := 0; jr < cols; jr += nr {
+			d := dst[(jr/nr)*kc*nr:][:kc*nr]
+			n := min(nr, cols-jr)
+			for p := range kc {
+				q := d[p*nr : p*nr+nr]
+				if transB {
+					for j := range n {
+						q[j] = b[(j0+jr+j)*ldb+p0+p]
+					}
+				} else {
+					copy(q, b[(p0+p)*ldb+j0+jr:][:n])
+				}
+				clear(q[n:])
+			}
+		}
+	}
+}
+
+// storeRow4 sets row[0:4] = alpha·v + beta·row (not reading row when beta is 0).
+func storeRow4(row []float32, alpha, beta, v0, v1, v2, v3 float32) {
+	row = row[:4]
+	if beta == 0 {
+		row[0], row[1], row[2], row[3] = alpha*v0, alpha*v1, alpha*v2, alpha*v3
+		return
+	}
+	row[0] = alpha*v0 + beta*row[0]
+	row[1] = alpha*v1 + beta*row[1]
+	row[2] = alpha*v2 + beta*row[2]
+	row[3] = alpha*v3 + beta*row[3]
+}
+
+// goKernel2x4 is the Go micro-kernel for amd64: eight accumulators and six
+// operands fit its sixteen registers.
+func goKernel2x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
+	var c00, c01, c02, c03, c10, c11, c12, c13 float32
+	a = a[:2*k]
+	b = b[:4*k]
+	for p := range k {
+		aa := a[2*p : 2*p+2 : 2*p+2]
+		bb := b[4*p : 4*p+4 : 4*p+4]
+		a0, a1 := aa[0], aa[1]
+		b0, b1, b2, b3 := bb[0], bb[1], bb[2], bb[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+	}
+	storeRow4(c[0:], alpha, beta, c00, c01, c02, c03)
+	storeRow4(c[ldc:], alpha, beta, c10, c11, c12, c13)
+}
+
+// goKernel4x4 is the Go micro-kernel where 32 registers hold its sixteen
+// accumulators and eight operands.
+func goKernel4x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
+	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
+	a = a[:4*k]
+	b = b[:4*k]
+	for p := 0; p < len(a); p += 4 {
+		aa := a[p : p+4 : p+4]
+		bb := b[p : p+4 : p+4]
+		a0, a1, a2, a3 := aa[0], aa[1], aa[2], aa[3]
+		b0, b1, b2, b3 := bb[0], bb[1], bb[2], bb[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+		c20 += a2 * b0
+		c21 += a2 * b1
+		c22 += a2 * b2
+		c23 += a2 * b3
+		c30 += a3 * b0
+		c31 += a3 * b1
+		c32 += a3 * b2
+		c33 += a3 * b3
+	}
+	storeRow4(c[0:], alpha, beta, c00, c01, c02, c03)
+	storeRow4(c[ldc:], alpha, beta, c10, c11, c12, c13)
+	storeRow4(c[2*ldc:], alpha, beta, c20, c21, c22, c23)
+	storeRow4(c[3*ldc:], alpha, beta, c30, c31, c32, c33)
+}
