@@ -28,16 +28,27 @@ const parallelGrain = 1 << 15
 // scalar or trailing-row b take fast loops.
 func BinaryKernel[T Float](kind BinaryKind, out, a, b []T, outShape, sa, sb []int) {
 	n := len(out)
-	metal.ParallelFor(n, parallelGrain, func(lo, hi int) {
-		switch {
-		case len(a) == n && len(b) == n:
-			binaryFlat(kind, out[lo:hi], a[lo:hi], b[lo:hi])
-		case len(a) == n && len(b) == 1:
-			binaryScalar(kind, out[lo:hi], a[lo:hi], b[0])
-		default:
-			forEachBroadcast(outShape, sa, sb, lo, hi, func(o, i, j int) { out[o] = binaryApply(kind, a[i], b[j]) })
-		}
-	})
+	if n == 0 {
+		return
+	}
+	if n <= parallelGrain {
+		// One chunk: run it here, without making a closure for ParallelFor.
+		binaryChunk(kind, out, a, b, outShape, sa, sb, 0, n)
+		return
+	}
+	metal.ParallelFor(n, parallelGrain, func(lo, hi int) { binaryChunk(kind, out, a, b, outShape, sa, sb, lo, hi) })
+}
+
+func binaryChunk[T Float](kind BinaryKind, out, a, b []T, outShape, sa, sb []int, lo, hi int) {
+	n := len(out)
+	switch {
+	case len(a) == n && len(b) == n:
+		binaryFlat(kind, out[lo:hi], a[lo:hi], b[lo:hi])
+	case len(a) == n && len(b) == 1:
+		binaryScalar(kind, out[lo:hi], a[lo:hi], b[0])
+	default:
+		forEachBroadcast(outShape, sa, sb, lo, hi, func(o, i, j int) { out[o] = binaryApply(kind, a[i], b[j]) })
+	}
 }
 
 func binaryApply[T Float](kind BinaryKind, x, y T) T {
@@ -113,13 +124,20 @@ func checkFloat(op string, ts ...*Tensor) {
 func binaryForward(kind BinaryKind, a, b *Tensor) *Tensor {
 	name := binaryNames[kind]
 	checkFloat(name, a, b)
-	shape, err := BroadcastShapes(a.shape, b.shape)
-	if err != nil {
-		panic("autodiff: " + name + ": " + err.Error())
-	}
 	tm := startOp()
-	out := Empty(a.dtype, shape...)
-	sa, sb := broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape)
+	var out *Tensor
+	var sa, sb []int
+	if sameShape(a.shape, b.shape) {
+		out = Empty(a.dtype, a.shape...) // no broadcasting: the kernel takes its flat loop
+	} else {
+		shape, err := BroadcastShapes(a.shape, b.shape)
+		if err != nil {
+			panic("autodiff: " + name + ": " + err.Error())
+		}
+		out = Empty(a.dtype, shape...)
+		sa, sb = broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape)
+	}
+	shape := out.shape
 	if a.dtype == Float32 {
 		BinaryKernel(kind, out.Float32s(), a.Float32s(), b.Float32s(), shape, sa, sb)
 	} else {
@@ -201,9 +219,9 @@ func scaledGrad(t, g, other *Tensor, kind BinaryKind) *Tensor {
 func addInPlace(dst, src *Tensor) {
 	if dst.dtype == Float32 {
 		d, s := dst.Float32s(), src.Float32s()
-		metal.ParallelFor(len(d), parallelGrain, func(lo, hi int) { binaryFlat(BinAdd, d[lo:hi], d[lo:hi], s[lo:hi]) })
+		BinaryKernel(BinAdd, d, d, s, nil, nil, nil)
 		return
 	}
 	d, s := dst.Float64s(), src.Float64s()
-	metal.ParallelFor(len(d), parallelGrain, func(lo, hi int) { binaryFlat(BinAdd, d[lo:hi], d[lo:hi], s[lo:hi]) })
+	BinaryKernel(BinAdd, d, d, s, nil, nil, nil)
 }

@@ -263,3 +263,19 @@ func TestMatMulBatchedWeightIsOneProduct(t *testing.T) {
 	assert.InDelta(t, 32.0, tp.Grad(w).At(0), 1e-5)
 	assert.InDelta(t, 16.0, tp.Grad(x).At(0), 1e-5) // Σ over N of 0.5
 }
+
+// A Linear layer's product: (batch, seq, in) activations times an (in, out) weight,
+// with the gradients of both.
+func ExampleMatMul() {
+	tp := NewTape()
+	defer tp.Release()
+	x := tp.Watch(FromFloat32([]float32{1, 2, 3, 4, 5, 6, 7, 8}, 2, 2, 2))
+	w := tp.Watch(FromFloat32([]float32{1, 0, 0, 1}, 2, 2))
+	y := MatMul(x, w)
+	fmt.Println(y.Shape(), y.Float32s())
+	tp.BackwardWith(y, Full(Float32, 1, y.Shape()...))
+	fmt.Println(tp.Grad(w).Float32s())
+	// Output:
+	// [2 2 2] [1 2 3 4 5 6 7 8]
+	// [16 16 20 20]
+}

@@ -15,6 +15,23 @@ type Tensor struct {
 	buf   *metal.Buffer
 	tape  *Tape // the tape tracking this tensor, or nil
 	id    int32 // this tensor's slot on its tape
+	// dims holds the shape of tensors of rank ≤ 4, so that making a tensor is one
+	// allocation rather than two.
+	dims [4]int
+}
+
+// newTensor returns an untracked tensor of the given shape (copied) over buf.
+func newTensor(dtype DType, buf *metal.Buffer, shape []int) *Tensor {
+	t := &Tensor{dtype: dtype, buf: buf, id: -1}
+	switch {
+	case len(shape) == 0: // a 0-dimensional tensor keeps a nil shape
+	case len(shape) <= len(t.dims):
+		t.shape = t.dims[:len(shape):len(shape)]
+		copy(t.shape, shape)
+	default:
+		t.shape = append([]int(nil), shape...)
+	}
+	return t
 }
 
 // Shape returns the dimensions. The slice is the tensor's own: do not modify it.
@@ -211,13 +228,13 @@ func normAxis(op string, axis, rank int) int {
 // Empty returns an uninitialised tensor from the pool.
 func Empty(dtype DType, shape ...int) *Tensor {
 	checkShape("Empty", shape)
-	return &Tensor{shape: append([]int(nil), shape...), dtype: dtype, buf: metal.HostPool.Get(numel(shape) * dtype.Size()), id: -1}
+	return newTensor(dtype, metal.HostPool.Get(numel(shape)*dtype.Size()), shape)
 }
 
 // Zeros returns a tensor of zeros.
 func Zeros(dtype DType, shape ...int) *Tensor {
 	checkShape("Zeros", shape)
-	return &Tensor{shape: append([]int(nil), shape...), dtype: dtype, buf: metal.HostPool.GetZeroed(numel(shape) * dtype.Size()), id: -1}
+	return newTensor(dtype, metal.HostPool.GetZeroed(numel(shape)*dtype.Size()), shape)
 }
 
 // Full returns a float tensor with every element v.

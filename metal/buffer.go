@@ -25,9 +25,10 @@ type Buffer struct {
 	handle any // the device's own object (an MTLBuffer, a simulator buffer), or nil
 
 	mu       sync.Mutex
-	inflight int        // device jobs using this buffer
-	idle     *sync.Cond // signalled when inflight reaches zero
-	doomed   bool       // the last owner released it while work was in flight
+	busy     atomic.Int32 // mirrors inflight so Wait on an idle buffer takes no lock
+	inflight int          // device jobs using this buffer
+	idle     *sync.Cond   // signalled when inflight reaches zero
+	doomed   bool         // the last owner released it while work was in flight
 }
 
 // Size is the number of bytes requested for the buffer.
@@ -98,12 +99,14 @@ func (b *Buffer) BeginUse() (done func()) {
 	b.live()
 	b.mu.Lock()
 	b.inflight++
+	b.busy.Store(int32(b.inflight))
 	b.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			b.mu.Lock()
 			b.inflight--
+			b.busy.Store(int32(b.inflight))
 			free := b.inflight == 0 && b.doomed
 			if b.inflight == 0 {
 				b.doomed = false
@@ -128,6 +131,9 @@ func (b *Buffer) Busy() bool {
 
 // Wait blocks until no device work uses the buffer, so the CPU may read it.
 func (b *Buffer) Wait() {
+	if b.busy.Load() == 0 {
+		return
+	}
 	b.mu.Lock()
 	for b.inflight > 0 {
 		if b.idle == nil {

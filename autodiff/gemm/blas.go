@@ -12,6 +12,9 @@ type blasLib struct {
 	name string
 	// sgemm is cblas_sgemm with the LP64 interface (32-bit ints).
 	sgemm func(order, transA, transB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
+	// sgemv is cblas_sgemv, or nil: OpenBLAS (before 0.3.27) runs a product with one
+	// row or column through the whole packed gemm, twice as slow as its gemv.
+	sgemv func(order, trans, m, n int32, alpha float32, a *float32, lda int32, x *float32, incx int32, beta float32, y *float32, incy int32)
 	// setThreads is openblas_set_num_threads, or nil in other libraries.
 	setThreads func(n int32)
 	// split says the library runs each call on the calling thread, so our workers
@@ -86,6 +89,10 @@ func sgemmBLAS(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 	if !lib.split || m*n*k < blasMinSplit {
 		workers = 1
 	}
+	if lib.sgemv != nil && (m == 1 || n == 1) {
+		gemvBLAS(lib, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	call := func(m, n int, a []float32, b []float32, c []float32) {
 		lib.sgemm(cblasRowMajor, cblasTranspose(transA), cblasTranspose(transB), int32(m), int32(n), int32(k),
 			alpha, &a[0], int32(max(lda, 1)), &b[0], int32(max(ldb, 1)), beta, &c[0], int32(max(ldc, 1)))
@@ -110,5 +117,47 @@ func sgemmBLAS(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 			bOff = j0 * ldb
 		}
 		call(m, j1-j0, a, b[bOff:], c[j0:])
+	})
+}
+
+// gemvBLAS computes a product with one row (m = 1) or one column (n = 1) as a
+// matrix-vector product y = op(M)·x, the workers splitting y.
+func gemvBLAS(lib *blasLib, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	// m = 1: cᵀ = op(B)ᵀ·aᵀ, B stored k×n (or n×k when transposed), x the row of A.
+	mat, ldm, rows, cols, trans := b, ldb, k, n, true
+	x, incx, incy := a, 1, 1
+	if transB {
+		rows, cols, trans = n, k, false
+	}
+	if transA {
+		incx = lda // A is stored k×1
+	}
+	if m != 1 {
+		// n = 1: c = op(A)·b, A stored m×k (or k×m), x the column of B.
+		mat, ldm, rows, cols, trans = a, lda, m, k, false
+		if transA {
+			rows, cols, trans = k, m, true
+		}
+		x, incx, incy = b, ldb, ldc
+		if transB {
+			incx = 1 // B is stored 1×k
+		}
+	}
+	outLen := cols // y's length: op(M) has shape outLen×k when trans is set
+	if !trans {
+		outLen = rows
+	}
+	parallel(workers, (outLen+63)/64, func(lo, hi int) {
+		y0, y1 := lo*64, min(hi*64, outLen)
+		off := y0 * ldm // rows [y0, y1) of M
+		if trans {
+			off = y0 // columns [y0, y1) of M
+		}
+		r, cl := y1-y0, cols
+		if trans {
+			r, cl = rows, y1-y0
+		}
+		lib.sgemv(cblasRowMajor, cblasTranspose(trans), int32(r), int32(cl), alpha, &mat[off], int32(max(ldm, 1)),
+			&x[0], int32(incx), beta, &c[y0*incy], int32(incy))
 	})
 }

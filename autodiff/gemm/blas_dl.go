@@ -28,6 +28,9 @@ func openBLAS(names []string) (*blasLib, error) {
 		}
 		lib := &blasLib{name: name, split: runtime.GOOS != "darwin"}
 		purego.RegisterFunc(&lib.sgemm, sym)
+		if s, err := purego.Dlsym(h, "cblas_sgemv"); err == nil {
+			purego.RegisterFunc(&lib.sgemv, s)
+		}
 		if s, err := purego.Dlsym(h, "openblas_set_num_threads"); err == nil {
 			purego.RegisterFunc(&lib.setThreads, s)
 			lib.split = true

@@ -103,13 +103,15 @@ func benchGemm(b *testing.B, path string, threads int, transA, transB bool, m, n
 	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
-// BenchmarkGemmSmall times small products on every path, to place the thresholds
-// of the registry (the sizes below which a path's fixed cost loses):
+// BenchmarkGemmSmall times small and thin products on every path (one thread), to
+// place the thresholds of the registry (the sizes below which a path's fixed cost
+// loses) and to follow vector-matrix products (decoding one token):
 //
 //	go test -run '^$' -bench 'GemmSmall' -benchtime 200ms ./autodiff/gemm/
 func BenchmarkGemmSmall(b *testing.B) {
 	sizes := [][3]int{{1, 1, 1}, {2, 2, 2}, {3, 3, 3}, {4, 4, 4}, {6, 6, 6}, {8, 8, 8}, {12, 12, 12}, {16, 16, 16},
-		{32, 32, 32}, {64, 64, 64}, {1, 256, 256}, {256, 1, 256}, {256, 256, 1}, {2, 512, 64}, {64, 64, 2}}
+		{32, 32, 32}, {64, 64, 64}, {1, 256, 256}, {256, 1, 256}, {256, 256, 1}, {2, 512, 64}, {64, 64, 2},
+		{1, 4096, 4096}, {4, 4096, 4096}}
 	paths := []metal.Path{metal.PathBLAS, metal.PathAsm, metal.PathGo, metal.PathReference}
 	for _, s := range sizes {
 		for _, p := range paths {
@@ -117,6 +119,12 @@ func BenchmarkGemmSmall(b *testing.B) {
 				if !Available(p) {
 					b.Skipf("path %s not available", p)
 				}
+				if p == metal.PathReference && s[0]*s[1]*s[2] > 1<<22 {
+					b.Skip("too slow to be worth the wait")
+				}
+				old := metal.Threads()
+				metal.SetThreads(1)
+				defer metal.SetThreads(old)
 				m, n, k := s[0], s[1], s[2]
 				x, y, z := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
 				for b.Loop() {

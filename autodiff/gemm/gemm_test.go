@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -350,4 +351,43 @@ func TestDgemmMatchesReference(t *testing.T) {
 			assert.InDeltaSlice(t, want, cc, 1e-12*float64(c.k+1), "%v threads %d", c, threads)
 		}
 	}
+}
+
+func TestGemmWorkersBarrier(t *testing.T) {
+	// More workers than processors still meet at every barrier.
+	const workers, rounds = 5, 200
+	var counts [workers]int
+	bar := &barrier{n: workers}
+	var sum atomic.Int64
+	runWorkers(workers, bar, func(w int) {
+		for r := range rounds {
+			sum.Add(1)
+			bar.wait()
+			// every worker has added its r+1 by now, none its r+2 yet
+			if got := sum.Load(); got < int64(workers*(r+1)) || got > int64(workers*(r+2)) {
+				panic(fmt.Sprintf("round %d: sum %d", r, got))
+			}
+			counts[w]++
+			bar.wait()
+		}
+	})
+	for _, c := range counts {
+		assert.Equal(t, rounds, c)
+	}
+
+	// A panic in one worker reaches the caller, and the others stop waiting.
+	bar = &barrier{n: 3}
+	defer func() {
+		r := recover()
+		wp, ok := r.(*metal.WorkerPanic)
+		require.True(t, ok, "%v", r)
+		assert.Equal(t, "worker 2 failed", wp.Value)
+	}()
+	runWorkers(3, bar, func(w int) {
+		if w == 2 {
+			panic("worker 2 failed")
+		}
+		bar.wait()
+	})
+	t.Fatal("runWorkers returned")
 }

@@ -41,3 +41,13 @@ func asmAvailable() bool { return hasAVX2FMA() }
 func asmKernel(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 	sgemmKernel6x16(k, &a[0], &b[0], &c[0], ldc, alpha, beta)
 }
+
+// sgemmKernel6x16Strided is sgemmKernel6x16 reading B in place, rows ldb apart.
+//
+//go:noescape
+func sgemmKernel6x16Strided(k int, a, b, c *float32, ldb, ldc int, alpha, beta float32)
+
+// asmKernelStrided runs the strided micro-kernel on a full tile.
+func asmKernelStrided(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
+	sgemmKernel6x16Strided(k, &a[0], &b[0], &c[0], ldb, ldc, alpha, beta)
+}

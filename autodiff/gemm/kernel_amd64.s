@@ -37,6 +37,66 @@
 	VMOVUPS acc1, 32(DX); \
 	ADDQ    R8, DX
 
+// The end of both kernels: scale the tile by alpha (Y14) and store it to C (DX,
+// rows R8 bytes apart), adding beta (Y15; its bits in AX) times C unless beta is ±0.
+#define EPILOGUE \
+	VMULPS     Y14, Y0, Y0;   \
+	VMULPS     Y14, Y1, Y1;   \
+	VMULPS     Y14, Y2, Y2;   \
+	VMULPS     Y14, Y3, Y3;   \
+	VMULPS     Y14, Y4, Y4;   \
+	VMULPS     Y14, Y5, Y5;   \
+	VMULPS     Y14, Y6, Y6;   \
+	VMULPS     Y14, Y7, Y7;   \
+	VMULPS     Y14, Y8, Y8;   \
+	VMULPS     Y14, Y9, Y9;   \
+	VMULPS     Y14, Y10, Y10; \
+	VMULPS     Y14, Y11, Y11; \
+	SHLL       $1, AX;        \
+	JEQ        nobeta;        \
+	STORE_BETA(Y0, Y1);       \
+	STORE_BETA(Y2, Y3);       \
+	STORE_BETA(Y4, Y5);       \
+	STORE_BETA(Y6, Y7);       \
+	STORE_BETA(Y8, Y9);       \
+	STORE_BETA(Y10, Y11);     \
+	VZEROUPPER;               \
+	RET;                      \
+nobeta:                       \
+	STORE(Y0, Y1);            \
+	STORE(Y2, Y3);            \
+	STORE(Y4, Y5);            \
+	STORE(Y6, Y7);            \
+	STORE(Y8, Y9);            \
+	STORE(Y10, Y11);          \
+	VZEROUPPER;               \
+	RET
+
+// One step of the strided kernel: B's row at DI (R10 bytes to the next), then the
+// same six broadcasts and twelve FMAs as STEP.
+#define STEP_STRIDED(aoff) \
+	VMOVUPS      (DI), Y12;         \
+	VMOVUPS      32(DI), Y13;       \
+	ADDQ         R10, DI;           \
+	VBROADCASTSS aoff(SI), Y14;     \
+	VFMADD231PS  Y12, Y14, Y0;      \
+	VFMADD231PS  Y13, Y14, Y1;      \
+	VBROADCASTSS (aoff+4)(SI), Y15; \
+	VFMADD231PS  Y12, Y15, Y2;      \
+	VFMADD231PS  Y13, Y15, Y3;      \
+	VBROADCASTSS (aoff+8)(SI), Y14; \
+	VFMADD231PS  Y12, Y14, Y4;      \
+	VFMADD231PS  Y13, Y14, Y5;      \
+	VBROADCASTSS (aoff+12)(SI), Y15; \
+	VFMADD231PS  Y12, Y15, Y6;      \
+	VFMADD231PS  Y13, Y15, Y7;      \
+	VBROADCASTSS (aoff+16)(SI), Y14; \
+	VFMADD231PS  Y12, Y14, Y8;      \
+	VFMADD231PS  Y13, Y14, Y9;      \
+	VBROADCASTSS (aoff+20)(SI), Y15; \
+	VFMADD231PS  Y12, Y15, Y10;     \
+	VFMADD231PS  Y13, Y15, Y11
+
 // func sgemmKernel6x16(k int, a, b, c *float32, ldc int, alpha, beta float32)
 //
 // C[0:6][0:16] = alpha·Σ_p a[6p+i]·b[16p+j] + beta·C[i][j], C's rows ldc floats
@@ -112,42 +172,76 @@ tail1:
 
 done:
 	VBROADCASTSS alpha+40(FP), Y14
-	VMULPS       Y14, Y0, Y0
-	VMULPS       Y14, Y1, Y1
-	VMULPS       Y14, Y2, Y2
-	VMULPS       Y14, Y3, Y3
-	VMULPS       Y14, Y4, Y4
-	VMULPS       Y14, Y5, Y5
-	VMULPS       Y14, Y6, Y6
-	VMULPS       Y14, Y7, Y7
-	VMULPS       Y14, Y8, Y8
-	VMULPS       Y14, Y9, Y9
-	VMULPS       Y14, Y10, Y10
-	VMULPS       Y14, Y11, Y11
-
-	MOVL beta+44(FP), AX
-	SHLL $1, AX          // drops the sign bit: -0 counts as 0
-	JEQ  nobeta
-
+	MOVL         beta+44(FP), AX
 	VBROADCASTSS beta+44(FP), Y15
-	STORE_BETA(Y0, Y1)
-	STORE_BETA(Y2, Y3)
-	STORE_BETA(Y4, Y5)
-	STORE_BETA(Y6, Y7)
-	STORE_BETA(Y8, Y9)
-	STORE_BETA(Y10, Y11)
-	VZEROUPPER
-	RET
+	EPILOGUE
 
-nobeta:
-	STORE(Y0, Y1)
-	STORE(Y2, Y3)
-	STORE(Y4, Y5)
-	STORE(Y6, Y7)
-	STORE(Y8, Y9)
-	STORE(Y10, Y11)
-	VZEROUPPER
-	RET
+// func sgemmKernel6x16Strided(k int, a, b, c *float32, ldb, ldc int, alpha, beta float32)
+//
+// sgemmKernel6x16 with B read in place: 16 consecutive floats per row, rows ldb
+// floats apart, for products of a few rows where packing B would only double the
+// traffic.
+TEXT ·sgemmKernel6x16Strided(SB), NOSPLIT, $0-56
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldb+32(FP), R10
+	SHLQ $2, R10
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+	LEAQ (R10)(R10*2), R11
+	SHLQ $2, R11            // twelve rows of B ahead
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+	CMPQ CX, $4
+	JLT  tail
+
+loop4:
+	PREFETCHT0 (DI)(R11*1)
+	PREFETCHT0 63(DI)(R11*1)
+	STEP_STRIDED(0)
+	PREFETCHT0 (DI)(R11*1)
+	PREFETCHT0 63(DI)(R11*1)
+	STEP_STRIDED(24)
+	PREFETCHT0 (DI)(R11*1)
+	PREFETCHT0 63(DI)(R11*1)
+	STEP_STRIDED(48)
+	PREFETCHT0 (DI)(R11*1)
+	PREFETCHT0 63(DI)(R11*1)
+	STEP_STRIDED(72)
+	ADDQ $96, SI
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE  loop4
+
+tail:
+	TESTQ CX, CX
+	JEQ   done
+
+tail1:
+	STEP_STRIDED(0)
+	ADDQ $24, SI
+	DECQ CX
+	JNE  tail1
+
+done:
+	VBROADCASTSS alpha+48(FP), Y14
+	MOVL         beta+52(FP), AX
+	VBROADCASTSS beta+52(FP), Y15
+	EPILOGUE
 
 // func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24

@@ -3,6 +3,7 @@ package gemm
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -24,8 +25,11 @@ type blocking struct {
 	// kernel sets the full mr×nr tile at c (rows ldc apart) to alpha·a·b + beta·tile,
 	// a and b being packed panels of depth k > 0. When beta is 0, c is not read.
 	kernel func(k int, a, b, c []float32, ldc int, alpha, beta float32)
-	packA  func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
-	packB  func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
+	// kernelStrided, when set, is kernel reading B in place (rows ldb apart); it
+	// serves products of at most mr rows, whose B would be read once anyway.
+	kernelStrided func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
+	packA         func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
+	packB         func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 }
 
 // asmBlocking is the AVX2 kernel's blocking for Zen-class cores (32 KiB L1d, ≥ 512
@@ -34,9 +38,10 @@ type blocking struct {
 // with BenchmarkGemmBlocking.
 var asmBlocking = blocking{
 	mr: 6, nr: 16, mc: 144, kc: 256, nc: 3072,
-	kernel: asmKernel,
-	packA:  packA6,
-	packB:  packB16,
+	kernel:        asmKernel,
+	kernelStrided: asmKernelStrided,
+	packA:         packA6,
+	packB:         packB16,
 }
 
 // goBlockings are the same algorithm with a micro-kernel in Go, for CPUs without
@@ -75,61 +80,106 @@ func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 	packedSgemm(&goBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// packedSgemm runs the blocked algorithm for m, n, k > 0, splitting each step across
-// the workers: the packing of B by panels, then the tiles by blocks of rows (or, for
-// short and wide products, by panels of columns).
+// packedSgemm runs the blocked algorithm for m, n, k > 0. On several workers each
+// step (a kc×nc block of B) is packed by all of them, one share each, and its tiles
+// are then handed out by blocks of rows (or, for short and wide products, of column
+// panels) as workers come free, so a core that something else slows down takes
+// fewer of them. The workers start once per product and meet at one spinning
+// barrier per step: B's blocks alternate between two buffers, so packing the next
+// block never waits for the tiles of the current one. (Starting goroutines at each
+// step cost 50-100 µs a time on a virtual machine whose idle vCPU sleeps.)
 func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	workers := metal.Threads()
 	if m*n*k < parallelMinWork {
 		workers = 1
 	}
 	mr, nr := s.mr, s.nr
-	mPanels := (m + mr - 1) / mr
-	byRows := mPanels >= 2*workers || mPanels >= (n+nr-1)/nr
-	bp := getBuf(&bPool, min(s.kc, k)*roundUp(min(s.nc, n), nr))
-	defer bPool.Put(bp)
-	j := &packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
-	for j.jc = 0; j.jc < n; j.jc += s.nc {
-		j.nc = min(s.nc, n-j.jc)
-		nPanels := (j.nc + nr - 1) / nr
-		for j.pc = 0; j.pc < k; j.pc += s.kc {
-			j.kc = min(s.kc, k-j.pc)
-			j.beta = beta
-			if j.pc > 0 {
-				j.beta = 1
+	var steps []packedStep
+	for jc := 0; jc < n; jc += s.nc {
+		for pc := 0; pc < k; pc += s.kc {
+			st := packedStep{jc: jc, nc: min(s.nc, n-jc), pc: pc, kc: min(s.kc, k-pc), beta: beta}
+			if pc > 0 {
+				st.beta = 1
 			}
-			j.bp = (*bp)[:j.kc*nPanels*nr]
-			switch {
-			case workers == 1:
-				j.packB(0, nPanels)
-				j.tiles(0, m, 0, j.nc)
-			case byRows:
-				metal.ParallelFor(nPanels, 1, j.packB)
-				metal.ParallelFor(mPanels, 1, func(lo, hi int) { j.tiles(lo*mr, min(hi*mr, m), 0, j.nc) })
-			default:
-				metal.ParallelFor(nPanels, 1, j.packB)
-				metal.ParallelFor(nPanels, 1, func(lo, hi int) { j.tiles(0, m, lo*nr, min(hi*nr, j.nc)) })
-			}
+			st.panels = (st.nc + nr - 1) / nr
+			steps = append(steps, st)
 		}
 	}
+	bpLen := min(s.kc, k) * roundUp(min(s.nc, n), nr)
+	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
+	job.directB = !transB && m <= mr && s.kernelStrided != nil
+	if workers == 1 {
+		bp := getBuf(&bPool, bpLen)
+		defer bPool.Put(bp)
+		for _, st := range steps {
+			job.packedStep = st
+			job.bp = (*bp)[:st.kc*st.panels*nr]
+			job.packB(0, st.panels)
+			job.tiles(0, m, 0, st.nc)
+		}
+		return
+	}
+
+	bps := [2]*[]float32{getBuf(&bPool, bpLen), getBuf(&bPool, bpLen)}
+	defer bPool.Put(bps[0])
+	defer bPool.Put(bps[1])
+	byRows := (m+mr-1)/mr >= 2*workers || m >= n
+	next := make([]atomic.Int64, len(steps)) // the next block of each step's tiles
+	bar := &barrier{n: int32(workers)}
+	runWorkers(workers, bar, func(w int) {
+		j := job
+		for si, st := range steps {
+			j.packedStep = st
+			j.bp = (*bps[si%2])[:st.kc*st.panels*nr]
+			j.packB(w*st.panels/workers, (w+1)*st.panels/workers)
+			bar.wait()
+			if byRows {
+				rows := min(s.mc, roundUp((m+4*workers-1)/(4*workers), mr))
+				for q := int(next[si].Add(1) - 1); q*rows < m; q = int(next[si].Add(1) - 1) {
+					j.tiles(q*rows, min((q+1)*rows, m), 0, st.nc)
+				}
+			} else {
+				per := (st.panels + 4*workers - 1) / (4 * workers)
+				for q := int(next[si].Add(1) - 1); q*per < st.panels; q = int(next[si].Add(1) - 1) {
+					j.tiles(0, m, q*per*nr, min((q+1)*per*nr, st.nc))
+				}
+			}
+		}
+	})
 }
 
-// packedJob is one product in progress: its operands and the current column slab
-// (jc, nc) and depth slice (pc, kc) with B's block packed in bp.
+// packedStep is one (column slab, depth slice) step of a product: C's columns
+// [jc, jc+nc) get the product of A's columns and B's rows [pc, pc+kc).
+type packedStep struct {
+	jc, nc, pc, kc int
+	panels         int     // B panels in the slab
+	beta           float32 // the caller's β in the first depth slice, then 1
+}
+
+// packedJob is one product in progress: its operands and the current step with
+// B's block packed in bp.
 type packedJob struct {
 	s              *blocking
 	transA, transB bool
 	m              int
-	alpha, beta    float32 // beta is 1 after the first depth slice
+	alpha          float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
-	jc, nc, pc, kc int
-	bp             []float32
+	packedStep
+	bp      []float32
+	directB bool // full panels of B are read in place; only a partial last one is packed
 }
 
 // packB packs B's panels [lo, hi) of the current block.
 func (j *packedJob) packB(lo, hi int) {
 	nr, kc := j.s.nr, j.kc
+	if j.directB {
+		last := j.panels - 1
+		if j.nc%nr == 0 || last < lo || last >= hi {
+			return
+		}
+		lo = last
+	}
 	j.s.packB(j.bp[lo*kc*nr:hi*kc*nr], j.transB, j.b, j.ldb, j.pc, kc, j.jc+lo*nr, min(hi*nr, j.nc)-lo*nr)
 }
 
@@ -153,11 +203,21 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 				rows := min(mr, mc-ir)
 				apanel := (*ap)[(ir/mr)*kc*mr:][:kc*mr]
 				off := (ic+ir)*ldc + j.jc + jr
-				if rows == mr && cols == nr {
+				full := rows == mr && cols == nr
+				switch {
+				case full && j.directB:
+					bOff := j.pc*j.ldb + j.jc + jr
+					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
+					continue
+				case full:
 					s.kernel(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
 					continue
+				case j.directB && cols == nr:
+					bOff := j.pc*j.ldb + j.jc + jr
+					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, edge, nr, 1, 0)
+				default:
+					s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
 				}
-				s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
 				for i := range rows {
 					crow := c[off+i*ldc : off+i*ldc+cols]
 					trow := edge[i*nr : i*nr+cols]
