@@ -3,6 +3,7 @@ package attention
 import (
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
@@ -116,6 +117,10 @@ func (b *Block) Forward(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autod
 		panic(fmt.Sprintf("attention: Block.Forward: input %v for a block of width %d", x.Shape(), b.Q.In()))
 	}
 	bs, t := x.Dim(0), x.Dim(1)
+	if cache == nil && x.DType() == autodiff.Float32 && t >= tiledMinRows && b.Q.LoRA == nil && b.K.LoRA == nil && b.V.LoRA == nil &&
+		(b.Q.Bias == nil) == (b.K.Bias == nil) && (b.Q.Bias == nil) == (b.V.Bias == nil) {
+		return b.forwardPacked(c, x)
+	}
 	q := autodiff.Reshape(b.Q.Forward(c, x), bs, t, b.Heads, b.HeadDim)
 	k := autodiff.Reshape(b.K.Forward(c, x), bs, t, b.KVHeads, b.HeadDim)
 	v := autodiff.Reshape(b.V.Forward(c, x), bs, t, b.KVHeads, b.HeadDim)
@@ -138,6 +143,18 @@ func (b *Block) Forward(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autod
 	} else {
 		o = FlashAttention(q, k, v, opt)
 	}
+	return b.O.Forward(c, autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim))
+}
+
+// forwardPacked is Forward for float32 training and prefill: q, k and v in one
+// packed tensor (see projectQKV).
+func (b *Block) forwardPacked(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+	bs, t := x.Dim(0), x.Dim(1)
+	qkv := projectQKV(x, c.Param(b.Q.Weight), c.Param(b.K.Weight), c.Param(b.V.Weight), c.Param(b.Q.Bias), c.Param(b.K.Bias), c.Param(b.V.Bias))
+	if b.RoPE != nil {
+		qkv = ropePacked(qkv, b.Heads+b.KVHeads, b.HeadDim, *b.RoPE)
+	}
+	o := packedAttention(qkv, b.Heads, b.KVHeads, b.HeadDim, Options{Causal: b.Causal, Window: b.Window})
 	return b.O.Forward(c, autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim))
 }
 
@@ -231,7 +248,13 @@ func appendSeq(old, x *autodiff.Tensor) *autodiff.Tensor {
 // tiledForward is FlashForward for float32 on GEMM tiles.
 func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
 	d.check("tiledForward", len(q), len(k), len(v), len(out))
-	g := newGeometry[float32](d, opt)
+	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v)
+}
+
+// tiledForwardG is tiledForward on a geometry whose views may be any strides
+// (packed q, k and v).
+func tiledForwardG(g geometry[float32], out, lse, q, k, v []float32) {
+	d := g.d
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
 	parallelUnits(nqb*heads, func() *forwardScratch[float32] {
@@ -310,11 +333,19 @@ func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse
 func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Options) {
 	d.check("tiledBackward", len(q), len(k), len(v), len(out))
 	d.check("tiledBackward", len(dq), len(dk), len(dv), len(dout))
-	nrows := d.Batch * d.QHeads * d.QLen
-	if len(lse) != nrows {
+	if nrows := d.Batch * d.QHeads * d.QLen; len(lse) != nrows {
 		panic(fmt.Sprintf("attention: tiledBackward: lse has %d elements, want %d for %+v", len(lse), nrows, d))
 	}
-	g := newGeometry[float32](d, opt)
+	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse)
+}
+
+// tiledBackwardG is tiledBackward on a geometry whose views may be any strides.
+// It clears dq from its start to its end before accumulating (with packed
+// gradients that is the whole packed tensor, whose key and value columns are then
+// written in full).
+func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse []float32) {
+	d := g.d
+	nrows := d.Batch * d.QHeads * d.QLen
 	delta := make([]float32, nrows)
 	metal.ParallelFor(nrows, 1024, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -490,4 +521,217 @@ func gradRowGo(p, ds []float32, lse, delta, scale float32) {
 		p[j] = expTile(x - lse)
 		ds[j] = p[j] * scale * (ds[j] - delta)
 	}
+}
+
+// ---- packed q, k and v -------------------------------------------------------------
+
+// The float32 training path of a Block keeps queries, keys and values in one
+// packed tensor (batch, seq, (Heads + 2·KVHeads)·HeadDim): row t holds the query
+// heads, then the key heads, then the value heads of token t. One GEMM projects
+// all three, RoPE rotates the query and key columns, and the tiled kernels read
+// (and, backward, write) the three through strides, so the gradient of the
+// projection arrives as one packed tensor: one GEMM for dx instead of three
+// and two additions.
+
+// projectQKV computes [x·Wqᵀ + bq | x·Wkᵀ + bk | x·Wvᵀ + bv] for float32 x (..., in),
+// the biases all present or all nil.
+func projectQKV(x, wq, wk, wv, bq, bk, bv *autodiff.Tensor) *autodiff.Tensor {
+	in := x.Dim(-1)
+	ws := []*autodiff.Tensor{wq, wk, wv}
+	bs := []*autodiff.Tensor{bq, bk, bv}
+	width := 0
+	offs := make([]int, 4)
+	for i, w := range ws {
+		if w.Rank() != 2 || w.Dim(1) != in || w.DType() != autodiff.Float32 || x.DType() != autodiff.Float32 ||
+			(bs[i] == nil) != (bq == nil) || bs[i] != nil && (bs[i].Rank() != 1 || bs[i].Dim(0) != w.Dim(0) || bs[i].DType() != autodiff.Float32) {
+			panic(fmt.Sprintf("attention: project_qkv: input %s %v, weight %v, bias %v", x.DType(), x.Shape(), w.Shape(), bs[i]))
+		}
+		width += w.Dim(0)
+		offs[i+1] = width
+	}
+	rows := x.Len() / in
+	// The weights side by side: (width, in), kept for the backward.
+	wcat := autodiff.Empty(autodiff.Float32, width, in)
+	wc := wcat.Float32s()
+	for i, w := range ws {
+		copy(wc[offs[i]*in:], w.Float32s())
+	}
+	shape := append(append([]int(nil), x.Shape()[:x.Rank()-1]...), width)
+	y := autodiff.Empty(autodiff.Float32, shape...)
+	ys := y.Float32s()
+	beta := float32(0)
+	if bq != nil {
+		bias := make([]float32, width)
+		for i, b := range bs {
+			copy(bias[offs[i]:], b.Float32s())
+		}
+		metal.ParallelFor(rows, max(1, (1<<15)/width), func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				copy(ys[r*width:(r+1)*width], bias)
+			}
+		})
+		beta = 1
+	}
+	xs := x.Float32s()
+	gemm.Sgemm(false, true, rows, width, in, 1, xs, in, wc, in, beta, ys, width)
+	inputs := append([]*autodiff.Tensor{x}, ws...)
+	if bq != nil {
+		inputs = append(inputs, bs...)
+	}
+	out := autodiff.Record(y, "project_qkv", func(g *autodiff.Tensor) {
+		gs := g.Float32s()
+		autodiff.Accumulate(x, func() *autodiff.Tensor {
+			dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
+			gemm.Sgemm(false, false, rows, in, width, 1, gs, width, wc, in, 0, dx.Float32s(), in)
+			return dx
+		})
+		for i, w := range ws {
+			autodiff.Accumulate(w, func() *autodiff.Tensor {
+				dw := autodiff.Empty(autodiff.Float32, w.Shape()...)
+				gemm.Sgemm(true, false, w.Dim(0), in, rows, 1, gs[offs[i]:], width, xs, in, 0, dw.Float32s(), in)
+				return dw
+			})
+		}
+		if bq == nil {
+			return
+		}
+		sums := make([]float32, width)
+		columnSums32(sums, gs, rows, width)
+		for i, b := range bs {
+			autodiff.Accumulate(b, func() *autodiff.Tensor {
+				return autodiff.FromFloat32(sums[offs[i]:offs[i+1]], b.Dim(0))
+			})
+		}
+	}, inputs...)
+	keepWith(out, wcat)
+	return out
+}
+
+// columnSums32 adds the column sums of the rows×cols matrix g to dst, with
+// per-worker partial sums added in worker order.
+func columnSums32(dst, g []float32, rows, cols int) {
+	var mu sync.Mutex
+	metal.ParallelFor(rows, max(1, (1<<15)/cols), func(lo, hi int) {
+		part := make([]float32, cols)
+		for r := lo; r < hi; r++ {
+			for j, v := range g[r*cols : (r+1)*cols] {
+				part[j] += v
+			}
+		}
+		mu.Lock()
+		for j, v := range part {
+			dst[j] += v
+		}
+		mu.Unlock()
+	})
+}
+
+// keepWith ties saved tensors to out's tape, or frees them when out is not
+// recorded.
+func keepWith(out *autodiff.Tensor, saved ...*autodiff.Tensor) {
+	if tp := out.Tape(); tp != nil {
+		tp.Own(saved...)
+		return
+	}
+	for _, s := range saved {
+		s.Release()
+	}
+}
+
+// ropePacked rotates the first heads·headDim columns of each row of the packed
+// float32 tensor x (batch, seq, width) by RoPE (opt.Offset is the position of
+// token 0; the layout is ignored) and copies the rest.
+func ropePacked(x *autodiff.Tensor, heads, headDim int, opt RoPEOptions) *autodiff.Tensor {
+	bs, seq, width := x.Dim(0), x.Dim(1), x.Dim(2)
+	r := opt.rotated(headDim)
+	half := r / 2
+	cs := make([]float32, 2*seq*half)
+	scale := opt.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	for i := range half {
+		invFreq := math.Pow(opt.base(), -float64(2*i)/float64(r))
+		for s := range seq {
+			a := float64(opt.Offset+s) * scale * invFreq
+			cs[2*(s*half+i)] = float32(math.Cos(a))
+			cs[2*(s*half+i)+1] = float32(math.Sin(a))
+		}
+	}
+	apply := func(dst, src []float32, sign float32) {
+		metal.ParallelFor(bs*seq, max(1, (1<<14)/width), func(lo, hi int) {
+			for u := lo; u < hi; u++ {
+				row, out := src[u*width:(u+1)*width], dst[u*width:(u+1)*width]
+				c := cs[2*(u%seq)*half : 2*(u%seq+1)*half]
+				for h := range heads {
+					xs, os := row[h*headDim:(h+1)*headDim], out[h*headDim:(h+1)*headDim]
+					for i := range half {
+						cos, sin := c[2*i], sign*c[2*i+1]
+						a, b := 2*i, 2*i+1
+						if !opt.Interleaved {
+							a, b = i, i+half
+						}
+						x0, x1 := xs[a], xs[b]
+						os[a], os[b] = x0*cos-x1*sin, x0*sin+x1*cos
+					}
+					copy(os[r:], xs[r:])
+				}
+				copy(out[heads*headDim:], row[heads*headDim:])
+			}
+		})
+	}
+	y := autodiff.Empty(autodiff.Float32, x.Shape()...)
+	apply(y.Float32s(), x.Float32s(), 1)
+	return autodiff.Record(y, "rope_packed", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(x, func() *autodiff.Tensor {
+			dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
+			apply(dx.Float32s(), g.Float32s(), -1)
+			return dx
+		})
+	}, x)
+}
+
+// packedAttention is attention over the packed float32 tensor qkv (batch, seq,
+// (heads + 2·kvHeads)·headDim), self-attention of the sequence on itself, giving
+// (batch, seq, heads, headDim). Its backward writes the packed gradient.
+func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Options) *autodiff.Tensor {
+	bs, seq, width := qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)
+	if qkv.DType() != autodiff.Float32 || width != (heads+2*kvHeads)*headDim || heads%kvHeads != 0 {
+		panic(fmt.Sprintf("attention: packed_attention: %s %v for %d heads, %d kv heads of %d", qkv.DType(), qkv.Shape(), heads, kvHeads, headDim))
+	}
+	d := Dims{Batch: bs, QLen: seq, KLen: seq, QHeads: heads, KVHeads: kvHeads, HeadDim: headDim, VDim: headDim}
+	opt.Layout = BSHD
+	g := newGeometry[float32](d, opt)
+	packed := view{seq * width, width, headDim}
+	g.qv, g.kv, g.vv = packed, packed, packed
+	qo, ko, vo := 0, heads*headDim, (heads+kvHeads)*headDim
+	var start time.Time
+	if metal.Profiling() {
+		start = time.Now()
+	}
+	out := autodiff.Empty(autodiff.Float32, bs, seq, heads, headDim)
+	var lse []float32
+	if qkv.Tape() != nil {
+		lse = make([]float32, bs*heads*seq)
+	}
+	x := qkv.Float32s()
+	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:])
+	if !start.IsZero() {
+		metal.RecordOp("packed_attention", metal.PathBLAS, time.Since(start), int64(qkv.Len()+out.Len())*4)
+	}
+	return autodiff.Record(out, "packed_attention", func(gr *autodiff.Tensor) {
+		autodiff.Accumulate(qkv, func() *autodiff.Tensor {
+			var start time.Time
+			if metal.Profiling() {
+				start = time.Now()
+			}
+			dx := autodiff.Empty(autodiff.Float32, qkv.Shape()...)
+			ds := dx.Float32s()
+			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse)
+			if !start.IsZero() {
+				metal.RecordOp("packed_attention_backward", metal.PathBLAS, time.Since(start), int64(2*qkv.Len()+2*out.Len())*4)
+			}
+			return dx
+		})
+	}, qkv)
 }

@@ -70,3 +70,22 @@ func geluRow32(y, d, b []float32) {
 	}
 	geluRowGo(y[n:], d[n:len(y)], tail(b, n))
 }
+
+// mulSumAVX2 sets dst[i] = a[i]·b[i] and adds it to sum[i] for i < n (a multiple
+// of 8).
+//
+//go:noescape
+func mulSumAVX2(dst, sum, a, b *float32, n int)
+
+// mulSum32 sets dst = a·b elementwise and adds dst to sum.
+func mulSum32(dst, sum, a, b []float32) {
+	n := 0
+	if hasAVX2FMA() {
+		n = len(dst) &^ 7
+		if n > 0 {
+			sum, a, b := sum[:n], a[:n], b[:n]
+			mulSumAVX2(&dst[0], &sum[0], &a[0], &b[0], n)
+		}
+	}
+	mulSumGo(dst[n:], sum[n:len(dst)], a[n:len(dst)], b[n:len(dst)])
+}

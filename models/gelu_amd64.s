@@ -115,3 +115,32 @@ TEXT ·modelsXGETBV(SB), NOSPLIT, $0-8
 	MOVL AX, eax+0(FP)
 	MOVL DX, edx+4(FP)
 	RET
+
+// func mulSumAVX2(dst, sum, a, b *float32, n int)
+//
+// dst[i] = a[i]·b[i] and sum[i] += dst[i] for i < n (a multiple of 8).
+TEXT ·mulSumAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ sum+8(FP), SI
+	MOVQ a+16(FP), DX
+	MOVQ b+24(FP), R8
+	MOVQ n+32(FP), CX
+	SHRQ $3, CX
+	JZ   mdone
+
+mloop:
+	VMOVUPS (DX), Y0
+	VMULPS  (R8), Y0, Y0
+	VMOVUPS Y0, (DI)
+	VADDPS  (SI), Y0, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	ADDQ    $32, R8
+	DECQ    CX
+	JNZ     mloop
+
+mdone:
+	VZEROUPPER
+	RET

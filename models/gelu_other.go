@@ -6,3 +6,5 @@ package models
 func geluRow32(y, d, b []float32) { geluRowGo(y, d, b) }
 
 func hasAVX2FMA() bool { return false }
+
+func mulSum32(dst, sum, a, b []float32) { mulSumGo(dst, sum, a, b) }

@@ -212,33 +212,36 @@ func own(out *autodiff.Tensor, saved ...*autodiff.Tensor) {
 }
 
 // linearGELUBackward sets dpre = g·deriv and, when db is not nil, adds the column
-// sums of dpre to db (per-worker partial sums in float64, added in worker order).
+// sums of dpre to db (per-worker partial sums, added in worker order).
 func linearGELUBackward[T autodiff.Float](dpre, db, g, deriv []T, rows, width int) {
 	var mu sync.Mutex
 	metal.ParallelFor(rows, rowsGrain(width), func(lo, hi int) {
-		var part []float64
-		if db != nil {
-			part = make([]float64, width)
-		}
+		part := make([]T, width)
 		for r := lo; r < hi; r++ {
 			d, gr, dr := dpre[r*width:(r+1)*width], g[r*width:(r+1)*width], deriv[r*width:(r+1)*width]
-			for i := range d {
-				d[i] = gr[i] * dr[i]
-			}
-			for i, v := range d {
-				if part != nil {
-					part[i] += float64(v)
-				}
+			if d32, ok := any(d).([]float32); ok {
+				mulSum32(d32, any(part).([]float32), any(gr).([]float32), any(dr).([]float32))
+			} else {
+				mulSumGo(d, part, gr, dr)
 			}
 		}
-		if part != nil {
+		if db != nil {
 			mu.Lock()
 			for i, v := range part {
-				db[i] += T(v)
+				db[i] += v
 			}
 			mu.Unlock()
 		}
 	})
+}
+
+// mulSumGo sets dst = a·b elementwise and adds dst to sum.
+func mulSumGo[T autodiff.Float](dst, sum, a, b []T) {
+	sum, a, b = sum[:len(dst)], a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
+		sum[i] += dst[i]
+	}
 }
 
 // The constants of Abramowitz and Stegun 7.1.26:
@@ -396,15 +399,23 @@ func ceForward[T autodiff.Float](loss, lse []float64, logits []T, tg []int32, co
 				continue
 			}
 			row := logits[r*v : (r+1)*v]
-			m := float64(row[0])
+			m := row[0]
 			for _, x := range row {
-				m = max(m, float64(x))
+				m = max(m, x)
 			}
 			var s float64
-			for _, x := range row {
-				s += math.Exp(float64(x) - m)
+			if r32, ok := any(row).([]float32); ok {
+				// e^(x−m) ≤ 1 in float32 (within 2e-7), summed in float64.
+				m32 := float32(m)
+				for _, x := range r32 {
+					s += float64(expNeg32(x - m32))
+				}
+			} else {
+				for _, x := range row {
+					s += math.Exp(float64(x - m))
+				}
 			}
-			lse[r] = m + math.Log(s)
+			lse[r] = float64(m) + math.Log(s)
 			loss[r] = lse[r] - float64(row[tg[r]])
 		}
 	})
@@ -419,8 +430,15 @@ func ceBackward[T autodiff.Float](dl, logits []T, lse []float64, tg []int32, cou
 				continue
 			}
 			row := logits[r*v : (r+1)*v]
-			for j, x := range row {
-				d[j] = T(scale * math.Exp(float64(x)-lse[r]))
+			if d32, ok := any(d).([]float32); ok {
+				l, sc := float32(lse[r]), float32(scale)
+				for j, x := range any(row).([]float32) {
+					d32[j] = sc * expNeg32(min(x-l, 0))
+				}
+			} else {
+				for j, x := range row {
+					d[j] = T(scale * math.Exp(float64(x)-lse[r]))
+				}
 			}
 			d[tg[r]] -= T(scale)
 		}
