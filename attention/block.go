@@ -248,13 +248,15 @@ func appendSeq(old, x *autodiff.Tensor) *autodiff.Tensor {
 // tiledForward is FlashForward for float32 on GEMM tiles.
 func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
 	d.check("tiledForward", len(q), len(k), len(v), len(out))
-	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v)
+	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, len(k)))
 }
 
 // tiledForwardG is tiledForward on a geometry whose views may be any strides
-// (packed q, k and v).
-func tiledForwardG(g geometry[float32], out, lse, q, k, v []float32) {
+// (packed q, k and v). It writes the keys transposed into kt (see transposeKV),
+// which tiledBackwardG can reuse.
+func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
 	d := g.d
+	transposeKV(kt, k, g.kv, d, d.HeadDim)
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
 	parallelUnits(nqb*heads, func() *forwardScratch[float32] {
@@ -266,11 +268,43 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v []float32) {
 		qb := nqb - 1 - u/heads
 		b, h := (u%heads)/d.QHeads, u%d.QHeads
 		i0 := qb * flashQBlock
-		tiledForwardBlock(g, w, out, lse, q, k, v, b, h, i0, min(i0+flashQBlock, d.QLen))
+		tiledForwardBlock(g, w, out, lse, q, kt, v, b, h, i0, min(i0+flashQBlock, d.QLen))
 	})
 }
 
-func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse, q, k, v []float32, b, h, i0, i1 int) {
+// transposeKV writes the keys (or values) src, seen through view vw, as dst laid
+// out (batch, kv head, dim, key): each head's keys become the columns of a
+// dim×KLen matrix, the B operand of Q·Kᵀ in the tile products.
+func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
+	n := d.KLen
+	metal.ParallelFor(d.Batch*d.KVHeads, max(1, (1<<14)/max(n*dim, 1)), func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			b, hk := u/d.KVHeads, u%d.KVHeads
+			out := dst[u*dim*n : (u+1)*dim*n]
+			j := 0
+			// Eight keys at a time: each output row gets 8 contiguous values.
+			for ; j+8 <= n; j += 8 {
+				var r [8][]float32
+				for i := range r {
+					r[i] = src[vw.at(b, j+i, hk):][:dim]
+				}
+				for c := range dim {
+					o := out[c*n+j:][:8]
+					o[0], o[1], o[2], o[3] = r[0][c], r[1][c], r[2][c], r[3][c]
+					o[4], o[5], o[6], o[7] = r[4][c], r[5][c], r[6][c], r[7][c]
+				}
+			}
+			for ; j < n; j++ {
+				row := src[vw.at(b, j, hk):][:dim]
+				for c, x := range row {
+					out[c*n+j] = x
+				}
+			}
+		}
+	})
+}
+
+func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse, q, kt, v []float32, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
@@ -285,9 +319,10 @@ func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse
 	for j0 := ulo; j0 < uhi; j0 += flashKBlock {
 		j1 := min(j0+flashKBlock, uhi)
 		nk := j1 - j0
-		ko, vo := g.kv.at(b, j0, hk), g.vv.at(b, j0, hk)
+		vo := g.vv.at(b, j0, hk)
 		s := w.s[:rows*flashKBlock]
-		gemm.Sgemm(false, true, rows, nk, d.HeadDim, g.scale, q[qo:], g.qv.s, k[ko:], g.kv.s, 0, s, flashKBlock)
+		kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
+		tileMul(s, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, rows, nk, d.HeadDim, g.scale, false)
 		for r := range rows {
 			row := s[r*flashKBlock : r*flashKBlock+nk]
 			lo, hi := g.sp.clip(i0+r, j0, j1)
@@ -307,7 +342,7 @@ func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse
 			l[r] += sum
 			m[r] = mNew
 		}
-		gemm.Sgemm(false, false, rows, d.VDim, nk, 1, s, flashKBlock, v[vo:], g.vv.s, 1, acc, d.VDim)
+		tileMul(acc, d.VDim, s, flashKBlock, 1, v[vo:], g.vv.s, rows, d.VDim, nk, 1, true)
 	}
 	for r := range rows {
 		o := out[g.ov.at(b, i0+r, h):][:d.VDim]
@@ -336,16 +371,27 @@ func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Op
 	if nrows := d.Batch * d.QHeads * d.QLen; len(lse) != nrows {
 		panic(fmt.Sprintf("attention: tiledBackward: lse has %d elements, want %d for %+v", len(lse), nrows, d))
 	}
-	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse)
+	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse, nil)
 }
 
 // tiledBackwardG is tiledBackward on a geometry whose views may be any strides.
 // It clears dq from its start to its end before accumulating (with packed
 // gradients that is the whole packed tensor, whose key and value columns are then
 // written in full).
-func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse []float32) {
+//
+// kt holds the keys transposed by tiledForwardG, or is nil (then they are
+// transposed here).
+func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt []float32) {
 	d := g.d
 	nrows := d.Batch * d.QHeads * d.QLen
+	if kt == nil {
+		kt = make([]float32, d.Batch*d.KVHeads*d.HeadDim*d.KLen)
+		transposeKV(kt, k, g.kv, d, d.HeadDim)
+	}
+	vtBuf := autodiff.Empty(autodiff.Float32, d.Batch*d.KVHeads*d.VDim*d.KLen)
+	defer vtBuf.Release()
+	vt := vtBuf.Float32s()
+	transposeKV(vt, v, g.vv, d, d.VDim)
 	delta := make([]float32, nrows)
 	metal.ParallelFor(nrows, 1024, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -373,7 +419,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse []f
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * flashKBlock
-			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, v, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
+			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
 		}
 	})
 	if parts > 1 {
@@ -390,10 +436,12 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse []f
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
 // batch b and adds their part of dq, over every query head of the group and every
 // query tile that sees one of the keys.
-func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk, dv, q, k, v, dout, lse, delta []float32, b, hk, j0, j1 int) {
+func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk, dv, q, k, kt, vt, dout, lse, delta []float32, b, hk, j0, j1 int) {
 	d := g.d
 	nk := j1 - j0
 	ko, vo := g.kv.at(b, j0, hk), g.vv.at(b, j0, hk)
+	kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
+	vto := (b*d.KVHeads+hk)*d.VDim*d.KLen + j0
 	for j := range nk {
 		clear(dk[ko+j*g.kv.s:][:d.HeadDim])
 		clear(dv[vo+j*g.vv.s:][:d.VDim])
@@ -410,8 +458,8 @@ func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk
 			rows := i1 - i0
 			qo, oo := g.qv.at(b, i0, h), g.ov.at(b, i0, h)
 			p, ds := w.p[:rows*flashKBlock], w.ds[:rows*flashKBlock]
-			gemm.Sgemm(false, true, rows, nk, d.HeadDim, g.scale, q[qo:], g.qv.s, k[ko:], g.kv.s, 0, p, flashKBlock)
-			gemm.Sgemm(false, true, rows, nk, d.VDim, 1, dout[oo:], g.ov.s, v[vo:], g.vv.s, 0, ds, flashKBlock)
+			tileMul(p, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, rows, nk, d.HeadDim, g.scale, false)
+			tileMul(ds, flashKBlock, dout[oo:], g.ov.s, 1, vt[vto:], d.KLen, rows, nk, d.VDim, 1, false)
 			for r := range rows {
 				pr, dr := p[r*flashKBlock:][:nk], ds[r*flashKBlock:][:nk]
 				lo, hi := g.sp.clip(i0+r, j0, j1)
@@ -425,9 +473,9 @@ func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk
 				li := (b*d.QHeads+h)*d.QLen + i0 + r
 				gradRow(pr, dr, lse[li], delta[li], g.scale)
 			}
-			gemm.Sgemm(false, false, rows, d.HeadDim, nk, 1, ds, flashKBlock, k[ko:], g.kv.s, 1, dq[qo:], g.qv.s)
-			gemm.Sgemm(true, false, nk, d.HeadDim, rows, 1, ds, flashKBlock, q[qo:], g.qv.s, 1, dk[ko:], g.kv.s)
-			gemm.Sgemm(true, false, nk, d.VDim, rows, 1, p, flashKBlock, dout[oo:], g.ov.s, 1, dv[vo:], g.vv.s)
+			tileMul(dq[qo:], g.qv.s, ds, flashKBlock, 1, k[ko:], g.kv.s, rows, d.HeadDim, nk, 1, true)
+			tileMul(dk[ko:], g.kv.s, ds, 1, flashKBlock, q[qo:], g.qv.s, nk, d.HeadDim, rows, 1, true)
+			tileMul(dv[vo:], g.vv.s, p, 1, flashKBlock, dout[oo:], g.ov.s, nk, d.VDim, rows, 1, true)
 		}
 	}
 }
@@ -447,11 +495,14 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
 		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
 	}
-	tiledForward(out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), d, opt)
+	ktBuf := autodiff.Empty(autodiff.Float32, k.Len())
+	kt := ktBuf.Float32s()
+	g := newGeometry[float32](d, opt)
+	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt)
 	if !start.IsZero() {
 		metal.RecordOp("tiled_attention", metal.PathBLAS, time.Since(start), int64(q.Len()+k.Len()+v.Len()+out.Len())*4)
 	}
-	return autodiff.Record(out, "tiled_attention", func(g *autodiff.Tensor) {
+	res := autodiff.Record(out, "tiled_attention", func(gr *autodiff.Tensor) {
 		if !autodiff.NeedsGrad(q) && !autodiff.NeedsGrad(k) && !autodiff.NeedsGrad(v) {
 			return
 		}
@@ -460,7 +511,7 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 			start = time.Now()
 		}
 		dq, dk, dv := autodiff.Empty(autodiff.Float32, q.Shape()...), autodiff.Empty(autodiff.Float32, k.Shape()...), autodiff.Empty(autodiff.Float32, v.Shape()...)
-		tiledBackward(dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), g.Float32s(), lse, d, opt)
+		tiledBackwardG(g, dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), gr.Float32s(), lse, kt)
 		if !start.IsZero() {
 			metal.RecordOp("tiled_attention_backward", metal.PathBLAS, time.Since(start), int64(2*(q.Len()+k.Len()+v.Len()+2*out.Len()))*4)
 		}
@@ -472,6 +523,8 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 			}
 		}
 	}, q, k, v)
+	keepWith(res, ktBuf)
+	return res
 }
 
 func fill(s []float32, v float32) {
@@ -715,11 +768,13 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 		lse = make([]float32, bs*heads*seq)
 	}
 	x := qkv.Float32s()
-	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:])
+	ktBuf := autodiff.Empty(autodiff.Float32, bs*kvHeads*headDim*seq)
+	kt := ktBuf.Float32s()
+	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt)
 	if !start.IsZero() {
 		metal.RecordOp("packed_attention", metal.PathBLAS, time.Since(start), int64(qkv.Len()+out.Len())*4)
 	}
-	return autodiff.Record(out, "packed_attention", func(gr *autodiff.Tensor) {
+	res := autodiff.Record(out, "packed_attention", func(gr *autodiff.Tensor) {
 		autodiff.Accumulate(qkv, func() *autodiff.Tensor {
 			var start time.Time
 			if metal.Profiling() {
@@ -727,11 +782,62 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 			}
 			dx := autodiff.Empty(autodiff.Float32, qkv.Shape()...)
 			ds := dx.Float32s()
-			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse)
+			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse, kt)
 			if !start.IsZero() {
 				metal.RecordOp("packed_attention_backward", metal.PathBLAS, time.Since(start), int64(2*qkv.Len()+2*out.Len())*4)
 			}
 			return dx
 		})
 	}, qkv)
+	keepWith(res, ktBuf)
+	return res
+}
+
+// tileMul sets C (m×n, rows ldc apart) to alpha·A·B, or adds alpha·A·B to it when
+// acc, for A(i, p) = a[i·ars + p·acs] (m×k: row-major when acs is 1, a transposed
+// matrix when ars is 1) and B (k×n) with rows ldb apart. Strides are in
+// elements. The AVX2 strips take it when n is a multiple of 8; gemm the rest.
+func tileMul(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		if !acc {
+			for i := range m {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
+	if tileMulAsm(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc) {
+		return
+	}
+	beta := float32(0)
+	if acc {
+		beta = 1
+	}
+	switch {
+	case acs == 1:
+		gemm.Sgemm(false, false, m, n, k, alpha, a, ars, b, ldb, beta, c, ldc)
+	case ars == 1:
+		gemm.Sgemm(true, false, m, n, k, alpha, a, acs, b, ldb, beta, c, ldc)
+	default:
+		tileMulGo(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc)
+	}
+}
+
+// tileMulGo is tileMul in plain Go.
+func tileMulGo(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) {
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		if !acc {
+			clear(row)
+		}
+		for p := range k {
+			av := alpha * a[i*ars+p*acs]
+			for j, bv := range b[p*ldb : p*ldb+n] {
+				row[j] += av * bv
+			}
+		}
+	}
 }

@@ -2,7 +2,10 @@
 
 package attention
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // softmaxRowAVX2 sets m = max(mOld, max s) and s[j] = e^(s[j] − m) (exactly 0
 // where s[j] − m < −87.3, −Inf included), returning m and Σ s[j]; n is a
@@ -86,4 +89,57 @@ func gradRow(p, ds []float32, lse, delta, scale float32) {
 		n = 0
 	}
 	gradRowGo(p[n:], ds[n:len(p)], lse, delta, scale)
+}
+
+// tileStrip4 sets rows 0..3 of C to alpha·A·B (plus C when acc ≠ 0) for A(i, p)
+// at a[i·ars + p·acs] and B rows ldb apart; strides in elements, n a multiple of
+// 8, k ≥ 1 (see block_amd64.s).
+//
+//go:noescape
+func tileStrip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
+
+// tileMulAsm runs tileMul on the AVX2 strips when the CPU and the shape allow it.
+func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
+	if n%8 != 0 || k == 0 || !hasAVX2FMA() {
+		return false
+	}
+	// Bounds, checked once here: the assembly does not.
+	if last := (m-1)*ars + (k-1)*acs; last >= len(a) || (k-1)*ldb+n > len(b) || (m-1)*ldc+n > len(c) {
+		panic(fmt.Sprintf("attention: tileMul: %d×%d×%d with strides a %d,%d b %d c %d on %d, %d, %d elements", m, n, k, ars, acs, ldb, ldc, len(a), len(b), len(c)))
+	}
+	flag := 0
+	if acc {
+		flag = 1
+	}
+	i := 0
+	for ; i+4 <= m; i += 4 {
+		tileStrip4(&c[i*ldc], ldc, &a[i*ars], ars, acs, &b[0], ldb, n, k, alpha, flag)
+	}
+	if i < m {
+		// The last rows through a strip of 4 on copies, padded with zero rows.
+		var pa [4 * 128]float32
+		var pc [4 * 128]float32
+		rest := m - i
+		if k > 128 || n > 128 {
+			tileMulGo(c[i*ldc:], ldc, a[i*ars:], ars, acs, b, ldb, rest, n, k, alpha, acc)
+			return true
+		}
+		for r := range rest {
+			for p := range k {
+				pa[r*k+p] = a[(i+r)*ars+p*acs]
+			}
+		}
+		tileStrip4(&pc[0], n, &pa[0], k, 1, &b[0], ldb, n, k, alpha, 0)
+		for r := range rest {
+			row := c[(i+r)*ldc:][:n]
+			for j, v := range pc[r*n : r*n+n] {
+				if acc {
+					row[j] += v
+				} else {
+					row[j] = v
+				}
+			}
+		}
+	}
+	return true
 }

@@ -124,3 +124,139 @@ TEXT ·attnXGETBV(SB), NOSPLIT, $0-8
 	MOVL AX, eax+0(FP)
 	MOVL DX, edx+4(FP)
 	RET
+
+// func tileStrip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
+//
+// Rows 0..3 of C (row stride ldc) get alpha·Σ_p A(i, p)·B[p][:n] (plus their old
+// value when acc ≠ 0), A(i, p) at a + i·ars + p·acs, B rows ldb apart; strides in
+// elements, n a multiple of 8, k ≥ 1. Blocks of 16 columns keep 8 accumulators;
+// a last block of 8 keeps 4.
+TEXT ·tileStrip4(SB), NOSPLIT, $0-88
+	MOVQ         c+0(FP), DI
+	MOVQ         ldc+8(FP), R8
+	SHLQ         $2, R8
+	MOVQ         ars+24(FP), R9
+	SHLQ         $2, R9
+	MOVQ         acs+32(FP), R10
+	SHLQ         $2, R10
+	MOVQ         b+40(FP), DX
+	MOVQ         ldb+48(FP), R11
+	SHLQ         $2, R11
+	MOVQ         n+56(FP), BX
+	MOVQ         k+64(FP), CX
+	VBROADCASTSS alpha+72(FP), Y12
+	LEAQ         (R9)(R9*2), R12 // 3·ars
+	LEAQ         (R8)(R8*2), SI  // 3·ldc
+
+block16:
+	CMPQ   BX, $16
+	JLT    block8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   a+16(FP), AX
+	MOVQ   DX, R13
+	MOVQ   CX, R14
+
+k16:
+	VMOVUPS      (R13), Y8
+	VMOVUPS      32(R13), Y9
+	VBROADCASTSS (AX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS (AX)(R9*1), Y11
+	VFMADD231PS  Y8, Y11, Y2
+	VFMADD231PS  Y9, Y11, Y3
+	VBROADCASTSS (AX)(R9*2), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS (AX)(R12*1), Y11
+	VFMADD231PS  Y8, Y11, Y6
+	VFMADD231PS  Y9, Y11, Y7
+	ADDQ         R10, AX
+	ADDQ         R11, R13
+	DECQ         R14
+	JNZ          k16
+	VMULPS       Y12, Y0, Y0
+	VMULPS       Y12, Y1, Y1
+	VMULPS       Y12, Y2, Y2
+	VMULPS       Y12, Y3, Y3
+	VMULPS       Y12, Y4, Y4
+	VMULPS       Y12, Y5, Y5
+	VMULPS       Y12, Y6, Y6
+	VMULPS       Y12, Y7, Y7
+	CMPQ         acc+80(FP), $0
+	JEQ          store16
+	VADDPS       (DI), Y0, Y0
+	VADDPS       32(DI), Y1, Y1
+	VADDPS       (DI)(R8*1), Y2, Y2
+	VADDPS       32(DI)(R8*1), Y3, Y3
+	VADDPS       (DI)(R8*2), Y4, Y4
+	VADDPS       32(DI)(R8*2), Y5, Y5
+	VADDPS       (DI)(SI*1), Y6, Y6
+	VADDPS       32(DI)(SI*1), Y7, Y7
+
+store16:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (DI)(R8*1)
+	VMOVUPS Y3, 32(DI)(R8*1)
+	VMOVUPS Y4, (DI)(R8*2)
+	VMOVUPS Y5, 32(DI)(R8*2)
+	VMOVUPS Y6, (DI)(SI*1)
+	VMOVUPS Y7, 32(DI)(SI*1)
+	ADDQ    $64, DI
+	ADDQ    $64, DX
+	SUBQ    $16, BX
+	JMP     block16
+
+block8:
+	CMPQ   BX, $8
+	JLT    stripdone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+	MOVQ   a+16(FP), AX
+	MOVQ   DX, R13
+	MOVQ   CX, R14
+
+k8:
+	VMOVUPS      (R13), Y8
+	VBROADCASTSS (AX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VBROADCASTSS (AX)(R9*1), Y11
+	VFMADD231PS  Y8, Y11, Y2
+	VBROADCASTSS (AX)(R9*2), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VBROADCASTSS (AX)(R12*1), Y11
+	VFMADD231PS  Y8, Y11, Y6
+	ADDQ         R10, AX
+	ADDQ         R11, R13
+	DECQ         R14
+	JNZ          k8
+	VMULPS       Y12, Y0, Y0
+	VMULPS       Y12, Y2, Y2
+	VMULPS       Y12, Y4, Y4
+	VMULPS       Y12, Y6, Y6
+	CMPQ         acc+80(FP), $0
+	JEQ          store8
+	VADDPS       (DI), Y0, Y0
+	VADDPS       (DI)(R8*1), Y2, Y2
+	VADDPS       (DI)(R8*2), Y4, Y4
+	VADDPS       (DI)(SI*1), Y6, Y6
+
+store8:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y2, (DI)(R8*1)
+	VMOVUPS Y4, (DI)(R8*2)
+	VMOVUPS Y6, (DI)(SI*1)
+
+stripdone:
+	VZEROUPPER
+	RET

@@ -5,3 +5,7 @@ package attention
 func softmaxRow(s []float32, mOld float32) (m, sum float32) { return softmaxRowGo(s, mOld) }
 
 func gradRow(p, ds []float32, lse, delta, scale float32) { gradRowGo(p, ds, lse, delta, scale) }
+
+func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
+	return false
+}

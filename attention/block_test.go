@@ -297,3 +297,44 @@ func ExampleConcatCache() {
 	// 3 [1 3 2 8]
 	// 4 [1 4 2 8]
 }
+
+// TestTileMul checks the tile products (AVX2 strips, their row tails, and the
+// gemm fallback) against a float64 triple loop, for row-major and transposed A,
+// overwriting and accumulating.
+func TestTileMul(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	for _, s := range []struct{ m, n, k int }{{64, 64, 32}, {64, 32, 64}, {7, 16, 5}, {3, 8, 1}, {5, 24, 130}, {6, 12, 9}, {1, 200, 3}} {
+		for _, trans := range []bool{false, true} {
+			for _, acc := range []bool{false, true} {
+				ldc, ldb := s.n+3, s.n+5
+				ars, acs := s.k+2, 1
+				if trans {
+					ars, acs = 1, s.m+1
+				}
+				a := to32(normals(rng, (s.m-1)*ars+(s.k-1)*acs+1))
+				b := to32(normals(rng, (s.k-1)*ldb+s.n))
+				c := to32(normals(rng, (s.m-1)*ldc+s.n))
+				want := to64(c)
+				for i := range s.m {
+					for j := range s.n {
+						sum := 0.0
+						for p := range s.k {
+							sum += float64(a[i*ars+p*acs]) * float64(b[p*ldb+j])
+						}
+						if acc {
+							want[i*ldc+j] += 0.5 * sum
+						} else {
+							want[i*ldc+j] = 0.5 * sum
+						}
+					}
+				}
+				tileMul(c, ldc, a, ars, acs, b, ldb, s.m, s.n, s.k, 0.5, acc)
+				for i := range s.m {
+					for j := range s.n {
+						assert.InDelta(t, want[i*ldc+j], float64(c[i*ldc+j]), 1e-5*math.Sqrt(float64(s.k)), "%+v trans %v acc %v (%d,%d)", s, trans, acc, i, j)
+					}
+				}
+			}
+		}
+	}
+}
