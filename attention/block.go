@@ -359,9 +359,26 @@ func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse
 			o[c] = x * inv
 		}
 		if lse != nil {
-			lse[li] = m[r] + float32(math.Log(float64(l[r])))
+			lse[li] = m[r] + logTile(l[r])
 		}
 	}
+}
+
+// logTile is ln x for a positive, finite float32 x (a softmax denominator),
+// within 2e-7 plus the float32 rounding of the result: x = 2^e·f with f in [√½, √2), and
+// ln f = 2·atanh(s) with s = (f−1)/(f+1), |s| < 0.172, by its series to s⁹.
+func logTile(x float32) float32 {
+	bits := math.Float32bits(x)
+	e := int32(bits>>23) - 127
+	f := math.Float32frombits(bits&0x007fffff | 0x3f800000) // [1, 2)
+	if f > math.Sqrt2 {
+		f *= 0.5
+		e++
+	}
+	s := (f - 1) / (f + 1)
+	s2 := s * s
+	p := s * (2 + s2*(2.0/3+s2*(2.0/5+s2*(2.0/7+s2*(2.0/9)))))
+	return float32(e)*math.Ln2 + p
 }
 
 // tiledBackward is FlashBackward for float32 on GEMM tiles.

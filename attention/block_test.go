@@ -338,3 +338,13 @@ func TestTileMul(t *testing.T) {
 		}
 	}
 }
+
+func TestLogTile(t *testing.T) {
+	for x := float32(1); x < 1<<24; x *= 1.37 {
+		// 2e-7 plus the rounding of the float32 result (|ln x| up to 16.6).
+		assert.InDelta(t, math.Log(float64(x)), float64(logTile(x)), 2e-7+1.2e-7*math.Log(float64(x)), "ln %g", x)
+	}
+	for _, x := range []float32{1, 2, math.Sqrt2, 0.75, 1e-3} {
+		assert.InDelta(t, math.Log(float64(x)), float64(logTile(x)), 2e-7, "ln %g", x)
+	}
+}
