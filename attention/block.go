@@ -284,6 +284,10 @@ func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
 			j := 0
 			// Eight keys at a time: each output row gets 8 contiguous values.
 			for ; j+8 <= n; j += 8 {
+				// Rows j…j+7 are vw.s apart in src.
+				if base := vw.at(b, j, hk); transposeBlocks8(out[j:], n, src[base:], vw.s, dim) {
+					continue
+				}
 				var r [8][]float32
 				for i := range r {
 					r[i] = src[vw.at(b, j+i, hk):][:dim]

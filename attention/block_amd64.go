@@ -143,3 +143,23 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 	}
 	return true
 }
+
+// transpose8x8 sets dst[c·ldd + r] = src[r·lds + c] for r, c < 8.
+//
+//go:noescape
+func transpose8x8(dst *float32, ldd int, src *float32, lds int)
+
+// transposeBlocks8 transposes the 8 rows of src (lds apart, dim columns, dim a
+// multiple of 8) into 8 columns of dst (rows ldd apart); it reports false when
+// the CPU lacks AVX2.
+func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool {
+	if !hasAVX2FMA() || dim%8 != 0 {
+		return false
+	}
+	_ = src[7*lds+dim-1]
+	_ = dst[(dim-1)*ldd+7]
+	for c := 0; c < dim; c += 8 {
+		transpose8x8(&dst[c*ldd], ldd, &src[c], lds)
+	}
+	return true
+}

@@ -9,3 +9,5 @@ func gradRow(p, ds []float32, lse, delta, scale float32) { gradRowGo(p, ds, lse,
 func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
 	return false
 }
+
+func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool { return false }

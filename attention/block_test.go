@@ -330,6 +330,9 @@ func TestTileMul(t *testing.T) {
 				}
 				tileMul(c, ldc, a, ars, acs, b, ldb, s.m, s.n, s.k, 0.5, acc)
 				for i := range s.m {
+					for j := s.n; j < ldc && i*ldc+j < len(c); j++ {
+						require.Equal(t, float32(want[i*ldc+j]), c[i*ldc+j], "padding (%d,%d) untouched", i, j)
+					}
 					for j := range s.n {
 						assert.InDelta(t, want[i*ldc+j], float64(c[i*ldc+j]), 1e-5*math.Sqrt(float64(s.k)), "%+v trans %v acc %v (%d,%d)", s, trans, acc, i, j)
 					}
