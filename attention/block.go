@@ -326,10 +326,21 @@ func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse
 		vo := g.vv.at(b, j0, hk)
 		s := w.s[:rows*flashKBlock]
 		kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
-		tileMul(s, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, rows, nk, d.HeadDim, g.scale, false)
+		// Rows [0, top) need keys [0, left) only: a full tile on the diagonal of a
+		// causal mask skips its upper right quadrant.
+		top, left := 0, nk
+		if g.quadrant(i0, rows, j0, nk) {
+			top, left = flashQBlock/2, flashKBlock/2
+			tileMul(s, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, top, left, d.HeadDim, g.scale, false)
+		}
+		tileMul(s[top*flashKBlock:], flashKBlock, q[qo+top*g.qv.s:], g.qv.s, 1, kt[kto:], d.KLen, rows-top, nk, d.HeadDim, g.scale, false)
 		for r := range rows {
-			row := s[r*flashKBlock : r*flashKBlock+nk]
-			lo, hi := g.sp.clip(i0+r, j0, j1)
+			cols := nk
+			if r < top {
+				cols = left
+			}
+			row := s[r*flashKBlock : r*flashKBlock+cols]
+			lo, hi := g.sp.clip(i0+r, j0, j0+cols)
 			if lo == hi {
 				clear(row)
 				continue
@@ -346,7 +357,10 @@ func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse
 			l[r] += sum
 			m[r] = mNew
 		}
-		tileMul(acc, d.VDim, s, flashKBlock, 1, v[vo:], g.vv.s, rows, d.VDim, nk, 1, true)
+		if top > 0 {
+			tileMul(acc, d.VDim, s, flashKBlock, 1, v[vo:], g.vv.s, top, d.VDim, left, 1, true)
+		}
+		tileMul(acc[top*d.VDim:], d.VDim, s[top*flashKBlock:], flashKBlock, 1, v[vo:], g.vv.s, rows-top, d.VDim, nk, 1, true)
 	}
 	for r := range rows {
 		o := out[g.ov.at(b, i0+r, h):][:d.VDim]
@@ -383,6 +397,17 @@ func logTile(x float32) float32 {
 	s2 := s * s
 	p := s * (2 + s2*(2.0/3+s2*(2.0/5+s2*(2.0/7+s2*(2.0/9)))))
 	return float32(e)*math.Ln2 + p
+}
+
+// quadrant reports whether the tile of query rows i0…i0+rows−1 and keys
+// j0…j0+nk−1 is a full 64×64 tile whose upper right 32×32 quadrant no row sees:
+// the first 32 rows see no key from j0+32 on (a causal tile on the diagonal).
+func (g geometry[T]) quadrant(i0, rows, j0, nk int) bool {
+	if rows != flashQBlock || nk != flashKBlock {
+		return false
+	}
+	_, hi := g.sp.rows(i0 + flashQBlock/2 - 1)
+	return hi <= j0+flashKBlock/2
 }
 
 // tiledBackward is FlashBackward for float32 on GEMM tiles.
@@ -479,11 +504,23 @@ func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk
 			rows := i1 - i0
 			qo, oo := g.qv.at(b, i0, h), g.ov.at(b, i0, h)
 			p, ds := w.p[:rows*flashKBlock], w.ds[:rows*flashKBlock]
-			tileMul(p, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, rows, nk, d.HeadDim, g.scale, false)
-			tileMul(ds, flashKBlock, dout[oo:], g.ov.s, 1, vt[vto:], d.KLen, rows, nk, d.VDim, 1, false)
+			// As forward: rows [0, top) see keys [0, left) only.
+			top, left := 0, nk
+			if g.quadrant(i0, rows, j0, nk) {
+				top, left = flashQBlock/2, flashKBlock/2
+				tileMul(p, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, top, left, d.HeadDim, g.scale, false)
+				tileMul(ds, flashKBlock, dout[oo:], g.ov.s, 1, vt[vto:], d.KLen, top, left, d.VDim, 1, false)
+			}
+			qb, ob, tb := qo+top*g.qv.s, oo+top*g.ov.s, top*flashKBlock
+			tileMul(p[tb:], flashKBlock, q[qb:], g.qv.s, 1, kt[kto:], d.KLen, rows-top, nk, d.HeadDim, g.scale, false)
+			tileMul(ds[tb:], flashKBlock, dout[ob:], g.ov.s, 1, vt[vto:], d.KLen, rows-top, nk, d.VDim, 1, false)
 			for r := range rows {
-				pr, dr := p[r*flashKBlock:][:nk], ds[r*flashKBlock:][:nk]
-				lo, hi := g.sp.clip(i0+r, j0, j1)
+				cols := nk
+				if r < top {
+					cols = left
+				}
+				pr, dr := p[r*flashKBlock:][:cols], ds[r*flashKBlock:][:cols]
+				lo, hi := g.sp.clip(i0+r, j0, j0+cols)
 				if lo == hi {
 					clear(pr)
 					clear(dr)
@@ -494,9 +531,18 @@ func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk
 				li := (b*d.QHeads+h)*d.QLen + i0 + r
 				gradRow(pr, dr, lse[li], delta[li], g.scale)
 			}
-			tileMul(dq[qo:], g.qv.s, ds, flashKBlock, 1, k[ko:], g.kv.s, rows, d.HeadDim, nk, 1, true)
-			tileMul(dk[ko:], g.kv.s, ds, 1, flashKBlock, q[qo:], g.qv.s, nk, d.HeadDim, rows, 1, true)
-			tileMul(dv[vo:], g.vv.s, p, 1, flashKBlock, dout[oo:], g.ov.s, nk, d.VDim, rows, 1, true)
+			// dQ = dS·K over each row's keys; dK = dSᵀ·Q and dV = Pᵀ·dO with keys
+			// [0, left) seen by every row and keys [left, nk) by rows [top, rows).
+			if top > 0 {
+				tileMul(dq[qo:], g.qv.s, ds, flashKBlock, 1, k[ko:], g.kv.s, top, d.HeadDim, left, 1, true)
+			}
+			tileMul(dq[qb:], g.qv.s, ds[tb:], flashKBlock, 1, k[ko:], g.kv.s, rows-top, d.HeadDim, nk, 1, true)
+			tileMul(dk[ko:], g.kv.s, ds, 1, flashKBlock, q[qo:], g.qv.s, left, d.HeadDim, rows, 1, true)
+			tileMul(dv[vo:], g.vv.s, p, 1, flashKBlock, dout[oo:], g.ov.s, left, d.VDim, rows, 1, true)
+			if left < nk {
+				tileMul(dk[ko+left*g.kv.s:], g.kv.s, ds[tb+left:], 1, flashKBlock, q[qb:], g.qv.s, nk-left, d.HeadDim, rows-top, 1, true)
+				tileMul(dv[vo+left*g.vv.s:], g.vv.s, p[tb+left:], 1, flashKBlock, dout[ob:], g.ov.s, nk-left, d.VDim, rows-top, 1, true)
+			}
 		}
 	}
 }
