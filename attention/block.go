@@ -113,13 +113,20 @@ func (b *Block) Linears(prefix string) []layers.NamedLinear {
 // keys and values are appended to it, and the queries attend every cached key the
 // masks allow.
 func (b *Block) Forward(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodiff.Tensor {
+	return b.O.Forward(c, b.Attend(c, x, cache))
+}
+
+// Attend is Forward without the output projection: the attention output of every
+// head, (batch, seq, heads·head_dim), which o_proj maps back to the model width.
+// A caller fusing o_proj with what follows (a residual addition) starts here.
+func (b *Block) Attend(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodiff.Tensor {
 	if x.Rank() != 3 || x.Dim(2) != b.Q.In() {
 		panic(fmt.Sprintf("attention: Block.Forward: input %v for a block of width %d", x.Shape(), b.Q.In()))
 	}
 	bs, t := x.Dim(0), x.Dim(1)
 	if cache == nil && x.DType() == autodiff.Float32 && t >= tiledMinRows && b.Q.LoRA == nil && b.K.LoRA == nil && b.V.LoRA == nil &&
 		(b.Q.Bias == nil) == (b.K.Bias == nil) && (b.Q.Bias == nil) == (b.V.Bias == nil) {
-		return b.forwardPacked(c, x)
+		return b.attendPacked(c, x)
 	}
 	q := autodiff.Reshape(b.Q.Forward(c, x), bs, t, b.Heads, b.HeadDim)
 	k := autodiff.Reshape(b.K.Forward(c, x), bs, t, b.KVHeads, b.HeadDim)
@@ -143,19 +150,19 @@ func (b *Block) Forward(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autod
 	} else {
 		o = FlashAttention(q, k, v, opt)
 	}
-	return b.O.Forward(c, autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim))
+	return autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim)
 }
 
-// forwardPacked is Forward for float32 training and prefill: q, k and v in one
+// attendPacked is Attend for float32 training and prefill: q, k and v in one
 // packed tensor (see projectQKV).
-func (b *Block) forwardPacked(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+func (b *Block) attendPacked(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 	bs, t := x.Dim(0), x.Dim(1)
 	qkv := projectQKV(x, c.Param(b.Q.Weight), c.Param(b.K.Weight), c.Param(b.V.Weight), c.Param(b.Q.Bias), c.Param(b.K.Bias), c.Param(b.V.Bias))
 	if b.RoPE != nil {
 		qkv = ropePacked(qkv, b.Heads+b.KVHeads, b.HeadDim, *b.RoPE)
 	}
 	o := packedAttention(qkv, b.Heads, b.KVHeads, b.HeadDim, Options{Causal: b.Causal, Window: b.Window})
-	return b.O.Forward(c, autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim))
+	return autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim)
 }
 
 // tiledMinRows is the query count from which the block runs attention on GEMM
@@ -420,10 +427,8 @@ func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Op
 	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse, nil)
 }
 
-// tiledBackwardG is tiledBackward on a geometry whose views may be any strides.
-// It clears dq from its start to its end before accumulating (with packed
-// gradients that is the whole packed tensor, whose key and value columns are then
-// written in full).
+// tiledBackwardG is tiledBackward on a geometry whose views may be any strides
+// (dq, dk and dv may be the query, key and value columns of one packed tensor).
 //
 // kt holds the keys transposed by tiledForwardG, or is nil (then they are
 // transposed here).
@@ -452,7 +457,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	parts := backwardParts(units, nkb)
 	dqs := make([][]float32, parts)
 	dqs[0] = dq
-	clear(dq)
+	clearView(dq, g.qv, d.Batch, d.QLen, d.QHeads, d.HeadDim)
 	for c := 1; c < parts; c++ {
 		dqs[c] = make([]float32, len(dq))
 	}
@@ -592,6 +597,22 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	}, q, k, v)
 	keepWith(res, ktBuf)
 	return res
+}
+
+// clearView zeroes the (batch, seq, heads, dim) elements that vw addresses in x,
+// leaving whatever else x holds.
+func clearView(x []float32, vw view, batch, seq, heads, dim int) {
+	if vw.h == dim && vw.s == heads*dim && vw.b == seq*heads*dim {
+		clear(x[:batch*seq*heads*dim]) // contiguous BSHD
+		return
+	}
+	metal.ParallelFor(batch*seq, max(1, (1<<14)/max(heads*dim, 1)), func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			for h := range heads {
+				clear(x[vw.at(u/seq, u%seq, h):][:dim])
+			}
+		}
+	})
 }
 
 func fill(s []float32, v float32) {
@@ -734,9 +755,7 @@ func columnSums32(dst, g []float32, rows, cols int) {
 	metal.ParallelFor(rows, max(1, (1<<15)/cols), func(lo, hi int) {
 		part := make([]float32, cols)
 		for r := lo; r < hi; r++ {
-			for j, v := range g[r*cols : (r+1)*cols] {
-				part[j] += v
-			}
+			addTo32(part, g[r*cols:(r+1)*cols])
 		}
 		mu.Lock()
 		for j, v := range part {

@@ -163,3 +163,23 @@ func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool 
 	}
 	return true
 }
+
+// addToAVX2 adds src[i] to dst[i] for i < n (a multiple of 8).
+//
+//go:noescape
+func addToAVX2(dst, src *float32, n int)
+
+// addTo32 adds src to dst elementwise.
+func addTo32(dst, src []float32) {
+	n := 0
+	if hasAVX2FMA() {
+		n = len(dst) &^ 7
+		if n > 0 {
+			addToAVX2(&dst[0], &src[:n][0], n)
+		}
+	}
+	src = src[n:len(dst)]
+	for i := range src {
+		dst[n+i] += src[i]
+	}
+}

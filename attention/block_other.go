@@ -11,3 +11,11 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 }
 
 func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool { return false }
+
+// addTo32 adds src to dst elementwise.
+func addTo32(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range src {
+		dst[i] += src[i]
+	}
+}

@@ -169,8 +169,16 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autod
 		if cache != nil {
 			lc = &cache.Layers[i]
 		}
-		x = autodiff.Add(x, l.Mixer.Forward(c, l.InputNorm.Forward(c, x), lc))
-		x = autodiff.Add(x, l.FeedForward.Forward(c, l.PostNorm.Forward(c, x)))
+		if rm, ok := l.Mixer.(residualMixer); ok {
+			x = rm.ForwardResidual(c, l.InputNorm.Forward(c, x), x, lc)
+		} else {
+			x = autodiff.Add(x, l.Mixer.Forward(c, l.InputNorm.Forward(c, x), lc))
+		}
+		if rf, ok := l.FeedForward.(residualFeedForward); ok {
+			x = rf.ForwardResidual(c, l.PostNorm.Forward(c, x), x)
+		} else {
+			x = autodiff.Add(x, l.FeedForward.Forward(c, l.PostNorm.Forward(c, x)))
+		}
 	}
 	return m.Norm.Forward(c, x)
 }

@@ -338,7 +338,8 @@ func geluRows64(y, d, b []float64, width int) {
 // is non-zero (every row when mask is nil) and the target is not negative (-100
 // is Hugging Face's ignore index). logits (..., V); targets and mask (...). The
 // per-row log-sum-exp is kept for backward, which writes softmax − one-hot,
-// scaled, in one pass. With no counted row the loss is 0 and so is its gradient.
+// scaled, in one pass (float32 keeps the softmax itself, sparing the backward its
+// exponentials). With no counted row the loss is 0 and so is its gradient.
 func crossEntropy(logits, targets, mask *autodiff.Tensor) *autodiff.Tensor {
 	if logits.Rank() == 0 || !logits.DType().IsFloat() || targets.DType() != autodiff.Int32 ||
 		targets.Len()*logits.Dim(-1) != logits.Len() || !sameShape(targets.Shape(), logits.Shape()[:logits.Rank()-1]) ||
@@ -361,8 +362,10 @@ func crossEntropy(logits, targets, mask *autodiff.Tensor) *autodiff.Tensor {
 	}
 	lse := make([]float64, rows)
 	loss := make([]float64, rows)
+	var probs *autodiff.Tensor // float32: the softmax, kept for backward
 	if logits.DType() == autodiff.Float32 {
-		ceForward(loss, lse, logits.Float32s(), tg, counted, v)
+		probs = autodiff.Empty(autodiff.Float32, rows, v)
+		ceForward32(loss, probs.Float32s(), logits.Float32s(), tg, counted, v)
 	} else {
 		ceForward(loss, lse, logits.Float64s(), tg, counted, v)
 	}
@@ -375,7 +378,7 @@ func crossEntropy(logits, targets, mask *autodiff.Tensor) *autodiff.Tensor {
 		mean = sum / float64(count)
 	}
 	out := autodiff.Full(logits.DType(), mean)
-	return autodiff.Record(out, "cross_entropy", func(g *autodiff.Tensor) {
+	res := autodiff.Record(out, "cross_entropy", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(logits, func() *autodiff.Tensor {
 			dl := autodiff.Empty(logits.DType(), logits.Shape()...)
 			scale := 0.0
@@ -383,16 +386,65 @@ func crossEntropy(logits, targets, mask *autodiff.Tensor) *autodiff.Tensor {
 				scale = g.Item() / float64(count)
 			}
 			if logits.DType() == autodiff.Float32 {
-				ceBackward(dl.Float32s(), logits.Float32s(), lse, tg, counted, v, scale)
+				ceBackward32(dl.Float32s(), probs.Float32s(), tg, counted, v, float32(scale))
 			} else {
 				ceBackward(dl.Float64s(), logits.Float64s(), lse, tg, counted, v, scale)
 			}
 			return dl
 		})
 	}, logits)
+	if probs != nil {
+		own(res, probs)
+	}
+	return res
 }
 
-func ceForward[T autodiff.Float](loss, lse []float64, logits []T, tg []int32, counted []bool, v int) {
+// ceForward32 computes each counted row's loss and its softmax into probs: e^(x−m)
+// in float32, summed in float64.
+func ceForward32(loss []float64, probs, logits []float32, tg []int32, counted []bool, v int) {
+	metal.ParallelFor(len(tg), rowsGrain(4*v), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			if !counted[r] {
+				continue
+			}
+			row, p := logits[r*v:(r+1)*v], probs[r*v:(r+1)*v]
+			m := row[0]
+			for _, x := range row {
+				m = max(m, x)
+			}
+			var s float64
+			for j, x := range row {
+				p[j] = expNeg32(x - m)
+				s += float64(p[j])
+			}
+			inv := float32(1 / s)
+			for j := range p {
+				p[j] *= inv
+			}
+			loss[r] = float64(m) + math.Log(s) - float64(row[tg[r]])
+		}
+	})
+}
+
+// ceBackward32 writes scale·(softmax − one-hot) for counted rows, zeros for the
+// others.
+func ceBackward32(dl, probs []float32, tg []int32, counted []bool, v int, scale float32) {
+	metal.ParallelFor(len(tg), rowsGrain(4*v), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			d := dl[r*v : (r+1)*v]
+			if !counted[r] {
+				clear(d)
+				continue
+			}
+			for j, p := range probs[r*v : (r+1)*v] {
+				d[j] = scale * p
+			}
+			d[tg[r]] -= scale
+		}
+	})
+}
+
+func ceForward(loss, lse []float64, logits []float64, tg []int32, counted []bool, v int) {
 	metal.ParallelFor(len(tg), rowsGrain(4*v), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			if !counted[r] {
@@ -404,24 +456,16 @@ func ceForward[T autodiff.Float](loss, lse []float64, logits []T, tg []int32, co
 				m = max(m, x)
 			}
 			var s float64
-			if r32, ok := any(row).([]float32); ok {
-				// e^(x−m) ≤ 1 in float32 (within 2e-7), summed in float64.
-				m32 := float32(m)
-				for _, x := range r32 {
-					s += float64(expNeg32(x - m32))
-				}
-			} else {
-				for _, x := range row {
-					s += math.Exp(float64(x - m))
-				}
+			for _, x := range row {
+				s += math.Exp(x - m)
 			}
-			lse[r] = float64(m) + math.Log(s)
-			loss[r] = lse[r] - float64(row[tg[r]])
+			lse[r] = m + math.Log(s)
+			loss[r] = lse[r] - row[tg[r]]
 		}
 	})
 }
 
-func ceBackward[T autodiff.Float](dl, logits []T, lse []float64, tg []int32, counted []bool, v int, scale float64) {
+func ceBackward(dl, logits []float64, lse []float64, tg []int32, counted []bool, v int, scale float64) {
 	metal.ParallelFor(len(tg), rowsGrain(4*v), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			d := dl[r*v : (r+1)*v]
@@ -429,18 +473,111 @@ func ceBackward[T autodiff.Float](dl, logits []T, lse []float64, tg []int32, cou
 				clear(d)
 				continue
 			}
-			row := logits[r*v : (r+1)*v]
-			if d32, ok := any(d).([]float32); ok {
-				l, sc := float32(lse[r]), float32(scale)
-				for j, x := range any(row).([]float32) {
-					d32[j] = sc * expNeg32(min(x-l, 0))
-				}
-			} else {
-				for j, x := range row {
-					d[j] = T(scale * math.Exp(float64(x)-lse[r]))
-				}
+			for j, x := range logits[r*v : (r+1)*v] {
+				d[j] = scale * math.Exp(x-lse[r])
 			}
-			d[tg[r]] -= T(scale)
+			d[tg[r]] -= scale
 		}
+	})
+}
+
+// ---- linear + residual --------------------------------------------------------------
+
+// linearResidual is the fused, differentiable res + x·Wᵀ + b for x (..., in), W
+// (out, in), b (out) or nil and res (..., out): the projection that closes a
+// residual branch (o_proj, down_proj). Forward writes res + b into the output
+// and lets the GEMM accumulate onto it; backward hands the residual its gradient
+// and runs the two GEMMs of a linear layer and the bias sum.
+func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
+	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
+		res.DType() != x.DType() || res.Rank() != x.Rank() || res.Dim(-1) != w.Dim(0) || res.Len()/w.Dim(0) != x.Len()/w.Dim(1) ||
+		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
+		panic(fmt.Sprintf("models: linear_residual: input %s %v, weight %v, bias %v, residual %s %v", x.DType(), x.Shape(), w.Shape(), shapeOf(b), res.DType(), res.Shape()))
+	}
+	in, out := w.Dim(1), w.Dim(0)
+	rows := x.Len() / in
+	y := autodiff.Empty(x.DType(), res.Shape()...)
+	if x.DType() == autodiff.Float32 {
+		residualRows(y.Float32s(), res.Float32s(), optFloats[float32](b), out)
+		gemm.Sgemm(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 1, y.Float32s(), out)
+	} else {
+		residualRows(y.Float64s(), res.Float64s(), optFloats[float64](b), out)
+		gemm.Dgemm(false, true, rows, out, in, 1, x.Float64s(), in, w.Float64s(), in, 1, y.Float64s(), out)
+	}
+	inputs := []*autodiff.Tensor{x, w, res}
+	if b != nil {
+		inputs = append(inputs, b)
+	}
+	return autodiff.Record(y, "linear_residual", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(res, func() *autodiff.Tensor { return g.Clone() })
+		autodiff.Accumulate(x, func() *autodiff.Tensor {
+			dx := autodiff.Empty(x.DType(), x.Shape()...)
+			if x.DType() == autodiff.Float32 {
+				gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
+			} else {
+				gemm.Dgemm(false, false, rows, in, out, 1, g.Float64s(), out, w.Float64s(), in, 0, dx.Float64s(), in)
+			}
+			return dx
+		})
+		autodiff.Accumulate(w, func() *autodiff.Tensor {
+			dw := autodiff.Empty(w.DType(), out, in)
+			if x.DType() == autodiff.Float32 {
+				gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x.Float32s(), in, 0, dw.Float32s(), in)
+			} else {
+				gemm.Dgemm(true, false, out, in, rows, 1, g.Float64s(), out, x.Float64s(), in, 0, dw.Float64s(), in)
+			}
+			return dw
+		})
+		if b != nil {
+			autodiff.Accumulate(b, func() *autodiff.Tensor {
+				db := autodiff.Zeros(b.DType(), out)
+				if x.DType() == autodiff.Float32 {
+					columnSums(db.Float32s(), g.Float32s(), rows, out)
+				} else {
+					columnSums(db.Float64s(), g.Float64s(), rows, out)
+				}
+				return db
+			})
+		}
+	}, inputs...)
+}
+
+// residualRows sets each row of y (rows of width) to res + b (b may be nil).
+func residualRows[T autodiff.Float](y, res, b []T, width int) {
+	if b == nil {
+		copy(y, res)
+		return
+	}
+	metal.ParallelFor(len(y)/width, rowsGrain(2*width), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			yr, rr := y[r*width:(r+1)*width], res[r*width:(r+1)*width]
+			for i, v := range rr {
+				yr[i] = v + b[i]
+			}
+		}
+	})
+}
+
+// columnSums adds the column sums of the rows×cols matrix g to dst, from
+// per-worker partial sums added in worker order.
+func columnSums[T autodiff.Float](dst, g []T, rows, cols int) {
+	var mu sync.Mutex
+	metal.ParallelFor(rows, rowsGrain(cols), func(lo, hi int) {
+		part := make([]T, cols)
+		for r := lo; r < hi; r++ {
+			row := g[r*cols : (r+1)*cols]
+			if p32, ok := any(part).([]float32); ok {
+				addTo32(p32, any(row).([]float32))
+				continue
+			}
+			for j, v := range row {
+				part[j] += v
+			}
+		}
+		mu.Lock()
+		for j, v := range part {
+			dst[j] += v
+		}
+		mu.Unlock()
 	})
 }

@@ -227,3 +227,61 @@ func TestEmbedPositions(t *testing.T) {
 		return embedPositions(in[0], in[1], in[2], 1)
 	}, table, pos, ids))
 }
+
+// TestLinearResidual compares the fused res + x·Wᵀ + b with LinearOp and Add,
+// values and gradients, and checks its float64 gradient.
+func TestLinearResidual(t *testing.T) {
+	for _, bias := range []bool{true, false} {
+		x := normal(13, autodiff.Float64, 0, 1, 2, 5, 24)
+		w := normal(14, autodiff.Float64, 0, 0.5, 16, 24)
+		res := normal(15, autodiff.Float64, 0, 1, 2, 5, 16)
+		var b *autodiff.Tensor
+		if bias {
+			b = normal(16, autodiff.Float64, 0, 0.5, 16)
+		}
+		seed := normal(17, autodiff.Float64, 0, 1, 2, 5, 16)
+		run := func(dt autodiff.DType, f func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor) [][]float64 {
+			tp := autodiff.NewTape()
+			defer tp.Release()
+			in := []*autodiff.Tensor{x, w, res, b}
+			for i, v := range in {
+				if v != nil {
+					in[i] = tp.Watch(autodiff.Cast(v, dt))
+				}
+			}
+			y := f(in[0], in[1], in[3], in[2])
+			tp.BackwardWith(y, autodiff.Cast(seed, dt))
+			out := [][]float64{y.Float64Values()}
+			for _, v := range in {
+				if v != nil {
+					out = append(out, tp.Grad(v).Float64Values())
+				}
+			}
+			return out
+		}
+		want := run(autodiff.Float64, func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
+			return autodiff.Add(res, layers.LinearOp(x, w, b))
+		})
+		for _, dt := range []autodiff.DType{autodiff.Float64, autodiff.Float32} {
+			got := run(dt, linearResidual)
+			tol := 1e-12
+			if dt == autodiff.Float32 {
+				tol = 2e-5
+			}
+			for i := range want {
+				assert.InDeltaSlice(t, want[i], got[i], tol, "%s result %d", dt, i)
+			}
+		}
+		inputs := []*autodiff.Tensor{x, w, res}
+		if b != nil {
+			inputs = append(inputs, b)
+		}
+		assert.NoError(t, autodiff.GradCheck{}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
+			var bb *autodiff.Tensor
+			if len(in) > 3 {
+				bb = in[3]
+			}
+			return linearResidual(in[0], in[1], bb, in[2])
+		}, inputs...))
+	}
+}

@@ -31,6 +31,18 @@ type Norm interface {
 	Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor
 }
 
+// residualMixer is a Mixer that can add its output to the residual stream itself:
+// ForwardResidual(c, x, res, cache) is res + Forward(c, x, cache), with the
+// addition fused into its last projection.
+type residualMixer interface {
+	ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor, cache *LayerCache) *autodiff.Tensor
+}
+
+// residualFeedForward is residualMixer for a FeedForward.
+type residualFeedForward interface {
+	ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autodiff.Tensor
+}
+
 // linearLister is implemented by modules whose linears LoRA may adapt.
 type linearLister interface {
 	Linears(prefix string) []layers.NamedLinear
@@ -124,6 +136,18 @@ func (m AttentionMixer) Forward(c *layers.Ctx, x *autodiff.Tensor, cache *LayerC
 	return m.Block.Forward(c, x, kv)
 }
 
+// ForwardResidual is res + Forward(c, x, cache), the addition fused into o_proj.
+func (m AttentionMixer) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor, cache *LayerCache) *autodiff.Tensor {
+	var kv attention.KVCache
+	if cache != nil {
+		kv = cache.KV
+	}
+	if m.O.LoRA != nil {
+		return autodiff.Add(res, m.Block.Forward(c, x, kv))
+	}
+	return linearResidual(m.Attend(c, x, kv), c.Param(m.O.Weight), c.Param(m.O.Bias), res)
+}
+
 func newAttention(sliding bool) func(Config, int, *autodiff.RNG) Mixer {
 	return func(cfg Config, _ int, rng *autodiff.RNG) Mixer {
 		in, res := initStd(cfg)
@@ -165,9 +189,34 @@ type DenseMLP struct{ *layers.MLP }
 
 // Forward applies the MLP.
 func (m DenseMLP) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
-	if m.Act == layers.ActGELU && m.Up.LoRA == nil {
-		h := LinearGELU(x, c.Param(m.Up.Weight), c.Param(m.Up.Bias))
-		return m.Down.Forward(c, h)
+	return m.Down.Forward(c, m.hidden(c, x))
+}
+
+// ForwardResidual is res + Forward(c, x), the addition fused into down_proj.
+func (m DenseMLP) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autodiff.Tensor {
+	if m.Down.LoRA != nil {
+		return autodiff.Add(res, m.Forward(c, x))
 	}
-	return m.MLP.Forward(c, x)
+	return linearResidual(m.hidden(c, x), c.Param(m.Down.Weight), c.Param(m.Down.Bias), res)
+}
+
+// hidden is the MLP up to down_proj's input.
+func (m DenseMLP) hidden(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+	if m.Act == layers.ActGELU && m.Up.LoRA == nil {
+		return LinearGELU(x, c.Param(m.Up.Weight), c.Param(m.Up.Bias))
+	}
+	h := m.Up.Forward(c, x)
+	switch m.Act {
+	case layers.ActSwiGLU:
+		return layers.SwiGLUOp(m.Gate.Forward(c, x), h)
+	case layers.ActGELU:
+		return autodiff.GELU(h)
+	case layers.ActGELUTanh:
+		return autodiff.GELUTanh(h)
+	case layers.ActReLU:
+		return autodiff.ReLU(h)
+	case layers.ActSiLU:
+		return autodiff.SiLU(h)
+	}
+	panic("models: unknown activation " + string(m.Act))
 }
