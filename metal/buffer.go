@@ -22,7 +22,7 @@ type Buffer struct {
 	class  int      // size-class index in the pool, -1 when not pooled
 	pool   *Pool
 	refs   atomic.Int32
-	handle any // the device's own object (an MTLBuffer, a simulator buffer), or nil
+	handle any    // the device's own object (an MTLBuffer, a simulator buffer), or nil
 	free   func() // gives device memory back to its device (Pool.Wrap), or nil
 
 	mu       sync.Mutex

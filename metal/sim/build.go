@@ -325,4 +325,3 @@ func build(sources fs.FS, common string) (*built, error) {
 	}
 	return b, nil
 }
-

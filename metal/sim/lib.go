@@ -121,4 +121,3 @@ func (l *library) kernel(name string) (*kernelFn, error) {
 	l.fns[name] = k
 	return k, nil
 }
-

@@ -205,10 +205,10 @@ func (d *Device) recycle(words []uint64) {
 type job struct {
 	k      *kernelFn
 	c      cLaunch
-	poison [][]byte      // Write arguments, filled with NaN before the launch
-	checks []check       // arguments that must not change before the launch runs
-	keep   []any         // what the launch record points into
-	done   []func()      // BeginUse completions
+	poison [][]byte // Write arguments, filled with NaN before the launch
+	checks []check  // arguments that must not change before the launch runs
+	keep   []any    // what the launch record points into
+	done   []func() // BeginUse completions
 	writes []*metal.Buffer
 }
 
