@@ -214,7 +214,7 @@ func (l *Launch) Check(f Facts) error {
 			return fmt.Errorf("%s: buffer %d has both a buffer and bytes", l.Kernel, a.Index)
 		case a.Buffer == nil && a.Bytes == nil:
 			return fmt.Errorf("%s: buffer %d has neither a buffer nor bytes", l.Kernel, a.Index)
-		case a.Bytes != nil && (a.Access != Read || len(a.Bytes) > 4096):
+		case a.Bytes != nil && (a.Access != Read || len(a.Bytes) == 0 || len(a.Bytes) > 4096):
 			return fmt.Errorf("%s: buffer %d: constant bytes are read-only and at most 4 KiB", l.Kernel, a.Index)
 		case a.Buffer != nil && (a.Offset < 0 || a.Offset > a.Buffer.Size() || a.Offset%4 != 0):
 			return fmt.Errorf("%s: buffer %d: offset %d in a buffer of %d bytes", l.Kernel, a.Index, a.Offset, a.Buffer.Size())

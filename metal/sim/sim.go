@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/bits"
 	"sort"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -335,10 +336,15 @@ func (d *Device) Dispatch(l *metal.Launch) error {
 		j.c.fcSet |= 1 << c.Index
 		set[c.Index] = true
 	}
+	var missing []string
 	for _, fc := range k.consts {
 		if k.sig.bodyIdent[fc.name] && !set[fc.index] {
-			return d.fail(l.Kernel, "needs function constant %s ([[function_constant(%d)]])", fc.name, fc.index)
+			missing = append(missing, fmt.Sprintf("%s ([[function_constant(%d)]])", fc.name, fc.index))
 		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return d.fail(l.Kernel, "needs function constants %s", strings.Join(missing, ", "))
 	}
 	if l.Groups[0]*l.Groups[1]*l.Groups[2] == 0 {
 		return nil

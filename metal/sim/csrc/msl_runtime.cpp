@@ -218,37 +218,52 @@ const char* state_name(State s) {
   return "?";
 }
 
-// Resolve the SIMD-group operations lanes of one SIMD group wait at: the lanes
-// waiting at one call site are the active set of that call.
+// before orders call sites by file and line: a stand-in for program order.
+bool before(const Lane& a, const Lane& b) {
+  if (a.file != b.file) {
+    int c = strcmp(a.file, b.file);
+    if (c != 0) return c < 0;
+  }
+  return a.line < b.line;
+}
+
+// Resolve one SIMD-group operation that lanes of one SIMD group wait at. When
+// the lanes wait at different call sites (divergent control flow), the earliest
+// site in program order goes first with the lanes waiting there as its active
+// set; the others keep waiting, so lanes that skipped a branch meet the branch's
+// lanes again at the next shared call (reconvergence after an if or an early
+// loop exit). Loops whose lanes diverge between two SIMD calls of one body are
+// beyond this rule: keep SIMD-group calls out of divergent loops.
 bool resolve_simd(int base, int width) {
-  bool progress = false;
-  SimdSlot slots[kSimdWidth];
+  int first = -1;
   for (int i = 0; i < width; i++) {
     Lane& li = lanes[base + i];
-    if (li.state != kSimd) continue;
-    memset(slots, 0, sizeof(SimdSlot) * width);
-    for (int j = i; j < width; j++) {
-      Lane& lj = lanes[base + j];
-      if (lj.state != kSimd || lj.op != li.op || lj.line != li.line || lj.file != li.file) continue;
-      SimdSlot& s = slots[j];
-      s.active = 1;
-      s.obj = lj.obj;
-      s.arg = lj.arg;
-      if (lj.in_size) memcpy(s.in, lj.in, lj.in_size);
-    }
-    if (const char* e = li.op(slots, width)) {
-      fail("%s (at %s line %d)", e, li.file, li.line);
-      return false;
-    }
-    for (int j = width - 1; j >= i; j--) {
-      if (!slots[j].active) continue;
-      Lane& lj = lanes[base + j];
-      if (lj.out) memcpy(lj.out, slots[j].out, lj.in_size);
-      lj.state = kRun;
-    }
-    progress = true;
+    if (li.state == kSimd && (first < 0 || before(li, lanes[base + first]))) first = i;
   }
-  return progress;
+  if (first < 0) return false;
+  Lane& lf = lanes[base + first];
+  SimdSlot slots[kSimdWidth];
+  memset(slots, 0, sizeof(SimdSlot) * width);
+  for (int j = 0; j < width; j++) {
+    Lane& lj = lanes[base + j];
+    if (lj.state != kSimd || lj.op != lf.op || lj.line != lf.line || strcmp(lj.file, lf.file) != 0) continue;
+    SimdSlot& s = slots[j];
+    s.active = 1;
+    s.obj = lj.obj;
+    s.arg = lj.arg;
+    if (lj.in_size) memcpy(s.in, lj.in, lj.in_size);
+  }
+  if (const char* e = lf.op(slots, width)) {
+    fail("%s (at %s line %d)", e, lf.file, lf.line);
+    return false;
+  }
+  for (int j = 0; j < width; j++) {
+    if (!slots[j].active) continue;
+    Lane& lj = lanes[base + j];
+    if (lj.out) memcpy(lj.out, slots[j].out, lj.in_size);
+    lj.state = kRun;
+  }
+  return true;
 }
 
 bool resolve_simd_barrier(int base, int width) {
