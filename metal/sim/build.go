@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 //go:embed csrc/msl_shim.h
@@ -145,9 +146,34 @@ func writeAtomic(name string, data []byte) error {
 	return os.Rename(f.Name(), name)
 }
 
+// exists reports whether name exists, and marks it used (for pruneCache).
 func exists(name string) bool {
-	_, err := os.Stat(name)
-	return err == nil
+	if _, err := os.Stat(name); err != nil {
+		return false
+	}
+	now := time.Now()
+	_ = os.Chtimes(name, now, now)
+	return true
+}
+
+// cacheMaxAge is how long a cached object or library lives without being used.
+const cacheMaxAge = 14 * 24 * time.Hour
+
+var pruneOnce sync.Once
+
+// pruneCache removes what no build has used for cacheMaxAge (once per process).
+func pruneCache(dir string) {
+	pruneOnce.Do(func() {
+		old := time.Now().Add(-cacheMaxAge)
+		for _, pattern := range []string{"lib-*.so", "obj/*.o", "obj/.*", "include-*", ".tmp-*"} {
+			matches, _ := filepath.Glob(filepath.Join(dir, pattern))
+			for _, m := range matches {
+				if fi, err := os.Stat(m); err == nil && fi.ModTime().Before(old) {
+					os.RemoveAll(m)
+				}
+			}
+		}
+	})
 }
 
 // compile runs clang on C++ source into the object file obj (skipped when cached).
@@ -182,7 +208,9 @@ func compile(c *Compiler, incDir, obj, name, src string, extra ...string) error 
 // build turns the .metal files of sources into one shared library. common names
 // the file compiled in front of every other one ("" for none). A file that fails
 // the source pass or clang is left out and reported in errs.
-func build(sources fs.FS, common string) (*built, error) {
+// rtFlags are extra flags for the runtime alone (-DMLXSIM_UCONTEXT selects the
+// portable fibers that other architectures use).
+func build(sources fs.FS, common string, rtFlags ...string) (*built, error) {
 	c, err := FindCompiler()
 	if err != nil {
 		return nil, err
@@ -246,6 +274,7 @@ func build(sources fs.FS, common string) (*built, error) {
 	}
 
 	dir := CacheDir()
+	pruneCache(dir)
 	objDir := filepath.Join(dir, "obj")
 	incDir := filepath.Join(dir, "include-"+hashOf(generatorVersion, shimHeader)[:16])
 	if err := os.MkdirAll(objDir, 0o755); err != nil {
@@ -264,8 +293,9 @@ func build(sources fs.FS, common string) (*built, error) {
 			return nil, fmt.Errorf("sim: cache: %w", err)
 		}
 	}
+	exists(incDir) // mark used
 	flags := strings.Join(cxxFlags, " ")
-	rtObj := filepath.Join(objDir, "rt-"+hashOf(generatorVersion, c.Version, c.Path, flags, runtimeSource)+".o")
+	rtObj := filepath.Join(objDir, "rt-"+hashOf(generatorVersion, c.Version, c.Path, flags, strings.Join(rtFlags, " "), runtimeSource)+".o")
 	objs := make([]string, len(tus))
 	errs := make([]error, len(tus))
 	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 1))
@@ -276,7 +306,7 @@ func build(sources fs.FS, common string) (*built, error) {
 		defer wg.Done()
 		sem <- struct{}{}
 		defer func() { <-sem }()
-		rtErr = compile(c, incDir, rtObj, "msl_runtime.cpp", runtimeSource, "-Wno-unused-parameter")
+		rtErr = compile(c, incDir, rtObj, "msl_runtime.cpp", runtimeSource, append([]string{"-Wno-unused-parameter"}, rtFlags...)...)
 	}()
 	for i, tu := range tus {
 		objs[i] = filepath.Join(objDir, "k-"+hashOf(generatorVersion, c.Version, c.Path, flags, shimHeader, tu.text)+".o")

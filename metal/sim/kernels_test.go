@@ -12,7 +12,7 @@ import (
 
 // requireClang skips a test that needs clang when there is none, unless
 // MLXTRAIN_REQUIRE_CLANG=1 (CI sets it), which turns the skip into a failure.
-func requireClang(t *testing.T) {
+func requireClang(t testing.TB) {
 	t.Helper()
 	if _, err := FindCompiler(); err != nil {
 		if os.Getenv("MLXTRAIN_REQUIRE_CLANG") == "1" {
@@ -29,7 +29,7 @@ var (
 )
 
 // device returns the simulator of package shaders, opened once for the test binary.
-func device(t *testing.T) *Device {
+func device(t testing.TB) *Device {
 	t.Helper()
 	requireClang(t)
 	sharedOnce.Do(func() { shared, sharedErr = Open() })

@@ -58,8 +58,8 @@ var (
 )
 
 // loadLibrary builds (or finds in the cache) and loads the library of sources.
-func loadLibrary(sources fs.FS, common string) (*library, error) {
-	b, err := build(sources, common)
+func loadLibrary(sources fs.FS, common string, rtFlags ...string) (*library, error) {
+	b, err := build(sources, common, rtFlags...)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,10 @@ type Options struct {
 	Common string
 	// Family is the Apple GPU family the device reports (7 when 0).
 	Family int
+
+	// portableFibers switches lanes to ucontext fibers (what machines other than
+	// x86-64 Linux use), so that path is tested here too.
+	portableFibers bool
 }
 
 // Device is the simulator as a [metal.Compute] device. Launches are recorded by
@@ -83,7 +87,11 @@ func OpenWith(o Options) (*Device, error) {
 		defaultOnce.Do(func() { defaultLib, defaultErr = loadLibrary(shaders.Sources, "common.metal") })
 		lib, err = defaultLib, defaultErr
 	} else {
-		lib, err = loadLibrary(o.Sources, o.Common)
+		var rtFlags []string
+		if o.portableFibers {
+			rtFlags = append(rtFlags, "-DMLXSIM_UCONTEXT")
+		}
+		lib, err = loadLibrary(o.Sources, o.Common, rtFlags...)
 	}
 	if err != nil {
 		return nil, err

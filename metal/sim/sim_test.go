@@ -3,6 +3,7 @@ package sim
 import (
 	"math"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"unsafe"
@@ -21,7 +22,7 @@ var (
 )
 
 // selftest returns a simulator of the kernels in testdata/selftest.
-func selftest(t *testing.T) *Device {
+func selftest(t testing.TB) *Device {
 	t.Helper()
 	requireClang(t)
 	selfOnce.Do(func() { self, selfErr = OpenWith(Options{Sources: os.DirFS("testdata/selftest")}) })
@@ -422,3 +423,104 @@ func TestSharedDeviceRegistersAndSelects(t *testing.T) {
 	assert.Equal(t, metal.MatMulSimdgroup, metal.MatMulFor(f))
 	require.NoError(t, d.(*Device).Close())
 }
+
+// TestPortableFibersAgree runs kernels with the ucontext fibers other machines
+// use and with x86-64's own switch: the results must be identical bits.
+func TestPortableFibersAgree(t *testing.T) {
+	fast := selftest(t)
+	portable, err := OpenWith(Options{Sources: os.DirFS("testdata/selftest"), portableFibers: true})
+	require.NoError(t, err)
+	defer portable.Close()
+	const n = 40
+	x := make([]float32, n*3)
+	for i := range x {
+		x[i] = float32((i*29)%31) - 15
+	}
+	run := func(d *Device) []float32 {
+		in := devtest.Upload(t, d, x)
+		defer in.Release()
+		simd := devtest.Empty(t, d, n*14)
+		defer simd.Release()
+		rot := devtest.Empty(t, d, n)
+		defer rot.Release()
+		mm := devtest.Empty(t, d, 64)
+		defer mm.Release()
+		require.NoError(t, d.Dispatch(launch1D("simd_ops", 1, n, metal.Out(0, simd), metal.In(1, in), metal.Params(2, struct{ Mask, Delta uint32 }{3, 1}))))
+		require.NoError(t, d.Dispatch(launch1D("rotate_missing_barrier", 1, n, metal.Out(0, rot), metal.In(1, in))))
+		require.NoError(t, d.Dispatch(launch1D("sg_matmul8", 1, 32, metal.Out(0, mm), metal.In(1, in), metal.In(2, in), metal.In(3, in))))
+		out := append(devtest.Download(simd, n*14), devtest.Download(rot, n)...)
+		out = append(out, devtest.Download(mm, 64)...)
+		require.NoError(t, d.Synchronize())
+		return out
+	}
+	a, b := run(fast), run(portable)
+	require.Len(t, b, len(a))
+	for i := range a {
+		require.Equal(t, math.Float32bits(a[i]), math.Float32bits(b[i]), "element %d", i)
+	}
+}
+
+// TestDeviceEnvSelectsTheSimulator runs this test binary again with
+// MLXTRAIN_DEVICE=sim and checks that metal.Accelerator opens the simulator.
+func TestDeviceEnvSelectsTheSimulator(t *testing.T) {
+	requireClang(t)
+	if os.Getenv("MLXTRAIN_DEVICE") == "sim" {
+		d, err := metal.Accelerator()
+		require.NoError(t, err)
+		require.NotNil(t, d)
+		assert.Equal(t, metal.DeviceSim, d.Kind())
+		x := devtest.Upload(t, d, []float32{1, 2, 3})
+		out := devtest.Empty(t, d, 3)
+		require.NoError(t, metal.RunBinary(d, metal.BinaryAdd, out, x, x, 3, 3))
+		assert.Equal(t, []float32{2, 4, 6}, devtest.Download(out, 3))
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDeviceEnvSelectsTheSimulator$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "PASS")
+}
+
+func BenchmarkLaunch(b *testing.B) {
+	d := selftest(b)
+	out := devtest.Empty(b, d, 32)
+	defer out.Release()
+	l := launch1D("write_even", 1, 32, metal.Out(0, out))
+	b.ResetTimer()
+	for range b.N {
+		if err := d.Dispatch(l); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := d.Synchronize(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func benchmarkMatMul(b *testing.B, kern metal.MatMulKernel, n int) {
+	if _, err := FindCompiler(); err != nil {
+		b.Skip(err)
+	}
+	d, err := Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := make([]float32, n*n)
+	for i := range x {
+		x[i] = float32(i%7) - 3
+	}
+	a := devtest.Upload(b, d, x)
+	c := devtest.Empty(b, d, n*n)
+	b.SetBytes(int64(2 * n * n * n)) // flops, shown as MB/s = Mflop/s
+	b.ResetTimer()
+	for range b.N {
+		if err := metal.RunMatMulWith(d, kern, c, a, a, n, n, n); err != nil {
+			b.Fatal(err)
+		}
+		c.Wait()
+	}
+}
+
+func BenchmarkMatMulTiled127(b *testing.B)     { benchmarkMatMul(b, metal.MatMulTiled, 127) }
+func BenchmarkMatMulSimdgroup127(b *testing.B) { benchmarkMatMul(b, metal.MatMulSimdgroup, 127) }
