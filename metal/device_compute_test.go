@@ -44,7 +44,7 @@ func TestPipelineKeyNamesKernelAndConstants(t *testing.T) {
 
 func TestLaunchCheck(t *testing.T) {
 	f := Facts{MaxThreadsPerGroup: 1024, MaxThreadgroupMemory: 32 << 10, SIMDWidth: 32}
-	buf := NewPool(1<<20).Get(64)
+	buf := NewPool(1 << 20).Get(64)
 	defer buf.Release()
 	ok := Launch{Kernel: "k", Groups: [3]int{2, 1, 1}, Threads: [3]int{32, 2, 1}, Args: []Arg{Out(0, buf), Params(1, struct{ N uint32 }{1})}, Shared: []int{256}}
 	require.NoError(t, ok.Check(f))
