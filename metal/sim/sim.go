@@ -57,7 +57,7 @@ type Device struct {
 	queue       [][]*job   // submitted batches, for the worker
 	outstanding int        // submitted batches not yet run
 	writers     map[*metal.Buffer]int
-	free        map[int][][]uint64
+	free        map[int][]deviceMem
 	freeBytes   int
 	err         error
 	closed      bool
@@ -116,7 +116,7 @@ func OpenWith(o Options) (*Device, error) {
 		pool:    metal.NewPool(0),
 		seed:    maphash.MakeSeed(),
 		writers: map[*metal.Buffer]int{},
-		free:    map[int][][]uint64{},
+		free:    map[int][]deviceMem{},
 	}
 	d.idle = sync.NewCond(&d.mu)
 	d.work = sync.NewCond(&d.mu)
@@ -183,31 +183,36 @@ func (d *Device) NewBuffer(n int) (*metal.Buffer, error) {
 	}
 	w := wordsFor(n)
 	d.mu.Lock()
-	var words []uint64
+	var m deviceMem
 	if l := d.free[w]; len(l) > 0 {
-		words = l[len(l)-1]
+		m = l[len(l)-1]
 		d.free[w] = l[:len(l)-1]
 		d.freeBytes -= w * 8
 	}
 	d.mu.Unlock()
-	if words == nil {
-		words = make([]uint64, w)
+	if m.words == nil {
+		var err error
+		if m, err = allocDevice(w); err != nil {
+			return nil, err
+		}
 	}
-	for i := range words {
-		words[i] = ^uint64(0)
+	for i := range m.words {
+		m.words[i] = ^uint64(0)
 	}
-	h := &buffer{dev: d, words: words}
-	return d.pool.Wrap(words, n, h, func() { d.recycle(words) }), nil
+	h := &buffer{dev: d, words: m.words}
+	return d.pool.Wrap(m.words, n, h, func() { d.recycle(m) }), nil
 }
 
-func (d *Device) recycle(words []uint64) {
+func (d *Device) recycle(m deviceMem) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.freeBytes+len(words)*8 > freeKeep {
+	if !d.closed && d.freeBytes+len(m.words)*8 <= freeKeep {
+		d.free[len(m.words)] = append(d.free[len(m.words)], m)
+		d.freeBytes += len(m.words) * 8
+		d.mu.Unlock()
 		return
 	}
-	d.free[len(words)] = append(d.free[len(words)], words)
-	d.freeBytes += len(words) * 8
+	d.mu.Unlock()
+	m.free()
 }
 
 // job is one recorded launch.
@@ -249,7 +254,7 @@ func (d *Device) Dispatch(l *metal.Launch) error {
 		bound[l.Args[i].Index] = &l.Args[i]
 	}
 	tgParams := map[int]bool{}
-	seen := map[*metal.Buffer]bool{}
+	seen := map[*metal.Buffer]metal.Access{}
 	type use struct {
 		b *metal.Buffer
 		h *buffer
@@ -308,10 +313,14 @@ func (d *Device) Dispatch(l *metal.Launch) error {
 			j.writes = append(j.writes, a.Buffer)
 		}
 		j.checks = append(j.checks, check{index: p.index, mem: mem})
-		if !seen[a.Buffer] {
-			seen[a.Buffer] = true
-			uses = append(uses, use{a.Buffer, h})
+		if prev, twice := seen[a.Buffer]; twice {
+			if prev == metal.Write || a.Access == metal.Write {
+				return d.fail(l.Kernel, "[[buffer(%d)]] %s: its buffer is bound twice and written: the Write binding's poison would be what the other reads (bind it once, InOut)", p.index, p.name)
+			}
+			continue
 		}
+		seen[a.Buffer] = a.Access
+		uses = append(uses, use{a.Buffer, h})
 	}
 	for _, a := range l.Args {
 		found := false
@@ -433,12 +442,19 @@ func (d *Device) Synchronize() error {
 	return err
 }
 
-// Close waits for the work in flight and stops the worker.
+// Close waits for the work in flight, stops the worker and unmaps the memory
+// kept for reuse. Buffers still held stay valid until released.
 func (d *Device) Close() error {
 	err := d.Synchronize()
 	d.mu.Lock()
 	d.closed = true
 	d.work.Broadcast()
+	for _, l := range d.free {
+		for _, m := range l {
+			m.free()
+		}
+	}
+	d.free, d.freeBytes = map[int][]deviceMem{}, 0
 	d.mu.Unlock()
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"testing"
 	"unsafe"
@@ -254,6 +255,8 @@ func TestLaunchErrors(t *testing.T) {
 	d := selftest(t)
 	out := devtest.Empty(t, d, 64*1024)
 	defer out.Release()
+	in := devtest.Empty(t, d, 8*12)
+	defer in.Release()
 	for _, c := range []struct {
 		kernel  string
 		threads int
@@ -268,7 +271,7 @@ func TestLaunchErrors(t *testing.T) {
 		t.Run(c.kernel, func(t *testing.T) {
 			args := []metal.Arg{metal.Out(0, out)}
 			if c.kernel == "sg_matmul8" {
-				args = append(args, metal.In(1, out), metal.In(2, out), metal.In(3, out))
+				args = append(args, metal.In(1, in), metal.In(2, in), metal.In(3, in))
 			}
 			require.NoError(t, d.Dispatch(launch1D(c.kernel, 1, c.threads, args...)))
 			err := d.Synchronize()
@@ -351,6 +354,7 @@ func TestArgumentsAreCheckedAgainstTheSignature(t *testing.T) {
 		"bytes for a device array": launch1D("write_even", 1, 4, metal.Params(0, struct{ A uint32 }{1})),
 		"unknown kernel":           launch1D("nope", 1, 4),
 		"1025 threads":             launch1D("write_even", 1, 1025, metal.Out(0, buf)),
+		"output aliases input":     launch1D("rotate_with_barrier", 1, 4, metal.Out(0, buf), metal.In(1, buf)),
 	} {
 		assert.Error(t, d.Dispatch(l), name)
 	}
@@ -524,3 +528,30 @@ func benchmarkMatMul(b *testing.B, kern metal.MatMulKernel, n int) {
 
 func BenchmarkMatMulTiled127(b *testing.B)     { benchmarkMatMul(b, metal.MatMulTiled, 127) }
 func BenchmarkMatMulSimdgroup127(b *testing.B) { benchmarkMatMul(b, metal.MatMulSimdgroup, 127) }
+
+// TestWritingPastTheEndFaults runs a kernel that writes one element past its
+// buffer in a child process: device memory ends at an inaccessible page, so the
+// write faults there instead of corrupting other memory.
+func TestWritingPastTheEndFaults(t *testing.T) {
+	if runtime.GOOS != "linux" && runtime.GOOS != "darwin" {
+		t.Skip("device memory has guard pages on unix only")
+	}
+	d := selftest(t)
+	if os.Getenv("MLXTRAIN_SIM_FAULT_CHILD") == "1" {
+		const n = 1024 // 4 KiB: the buffer ends exactly at the guard page
+		out := devtest.Empty(t, d, n)
+		require.NoError(t, d.Dispatch(launch1D("write_unchecked", 4, n/4, metal.Out(0, out))))
+		require.NoError(t, d.Synchronize())
+		require.NoError(t, d.Dispatch(launch1D("write_unchecked", 5, n/4, metal.Out(0, out))))
+		_ = d.Synchronize()
+		t.Fatal("the write past the end did not fault")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWritingPastTheEndFaults$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "MLXTRAIN_SIM_FAULT_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), "SIGSEGV")
+	assert.Contains(t, string(out), "mlxsim: kernel write_unchecked faulted", "the simulator names the kernel")
+	assert.Contains(t, string(out), "threadgroup (4,0,0), lane 0")
+	assert.NotContains(t, string(out), "did not fault")
+}

@@ -9,6 +9,8 @@
 //
 // The process serialises launches per library (the Go side holds a lock), so the
 // scheduler state is plain globals.
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -384,6 +386,47 @@ bool run_group(const u3& g) {
 }
 }  // namespace
 
+// ---- faults --------------------------------------------------------------------------
+// A kernel that reads or writes out of bounds reaches a guard page of the Go side's
+// device memory. For the duration of a launch this handler names the kernel and
+// lane on stderr, then puts the previous (Go's) handlers back and returns: the
+// access runs again and Go reports the crash with its stack.
+namespace {
+struct sigaction old_segv, old_bus;
+pthread_t launch_thread;
+
+void on_fault(int sig, siginfo_t* si, void*) {
+  sigaction(SIGSEGV, &old_segv, nullptr);
+  sigaction(SIGBUS, &old_bus, nullptr);
+  if (!pthread_equal(pthread_self(), launch_thread) || !launch || !cur) return;
+  char msg[512];
+  int n = snprintf(msg, sizeof msg,
+                   "mlxsim: kernel %s faulted (signal %d) at address %p in threadgroup (%u,%u,%u), lane %u: "
+                   "an access out of its buffer's bounds?\n",
+                   kernel_name, sig, si->si_addr, cur->ids.tgpig.x, cur->ids.tgpig.y, cur->ids.tgpig.z, cur->ids.tiitg);
+  if (n > 0) {
+    ssize_t w = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    (void)w;
+  }
+}
+
+void watch_faults() {
+  launch_thread = pthread_self();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &old_segv);
+  sigaction(SIGBUS, &sa, &old_bus);
+}
+
+void unwatch_faults() {
+  sigaction(SIGSEGV, &old_segv, nullptr);
+  sigaction(SIGBUS, &old_bus, nullptr);
+}
+}  // namespace
+
 // ---- called by kernels (through msl_shim.h) ----------------------------------------
 void tg_barrier(const char* file, int line) { block(kBarrier, file, line); }
 void sg_barrier(const char* file, int line) { block(kSimdBarrier, file, line); }
@@ -440,6 +483,7 @@ int run(Launch* L, Entry e, const char* name) {
     }
   }
   int rc = 0;
+  watch_faults();
   if (dyn_tg_bytes > L->tg_limit) {
     fail("%s: %lu bytes of threadgroup memory requested (limit %u)", name, dyn_tg_bytes, L->tg_limit);
     rc = 1;
@@ -455,6 +499,7 @@ int run(Launch* L, Entry e, const char* name) {
           rc = 1;
         }
       }
+  unwatch_faults();
   for (int i = 0; i <= kMaxBuffers; i++) {
     free(L->tg[i]);
     L->tg[i] = nullptr;

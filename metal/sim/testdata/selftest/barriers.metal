@@ -102,3 +102,8 @@ kernel void scale_constants(device float* out [[buffer(0)]],
   float v = x[i] * SCALE;
   out[i] = NEGATE ? -v : v;
 }
+
+// Writes one element per thread with no bounds check.
+kernel void write_unchecked(device float* out [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  out[i] = 1.0f;
+}
