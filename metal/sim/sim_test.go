@@ -555,3 +555,65 @@ func TestWritingPastTheEndFaults(t *testing.T) {
 	assert.Contains(t, string(out), "threadgroup (4,0,0), lane 0")
 	assert.NotContains(t, string(out), "did not fault")
 }
+
+func TestHalfAndBfloatStorage(t *testing.T) {
+	d := selftest(t)
+	one := float32(1)
+	// inputs with their float16 and bfloat16 roundings (to nearest, ties to even)
+	cases := []struct{ x, half, bf float32 }{
+		{1.5, 1.5, 1.5},
+		{-0.25, -0.25, -0.25},
+		{65504, 65504, 65536},
+		{one + 1.0/2048, 1, 1},                       // half tie: to even
+		{one + 3.0/2048, one + 1.0/512, 1},           // half tie: up to even
+		{one + 1.0/256, one + 1.0/256, 1},            // bfloat tie: to even
+		{one + 3.0/256, one + 3.0/256, one + 1.0/64}, // bfloat tie: up to even
+		{1e-8, 0, 1e-8 * 1.0000000},                  // half underflows
+	}
+	n := len(cases)
+	x := make([]float32, n)
+	for i, c := range cases {
+		x[i] = c.x
+	}
+	in := devtest.Upload(t, d, x)
+	defer in.Release()
+	// 16-bit storage read by the kernel: 1.5 as half is 0x3e00, 2.0 as bfloat 0x4000
+	h, err := d.NewBuffer(2 * n)
+	require.NoError(t, err)
+	defer h.Release()
+	b, err := d.NewBuffer(2 * n)
+	require.NoError(t, err)
+	defer b.Release()
+	hs, bs := unsafe.Slice((*uint16)(h.Pointer()), n), unsafe.Slice((*uint16)(b.Pointer()), n)
+	for i := range hs {
+		hs[i], bs[i] = 0x3e00, 0x4000
+	}
+	out := devtest.Empty(t, d, 3*n)
+	defer out.Release()
+	require.NoError(t, d.Dispatch(launch1D("convert16", 1, n, metal.Out(0, out), metal.In(1, in), metal.In(2, h), metal.In(3, b))))
+	got := devtest.Download(out, 3*n)
+	for i, c := range cases {
+		assert.Equal(t, c.half, got[3*i], "half(%v)", c.x)
+		if c.x == 1e-8 {
+			assert.InDelta(t, float64(c.bf), float64(got[3*i+1]), 1e-10, "bfloat(%v)", c.x)
+		} else {
+			assert.Equal(t, c.bf, got[3*i+1], "bfloat(%v)", c.x)
+		}
+		assert.Equal(t, float32(3.5), got[3*i+2], "half 0x3e00 + bfloat 0x4000")
+	}
+	require.NoError(t, d.Synchronize())
+}
+
+func TestAtomics(t *testing.T) {
+	d := selftest(t)
+	counter, err := d.NewBuffer(12)
+	require.NoError(t, err)
+	defer counter.Release()
+	copy(unsafe.Slice((*uint32)(counter.Pointer()), 3), []uint32{0, 0, 0})
+	const groups, threads = 7, 96
+	require.NoError(t, d.Dispatch(launch1D("count_atomically", groups, threads, metal.InOut(0, counter))))
+	counter.Wait()
+	n := uint32(groups * threads)
+	assert.Equal(t, []uint32{n, n * (n - 1) / 2, n - 1}, append([]uint32(nil), unsafe.Slice((*uint32)(counter.Pointer()), 3)...))
+	require.NoError(t, d.Synchronize())
+}
