@@ -58,9 +58,8 @@ type Device struct {
 
 	pipes map[string]*pipeline // by metal.Launch.PipelineKey; Metal thread only
 
-	// the open batch; Metal thread only
+	// the open batch (command buffer and encoder retained); Metal thread only
 	cb, enc  objc.ID
-	pool0    unsafe.Pointer // its autorelease pool
 	batchN   int
 	batchEnd []func()
 
@@ -114,8 +113,6 @@ func OpenWith(o Options) (*Device, error) {
 	}
 	d.idle = sync.NewCond(&d.mu)
 	err := d.thread.do(func() error {
-		pool := autoreleasePoolPush()
-		defer autoreleasePoolPop(pool)
 		d.dev = createSystemDefaultDevice()
 		if d.dev == 0 {
 			all := copyAllDevices()

@@ -9,7 +9,8 @@
 // (a wait on a buffer), Flush, Synchronize or a full batch commits it, and the
 // command buffer's completion handler (an Objective-C block made by purego's objc
 // package) marks the buffers free. Every Metal call runs on one goroutine locked
-// to its OS thread, inside autorelease pools. Any failure is an error, so the
+// to its OS thread, each inside its own autorelease pool (the open batch's command
+// buffer and encoder are retained across them). Any failure is an error, so the
 // caller can fall back to the CPU.
 //
 // # Testing on a Mac

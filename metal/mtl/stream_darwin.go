@@ -38,15 +38,17 @@ func newOSThread() *osThread {
 
 var errClosed = errors.New("mtl: device closed")
 
-// do runs f on the thread and returns its error; a panic becomes an error, so
-// no Metal failure takes the process down.
+// do runs f on the thread inside an autorelease pool and returns its error; a
+// panic becomes an error, so no Metal failure takes the process down.
 func (t *osThread) do(f func() error) (err error) {
 	done := make(chan struct{})
 	job := func() {
+		pool := autoreleasePoolPush()
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("mtl: %v", r)
 			}
+			autoreleasePoolPop(pool)
 			close(done)
 		}()
 		err = f()
@@ -62,8 +64,8 @@ func (t *osThread) do(f func() error) (err error) {
 
 func (t *osThread) stop() { close(t.quit) }
 
-// Dispatch encodes the launch into the open command buffer (opening one, with
-// its autorelease pool, when none is). Pipeline errors come back here.
+// Dispatch encodes the launch into the open command buffer (opening one when
+// none is). Pipeline errors come back here.
 func (d *Device) Dispatch(l *metal.Launch) error {
 	if err := l.Check(d.facts); err != nil {
 		return fmt.Errorf("mtl: %w", err)
@@ -93,18 +95,16 @@ func (d *Device) Dispatch(l *metal.Launch) error {
 			return fmt.Errorf("mtl: %s: %d threads per threadgroup, the pipeline allows %d", l.Kernel, threads, p.maxThreads)
 		}
 		if d.cb == 0 {
-			d.pool0 = autoreleasePoolPush()
+			// Both come autoreleased; the batch outlives this call's pool.
 			cb := d.queue.Send(sel.commandBuffer)
 			if cb == 0 {
-				autoreleasePoolPop(d.pool0)
 				return fmt.Errorf("mtl: %s: commandBuffer failed", l.Kernel)
 			}
 			enc := cb.Send(sel.computeEncoder)
 			if enc == 0 {
-				autoreleasePoolPop(d.pool0)
 				return fmt.Errorf("mtl: %s: computeCommandEncoder failed", l.Kernel)
 			}
-			d.cb, d.enc = cb.Send(sel.retain), enc
+			d.cb, d.enc = cb.Send(sel.retain), enc.Send(sel.retain)
 		}
 		sendSetPipeline(d.enc, sel.setPipeline, p.pso)
 		for _, a := range l.Args {
@@ -166,6 +166,7 @@ func (d *Device) commit() {
 	}
 	cb, dones := d.cb, d.batchEnd
 	d.enc.Send(sel.endEncoding)
+	release(d.enc)
 	d.mu.Lock()
 	d.outstanding++
 	d.mu.Unlock()
@@ -173,8 +174,7 @@ func (d *Device) commit() {
 	cb.Send(sel.addCompleted, block)
 	cb.Send(sel.commit)
 	block.Release() // the command buffer holds its own copy
-	autoreleasePoolPop(d.pool0)
-	d.cb, d.enc, d.pool0, d.batchN, d.batchEnd = 0, 0, nil, 0, nil
+	d.cb, d.enc, d.batchN, d.batchEnd = 0, 0, 0, nil
 }
 
 // completed runs on a Metal thread when a command buffer finishes.
