@@ -22,7 +22,8 @@ type Buffer struct {
 	class  int      // size-class index in the pool, -1 when not pooled
 	pool   *Pool
 	refs   atomic.Int32
-	handle any // the device's own object (an MTLBuffer, a simulator buffer), or nil
+	handle any    // the device's own object (an MTLBuffer, a simulator buffer), or nil
+	free   func() // gives device memory back to its device (Pool.Wrap), or nil
 
 	mu       sync.Mutex
 	busy     atomic.Int32 // mirrors inflight so Wait on an idle buffer takes no lock
@@ -129,12 +130,20 @@ func (b *Buffer) Busy() bool {
 	return b.inflight > 0
 }
 
-// Wait blocks until no device work uses the buffer, so the CPU may read it.
+// Wait blocks until no device work uses the buffer, so the CPU may read it. When
+// the buffer's device batches work ([Flusher]), Wait submits the batch first.
 func (b *Buffer) Wait() {
 	if b.busy.Load() == 0 {
 		return
 	}
 	b.mu.Lock()
+	if b.inflight > 0 {
+		if f, ok := b.handle.(Flusher); ok {
+			b.mu.Unlock()
+			f.Flush()
+			b.mu.Lock()
+		}
+	}
 	for b.inflight > 0 {
 		if b.idle == nil {
 			b.idle = sync.NewCond(&b.mu)
@@ -204,6 +213,22 @@ func (p *Pool) Get(n int) *Buffer {
 	return b
 }
 
+// Wrap makes a Buffer of size bytes over memory a device allocated and shares
+// with the CPU (Metal's shared storage, the simulator's memory): words is that
+// memory, handle the device's object, free gives it back to the device. free runs
+// once, when the last owner has released the buffer and no device work uses it;
+// the memory never enters this pool's free lists, which hold host memory only.
+// The pool counts the bytes as in use until then.
+func (p *Pool) Wrap(words []uint64, size int, handle any, free func()) *Buffer {
+	if size < 0 || size > len(words)*8 || handle == nil {
+		panic(fmt.Sprintf("metal: Wrap of %d bytes over %d words (handle %T)", size, len(words), handle))
+	}
+	b := &Buffer{words: words, size: size, class: -1, pool: p, handle: handle, free: free}
+	b.refs.Store(1)
+	p.track(int64(len(words) * 8))
+	return b
+}
+
 // GetZeroed is Get with the contents cleared.
 func (p *Pool) GetZeroed(n int) *Buffer {
 	b := p.Get(n)
@@ -225,6 +250,9 @@ func (p *Pool) put(b *Buffer) {
 	bytes := int64(len(b.words) * 8)
 	p.inUse.Add(-bytes)
 	if b.handle != nil || b.class < 0 {
+		if b.free != nil {
+			b.free()
+		}
 		return // device-owned memory is freed by its device, not recycled here
 	}
 	if poison.Load() {
