@@ -59,8 +59,8 @@
 // projection, its bias and an exact-erf GELU whose derivative is kept instead of
 // the pre-activation); o_proj and down_proj with the residual addition fused in
 // (the mixer's and feed-forward's ForwardResidual, used when they have one);
-// [LayerNorm] with AVX2 row kernels; a cross-entropy whose backward is one pass;
-// and attention.Block's packed q/k/v projection and attention on AVX2 tiles.
+// [LayerNorm] with AVX2 row kernels; autodiff's fused cross-entropy; and
+// attention.Block's packed q/k/v projection and attention on AVX2 tiles.
 // BenchmarkTinyGPTStep measures a training step of a tiny GPT against
 // bench/torch_tiny_gpt.py (bench/tiny_gpt.sh runs both).
 package models

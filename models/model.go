@@ -185,10 +185,41 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autod
 
 // Loss is the mean cross-entropy of the next-token predictions: the logits of
 // inputs (batch, seq) against targets (batch, seq), both int32, averaged over the
-// positions where mask (batch, seq; int32 or float, non-zero counts) is set, or
-// over every position when mask is nil. A scalar tensor.
+// positions where mask (batch, seq; int32 or float, non-zero counts) is set and
+// the target is not −100 (autodiff.DefaultIgnoreIndex, Hugging Face's ignore
+// index), or over every position when mask is nil. A scalar tensor; 0, with zero
+// gradients, when no position counts.
 func (m *Model) Loss(c *layers.Ctx, inputs, targets, mask *autodiff.Tensor) *autodiff.Tensor {
-	return crossEntropy(m.Forward(c, inputs), targets, mask)
+	return lmLoss(m.Forward(c, inputs), targets, mask)
+}
+
+// lmLoss is autodiff.CrossEntropy over the positions that mask selects: the
+// others get the ignore index as target.
+func lmLoss(logits, targets, mask *autodiff.Tensor) *autodiff.Tensor {
+	if mask != nil && !sameShape(mask.Shape(), targets.Shape()) {
+		panic(fmt.Sprintf("models: Loss: mask %v for targets %v", mask.Shape(), targets.Shape()))
+	}
+	counted := 0
+	t := targets
+	if mask != nil {
+		t = autodiff.Empty(autodiff.Int32, targets.Shape()...)
+		defer t.Release()
+	}
+	tv, src := t.Int32s(), targets.Int32s()
+	for i, v := range src {
+		if mask != nil && mask.At(i) == 0 {
+			v = autodiff.DefaultIgnoreIndex
+		}
+		tv[i] = v
+		if v != autodiff.DefaultIgnoreIndex {
+			counted++
+		}
+	}
+	opt := autodiff.CrossEntropyOptions{}
+	if counted == 0 {
+		opt.Reduction = autodiff.ReductionSum // 0 and zero gradients, not the mean's NaN
+	}
+	return autodiff.CrossEntropy(logits, t, opt)
 }
 
 // StateDict returns the parameters by checkpoint name (see the package doc). The

@@ -177,7 +177,9 @@ func ceRef(logits []float64, targets []int32, mask []float64, v int) float64 {
 	return sum / float64(count)
 }
 
-func TestCrossEntropy(t *testing.T) {
+// TestLMLoss checks the masked mean cross-entropy of Model.Loss (built on
+// autodiff.CrossEntropy) against a float64 reference.
+func TestLMLoss(t *testing.T) {
 	const v = 9
 	logits := normal(10, autodiff.Float64, 0, 3, 2, 4, v)
 	targets := autodiff.FromInt32([]int32{0, 8, 3, -100, 5, 5, 1, 2}, 2, 4)
@@ -189,11 +191,11 @@ func TestCrossEntropy(t *testing.T) {
 			mf = maskF
 		}
 		want := ceRef(logits.Float64s(), targets.Int32s(), mf, v)
-		assert.InDelta(t, want, crossEntropy(logits, targets, m).Item(), 1e-12)
-		got32 := crossEntropy(autodiff.Cast(logits, autodiff.Float32), targets, m)
+		assert.InDelta(t, want, lmLoss(logits, targets, m).Item(), 1e-12)
+		got32 := lmLoss(autodiff.Cast(logits, autodiff.Float32), targets, m)
 		assert.InDelta(t, want, got32.Item(), 1e-5)
 		assert.NoError(t, autodiff.GradCheck{Skip: []int{1}}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
-			return crossEntropy(in[0], targets, m)
+			return lmLoss(in[0], targets, m)
 		}, logits, targets))
 	}
 	// Nothing counted: zero loss, zero gradient.
@@ -201,14 +203,14 @@ func TestCrossEntropy(t *testing.T) {
 	tp := autodiff.NewTape()
 	defer tp.Release()
 	l := tp.Watch(logits)
-	loss := crossEntropy(l, targets, none)
+	loss := lmLoss(l, targets, none)
 	assert.Equal(t, 0.0, loss.Item())
 	tp.Backward(loss)
 	for _, g := range tp.Grad(logits).Float64s() {
 		require.Equal(t, 0.0, g)
 	}
-	assert.Panics(t, func() { crossEntropy(logits, autodiff.FromInt32([]int32{0, 9, 0, 0, 0, 0, 0, 0}, 2, 4), nil) })
-	assert.Panics(t, func() { crossEntropy(logits, autodiff.Zeros(autodiff.Int32, 8), nil) })
+	assert.Panics(t, func() { lmLoss(logits, autodiff.FromInt32([]int32{0, 9, 0, 0, 0, 0, 0, 0}, 2, 4), nil) })
+	assert.Panics(t, func() { lmLoss(logits, autodiff.Zeros(autodiff.Int32, 2, 4), autodiff.Zeros(autodiff.Int32, 8)) })
 }
 
 func TestEmbedPositions(t *testing.T) {
