@@ -227,20 +227,33 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	parts := backwardParts(units, nkb)
 	dqs := make([][]float32, parts)
 	dqs[0] = dq
-	clearView(dq, g.qv, d.Batch, d.QLen, d.QHeads, d.HeadDim)
 	for c := 1; c < parts; c++ {
 		dqs[c] = make([]float32, len(dq))
 	}
-	parallelUnits(units*parts, func() *backwardScratch[float32] {
-		return &backwardScratch[float32]{
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	parallelUnits(units*parts, func() *tiledScratch {
+		return &tiledScratch{
 			p: make([]float32, flashQBlock*flashKBlock), ds: make([]float32, flashQBlock*flashKBlock),
+			dqSet: make([]bool, g.group*nqb*2),
 		}
-	}, func(w *backwardScratch[float32], u int) {
+	}, func(w *tiledScratch, u int) {
 		c := u % parts
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
+		clear(w.dqSet)
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * flashKBlock
 			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
+		}
+		// dq rows of this group that no key of this part reached.
+		for i, set := range w.dqSet {
+			if set {
+				continue
+			}
+			h, qb, half := hk*g.group+i/(2*nqb), (i/2)%nqb, i%2
+			r0 := qb*flashQBlock + half*flashQBlock/2
+			for r := r0; r < min(r0+flashQBlock/2, d.QLen, (qb+1)*flashQBlock); r++ {
+				clear(dqs[c][g.qv.at(b, r, h):][:d.HeadDim])
+			}
 		}
 	})
 	if parts > 1 {
@@ -254,19 +267,60 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	}
 }
 
+// tiledScratch is a backward worker's scratch: the P and dS tiles, and which
+// halves of its unit's query blocks have had dq written (the first product
+// writes, later ones add, so nothing needs clearing first).
+type tiledScratch struct {
+	p, ds []float32
+	dqSet []bool // (head in group, query block, half)
+}
+
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
 // batch b and adds their part of dq, over every query head of the group and every
 // query tile that sees one of the keys.
-func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk, dv, q, k, kt, vt, dout, lse, delta []float32, b, hk, j0, j1 int) {
+func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, kt, vt, dout, lse, delta []float32, b, hk, j0, j1 int) {
 	d := g.d
 	nk := j1 - j0
 	ko, vo := g.kv.at(b, j0, hk), g.vv.at(b, j0, hk)
 	kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
 	vto := (b*d.KVHeads+hk)*d.VDim*d.KLen + j0
-	for j := range nk {
-		clear(dk[ko+j*g.kv.s:][:d.HeadDim])
-		clear(dv[vo+j*g.vv.s:][:d.VDim])
+	const half = flashKBlock / 2
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	var kvSet [2]bool // the tile's key halves [0, 32) and [32, nk) written
+	// kvProduct sets or adds dK and dV of keys [klo, khi) from query rows [r0, rows)
+	// of the current tile (p, ds) whose queries and output gradients start at qo,
+	// oo; one product per key half, each half written first and added to after.
+	kvProduct := func(klo, khi, r0, rows, qo, oo int) {
+		for hf, seg := range [2][2]int{{klo, min(khi, half)}, {max(klo, half), khi}} {
+			if seg[0] >= seg[1] || r0 >= rows {
+				continue
+			}
+			n, acc := seg[1]-seg[0], kvSet[hf]
+			tileMul(dk[ko+seg[0]*g.kv.s:], g.kv.s, w.ds[r0*flashKBlock+seg[0]:], 1, flashKBlock, q[qo+r0*g.qv.s:], g.qv.s, n, d.HeadDim, rows-r0, 1, acc)
+			tileMul(dv[vo+seg[0]*g.vv.s:], g.vv.s, w.p[r0*flashKBlock+seg[0]:], 1, flashKBlock, dout[oo+r0*g.ov.s:], g.ov.s, n, d.VDim, rows-r0, 1, acc)
+			kvSet[hf] = true
+		}
 	}
+	// qProduct sets or adds dQ of rows [r0, r1) of query block qb of head h (in
+	// the group: hh) from keys [0, kcols) of the tile.
+	qProduct := func(hh, qb, r0, r1, kcols, qo int) {
+		for hf, seg := range [2][2]int{{r0, min(r1, flashQBlock/2)}, {max(r0, flashQBlock/2), r1}} {
+			if seg[0] >= seg[1] {
+				continue
+			}
+			i := (hh*nqb+qb)*2 + hf
+			tileMul(dq[qo+seg[0]*g.qv.s:], g.qv.s, w.ds[seg[0]*flashKBlock:], flashKBlock, 1, k[ko:], g.kv.s, seg[1]-seg[0], d.HeadDim, kcols, 1, w.dqSet[i])
+			w.dqSet[i] = true
+		}
+	}
+	defer func() { // keys no query of the tile reached
+		for hf, seg := range [2][2]int{{0, min(nk, half)}, {half, nk}} {
+			for j := seg[0]; j < seg[1] && !kvSet[hf]; j++ {
+				clear(dk[ko+j*g.kv.s:][:d.HeadDim])
+				clear(dv[vo+j*g.vv.s:][:d.VDim])
+			}
+		}
+	}()
 	for h := hk * g.group; h < (hk+1)*g.group; h++ {
 		for i0 := 0; i0 < d.QLen; i0 += flashQBlock {
 			i1 := min(i0+flashQBlock, d.QLen)
@@ -308,16 +362,13 @@ func tiledBackwardBlock(g geometry[float32], w *backwardScratch[float32], dq, dk
 			}
 			// dQ = dS·K over each row's keys; dK = dSᵀ·Q and dV = Pᵀ·dO with keys
 			// [0, left) seen by every row and keys [left, nk) by rows [top, rows).
+			hh, qb := h-hk*g.group, i0/flashQBlock
 			if top > 0 {
-				tileMul(dq[qo:], g.qv.s, ds, flashKBlock, 1, k[ko:], g.kv.s, top, d.HeadDim, left, 1, true)
+				qProduct(hh, qb, 0, top, left, qo)
 			}
-			tileMul(dq[qb:], g.qv.s, ds[tb:], flashKBlock, 1, k[ko:], g.kv.s, rows-top, d.HeadDim, nk, 1, true)
-			tileMul(dk[ko:], g.kv.s, ds, 1, flashKBlock, q[qo:], g.qv.s, left, d.HeadDim, rows, 1, true)
-			tileMul(dv[vo:], g.vv.s, p, 1, flashKBlock, dout[oo:], g.ov.s, left, d.VDim, rows, 1, true)
-			if left < nk {
-				tileMul(dk[ko+left*g.kv.s:], g.kv.s, ds[tb+left:], 1, flashKBlock, q[qb:], g.qv.s, nk-left, d.HeadDim, rows-top, 1, true)
-				tileMul(dv[vo+left*g.vv.s:], g.vv.s, p[tb+left:], 1, flashKBlock, dout[ob:], g.ov.s, nk-left, d.VDim, rows-top, 1, true)
-			}
+			qProduct(hh, qb, top, rows, nk, qo)
+			kvProduct(0, left, 0, rows, qo, oo)
+			kvProduct(left, nk, top, rows, qo, oo)
 		}
 	}
 }
@@ -367,22 +418,6 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	}, q, k, v)
 	keepWith(res, ktBuf)
 	return res
-}
-
-// clearView zeroes the (batch, seq, heads, dim) elements that vw addresses in x,
-// leaving whatever else x holds.
-func clearView(x []float32, vw view, batch, seq, heads, dim int) {
-	if vw.h == dim && vw.s == heads*dim && vw.b == seq*heads*dim {
-		clear(x[:batch*seq*heads*dim]) // contiguous BSHD
-		return
-	}
-	metal.ParallelFor(batch*seq, max(1, (1<<14)/max(heads*dim, 1)), func(lo, hi int) {
-		for u := lo; u < hi; u++ {
-			for h := range heads {
-				clear(x[vw.at(u/seq, u%seq, h):][:dim])
-			}
-		}
-	})
 }
 
 func fill(s []float32, v float32) {
