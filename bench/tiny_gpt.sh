@@ -4,7 +4,9 @@
 # Debian's python3-torch), at 1 and 2 threads. Each round runs the four
 # measurements one after the other, so load from other processes hits both
 # sides alike; the table shows the median over the rounds of each side's median
-# step, in tokens/s, and Go's CPU time per step.
+# step in tokens/s and their ratio, and each side's CPU time per step (process
+# time, all threads) with the ratio of those: on a shared machine the CPU-time
+# ratio at 1 thread is the steadier figure.
 #
 # Usage: bench/tiny_gpt.sh [rounds]   (default 3; run from anywhere in the repo)
 set -euo pipefail
@@ -24,16 +26,20 @@ for ((r = 1; r <= rounds; r++)); do
 	for t in 1 2; do
 		out=$(MLXTRAIN_THREADS=$t "$tmp/models.test" -test.run '^$' -test.bench TinyGPTStep -test.benchtime 20x)
 		echo "$out" | metric tokens/s >>"$tmp/go$t"
-		echo "$out" | metric cpu-s/op >>"$tmp/cpu$t"
-		"$python" bench/torch_tiny_gpt.py "$t" | sed -n 's/.*tokens\/s=\([0-9.]*\).*/\1/p' >>"$tmp/torch$t"
+		echo "$out" | metric cpu-ms/step >>"$tmp/cpu$t"
+		py=$("$python" bench/torch_tiny_gpt.py "$t")
+		echo "$py" | sed -n 's/.*tokens\/s=\([0-9.]*\).*/\1/p' >>"$tmp/torch$t"
+		echo "$py" | sed -n 's/.*cpu_ms=\([0-9.]*\).*/\1/p' >>"$tmp/tcpu$t"
 		echo "round $r, $t thread(s): go $(tail -1 "$tmp/go$t") tokens/s, pytorch $(tail -1 "$tmp/torch$t") tokens/s" >&2
 	done
 done
 
-printf '%-8s %14s %14s %8s %14s\n' threads go_tokens/s torch_tokens/s ratio go_cpu_ms/step
+printf '%-8s %12s %15s %7s %12s %15s %9s\n' threads go_tokens/s torch_tokens/s ratio go_cpu_ms torch_cpu_ms cpu_ratio
 for t in 1 2; do
 	g=$(median <"$tmp/go$t")
 	p=$(median <"$tmp/torch$t")
 	c=$(median <"$tmp/cpu$t")
-	awk -v t="$t" -v g="$g" -v p="$p" -v c="$c" 'BEGIN { printf "%-8s %14.0f %14.0f %7.2fx %14.1f\n", t, g, p, g / p, c * 1000 }'
+	tc=$(median <"$tmp/tcpu$t")
+	awk -v t="$t" -v g="$g" -v p="$p" -v c="$c" -v tc="$tc" \
+		'BEGIN { printf "%-8s %12.0f %15.0f %6.2fx %12.1f %15.1f %8.2fx\n", t, g, p, g / p, c, tc, tc / c }'
 done

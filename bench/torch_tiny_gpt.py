@@ -3,7 +3,8 @@
 
 vocab 65, d_model 128, 4 layers, 4 heads, ctx 128, batch 16, AdamW, pre-LayerNorm,
 GELU MLP of 4x width, learned positions, cross-entropy over all positions, synthetic
-random tokens; 5 warm-up and 20 timed steps; prints the median tokens/s.
+random tokens; 5 warm-up and 20 timed steps; prints the median tokens/s and the median process CPU
+time per step (all threads), which a busy machine disturbs less than wall time.
 
 Usage: /usr/bin/python3 bench/torch_tiny_gpt.py THREADS [--moe]  (Debian's python3-torch)
 Thread settings must be in the environment before torch is imported (its GEMMs run
@@ -95,17 +96,18 @@ class GPT(nn.Module):
 
 model = GPT()
 opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
-times = []
+times, cpus = [], []
 for step in range(25):
     x = torch.randint(0, V, (B, T))
     y = torch.randint(0, V, (B, T))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     if step >= 5:
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
 med = statistics.median(times)
 print(f"pytorch {torch.__version__} {'moe ' if MOE else ''}threads={threads} "
-      f"step={med * 1e3:.1f}ms tokens/s={B * T / med:.0f}")
+      f"step={med * 1e3:.1f}ms tokens/s={B * T / med:.0f} cpu_ms={statistics.median(cpus) * 1e3:.1f}")
