@@ -3,6 +3,7 @@ module github.com/mlxtrain/mlxtrain
 go 1.26
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/parquet-go/parquet-go v0.32.0
 	github.com/stretchr/testify v1.12.1
 	github.com/urfave/cli/v2 v2.27.7
