@@ -36,8 +36,8 @@ func Load(path string, overrides ...string) (*Recipe, error) {
 // whatever Validate finds. The error is an Errors.
 //
 // Relative data paths (data.train, data.valid, data.test, a data.tokenizer
-// file) are relative to the directory of name, and are rewritten to be
-// relative to the working directory (see DataConfig).
+// file) are relative to the directory of name; Parse makes them absolute (see
+// DataConfig).
 func Parse(name string, data []byte, overrides ...string) (r *Recipe, err error) {
 	r = Defaults()
 	if err := r.decode(name, data); err != nil {
@@ -115,39 +115,47 @@ func (r *Recipe) decode(name string, data []byte) (err error) {
 	if len(d.errs) > 0 {
 		return d.errs
 	}
-	if dir := filepath.Dir(name); dir != "." && dir != "" {
-		resolvePaths(r, dir, d.origin)
-	}
+	resolvePaths(r, filepath.Dir(name), d.origin)
 	r.origin = d.origin
 	return nil
 }
 
-// resolvePaths rewrites the relative paths given in the file relative to dir.
+// resolvePaths makes the data paths given in the file absolute, reading a
+// relative one as relative to dir.
 func resolvePaths(r *Recipe, dir string, given map[string]origin) {
 	rv := reflect.ValueOf(r).Elem()
 	schema.walk(func(n *node) {
-		if _, ok := given[n.key()]; !ok || !n.isPath {
-			return
-		}
-		v := rv.FieldByIndex(n.index)
-		join := func(p string) string {
-			if p == "" || filepath.IsAbs(p) {
-				return p
-			}
-			if n.key() == "data.tokenizer" && !strings.HasSuffix(p, ".json") {
-				return p // "byte" or "bpe", not a file
-			}
-			return filepath.Join(dir, p)
-		}
-		switch v.Kind() {
-		case reflect.String:
-			v.SetString(join(v.String()))
-		case reflect.Slice:
-			for i := 0; i < v.Len(); i++ {
-				v.Index(i).SetString(join(v.Index(i).String()))
-			}
+		if _, ok := given[n.key()]; ok && n.isPath {
+			absPaths(n, rv.FieldByIndex(n.index), dir)
 		}
 	})
+}
+
+// absPaths makes the path or paths in v, the field of n, absolute, reading
+// relative ones as relative to dir. Empty paths and data.tokenizer's
+// keywords are left for Validate.
+func absPaths(n *node, v reflect.Value, dir string) {
+	abs := func(p string) string {
+		if strings.TrimSpace(p) == "" || filepath.IsAbs(p) {
+			return p
+		}
+		if n.key() == "data.tokenizer" && !strings.HasSuffix(p, ".json") {
+			return p // "byte" or "bpe", not a file
+		}
+		joined := filepath.Join(dir, p)
+		if a, err := filepath.Abs(joined); err == nil {
+			return a
+		}
+		return joined
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(abs(v.String()))
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			v.Index(i).SetString(abs(v.Index(i).String()))
+		}
+	}
 }
 
 // A decoder assigns decoded TOML values to a recipe's fields, checking their
@@ -350,7 +358,8 @@ func describe(val any) string {
 // is typed by the key's field: integers, numbers and booleans in TOML syntax;
 // strings as they are (or TOML-quoted); lists as TOML arrays or
 // comma-separated. Setting model.family assigns its preset (see
-// ModelConfig.Family). Set checks the key and the value's type; Validate
+// ModelConfig.Family). Relative data paths are relative to the working
+// directory and made absolute. Set checks the key and the value's type; Validate
 // checks the rest, and cites "--set key=value" for a bad value set here.
 func (r *Recipe) Set(key, value string) error {
 	src := "--set " + key + "=" + value
@@ -381,6 +390,9 @@ func (r *Recipe) Set(key, value string) error {
 	d.assign(reflect.ValueOf(r).Elem().FieldByIndex(n.index), n, val)
 	if len(d.errs) > 0 {
 		return d.errs
+	}
+	if n.isPath {
+		absPaths(n, reflect.ValueOf(r).Elem().FieldByIndex(n.index), ".")
 	}
 	if key == "model.family" {
 		_ = r.Model.SetFamily(r.Model.Family) // an unknown family is Validate's to report

@@ -140,10 +140,10 @@ type MoEConfig struct {
 //
 // File lists take paths or globs (a single string is a list of one). A
 // relative data path (train, valid, test, a tokenizer file) in a recipe file
-// is relative to that file's directory, as the data ships with the recipe:
-// Load and Parse rewrite it relative to the working directory, so the
-// effective recipe works from there. Paths given to Set are relative to the
-// working directory.
+// is relative to that file's directory, as the data ships with the recipe;
+// one given to Set is relative to the working directory. Both make it
+// absolute, so that the effective recipe (saved in every checkpoint) names
+// the same files from anywhere. Paths filled in from Go are used as they are.
 type DataConfig struct {
 	// Task is a built-in synthetic task; Task.Kind "" means train from files.
 	Task TaskConfig `toml:"task"`

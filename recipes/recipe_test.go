@@ -170,8 +170,8 @@ func TestSet(t *testing.T) {
 	assert.Equal(t, "a \"quoted\"\tprompt", r.Eval.SamplePrompt)
 	require.NoError(t, r.Set("data.train", ""))
 	assert.Equal(t, []string{}, r.Data.Train)
-	require.NoError(t, r.Set("data.train", "a.txt,b/*.jsonl"))
-	assert.Equal(t, []string{"a.txt", "b/*.jsonl"}, r.Data.Train)
+	require.NoError(t, r.Set("data.train", "/d/a.txt,/d/b/*.jsonl"))
+	assert.Equal(t, []string{"/d/a.txt", "/d/b/*.jsonl"}, r.Data.Train)
 
 	// Every key can be set to the text WriteTOML gives for it.
 	r = Default()
@@ -265,6 +265,11 @@ func TestKeysDocumented(t *testing.T) {
 }
 
 func TestRelativePaths(t *testing.T) {
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		require.NoError(t, err)
+		return a
+	}
 	dir := filepath.Join("some", "dir")
 	text := `
 [model]
@@ -278,22 +283,32 @@ out = "runs/x"
 `
 	r, err := Parse(filepath.Join(dir, "recipe.toml"), []byte(text))
 	require.NoError(t, err)
-	assert.Equal(t, []string{filepath.Join(dir, "a.txt"), "/abs/b.txt", filepath.Join(dir, "c/*.jsonl")}, r.Data.Train)
-	assert.Equal(t, []string{filepath.Join(dir, "v.jsonl")}, r.Data.Valid)
-	assert.Equal(t, filepath.Join(dir, "tok/tokenizer.json"), r.Data.Tokenizer)
+	assert.Equal(t, []string{abs(filepath.Join(dir, "a.txt")), "/abs/b.txt", abs(filepath.Join(dir, "c/*.jsonl"))}, r.Data.Train)
+	assert.Equal(t, []string{abs(filepath.Join(dir, "v.jsonl"))}, r.Data.Valid)
+	assert.Equal(t, abs(filepath.Join(dir, "tok/tokenizer.json")), r.Data.Tokenizer)
 	assert.Equal(t, "runs/base", r.Model.From, "run directories are relative to the working directory")
 	assert.Equal(t, "runs/x", r.Train.Out)
-
-	// Keywords and defaults are not paths; Set's paths are left alone.
-	r, err = Parse(filepath.Join(dir, "recipe.toml"), []byte("[data]\ntrain = \"a.txt\"\ntokenizer = \"bpe\"\n"), "data.valid=v.txt")
+	// The effective recipe names the same files from anywhere.
+	moved, err := Parse(filepath.Join("elsewhere", "recipe.toml"), []byte(r.Effective()))
 	require.NoError(t, err)
+	assert.Equal(t, value(r), value(moved))
+
+	// A recipe in the working directory; keywords are not paths; Set's paths
+	// are relative to the working directory; empty ones are left to Validate.
+	r, err = Parse("recipe.toml", []byte("[data]\ntrain = \"a.txt\"\ntokenizer = \"bpe\"\n"), "data.valid=v.txt,/x/w.txt")
+	require.NoError(t, err)
+	assert.Equal(t, []string{abs("a.txt")}, r.Data.Train)
 	assert.Equal(t, "bpe", r.Data.Tokenizer)
-	assert.Equal(t, []string{"v.txt"}, r.Data.Valid)
+	assert.Equal(t, []string{abs("v.txt"), "/x/w.txt"}, r.Data.Valid)
+	_, err = Parse(filepath.Join(dir, "recipe.toml"), []byte("[data]\ntrain = [\" \"]\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "data.train[0] is an empty path")
 
-	// In the working directory, nothing changes.
-	r, err = Parse("recipe.toml", []byte(text))
-	require.NoError(t, err)
-	assert.Equal(t, []string{"a.txt", "/abs/b.txt", "c/*.jsonl"}, r.Data.Train)
+	// Paths filled in from Go are the caller's.
+	g := Defaults()
+	g.Data.Train = []string{"rel.txt"}
+	require.NoError(t, g.Validate())
+	assert.Equal(t, []string{"rel.txt"}, g.Data.Train)
 }
 
 func TestLoad(t *testing.T) {
