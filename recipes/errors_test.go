@@ -101,8 +101,11 @@ func TestParseErrors(t *testing.T) {
 		{"zero learning rate", task + "[optimizer]\nlearning_rate = 0\n", []string{
 			"recipe.toml:4: optimizer.learning_rate must be above 0, got 0.0"}},
 		{"nan learning rate", task + "[optimizer]\nlearning_rate = nan\n", []string{
-			"recipe.toml:4: optimizer.learning_rate must be a finite number, got nan",
-			"recipe.toml:4: optimizer.learning_rate must be above 0, got nan"}},
+			"recipe.toml:4: optimizer.learning_rate must be a finite number, got nan"}},
+		{"infinite beta", task + "[optimizer]\nbetas = [-inf, 0.9]\n", []string{
+			"recipe.toml:4: optimizer.betas[0] must be a finite number, got -inf"}},
+		{"infinite ffn_mult", task + "[model]\nffn_mult = inf\n", []string{
+			"recipe.toml:4: model.ffn_mult must be a finite number, got inf"}},
 		{"beta of 1", task + "[optimizer]\nbetas = [0.9, 1.0]\n", []string{
 			"recipe.toml:4: optimizer.betas[1] must be above 0 and below 1, got 1.0"}},
 		{"zero val_batches", task + "[train]\nval_batches = 0\n", []string{

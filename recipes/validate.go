@@ -94,9 +94,13 @@ func (v *validator) between(key string, got, lo, hi int) bool {
 	return true
 }
 
+// finite reports whether x is a number; generic reports those that are not,
+// so the range checks below skip them rather than report them twice.
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
 // fraction checks 0 <= got < 1 (or <= 1 with closed).
 func (v *validator) fraction(key string, got float64, closed bool) {
-	if got < 0 || got > 1 || got == 1 && !closed {
+	if finite(got) && (got < 0 || got > 1 || got == 1 && !closed) {
 		hi := "below 1"
 		if closed {
 			hi = "at most 1"
@@ -106,13 +110,13 @@ func (v *validator) fraction(key string, got float64, closed bool) {
 }
 
 func (v *validator) positive(key string, got float64) {
-	if !(got > 0) {
+	if finite(got) && got <= 0 {
 		v.fail([]string{key}, "%s must be above 0, got %s", key, formatFloat(got))
 	}
 }
 
 func (v *validator) nonNegative(key string, got float64) {
-	if !(got >= 0) {
+	if finite(got) && got < 0 {
 		v.fail([]string{key}, "%s must be at least 0, got %s", key, formatFloat(got))
 	}
 }
@@ -190,7 +194,7 @@ func (v *validator) model() {
 	}
 	v.choice("model.ffn", m.FFN, ffnKinds)
 	v.between("model.ffn_width", m.FFNWidth, 0, maxWidth)
-	if m.FFNWidth == 0 {
+	if m.FFNWidth == 0 && finite(m.FFNMult) {
 		v.positive("model.ffn_mult", m.FFNMult)
 		if m.FFNMult > 0 && dOK && m.FFNMult*float64(m.DModel) > maxWidth {
 			v.fail([]string{"model.ffn_mult", "model.d_model"}, "model.ffn_mult = %s gives a feed-forward width above %d",
@@ -198,7 +202,7 @@ func (v *validator) model() {
 		}
 	}
 	v.choice("model.norm", m.Norm, normKinds)
-	if !(m.NormEps > 0 && m.NormEps < 1) {
+	if finite(m.NormEps) && !(m.NormEps > 0 && m.NormEps < 1) {
 		v.fail([]string{"model.norm_eps"}, "model.norm_eps must be above 0 and below 1, got %s", formatFloat(m.NormEps))
 	}
 	if v.choice("model.positions", m.Positions, positionKinds) && m.Positions == "rope" && dOK && hOK && hdOK {
@@ -215,7 +219,7 @@ func (v *validator) model() {
 	}
 	v.between("model.window", m.Window, 0, maxSeqLen)
 	v.fraction("model.dropout", m.Dropout, false)
-	if !(m.InitStd > 0 && m.InitStd <= 1) {
+	if finite(m.InitStd) && !(m.InitStd > 0 && m.InitStd <= 1) {
 		v.fail([]string{"model.init_std"}, "model.init_std must be above 0 and at most 1, got %s", formatFloat(m.InitStd))
 	}
 	v.choice("model.dtype", m.DType, dtypes)
@@ -450,7 +454,7 @@ func (v *validator) optimizer() {
 	v.positive("optimizer.learning_rate", o.LearningRate)
 	for i, b := range o.Betas {
 		// optim reads a zero beta as "the default", so 0 cannot be passed on.
-		if !(b > 0 && b < 1) {
+		if finite(b) && !(b > 0 && b < 1) {
 			v.fail([]string{"optimizer.betas"}, "optimizer.betas[%d] must be above 0 and below 1, got %s", i, formatFloat(b))
 		}
 	}
