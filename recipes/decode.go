@@ -33,13 +33,14 @@ func Load(path string, overrides ...string) (*Recipe, error) {
 // Every problem is reported, each with file:line and key: TOML syntax errors;
 // unknown keys, with the nearest valid key ("recipe.toml:12: unknown key
 // train.iter (did you mean train.iters?)"); values of the wrong type; and then
-// whatever Validate finds. The error is an Errors.
+// whatever Validate finds. The error is an Errors (Load's error for a file it
+// cannot read is not).
 //
 // Relative data paths (data.train, data.valid, data.test, a data.tokenizer
 // file) are relative to the directory of name; Parse makes them absolute (see
 // DataConfig).
-func Parse(name string, data []byte, overrides ...string) (r *Recipe, err error) {
-	r = Defaults()
+func Parse(name string, data []byte, overrides ...string) (*Recipe, error) {
+	r := Defaults()
 	if err := r.decode(name, data); err != nil {
 		return nil, err
 	}
@@ -80,17 +81,22 @@ func asErrors(err error) Errors {
 	return Errors{{Msg: err.Error()}}
 }
 
-// decode fills r from TOML text.
-func (r *Recipe) decode(name string, data []byte) (err error) {
+// tomlDecode parses TOML text into nested maps. The TOML library is fuzzed,
+// but a panic on user input must not escape us whatever happens inside it.
+func tomlDecode(text string) (m map[string]any, err error) {
 	defer func() {
-		// The TOML library is fuzzed, but a panic on user input must not
-		// escape us whatever happens inside it.
 		if p := recover(); p != nil {
-			err = Errors{{Source: name, Msg: fmt.Sprintf("toml: %v", p)}}
+			m, err = nil, fmt.Errorf("toml: %v", p)
 		}
 	}()
-	var m map[string]any
-	if _, err := toml.Decode(string(data), &m); err != nil {
+	_, err = toml.Decode(text, &m)
+	return m, err
+}
+
+// decode fills r from TOML text.
+func (r *Recipe) decode(name string, data []byte) error {
+	m, err := tomlDecode(string(data))
+	if err != nil {
 		e := &Error{Source: name, Msg: err.Error()}
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
@@ -448,17 +454,12 @@ func setValue(n *node, text string) (any, error) {
 }
 
 // tomlValue parses one TOML value.
-func tomlValue(text string) (v any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("cannot read %q", text)
-		}
-	}()
+func tomlValue(text string) (any, error) {
 	if strings.ContainsAny(text, "\n\r") {
 		return nil, fmt.Errorf("cannot read %q: a value is one line", text)
 	}
-	var m map[string]any
-	if _, err := toml.Decode("v = "+text, &m); err != nil || len(m) != 1 {
+	m, err := tomlDecode("v = " + text)
+	if err != nil || len(m) != 1 {
 		return nil, fmt.Errorf("cannot read %q as a TOML value", text)
 	}
 	return m["v"], nil

@@ -152,3 +152,32 @@ func FuzzParse(f *testing.F) {
 		assert.Equal(t, text, back.Effective())
 	})
 }
+
+// FuzzSet feeds Set arbitrary values for every key (and arbitrary keys). It
+// must never panic, and a value it accepts must write out and read back.
+func FuzzSet(f *testing.F) {
+	for i, v := range []string{"1", "-1", "1e3", "0.5", "true", "x", `"q\"uote"`, "[1, 2]", `["a", "b"]`,
+		"a,b", "", "nan", "'lit'", "[", "1\n2", "9223372036854775808", "inf"} {
+		f.Add(i, v)
+	}
+	keys := Keys()
+	f.Fuzz(func(t *testing.T, k int, v string) {
+		key := v
+		if k >= 0 {
+			key = keys[k%len(keys)]
+		}
+		r := Default()
+		if err := r.Set(key, v); err != nil {
+			var es Errors
+			require.True(t, errors.As(err, &es))
+			return
+		}
+		_ = r.Validate()
+		text := r.Effective()
+		back := Defaults()
+		require.NoError(t, back.decode("set.toml", []byte(text)), text)
+		if r.Validate() == nil {
+			assert.Equal(t, text, back.Effective())
+		}
+	})
+}
