@@ -252,16 +252,22 @@ func TestKeys(t *testing.T) {
 }
 
 // TestKeysDocumented checks that the schema table in the package doc names
-// every key, and no key that does not exist.
+// every key, in order, with its default as WriteTOML writes it.
 func TestKeysDocumented(t *testing.T) {
 	doc, err := os.ReadFile("doc.go")
 	require.NoError(t, err)
-	row := regexp.MustCompile("(?m)^//\\s+\\| `([a-z_.0-9]+)`")
-	var documented []string
+	row := regexp.MustCompile("(?m)^//\\s+\\| `([a-z_.0-9]+)` \\| `([^`]*)` \\|")
+	var keys, defaults []string
 	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
-		documented = append(documented, m[1])
+		keys = append(keys, m[1])
+		defaults = append(defaults, m[2])
 	}
-	assert.Equal(t, Keys(), documented)
+	require.Equal(t, Keys(), keys)
+	r := Defaults()
+	for i, k := range keys {
+		n := schema.lookup(strings.Split(k, "."))
+		assert.Equal(t, tomlText(reflect.ValueOf(r).Elem().FieldByIndex(n.index)), defaults[i], k)
+	}
 }
 
 func TestRelativePaths(t *testing.T) {
