@@ -3,6 +3,7 @@ module github.com/mlxtrain/mlxtrain
 go 1.26
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/ebitengine/purego v0.11.3
 	github.com/parquet-go/parquet-go v0.32.0
 	github.com/stretchr/testify v1.12.1
