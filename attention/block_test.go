@@ -351,3 +351,60 @@ func TestLogTile(t *testing.T) {
 		assert.InDelta(t, math.Log(float64(x)), float64(logTile(x)), 2e-7, "ln %g", x)
 	}
 }
+
+func ExampleNewBlock() {
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, BlockConfig{Dim: 64, Heads: 8, KVHeads: 2, Causal: true, Window: 256, QKVBias: true})
+	for _, p := range b.Params("self_attn.") {
+		fmt.Println(p.Name, p.Value.Shape())
+	}
+	// Output:
+	// self_attn.q_proj.weight [64 64]
+	// self_attn.q_proj.bias [64]
+	// self_attn.k_proj.weight [16 64]
+	// self_attn.k_proj.bias [16]
+	// self_attn.v_proj.weight [16 64]
+	// self_attn.v_proj.bias [16]
+	// self_attn.o_proj.weight [64 64]
+}
+
+// GPT-2's attention: every projection with a bias, no rotary embeddings (the
+// model adds learned positions), o_proj initialised smaller for depth.
+func ExampleBlockConfig() {
+	cfg := BlockConfig{
+		Dim: 128, Heads: 4, QKVBias: true, OutBias: true, Causal: true,
+		Init: layers.Init{Std: 0.02}, OutInit: layers.Init{Std: 0.02 / 2.83},
+	}
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, cfg)
+	fmt.Println(b.Heads, b.KVHeads, b.HeadDim, b.RoPE == nil)
+	// Output: 4 4 32 true
+}
+
+// Attend stops before o_proj, for callers that fuse o_proj with what follows.
+func ExampleBlock_Attend() {
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, BlockConfig{Dim: 32, Heads: 4, HeadDim: 16, Causal: true})
+	x := autodiff.Zeros(autodiff.Float32, 2, 3, 32)
+	fmt.Println(b.Attend(nil, x, nil).Shape(), b.Forward(nil, x, nil).Shape())
+	// Output: [2 3 64] [2 3 32]
+}
+
+// A KVCache only has to report its length and append: here one that counts the
+// tokens it was given on top of a ConcatCache.
+type countingCache struct {
+	ConcatCache
+	calls int
+}
+
+func (c *countingCache) Update(k, v *autodiff.Tensor) (*autodiff.Tensor, *autodiff.Tensor) {
+	c.calls++
+	return c.ConcatCache.Update(k, v)
+}
+
+func ExampleKVCache() {
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, BlockConfig{Dim: 16, Heads: 2, Causal: true, RoPE: &RoPEOptions{}})
+	var cache KVCache = &countingCache{}
+	for _, n := range []int{4, 1, 1} {
+		b.Forward(nil, autodiff.Zeros(autodiff.Float32, 1, n, 16), cache)
+	}
+	fmt.Println(cache.Offset(), cache.(*countingCache).calls)
+	// Output: 6 3
+}
