@@ -1,4 +1,66 @@
 // Package models assembles decoder-only language models from blocks, choosing the
 // mixer (attention, SSM) and feed-forward (dense, MoE) per layer, with a config.json
 // and llama-style parameter names.
+//
+// # Architecture
+//
+// A [Model] embeds token ids (adding learned position embeddings when the config
+// asks for them), runs N pre-norm residual layers
+//
+//	h   = x + mixer(input_layernorm(x))
+//	out = h + feed_forward(post_attention_layernorm(h))
+//
+// then a final norm and the head (its own matrix, or the token embedding when
+// tied). The mixer and feed-forward of each layer are chosen by kind name
+// (Config.LayerTypes, Config.FeedForwardTypes) from two registries: attention
+// ("full_attention", "sliding_attention") and the dense MLP ("mlp") today; an SSM
+// mixer and a mixture-of-experts feed-forward plug into the same [Mixer] and
+// [FeedForward] interfaces with one registry entry each. The [Config] chooses
+// LayerNorm or RMSNorm, a GELU MLP or SwiGLU, learned positions or RoPE (or
+// none), biases, a tied or separate head: [GPT2Config] and [LlamaConfig] are the
+// two ends.
+//
+// # Parameter names
+//
+// Names follow Hugging Face's llama (LlamaForCausalLM) wherever the part exists,
+// so a llama-shaped model's weights load in HF tools as they are. {i} is the layer
+// index; parts marked (ours) do not exist in llama and are named in the same style.
+//
+//	model.embed_tokens.weight                        (vocab, hidden)
+//	model.embed_positions.weight                     (max_position_embeddings, hidden)   learned positions (ours)
+//	model.layers.{i}.input_layernorm.weight          (hidden)
+//	model.layers.{i}.input_layernorm.bias            (hidden)   LayerNorm with norm_bias (ours)
+//	model.layers.{i}.self_attn.q_proj.weight         (heads·head_dim, hidden)
+//	model.layers.{i}.self_attn.k_proj.weight         (kv_heads·head_dim, hidden)
+//	model.layers.{i}.self_attn.v_proj.weight         (kv_heads·head_dim, hidden)
+//	model.layers.{i}.self_attn.o_proj.weight         (hidden, heads·head_dim)
+//	model.layers.{i}.self_attn.{q,k,v,o}_proj.bias   attention_bias
+//	model.layers.{i}.post_attention_layernorm.weight (hidden)
+//	model.layers.{i}.post_attention_layernorm.bias   (hidden)   LayerNorm with norm_bias (ours)
+//	model.layers.{i}.mlp.gate_proj.weight            (intermediate, hidden)   gated MLP (SwiGLU) only
+//	model.layers.{i}.mlp.up_proj.weight              (intermediate, hidden)
+//	model.layers.{i}.mlp.down_proj.weight            (hidden, intermediate)
+//	model.layers.{i}.mlp.{gate,up,down}_proj.bias    mlp_bias
+//	model.norm.weight                                (hidden)
+//	model.norm.bias                                  (hidden)   LayerNorm with norm_bias (ours)
+//	lm_head.weight                                   (vocab, hidden)   absent when tie_word_embeddings
+//
+// The GELU MLP of GPT-2-style models is down_proj(gelu(up_proj(x))) under the same
+// names, without gate_proj. Linear weights are (out, in) as PyTorch stores them.
+// LoRA adapters attached with [layers.AttachLoRA] (targets from [Model.Linears])
+// add "<module>.lora_a" (in, rank) and "<module>.lora_b" (rank, out).
+// [Model.Params] lists the parameters in the order above, layer by layer;
+// [Model.StateDict] and [Model.LoadStateDict] use the same names.
+//
+// # Speed
+//
+// Training in float32 runs fused kernels where the unfused ops would cost memory
+// passes: the token and position embeddings in one pass; [LinearGELU] (the up
+// projection, its bias and an exact-erf GELU whose derivative is kept instead of
+// the pre-activation); o_proj and down_proj with the residual addition fused in
+// (the mixer's and feed-forward's ForwardResidual, used when they have one);
+// [LayerNorm] with AVX2 row kernels; autodiff's fused cross-entropy; and
+// attention.Block's packed q/k/v projection and attention on AVX2 tiles.
+// BenchmarkTinyGPTStep measures a training step of a tiny GPT against
+// bench/torch_tiny_gpt.py (bench/tiny_gpt.sh runs both).
 package models

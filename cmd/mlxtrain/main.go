@@ -22,6 +22,8 @@ func newApp() *cli.App {
 		Usage:   "train and run small language models from Go",
 		Version: version,
 		Commands: []*cli.Command{
+			fitCommand(),
+			generateCommand(),
 			versionCommand(),
 			devicesCommand(),
 		},

@@ -1,0 +1,342 @@
+//go:build amd64
+
+#include "textflag.h"
+
+#define LOW   0
+#define LOG2E 32
+#define LN2HI 64
+#define LN2LO 96
+#define C6    128
+#define C5    160
+#define C4    192
+#define C3    224
+#define HALF  256
+#define ONE   288
+#define BIAS  320
+
+// EXP sets Y1 = e^(Y0) for lanes with Y0 ≤ 0 (0 where Y0 < −87.3), using Y2-Y4.
+#define EXP \
+	VCMPPS       $5, LOW(AX), Y0, Y4 \
+	VMAXPS       LOW(AX), Y0, Y0     \
+	VMULPS       LOG2E(AX), Y0, Y2   \
+	VROUNDPS     $0, Y2, Y2 \
+	VFNMADD231PS LN2HI(AX), Y2, Y0   \
+	VFNMADD231PS LN2LO(AX), Y2, Y0 \
+	VMOVUPS      C6(AX), Y1          \
+	VFMADD213PS  C5(AX), Y0, Y1      \
+	VFMADD213PS  C4(AX), Y0, Y1      \
+	VFMADD213PS  C3(AX), Y0, Y1      \
+	VFMADD213PS  HALF(AX), Y0, Y1    \
+	VFMADD213PS  ONE(AX), Y0, Y1     \
+	VFMADD213PS  ONE(AX), Y0, Y1 \
+	VCVTPS2DQ    Y2, Y2              \
+	VPADDD       BIAS(AX), Y2, Y2    \
+	VPSLLD       $23, Y2, Y2         \
+	VMULPS       Y2, Y1, Y1          \
+	VANDPS       Y4, Y1, Y1
+
+// HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
+#define HREDUCE(op, Y, X) \
+	VEXTRACTF128 $1, Y, X15 \
+	op           X15, X, X  \
+	VPERMILPS    $0x4e, X, X15 \
+	op           X15, X, X  \
+	VPERMILPS    $0xb1, X, X15 \
+	op           X15, X, X
+
+// func softmaxRowAVX2(s *float32, n int, mOld float32) (m, sum float32)
+TEXT ·softmaxRowAVX2(SB), NOSPLIT, $0-32
+	MOVQ         s+0(FP), DI
+	MOVQ         n+8(FP), CX
+	LEAQ         ·tileK(SB), AX
+	SHRQ         $3, CX
+	VBROADCASTSS mOld+16(FP), Y5
+	MOVQ         DI, SI
+	MOVQ         CX, DX
+
+maxloop:
+	VMAXPS (SI), Y5, Y5
+	ADDQ   $32, SI
+	DECQ   DX
+	JNZ    maxloop
+	HREDUCE(VMAXPS, Y5, X5)
+	VBROADCASTSS X5, Y5           // m
+	VMOVSS       X5, m+24(FP)
+	VXORPS       Y6, Y6, Y6       // sum
+
+exploop:
+	VMOVUPS (DI), Y0
+	VSUBPS  Y5, Y0, Y0
+	EXP
+	VMOVUPS Y1, (DI)
+	VADDPS  Y1, Y6, Y6
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     exploop
+	HREDUCE(VADDPS, Y6, X6)
+	VMOVSS  X6, sum+28(FP)
+	VZEROUPPER
+	RET
+
+// func gradRowAVX2(p, ds *float32, n int, lse, delta, scale float32)
+TEXT ·gradRowAVX2(SB), NOSPLIT, $0-36
+	MOVQ         p+0(FP), DI
+	MOVQ         ds+8(FP), SI
+	MOVQ         n+16(FP), CX
+	LEAQ         ·tileK(SB), AX
+	SHRQ         $3, CX
+	VBROADCASTSS lse+24(FP), Y5
+	VBROADCASTSS delta+28(FP), Y6
+	VBROADCASTSS scale+32(FP), Y7
+
+gradloop:
+	VMOVUPS (DI), Y0
+	VSUBPS  Y5, Y0, Y0
+	EXP
+	VMOVUPS Y1, (DI)
+	VMOVUPS (SI), Y3
+	VSUBPS  Y6, Y3, Y3
+	VMULPS  Y7, Y1, Y1
+	VMULPS  Y3, Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     gradloop
+	VZEROUPPER
+	RET
+
+// func attnCPUID(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·attnCPUID(SB), NOSPLIT, $0-24
+	MOVL leaf+0(FP), AX
+	MOVL sub+4(FP), CX
+	CPUID
+	MOVL AX, eax+8(FP)
+	MOVL BX, ebx+12(FP)
+	MOVL CX, ecx+16(FP)
+	MOVL DX, edx+20(FP)
+	RET
+
+// func attnXGETBV() (eax, edx uint32)
+TEXT ·attnXGETBV(SB), NOSPLIT, $0-8
+	MOVL $0, CX
+	XGETBV
+	MOVL AX, eax+0(FP)
+	MOVL DX, edx+4(FP)
+	RET
+
+// func tileStrip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
+//
+// Rows 0..3 of C (row stride ldc) get alpha·Σ_p A(i, p)·B[p][:n] (plus their old
+// value when acc ≠ 0), A(i, p) at a + i·ars + p·acs, B rows ldb apart; strides in
+// elements, n a multiple of 8, k ≥ 1. Blocks of 16 columns keep 8 accumulators;
+// a last block of 8 keeps 4.
+TEXT ·tileStrip4(SB), NOSPLIT, $0-88
+	MOVQ         c+0(FP), DI
+	MOVQ         ldc+8(FP), R8
+	SHLQ         $2, R8
+	MOVQ         ars+24(FP), R9
+	SHLQ         $2, R9
+	MOVQ         acs+32(FP), R10
+	SHLQ         $2, R10
+	MOVQ         b+40(FP), DX
+	MOVQ         ldb+48(FP), R11
+	SHLQ         $2, R11
+	MOVQ         n+56(FP), BX
+	MOVQ         k+64(FP), CX
+	VBROADCASTSS alpha+72(FP), Y12
+	LEAQ         (R9)(R9*2), R12 // 3·ars
+	LEAQ         (R8)(R8*2), SI  // 3·ldc
+
+block16:
+	CMPQ   BX, $16
+	JLT    block8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   a+16(FP), AX
+	MOVQ   DX, R13
+	MOVQ   CX, R14
+
+k16:
+	VMOVUPS      (R13), Y8
+	VMOVUPS      32(R13), Y9
+	VBROADCASTSS (AX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS (AX)(R9*1), Y11
+	VFMADD231PS  Y8, Y11, Y2
+	VFMADD231PS  Y9, Y11, Y3
+	VBROADCASTSS (AX)(R9*2), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS (AX)(R12*1), Y11
+	VFMADD231PS  Y8, Y11, Y6
+	VFMADD231PS  Y9, Y11, Y7
+	ADDQ         R10, AX
+	ADDQ         R11, R13
+	DECQ         R14
+	JNZ          k16
+	VMULPS       Y12, Y0, Y0
+	VMULPS       Y12, Y1, Y1
+	VMULPS       Y12, Y2, Y2
+	VMULPS       Y12, Y3, Y3
+	VMULPS       Y12, Y4, Y4
+	VMULPS       Y12, Y5, Y5
+	VMULPS       Y12, Y6, Y6
+	VMULPS       Y12, Y7, Y7
+	CMPQ         acc+80(FP), $0
+	JEQ          store16
+	VADDPS       (DI), Y0, Y0
+	VADDPS       32(DI), Y1, Y1
+	VADDPS       (DI)(R8*1), Y2, Y2
+	VADDPS       32(DI)(R8*1), Y3, Y3
+	VADDPS       (DI)(R8*2), Y4, Y4
+	VADDPS       32(DI)(R8*2), Y5, Y5
+	VADDPS       (DI)(SI*1), Y6, Y6
+	VADDPS       32(DI)(SI*1), Y7, Y7
+
+store16:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (DI)(R8*1)
+	VMOVUPS Y3, 32(DI)(R8*1)
+	VMOVUPS Y4, (DI)(R8*2)
+	VMOVUPS Y5, 32(DI)(R8*2)
+	VMOVUPS Y6, (DI)(SI*1)
+	VMOVUPS Y7, 32(DI)(SI*1)
+	ADDQ    $64, DI
+	ADDQ    $64, DX
+	SUBQ    $16, BX
+	JMP     block16
+
+block8:
+	CMPQ   BX, $8
+	JLT    stripdone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+	MOVQ   a+16(FP), AX
+	MOVQ   DX, R13
+	MOVQ   CX, R14
+
+k8:
+	VMOVUPS      (R13), Y8
+	VBROADCASTSS (AX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VBROADCASTSS (AX)(R9*1), Y11
+	VFMADD231PS  Y8, Y11, Y2
+	VBROADCASTSS (AX)(R9*2), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VBROADCASTSS (AX)(R12*1), Y11
+	VFMADD231PS  Y8, Y11, Y6
+	ADDQ         R10, AX
+	ADDQ         R11, R13
+	DECQ         R14
+	JNZ          k8
+	VMULPS       Y12, Y0, Y0
+	VMULPS       Y12, Y2, Y2
+	VMULPS       Y12, Y4, Y4
+	VMULPS       Y12, Y6, Y6
+	CMPQ         acc+80(FP), $0
+	JEQ          store8
+	VADDPS       (DI), Y0, Y0
+	VADDPS       (DI)(R8*1), Y2, Y2
+	VADDPS       (DI)(R8*2), Y4, Y4
+	VADDPS       (DI)(SI*1), Y6, Y6
+
+store8:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y2, (DI)(R8*1)
+	VMOVUPS Y4, (DI)(R8*2)
+	VMOVUPS Y6, (DI)(SI*1)
+
+stripdone:
+	VZEROUPPER
+	RET
+
+// func transpose8x8(dst *float32, ldd int, src *float32, lds int)
+//
+// dst[c·ldd + r] = src[r·lds + c] for r, c < 8 (strides in elements).
+TEXT ·transpose8x8(SB), NOSPLIT, $0-32
+	MOVQ    dst+0(FP), DI
+	MOVQ    ldd+8(FP), R8
+	SHLQ    $2, R8
+	MOVQ    src+16(FP), SI
+	MOVQ    lds+24(FP), R9
+	SHLQ    $2, R9
+	LEAQ    (R9)(R9*2), R10 // 3·lds
+	LEAQ    (R8)(R8*2), R11 // 3·ldd
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R9*1), Y1
+	VMOVUPS (SI)(R9*2), Y2
+	VMOVUPS (SI)(R10*1), Y3
+	LEAQ    (SI)(R9*4), SI
+	VMOVUPS (SI), Y4
+	VMOVUPS (SI)(R9*1), Y5
+	VMOVUPS (SI)(R9*2), Y6
+	VMOVUPS (SI)(R10*1), Y7
+	VUNPCKLPS Y1, Y0, Y8  // a0 b0 a1 b1 | a4 b4 a5 b5
+	VUNPCKHPS Y1, Y0, Y9  // a2 b2 a3 b3 | a6 b6 a7 b7
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+	VSHUFPS $0x44, Y10, Y8, Y0  // a0 b0 c0 d0 | a4 b4 c4 d4
+	VSHUFPS $0xee, Y10, Y8, Y1  // a1 b1 c1 d1 | a5 ...
+	VSHUFPS $0x44, Y11, Y9, Y2  // a2 ...
+	VSHUFPS $0xee, Y11, Y9, Y3  // a3 ...
+	VSHUFPS $0x44, Y14, Y12, Y4 // e0 f0 g0 h0 | e4 ...
+	VSHUFPS $0xee, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xee, Y15, Y13, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8  // column 0
+	VPERM2F128 $0x20, Y5, Y1, Y9  // column 1
+	VPERM2F128 $0x20, Y6, Y2, Y10 // column 2
+	VPERM2F128 $0x20, Y7, Y3, Y11 // column 3
+	VPERM2F128 $0x31, Y4, Y0, Y12 // column 4
+	VPERM2F128 $0x31, Y5, Y1, Y13 // column 5
+	VPERM2F128 $0x31, Y6, Y2, Y14 // column 6
+	VPERM2F128 $0x31, Y7, Y3, Y15 // column 7
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, (DI)(R8*1)
+	VMOVUPS Y10, (DI)(R8*2)
+	VMOVUPS Y11, (DI)(R11*1)
+	LEAQ    (DI)(R8*4), DI
+	VMOVUPS Y12, (DI)
+	VMOVUPS Y13, (DI)(R8*1)
+	VMOVUPS Y14, (DI)(R8*2)
+	VMOVUPS Y15, (DI)(R11*1)
+	VZEROUPPER
+	RET
+
+// func addToAVX2(dst, src *float32, n int)
+//
+// dst[i] += src[i] for i < n (a multiple of 8).
+TEXT ·addToAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ   adone
+
+aloop:
+	VMOVUPS (DI), Y0
+	VADDPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     aloop
+
+adone:
+	VZEROUPPER
+	RET

@@ -1,0 +1,410 @@
+package attention
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
+)
+
+// TestTiledMatchesReference runs the GEMM-tile kernels over the flash test cases
+// (every length, head dim, GQA ratio, mask and layout) against the float64
+// reference, with the float32 bound of the flash kernels.
+func TestTiledMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, c := range flashCases {
+		t.Run(c.String(), func(t *testing.T) {
+			d := c.dims()
+			a := newAttnData(rng, c)
+			lse := make([]float64, d.Batch*d.QHeads*d.QLen)
+			FlashForward(make([]float64, len(a.out)), lse, a.q, a.k, a.v, d, c.opt)
+			out := make([]float32, len(a.out))
+			lse32 := make([]float32, len(lse))
+			tiledForward(out, lse32, a.q32, a.k32, a.v32, d, c.opt)
+			dq, dk, dv := make([]float32, len(a.q)), make([]float32, len(a.k)), make([]float32, len(a.v))
+			tiledBackward(dq, dk, dv, a.q32, a.k32, a.v32, out, a.dout32, lse32, d, c.opt)
+			for _, x := range []struct {
+				name string
+				got  []float32
+				want []float64
+			}{{"out", out, a.out}, {"lse", lse32, lse}, {"dq", dq, a.dq}, {"dk", dk, a.dk}, {"dv", dv, a.dv}} {
+				err, scale := maxErr(x.got, x.want)
+				t.Logf("%s: max err %.3g, max |ref| %.3g", x.name, err, scale)
+				assert.LessOrEqual(t, err, 1e-5*math.Max(scale, 1), x.name)
+			}
+		})
+	}
+}
+
+// blockInput returns a (batch, seq, dim) tensor of normals.
+func blockInput(seed uint64, dt autodiff.DType, batch, seq, dim int) *autodiff.Tensor {
+	return autodiff.RandNormal(autodiff.NewRNG(seed), dt, 0, 1, batch, seq, dim)
+}
+
+var blockConfigs = []struct {
+	name string
+	cfg  BlockConfig
+}{
+	{"mha_bias_nopos", BlockConfig{Dim: 12, Heads: 3, QKVBias: true, OutBias: true, Causal: true}},
+	{"gqa_rope", BlockConfig{Dim: 16, Heads: 4, KVHeads: 2, RoPE: &RoPEOptions{Base: 100}, Causal: true}},
+	{"mqa_rope_interleaved_window", BlockConfig{Dim: 16, Heads: 4, KVHeads: 1, HeadDim: 6, RoPE: &RoPEOptions{Interleaved: true}, Causal: true, Window: 3, QKVBias: true}},
+}
+
+func TestBlockParams(t *testing.T) {
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float64, BlockConfig{Dim: 16, Heads: 4, KVHeads: 2, HeadDim: 8, QKVBias: true})
+	var names []string
+	var shapes [][]int
+	for _, p := range b.Params("self_attn.") {
+		names = append(names, p.Name)
+		shapes = append(shapes, p.Value.Shape())
+	}
+	assert.Equal(t, []string{
+		"self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+		"self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+	}, names)
+	assert.Equal(t, [][]int{{32, 16}, {32}, {16, 16}, {16}, {16, 16}, {16}, {16, 32}}, shapes)
+	var lin []string
+	for _, nl := range b.Linears("m.") {
+		lin = append(lin, nl.Name)
+	}
+	assert.Equal(t, []string{"m.q_proj", "m.k_proj", "m.v_proj", "m.o_proj"}, lin)
+	assert.Panics(t, func() { NewBlock(autodiff.NewRNG(1), autodiff.Float64, BlockConfig{Dim: 16, Heads: 4, KVHeads: 3}) })
+}
+
+// TestBlockMatchesComposition checks the block against the same computation
+// spelt out with the reference ops: projections, RoPE, SDPA, output projection.
+func TestBlockMatchesComposition(t *testing.T) {
+	for _, bc := range blockConfigs {
+		t.Run(bc.name, func(t *testing.T) {
+			b := NewBlock(autodiff.NewRNG(2), autodiff.Float64, bc.cfg)
+			x := blockInput(3, autodiff.Float64, 2, 7, bc.cfg.Dim)
+			got := b.Forward(nil, x, nil)
+
+			lin := func(l *layers.Linear, x *autodiff.Tensor) *autodiff.Tensor {
+				return layers.LinearOp(x, l.Weight, l.Bias)
+			}
+			q := autodiff.Reshape(lin(b.Q, x), 2, 7, b.Heads, b.HeadDim)
+			k := autodiff.Reshape(lin(b.K, x), 2, 7, b.KVHeads, b.HeadDim)
+			v := autodiff.Reshape(lin(b.V, x), 2, 7, b.KVHeads, b.HeadDim)
+			if b.RoPE != nil {
+				q, k = RoPE(q, *b.RoPE), RoPE(k, *b.RoPE)
+			}
+			o := SDPA(q, k, v, Options{Causal: true, Window: b.Window})
+			want := lin(b.O, autodiff.Reshape(o, 2, 7, b.Heads*b.HeadDim))
+			require.Equal(t, want.Shape(), got.Shape())
+			assert.InDeltaSlice(t, want.Float64s(), got.Float64s(), 1e-12)
+		})
+	}
+}
+
+func TestBlockGradCheck(t *testing.T) {
+	for _, bc := range blockConfigs {
+		t.Run(bc.name, func(t *testing.T) {
+			b := NewBlock(autodiff.NewRNG(4), autodiff.Float64, bc.cfg)
+			x := blockInput(5, autodiff.Float64, 2, 5, bc.cfg.Dim)
+			inputs := []*autodiff.Tensor{x}
+			for _, p := range b.Params("") {
+				inputs = append(inputs, p.Value)
+			}
+			err := autodiff.GradCheck{Directions: 4}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
+				return b.Forward(&layers.Ctx{Tape: in[0].Tape()}, in[0], nil)
+			}, inputs...)
+			assert.NoError(t, err)
+		})
+	}
+}
+
+// TestBlockFloat32Tiled runs the float32 block (whose attention runs on GEMM
+// tiles from 16 queries on) against the float64 block with the same weights, values
+// and gradients.
+func TestBlockFloat32Tiled(t *testing.T) {
+	for _, bc := range blockConfigs {
+		t.Run(bc.name, func(t *testing.T) {
+			b64 := NewBlock(autodiff.NewRNG(6), autodiff.Float64, bc.cfg)
+			b32 := &Block{Heads: b64.Heads, KVHeads: b64.KVHeads, HeadDim: b64.HeadDim, RoPE: b64.RoPE, Causal: b64.Causal, Window: b64.Window}
+			cast := func(l *layers.Linear) *layers.Linear {
+				c := &layers.Linear{Weight: autodiff.Cast(l.Weight, autodiff.Float32)}
+				if l.Bias != nil {
+					c.Bias = autodiff.Cast(l.Bias, autodiff.Float32)
+				}
+				return c
+			}
+			b32.Q, b32.K, b32.V, b32.O = cast(b64.Q), cast(b64.K), cast(b64.V), cast(b64.O)
+			x64 := blockInput(7, autodiff.Float64, 2, 70, bc.cfg.Dim)
+			x32 := autodiff.Cast(x64, autodiff.Float32)
+			seed := blockInput(8, autodiff.Float64, 2, 70, bc.cfg.Dim)
+
+			run := func(b *Block, x *autodiff.Tensor) (out []float64, grads [][]float64) {
+				tp := autodiff.NewTape()
+				defer tp.Release()
+				y := b.Forward(&layers.Ctx{Tape: tp}, tp.Watch(x), nil)
+				tp.BackwardWith(y, autodiff.Cast(seed, x.DType()))
+				grads = append(grads, tp.Grad(x).Float64Values())
+				for _, p := range b.Params("") {
+					grads = append(grads, tp.Grad(p.Value).Float64Values())
+				}
+				return y.Float64Values(), grads
+			}
+			out64, g64 := run(b64, x64)
+			out32, g32 := run(b32, x32)
+			near32(t, out64, out32, "out")
+			for i := range g64 {
+				near32(t, g64[i], g32[i], fmt.Sprintf("gradient %d", i))
+			}
+		})
+	}
+}
+
+// near32 asserts float32 results within 2e-5 of the largest float64 value (at
+// least 1): the inputs are rounded to float32 and sums run in another order.
+func near32(t *testing.T, want, got []float64, what string) {
+	t.Helper()
+	require.Equal(t, len(want), len(got), what)
+	scale, worst := 1.0, 0.0
+	for i := range want {
+		scale = math.Max(scale, math.Abs(want[i]))
+		worst = math.Max(worst, math.Abs(want[i]-got[i]))
+	}
+	assert.LessOrEqual(t, worst, 2e-5*scale, what)
+}
+
+// TestBlockKVCache feeds a sequence in pieces through a cache and compares with
+// one pass over the whole sequence.
+func TestBlockKVCache(t *testing.T) {
+	for _, bc := range blockConfigs {
+		t.Run(bc.name, func(t *testing.T) {
+			b := NewBlock(autodiff.NewRNG(9), autodiff.Float64, bc.cfg)
+			x := blockInput(10, autodiff.Float64, 2, 6, bc.cfg.Dim)
+			want := b.Forward(nil, x, nil)
+			cache := &ConcatCache{}
+			defer cache.Reset()
+			var got []*autodiff.Tensor
+			for _, cut := range [][2]int{{0, 2}, {2, 3}, {3, 6}} {
+				assert.Equal(t, cut[0], cache.Offset())
+				got = append(got, b.Forward(nil, autodiff.Slice(x, 1, cut[0], cut[1]), cache))
+			}
+			assert.Equal(t, 6, cache.Offset())
+			assert.InDeltaSlice(t, want.Float64s(), autodiff.Concat(1, got...).Float64s(), 1e-12)
+		})
+	}
+}
+
+// TestTiledAttentionOp checks the differentiable op on a tape against
+// FlashAttention in float32, with GQA and a window.
+func TestTiledAttentionOp(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	c := attnCase{B: 2, Tq: 70, Tk: 70, Hq: 4, Hkv: 2, D: 16, opt: Options{Causal: true, Window: 20}}
+	a := newAttnData(rng, c)
+	qs, ks, vs := c.shapes()
+	q, k, v := autodiff.FromFloat32(a.q32, qs...), autodiff.FromFloat32(a.k32, ks...), autodiff.FromFloat32(a.v32, vs...)
+	tp := autodiff.NewTape()
+	defer tp.Release()
+	out := tiledAttention(tp.Watch(q), tp.Watch(k), tp.Watch(v), c.opt)
+	tp.BackwardWith(out, autodiff.FromFloat32(a.dout32, out.Shape()...))
+	for _, x := range []struct {
+		name string
+		got  *autodiff.Tensor
+		want []float64
+	}{{"out", out, a.out}, {"dq", tp.Grad(q), a.dq}, {"dk", tp.Grad(k), a.dk}, {"dv", tp.Grad(v), a.dv}} {
+		require.NotNil(t, x.got, x.name)
+		err, scale := maxErr(x.got.Float32s(), x.want)
+		assert.LessOrEqual(t, err, 1e-5*math.Max(scale, 1), x.name)
+	}
+}
+
+// TestTiledRowKernels compares the row kernels (AVX2 where available) with
+// their definitions in float64 over lengths that exercise the 8-lane body and
+// the tail, masked entries included.
+func TestTiledRowKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	for _, n := range []int{1, 7, 8, 33, 64} {
+		s := to32(normals(rng, n))
+		for i := range s {
+			s[i] *= 4
+		}
+		if n > 2 {
+			s[1] = negInf[float32]()
+		}
+		ref := to64(s)
+		m, sum := softmaxRow(s, -3)
+		wantM := -3.0
+		for _, x := range ref {
+			wantM = math.Max(wantM, x)
+		}
+		assert.Equal(t, float32(wantM), m, "n=%d max", n)
+		wantSum := 0.0
+		for i, x := range ref {
+			// The difference is rounded to float32 first, as the kernels compute it.
+			e := math.Exp(float64(float32(x) - float32(wantM)))
+			wantSum += e
+			assert.InEpsilon(t, e+1e-30, float64(s[i])+1e-30, 4e-7, "n=%d exp %d", n, i)
+		}
+		assert.InEpsilon(t, wantSum, float64(sum), 1e-6, "n=%d sum", n)
+
+		p, ds := to32(normals(rng, n)), to32(normals(rng, n))
+		p0, ds0 := to64(p), to64(ds)
+		gradRow(p, ds, 1.5, 0.25, 0.3)
+		for i := range p {
+			e := math.Exp(float64(float32(p0[i]) - 1.5))
+			assert.InEpsilon(t, e, float64(p[i]), 4e-7, "n=%d p %d", n, i)
+			assert.InDelta(t, e*(ds0[i]-0.25)*0.3, float64(ds[i]), 1e-6, "n=%d ds %d", n, i)
+		}
+	}
+	assert.Equal(t, float32(0), expTile(-88))
+	assert.Equal(t, float32(0), expTile(negInf[float32]()))
+	assert.Equal(t, float32(1), expTile(0))
+}
+
+// A llama-style attention block: 4 query heads sharing 2 key/value heads, RoPE,
+// causal. In training the cache is nil; here a second call continues the first
+// through a cache, as generation does.
+func ExampleBlock() {
+	rng := autodiff.NewRNG(1)
+	b := NewBlock(rng, autodiff.Float32, BlockConfig{
+		Dim: 32, Heads: 4, KVHeads: 2, RoPE: &RoPEOptions{Base: 10000}, Causal: true,
+	})
+	x := autodiff.RandNormal(rng, autodiff.Float32, 0, 1, 1, 5, 32) // (batch, seq, dim)
+
+	tp := autodiff.NewTape()
+	y := b.Forward(&layers.Ctx{Tape: tp}, x, nil)
+	tp.BackwardWith(y, autodiff.Full(autodiff.Float32, 1, y.Shape()...))
+	fmt.Println("out", y.Shape(), "q_proj grad", tp.Grad(b.Q.Weight).Shape(), "k_proj grad", tp.Grad(b.K.Weight).Shape())
+	tp.Release()
+
+	cache := &ConcatCache{}
+	b.Forward(nil, autodiff.Slice(x, 1, 0, 4), cache)
+	next := b.Forward(nil, autodiff.Slice(x, 1, 4, 5), cache)
+	fmt.Println("cached positions", cache.Offset(), "next", next.Shape())
+	// Output:
+	// out [1 5 32] q_proj grad [32 32] k_proj grad [16 32]
+	// cached positions 5 next [1 1 32]
+}
+
+func ExampleConcatCache() {
+	cache := &ConcatCache{}
+	k := autodiff.Zeros(autodiff.Float32, 1, 3, 2, 8) // (batch, seq, kv heads, head dim)
+	keys, _ := cache.Update(k, k)
+	fmt.Println(cache.Offset(), keys.Shape())
+	keys, _ = cache.Update(autodiff.Zeros(autodiff.Float32, 1, 1, 2, 8), autodiff.Zeros(autodiff.Float32, 1, 1, 2, 8))
+	fmt.Println(cache.Offset(), keys.Shape())
+	// Output:
+	// 3 [1 3 2 8]
+	// 4 [1 4 2 8]
+}
+
+// TestTileMul checks the tile products (AVX2 strips, their row tails, and the
+// gemm fallback) against a float64 triple loop, for row-major and transposed A,
+// overwriting and accumulating.
+func TestTileMul(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	for _, s := range []struct{ m, n, k int }{{64, 64, 32}, {64, 32, 64}, {7, 16, 5}, {3, 8, 1}, {5, 24, 130}, {6, 12, 9}, {1, 200, 3}} {
+		for _, trans := range []bool{false, true} {
+			for _, acc := range []bool{false, true} {
+				ldc, ldb := s.n+3, s.n+5
+				ars, acs := s.k+2, 1
+				if trans {
+					ars, acs = 1, s.m+1
+				}
+				a := to32(normals(rng, (s.m-1)*ars+(s.k-1)*acs+1))
+				b := to32(normals(rng, (s.k-1)*ldb+s.n))
+				c := to32(normals(rng, (s.m-1)*ldc+s.n))
+				want := to64(c)
+				for i := range s.m {
+					for j := range s.n {
+						sum := 0.0
+						for p := range s.k {
+							sum += float64(a[i*ars+p*acs]) * float64(b[p*ldb+j])
+						}
+						if acc {
+							want[i*ldc+j] += 0.5 * sum
+						} else {
+							want[i*ldc+j] = 0.5 * sum
+						}
+					}
+				}
+				tileMul(c, ldc, a, ars, acs, b, ldb, s.m, s.n, s.k, 0.5, acc)
+				for i := range s.m {
+					for j := s.n; j < ldc && i*ldc+j < len(c); j++ {
+						require.Equal(t, float32(want[i*ldc+j]), c[i*ldc+j], "padding (%d,%d) untouched", i, j)
+					}
+					for j := range s.n {
+						assert.InDelta(t, want[i*ldc+j], float64(c[i*ldc+j]), 1e-5*math.Sqrt(float64(s.k)), "%+v trans %v acc %v (%d,%d)", s, trans, acc, i, j)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestLogTile(t *testing.T) {
+	for x := float32(1); x < 1<<24; x *= 1.37 {
+		// 2e-7 plus the rounding of the float32 result (|ln x| up to 16.6).
+		assert.InDelta(t, math.Log(float64(x)), float64(logTile(x)), 2e-7+1.2e-7*math.Log(float64(x)), "ln %g", x)
+	}
+	for _, x := range []float32{1, 2, math.Sqrt2, 0.75, 1e-3} {
+		assert.InDelta(t, math.Log(float64(x)), float64(logTile(x)), 2e-7, "ln %g", x)
+	}
+}
+
+func ExampleNewBlock() {
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, BlockConfig{Dim: 64, Heads: 8, KVHeads: 2, Causal: true, Window: 256, QKVBias: true})
+	for _, p := range b.Params("self_attn.") {
+		fmt.Println(p.Name, p.Value.Shape())
+	}
+	// Output:
+	// self_attn.q_proj.weight [64 64]
+	// self_attn.q_proj.bias [64]
+	// self_attn.k_proj.weight [16 64]
+	// self_attn.k_proj.bias [16]
+	// self_attn.v_proj.weight [16 64]
+	// self_attn.v_proj.bias [16]
+	// self_attn.o_proj.weight [64 64]
+}
+
+// GPT-2's attention: every projection with a bias, no rotary embeddings (the
+// model adds learned positions), o_proj initialised smaller for depth.
+func ExampleBlockConfig() {
+	cfg := BlockConfig{
+		Dim: 128, Heads: 4, QKVBias: true, OutBias: true, Causal: true,
+		Init: layers.Init{Std: 0.02}, OutInit: layers.Init{Std: 0.02 / 2.83},
+	}
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, cfg)
+	fmt.Println(b.Heads, b.KVHeads, b.HeadDim, b.RoPE == nil)
+	// Output: 4 4 32 true
+}
+
+// Attend stops before o_proj, for callers that fuse o_proj with what follows.
+func ExampleBlock_Attend() {
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, BlockConfig{Dim: 32, Heads: 4, HeadDim: 16, Causal: true})
+	x := autodiff.Zeros(autodiff.Float32, 2, 3, 32)
+	fmt.Println(b.Attend(nil, x, nil).Shape(), b.Forward(nil, x, nil).Shape())
+	// Output: [2 3 64] [2 3 32]
+}
+
+// A KVCache only has to report its length and append: here one that counts the
+// tokens it was given on top of a ConcatCache.
+type countingCache struct {
+	ConcatCache
+	calls int
+}
+
+func (c *countingCache) Update(k, v *autodiff.Tensor) (*autodiff.Tensor, *autodiff.Tensor) {
+	c.calls++
+	return c.ConcatCache.Update(k, v)
+}
+
+func ExampleKVCache() {
+	b := NewBlock(autodiff.NewRNG(1), autodiff.Float32, BlockConfig{Dim: 16, Heads: 2, Causal: true, RoPE: &RoPEOptions{}})
+	var cache KVCache = &countingCache{}
+	for _, n := range []int{4, 1, 1} {
+		b.Forward(nil, autodiff.Zeros(autodiff.Float32, 1, n, 16), cache)
+	}
+	fmt.Println(cache.Offset(), cache.(*countingCache).calls)
+	// Output: 6 3
+}

@@ -1,0 +1,288 @@
+package models
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
+)
+
+// Model is a decoder-only language model: token embedding (plus learned
+// positions when configured), pre-norm layers of {norm, mixer, norm,
+// feed-forward} with residual connections, a final norm and the head.
+type Model struct {
+	Config    Config            // validated, defaults filled in
+	Embed     *layers.Embedding // model.embed_tokens
+	Positions *layers.Embedding // model.embed_positions; nil unless learned positions
+	Layers    []*Layer          // model.layers.{i}
+	Norm      Norm              // model.norm
+	Head      *layers.Linear    // lm_head; nil when tied to Embed
+}
+
+// Layer is one pre-norm residual layer:
+//
+//	h   = x + Mixer(InputNorm(x))
+//	out = h + FeedForward(PostNorm(h))
+type Layer struct {
+	InputNorm       Norm   // input_layernorm
+	Mixer           Mixer  // self_attn for attention
+	MixerName       string // the mixer's module name: "self_attn"
+	PostNorm        Norm   // post_attention_layernorm
+	FeedForward     FeedForward
+	FeedForwardName string // the feed-forward's module name: "mlp"
+}
+
+// New builds a model from cfg (validated, defaults filled in) with weights drawn
+// from rng: GPT-2's initialisation, N(0, initializer_range²) for every matrix and
+// embedding, with the projections into the residual stream (o_proj, down_proj)
+// scaled by 1/√(2·num_hidden_layers); biases start at zero, norm gains at one.
+func New(cfg Config, rng *autodiff.RNG) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	dt := cfg.DType()
+	std := cfg.InitializerRange
+	m := &Model{Config: cfg}
+	m.Embed = &layers.Embedding{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.VocabSize, cfg.HiddenSize)}
+	if cfg.PositionEmbeddingType == PositionsLearned {
+		m.Positions = &layers.Embedding{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.MaxPositionEmbeddings, cfg.HiddenSize)}
+	}
+	for i := range cfg.NumHiddenLayers {
+		mk, fk := mixers[cfg.LayerTypes[i]], feedForwards[cfg.FeedForwardTypes[i]]
+		m.Layers = append(m.Layers, &Layer{
+			InputNorm:       newNorm(cfg),
+			Mixer:           mk.New(cfg, i, rng),
+			MixerName:       mk.Name,
+			PostNorm:        newNorm(cfg),
+			FeedForward:     fk.New(cfg, i, rng),
+			FeedForwardName: fk.Name,
+		})
+	}
+	m.Norm = newNorm(cfg)
+	if !cfg.TieWordEmbeddings {
+		m.Head = &layers.Linear{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.VocabSize, cfg.HiddenSize)}
+	}
+	return m, nil
+}
+
+func newNorm(cfg Config) Norm {
+	if cfg.NormType == NormRMS {
+		return layers.NewRMSNorm(cfg.DType(), cfg.HiddenSize, cfg.RMSNormEps)
+	}
+	return LayerNorm{layers.NewLayerNorm(cfg.DType(), cfg.HiddenSize, cfg.LayerNormEps, cfg.NormBias)}
+}
+
+// Params lists every trainable parameter by its checkpoint name, in a stable
+// order: embeddings, then each layer (input_layernorm, the mixer,
+// post_attention_layernorm, the feed-forward), model.norm, lm_head. A tied head
+// is not listed (it is model.embed_tokens.weight).
+func (m *Model) Params() []autodiff.Param {
+	ps := m.Embed.Params("model.embed_tokens.")
+	if m.Positions != nil {
+		ps = append(ps, m.Positions.Params("model.embed_positions.")...)
+	}
+	for i, l := range m.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		ps = append(ps, l.InputNorm.Params(p+"input_layernorm.")...)
+		ps = append(ps, l.Mixer.Params(p+l.MixerName+".")...)
+		ps = append(ps, l.PostNorm.Params(p+"post_attention_layernorm.")...)
+		ps = append(ps, l.FeedForward.Params(p+l.FeedForwardName+".")...)
+	}
+	ps = append(ps, m.Norm.Params("model.norm.")...)
+	if m.Head != nil {
+		ps = append(ps, m.Head.Params("lm_head.")...)
+	}
+	return ps
+}
+
+// NumParams is the number of scalar parameters.
+func (m *Model) NumParams() int {
+	n := 0
+	for _, p := range m.Params() {
+		n += p.Value.Len()
+	}
+	return n
+}
+
+// Linears lists the model's linear layers by module path (the projections of
+// every mixer and feed-forward, and lm_head when not tied), for
+// [layers.AttachLoRA].
+func (m *Model) Linears() []layers.NamedLinear {
+	var ls []layers.NamedLinear
+	for i, l := range m.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		if ll, ok := l.Mixer.(linearLister); ok {
+			ls = append(ls, ll.Linears(p+l.MixerName+".")...)
+		}
+		if ll, ok := l.FeedForward.(linearLister); ok {
+			ls = append(ls, ll.Linears(p+l.FeedForwardName+".")...)
+		}
+	}
+	if m.Head != nil {
+		ls = append(ls, layers.NamedLinear{Name: "lm_head", Linear: m.Head})
+	}
+	return ls
+}
+
+// Forward computes the logits (batch, seq, vocab) of token ids (batch, seq), int32,
+// at positions 0…seq−1. c carries the tape when training (nil for inference).
+func (m *Model) Forward(c *layers.Ctx, ids *autodiff.Tensor) *autodiff.Tensor {
+	return m.ForwardCache(c, ids, nil)
+}
+
+// ForwardCache is Forward for tokens that continue those in cache (see
+// [NewCache]): their positions start at cache.Offset(), and every layer appends
+// its state to the cache. A nil cache is Forward.
+func (m *Model) ForwardCache(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autodiff.Tensor {
+	h := m.hidden(c, ids, cache)
+	if m.Head == nil {
+		return m.Embed.AsHead(c, h)
+	}
+	return m.Head.Forward(c, h)
+}
+
+// hidden runs everything but the head.
+func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autodiff.Tensor {
+	if ids.Rank() != 2 || ids.DType() != autodiff.Int32 {
+		panic(fmt.Sprintf("models: Forward: token ids are %s %v, want int32 (batch, seq)", ids.DType(), ids.Shape()))
+	}
+	if cache != nil && len(cache.Layers) != len(m.Layers) {
+		panic(fmt.Sprintf("models: Forward: a cache of %d layers for a model of %d", len(cache.Layers), len(m.Layers)))
+	}
+	offset := 0
+	if cache != nil {
+		offset = cache.Offset()
+	}
+	var pos *autodiff.Tensor
+	if m.Positions != nil {
+		if n := m.Positions.Weight.Dim(0); offset+ids.Dim(1) > n {
+			panic(fmt.Sprintf("models: Forward: positions %d…%d beyond max_position_embeddings %d", offset, offset+ids.Dim(1)-1, n))
+		}
+		pos = c.Param(m.Positions.Weight)
+	}
+	x := embedPositions(c.Param(m.Embed.Weight), pos, ids, offset)
+	for i, l := range m.Layers {
+		var lc *LayerCache
+		if cache != nil {
+			lc = &cache.Layers[i]
+		}
+		if rm, ok := l.Mixer.(residualMixer); ok {
+			x = rm.ForwardResidual(c, l.InputNorm.Forward(c, x), x, lc)
+		} else {
+			x = autodiff.Add(x, l.Mixer.Forward(c, l.InputNorm.Forward(c, x), lc))
+		}
+		if rf, ok := l.FeedForward.(residualFeedForward); ok {
+			x = rf.ForwardResidual(c, l.PostNorm.Forward(c, x), x)
+		} else {
+			x = autodiff.Add(x, l.FeedForward.Forward(c, l.PostNorm.Forward(c, x)))
+		}
+	}
+	return m.Norm.Forward(c, x)
+}
+
+// Loss is the mean cross-entropy of the next-token predictions: the logits of
+// inputs (batch, seq) against targets (batch, seq), both int32, averaged over the
+// positions where mask (batch, seq; int32 or float, non-zero counts) is set and
+// the target is not −100 (autodiff.DefaultIgnoreIndex, Hugging Face's ignore
+// index), or over every position when mask is nil. A scalar tensor; 0, with zero
+// gradients, when no position counts.
+func (m *Model) Loss(c *layers.Ctx, inputs, targets, mask *autodiff.Tensor) *autodiff.Tensor {
+	return lmLoss(m.Forward(c, inputs), targets, mask)
+}
+
+// lmLoss is autodiff.CrossEntropy over the positions that mask selects: the
+// others get the ignore index as target.
+func lmLoss(logits, targets, mask *autodiff.Tensor) *autodiff.Tensor {
+	if mask != nil && !sameShape(mask.Shape(), targets.Shape()) {
+		panic(fmt.Sprintf("models: Loss: mask %v for targets %v", mask.Shape(), targets.Shape()))
+	}
+	counted := 0
+	t := targets
+	if mask != nil {
+		t = autodiff.Empty(autodiff.Int32, targets.Shape()...)
+		defer t.Release()
+	}
+	tv, src := t.Int32s(), targets.Int32s()
+	for i, v := range src {
+		if mask != nil && mask.At(i) == 0 {
+			v = autodiff.DefaultIgnoreIndex
+		}
+		tv[i] = v
+		if v != autodiff.DefaultIgnoreIndex {
+			counted++
+		}
+	}
+	opt := autodiff.CrossEntropyOptions{}
+	if counted == 0 {
+		opt.Reduction = autodiff.ReductionSum // 0 and zero gradients, not the mean's NaN
+	}
+	return autodiff.CrossEntropy(logits, t, opt)
+}
+
+// StateDict returns the parameters by checkpoint name (see the package doc). The
+// tensors are the model's own: save them, do not release them.
+func (m *Model) StateDict() map[string]*autodiff.Tensor {
+	out := map[string]*autodiff.Tensor{}
+	for _, p := range m.Params() {
+		out[p.Name] = p.Value
+	}
+	return out
+}
+
+// LoadStateDict copies weights by name into the model. Every parameter must be
+// present with its shape and dtype and no other name may appear (lm_head.weight of
+// a tied model is ignored, as Hugging Face writes it sometimes); otherwise it
+// returns an error listing the problems and changes nothing.
+func (m *Model) LoadStateDict(sd map[string]*autodiff.Tensor) error {
+	var errs []string
+	want := map[string]bool{}
+	for _, p := range m.Params() {
+		want[p.Name] = true
+		t, ok := sd[p.Name]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Sprintf("%s is missing", p.Name))
+		case t == nil || t.Released():
+			errs = append(errs, fmt.Sprintf("%s has no tensor", p.Name))
+		case t.DType() != p.Value.DType():
+			errs = append(errs, fmt.Sprintf("%s is %s, want %s", p.Name, t.DType(), p.Value.DType()))
+		case !sameShape(t.Shape(), p.Value.Shape()):
+			errs = append(errs, fmt.Sprintf("%s has shape %v, want %v", p.Name, t.Shape(), p.Value.Shape()))
+		}
+	}
+	var extra []string
+	for name := range sd {
+		if !want[name] && !(name == "lm_head.weight" && m.Head == nil) {
+			extra = append(extra, name+" is not a parameter of this model")
+		}
+	}
+	sort.Strings(extra)
+	errs = append(errs, extra...)
+	if len(errs) > 0 {
+		const show = 6
+		msg := strings.Join(errs[:min(len(errs), show)], "; ")
+		if len(errs) > show {
+			msg += fmt.Sprintf("; and %d more", len(errs)-show)
+		}
+		return fmt.Errorf("models: LoadStateDict: %s", msg)
+	}
+	for _, p := range m.Params() {
+		p.Value.CopyFrom(sd[p.Name])
+	}
+	return nil
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

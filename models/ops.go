@@ -1,0 +1,434 @@
+package models
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// rowGrain is the number of elements a worker takes at least in the row kernels.
+const rowGrain = 1 << 14
+
+func rowsGrain(width int) int { return max(1, rowGrain/max(width, 1)) }
+
+// ---- token and position embeddings ----------------------------------------------
+
+// embedPositions computes table[ids] + pos[offset+t] for ids (B, T): (B, T, D). pos
+// (P, D) may be nil (no learned positions). One pass forward; backward scatters the
+// gradient into the table's rows and sums it over the batch into pos's rows.
+func embedPositions(table, pos, ids *autodiff.Tensor, offset int) *autodiff.Tensor {
+	if table.Rank() != 2 || !table.DType().IsFloat() || pos != nil && (pos.Rank() != 2 || pos.Dim(1) != table.Dim(1) || pos.DType() != table.DType()) {
+		panic(fmt.Sprintf("models: embedding: table %s %v, positions %v", table.DType(), table.Shape(), shapeOf(pos)))
+	}
+	bs, t := ids.Dim(0), ids.Dim(1)
+	vocab, d := table.Dim(0), table.Dim(1)
+	idv := ids.Int32s()
+	for i, v := range idv {
+		if v < 0 || int(v) >= vocab {
+			panic(fmt.Sprintf("models: embedding: token id %d at position %d is outside [0, %d) (vocab_size)", v, i, vocab))
+		}
+	}
+	out := autodiff.Empty(table.DType(), bs, t, d)
+	if table.DType() == autodiff.Float32 {
+		embedForward(out.Float32s(), table.Float32s(), optFloats[float32](pos), idv, t, d, offset)
+	} else {
+		embedForward(out.Float64s(), table.Float64s(), optFloats[float64](pos), idv, t, d, offset)
+	}
+	inputs := []*autodiff.Tensor{table, ids}
+	if pos != nil {
+		inputs = append(inputs, pos)
+	}
+	return autodiff.Record(out, "embed_positions", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(table, func() *autodiff.Tensor {
+			dt := autodiff.Zeros(table.DType(), vocab, d)
+			if table.DType() == autodiff.Float32 {
+				autodiff.ScatterAddKernel(dt.Float32s(), g.Float32s(), idv, 1, vocab, d)
+			} else {
+				autodiff.ScatterAddKernel(dt.Float64s(), g.Float64s(), idv, 1, vocab, d)
+			}
+			return dt
+		})
+		if pos != nil {
+			autodiff.Accumulate(pos, func() *autodiff.Tensor {
+				dp := autodiff.Zeros(pos.DType(), pos.Shape()...)
+				if pos.DType() == autodiff.Float32 {
+					positionsBackward(dp.Float32s(), g.Float32s(), bs, t, d, offset)
+				} else {
+					positionsBackward(dp.Float64s(), g.Float64s(), bs, t, d, offset)
+				}
+				return dp
+			})
+		}
+	}, inputs...)
+}
+
+func embedForward[T autodiff.Float](out, table, pos []T, ids []int32, t, d, offset int) {
+	metal.ParallelFor(len(ids), rowsGrain(d), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			o := out[r*d : (r+1)*d]
+			e := table[int(ids[r])*d:][:d]
+			if pos == nil {
+				copy(o, e)
+				continue
+			}
+			p := pos[(offset+r%t)*d:][:d]
+			for i := range o {
+				o[i] = e[i] + p[i]
+			}
+		}
+	})
+}
+
+// positionsBackward adds Σ_b g[b, t, :] to dp[offset+t, :], each row summed in
+// batch order whatever the thread count.
+func positionsBackward[T autodiff.Float](dp, g []T, bs, t, d, offset int) {
+	metal.ParallelFor(t, rowsGrain(bs*d), func(lo, hi int) {
+		for s := lo; s < hi; s++ {
+			row := dp[(offset+s)*d:][:d]
+			for b := range bs {
+				gr := g[(b*t+s)*d:][:d]
+				for i := range row {
+					row[i] += gr[i]
+				}
+			}
+		}
+	})
+}
+
+func optFloats[T autodiff.Float](t *autodiff.Tensor) []T {
+	if t == nil {
+		return nil
+	}
+	var z T
+	if _, ok := any(z).(float32); ok {
+		return any(t.Float32s()).([]T)
+	}
+	return any(t.Float64s()).([]T)
+}
+
+func shapeOf(t *autodiff.Tensor) []int {
+	if t == nil {
+		return nil
+	}
+	return t.Shape()
+}
+
+// ---- linear + GELU ----------------------------------------------------------------
+
+// LinearGELU is the fused, differentiable gelu(x·Wᵀ + b) for x (..., in), W (out,
+// in) and b (out) or nil, with the exact (erf) GELU as PyTorch's nn.GELU computes
+// it. Forward runs one GEMM and then, row by row while the row is in cache, adds
+// the bias and evaluates the GELU and its derivative together (they share one
+// exponential). It keeps the derivative instead of the pre-activation, so
+// backward is a product and the two GEMMs of a linear layer, with the bias
+// gradient summed in the same pass; the memory is that of the unfused pair.
+//
+// In float32 the GELU uses a rational approximation of erf (Abramowitz and Stegun
+// 7.1.26, |error| ≤ 1.5e-7) and a polynomial exp; in float64 math.Erf and
+// math.Exp.
+func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
+	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
+		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
+		panic(fmt.Sprintf("models: linear_gelu: input %s %v, weight %s %v, bias %v", x.DType(), x.Shape(), w.DType(), w.Shape(), shapeOf(b)))
+	}
+	in, out := w.Dim(1), w.Dim(0)
+	rows := x.Len() / in
+	shape := append(append([]int(nil), x.Shape()[:x.Rank()-1]...), out)
+	y := autodiff.Empty(x.DType(), shape...)
+	deriv := autodiff.Empty(x.DType(), shape...)
+	if x.DType() == autodiff.Float32 {
+		gemm.Sgemm(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 0, y.Float32s(), out)
+		metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
+			geluRows32(y.Float32s()[lo*out:hi*out], deriv.Float32s()[lo*out:hi*out], optFloats[float32](b), out)
+		})
+	} else {
+		gemm.Dgemm(false, true, rows, out, in, 1, x.Float64s(), in, w.Float64s(), in, 0, y.Float64s(), out)
+		metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
+			geluRows64(y.Float64s()[lo*out:hi*out], deriv.Float64s()[lo*out:hi*out], optFloats[float64](b), out)
+		})
+	}
+	inputs := []*autodiff.Tensor{x, w}
+	if b != nil {
+		inputs = append(inputs, b)
+	}
+	res := autodiff.Record(y, "linear_gelu", func(g *autodiff.Tensor) {
+		needX, needW := autodiff.NeedsGrad(x), autodiff.NeedsGrad(w)
+		needB := b != nil && autodiff.NeedsGrad(b)
+		if !needX && !needW && !needB {
+			return
+		}
+		dpre := autodiff.Empty(x.DType(), shape...)
+		defer dpre.Release()
+		var db *autodiff.Tensor
+		if needB {
+			db = autodiff.Zeros(b.DType(), out)
+		}
+		if x.DType() == autodiff.Float32 {
+			linearGELUBackward(dpre.Float32s(), optFloats[float32](db), g.Float32s(), deriv.Float32s(), rows, out)
+			if needX {
+				dx := autodiff.Empty(x.DType(), x.Shape()...)
+				gemm.Sgemm(false, false, rows, in, out, 1, dpre.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
+				autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
+			}
+			if needW {
+				dw := autodiff.Empty(w.DType(), out, in)
+				gemm.Sgemm(true, false, out, in, rows, 1, dpre.Float32s(), out, x.Float32s(), in, 0, dw.Float32s(), in)
+				autodiff.Accumulate(w, func() *autodiff.Tensor { return dw })
+			}
+		} else {
+			linearGELUBackward(dpre.Float64s(), optFloats[float64](db), g.Float64s(), deriv.Float64s(), rows, out)
+			if needX {
+				dx := autodiff.Empty(x.DType(), x.Shape()...)
+				gemm.Dgemm(false, false, rows, in, out, 1, dpre.Float64s(), out, w.Float64s(), in, 0, dx.Float64s(), in)
+				autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
+			}
+			if needW {
+				dw := autodiff.Empty(w.DType(), out, in)
+				gemm.Dgemm(true, false, out, in, rows, 1, dpre.Float64s(), out, x.Float64s(), in, 0, dw.Float64s(), in)
+				autodiff.Accumulate(w, func() *autodiff.Tensor { return dw })
+			}
+		}
+		if db != nil {
+			autodiff.Accumulate(b, func() *autodiff.Tensor { return db })
+		}
+	}, inputs...)
+	own(res, deriv)
+	return res
+}
+
+// own hands saved tensors to out's tape, or frees them when out is not recorded.
+func own(out *autodiff.Tensor, saved ...*autodiff.Tensor) {
+	if tp := out.Tape(); tp != nil {
+		tp.Own(saved...)
+		return
+	}
+	for _, s := range saved {
+		s.Release()
+	}
+}
+
+// linearGELUBackward sets dpre = g·deriv and, when db is not nil, adds the column
+// sums of dpre to db (per-worker partial sums, added in worker order).
+func linearGELUBackward[T autodiff.Float](dpre, db, g, deriv []T, rows, width int) {
+	var mu sync.Mutex
+	metal.ParallelFor(rows, rowsGrain(width), func(lo, hi int) {
+		part := make([]T, width)
+		for r := lo; r < hi; r++ {
+			d, gr, dr := dpre[r*width:(r+1)*width], g[r*width:(r+1)*width], deriv[r*width:(r+1)*width]
+			if d32, ok := any(d).([]float32); ok {
+				mulSum32(d32, any(part).([]float32), any(gr).([]float32), any(dr).([]float32))
+			} else {
+				mulSumGo(d, part, gr, dr)
+			}
+		}
+		if db != nil {
+			mu.Lock()
+			for i, v := range part {
+				db[i] += v
+			}
+			mu.Unlock()
+		}
+	})
+}
+
+// mulSumGo sets dst = a·b elementwise and adds dst to sum.
+func mulSumGo[T autodiff.Float](dst, sum, a, b []T) {
+	sum, a, b = sum[:len(dst)], a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
+		sum[i] += dst[i]
+	}
+}
+
+// The constants of Abramowitz and Stegun 7.1.26:
+// erf(z) ≈ 1 − t(a1 + t(a2 + t(a3 + t(a4 + t·a5))))·e^(−z²), t = 1/(1 + p·z), z ≥ 0.
+const (
+	erfP  = 0.3275911
+	erfA1 = 0.254829592
+	erfA2 = -0.284496736
+	erfA3 = 1.421413741
+	erfA4 = -1.453152027
+	erfA5 = 1.061405429
+
+	invSqrt2   = 0.7071067811865476
+	invSqrt2Pi = 0.3989422804014327
+)
+
+// geluRows32 replaces each element v of y (rows of width, plus b when not nil) by
+// gelu(v) and stores gelu'(v) in d.
+func geluRows32(y, d, b []float32, width int) {
+	for r := 0; r < len(y); r += width {
+		geluRow32(y[r:r+width], d[r:r+width], b)
+	}
+}
+
+// geluRowGo is geluRow32 in Go.
+func geluRowGo(y, d, b []float32) {
+	for i, v := range y {
+		if b != nil {
+			v += b[i]
+		}
+		y[i], d[i] = gelu32(v)
+	}
+}
+
+// tail returns s[n:], or nil when s is nil.
+func tail(s []float32, n int) []float32 {
+	if s == nil {
+		return nil
+	}
+	return s[n:]
+}
+
+func float32bits(v float32) uint32 { return math.Float32bits(v) }
+
+// gelu32 returns gelu(x) = x·Φ(x) and its derivative Φ(x) + x·φ(x) in float32.
+// It has no branches on the data (the sign goes through bit operations): random
+// signs would mispredict half the time.
+func gelu32(x float32) (y, dy float32) {
+	bits := math.Float32bits(x)
+	a := math.Float32frombits(bits&0x7fffffff) * invSqrt2 // |x|/√2
+	t := 1 / (1 + erfP*a)
+	poly := t * (erfA1 + t*(erfA2+t*(erfA3+t*(erfA4+t*erfA5))))
+	e := expNeg32(-a * a)
+	tail := 0.5 * poly * e       // Φ(−|x|)
+	pos := float32(1 - bits>>31) // 1 when x ≥ 0
+	phi := tail + pos*(1-2*tail) // Φ(x)
+	return x * phi, phi + x*e*invSqrt2Pi
+}
+
+// expNeg32 is e^x for x ≤ 0 in float32 (relative error below 2e-7; below −87.3
+// it returns e^−87.3 ≈ 1.2e-38, the smallest normal): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n put
+// in the exponent.
+func expNeg32(x float32) float32 {
+	const (
+		log2e = 1.4426950408889634
+		ln2hi = 0.693145751953125
+		ln2lo = 1.428606765330187e-06
+	)
+	x = max(x, -87.3)
+	n := int32(x*log2e - 0.5)
+	fn := float32(n)
+	r := x - fn*ln2hi - fn*ln2lo
+	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
+	return p * math.Float32frombits(uint32(n+127)<<23)
+}
+
+func geluRows64(y, d, b []float64, width int) {
+	for r := 0; r < len(y); r += width {
+		yr, dr := y[r:r+width], d[r:r+width]
+		for i, v := range yr {
+			if b != nil {
+				v += b[i]
+			}
+			phi := 0.5 * (1 + math.Erf(v*invSqrt2))
+			yr[i] = v * phi
+			dr[i] = phi + v*invSqrt2Pi*math.Exp(-0.5*v*v)
+		}
+	}
+}
+
+// ---- linear + residual --------------------------------------------------------------
+
+// linearResidual is the fused, differentiable res + x·Wᵀ + b for x (..., in), W
+// (out, in), b (out) or nil and res (..., out): the projection that closes a
+// residual branch (o_proj, down_proj). Forward writes res + b into the output
+// and lets the GEMM accumulate onto it; backward hands the residual its gradient
+// and runs the two GEMMs of a linear layer and the bias sum.
+func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
+	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
+		res.DType() != x.DType() || res.Rank() != x.Rank() || res.Dim(-1) != w.Dim(0) || res.Len()/w.Dim(0) != x.Len()/w.Dim(1) ||
+		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
+		panic(fmt.Sprintf("models: linear_residual: input %s %v, weight %v, bias %v, residual %s %v", x.DType(), x.Shape(), w.Shape(), shapeOf(b), res.DType(), res.Shape()))
+	}
+	in, out := w.Dim(1), w.Dim(0)
+	rows := x.Len() / in
+	y := autodiff.Empty(x.DType(), res.Shape()...)
+	if x.DType() == autodiff.Float32 {
+		residualRows(y.Float32s(), res.Float32s(), optFloats[float32](b), out)
+		gemm.Sgemm(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 1, y.Float32s(), out)
+	} else {
+		residualRows(y.Float64s(), res.Float64s(), optFloats[float64](b), out)
+		gemm.Dgemm(false, true, rows, out, in, 1, x.Float64s(), in, w.Float64s(), in, 1, y.Float64s(), out)
+	}
+	inputs := []*autodiff.Tensor{x, w, res}
+	if b != nil {
+		inputs = append(inputs, b)
+	}
+	return autodiff.Record(y, "linear_residual", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(res, func() *autodiff.Tensor { return g.Clone() })
+		autodiff.Accumulate(x, func() *autodiff.Tensor {
+			dx := autodiff.Empty(x.DType(), x.Shape()...)
+			if x.DType() == autodiff.Float32 {
+				gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
+			} else {
+				gemm.Dgemm(false, false, rows, in, out, 1, g.Float64s(), out, w.Float64s(), in, 0, dx.Float64s(), in)
+			}
+			return dx
+		})
+		autodiff.Accumulate(w, func() *autodiff.Tensor {
+			dw := autodiff.Empty(w.DType(), out, in)
+			if x.DType() == autodiff.Float32 {
+				gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x.Float32s(), in, 0, dw.Float32s(), in)
+			} else {
+				gemm.Dgemm(true, false, out, in, rows, 1, g.Float64s(), out, x.Float64s(), in, 0, dw.Float64s(), in)
+			}
+			return dw
+		})
+		if b != nil {
+			autodiff.Accumulate(b, func() *autodiff.Tensor {
+				db := autodiff.Zeros(b.DType(), out)
+				if x.DType() == autodiff.Float32 {
+					columnSums(db.Float32s(), g.Float32s(), rows, out)
+				} else {
+					columnSums(db.Float64s(), g.Float64s(), rows, out)
+				}
+				return db
+			})
+		}
+	}, inputs...)
+}
+
+// residualRows sets each row of y (rows of width) to res + b (b may be nil).
+func residualRows[T autodiff.Float](y, res, b []T, width int) {
+	if b == nil {
+		copy(y, res)
+		return
+	}
+	metal.ParallelFor(len(y)/width, rowsGrain(2*width), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			yr, rr := y[r*width:(r+1)*width], res[r*width:(r+1)*width]
+			for i, v := range rr {
+				yr[i] = v + b[i]
+			}
+		}
+	})
+}
+
+// columnSums adds the column sums of the rows×cols matrix g to dst, from
+// per-worker partial sums added in worker order.
+func columnSums[T autodiff.Float](dst, g []T, rows, cols int) {
+	var mu sync.Mutex
+	metal.ParallelFor(rows, rowsGrain(cols), func(lo, hi int) {
+		part := make([]T, cols)
+		for r := lo; r < hi; r++ {
+			row := g[r*cols : (r+1)*cols]
+			if p32, ok := any(part).([]float32); ok {
+				addTo32(p32, any(row).([]float32))
+				continue
+			}
+			for j, v := range row {
+				part[j] += v
+			}
+		}
+		mu.Lock()
+		for j, v := range part {
+			dst[j] += v
+		}
+		mu.Unlock()
+	})
+}

@@ -1,0 +1,289 @@
+package models
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
+)
+
+func normal(seed uint64, dt autodiff.DType, mean, std float64, shape ...int) *autodiff.Tensor {
+	return autodiff.RandNormal(autodiff.NewRNG(seed), dt, mean, std, shape...)
+}
+
+// geluRef is the exact GELU and its derivative in float64.
+func geluRef(x float64) (y, dy float64) {
+	phi := 0.5 * (1 + math.Erf(x/math.Sqrt2))
+	return x * phi, phi + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
+}
+
+// TestGELUKernels checks the float32 GELU (the AVX2 kernel where the CPU has it
+// and the Go loop on the tail) and its derivative against the float64 formulas,
+// over lengths that exercise both, extreme arguments included.
+func TestGELUKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 7, 8, 33, 512} {
+		x := make([]float32, n)
+		b := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * 4)
+			b[i] = float32(rng.NormFloat64())
+		}
+		x[0] = -30
+		if n > 3 {
+			x[1], x[2], x[3] = 30, 0, -9
+		}
+		for _, bias := range [][]float32{nil, b} {
+			y, d := append([]float32(nil), x...), make([]float32, n)
+			geluRow32(y, d, bias)
+			for i := range x {
+				v := x[i]
+				if bias != nil {
+					v += bias[i]
+				}
+				wy, wd := geluRef(float64(v))
+				assert.InDelta(t, wy, float64(y[i]), 3e-7*math.Max(1, math.Abs(wy)), "n=%d gelu(%g)", n, v)
+				assert.InDelta(t, wd, float64(d[i]), 3e-7, "n=%d gelu'(%g)", n, v)
+			}
+		}
+	}
+	// expNeg32 over its whole range, relative error.
+	for x := float32(-87); x <= 0; x += 0.37 {
+		want := math.Exp(float64(x))
+		assert.InEpsilon(t, want, float64(expNeg32(x)), 2e-7, "exp(%g)", x)
+	}
+	assert.Less(t, expNeg32(-200), float32(1.3e-38), "clamped at the smallest normal")
+}
+
+// TestLinearGELU compares the fused op with LinearOp followed by GELU, values and
+// gradients, in float64 (to rounding) and float32 (against float64), and checks
+// its float64 gradient against finite differences.
+func TestLinearGELU(t *testing.T) {
+	for _, bias := range []bool{true, false} {
+		x := normal(1, autodiff.Float64, 0, 1, 2, 3, 16)
+		w := normal(2, autodiff.Float64, 0, 0.5, 24, 16)
+		var b *autodiff.Tensor
+		if bias {
+			b = normal(3, autodiff.Float64, 0, 0.5, 24)
+		}
+		seed := normal(4, autodiff.Float64, 0, 1, 2, 3, 24)
+		run := func(f func(x, w, b *autodiff.Tensor) *autodiff.Tensor, dt autodiff.DType) (out []float64, grads [][]float64) {
+			tp := autodiff.NewTape()
+			defer tp.Release()
+			cast := func(t *autodiff.Tensor) *autodiff.Tensor {
+				if t == nil {
+					return nil
+				}
+				return tp.Watch(autodiff.Cast(t, dt))
+			}
+			xs, ws, bs := cast(x), cast(w), cast(b)
+			y := f(xs, ws, bs)
+			tp.BackwardWith(y, autodiff.Cast(seed, dt))
+			for _, p := range []*autodiff.Tensor{xs, ws, bs} {
+				if p != nil {
+					grads = append(grads, tp.Grad(p).Float64Values())
+				}
+			}
+			return y.Float64Values(), grads
+		}
+		composed := func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return autodiff.GELU(layers.LinearOp(x, w, b)) }
+		want, wantG := run(composed, autodiff.Float64)
+		got, gotG := run(LinearGELU, autodiff.Float64)
+		assert.InDeltaSlice(t, want, got, 1e-13)
+		for i := range wantG {
+			assert.InDeltaSlice(t, wantG[i], gotG[i], 1e-12)
+		}
+		got32, got32G := run(LinearGELU, autodiff.Float32)
+		assert.InDeltaSlice(t, want, got32, 2e-5)
+		for i := range wantG {
+			assert.InDeltaSlice(t, wantG[i], got32G[i], 5e-5)
+		}
+		inputs := []*autodiff.Tensor{x, w}
+		if b != nil {
+			inputs = append(inputs, b)
+		}
+		assert.NoError(t, autodiff.GradCheck{}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
+			var bb *autodiff.Tensor
+			if len(in) > 2 {
+				bb = in[2]
+			}
+			return LinearGELU(in[0], in[1], bb)
+		}, inputs...))
+	}
+}
+
+// TestLayerNorm32 compares the AVX2 LayerNorm with layers.LayerNormOp in
+// float64, values and gradients, on rows that do not start centred.
+func TestLayerNorm32(t *testing.T) {
+	if !hasAVX2FMA() {
+		t.Skip("no AVX2")
+	}
+	for _, d := range []int{8, 128, 136} {
+		x := normal(5, autodiff.Float64, 0.5, 2, 3, 7, d)
+		w := normal(6, autodiff.Float64, 1, 0.3, d)
+		b := normal(7, autodiff.Float64, 0, 0.3, d)
+		seed := normal(8, autodiff.Float64, 0, 1, 3, 7, d)
+		run := func(dt autodiff.DType, f func(x, w, b *autodiff.Tensor) *autodiff.Tensor) [][]float64 {
+			tp := autodiff.NewTape()
+			defer tp.Release()
+			xs, ws, bs := tp.Watch(autodiff.Cast(x, dt)), tp.Watch(autodiff.Cast(w, dt)), tp.Watch(autodiff.Cast(b, dt))
+			y := f(xs, ws, bs)
+			tp.BackwardWith(y, autodiff.Cast(seed, dt))
+			return [][]float64{y.Float64Values(), tp.Grad(xs).Float64Values(), tp.Grad(ws).Float64Values(), tp.Grad(bs).Float64Values()}
+		}
+		want := run(autodiff.Float64, func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return layers.LayerNormOp(x, w, b, 1e-5) })
+		got := run(autodiff.Float32, func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return layerNorm32(x, w, b, 1e-5) })
+		for i, name := range []string{"y", "dx", "dw", "db"} {
+			scale := 1.0
+			for _, v := range want[i] {
+				scale = math.Max(scale, math.Abs(v))
+			}
+			assert.InDeltaSlice(t, want[i], got[i], 2e-6*scale, "d=%d %s", d, name)
+		}
+	}
+	// The module falls back to the layers op where the kernel does not apply.
+	n := LayerNorm{layers.NewLayerNorm(autodiff.Float32, 5, 1e-5, true)}
+	x := normal(9, autodiff.Float32, 0, 1, 2, 5)
+	assert.Equal(t, layers.LayerNormOp(x, n.Weight, n.Bias, 1e-5).Float32s(), n.Forward(nil, x).Float32s())
+}
+
+// ceRef is the masked mean cross-entropy in float64.
+func ceRef(logits []float64, targets []int32, mask []float64, v int) float64 {
+	sum, count := 0.0, 0
+	for r, tg := range targets {
+		if tg < 0 || mask != nil && mask[r] == 0 {
+			continue
+		}
+		row := logits[r*v : (r+1)*v]
+		m := math.Inf(-1)
+		for _, x := range row {
+			m = math.Max(m, x)
+		}
+		s := 0.0
+		for _, x := range row {
+			s += math.Exp(x - m)
+		}
+		sum += m + math.Log(s) - row[tg]
+		count++
+	}
+	if count == 0 {
+		return 0
+	}
+	return sum / float64(count)
+}
+
+// TestLMLoss checks the masked mean cross-entropy of Model.Loss (built on
+// autodiff.CrossEntropy) against a float64 reference.
+func TestLMLoss(t *testing.T) {
+	const v = 9
+	logits := normal(10, autodiff.Float64, 0, 3, 2, 4, v)
+	targets := autodiff.FromInt32([]int32{0, 8, 3, -100, 5, 5, 1, 2}, 2, 4)
+	mask := autodiff.FromInt32([]int32{1, 1, 0, 1, 1, 1, 1, 0}, 2, 4)
+	maskF := []float64{1, 1, 0, 1, 1, 1, 1, 0}
+	for _, m := range []*autodiff.Tensor{nil, mask} {
+		var mf []float64
+		if m != nil {
+			mf = maskF
+		}
+		want := ceRef(logits.Float64s(), targets.Int32s(), mf, v)
+		assert.InDelta(t, want, lmLoss(logits, targets, m).Item(), 1e-12)
+		got32 := lmLoss(autodiff.Cast(logits, autodiff.Float32), targets, m)
+		assert.InDelta(t, want, got32.Item(), 1e-5)
+		assert.NoError(t, autodiff.GradCheck{Skip: []int{1}}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
+			return lmLoss(in[0], targets, m)
+		}, logits, targets))
+	}
+	// Nothing counted: zero loss, zero gradient.
+	none := autodiff.Zeros(autodiff.Int32, 2, 4)
+	tp := autodiff.NewTape()
+	defer tp.Release()
+	l := tp.Watch(logits)
+	loss := lmLoss(l, targets, none)
+	assert.Equal(t, 0.0, loss.Item())
+	tp.Backward(loss)
+	for _, g := range tp.Grad(logits).Float64s() {
+		require.Equal(t, 0.0, g)
+	}
+	assert.Panics(t, func() { lmLoss(logits, autodiff.FromInt32([]int32{0, 9, 0, 0, 0, 0, 0, 0}, 2, 4), nil) })
+	assert.Panics(t, func() { lmLoss(logits, autodiff.Zeros(autodiff.Int32, 2, 4), autodiff.Zeros(autodiff.Int32, 8)) })
+}
+
+func TestEmbedPositions(t *testing.T) {
+	table := normal(11, autodiff.Float64, 0, 1, 5, 3)
+	pos := normal(12, autodiff.Float64, 0, 1, 6, 3)
+	ids := autodiff.FromInt32([]int32{4, 0, 4, 1, 2, 2}, 2, 3)
+	out := embedPositions(table, pos, ids, 2)
+	for r, id := range ids.Int32s() {
+		for c := range 3 {
+			want := table.Float64s()[int(id)*3+c] + pos.Float64s()[(2+r%3)*3+c]
+			assert.Equal(t, want, out.Float64s()[r*3+c])
+		}
+	}
+	assert.Equal(t, table.Float64s()[12:15], embedPositions(table, nil, ids, 0).Float64s()[:3])
+	assert.NoError(t, autodiff.GradCheck{Skip: []int{2}}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
+		return embedPositions(in[0], in[1], in[2], 1)
+	}, table, pos, ids))
+}
+
+// TestLinearResidual compares the fused res + x·Wᵀ + b with LinearOp and Add,
+// values and gradients, and checks its float64 gradient.
+func TestLinearResidual(t *testing.T) {
+	for _, bias := range []bool{true, false} {
+		x := normal(13, autodiff.Float64, 0, 1, 2, 5, 24)
+		w := normal(14, autodiff.Float64, 0, 0.5, 16, 24)
+		res := normal(15, autodiff.Float64, 0, 1, 2, 5, 16)
+		var b *autodiff.Tensor
+		if bias {
+			b = normal(16, autodiff.Float64, 0, 0.5, 16)
+		}
+		seed := normal(17, autodiff.Float64, 0, 1, 2, 5, 16)
+		run := func(dt autodiff.DType, f func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor) [][]float64 {
+			tp := autodiff.NewTape()
+			defer tp.Release()
+			in := []*autodiff.Tensor{x, w, res, b}
+			for i, v := range in {
+				if v != nil {
+					in[i] = tp.Watch(autodiff.Cast(v, dt))
+				}
+			}
+			y := f(in[0], in[1], in[3], in[2])
+			tp.BackwardWith(y, autodiff.Cast(seed, dt))
+			out := [][]float64{y.Float64Values()}
+			for _, v := range in {
+				if v != nil {
+					out = append(out, tp.Grad(v).Float64Values())
+				}
+			}
+			return out
+		}
+		want := run(autodiff.Float64, func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
+			return autodiff.Add(res, layers.LinearOp(x, w, b))
+		})
+		for _, dt := range []autodiff.DType{autodiff.Float64, autodiff.Float32} {
+			got := run(dt, linearResidual)
+			tol := 1e-12
+			if dt == autodiff.Float32 {
+				tol = 2e-5
+			}
+			for i := range want {
+				assert.InDeltaSlice(t, want[i], got[i], tol, "%s result %d", dt, i)
+			}
+		}
+		inputs := []*autodiff.Tensor{x, w, res}
+		if b != nil {
+			inputs = append(inputs, b)
+		}
+		assert.NoError(t, autodiff.GradCheck{}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
+			var bb *autodiff.Tensor
+			if len(in) > 3 {
+				bb = in[3]
+			}
+			return linearResidual(in[0], in[1], bb, in[2])
+		}, inputs...))
+	}
+}

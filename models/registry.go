@@ -1,0 +1,222 @@
+package models
+
+import (
+	"math"
+
+	"github.com/mlxtrain/mlxtrain/attention"
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
+)
+
+// Mixer is the part of a layer that mixes information across positions:
+// attention (now) or a state-space model. Its input and output are (batch, seq,
+// hidden). cache is nil in training; in generation it carries the layer's state
+// from one call to the next.
+type Mixer interface {
+	Params(prefix string) []autodiff.Param
+	Forward(c *layers.Ctx, x *autodiff.Tensor, cache *LayerCache) *autodiff.Tensor
+}
+
+// FeedForward is the part of a layer that transforms each position on its own: a
+// dense MLP (now) or a mixture of experts. Input and output are (batch, seq,
+// hidden).
+type FeedForward interface {
+	Params(prefix string) []autodiff.Param
+	Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor
+}
+
+// Norm is a layer norm or RMS norm as the model uses it.
+type Norm interface {
+	Params(prefix string) []autodiff.Param
+	Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor
+}
+
+// residualMixer is a Mixer that can add its output to the residual stream itself:
+// ForwardResidual(c, x, res, cache) is res + Forward(c, x, cache), with the
+// addition fused into its last projection.
+type residualMixer interface {
+	ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor, cache *LayerCache) *autodiff.Tensor
+}
+
+// residualFeedForward is residualMixer for a FeedForward.
+type residualFeedForward interface {
+	ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autodiff.Tensor
+}
+
+// linearLister is implemented by modules whose linears LoRA may adapt.
+type linearLister interface {
+	Linears(prefix string) []layers.NamedLinear
+}
+
+// LayerCache is what one layer keeps between generation calls: the keys and
+// values of an attention mixer (a recurrent state for an SSM mixer, later).
+type LayerCache struct {
+	KV attention.KVCache
+}
+
+// Cache holds every layer's LayerCache for one generation.
+type Cache struct {
+	Layers []LayerCache
+}
+
+// NewCache returns an empty cache for m, with a simple growing KV cache
+// ([attention.ConcatCache]) for each attention layer.
+func NewCache(m *Model) *Cache {
+	c := &Cache{Layers: make([]LayerCache, len(m.Layers))}
+	for i, l := range m.Layers {
+		if _, ok := l.Mixer.(AttentionMixer); ok {
+			c.Layers[i].KV = &attention.ConcatCache{}
+		}
+	}
+	return c
+}
+
+// Offset is the number of positions the cache holds (that of its first layer
+// with a KV cache).
+func (c *Cache) Offset() int {
+	for _, l := range c.Layers {
+		if l.KV != nil {
+			return l.KV.Offset()
+		}
+	}
+	return 0
+}
+
+// Mixer and feed-forward kinds, as layer_types and feed_forward_types name them.
+const (
+	MixerFullAttention    = "full_attention"
+	MixerAttention        = "attention" // same as full_attention
+	MixerSlidingAttention = "sliding_attention"
+
+	FeedForwardMLP = "mlp"
+)
+
+// mixerKind builds one kind of mixer; Name is its module name in the layer
+// ("self_attn" in model.layers.0.self_attn.q_proj.weight).
+type mixerKind struct {
+	Name string
+	New  func(cfg Config, layer int, rng *autodiff.RNG) Mixer
+}
+
+type feedForwardKind struct {
+	Name string
+	New  func(cfg Config, layer int, rng *autodiff.RNG) FeedForward
+}
+
+// The registries: adding a mixer (an SSM) or a feed-forward (a mixture of experts)
+// is one entry here, with its builder.
+var (
+	mixers = map[string]mixerKind{
+		MixerFullAttention:    {"self_attn", newAttention(false)},
+		MixerAttention:        {"self_attn", newAttention(false)},
+		MixerSlidingAttention: {"self_attn", newAttention(true)},
+	}
+	feedForwards = map[string]feedForwardKind{
+		FeedForwardMLP: {"mlp", newMLP},
+	}
+)
+
+// initStd returns the weight inits: N(0, range²) for inputs, and for the
+// projections that write into the residual stream N(0, range²/(2·layers)).
+func initStd(cfg Config) (in, residual layers.Init) {
+	std := cfg.InitializerRange
+	return layers.Init{Std: std}, layers.Init{Std: std / math.Sqrt(2*float64(cfg.NumHiddenLayers))}
+}
+
+// AttentionMixer is the attention mixer: an [attention.Block] whose cache is the
+// layer's KV cache.
+type AttentionMixer struct{ *attention.Block }
+
+// Forward runs the block with the layer's KV cache, if any.
+func (m AttentionMixer) Forward(c *layers.Ctx, x *autodiff.Tensor, cache *LayerCache) *autodiff.Tensor {
+	var kv attention.KVCache
+	if cache != nil {
+		kv = cache.KV
+	}
+	return m.Block.Forward(c, x, kv)
+}
+
+// ForwardResidual is res + Forward(c, x, cache), the addition fused into o_proj.
+func (m AttentionMixer) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor, cache *LayerCache) *autodiff.Tensor {
+	var kv attention.KVCache
+	if cache != nil {
+		kv = cache.KV
+	}
+	if m.O.LoRA != nil {
+		return autodiff.Add(res, m.Block.Forward(c, x, kv))
+	}
+	return linearResidual(m.Attend(c, x, kv), c.Param(m.O.Weight), c.Param(m.O.Bias), res)
+}
+
+func newAttention(sliding bool) func(Config, int, *autodiff.RNG) Mixer {
+	return func(cfg Config, _ int, rng *autodiff.RNG) Mixer {
+		in, res := initStd(cfg)
+		bc := attention.BlockConfig{
+			Dim: cfg.HiddenSize, Heads: cfg.NumAttentionHeads, KVHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
+			QKVBias: cfg.AttentionBias, OutBias: cfg.AttentionBias,
+			Causal: true, Init: in, OutInit: res,
+		}
+		if sliding {
+			bc.Window = cfg.SlidingWindow
+		}
+		if cfg.PositionEmbeddingType == PositionsRoPE {
+			bc.RoPE = &attention.RoPEOptions{Base: cfg.RopeTheta, Interleaved: cfg.RopeTraditional}
+		}
+		return AttentionMixer{attention.NewBlock(rng, cfg.DType(), bc)}
+	}
+}
+
+func newMLP(cfg Config, _ int, rng *autodiff.RNG) FeedForward {
+	in, res := initStd(cfg)
+	act := layers.Activation(activations[cfg.HiddenAct])
+	if cfg.MLPGated {
+		act = layers.ActSwiGLU
+	}
+	m := &layers.MLP{Act: act}
+	dt := cfg.DType()
+	if act == layers.ActSwiGLU {
+		m.Gate = layers.NewLinear(rng, dt, cfg.HiddenSize, cfg.IntermediateSize, cfg.MLPBias, in)
+	}
+	m.Up = layers.NewLinear(rng, dt, cfg.HiddenSize, cfg.IntermediateSize, cfg.MLPBias, in)
+	m.Down = layers.NewLinear(rng, dt, cfg.IntermediateSize, cfg.HiddenSize, cfg.MLPBias, res)
+	return DenseMLP{m}
+}
+
+// DenseMLP is the dense feed-forward: a [layers.MLP] (gate_proj, up_proj,
+// down_proj), whose GELU form runs the up projection, bias and GELU as one fused
+// op ([LinearGELU]).
+type DenseMLP struct{ *layers.MLP }
+
+// Forward applies the MLP.
+func (m DenseMLP) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+	return m.Down.Forward(c, m.hidden(c, x))
+}
+
+// ForwardResidual is res + Forward(c, x), the addition fused into down_proj.
+func (m DenseMLP) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autodiff.Tensor {
+	if m.Down.LoRA != nil {
+		return autodiff.Add(res, m.Forward(c, x))
+	}
+	return linearResidual(m.hidden(c, x), c.Param(m.Down.Weight), c.Param(m.Down.Bias), res)
+}
+
+// hidden is the MLP up to down_proj's input.
+func (m DenseMLP) hidden(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+	if m.Act == layers.ActGELU && m.Up.LoRA == nil {
+		return LinearGELU(x, c.Param(m.Up.Weight), c.Param(m.Up.Bias))
+	}
+	h := m.Up.Forward(c, x)
+	switch m.Act {
+	case layers.ActSwiGLU:
+		return layers.SwiGLUOp(m.Gate.Forward(c, x), h)
+	case layers.ActGELU:
+		return autodiff.GELU(h)
+	case layers.ActGELUTanh:
+		return autodiff.GELUTanh(h)
+	case layers.ActReLU:
+		return autodiff.ReLU(h)
+	case layers.ActSiLU:
+		return autodiff.SiLU(h)
+	}
+	panic("models: unknown activation " + string(m.Act))
+}
