@@ -497,4 +497,3 @@ func (ru *run) estimateMemory() int64 {
 	act := tokens*per*int64(r.Model.Layers) + 3*tokens*int64(ru.model.Config.VocabSize)
 	return 4 * (4*p + act)
 }
-
