@@ -21,9 +21,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Writer:    stdout,
 		ErrWriter: stderr,
-		Name:    "mlxtrain",
-		Usage:   "train and run small language models from Go",
-		Version: version,
+		Name:      "mlxtrain",
+		Usage:     "train and run small language models from Go",
+		Version:   version,
 		Commands: []*cli.Command{
 			fitCommand(),
 			generateCommand(),
