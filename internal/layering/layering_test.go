@@ -38,7 +38,8 @@ func top(pkg string) string {
 	if rel == "" {
 		return ""
 	}
-	return strings.SplitN(rel, "/", 2)[0]
+	// An external test package (data_test) belongs to its package (data).
+	return strings.TrimSuffix(strings.SplitN(rel, "/", 2)[0], "_test")
 }
 
 func TestImportsFollowTheLayering(t *testing.T) {
