@@ -186,5 +186,7 @@ func TestCausalConv1dShapeErrors(t *testing.T) {
 	assert.Panics(t, func() { CausalConv1d(x, ad.Zeros(ad.Float64, 4, 2, 2), nil) })
 	assert.Panics(t, func() { CausalConv1d(x, ad.Zeros(ad.Float64, 4, 2), ad.Zeros(ad.Float64, 3)) })
 	assert.Panics(t, func() { CausalConv1d(x, ad.Zeros(ad.Float32, 4, 2), nil) })
-	require.Panics(t, func() { CausalConv1dForward(make([]float64, 3), make([]float64, 3), make([]float64, 2), nil, nil, 1, 3, 1, 1) })
+	require.Panics(t, func() {
+		CausalConv1dForward(make([]float64, 3), make([]float64, 3), make([]float64, 2), nil, nil, 1, 3, 1, 1)
+	})
 }
