@@ -3,6 +3,7 @@ package advanced
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -115,6 +116,30 @@ func optLen[T any](s []T) int {
 	return len(s)
 }
 
+// ssmPath is the implementation the kernels' inner loops take.
+type ssmPath uint8
+
+const (
+	ssmGo  ssmPath = iota // the Go loops, any dtype and state size
+	ssmAVX                // AVX2 + FMA assembly: float32, state a multiple of 8
+)
+
+// ssmOp lists the selective scan's paths for `mlxtrain devices` and profiles.
+// MLXTRAIN_SELECTIVE_SCAN_MIN_STATE_ASM raises the smallest state size given to
+// the assembly.
+var ssmOp = metal.Kernels.Register("selective_scan", []string{"state"},
+	&metal.Impl{Path: metal.PathAsm, Min: []int{8}, Available: func() bool { return hasSSMAVX }, Fn: ssmFwdAVX},
+	&metal.Impl{Path: metal.PathGo, Fn: ssmFwdBlock[float32]},
+)
+
+// ssmPathFor picks the path for state size n.
+func ssmPathFor[T autodiff.Float](n int) ssmPath {
+	if isFloat32[T]() && n%8 == 0 && ssmOp.Pick(n).Path == metal.PathAsm {
+		return ssmAVX
+	}
+	return ssmGo
+}
+
 // SelectiveScanForward writes y (Batch, Len, Inner). When ckpt is not nil it
 // receives the states at the start of every chunk of `chunk` steps, laid out
 // (Batch, ⌈Len/chunk⌉, Inner, State), for [SelectiveScanBackward]; when hLast is
@@ -126,7 +151,7 @@ func SelectiveScanForward[T autodiff.Float](y, ckpt, hLast []T, in SSMInputs[T],
 	if th, nc := metal.Threads(), ceilDiv(d.Len, chunk); th > 1 && units > 0 && units < th && nc > 1 {
 		segs = min(nc, 1+ceilDiv(th, units))
 	}
-	ssmForward(y, ckpt, hLast, in, d, chunk, segs)
+	ssmForward(y, ckpt, hLast, in, d, chunk, segs, ssmPathFor[T](d.State))
 }
 
 // ssmUnit returns the batch row and channel range of work unit u.
@@ -146,18 +171,18 @@ func ssmInitState[T autodiff.Float](h, h0 []T, d SSMDims, b, d0, d1 int) {
 }
 
 // ssmForward is the forward over `segs` time segments (whole chunks each).
-func ssmForward[T autodiff.Float](y, ckpt, hLast []T, in SSMInputs[T], d SSMDims, chunk, segs int) {
+func ssmForward[T autodiff.Float](y, ckpt, hLast []T, in SSMInputs[T], d SSMDims, chunk, segs int, path ssmPath) {
 	N := d.State
 	units := d.Batch * ceilDiv(d.Inner, ssmBlock)
 	nc := ceilDiv(d.Len, chunk)
 	if segs <= 1 || nc <= 1 {
 		metal.ParallelFor(units, 1, func(lo, hi int) {
-			h := make([]T, ssmBlock*N)
+			h, e := make([]T, ssmBlock*N), make([]T, N)
 			for u := lo; u < hi; u++ {
 				b, d0, d1 := ssmUnit(d, u)
 				hs := h[:(d1-d0)*N]
 				ssmInitState(hs, in.H0, d, b, d0, d1)
-				ssmRun(y, ckpt, in, d, chunk, b, d0, d1, 0, d.Len, hs)
+				ssmRun(y, ckpt, in, d, chunk, b, d0, d1, 0, d.Len, hs, e, path)
 				if hLast != nil {
 					copy(hLast[(b*d.Inner+d0)*N:], hs)
 				}
@@ -175,30 +200,31 @@ func ssmForward[T autodiff.Float](y, ckpt, hLast []T, in SSMInputs[T], d SSMDims
 	end := make([]T, (segs-1)*width)
 	items := units * (segs - 1)
 	metal.ParallelFor(items, 1, func(lo, hi int) {
+		e := make([]T, ssmBlock*N)
 		for i := lo; i < hi; i++ {
 			u, s := i/(segs-1), i%(segs-1)
 			b, d0, d1 := ssmUnit(d, u)
 			off := s*width + u*ssmBlock*N
-			e := end[off : off+(d1-d0)*N]
+			st := end[off : off+(d1-d0)*N]
 			if s == 0 {
-				ssmInitState(e, in.H0, d, b, d0, d1)
-				ssmRun(y, ckpt, in, d, chunk, b, d0, d1, 0, bound(1), e)
+				ssmInitState(st, in.H0, d, b, d0, d1)
+				ssmRun(y, ckpt, in, d, chunk, b, d0, d1, 0, bound(1), st, e[:N], path)
 				continue
 			}
-			ssmSegmentMap(prod[off:off+(d1-d0)*N], e, in, d, b, d0, d1, bound(s), bound(s+1))
+			ssmSegmentMap(prod[off:off+(d1-d0)*N], st, e[:(d1-d0)*N], in, d, b, d0, d1, bound(s), bound(s+1), path)
 		}
 	})
 	// The scan of the segment maps: end[s] becomes the state after segment s.
 	LinearScan(end, prod, end, nil, segs-1, width)
 	metal.ParallelFor(items, 1, func(lo, hi int) {
-		h := make([]T, ssmBlock*N)
+		h, e := make([]T, ssmBlock*N), make([]T, N)
 		for i := lo; i < hi; i++ {
 			u, s := i/(segs-1), 1+i%(segs-1)
 			b, d0, d1 := ssmUnit(d, u)
 			hs := h[:(d1-d0)*N]
 			off := (s-1)*width + u*ssmBlock*N
 			copy(hs, end[off:off+len(hs)])
-			ssmRun(y, ckpt, in, d, chunk, b, d0, d1, bound(s), bound(s+1), hs)
+			ssmRun(y, ckpt, in, d, chunk, b, d0, d1, bound(s), bound(s+1), hs, e, path)
 			if s == segs-1 && hLast != nil {
 				copy(hLast[(b*d.Inner+d0)*N:], hs)
 			}
@@ -207,10 +233,9 @@ func ssmForward[T autodiff.Float](y, ckpt, hLast []T, in SSMInputs[T], d SSMDims
 }
 
 // ssmRun advances the states h of channels [d0, d1) of row b over steps [t0, t1),
-// writing y and, at chunk starts, the checkpoints.
-func ssmRun[T autodiff.Float](y, ckpt []T, in SSMInputs[T], d SSMDims, chunk, b, d0, d1, t0, t1 int, h []T) {
+// writing y and, at chunk starts, the checkpoints; e is room for a row of N.
+func ssmRun[T autodiff.Float](y, ckpt []T, in SSMInputs[T], d SSMDims, chunk, b, d0, d1, t0, t1 int, h, e []T, path ssmPath) {
 	N, D := d.State, d.Inner
-	f32 := isFloat32[T]()
 	nc := ceilDiv(d.Len, chunk)
 	for t := t0; t < t1; t++ {
 		if ckpt != nil && t%chunk == 0 {
@@ -218,48 +243,22 @@ func ssmRun[T autodiff.Float](y, ckpt []T, in SSMInputs[T], d SSMDims, chunk, b,
 		}
 		row := (b*d.Len + t) * D
 		bt, ct := in.B[(b*d.Len+t)*N:][:N], in.C[(b*d.Len+t)*N:][:N]
-		for j := range d1 - d0 {
-			dc := d0 + j
-			dl, xv := in.Dt[row+dc], in.X[row+dc]
-			acc := ssmStepRow(h[j*N:(j+1)*N], in.A[dc*N:(dc+1)*N], bt, ct, dl, dl*xv, f32)
-			if in.D != nil {
-				acc += in.D[dc] * xv
-			}
-			y[row+dc] = acc
+		x, yr := in.X[row+d0:row+d1], y[row+d0:row+d1]
+		ssmFwdBlock(h, in.A[d0*N:d1*N], bt, ct, in.Dt[row+d0:row+d1], x, yr, e, N, path)
+		if in.D != nil {
+			axpy(yr, in.D[d0:d1], x)
 		}
 	}
-}
-
-// ssmStepRow advances one channel's state by a step and returns ⟨c, h⟩.
-func ssmStepRow[T autodiff.Float](h, a, b, c []T, dl, dlx T, f32 bool) T {
-	a, b, c = a[:len(h)], b[:len(h)], c[:len(h)]
-	var acc T
-	for n := range h {
-		hv := expT(dl*a[n], f32)*h[n] + dlx*b[n]
-		h[n] = hv
-		acc += c[n] * hv
-	}
-	return acc
 }
 
 // ssmSegmentMap computes the map h ↦ prod∘h + end that steps [t0, t1) apply to
-// the states of channels [d0, d1) of row b.
-func ssmSegmentMap[T autodiff.Float](prod, end []T, in SSMInputs[T], d SSMDims, b, d0, d1, t0, t1 int) {
+// the states of channels [d0, d1) of row b; e is room for their states.
+func ssmSegmentMap[T autodiff.Float](prod, end, e []T, in SSMInputs[T], d SSMDims, b, d0, d1, t0, t1 int, path ssmPath) {
 	N, D := d.State, d.Inner
-	f32 := isFloat32[T]()
 	clear(end)
 	for t := t0; t < t1; t++ {
 		row := (b*d.Len + t) * D
-		bt := in.B[(b*d.Len+t)*N:][:N]
-		for j := range d1 - d0 {
-			dc := d0 + j
-			dl := in.Dt[row+dc]
-			e, a := end[j*N:(j+1)*N], in.A[dc*N:(dc+1)*N]
-			dlx := dl * in.X[row+dc]
-			for n := range e {
-				e[n] = expT(dl*a[n], f32)*e[n] + dlx*bt[n]
-			}
-		}
+		ssmRecBlock(end, end, e, in.A[d0*N:d1*N], in.B[(b*d.Len+t)*N:][:N], in.Dt[row+d0:row+d1], in.X[row+d0:row+d1], N, path)
 	}
 	// The product of the exp(Δ_t·A) is exp(A·ΣΔ_t).
 	for j := range d1 - d0 {
@@ -268,17 +267,105 @@ func ssmSegmentMap[T autodiff.Float](prod, end []T, in SSMInputs[T], d SSMDims, 
 		for t := t0; t < t1; t++ {
 			sum += in.Dt[(b*d.Len+t)*D+dc]
 		}
-		p, a := prod[j*N:(j+1)*N], in.A[dc*N:(dc+1)*N]
-		for n := range p {
-			p[n] = expT(sum*a[n], f32)
+		expRow(prod[j*N:(j+1)*N], in.A[dc*N:(dc+1)*N], sum)
+	}
+}
+
+// ssmFwdBlock advances the states h (rows × n) of a block of channels by a step:
+// for each channel j, h[j] ← exp(dt[j]·a[j])∘h[j] + dt[j]·x[j]·bt and y[j] =
+// ⟨ct, h[j]⟩. e is room for a row of n (the Go path's exponentials).
+func ssmFwdBlock[T autodiff.Float](h, a, bt, ct, dt, x, y, e []T, n int, path ssmPath) {
+	rows := len(dt)
+	if rows == 0 || n == 0 {
+		clear(y)
+		return
+	}
+	h, a, bt, ct, x, y, e = h[:rows*n], a[:rows*n], bt[:n], ct[:n], x[:rows], y[:rows], e[:n]
+	if path == ssmAVX {
+		ssmFwdAVX(f32p(h), f32p(a), f32p(bt), f32p(ct), f32p(dt), f32p(x), f32p(y), rows, n)
+		return
+	}
+	for j := range rows {
+		hj := h[j*n : (j+1)*n]
+		dl := dt[j]
+		dlx := dl * x[j]
+		expRow(e, a[j*n:(j+1)*n], dl)
+		var acc T
+		for k := range hj {
+			v := e[k]*hj[k] + dlx*bt[k]
+			hj[k] = v
+			acc += ct[k] * v
 		}
+		y[j] = acc
+	}
+}
+
+// ssmRecBlock is ssmFwdBlock for the backward's recomputation: e[j] ←
+// exp(dt[j]·a[j]) and cur[j] ← e[j]∘prev[j] + dt[j]·x[j]·bt (cur may be prev).
+func ssmRecBlock[T autodiff.Float](prev, cur, e, a, bt, dt, x []T, n int, path ssmPath) {
+	rows := len(dt)
+	if rows == 0 || n == 0 {
+		return
+	}
+	prev, cur, e, a, bt, x = prev[:rows*n], cur[:rows*n], e[:rows*n], a[:rows*n], bt[:n], x[:rows]
+	if path == ssmAVX {
+		ssmRecAVX(f32p(prev), f32p(cur), f32p(e), f32p(a), f32p(bt), f32p(dt), f32p(x), rows, n)
+		return
+	}
+	for j := range rows {
+		dl := dt[j]
+		dlx := dl * x[j]
+		ej, pj, cj := e[j*n:(j+1)*n], prev[j*n:(j+1)*n], cur[j*n:(j+1)*n]
+		expRow(ej, a[j*n:(j+1)*n], dl)
+		for k := range ej {
+			cj[k] = ej[k]*pj[k] + dlx*bt[k]
+		}
+	}
+}
+
+// ssmBackBlock is the adjoint step of a block of channels at one time step. Per
+// channel j, with rd[8j:8j+3] = (g, Δ, Δ·x) and λ = mu[j] + g·ct (mu[j] carrying
+// exp(Δ_{t+1}·A)∘λ_{t+1}), it adds the channel's share to ∂L/∂C_t (pc += g·h_t),
+// ∂L/∂B_t (pb += Δ·x·λ) and ∂L/∂A (dA[j] += Δ·s with s = λ∘e∘h_{t−1}), moves mu[j]
+// back a step (e∘λ) and leaves ⟨s, a[j]⟩ and ⟨λ, bt⟩ in rd[8j+3] and rd[8j+4]
+// (∂L/∂Δ and ∂L/∂x follow from them). cur holds h_t (the Go path reads it, the
+// assembly recomputes it from prev).
+func ssmBackBlock[T autodiff.Float](mu, prev, cur, e, a, dA, bt, ct, pb, pc, rd []T, n int, path ssmPath) {
+	rows := len(rd) / 8
+	if rows == 0 || n == 0 {
+		return
+	}
+	m := rows * n
+	mu, prev, cur, e, a, dA, bt, ct, pb, pc = mu[:m], prev[:m], cur[:m], e[:m], a[:m], dA[:m], bt[:n], ct[:n], pb[:n], pc[:n]
+	if path == ssmAVX {
+		ssmBackAVX(f32p(mu), f32p(prev), f32p(e), f32p(a), f32p(dA), f32p(bt), f32p(ct), f32p(pb), f32p(pc), f32p(rd), rows, n)
+		return
+	}
+	for j := range rows {
+		r := rd[8*j : 8*j+8]
+		gy, dl, dlx := r[0], r[1], r[2]
+		mj, pj, hj, ej, aj, dAj := mu[j*n:(j+1)*n], prev[j*n:(j+1)*n], cur[j*n:(j+1)*n], e[j*n:(j+1)*n], a[j*n:(j+1)*n], dA[j*n:(j+1)*n]
+		pj, hj, ej, aj, dAj = pj[:len(mj)], hj[:len(mj)], ej[:len(mj)], aj[:len(mj)], dAj[:len(mj)]
+		var sdt, sb T
+		for k := range mj {
+			lam := mj[k] + gy*ct[k]
+			pc[k] += gy * hj[k]
+			s := lam * ej[k] * pj[k]
+			dAj[k] += dl * s
+			sdt += s * aj[k]
+			sb += lam * bt[k]
+			pb[k] += dlx * lam
+			mj[k] = ej[k] * lam
+		}
+		r[3], r[4] = sdt, sb
 	}
 }
 
 // ssmScratch is a worker's room for one chunk of one unit in the backward.
 type ssmScratch[T autodiff.Float] struct {
-	h []T // (chunk+1, ssmBlock, N): the state before the chunk, then after each step
-	a []T // (chunk, ssmBlock, N): exp(Δ_t·A)
+	h  []T // (chunk+1, ssmBlock, N): the state before the chunk, then after each step
+	e  []T // (chunk, ssmBlock, N): exp(Δ_t·A)
+	rd []T // (ssmBlock, 8): a step's per-channel scalars for ssmBackBlock
 }
 
 // SelectiveScanBackward computes the gradients of a selective scan from g =
@@ -286,6 +373,10 @@ type ssmScratch[T autodiff.Float] struct {
 // overwriting every slice of gr. Sums over the batch and over channels are taken
 // in a fixed order, so the result does not depend on the worker count.
 func SelectiveScanBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSMInputs[T], d SSMDims, chunk int) {
+	ssmBackward(gr, g, ckpt, in, d, chunk, ssmPathFor[T](d.State))
+}
+
+func ssmBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSMInputs[T], d SSMDims, chunk int, path ssmPath) {
 	d.check("SelectiveScanBackward", chunk, len(g), len(ckpt), -1, lensOf(in))
 	if len(gr.X) != len(in.X) || len(gr.Dt) != len(in.Dt) || len(gr.A) != len(in.A) || len(gr.B) != len(in.B) ||
 		len(gr.C) != len(in.C) || in.D != nil && len(gr.D) != len(in.D) {
@@ -309,10 +400,10 @@ func SelectiveScanBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSM
 			select {
 			case s = <-pool:
 			default:
-				s = &ssmScratch[T]{h: make([]T, (chunk+1)*ssmBlock*N), a: make([]T, chunk*ssmBlock*N)}
+				s = &ssmScratch[T]{h: make([]T, (chunk+1)*ssmBlock*N), e: make([]T, chunk*ssmBlock*N), rd: make([]T, 8*ssmBlock)}
 			}
 			for u := lo; u < hi; u++ {
-				ssmBackChunk(s, gr, g, ckpt, in, d, chunk, u, c, t0, t1, mu, dApart, dDpart, part[u*2*chunk*N:(u+1)*2*chunk*N])
+				ssmBackChunk(s, gr, g, ckpt, in, d, chunk, u, c, t0, t1, mu, dApart, dDpart, part[u*2*chunk*N:(u+1)*2*chunk*N], path)
 			}
 			select {
 			case pool <- s:
@@ -350,32 +441,19 @@ func SelectiveScanBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSM
 // ssmBackChunk runs the backward of unit u over chunk c = steps [t0, t1):
 // recompute the states from the checkpoint, then the adjoint from the chunk's end.
 func ssmBackChunk[T autodiff.Float](s *ssmScratch[T], gr SSMGrads[T], g, ckpt []T, in SSMInputs[T], d SSMDims,
-	chunk, u, c, t0, t1 int, mu, dApart, dDpart, part []T) {
+	chunk, u, c, t0, t1 int, mu, dApart, dDpart, part []T, path ssmPath) {
 	N, D, L := d.State, d.Inner, d.Len
-	f32 := isFloat32[T]()
 	b, d0, d1 := ssmUnit(d, u)
 	w := (d1 - d0) * N // one step of the unit's states
 	nc := ceilDiv(L, chunk)
-	hs, as := s.h[:(t1-t0+1)*w], s.a[:(t1-t0)*w]
+	hs, es, rd := s.h[:(t1-t0+1)*w], s.e[:(t1-t0)*w], s.rd[:8*(d1-d0)]
+	a := in.A[d0*N : d1*N]
 	copy(hs[:w], ckpt[((b*nc+c)*D+d0)*N:])
 	for t := t0; t < t1; t++ {
 		i := t - t0
-		prev, cur, ar := hs[i*w:(i+1)*w], hs[(i+1)*w:(i+2)*w], as[i*w:(i+1)*w]
 		row := (b*L + t) * D
-		bt := in.B[(b*L+t)*N:][:N]
-		for j := range d1 - d0 {
-			dc := d0 + j
-			dl := in.Dt[row+dc]
-			dlx := dl * in.X[row+dc]
-			a := in.A[dc*N : (dc+1)*N]
-			p, h, e := prev[j*N:(j+1)*N], cur[j*N:(j+1)*N], ar[j*N:(j+1)*N]
-			p, h, bt := p[:len(a)], h[:len(a)], bt[:len(a)]
-			for n := range e {
-				ev := expT(dl*a[n], f32)
-				e[n] = ev
-				h[n] = ev*p[n] + dlx*bt[n]
-			}
-		}
+		ssmRecBlock(hs[i*w:(i+1)*w], hs[(i+1)*w:(i+2)*w], es[i*w:(i+1)*w], a, in.B[(b*L+t)*N:][:N],
+			in.Dt[row+d0:row+d1], in.X[row+d0:row+d1], N, path)
 	}
 	m := mu[(b*D+d0)*N : (b*D+d1)*N]
 	dA := dApart[(b*D+d0)*N : (b*D+d1)*N]
@@ -384,15 +462,17 @@ func ssmBackChunk[T autodiff.Float](s *ssmScratch[T], gr SSMGrads[T], g, ckpt []
 	clear(pC[:(t1-t0)*N])
 	for t := t1 - 1; t >= t0; t-- {
 		i := t - t0
-		prev, cur, ar := hs[i*w:(i+1)*w], hs[(i+1)*w:(i+2)*w], as[i*w:(i+1)*w]
 		row := (b*L + t) * D
-		bt, ct := in.B[(b*L+t)*N:][:N], in.C[(b*L+t)*N:][:N]
-		pb, pc := pB[i*N:(i+1)*N], pC[i*N:(i+1)*N]
+		for j := range d1 - d0 {
+			dl := in.Dt[row+d0+j]
+			rd[8*j], rd[8*j+1], rd[8*j+2] = g[row+d0+j], dl, dl*in.X[row+d0+j]
+		}
+		ssmBackBlock(m, hs[i*w:(i+1)*w], hs[(i+1)*w:(i+2)*w], es[i*w:(i+1)*w], a, dA,
+			in.B[(b*L+t)*N:][:N], in.C[(b*L+t)*N:][:N], pB[i*N:(i+1)*N], pC[i*N:(i+1)*N], rd, N, path)
 		for j := range d1 - d0 {
 			dc := d0 + j
 			gy, dl, xv := g[row+dc], in.Dt[row+dc], in.X[row+dc]
-			sdt, sb := ssmBackRow(m[j*N:(j+1)*N], prev[j*N:(j+1)*N], cur[j*N:(j+1)*N], ar[j*N:(j+1)*N],
-				in.A[dc*N:(dc+1)*N], bt, ct, pb, pc, dA[j*N:(j+1)*N], gy, dl, dl*xv)
+			sdt, sb := rd[8*j+3], rd[8*j+4]
 			gr.Dt[row+dc] = sdt + sb*xv
 			dx := sb * dl
 			if in.D != nil {
@@ -404,41 +484,24 @@ func ssmBackChunk[T autodiff.Float](s *ssmScratch[T], gr SSMGrads[T], g, ckpt []
 	}
 }
 
-// ssmBackRow is one channel's adjoint step. With λ = μ + g·c (μ carrying
-// exp(Δ_{t+1}·A)∘λ_{t+1}), it adds the channel's share to ∂L/∂C_t (pc), ∂L/∂B_t
-// (pb) and ∂L/∂A (dA), moves μ back a step, and returns Σ λ·h_{t−1}·e·A (the
-// decay's part of ∂L/∂Δ_t) and Σ λ·B_t (from which the input's parts follow).
-func ssmBackRow[T autodiff.Float](mu, prev, cur, e, a, bt, ct, pb, pc, dA []T, gy, dl, dlx T) (sdt, sb T) {
-	n := len(mu)
-	prev, cur, e, a, bt, ct, pb, pc, dA = prev[:n], cur[:n], e[:n], a[:n], bt[:n], ct[:n], pb[:n], pc[:n], dA[:n]
-	for k := range mu {
-		lam := mu[k] + gy*ct[k]
-		pc[k] += gy * cur[k]
-		s := lam * prev[k] * e[k]
-		dA[k] += s * dl
-		sdt += s * a[k]
-		sb += lam * bt[k]
-		pb[k] += lam * dlx
-		mu[k] = e[k] * lam
-	}
-	return sdt, sb
-}
-
 // SelectiveScanStep advances the state h (batch, inner, state) by one step of
 // inputs x and dt (batch, inner), b and c (batch, state), and writes y (batch,
 // inner); dskip may be nil.
 func SelectiveScanStep[T autodiff.Float](y, h, x, dt, a, b, c, dskip []T, batch, inner, state int) {
 	d := SSMDims{batch, 1, inner, state}
 	d.check("SelectiveScanStep", 1, len(y), -1, len(h), lensOf(SSMInputs[T]{X: x, Dt: dt, A: a, B: b, C: c, D: dskip}))
-	f32 := isFloat32[T]()
-	metal.ParallelFor(batch*inner, max(1, 1<<13/max(1, state)), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			bi, dc := r/inner, r%inner
-			acc := ssmStepRow(h[r*state:(r+1)*state], a[dc*state:(dc+1)*state], b[bi*state:(bi+1)*state], c[bi*state:(bi+1)*state], dt[r], dt[r]*x[r], f32)
+	path := ssmPathFor[T](state)
+	units := batch * ceilDiv(inner, ssmBlock)
+	metal.ParallelFor(units, max(1, 1<<13/max(1, ssmBlock*state)), func(lo, hi int) {
+		e := make([]T, state)
+		for u := lo; u < hi; u++ {
+			bi, d0, d1 := ssmUnit(d, u)
+			r0, r1 := bi*inner+d0, bi*inner+d1
+			ssmFwdBlock(h[r0*state:r1*state], a[d0*state:d1*state], b[bi*state:(bi+1)*state], c[bi*state:(bi+1)*state],
+				dt[r0:r1], x[r0:r1], y[r0:r1], e, state, path)
 			if dskip != nil {
-				acc += dskip[dc] * x[r]
+				axpy(y[r0:r1], dskip[d0:d1], x[r0:r1])
 			}
-			y[r] = acc
 		}
 	})
 }
@@ -449,12 +512,22 @@ func isFloat32[T autodiff.Float]() bool {
 	return ok
 }
 
-// expT is e^v, in float32 by exp32 when f32 (T is float32), else by math.Exp.
-func expT[T autodiff.Float](v T, f32 bool) T {
-	if f32 {
-		return T(exp32(float32(v)))
+// f32p is the address of s's first element as a *float32: T must be float32.
+func f32p[T autodiff.Float](s []T) *float32 { return (*float32)(unsafe.Pointer(unsafe.SliceData(s))) }
+
+// expRow writes e[k] = exp(s·a[k]): float32 by exp32's method, float64 by math.Exp.
+func expRow[T autodiff.Float](e, a []T, s T) {
+	a = a[:len(e)]
+	if !isFloat32[T]() {
+		for k := range e {
+			e[k] = T(math.Exp(float64(s * a[k])))
+		}
+		return
 	}
-	return T(math.Exp(float64(v)))
+	e32, a32, s32 := unsafe.Slice(f32p(e), len(e)), unsafe.Slice(f32p(a), len(e)), float32(s)
+	for k := range e32 {
+		e32[k] = exp32(s32 * a32[k])
+	}
 }
 
 // exp32 is e^x in float32 to within a few ulp: x = k·ln2 + r with |r| ≤ ln2/2

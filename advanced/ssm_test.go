@@ -140,7 +140,7 @@ func TestSelectiveScanMatchesReference(t *testing.T) {
 			for _, c := range []struct {
 				D, N     int
 				skip, h0 bool
-			}{{3, 4, true, false}, {20, 1, false, true}, {37, 5, true, true}} {
+			}{{3, 4, true, false}, {20, 1, false, true}, {37, 5, true, true}, {20, 8, true, false}, {3, 16, false, true}} {
 				d := SSMDims{Batch: 2, Len: L, Inner: c.D, State: c.N}
 				rng := rand.New(rand.NewPCG(uint64(L), uint64(c.D)))
 				in := randSSM(rng, d, c.skip, c.h0)
@@ -156,7 +156,7 @@ func TestSelectiveScanMatchesReference(t *testing.T) {
 					for _, segs := range []int{1, 2, 3} {
 						y, last := make([]float64, len(wantY)), make([]float64, len(wantLast))
 						ckpt := make([]float64, SSMCheckpointLen(d, chunk))
-						ssmForward(y, ckpt, last, in, d, chunk, segs)
+						ssmForward(y, ckpt, last, in, d, chunk, segs, ssmGo)
 						assertClose(t, wantY, y, 1e-12, fmt.Sprintf("%s/segments=%d: y", name, segs))
 						assertClose(t, wantLast, last, 1e-12, fmt.Sprintf("%s/segments=%d: final state", name, segs))
 						if segs > 1 {
@@ -167,20 +167,35 @@ func TestSelectiveScanMatchesReference(t *testing.T) {
 						assertGrads(t, wantG, gr, 1e-11, name)
 					}
 				}
-				// float32, default chunk: the float32 exp and the float32 sums round
-				// differently from the float64 reference; errors stay at 1e-4 of the
-				// values' scale on these lengths.
+				// float32 on each path, default chunk: the float32 exp and float32 sums
+				// round differently from the float64 reference; errors stay at 1e-4
+				// of the values' scale on these lengths.
 				in32, g32 := ssmTo32(in), to32(g)
 				chunk := SSMChunk(L)
-				y32, ckpt32 := make([]float32, len(wantY)), make([]float32, SSMCheckpointLen(d, chunk))
-				SelectiveScanForward(y32, ckpt32, nil, in32, d, chunk)
-				assertClose(t, wantY, to64(y32), 1e-4, fmt.Sprintf("L=%d/D=%d float32: y", L, c.D))
-				gr32 := newGrads[float32](d)
-				SelectiveScanBackward(gr32, g32, ckpt32, in32, d, chunk)
-				assertGrads(t, wantG, grads64(gr32), 3e-4, fmt.Sprintf("L=%d/D=%d float32", L, c.D))
+				for _, path := range ssmPaths(c.N) {
+					name := fmt.Sprintf("L=%d/D=%d/N=%d float32 path %d", L, c.D, c.N, path)
+					for _, segs := range []int{1, 3} {
+						y32, ckpt32 := make([]float32, len(wantY)), make([]float32, SSMCheckpointLen(d, chunk))
+						last32 := make([]float32, len(wantLast))
+						ssmForward(y32, ckpt32, last32, in32, d, chunk, segs, path)
+						assertClose(t, wantY, to64(y32), 1e-4, fmt.Sprintf("%s/segments=%d: y", name, segs))
+						assertClose(t, wantLast, to64(last32), 1e-4, fmt.Sprintf("%s/segments=%d: final state", name, segs))
+						gr32 := newGrads[float32](d)
+						ssmBackward(gr32, g32, ckpt32, in32, d, chunk, path)
+						assertGrads(t, wantG, grads64(gr32), 3e-4, name)
+					}
+				}
 			}
 		}
 	})
+}
+
+// ssmPaths lists the paths the float32 kernels can take for state size n here.
+func ssmPaths(n int) []ssmPath {
+	if hasSSMAVX && n%8 == 0 {
+		return []ssmPath{ssmGo, ssmAVX}
+	}
+	return []ssmPath{ssmGo}
 }
 
 func TestSelectiveScanGradCheck(t *testing.T) {
@@ -291,4 +306,39 @@ func TestExp32(t *testing.T) {
 	assert.Equal(t, float32(0), exp32(float32(math.Inf(-1))))
 	assert.True(t, math.IsInf(float64(exp32(100)), 1))
 	assert.True(t, math.IsNaN(float64(exp32(float32(math.NaN())))))
+}
+
+// The assembly's exponential (through the recomputation kernel with a zero state
+// and zero input: e = exp(dt·a)) against math.Exp, edge cases included.
+func TestExpAVX(t *testing.T) {
+	if !hasSSMAVX {
+		t.Skip("no AVX2+FMA")
+	}
+	var a []float32
+	for x := float32(-87); x <= 88; x += 0.01 {
+		a = append(a, x)
+	}
+	inf := float32(math.Inf(1))
+	a = append(a, 0, -100, -inf, 100, inf, float32(math.NaN()))
+	for len(a)%8 != 0 {
+		a = append(a, 0)
+	}
+	n := len(a)
+	e, zero, cur := make([]float32, n), make([]float32, n), make([]float32, n)
+	ssmRecBlock(zero, cur, e, a, zero, []float32{1}, []float32{0}, n, ssmAVX)
+	worst := 0.0
+	for i, x := range a {
+		want := math.Exp(float64(x))
+		switch {
+		case math.IsNaN(float64(x)):
+			assert.True(t, math.IsNaN(float64(e[i])), "exp(NaN)")
+		case x < -87:
+			assert.Less(t, e[i], float32(2e-38), "exp(%g) underflows", x)
+		case x > 88:
+			assert.Equal(t, float32(math.Exp(88)), e[i], "exp(%g) saturates", x)
+		default:
+			worst = math.Max(worst, math.Abs(float64(e[i])-want)/want)
+		}
+	}
+	assert.Less(t, worst, 4e-7, "relative error")
 }
