@@ -10,18 +10,20 @@ import (
 )
 
 // BenchmarkSelectiveScan: forward + backward of the selective scan, B=4, D=256,
-// N=16, float32, at L=512 and L=2048:
+// N=16, float32, at L=512 and L=2048.
 //
-//   - fused: SelectiveScanForward (keeping chunk checkpoints) + SelectiveScanBackward,
-//     at the configured worker count and at one worker; B/op is the kernels' own
-//     working memory, saved-B the checkpoints kept between forward and backward;
-//
+//   - fused: SelectiveScanForward (keeping chunk checkpoints) and
+//     SelectiveScanBackward, at the configured worker count and at one worker;
+//     B/op is the kernels' own working memory, saved-B the checkpoints kept
+//     between forward and backward, cpu-s/op the process CPU time;
 //   - op: the same through SelectiveScan on a tape; pool-B is the high-water mark
-//     of pooled tensor memory above the inputs (output, checkpoints, gradients);
-//
+//     of pooled tensor memory above the inputs (output, checkpoints, gradients,
+//     the seed);
 //   - reference: the sequential reference that stores every state (one worker).
 //
-//     go test ./advanced -run '^$' -bench SelectiveScan -benchtime 3x
+// Run it with
+//
+//	go test ./advanced -run '^$' -bench SelectiveScan -benchtime 3x
 func BenchmarkSelectiveScan(b *testing.B) {
 	for _, L := range []int{512, 2048} {
 		d := SSMDims{Batch: 4, Len: L, Inner: 256, State: 16}
