@@ -324,26 +324,28 @@ func ssmRecBlock[T autodiff.Float](prev, cur, e, a, bt, dt, x []T, n int, path s
 }
 
 // ssmBackBlock is the adjoint step of a block of channels at one time step. Per
-// channel j, with rd[8j:8j+3] = (g, Δ, Δ·x) and λ = mu[j] + g·ct (mu[j] carrying
-// exp(Δ_{t+1}·A)∘λ_{t+1}), it adds the channel's share to ∂L/∂C_t (pc += g·h_t),
-// ∂L/∂B_t (pb += Δ·x·λ) and ∂L/∂A (dA[j] += Δ·s with s = λ∘e∘h_{t−1}), moves mu[j]
-// back a step (e∘λ) and leaves ⟨s, a[j]⟩ and ⟨λ, bt⟩ in rd[8j+3] and rd[8j+4]
-// (∂L/∂Δ and ∂L/∂x follow from them). cur holds h_t (the Go path reads it, the
-// assembly recomputes it from prev).
-func ssmBackBlock[T autodiff.Float](mu, prev, cur, e, a, dA, bt, ct, pb, pc, rd []T, n int, path ssmPath) {
-	rows := len(rd) / 8
-	if rows == 0 || n == 0 {
+// channel j, with λ = mu[j] + g[j]·ct (mu[j] carrying exp(Δ_{t+1}·A)∘λ_{t+1}) and
+// s = λ∘e[j]∘h_{t−1}, it adds the channel's share to ∂L/∂C_t (pc += g·h_t),
+// ∂L/∂B_t (pb += Δ·x·λ) and ∂L/∂A (dA[j] += Δ·s), moves mu[j] back a step (e∘λ),
+// and writes ∂L/∂Δ_t = ⟨s, A⟩ + x·⟨λ, B_t⟩ and ∂L/∂x_t = Δ·⟨λ, B_t⟩ + g·dskip to
+// ddt[j] and dx[j], adding g·x to dD[j]. prev and cur hold h_{t−1} and h_t (the
+// assembly recomputes h_t from prev).
+func ssmBackBlock[T autodiff.Float](mu, prev, cur, e, a, dA, bt, ct, pb, pc, g, dt, x, dskip, ddt, dx, dD []T, n int, path ssmPath) {
+	rows := len(g)
+	if rows == 0 {
 		return
 	}
 	m := rows * n
 	mu, prev, cur, e, a, dA, bt, ct, pb, pc = mu[:m], prev[:m], cur[:m], e[:m], a[:m], dA[:m], bt[:n], ct[:n], pb[:n], pc[:n]
-	if path == ssmAVX {
-		ssmBackAVX(f32p(mu), f32p(prev), f32p(e), f32p(a), f32p(dA), f32p(bt), f32p(ct), f32p(pb), f32p(pc), f32p(rd), rows, n)
+	dt, x, dskip, ddt, dx, dD = dt[:rows], x[:rows], dskip[:rows], ddt[:rows], dx[:rows], dD[:rows]
+	if path == ssmAVX && n > 0 {
+		ssmBackAVX(f32p(mu), f32p(prev), f32p(e), f32p(a), f32p(dA), f32p(bt), f32p(ct), f32p(pb), f32p(pc),
+			f32p(g), f32p(dt), f32p(x), f32p(dskip), f32p(ddt), f32p(dx), f32p(dD), rows, n)
 		return
 	}
 	for j := range rows {
-		r := rd[8*j : 8*j+8]
-		gy, dl, dlx := r[0], r[1], r[2]
+		gy, dl, xv := g[j], dt[j], x[j]
+		dlx := dl * xv
 		mj, pj, hj, ej, aj, dAj := mu[j*n:(j+1)*n], prev[j*n:(j+1)*n], cur[j*n:(j+1)*n], e[j*n:(j+1)*n], a[j*n:(j+1)*n], dA[j*n:(j+1)*n]
 		pj, hj, ej, aj, dAj = pj[:len(mj)], hj[:len(mj)], ej[:len(mj)], aj[:len(mj)], dAj[:len(mj)]
 		var sdt, sb T
@@ -357,15 +359,18 @@ func ssmBackBlock[T autodiff.Float](mu, prev, cur, e, a, dA, bt, ct, pb, pc, rd 
 			pb[k] += dlx * lam
 			mj[k] = ej[k] * lam
 		}
-		r[3], r[4] = sdt, sb
+		ddt[j] = sdt + xv*sb
+		dx[j] = dl*sb + gy*dskip[j]
+		dD[j] += gy * xv
 	}
 }
 
 // ssmScratch is a worker's room for one chunk of one unit in the backward.
 type ssmScratch[T autodiff.Float] struct {
-	h  []T // (chunk+1, ssmBlock, N): the state before the chunk, then after each step
-	e  []T // (chunk, ssmBlock, N): exp(Δ_t·A)
-	rd []T // (ssmBlock, 8): a step's per-channel scalars for ssmBackBlock
+	h    []T // (chunk+1, ssmBlock, N): the state before the chunk, then after each step
+	e    []T // (chunk, ssmBlock, N): exp(Δ_t·A)
+	zero []T // (ssmBlock): the skip when there is none
+	sink []T // (ssmBlock): where its unused gradient goes
 }
 
 // SelectiveScanBackward computes the gradients of a selective scan from g =
@@ -400,7 +405,7 @@ func ssmBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSMInputs[T],
 			select {
 			case s = <-pool:
 			default:
-				s = &ssmScratch[T]{h: make([]T, (chunk+1)*ssmBlock*N), e: make([]T, chunk*ssmBlock*N), rd: make([]T, 8*ssmBlock)}
+				s = &ssmScratch[T]{h: make([]T, (chunk+1)*ssmBlock*N), e: make([]T, chunk*ssmBlock*N), zero: make([]T, ssmBlock), sink: make([]T, ssmBlock)}
 			}
 			for u := lo; u < hi; u++ {
 				ssmBackChunk(s, gr, g, ckpt, in, d, chunk, u, c, t0, t1, mu, dApart, dDpart, part[u*2*chunk*N:(u+1)*2*chunk*N], path)
@@ -446,7 +451,7 @@ func ssmBackChunk[T autodiff.Float](s *ssmScratch[T], gr SSMGrads[T], g, ckpt []
 	b, d0, d1 := ssmUnit(d, u)
 	w := (d1 - d0) * N // one step of the unit's states
 	nc := ceilDiv(L, chunk)
-	hs, es, rd := s.h[:(t1-t0+1)*w], s.e[:(t1-t0)*w], s.rd[:8*(d1-d0)]
+	hs, es := s.h[:(t1-t0+1)*w], s.e[:(t1-t0)*w]
 	a := in.A[d0*N : d1*N]
 	copy(hs[:w], ckpt[((b*nc+c)*D+d0)*N:])
 	for t := t0; t < t1; t++ {
@@ -457,30 +462,22 @@ func ssmBackChunk[T autodiff.Float](s *ssmScratch[T], gr SSMGrads[T], g, ckpt []
 	}
 	m := mu[(b*D+d0)*N : (b*D+d1)*N]
 	dA := dApart[(b*D+d0)*N : (b*D+d1)*N]
+	dD, dskip := dDpart[b*D+d0:b*D+d1], in.D
+	if dskip == nil {
+		dD, dskip = s.sink, s.zero
+	} else {
+		dskip = dskip[d0:d1]
+	}
 	pB, pC := part[:chunk*N], part[chunk*N:]
 	clear(pB[:(t1-t0)*N])
 	clear(pC[:(t1-t0)*N])
 	for t := t1 - 1; t >= t0; t-- {
 		i := t - t0
 		row := (b*L + t) * D
-		for j := range d1 - d0 {
-			dl := in.Dt[row+d0+j]
-			rd[8*j], rd[8*j+1], rd[8*j+2] = g[row+d0+j], dl, dl*in.X[row+d0+j]
-		}
 		ssmBackBlock(m, hs[i*w:(i+1)*w], hs[(i+1)*w:(i+2)*w], es[i*w:(i+1)*w], a, dA,
-			in.B[(b*L+t)*N:][:N], in.C[(b*L+t)*N:][:N], pB[i*N:(i+1)*N], pC[i*N:(i+1)*N], rd, N, path)
-		for j := range d1 - d0 {
-			dc := d0 + j
-			gy, dl, xv := g[row+dc], in.Dt[row+dc], in.X[row+dc]
-			sdt, sb := rd[8*j+3], rd[8*j+4]
-			gr.Dt[row+dc] = sdt + sb*xv
-			dx := sb * dl
-			if in.D != nil {
-				dx += gy * in.D[dc]
-				dDpart[b*D+dc] += gy * xv
-			}
-			gr.X[row+dc] = dx
-		}
+			in.B[(b*L+t)*N:][:N], in.C[(b*L+t)*N:][:N], pB[i*N:(i+1)*N], pC[i*N:(i+1)*N],
+			g[row+d0:row+d1], in.Dt[row+d0:row+d1], in.X[row+d0:row+d1], dskip,
+			gr.Dt[row+d0:row+d1], gr.X[row+d0:row+d1], dD, N, path)
 	}
 }
 
@@ -524,33 +521,44 @@ func expRow[T autodiff.Float](e, a []T, s T) {
 		}
 		return
 	}
-	e32, a32, s32 := unsafe.Slice(f32p(e), len(e)), unsafe.Slice(f32p(a), len(e)), float32(s)
-	for k := range e32 {
-		e32[k] = exp32(s32 * a32[k])
-	}
+	expRow32(unsafe.Slice(f32p(e), len(e)), unsafe.Slice(f32p(a), len(e)), float32(s))
 }
 
-// exp32 is e^x in float32 to within a few ulp: x = k·ln2 + r with |r| ≤ ln2/2
-// (ln2 split in two so k·ln2 is exact enough), e^r by its Taylor series to degree
-// 7 (truncation below 2⁻²⁷), times 2^k built from its bits. Below −87 it returns 0
-// (the result would be subnormal), above 88 +Inf; NaN stays NaN.
+// exp32 is e^x in float32 to within a few ulp (see expRow32).
 func exp32(x float32) float32 {
+	var e [1]float32
+	expRow32(e[:], []float32{x}, 1)
+	return e[0]
+}
+
+// expRow32 writes e[k] = exp(s·a[k]) in float32: with x = s·a[k] = k·ln2 + r,
+// |r| ≤ ln2/2 (ln2 split in two so k·ln2 is exact enough), e^r by its Taylor
+// polynomial of degree 7 (truncation below 2⁻²⁷) times 2^k built from its bits. Below
+// −87 it gives 0 (the result would be subnormal), above 88 +Inf; NaN stays NaN.
+// The body is written out in the loop: the compiler would not inline a call.
+func expRow32(e, a []float32, s float32) {
 	const (
 		log2e = 1.44269504088896341
 		ln2Hi = 0.693359375 // 355/512: k·ln2Hi is exact for |k| < 2^14
 		ln2Lo = -2.12194440054690583e-4
 		round = 12582912 // 1.5·2^23: adding it rounds to an integer in the low bits
 	)
-	if x < -87 {
-		return 0
+	a = a[:len(e)]
+	for i := range e {
+		x := s * a[i]
+		switch {
+		case x < -87:
+			e[i] = 0
+		case x > 88:
+			e[i] = float32(math.Inf(1))
+		default:
+			t := x*log2e + round
+			k := int32(math.Float32bits(t)) - 0x4B400000
+			kf := t - round
+			r := x - kf*ln2Hi - kf*ln2Lo
+			r2 := r * r // Estrin's scheme: a shorter dependency chain than Horner's
+			p := (1 + r) + r2*(1.0/2+r*(1.0/6)) + r2*r2*((1.0/24+r*(1.0/120))+r2*(1.0/720+r*(1.0/5040)))
+			e[i] = p * math.Float32frombits(uint32(k+127)<<23)
+		}
 	}
-	if x > 88 {
-		return float32(math.Inf(1))
-	}
-	t := x*log2e + round
-	k := int32(math.Float32bits(t)) - 0x4B400000
-	kf := t - round
-	r := x - kf*ln2Hi - kf*ln2Lo
-	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
-	return p * math.Float32frombits(uint32(k+127)<<23)
 }

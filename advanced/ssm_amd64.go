@@ -10,7 +10,7 @@ func ssmFwdAVX(h, a, bt, ct, dt, x, y *float32, rows, n int)
 func ssmRecAVX(prev, cur, e, a, bt, dt, x *float32, rows, n int)
 
 //go:noescape
-func ssmBackAVX(mu, prev, e, a, dA, bt, ct, pb, pc, rd *float32, rows, n int)
+func ssmBackAVX(mu, prev, e, a, dA, bt, ct, pb, pc, gy, dt, x, dskip, ddt, dx, dD *float32, rows, n int)
 
 func ssmCPUID(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
 

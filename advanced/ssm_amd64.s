@@ -26,29 +26,34 @@ SPLAT(expc<>, 320, $0x3f000000) // 1/2
 SPLAT(expc<>, 352, $0x3f800000) // 1 (also the bits of 2^0)
 GLOBL expc<>(SB), RODATA|NOPTR, $384
 
-// EXP8 replaces Y0 by e^Y0 lane-wise (the method of exp32, with NaN kept),
-// using Y1 and Y2.
+// EXP8 replaces Y0 by e^Y0 lane-wise (the method of expRow32, NaN kept, the
+// polynomial in Estrin's form for a shorter dependency chain), using Y1, Y2,
+// Y3, Y8 and Y9.
 #define EXP8 \
-	VMOVUPS      expc<>+0(SB), Y1;   \
-	VMINPS       Y0, Y1, Y0;         \
-	VMOVUPS      expc<>+32(SB), Y1;  \
-	VMAXPS       Y0, Y1, Y0;         \
-	VMULPS       expc<>+64(SB), Y0, Y1; \
-	VROUNDPS     $0, Y1, Y1;         \
+	VMOVUPS      expc<>+0(SB), Y1;       \
+	VMINPS       Y0, Y1, Y0;             \
+	VMOVUPS      expc<>+32(SB), Y1;      \
+	VMAXPS       Y0, Y1, Y0;             \
+	VMULPS       expc<>+64(SB), Y0, Y1;  \
+	VROUNDPS     $0, Y1, Y1;             \
 	VFNMADD231PS expc<>+96(SB), Y1, Y0;  \
 	VFNMADD231PS expc<>+128(SB), Y1, Y0; \
-	VMOVUPS      expc<>+160(SB), Y2; \
-	VFMADD213PS  expc<>+192(SB), Y0, Y2; \
-	VFMADD213PS  expc<>+224(SB), Y0, Y2; \
-	VFMADD213PS  expc<>+256(SB), Y0, Y2; \
-	VFMADD213PS  expc<>+288(SB), Y0, Y2; \
-	VFMADD213PS  expc<>+320(SB), Y0, Y2; \
-	VFMADD213PS  expc<>+352(SB), Y0, Y2; \
-	VFMADD213PS  expc<>+352(SB), Y0, Y2; \
-	VCVTPS2DQ    Y1, Y1;             \
-	VPSLLD       $23, Y1, Y1;        \
+	VMULPS       Y0, Y0, Y2;             \
+	VMOVUPS      expc<>+160(SB), Y3;     \
+	VFMADD213PS  expc<>+192(SB), Y0, Y3; \
+	VMOVUPS      expc<>+224(SB), Y8;     \
+	VFMADD213PS  expc<>+256(SB), Y0, Y8; \
+	VFMADD213PS  Y8, Y2, Y3;             \
+	VMOVUPS      expc<>+288(SB), Y8;     \
+	VFMADD213PS  expc<>+320(SB), Y0, Y8; \
+	VADDPS       expc<>+352(SB), Y0, Y9; \
+	VFMADD213PS  Y9, Y2, Y8;             \
+	VMULPS       Y2, Y2, Y2;             \
+	VFMADD213PS  Y8, Y2, Y3;             \
+	VCVTPS2DQ    Y1, Y1;                 \
+	VPSLLD       $23, Y1, Y1;            \
 	VPADDD       expc<>+352(SB), Y1, Y1; \
-	VMULPS       Y1, Y2, Y0
+	VMULPS       Y1, Y3, Y0
 
 // func ssmFwdAVX(h, a, bt, ct, dt, x, y *float32, rows, n int)
 //
@@ -143,15 +148,14 @@ recStep:
 	VZEROUPPER
 	RET
 
-// func ssmBackAVX(mu, prev, e, a, dA, bt, ct, pb, pc, rd *float32, rows, n int)
+// func ssmBackAVX(mu, prev, e, a, dA, bt, ct, pb, pc, gy, dt, x, dskip, ddt, dx, dD *float32, rows, n int)
 //
-// One adjoint step for each channel j, with rd[8j:8j+3] = (g, Δ, Δ·x) and
-// cur = e∘prev + Δ·x·bt recomputed:
+// One adjoint step for each channel j, with cur = e∘prev + Δ·x·bt recomputed
+// (Δ = dt[j], x = x[j], g = g[j]):
 //
 //	λ = mu + g·ct;  pc += g·cur;  s = λ∘e∘prev;  dA += Δ·s;  pb += Δ·x·λ;  mu ← e∘λ
-//
-// and rd[8j+3] = ⟨s, a⟩, rd[8j+4] = ⟨λ, bt⟩.
-TEXT ·ssmBackAVX(SB), NOSPLIT, $0-96
+//	ddt[j] = ⟨s, a⟩ + x·⟨λ, bt⟩;  dx[j] = Δ·⟨λ, bt⟩ + g·dskip[j];  dD[j] += g·x
+TEXT ·ssmBackAVX(SB), NOSPLIT, $0-144
 	MOVQ mu+0(FP), DI
 	MOVQ prev+8(FP), SI
 	MOVQ e+16(FP), R8
@@ -161,17 +165,20 @@ TEXT ·ssmBackAVX(SB), NOSPLIT, $0-96
 	MOVQ ct+48(FP), R12
 	MOVQ pb+56(FP), R13
 	MOVQ pc+64(FP), R14
-	MOVQ rd+72(FP), AX
-	MOVQ rows+80(FP), CX
-	MOVQ n+88(FP), DX
+	MOVQ n+136(FP), DX
 	SHLQ $2, DX
+	XORQ CX, CX
 
 backRow:
-	VBROADCASTSS 0(AX), Y8
-	VBROADCASTSS 4(AX), Y9
-	VBROADCASTSS 8(AX), Y10
-	VXORPS       Y11, Y11, Y11
-	VXORPS       Y12, Y12, Y12
+	MOVQ         gy+72(FP), AX
+	VBROADCASTSS (AX)(CX*4), Y8  // g
+	MOVQ         dt+80(FP), AX
+	VBROADCASTSS (AX)(CX*4), Y9  // Δ
+	MOVQ         x+88(FP), AX
+	VMULSS       (AX)(CX*4), X9, X10
+	VBROADCASTSS X10, Y10        // Δ·x
+	VXORPS       Y11, Y11, Y11   // Σ s·a
+	VXORPS       Y12, Y12, Y12   // Σ λ·bt
 	XORQ         BX, BX
 
 backStep:
@@ -204,20 +211,32 @@ backStep:
 	VADDPS       X13, X11, X11
 	VHADDPS      X11, X11, X11
 	VHADDPS      X11, X11, X11
-	VMOVSS       X11, 12(AX)
 	VEXTRACTF128 $1, Y12, X13
 	VADDPS       X13, X12, X12
 	VHADDPS      X12, X12, X12
 	VHADDPS      X12, X12, X12
-	VMOVSS       X12, 16(AX)
+	MOVQ         x+88(FP), AX
+	VMOVSS       (AX)(CX*4), X13      // x
+	VFMADD231SS  X13, X12, X11        // ⟨s, a⟩ + x·⟨λ, bt⟩
+	MOVQ         ddt+104(FP), AX
+	VMOVSS       X11, (AX)(CX*4)
+	MOVQ         dD+120(FP), AX
+	VMOVSS       (AX)(CX*4), X14
+	VFMADD231SS  X13, X8, X14         // dD + g·x
+	VMOVSS       X14, (AX)(CX*4)
+	MOVQ         dskip+96(FP), AX
+	VMULSS       (AX)(CX*4), X8, X13  // g·dskip
+	VFMADD231SS  X12, X9, X13         // + Δ·⟨λ, bt⟩
+	MOVQ         dx+112(FP), AX
+	VMOVSS       X13, (AX)(CX*4)
 	ADDQ         DX, DI
 	ADDQ         DX, SI
 	ADDQ         DX, R8
 	ADDQ         DX, R9
 	ADDQ         DX, R10
-	ADDQ         $32, AX
-	DECQ         CX
-	JNZ          backRow
+	INCQ         CX
+	CMPQ         CX, rows+128(FP)
+	JLT          backRow
 	VZEROUPPER
 	RET
 

@@ -13,6 +13,6 @@ func ssmRecAVX(prev, cur, e, a, bt, dt, x *float32, rows, n int) {
 	panic("advanced: no SIMD kernels")
 }
 
-func ssmBackAVX(mu, prev, e, a, dA, bt, ct, pb, pc, rd *float32, rows, n int) {
+func ssmBackAVX(mu, prev, e, a, dA, bt, ct, pb, pc, gy, dt, x, dskip, ddt, dx, dD *float32, rows, n int) {
 	panic("advanced: no SIMD kernels")
 }
