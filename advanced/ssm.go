@@ -144,6 +144,10 @@ func ssmPathFor[T autodiff.Float](n int) ssmPath {
 // receives the states at the start of every chunk of `chunk` steps, laid out
 // (Batch, ⌈Len/chunk⌉, Inner, State), for [SelectiveScanBackward]; when hLast is
 // not nil it receives the state after the last step (Batch, Inner, State).
+//
+// Work is split over batch rows × blocks of 16 channels; when those are fewer
+// than the workers, the time axis is split into segments too (see [LinearScan]),
+// which changes the rounding of the result slightly, not its value.
 func SelectiveScanForward[T autodiff.Float](y, ckpt, hLast []T, in SSMInputs[T], d SSMDims, chunk int) {
 	d.check("SelectiveScanForward", chunk, len(y), optLen(ckpt), optLen(hLast), lensOf(in))
 	units := d.Batch * ceilDiv(d.Inner, ssmBlock)
@@ -396,7 +400,8 @@ func ssmBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSMInputs[T],
 	dApart := make([]T, d.Batch*D*N) // ∂L/∂A of each batch row
 	dDpart := make([]T, d.Batch*D)
 	// Per unit and chunk step, its channels' contributions to ∂L/∂B_t and ∂L/∂C_t.
-	part := make([]T, units*2*chunk*N)
+	ck := min(chunk, L) // the longest chunk
+	part := make([]T, units*2*ck*N)
 	pool := make(chan *ssmScratch[T], metal.Threads())
 	for c := nc - 1; c >= 0; c-- {
 		t0, t1 := c*chunk, min(L, (c+1)*chunk)
@@ -405,10 +410,10 @@ func ssmBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSMInputs[T],
 			select {
 			case s = <-pool:
 			default:
-				s = &ssmScratch[T]{h: make([]T, (chunk+1)*ssmBlock*N), e: make([]T, chunk*ssmBlock*N), zero: make([]T, ssmBlock), sink: make([]T, ssmBlock)}
+				s = &ssmScratch[T]{h: make([]T, (ck+1)*ssmBlock*N), e: make([]T, ck*ssmBlock*N), zero: make([]T, ssmBlock), sink: make([]T, ssmBlock)}
 			}
 			for u := lo; u < hi; u++ {
-				ssmBackChunk(s, gr, g, ckpt, in, d, chunk, u, c, t0, t1, mu, dApart, dDpart, part[u*2*chunk*N:(u+1)*2*chunk*N], path)
+				ssmBackChunk(s, gr, g, ckpt, in, d, chunk, u, c, t0, t1, mu, dApart, dDpart, part[u*2*ck*N:(u+1)*2*ck*N], path)
 			}
 			select {
 			case pool <- s:
@@ -424,9 +429,9 @@ func ssmBackward[T autodiff.Float](gr SSMGrads[T], g, ckpt []T, in SSMInputs[T],
 				clear(db)
 				clear(dc)
 				for blk := range nblk {
-					p := part[(b*nblk+blk)*2*chunk*N:]
+					p := part[(b*nblk+blk)*2*ck*N:]
 					axpy(db, nil, p[i*N:(i+1)*N])
-					axpy(dc, nil, p[(chunk+i)*N:(chunk+i+1)*N])
+					axpy(dc, nil, p[(ck+i)*N:(ck+i+1)*N])
 				}
 			}
 		})
@@ -468,7 +473,7 @@ func ssmBackChunk[T autodiff.Float](s *ssmScratch[T], gr SSMGrads[T], g, ckpt []
 	} else {
 		dskip = dskip[d0:d1]
 	}
-	pB, pC := part[:chunk*N], part[chunk*N:]
+	pB, pC := part[:len(part)/2], part[len(part)/2:]
 	clear(pB[:(t1-t0)*N])
 	clear(pC[:(t1-t0)*N])
 	for t := t1 - 1; t >= t0; t-- {
