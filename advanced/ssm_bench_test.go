@@ -16,6 +16,7 @@ import (
 //     SelectiveScanBackward, at the configured worker count and at one worker;
 //     B/op is the kernels' own working memory, saved-B the checkpoints kept
 //     between forward and backward, cpu-s/op the process CPU time;
+//   - fused-go-1thread: the same on the Go loops (no assembly), one worker;
 //   - op: the same through SelectiveScan on a tape; pool-B is the high-water mark
 //     of pooled tensor memory above the inputs (output, checkpoints, gradients,
 //     the seed);
@@ -54,6 +55,19 @@ func BenchmarkSelectiveScan(b *testing.B) {
 			defer metal.SetThreads(old)
 			metal.SetThreads(1)
 			fused(b)
+		})
+		b.Run(fmt.Sprintf("fused-go-1thread/L=%d", L), func(b *testing.B) {
+			old := metal.Threads()
+			defer metal.SetThreads(old)
+			metal.SetThreads(1)
+			cpu := cpuSeconds()
+			for b.Loop() {
+				ssmForward(y, ckpt, nil, in, d, chunk, 1, ssmGo)
+				ssmBackward(gr, g, ckpt, in, d, chunk, ssmGo)
+			}
+			if cpu >= 0 {
+				b.ReportMetric((cpuSeconds()-cpu)/float64(b.N), "cpu-s/op")
+			}
 		})
 		b.Run(fmt.Sprintf("op/L=%d", L), func(b *testing.B) {
 			x := ad.FromFloat32(in.X, d.Batch, L, d.Inner)
