@@ -92,9 +92,13 @@ func BenchmarkSelectiveScan(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("reference/L=%d", L), func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := cpuSeconds()
 			for b.Loop() {
 				_, hs, _ := refScan(in, d)
 				refScanBackward(g, in, d, hs)
+			}
+			if cpu >= 0 {
+				b.ReportMetric((cpuSeconds()-cpu)/float64(b.N), "cpu-s/op")
 			}
 		})
 	}
