@@ -153,6 +153,7 @@ func attnCases() []metal.Attention {
 		metal.Attention{Batch: 1, QLen: 33, KLen: 7, QHeads: 2, KVHeads: 1, HeadDim: 8, VDim: 8, Causal: true, Window: 2},
 		// value dim unlike the key dim, BHSD, the largest head dim, an explicit scale, MQA
 		metal.Attention{Batch: 2, QLen: 7, KLen: 7, QHeads: 2, KVHeads: 1, HeadDim: 32, VDim: 8, Causal: true},
+		metal.Attention{Batch: 1, QLen: 33, KLen: 33, QHeads: 2, KVHeads: 2, HeadDim: 8, VDim: 64, Window: 6},
 		metal.Attention{Batch: 2, QLen: 33, KLen: 33, QHeads: 4, KVHeads: 2, HeadDim: 32, VDim: 32, Causal: true, Layout: metal.LayoutBHSD},
 		metal.Attention{Batch: 1, QLen: 33, KLen: 33, QHeads: 2, KVHeads: 1, HeadDim: 128, VDim: 128, Causal: true, Window: 9},
 		metal.Attention{Batch: 1, QLen: 33, KLen: 40, QHeads: 3, KVHeads: 1, HeadDim: 64, VDim: 64, Scale: 0.3},

@@ -14,7 +14,7 @@ import (
 
 // RoPE checks rotary embeddings forward and backward against the CPU package
 // attention's kernels in float64: half-split and interleaved, whole and partial
-// rotation, BSHD and BHSD, and positions up to 4096+33 with other bases and a
+// rotation, BSHD and BHSD, and positions up to 150000+33 with other bases and a
 // position scale, where the angle must be formed more carefully than pos·freq in
 // float32. The scale of each output is |a| + |b| of its pair.
 func RoPE(t *testing.T, d metal.Compute) {
@@ -24,6 +24,7 @@ func RoPE(t *testing.T, d metal.Compute) {
 		{},
 		{Dims: -1, Offset: 4093, Base: 500000, Scale: 0.25}, // Dims −1: half the head
 		{Offset: 7, Base: 1e6},
+		{Offset: 150000},
 	}
 	for _, headDim := range []int{8, 32, 64} {
 		for _, seq := range []int{1, 7, 33} {
