@@ -1,4 +1,4 @@
-package devtest
+package kerneltest
 
 import (
 	"fmt"

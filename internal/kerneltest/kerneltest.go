@@ -1,6 +1,6 @@
-// Package devtest checks a compute device's kernels against Go references. The
+// Package kerneltest checks a compute device's kernels against Go references. The
 // simulator's tests run it in CI; metal/mtl's tests run it on a Mac's GPU.
-package devtest
+package kerneltest
 
 import (
 	"fmt"
