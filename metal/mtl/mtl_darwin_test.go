@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mlxtrain/mlxtrain/metal"
 	"github.com/mlxtrain/mlxtrain/internal/kerneltest"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // open returns the GPU or fails: on a Mac the tests are meant to exercise it.

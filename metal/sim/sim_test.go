@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mlxtrain/mlxtrain/metal"
 	"github.com/mlxtrain/mlxtrain/internal/kerneltest"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 var (
