@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
@@ -100,6 +101,9 @@ type run struct {
 // with reports, evaluations and checkpoints at the recipe's cadence.
 func Fit(r *Recipe, opt FitOptions) (*FitResult, error) {
 	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if err := r.checkSupported(); err != nil {
 		return nil, err
 	}
 	ru := &run{r: r, opt: opt, out: opt.Out, log: opt.Log}
@@ -496,4 +500,31 @@ func (ru *run) estimateMemory() int64 {
 	}
 	act := tokens*per*int64(r.Model.Layers) + 3*tokens*int64(ru.model.Config.VocabSize)
 	return 4 * (4*p + act)
+}
+
+// checkSupported refuses the recipe settings the fit loop cannot honour yet, so
+// that none is silently ignored.
+func (r *Recipe) checkSupported() error {
+	var bad []string
+	add := func(cond bool, key, what string) {
+		if cond {
+			bad = append(bad, key+" "+what)
+		}
+	}
+	add(r.Train.Epochs > 0, "train.epochs", "(use train.iters)")
+	add(r.Train.GradCheckpoint, "train.grad_checkpoint", "")
+	add(r.Train.Precision != "f32", "train.precision = "+r.Train.Precision, "(f32 only)")
+	add(r.Train.FineTuneType != "full", "train.fine_tune_type = "+r.Train.FineTuneType, "(full only)")
+	add(r.Model.From != "", "model.from", "(fine-tuning from weights)")
+	add(r.Model.Dropout > 0, "model.dropout", "")
+	add(r.Eval.Problems > 0, "eval.problems", "(every held-out problem is scored)")
+	add(r.Eval.SampleTokens > 0, "eval.sample_tokens", "")
+	if len(bad) == 0 {
+		return nil
+	}
+	src := r.file
+	if src == "" {
+		src = "recipe"
+	}
+	return fmt.Errorf("%s: not supported by this build of mlxtrain fit yet: %s", src, strings.Join(bad, ", "))
 }

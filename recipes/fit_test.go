@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -75,12 +76,12 @@ func TestResumeIsBitExact(t *testing.T) {
 	// optimizer state at step 2N must be byte-identical.
 	const n = 6
 	a := t.TempDir()
-	_, err := Fit(tinyRecipe(t, 2*n, "train.save_every="+itoa(n), "model.dropout=0.1"), FitOptions{Out: a})
+	_, err := Fit(tinyRecipe(t, 2*n, "train.save_every="+itoa(n)), FitOptions{Out: a})
 	require.NoError(t, err)
 	mid := filepath.Join(a, "checkpoints", checkpoints.DirName(n))
 	require.DirExists(t, mid)
 	b := t.TempDir()
-	res, err := Fit(tinyRecipe(t, 2*n, "train.save_every="+itoa(n), "model.dropout=0.1"), FitOptions{Out: b, Resume: mid})
+	res, err := Fit(tinyRecipe(t, 2*n, "train.save_every="+itoa(n)), FitOptions{Out: b, Resume: mid})
 	require.NoError(t, err)
 	assert.Equal(t, 2*n, res.Step)
 	for _, f := range []string{checkpoints.ModelFile, checkpoints.OptimizerFile} {
@@ -129,4 +130,13 @@ func TestFitStopSavesACheckpoint(t *testing.T) {
 	assert.True(t, res.Stopped)
 	assert.Equal(t, 0, res.Step)
 	assert.DirExists(t, res.Checkpoint)
+}
+
+func TestFitRefusesSettingsItCannotHonour(t *testing.T) {
+	for _, set := range []string{"train.precision=bf16", "train.grad_checkpoint=true", "model.dropout=0.1", "train.epochs=2"} {
+		r := tinyRecipe(t, 5, set)
+		_, err := Fit(r, FitOptions{Out: t.TempDir()})
+		require.Error(t, err, set)
+		assert.Contains(t, err.Error(), strings.SplitN(set, "=", 2)[0])
+	}
 }
