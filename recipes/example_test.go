@@ -84,7 +84,7 @@ func ExampleDefault() {
 	}
 	fmt.Println(r.Train.Iters)
 	// Output:
-	// addition 3 128 4 1500
+	// addition 3 128 4 3000
 	// 20
 }
 
@@ -137,9 +137,9 @@ func ExampleRecipe_WriteTOML() {
 	// Output:
 	// [lr_schedule]
 	// name        = "cosine"
-	// warmup      = 100
+	// warmup      = 200
 	// warmup_init = 0.0
-	// final_lr    = 0.0001
+	// final_lr    = 1e-05
 	// decay_steps = 0
 	// gamma       = 0.1
 	// step_size   = 1000
