@@ -81,7 +81,7 @@
 //	| `data.task.pairs` | `8` | 1 to the number of keys | mqar: key-value pairs per example |
 //	| `data.task.queries` | `4` | 1 to pairs | mqar: queries per example |
 //	| `data.task.held_out` | `500` | 1 to 65536 and what the task allows (a tenth of each class) | held-out problems, never trained on |
-//	| `data.task.examples` | `0` | ≥ 0 | distinct training examples; 0 = a fresh one for every row |
+//	| `data.task.examples` | `0` | ≥ 0 | training examples drawn; 0 = 200000 |
 //	| `train.iters` | `1000` | ≥ 0 | optimizer steps (mlx-lm) |
 //	| `train.epochs` | `0` | ≥ 0 | if > 0, passes over the data instead of iters (not with an endless task) |
 //	| `train.batch_size` | `16` | 1 to 2^20 | rows per micro-batch |
