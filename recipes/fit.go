@@ -176,13 +176,13 @@ func (ru *run) loop() (*FitResult, error) {
 		lr := ru.optim.LearningRate()
 		if ru.opt.Progress != nil {
 			ru.opt.Progress(Progress{Step: ru.step, Total: r.Train.Iters, Loss: loss, LR: lr,
-				TokensPerS: float64(runTokens) / time.Since(runStart).Seconds(), PeakRSS: peakRSS(), PoolPeak: metal.HostPool.Peak()})
+				TokensPerS: float64(runTokens) / time.Since(runStart).Seconds(), PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak()})
 		}
 		if ru.step%r.Train.StepsPerReport == 0 || ru.step == r.Train.Iters {
 			el := time.Since(windowStart).Seconds()
 			res.TrainLoss = windowLoss / float64(windowSteps)
 			m := metricLine{Step: ru.step, TrainLoss: f64p(res.TrainLoss), LR: lr, TokensPerS: float64(windowTok) / el,
-				PeakRSS: peakRSS(), PoolPeak: metal.HostPool.Peak()}
+				PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak()}
 			ru.record(m)
 			fmt.Fprintf(ru.log, "step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s, peak %s (pool %s)\n", ru.step, r.Train.Iters,
 				res.TrainLoss, lr, m.TokensPerS, metal.HumanBytes(m.PeakRSS), metal.HumanBytes(m.PoolPeak))
@@ -527,4 +527,31 @@ func (r *Recipe) checkSupported() error {
 		src = "recipe"
 	}
 	return fmt.Errorf("%s: not supported by this build of mlxtrain fit yet: %s", src, strings.Join(bad, ", "))
+}
+
+// EvalResult is what Evaluate measured.
+type EvalResult struct {
+	ValLoss    float64 // NaN without validation data
+	Perplexity float64
+	Accuracy   float64 // NaN without a synthetic task
+	Problems   int
+}
+
+// Evaluate scores model m on the recipe's validation data (and task), as the fit
+// loop does at each evaluation.
+func Evaluate(r *Recipe, m *models.Model, log io.Writer) (*EvalResult, error) {
+	if log == nil {
+		log = io.Discard
+	}
+	d, err := r.loadData()
+	if err != nil {
+		return nil, err
+	}
+	ru := &run{r: r, opt: FitOptions{NoSave: true}, d: d, model: m, log: log}
+	loss, acc := ru.evaluate()
+	res := &EvalResult{ValLoss: loss, Perplexity: math.Exp(loss), Accuracy: acc}
+	if d.task != nil {
+		res.Problems = len(d.task.Eval())
+	}
+	return res, nil
 }

@@ -8,8 +8,8 @@ import (
 	"syscall"
 )
 
-// peakRSS is the process's peak resident set in bytes.
-func peakRSS() int64 {
+// PeakRSS is the process's peak resident set in bytes.
+func PeakRSS() int64 {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0

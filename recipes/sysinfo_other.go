@@ -2,5 +2,5 @@
 
 package recipes
 
-func peakRSS() int64     { return 0 }
+func PeakRSS() int64     { return 0 }
 func totalMemory() int64 { return 0 }

@@ -27,6 +27,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			fitCommand(),
 			generateCommand(),
+			evalCommand(),
+			benchCommand(),
 			versionCommand(),
 			devicesCommand(),
 		},

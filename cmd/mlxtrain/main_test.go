@@ -59,6 +59,10 @@ func TestFitThenGenerate(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stderr, "generated:")
 	assert.LessOrEqual(t, len(strings.TrimSpace(stdout)), 4)
+	code, stdout, stderr = runCLI("eval", "--checkpoint", out)
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, `val loss: \d+\.\d+`, stdout)
+	assert.Regexp(t, `accuracy: \d+\.\d% exact match on \d+ held-out problems`, stdout)
 	// a prompt longer than the learned position table is a clear error
 	long := strings.Repeat("1", 100)
 	code, _, stderr = runCLI("generate", "--checkpoint", out, "--prompt", long)
@@ -73,4 +77,14 @@ func TestVersionAndDevices(t *testing.T) {
 	code, out, _ = runCLI("devices")
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "matmul")
+}
+
+func TestBenchReportsThroughput(t *testing.T) {
+	code, stdout, stderr := runCLI("bench", "--steps", "2", "--set", "model.d_model=32", "--set", "model.layers=1",
+		"--set", "data.task.examples=500")
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, `[\d.]+ steps/s, \d+ tokens/s`, stdout)
+	code, _, stderr = runCLI("bench", "--steps", "0")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "--steps")
 }
