@@ -408,3 +408,31 @@ func ExampleKVCache() {
 	fmt.Println(cache.Offset(), cache.(*countingCache).calls)
 	// Output: 6 3
 }
+
+// TestBlockFloat32Cache prefills a float32 cache in chunks of at least 16 tokens
+// (the tiled kernels with fewer queries than keys) and then decodes single
+// tokens (flash), against one pass over the whole sequence.
+func TestBlockFloat32Cache(t *testing.T) {
+	for _, bc := range blockConfigs {
+		t.Run(bc.name, func(t *testing.T) {
+			b := NewBlock(autodiff.NewRNG(11), autodiff.Float32, bc.cfg)
+			x := blockInput(12, autodiff.Float32, 2, 50, bc.cfg.Dim)
+			want := b.Forward(nil, x, nil).Float64Values()
+			cache := &ConcatCache{}
+			defer cache.Reset()
+			var got []float64
+			for _, cut := range [][2]int{{0, 20}, {20, 48}, {48, 49}, {49, 50}} {
+				y := b.Forward(nil, autodiff.Slice(x, 1, cut[0], cut[1]), cache)
+				got = append(got, y.Float64Values()...)
+			}
+			// got is in chunk order; reorder want the same way (batch-major within each chunk).
+			var wantChunks []float64
+			for _, cut := range [][2]int{{0, 20}, {20, 48}, {48, 49}, {49, 50}} {
+				for bi := range 2 {
+					wantChunks = append(wantChunks, want[(bi*50+cut[0])*bc.cfg.Dim:(bi*50+cut[1])*bc.cfg.Dim]...)
+				}
+			}
+			near32(t, wantChunks, got, "cached")
+		})
+	}
+}

@@ -267,3 +267,27 @@ func TestInit(t *testing.T) {
 	assert.Equal(t, 0.0, std(attn.Q.Bias))
 	assert.Equal(t, 1.0, std(l.InputNorm.(LayerNorm).Weight))
 }
+
+// TestLoRAGradCheck attaches adapters to every projection of a tiny model and
+// checks the gradients of the loss for the adapters and the base weights: the
+// adapted linears take the unfused paths.
+func TestLoRAGradCheck(t *testing.T) {
+	cfg := tinyConfigs()["gpt2"]
+	m, err := New(cfg, autodiff.NewRNG(7))
+	require.NoError(t, err)
+	_, err = layers.AttachLoRA(autodiff.NewRNG(8), m.Linears(), layers.LoRAConfig{Rank: 2, Scale: 1.5, Keys: []string{"q_proj", "o_proj", "up_proj", "down_proj"}})
+	require.NoError(t, err)
+	var params []*autodiff.Tensor
+	for _, p := range m.Params() {
+		if strings.HasSuffix(p.Name, "lora_b") { // non-zero, so A's gradient is non-zero too
+			copy(p.Value.Float64s(), autodiff.RandNormal(autodiff.NewRNG(9), autodiff.Float64, 0, 0.3, p.Value.Len()).Float64s())
+		}
+		params = append(params, p.Value)
+	}
+	inputs := tokens(1, 5, 7, func(_, t int) int { return 2*t + 1 })
+	targets := tokens(1, 5, 7, func(_, t int) int { return t + 3 })
+	err = autodiff.GradCheck{Directions: 3}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
+		return m.Loss(&layers.Ctx{Tape: in[0].Tape()}, inputs, targets, nil)
+	}, params...)
+	assert.NoError(t, err)
+}

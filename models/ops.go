@@ -402,6 +402,11 @@ func residualRows[T autodiff.Float](y, res, b []T, width int) {
 	metal.ParallelFor(len(y)/width, rowsGrain(2*width), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			yr, rr := y[r*width:(r+1)*width], res[r*width:(r+1)*width]
+			if y32, ok := any(yr).([]float32); ok {
+				copy(y32, any(rr).([]float32))
+				addTo32(y32, any(b).([]float32))
+				continue
+			}
 			for i, v := range rr {
 				yr[i] = v + b[i]
 			}

@@ -1,0 +1,734 @@
+package attention
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// The float32 attention kernels of Block: flash attention as [FlashForward] and
+// [FlashBackward] compute it — 64×64 tiles of queries and keys, online softmax,
+// only the per-row log-sum-exp kept (plus the keys in a transposed layout), causal
+// and window tiles skipped — with each tile's products (QKᵀ and PV forward; QKᵀ,
+// dO·Vᵀ, dS·K, dSᵀ·Q and Pᵀ·dO backward) run as small matrix products (tileMul:
+// an AVX2/FMA strip kernel, gemm where it does not apply) instead of per-row dot
+// products, and the softmax rows in AVX2. The quadrant of a diagonal causal tile
+// that no row sees is skipped. Work is split over (batch, query head, query tile)
+// forward and (batch, key/value head) backward, as in FlashBackward; each product
+// runs on the calling worker.
+
+// tiledForward is FlashForward for float32 on tile products.
+func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
+	d.check("tiledForward", len(q), len(k), len(v), len(out))
+	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, len(k)))
+}
+
+// tiledForwardG is tiledForward on a geometry whose views may be any strides
+// (packed q, k and v). It writes the keys transposed into kt (see transposeKV),
+// which tiledBackwardG can reuse.
+func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
+	d := g.d
+	transposeKV(kt, k, g.kv, d, d.HeadDim)
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	heads := d.Batch * d.QHeads
+	parallelUnits(nqb*heads, func() *forwardScratch[float32] {
+		return &forwardScratch[float32]{
+			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
+			s: make([]float32, flashQBlock*flashKBlock), acc: make([]float32, flashQBlock*d.VDim),
+		}
+	}, func(w *forwardScratch[float32], u int) {
+		qb := nqb - 1 - u/heads
+		b, h := (u%heads)/d.QHeads, u%d.QHeads
+		i0 := qb * flashQBlock
+		tiledForwardBlock(g, w, out, lse, q, kt, v, b, h, i0, min(i0+flashQBlock, d.QLen))
+	})
+}
+
+// transposeKV writes the keys (or values) src, seen through view vw, as dst laid
+// out (batch, kv head, dim, key): each head's keys become the columns of a
+// dim×KLen matrix, the B operand of Q·Kᵀ in the tile products.
+func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
+	n := d.KLen
+	metal.ParallelFor(d.Batch*d.KVHeads, max(1, (1<<14)/max(n*dim, 1)), func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			b, hk := u/d.KVHeads, u%d.KVHeads
+			out := dst[u*dim*n : (u+1)*dim*n]
+			j := 0
+			// Eight keys at a time: each output row gets 8 contiguous values.
+			for ; j+8 <= n; j += 8 {
+				// Rows j…j+7 are vw.s apart in src.
+				if base := vw.at(b, j, hk); transposeBlocks8(out[j:], n, src[base:], vw.s, dim) {
+					continue
+				}
+				var r [8][]float32
+				for i := range r {
+					r[i] = src[vw.at(b, j+i, hk):][:dim]
+				}
+				for c := range dim {
+					o := out[c*n+j:][:8]
+					o[0], o[1], o[2], o[3] = r[0][c], r[1][c], r[2][c], r[3][c]
+					o[4], o[5], o[6], o[7] = r[4][c], r[5][c], r[6][c], r[7][c]
+				}
+			}
+			for ; j < n; j++ {
+				row := src[vw.at(b, j, hk):][:dim]
+				for c, x := range row {
+					out[c*n+j] = x
+				}
+			}
+		}
+	})
+}
+
+func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse, q, kt, v []float32, b, h, i0, i1 int) {
+	d := g.d
+	hk := h / g.group
+	rows := i1 - i0
+	m, l, acc := w.m[:rows], w.l[:rows], w.acc[:rows*d.VDim]
+	for r := range rows {
+		m[r], l[r] = negInf[float32](), 0
+	}
+	clear(acc)
+	qo := g.qv.at(b, i0, h)
+	ulo, _ := g.sp.rows(i0)
+	_, uhi := g.sp.rows(i1 - 1)
+	for j0 := ulo; j0 < uhi; j0 += flashKBlock {
+		j1 := min(j0+flashKBlock, uhi)
+		nk := j1 - j0
+		vo := g.vv.at(b, j0, hk)
+		s := w.s[:rows*flashKBlock]
+		kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
+		// Rows [0, top) need keys [0, left) only: a full tile on the diagonal of a
+		// causal mask skips its upper right quadrant.
+		top, left := 0, nk
+		if g.quadrant(i0, rows, j0, nk) {
+			top, left = flashQBlock/2, flashKBlock/2
+			tileMul(s, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, top, left, d.HeadDim, g.scale, false)
+		}
+		tileMul(s[top*flashKBlock:], flashKBlock, q[qo+top*g.qv.s:], g.qv.s, 1, kt[kto:], d.KLen, rows-top, nk, d.HeadDim, g.scale, false)
+		for r := range rows {
+			cols := nk
+			if r < top {
+				cols = left
+			}
+			row := s[r*flashKBlock : r*flashKBlock+cols]
+			lo, hi := g.sp.clip(i0+r, j0, j0+cols)
+			if lo == hi {
+				clear(row)
+				continue
+			}
+			fill(row[:lo-j0], negInf[float32]())
+			fill(row[hi-j0:], negInf[float32]())
+			mOld := m[r]
+			mNew, sum := softmaxRow(row, mOld)
+			if mNew != mOld && l[r] != 0 {
+				c := expTile(mOld - mNew)
+				l[r] *= c
+				scaleVec(acc[r*d.VDim:(r+1)*d.VDim], c)
+			}
+			l[r] += sum
+			m[r] = mNew
+		}
+		if top > 0 {
+			tileMul(acc, d.VDim, s, flashKBlock, 1, v[vo:], g.vv.s, top, d.VDim, left, 1, true)
+		}
+		tileMul(acc[top*d.VDim:], d.VDim, s[top*flashKBlock:], flashKBlock, 1, v[vo:], g.vv.s, rows-top, d.VDim, nk, 1, true)
+	}
+	for r := range rows {
+		o := out[g.ov.at(b, i0+r, h):][:d.VDim]
+		li := (b*d.QHeads+h)*d.QLen + i0 + r
+		if l[r] == 0 {
+			clear(o)
+			if lse != nil {
+				lse[li] = negInf[float32]()
+			}
+			continue
+		}
+		inv := 1 / l[r]
+		for c, x := range acc[r*d.VDim : (r+1)*d.VDim] {
+			o[c] = x * inv
+		}
+		if lse != nil {
+			lse[li] = m[r] + logTile(l[r])
+		}
+	}
+}
+
+// logTile is ln x for a positive, finite float32 x (a softmax denominator),
+// within 2e-7 plus the float32 rounding of the result: x = 2^e·f with f in [√½, √2), and
+// ln f = 2·atanh(s) with s = (f−1)/(f+1), |s| < 0.172, by its series to s⁹.
+func logTile(x float32) float32 {
+	bits := math.Float32bits(x)
+	e := int32(bits>>23) - 127
+	f := math.Float32frombits(bits&0x007fffff | 0x3f800000) // [1, 2)
+	if f > math.Sqrt2 {
+		f *= 0.5
+		e++
+	}
+	s := (f - 1) / (f + 1)
+	s2 := s * s
+	p := s * (2 + s2*(2.0/3+s2*(2.0/5+s2*(2.0/7+s2*(2.0/9)))))
+	return float32(e)*math.Ln2 + p
+}
+
+// quadrant reports whether the tile of query rows i0…i0+rows−1 and keys
+// j0…j0+nk−1 is a full 64×64 tile whose upper right 32×32 quadrant no row sees:
+// the first 32 rows see no key from j0+32 on (a causal tile on the diagonal).
+func (g geometry[T]) quadrant(i0, rows, j0, nk int) bool {
+	if rows != flashQBlock || nk != flashKBlock {
+		return false
+	}
+	_, hi := g.sp.rows(i0 + flashQBlock/2 - 1)
+	return hi <= j0+flashKBlock/2
+}
+
+// tiledBackward is FlashBackward for float32 on tile products.
+func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Options) {
+	d.check("tiledBackward", len(q), len(k), len(v), len(out))
+	d.check("tiledBackward", len(dq), len(dk), len(dv), len(dout))
+	if nrows := d.Batch * d.QHeads * d.QLen; len(lse) != nrows {
+		panic(fmt.Sprintf("attention: tiledBackward: lse has %d elements, want %d for %+v", len(lse), nrows, d))
+	}
+	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse, nil)
+}
+
+// tiledBackwardG is tiledBackward on a geometry whose views may be any strides
+// (dq, dk and dv may be the query, key and value columns of one packed tensor).
+//
+// kt holds the keys transposed by tiledForwardG, or is nil (then they are
+// transposed here).
+func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt []float32) {
+	d := g.d
+	nrows := d.Batch * d.QHeads * d.QLen
+	if kt == nil {
+		kt = make([]float32, d.Batch*d.KVHeads*d.HeadDim*d.KLen)
+		transposeKV(kt, k, g.kv, d, d.HeadDim)
+	}
+	vtBuf := autodiff.Empty(autodiff.Float32, d.Batch*d.KVHeads*d.VDim*d.KLen)
+	defer vtBuf.Release()
+	vt := vtBuf.Float32s()
+	transposeKV(vt, v, g.vv, d, d.VDim)
+	delta := make([]float32, nrows)
+	metal.ParallelFor(nrows, 1024, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			bh, i := r/max(d.QLen, 1), r%max(d.QLen, 1)
+			b, h := bh/d.QHeads, bh%d.QHeads
+			o := g.ov.at(b, i, h)
+			delta[r] = dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+		}
+	})
+	nkb := (d.KLen + flashKBlock - 1) / flashKBlock
+	units := d.Batch * d.KVHeads
+	parts := backwardParts(units, nkb)
+	dqs := make([][]float32, parts)
+	dqs[0] = dq
+	for c := 1; c < parts; c++ {
+		dqs[c] = make([]float32, len(dq))
+	}
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	parallelUnits(units*parts, func() *tiledScratch {
+		return &tiledScratch{
+			p: make([]float32, flashQBlock*flashKBlock), ds: make([]float32, flashQBlock*flashKBlock),
+			dqSet: make([]bool, g.group*nqb*2),
+		}
+	}, func(w *tiledScratch, u int) {
+		c := u % parts
+		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
+		clear(w.dqSet)
+		for kb := c; kb < nkb; kb += parts {
+			j0 := kb * flashKBlock
+			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
+		}
+		// dq rows of this group that no key of this part reached.
+		for i, set := range w.dqSet {
+			if set {
+				continue
+			}
+			h, qb, half := hk*g.group+i/(2*nqb), (i/2)%nqb, i%2
+			r0 := qb*flashQBlock + half*flashQBlock/2
+			for r := r0; r < min(r0+flashQBlock/2, d.QLen, (qb+1)*flashQBlock); r++ {
+				clear(dqs[c][g.qv.at(b, r, h):][:d.HeadDim])
+			}
+		}
+	})
+	if parts > 1 {
+		metal.ParallelFor(len(dq), 1<<14, func(lo, hi int) {
+			for _, part := range dqs[1:] {
+				for i := lo; i < hi; i++ {
+					dq[i] += part[i]
+				}
+			}
+		})
+	}
+}
+
+// tiledScratch is a backward worker's scratch: the P and dS tiles, and which
+// halves of its unit's query blocks have had dq written (the first product
+// writes, later ones add, so nothing needs clearing first).
+type tiledScratch struct {
+	p, ds []float32
+	dqSet []bool // (head in group, query block, half)
+}
+
+// tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
+// batch b and adds their part of dq, over every query head of the group and every
+// query tile that sees one of the keys.
+func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, kt, vt, dout, lse, delta []float32, b, hk, j0, j1 int) {
+	d := g.d
+	nk := j1 - j0
+	ko, vo := g.kv.at(b, j0, hk), g.vv.at(b, j0, hk)
+	kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
+	vto := (b*d.KVHeads+hk)*d.VDim*d.KLen + j0
+	const half = flashKBlock / 2
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	var kvSet [2]bool // the tile's key halves [0, 32) and [32, nk) written
+	// kvProduct sets or adds dK and dV of keys [klo, khi) from query rows [r0, rows)
+	// of the current tile (p, ds) whose queries and output gradients start at qo,
+	// oo; one product per key half, each half written first and added to after.
+	kvProduct := func(klo, khi, r0, rows, qo, oo int) {
+		for hf, seg := range [2][2]int{{klo, min(khi, half)}, {max(klo, half), khi}} {
+			if seg[0] >= seg[1] || r0 >= rows {
+				continue
+			}
+			n, acc := seg[1]-seg[0], kvSet[hf]
+			tileMul(dk[ko+seg[0]*g.kv.s:], g.kv.s, w.ds[r0*flashKBlock+seg[0]:], 1, flashKBlock, q[qo+r0*g.qv.s:], g.qv.s, n, d.HeadDim, rows-r0, 1, acc)
+			tileMul(dv[vo+seg[0]*g.vv.s:], g.vv.s, w.p[r0*flashKBlock+seg[0]:], 1, flashKBlock, dout[oo+r0*g.ov.s:], g.ov.s, n, d.VDim, rows-r0, 1, acc)
+			kvSet[hf] = true
+		}
+	}
+	// qProduct sets or adds dQ of rows [r0, r1) of query block qb of head h (in
+	// the group: hh) from keys [0, kcols) of the tile.
+	qProduct := func(hh, qb, r0, r1, kcols, qo int) {
+		for hf, seg := range [2][2]int{{r0, min(r1, flashQBlock/2)}, {max(r0, flashQBlock/2), r1}} {
+			if seg[0] >= seg[1] {
+				continue
+			}
+			i := (hh*nqb+qb)*2 + hf
+			tileMul(dq[qo+seg[0]*g.qv.s:], g.qv.s, w.ds[seg[0]*flashKBlock:], flashKBlock, 1, k[ko:], g.kv.s, seg[1]-seg[0], d.HeadDim, kcols, 1, w.dqSet[i])
+			w.dqSet[i] = true
+		}
+	}
+	defer func() { // keys no query of the tile reached
+		for hf, seg := range [2][2]int{{0, min(nk, half)}, {half, nk}} {
+			for j := seg[0]; j < seg[1] && !kvSet[hf]; j++ {
+				clear(dk[ko+j*g.kv.s:][:d.HeadDim])
+				clear(dv[vo+j*g.vv.s:][:d.VDim])
+			}
+		}
+	}()
+	for h := hk * g.group; h < (hk+1)*g.group; h++ {
+		for i0 := 0; i0 < d.QLen; i0 += flashQBlock {
+			i1 := min(i0+flashQBlock, d.QLen)
+			if ulo, _ := g.sp.rows(i0); ulo >= j1 {
+				break // later tiles start further right
+			}
+			if _, uhi := g.sp.rows(i1 - 1); uhi <= j0 {
+				continue
+			}
+			rows := i1 - i0
+			qo, oo := g.qv.at(b, i0, h), g.ov.at(b, i0, h)
+			p, ds := w.p[:rows*flashKBlock], w.ds[:rows*flashKBlock]
+			// As forward: rows [0, top) see keys [0, left) only.
+			top, left := 0, nk
+			if g.quadrant(i0, rows, j0, nk) {
+				top, left = flashQBlock/2, flashKBlock/2
+				tileMul(p, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, top, left, d.HeadDim, g.scale, false)
+				tileMul(ds, flashKBlock, dout[oo:], g.ov.s, 1, vt[vto:], d.KLen, top, left, d.VDim, 1, false)
+			}
+			qb, ob, tb := qo+top*g.qv.s, oo+top*g.ov.s, top*flashKBlock
+			tileMul(p[tb:], flashKBlock, q[qb:], g.qv.s, 1, kt[kto:], d.KLen, rows-top, nk, d.HeadDim, g.scale, false)
+			tileMul(ds[tb:], flashKBlock, dout[ob:], g.ov.s, 1, vt[vto:], d.KLen, rows-top, nk, d.VDim, 1, false)
+			for r := range rows {
+				cols := nk
+				if r < top {
+					cols = left
+				}
+				pr, dr := p[r*flashKBlock:][:cols], ds[r*flashKBlock:][:cols]
+				lo, hi := g.sp.clip(i0+r, j0, j0+cols)
+				if lo == hi {
+					clear(pr)
+					clear(dr)
+					continue
+				}
+				fill(pr[:lo-j0], negInf[float32]())
+				fill(pr[hi-j0:], negInf[float32]())
+				li := (b*d.QHeads+h)*d.QLen + i0 + r
+				gradRow(pr, dr, lse[li], delta[li], g.scale)
+			}
+			// dQ = dS·K over each row's keys; dK = dSᵀ·Q and dV = Pᵀ·dO with keys
+			// [0, left) seen by every row and keys [left, nk) by rows [top, rows).
+			hh, qb := h-hk*g.group, i0/flashQBlock
+			if top > 0 {
+				qProduct(hh, qb, 0, top, left, qo)
+			}
+			qProduct(hh, qb, top, rows, nk, qo)
+			kvProduct(0, left, 0, rows, qo, oo)
+			kvProduct(left, nk, top, rows, qo, oo)
+		}
+	}
+}
+
+// tiledAttention is [FlashAttention] for float32 tensors on the tiled kernels.
+func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
+	d := ShapeDims("tiled_attention", opt.Layout, q.Shape(), k.Shape(), v.Shape())
+	if q.DType() != autodiff.Float32 || k.DType() != autodiff.Float32 || v.DType() != autodiff.Float32 {
+		panic("attention: tiled_attention: want float32 q, k, v, have " + q.DType().String() + ", " + k.DType().String() + ", " + v.DType().String())
+	}
+	var start time.Time
+	if metal.Profiling() {
+		start = time.Now()
+	}
+	out := autodiff.Empty(autodiff.Float32, d.outShape(opt.Layout)...)
+	var lse []float32
+	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
+		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
+	}
+	ktBuf := autodiff.Empty(autodiff.Float32, k.Len())
+	kt := ktBuf.Float32s()
+	g := newGeometry[float32](d, opt)
+	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt)
+	if !start.IsZero() {
+		metal.RecordOp("tiled_attention", metal.PathBLAS, time.Since(start), int64(q.Len()+k.Len()+v.Len()+out.Len())*4)
+	}
+	res := autodiff.Record(out, "tiled_attention", func(gr *autodiff.Tensor) {
+		if !autodiff.NeedsGrad(q) && !autodiff.NeedsGrad(k) && !autodiff.NeedsGrad(v) {
+			return
+		}
+		var start time.Time
+		if metal.Profiling() {
+			start = time.Now()
+		}
+		dq, dk, dv := autodiff.Empty(autodiff.Float32, q.Shape()...), autodiff.Empty(autodiff.Float32, k.Shape()...), autodiff.Empty(autodiff.Float32, v.Shape()...)
+		tiledBackwardG(g, dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), gr.Float32s(), lse, kt)
+		if !start.IsZero() {
+			metal.RecordOp("tiled_attention_backward", metal.PathBLAS, time.Since(start), int64(2*(q.Len()+k.Len()+v.Len()+2*out.Len()))*4)
+		}
+		for _, p := range [][2]*autodiff.Tensor{{q, dq}, {k, dk}, {v, dv}} {
+			if autodiff.NeedsGrad(p[0]) {
+				autodiff.Accumulate(p[0], func() *autodiff.Tensor { return p[1] })
+			} else {
+				p[1].Release()
+			}
+		}
+	}, q, k, v)
+	keepWith(res, ktBuf)
+	return res
+}
+
+func fill(s []float32, v float32) {
+	for i := range s {
+		s[i] = v
+	}
+}
+
+func f32bits(v float32) uint32 { return math.Float32bits(v) }
+
+// expTile is e^x in float32 for x ≤ 0 (0 below −87.3, −Inf included), as the
+// tile kernels compute it: x = n·ln2 + r with |r| ≤ ln2/2 and e^r by its
+// degree-6 Taylor polynomial (relative error below 2e-7).
+func expTile(x float32) float32 {
+	if !(x >= -87.3) {
+		return 0
+	}
+	const (
+		log2e = 1.4426950408889634
+		ln2hi = 0.693145751953125
+		ln2lo = 1.428606765330187e-06
+	)
+	n := float32(math.RoundToEven(float64(x * log2e)))
+	r := x - n*ln2hi - n*ln2lo
+	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
+	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+}
+
+// softmaxRowGo sets m = max(mOld, max s) and s[j] = e^(s[j] − m), returning m and
+// Σ s[j] (see expTile).
+func softmaxRowGo(s []float32, mOld float32) (m, sum float32) {
+	m = mOld
+	for _, x := range s {
+		m = max(m, x)
+	}
+	for j, x := range s {
+		s[j] = expTile(x - m)
+		sum += s[j]
+	}
+	return m, sum
+}
+
+// gradRowGo sets p[j] = e^(p[j] − lse) and ds[j] = p[j]·(ds[j] − delta)·scale.
+func gradRowGo(p, ds []float32, lse, delta, scale float32) {
+	ds = ds[:len(p)]
+	for j, x := range p {
+		p[j] = expTile(x - lse)
+		ds[j] = p[j] * scale * (ds[j] - delta)
+	}
+}
+
+// ---- packed q, k and v -------------------------------------------------------------
+
+// The float32 training path of a Block keeps queries, keys and values in one
+// packed tensor (batch, seq, (Heads + 2·KVHeads)·HeadDim): row t holds the query
+// heads, then the key heads, then the value heads of token t. One GEMM projects
+// all three, RoPE rotates the query and key columns, and the tiled kernels read
+// (and, backward, write) the three through strides, so the gradient of the
+// projection arrives as one packed tensor: one GEMM for dx instead of three
+// and two additions.
+
+// projectQKV computes [x·Wqᵀ + bq | x·Wkᵀ + bk | x·Wvᵀ + bv] for float32 x (..., in),
+// the biases all present or all nil.
+func projectQKV(x, wq, wk, wv, bq, bk, bv *autodiff.Tensor) *autodiff.Tensor {
+	in := x.Dim(-1)
+	ws := []*autodiff.Tensor{wq, wk, wv}
+	bs := []*autodiff.Tensor{bq, bk, bv}
+	width := 0
+	offs := make([]int, 4)
+	for i, w := range ws {
+		if w.Rank() != 2 || w.Dim(1) != in || w.DType() != autodiff.Float32 || x.DType() != autodiff.Float32 ||
+			(bs[i] == nil) != (bq == nil) || bs[i] != nil && (bs[i].Rank() != 1 || bs[i].Dim(0) != w.Dim(0) || bs[i].DType() != autodiff.Float32) {
+			panic(fmt.Sprintf("attention: project_qkv: input %s %v, weight %v, bias %v", x.DType(), x.Shape(), w.Shape(), bs[i]))
+		}
+		width += w.Dim(0)
+		offs[i+1] = width
+	}
+	rows := x.Len() / in
+	// The weights side by side: (width, in), kept for the backward.
+	wcat := autodiff.Empty(autodiff.Float32, width, in)
+	wc := wcat.Float32s()
+	for i, w := range ws {
+		copy(wc[offs[i]*in:], w.Float32s())
+	}
+	shape := append(append([]int(nil), x.Shape()[:x.Rank()-1]...), width)
+	y := autodiff.Empty(autodiff.Float32, shape...)
+	ys := y.Float32s()
+	beta := float32(0)
+	if bq != nil {
+		bias := make([]float32, width)
+		for i, b := range bs {
+			copy(bias[offs[i]:], b.Float32s())
+		}
+		metal.ParallelFor(rows, max(1, (1<<15)/width), func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				copy(ys[r*width:(r+1)*width], bias)
+			}
+		})
+		beta = 1
+	}
+	xs := x.Float32s()
+	gemm.Sgemm(false, true, rows, width, in, 1, xs, in, wc, in, beta, ys, width)
+	inputs := append([]*autodiff.Tensor{x}, ws...)
+	if bq != nil {
+		inputs = append(inputs, bs...)
+	}
+	out := autodiff.Record(y, "project_qkv", func(g *autodiff.Tensor) {
+		gs := g.Float32s()
+		autodiff.Accumulate(x, func() *autodiff.Tensor {
+			dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
+			gemm.Sgemm(false, false, rows, in, width, 1, gs, width, wc, in, 0, dx.Float32s(), in)
+			return dx
+		})
+		for i, w := range ws {
+			autodiff.Accumulate(w, func() *autodiff.Tensor {
+				dw := autodiff.Empty(autodiff.Float32, w.Shape()...)
+				gemm.Sgemm(true, false, w.Dim(0), in, rows, 1, gs[offs[i]:], width, xs, in, 0, dw.Float32s(), in)
+				return dw
+			})
+		}
+		if bq == nil {
+			return
+		}
+		sums := make([]float32, width)
+		columnSums32(sums, gs, rows, width)
+		for i, b := range bs {
+			autodiff.Accumulate(b, func() *autodiff.Tensor {
+				return autodiff.FromFloat32(sums[offs[i]:offs[i+1]], b.Dim(0))
+			})
+		}
+	}, inputs...)
+	keepWith(out, wcat)
+	return out
+}
+
+// columnSums32 adds the column sums of the rows×cols matrix g to dst, with
+// per-worker partial sums added in worker order.
+func columnSums32(dst, g []float32, rows, cols int) {
+	var mu sync.Mutex
+	metal.ParallelFor(rows, max(1, (1<<15)/cols), func(lo, hi int) {
+		part := make([]float32, cols)
+		for r := lo; r < hi; r++ {
+			addTo32(part, g[r*cols:(r+1)*cols])
+		}
+		mu.Lock()
+		for j, v := range part {
+			dst[j] += v
+		}
+		mu.Unlock()
+	})
+}
+
+// keepWith ties saved tensors to out's tape, or frees them when out is not
+// recorded.
+func keepWith(out *autodiff.Tensor, saved ...*autodiff.Tensor) {
+	if tp := out.Tape(); tp != nil {
+		tp.Own(saved...)
+		return
+	}
+	for _, s := range saved {
+		s.Release()
+	}
+}
+
+// ropePacked rotates the first heads·headDim columns of each row of the packed
+// float32 tensor x (batch, seq, width) by RoPE (opt.Offset is the position of
+// token 0; the layout is ignored) and copies the rest.
+func ropePacked(x *autodiff.Tensor, heads, headDim int, opt RoPEOptions) *autodiff.Tensor {
+	bs, seq, width := x.Dim(0), x.Dim(1), x.Dim(2)
+	r := opt.rotated(headDim)
+	half := r / 2
+	cs := make([]float32, 2*seq*half)
+	scale := opt.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	for i := range half {
+		invFreq := math.Pow(opt.base(), -float64(2*i)/float64(r))
+		for s := range seq {
+			a := float64(opt.Offset+s) * scale * invFreq
+			cs[2*(s*half+i)] = float32(math.Cos(a))
+			cs[2*(s*half+i)+1] = float32(math.Sin(a))
+		}
+	}
+	apply := func(dst, src []float32, sign float32) {
+		metal.ParallelFor(bs*seq, max(1, (1<<14)/width), func(lo, hi int) {
+			for u := lo; u < hi; u++ {
+				row, out := src[u*width:(u+1)*width], dst[u*width:(u+1)*width]
+				c := cs[2*(u%seq)*half : 2*(u%seq+1)*half]
+				for h := range heads {
+					xs, os := row[h*headDim:(h+1)*headDim], out[h*headDim:(h+1)*headDim]
+					for i := range half {
+						cos, sin := c[2*i], sign*c[2*i+1]
+						a, b := 2*i, 2*i+1
+						if !opt.Interleaved {
+							a, b = i, i+half
+						}
+						x0, x1 := xs[a], xs[b]
+						os[a], os[b] = x0*cos-x1*sin, x0*sin+x1*cos
+					}
+					copy(os[r:], xs[r:])
+				}
+				copy(out[heads*headDim:], row[heads*headDim:])
+			}
+		})
+	}
+	y := autodiff.Empty(autodiff.Float32, x.Shape()...)
+	apply(y.Float32s(), x.Float32s(), 1)
+	return autodiff.Record(y, "rope_packed", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(x, func() *autodiff.Tensor {
+			dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
+			apply(dx.Float32s(), g.Float32s(), -1)
+			return dx
+		})
+	}, x)
+}
+
+// packedAttention is attention over the packed float32 tensor qkv (batch, seq,
+// (heads + 2·kvHeads)·headDim), self-attention of the sequence on itself, giving
+// (batch, seq, heads, headDim). Its backward writes the packed gradient.
+func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Options) *autodiff.Tensor {
+	bs, seq, width := qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)
+	if qkv.DType() != autodiff.Float32 || width != (heads+2*kvHeads)*headDim || heads%kvHeads != 0 {
+		panic(fmt.Sprintf("attention: packed_attention: %s %v for %d heads, %d kv heads of %d", qkv.DType(), qkv.Shape(), heads, kvHeads, headDim))
+	}
+	d := Dims{Batch: bs, QLen: seq, KLen: seq, QHeads: heads, KVHeads: kvHeads, HeadDim: headDim, VDim: headDim}
+	opt.Layout = BSHD
+	g := newGeometry[float32](d, opt)
+	packed := view{seq * width, width, headDim}
+	g.qv, g.kv, g.vv = packed, packed, packed
+	qo, ko, vo := 0, heads*headDim, (heads+kvHeads)*headDim
+	var start time.Time
+	if metal.Profiling() {
+		start = time.Now()
+	}
+	out := autodiff.Empty(autodiff.Float32, bs, seq, heads, headDim)
+	var lse []float32
+	if qkv.Tape() != nil {
+		lse = make([]float32, bs*heads*seq)
+	}
+	x := qkv.Float32s()
+	ktBuf := autodiff.Empty(autodiff.Float32, bs*kvHeads*headDim*seq)
+	kt := ktBuf.Float32s()
+	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt)
+	if !start.IsZero() {
+		metal.RecordOp("packed_attention", metal.PathBLAS, time.Since(start), int64(qkv.Len()+out.Len())*4)
+	}
+	res := autodiff.Record(out, "packed_attention", func(gr *autodiff.Tensor) {
+		autodiff.Accumulate(qkv, func() *autodiff.Tensor {
+			var start time.Time
+			if metal.Profiling() {
+				start = time.Now()
+			}
+			dx := autodiff.Empty(autodiff.Float32, qkv.Shape()...)
+			ds := dx.Float32s()
+			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse, kt)
+			if !start.IsZero() {
+				metal.RecordOp("packed_attention_backward", metal.PathBLAS, time.Since(start), int64(2*qkv.Len()+2*out.Len())*4)
+			}
+			return dx
+		})
+	}, qkv)
+	keepWith(res, ktBuf)
+	return res
+}
+
+// tileMul sets C (m×n, rows ldc apart) to alpha·A·B, or adds alpha·A·B to it when
+// acc, for A(i, p) = a[i·ars + p·acs] (m×k: row-major when acs is 1, a transposed
+// matrix when ars is 1) and B (k×n) with rows ldb apart. Strides are in
+// elements. The AVX2 strips take it when n is a multiple of 8; gemm the rest.
+func tileMul(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		if !acc {
+			for i := range m {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
+	if tileMulAsm(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc) {
+		return
+	}
+	beta := float32(0)
+	if acc {
+		beta = 1
+	}
+	switch {
+	case acs == 1:
+		gemm.Sgemm(false, false, m, n, k, alpha, a, ars, b, ldb, beta, c, ldc)
+	case ars == 1:
+		gemm.Sgemm(true, false, m, n, k, alpha, a, acs, b, ldb, beta, c, ldc)
+	default:
+		tileMulGo(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc)
+	}
+}
+
+// tileMulGo is tileMul in plain Go.
+func tileMulGo(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) {
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		if !acc {
+			clear(row)
+		}
+		for p := range k {
+			av := alpha * a[i*ars+p*acs]
+			for j, bv := range b[p*ldb : p*ldb+n] {
+				row[j] += av * bv
+			}
+		}
+	}
+}
