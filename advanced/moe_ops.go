@@ -289,13 +289,13 @@ func groupOf(offsets []int, i int) int {
 	return sort.Search(len(offsets)-1, func(e int) bool { return offsets[e+1] > i })
 }
 
-// groupGradBias multiplies dy by deriv in place (when deriv is not nil) and adds
-// each group's column sums of the result to db (when db is not nil).
-func groupGradBias[T autodiff.Float](dy, deriv, db []T, offsets []int, out int) {
+// groupGradBias sets dy = g·deriv (when deriv is not nil; dy is g otherwise) and
+// adds each group's column sums of dy to db (when db is not nil).
+func groupGradBias[T autodiff.Float](dy, g, deriv, db []T, offsets []int, out int) {
 	rows := offsets[len(offsets)-1]
 	if deriv != nil {
 		metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
-			mulInPlace(dy[lo*out:hi*out], deriv[lo*out:hi*out])
+			mulTo(dy[lo*out:hi*out], g[lo*out:hi*out], deriv[lo*out:hi*out])
 		})
 	}
 	if db == nil {
@@ -312,10 +312,10 @@ func groupGradBias[T autodiff.Float](dy, deriv, db []T, offsets []int, out int) 
 	})
 }
 
-func mulInPlace[T autodiff.Float](dst, src []T) {
-	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] *= v
+func mulTo[T autodiff.Float](dst, a, b []T) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
 	}
 }
 
@@ -393,17 +393,18 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 			autodiff.Accumulate(b, func() *autodiff.Tensor { return db })
 		}
 	}, inputs...)
-	if res.Tape() == nil && deriv != nil {
-		deriv.Release()
+	if deriv != nil {
+		if tp := res.Tape(); tp != nil {
+			tp.Own(deriv) // released with the tape, whether backward runs or not
+		} else {
+			deriv.Release()
+		}
 	}
 	return res
 }
 
 func groupedBackward[T autodiff.Float](dx, dw, db *autodiff.Tensor, dy, g, deriv, x, w []T, offsets []int, in, out int) {
-	if deriv != nil {
-		copy(dy, g)
-	}
-	groupGradBias(dy, deriv, slice[T](db), offsets, out)
+	groupGradBias(dy, g, deriv, slice[T](db), offsets, out)
 	GroupedMatMulBackward(slice[T](dx), slice[T](dw), dy, x, w, offsets, in, out)
 }
 

@@ -776,3 +776,29 @@ func TestMoEAuxLossBalancesLoad(t *testing.T) {
 	assert.Less(t, last, 1.05, "balance loss %g → %g", first, last)
 	assert.Less(t, m.Stats().MaxLoad(), 1.25, "load %v", m.Stats().Load)
 }
+
+// A training step gives every buffer back to the pool when its tape is
+// released, whether backward ran or not.
+func TestMoEReleasesEverything(t *testing.T) {
+	for _, cfg := range []MoEConfig{
+		{Dim: 16, Hidden: 24, Experts: 4, TopK: 2, Bias: true, SharedExperts: 1, AuxLossCoef: 0.1, ZLossCoef: 0.1, CapacityFactor: 1},
+		{Dim: 16, Hidden: 24, Experts: 4, TopK: 1, Act: layers.ActSwiGLU, SharedExperts: 2},
+		{Dim: 16, Hidden: 24, Experts: 3, TopK: 2, Act: layers.ActReLU, Score: ScoreSigmoid, Gate: GateScores},
+	} {
+		m := newTestMoE(t, ad.Float32, cfg, 21)
+		x := ad.RandNormal(ad.NewRNG(22), ad.Float32, 0, 1, 2, 9, 16)
+		for _, backward := range []bool{false, true} {
+			base := metal.HostPool.InUse()
+			tp := ad.NewTape()
+			y := m.Forward(&layers.Ctx{Tape: tp, Train: true}, tp.Watch(x))
+			if aux := m.TakeAuxLoss(); aux != nil {
+				y = ad.Add(y, aux)
+			}
+			if backward {
+				tp.BackwardWith(y, ad.Full(ad.Float32, 1, y.Shape()...))
+			}
+			tp.Release()
+			assert.Equal(t, base, metal.HostPool.InUse(), "%s, backward %v", cfg.Act, backward)
+		}
+	}
+}
