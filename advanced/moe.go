@@ -33,9 +33,10 @@ type MoEConfig struct {
 	SharedExperts, SharedHidden int
 
 	// CapacityFactor limits each expert to ⌈CapacityFactor·tokens·TopK/E⌉ (token,
-	// slot) pairs of a batch (see [ExpertCapacity]); the earliest tokens are
-	// kept, the rest dropped (they add nothing; the residual carries the token).
-	// 0 is dropless.
+	// slot) pairs of a training batch (see [ExpertCapacity]); the earliest
+	// tokens are kept, the rest dropped (they add nothing; the residual carries
+	// the token). 0 is dropless. Inference (a Ctx not training) never drops, so
+	// evaluation and generation do not depend on what else is in the batch.
 	CapacityFactor float64
 
 	// The auxiliary loss is AuxLossCoef·LoadBalanceLoss + ZLossCoef·RouterZLoss
@@ -302,7 +303,11 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 	gates, experts := RouterGates(logits, k, cfg.Score, cfg.Gate)
 	tmp.add(gates)
 	defer experts.Release()
-	r := NewRouting(experts.Int32s(), N, k, E, ExpertCapacity(cfg.CapacityFactor, N, k, E))
+	capacity := 0
+	if c.Training() {
+		capacity = ExpertCapacity(cfg.CapacityFactor, N, k, E)
+	}
+	r := NewRouting(experts.Int32s(), N, k, E, capacity)
 
 	xs := tmp.add(Dispatch(x, r))
 	h := m.hidden(c, xs, r, &tmp)

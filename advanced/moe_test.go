@@ -331,7 +331,7 @@ func TestMoEGradCheck(t *testing.T) {
 			}
 			err := ad.GradCheck{Seed: uint64(i), RTol: 1e-5, ATol: 1e-7}.Check(func(in []*ad.Tensor) *ad.Tensor {
 				mm := m.withParams(in[1:])
-				y, aux, _ := mm.ForwardAux(&layers.Ctx{Tape: in[0].Tape()}, in[0])
+				y, aux, _ := mm.ForwardAux(&layers.Ctx{Tape: in[0].Tape(), Train: true}, in[0])
 				require.NotNil(t, aux)
 				return ad.Add(y, aux)
 			}, inputs...)
@@ -478,11 +478,15 @@ func TestMoEAuxLossAndStats(t *testing.T) {
 	tp.Backward(loss)
 	assert.NotNil(t, tp.Grad(m.Router.Weight))
 
-	// ForwardAux without a tape: values, no recording.
+	// ForwardAux without a tape: values, no recording, and (not training) no
+	// capacity limit.
 	y2, aux2, st2 := m.ForwardAux(nil, x)
 	assert.Nil(t, y2.Tape())
 	assert.InDelta(t, aux.Item(), aux2.Item(), 1e-6)
-	assert.Equal(t, st.Load, st2.Load)
+	assert.Equal(t, st.Routed, st2.Routed)
+	assert.Equal(t, st.Routed, st2.Load)
+	assert.Zero(t, st2.Dropped)
+	require.Positive(t, st.Dropped, "the training forward dropped pairs")
 	y2.Release()
 	aux2.Release()
 }
