@@ -806,3 +806,27 @@ func TestMoEReleasesEverything(t *testing.T) {
 		}
 	}
 }
+
+// An empty batch goes through, forward and backward.
+func TestMoEEmptyBatch(t *testing.T) {
+	cfg := MoEConfig{Dim: 4, Hidden: 6, Experts: 3, TopK: 2, Bias: true, SharedExperts: 1, AuxLossCoef: 1, ZLossCoef: 1, CapacityFactor: 1}
+	m := newTestMoE(t, ad.Float32, cfg, 31)
+	tp := ad.NewTape()
+	defer tp.Release()
+	x := tp.Watch(ad.Zeros(ad.Float32, 2, 0, 4))
+	y, aux, st := m.ForwardAux(&layers.Ctx{Tape: tp, Train: true}, x)
+	assert.Equal(t, []int{2, 0, 4}, y.Shape())
+	assert.Zero(t, aux.Item())
+	assert.Zero(t, st.Tokens)
+	tp.Backward(ad.Add(ad.SumAll(y), aux))
+	assert.Equal(t, []float32{0, 0, 0, 0}, tp.Grad(m.DownBias).Float32s()[:4])
+}
+
+// MoE has the method set of models.FeedForward, plus what the model calls to
+// add the auxiliary loss and LoRA's linear lister.
+var _ interface {
+	Params(prefix string) []ad.Param
+	Forward(c *layers.Ctx, x *ad.Tensor) *ad.Tensor
+	TakeAuxLoss() *ad.Tensor
+	Linears(prefix string) []layers.NamedLinear
+} = (*MoE)(nil)
