@@ -17,7 +17,8 @@ import (
 // with biases, softmax over the two chosen router logits, no capacity limit, no
 // auxiliary loss, on a batch of 16 × 128 tokens in float32, with gradients for
 // the input and every parameter. tokens/s is measured on the median call,
-// cpu-s/op is the process CPU time per call (steadier on a shared machine);
+// GFLOP/s counts the GEMMs' multiply-adds on the median call, cpu-s/op is the
+// process CPU time per call (steadier on a shared machine);
 // "threads=1" pins the workers (and BLAS) to one. With MLXTRAIN_PROFILE=1 it
 // prints the time per op.
 //
@@ -56,7 +57,11 @@ func BenchmarkMoEFeedForward(b *testing.B) {
 				times = append(times, time.Since(start))
 			}
 			slices.Sort(times)
-			b.ReportMetric(float64(batch*ctx)/times[len(times)/2].Seconds(), "tokens/s")
+			med := times[len(times)/2].Seconds()
+			b.ReportMetric(float64(batch*ctx)/med, "tokens/s")
+			// the experts' six GEMMs (two forward, four backward) and the router's three
+			flops := 2 * float64(batch*ctx) * (6*float64(cfg.TopK*cfg.Dim*cfg.Hidden) + 3*float64(cfg.Dim*cfg.Experts))
+			b.ReportMetric(flops/med/1e9, "GFLOP/s")
 			if cpu >= 0 {
 				b.ReportMetric((cpuSeconds()-cpu)/float64(b.N), "cpu-s/op")
 			}
