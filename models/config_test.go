@@ -178,7 +178,11 @@ func TestConfigValidate(t *testing.T) {
 		{"time_step_rank", func(c *Config) { c.TimeStepRank = -1 }, "time_step_rank is -1"},
 		{"moe", func(c *Config) { c.FeedForwardTypes = []string{"moe", "mlp"}; c.NumLocalExperts = 4 }, ""},
 		{"moe experts", func(c *Config) { c.FeedForwardTypes = []string{"moe", "mlp"} }, `num_local_experts is 0, want ≥ 1 for the "moe" feed-forward`},
-		{"moe top k", func(c *Config) { c.FeedForwardTypes = []string{"moe", "mlp"}; c.NumLocalExperts = 2; c.NumExpertsPerTok = 3 }, "num_experts_per_tok is 3, want 1 … 2 (num_local_experts)"},
+		{"moe top k", func(c *Config) {
+			c.FeedForwardTypes = []string{"moe", "mlp"}
+			c.NumLocalExperts = 2
+			c.NumExpertsPerTok = 3
+		}, "num_experts_per_tok is 3, want 1 … 2 (num_local_experts)"},
 		{"moe width", func(c *Config) { c.MoEIntermediateSize = -1 }, "moe_intermediate_size is -1"},
 		{"moe shared", func(c *Config) { c.NSharedExperts = -1 }, "n_shared_experts is -1"},
 		{"moe scoring", func(c *Config) { c.ScoringFunc = "tanh" }, `scoring_func "tanh" is not "softmax" or "sigmoid"`},
