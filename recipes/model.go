@@ -74,14 +74,37 @@ func (r *Recipe) ModelConfig(vocab int) (models.Config, error) {
 			} else {
 				cfg.LayerTypes = append(cfg.LayerTypes, models.MixerFullAttention)
 			}
+		case "ssm":
+			cfg.LayerTypes = append(cfg.LayerTypes, models.MixerMamba)
 		default:
 			return models.Config{}, fmt.Errorf("model.layer_pattern: mixer %q is not available yet", k.Mixer)
 		}
 		switch k.FFN {
 		case "dense":
-			cfg.FeedForwardTypes = append(cfg.FeedForwardTypes, "mlp")
+			cfg.FeedForwardTypes = append(cfg.FeedForwardTypes, models.FeedForwardMLP)
+		case "moe":
+			cfg.FeedForwardTypes = append(cfg.FeedForwardTypes, models.FeedForwardMoE)
 		default:
 			return models.Config{}, fmt.Errorf("model.layer_pattern: feed-forward %q is not available yet", k.FFN)
+		}
+	}
+	// [model.ssm] and [model.moe] go into config.json only when a layer uses them.
+	if cfg.HasMixer(models.MixerMamba) {
+		s := m.SSM
+		cfg.StateSize, cfg.ConvKernel, cfg.Expand, cfg.TimeStepRank = s.DState, s.DConv, s.Expand, m.EffectiveDTRank()
+	}
+	if cfg.HasFeedForward(models.FeedForwardMoE) {
+		e := m.MoE
+		cfg.NumLocalExperts, cfg.NumExpertsPerTok, cfg.NSharedExperts = e.Experts, e.TopK, e.SharedExperts
+		cfg.MoEIntermediateSize = cfg.IntermediateSize // each expert as wide as the dense MLP
+		cfg.CapacityFactor, cfg.RouterAuxLossCoef, cfg.RouterZLossCoef = e.CapacityFactor, e.AuxLossCoef, e.ZLossCoef
+		switch e.Router {
+		case "", "softmax":
+			cfg.ScoringFunc = models.ScoringSoftmax
+		case "sigmoid":
+			cfg.ScoringFunc = models.ScoringSigmoid
+		default:
+			return models.Config{}, fmt.Errorf("model.moe.router = %q is not supported by the model", e.Router)
 		}
 	}
 	return cfg, nil
