@@ -39,19 +39,13 @@ func Greedy(m *models.Model, prompt []int32, maxNew int, eos int32) ([]int32, er
 		maxNew = n - len(prompt) // the context bounds what can be generated
 	}
 	cache := models.NewCache(m)
+	defer cache.Release()
 	out := make([]int32, 0, maxNew)
 	ids := autodiff.FromInt32(prompt, 1, len(prompt))
 	for len(out) < maxNew {
 		logits := m.ForwardCache(nil, ids, cache)
 		ids.Release()
-		v := logits.Dim(-1)
-		last := logits.Float32s()[logits.Len()-v:]
-		best := 0
-		for j, x := range last {
-			if x > last[best] {
-				best = j
-			}
-		}
+		best := argmaxLast(logits)
 		logits.Release()
 		out = append(out, int32(best))
 		if int32(best) == eos {
@@ -60,4 +54,27 @@ func Greedy(m *models.Model, prompt []int32, maxNew int, eos int32) ([]int32, er
 		ids = autodiff.FromInt32([]int32{int32(best)}, 1, 1)
 	}
 	return out, nil
+}
+
+// argmaxLast is the index of the largest logit of the last position (the lowest
+// index among equals).
+func argmaxLast(logits *autodiff.Tensor) int {
+	v := logits.Dim(-1)
+	best := 0
+	if logits.DType() == autodiff.Float32 {
+		last := logits.Float32s()[logits.Len()-v:]
+		for j, x := range last {
+			if x > last[best] {
+				best = j
+			}
+		}
+		return best
+	}
+	last := logits.Float64Values()[logits.Len()-v:]
+	for j, x := range last {
+		if x > last[best] {
+			best = j
+		}
+	}
+	return best
 }
