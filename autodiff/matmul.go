@@ -110,12 +110,12 @@ func batchOffsets(in, batch []int, matrix int) []int {
 }
 
 // products runs fn for every product index, on the workers when the products are
-// small and independent (each one then stays on its worker), else in order, each
-// product splitting itself across the workers.
+// too small to split themselves and independent (each one then stays on its
+// worker), else in order. A worker gets at least half of what is worth waking it.
 func (p *matmulPlan) products(independent bool, fn func(i int)) {
 	work := p.m * p.n * p.k
-	if independent && p.count > 1 && work < 1<<18 {
-		metal.ParallelFor(p.count, max(1, (1<<16)/(work+1)), func(lo, hi int) {
+	if independent && p.count > 1 && work < gemm.MinParallelWork {
+		metal.ParallelFor(p.count, max(1, gemm.MinParallelWork/2/(work+1)), func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				fn(i)
 			}

@@ -131,6 +131,7 @@ var matmulCases = []matmulCase{
 	{a: []int{3, 6}, b: []int{2, 6}, tB: true},
 	{a: []int{4, 33, 65}, b: []int{65, 97}},
 	{a: []int{4, 65, 33}, b: []int{97, 65}, tA: true, tB: true},
+	{a: []int{16, 64, 64}, b: []int{16, 128, 64}, tB: true}, // enough products to share out
 	{a: []int{0, 5}, b: []int{5, 3}},
 	{a: []int{4, 0}, b: []int{0, 3}},
 	{a: []int{4, 5}, b: []int{5, 0}},
@@ -179,7 +180,9 @@ func TestMatMulGradients(t *testing.T) {
 	for _, c := range matmulCases {
 		a := FromFloat64(randData(rng, numel(c.a)), c.a...)
 		b := FromFloat64(randData(rng, numel(c.b)), c.b...)
-		err := GradCheck{Seed: 1}.Check(func(in []*Tensor) *Tensor { return MatMulT(in[0], in[1], c.tA, c.tB) }, a, b)
+		// The product is linear in each input, so central differences are exact but
+		// for rounding, which a larger step keeps small on large outputs.
+		err := GradCheck{Seed: 1, Eps: 1e-3}.Check(func(in []*Tensor) *Tensor { return MatMulT(in[0], in[1], c.tA, c.tB) }, a, b)
 		assert.NoError(t, err, "%v", c)
 	}
 }

@@ -3,6 +3,7 @@ package metal
 import (
 	"fmt"
 	"math/bits"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -24,6 +25,10 @@ type Buffer struct {
 	refs   atomic.Int32
 	handle any    // the device's own object (an MTLBuffer, a simulator buffer), or nil
 	free   func() // gives device memory back to its device (Pool.Wrap), or nil
+	// live is set while an owner holds the buffer; a buffer the GC collects
+	// while still live was dropped without Release, and its cleanup takes its
+	// bytes off the pool's in-use count.
+	acct *bufferAccount
 
 	mu       sync.Mutex
 	busy     atomic.Int32 // mirrors inflight so Wait on an idle buffer takes no lock
@@ -206,11 +211,28 @@ func (p *Pool) Get(n int) *Buffer {
 		p.held.Add(-int64(len(b.words) * 8))
 	} else {
 		b = &Buffer{words: make([]uint64, (capBytes+7)/8), class: class, pool: p}
+		b.acct = &bufferAccount{pool: p, bytes: int64(len(b.words) * 8)}
+		runtime.AddCleanup(b, (*bufferAccount).collected, b.acct)
 	}
 	b.size = n
 	b.refs.Store(1)
+	b.acct.live.Store(true)
 	p.track(int64(len(b.words) * 8))
 	return b
+}
+
+// bufferAccount is what a buffer's GC cleanup needs: tensors that are never
+// released (inference results left to the GC) must not count as in use forever.
+type bufferAccount struct {
+	live  atomic.Bool
+	pool  *Pool
+	bytes int64
+}
+
+func (a *bufferAccount) collected() {
+	if a.live.Swap(false) {
+		a.pool.inUse.Add(-a.bytes)
+	}
 }
 
 // Wrap makes a Buffer of size bytes over memory a device allocated and shares
@@ -248,6 +270,9 @@ func (p *Pool) track(delta int64) {
 
 func (p *Pool) put(b *Buffer) {
 	bytes := int64(len(b.words) * 8)
+	if b.acct != nil && !b.acct.live.Swap(false) {
+		return // already taken off the count
+	}
 	p.inUse.Add(-bytes)
 	if b.handle != nil || b.class < 0 {
 		if b.free != nil {

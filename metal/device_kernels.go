@@ -176,42 +176,5 @@ func RunMatMul(d Compute, c, a, b *Buffer, m, n, k int) error {
 
 // RunMatMulWith is [RunMatMul] with a chosen kernel.
 func RunMatMulWith(d Compute, kern MatMulKernel, c, a, b *Buffer, m, n, k int) error {
-	kernel := string(kern)
-	if err := checkCount(kernel, m, n, k); err != nil {
-		return err
-	}
-	if err := checkCount(kernel, m, max(n, k)); err != nil {
-		return err
-	}
-	for _, x := range []struct {
-		name  string
-		b     *Buffer
-		elems int
-	}{{"c", c, m * n}, {"a", a, m * k}, {"b", b, k * n}} {
-		if err := checkLen(kernel, x.name, x.b, x.elems); err != nil {
-			return err
-		}
-	}
-	if m == 0 || n == 0 {
-		return nil
-	}
-	l := &Launch{
-		Kernel: kernel,
-		Args: []Arg{Out(0, c), In(1, a), In(2, b),
-			Params(3, struct{ M, N, K uint32 }{uint32(m), uint32(n), uint32(k)})},
-	}
-	switch kern {
-	case MatMulTiled:
-		l.Groups = [3]int{groupsFor(n, 16), groupsFor(m, 16), 1}
-		l.Threads = [3]int{16, 16, 1}
-	case MatMulSimdgroup:
-		if !d.Facts().SimdgroupMatrix() {
-			return fmt.Errorf("%s: the device (GPU family %d) has no simdgroup_matrix", kernel, d.Facts().Family)
-		}
-		l.Groups = [3]int{groupsFor(n, 32), groupsFor(m, 32), 1}
-		l.Threads = [3]int{128, 1, 1}
-	default:
-		return fmt.Errorf("unknown matmul kernel %q", kernel)
-	}
-	return d.Dispatch(l)
+	return RunMatMulTWith(d, kern, c, a, b, m, n, k, false, false)
 }

@@ -3,6 +3,7 @@ package metal
 import (
 	"errors"
 	"math"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -195,3 +196,20 @@ type stringsBuilder struct{ b []byte }
 
 func (s *stringsBuilder) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
 func (s *stringsBuilder) String() string              { return string(s.b) }
+
+func TestDroppedBuffersLeaveTheInUseCount(t *testing.T) {
+	p := NewPool(1 << 20)
+	for range 100 {
+		p.Get(4096) // never released: left to the GC
+	}
+	require.Greater(t, p.InUse(), int64(0))
+	for i := 0; i < 20 && p.InUse() > 0; i++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	assert.Equal(t, int64(0), p.InUse())
+	b := p.Get(100)
+	b.Release()
+	runtime.GC()
+	assert.Equal(t, int64(0), p.InUse(), "a released buffer is not subtracted twice")
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -19,9 +20,13 @@ import (
 // num_attention_heads, num_key_value_heads, head_dim, intermediate_size,
 // hidden_act, max_position_embeddings, rope_theta, rms_norm_eps,
 // tie_word_embeddings, attention_bias, mlp_bias, sliding_window, layer_types,
-// initializer_range, torch_dtype), mlx-lm's rope_traditional, and ours for the
-// rest (norm_type, layer_norm_eps, norm_bias, position_embedding_type, mlp_gated,
-// feed_forward_types). Keys of a config.json that Config does not know are kept in
+// initializer_range, torch_dtype), those of Hugging Face's Mamba for the "mamba"
+// mixer (state_size, conv_kernel, expand, time_step_rank) and of Mixtral and
+// DeepSeek for the "moe" feed-forward (num_local_experts, num_experts_per_tok,
+// moe_intermediate_size, n_shared_experts, scoring_func, router_aux_loss_coef),
+// mlx-lm's rope_traditional, and ours for the rest (norm_type, layer_norm_eps,
+// norm_bias, position_embedding_type, mlp_gated, feed_forward_types,
+// capacity_factor, router_z_loss_coef). Keys of a config.json that Config does not know are kept in
 // Extra and written back, so a Hugging Face config survives a round trip.
 //
 // Zero values mean defaults, filled by [Config.WithDefaults]; [GPT2Config] and
@@ -63,13 +68,43 @@ type Config struct {
 	AttentionBias bool `json:"attention_bias"` // biases on q_proj, k_proj, v_proj and o_proj
 	// SlidingWindow is the window in keys of "sliding_attention" layers.
 	SlidingWindow int `json:"sliding_window"`
-	// LayerTypes gives each layer's mixer: "full_attention" (also "attention") or
-	// "sliding_attention". Empty means every layer is "sliding_attention" when
+	// LayerTypes gives each layer's mixer: "full_attention" (also "attention"),
+	// "sliding_attention" or "mamba" (a selective state-space block). Empty means every layer is "sliding_attention" when
 	// SlidingWindow > 0, "full_attention" otherwise.
 	LayerTypes []string `json:"layer_types,omitempty"`
-	// FeedForwardTypes gives each layer's feed-forward: "mlp". Empty means "mlp"
-	// everywhere.
+	// FeedForwardTypes gives each layer's feed-forward: "mlp" or "moe". Empty
+	// means "mlp" everywhere.
 	FeedForwardTypes []string `json:"feed_forward_types,omitempty"`
+
+	// The "mamba" mixer (Hugging Face's MambaConfig keys): StateSize N per
+	// channel (default 16), ConvKernel the causal convolution's width (4),
+	// Expand the inner width over hidden_size (2), TimeStepRank the rank of
+	// Δ's projection (⌈hidden_size/16⌉). Defaults are filled, and the keys
+	// written, only when layer_types has a "mamba" layer.
+	StateSize    int `json:"state_size,omitempty"`
+	ConvKernel   int `json:"conv_kernel,omitempty"`
+	Expand       int `json:"expand,omitempty"`
+	TimeStepRank int `json:"time_step_rank,omitempty"`
+
+	// The "moe" feed-forward (Mixtral's and DeepSeek's keys where they have
+	// them): NumLocalExperts routed experts (required), NumExpertsPerTok per
+	// token (default min(2, experts)), MoEIntermediateSize each expert's width
+	// (default intermediate_size), NSharedExperts always-on experts of that
+	// width, ScoringFunc "softmax" (default; the chosen experts weighted by a
+	// softmax over their logits) or "sigmoid" (their sigmoid scores
+	// renormalised), CapacityFactor the expert capacity of a training batch
+	// (0: dropless), RouterAuxLossCoef and RouterZLossCoef (ours) the weights
+	// of the load-balancing loss and the router z-loss that Model.Loss adds.
+	// The experts use hidden_act / mlp_gated / mlp_bias as the dense MLP does.
+	// Defaults are filled only when feed_forward_types has a "moe" layer.
+	NumLocalExperts     int     `json:"num_local_experts,omitempty"`
+	NumExpertsPerTok    int     `json:"num_experts_per_tok,omitempty"`
+	MoEIntermediateSize int     `json:"moe_intermediate_size,omitempty"`
+	NSharedExperts      int     `json:"n_shared_experts,omitempty"`
+	ScoringFunc         string  `json:"scoring_func,omitempty"`
+	CapacityFactor      float64 `json:"capacity_factor,omitempty"`
+	RouterAuxLossCoef   float64 `json:"router_aux_loss_coef,omitempty"`
+	RouterZLossCoef     float64 `json:"router_z_loss_coef,omitempty"`
 
 	TieWordEmbeddings bool    `json:"tie_word_embeddings"` // lm_head is embed_tokens
 	InitializerRange  float64 `json:"initializer_range"`   // std of the initial weights; default 0.02
@@ -89,6 +124,9 @@ const (
 	PositionsRoPE    = "rope"
 	PositionsLearned = "learned"
 	PositionsNone    = "none"
+
+	ScoringSoftmax = "softmax" // scoring_func of the "moe" feed-forward
+	ScoringSigmoid = "sigmoid"
 )
 
 // GPT2Config is a GPT-2-style model: learned positions, pre-LayerNorm with biases,
@@ -180,7 +218,42 @@ func (c Config) WithDefaults() Config {
 	if len(c.FeedForwardTypes) == 0 && c.NumHiddenLayers > 0 {
 		c.FeedForwardTypes = repeat(FeedForwardMLP, c.NumHiddenLayers)
 	}
+	if c.HasMixer(MixerMamba) {
+		def(&c.StateSize, 16)
+		def(&c.ConvKernel, 4)
+		def(&c.Expand, 2)
+		def(&c.TimeStepRank, (c.HiddenSize+15)/16)
+	}
+	if c.HasFeedForward(FeedForwardMoE) {
+		def(&c.NumExpertsPerTok, min(2, max(c.NumLocalExperts, 1)))
+		def(&c.MoEIntermediateSize, c.IntermediateSize)
+		if c.ScoringFunc == "" {
+			c.ScoringFunc = ScoringSoftmax
+		}
+	}
 	return c
+}
+
+func def(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// HasMixer reports whether some layer's mixer (layer_types) is kind.
+func (c Config) HasMixer(kind string) bool { return contains(c.LayerTypes, kind) }
+
+// HasFeedForward reports whether some layer's feed-forward (feed_forward_types)
+// is kind.
+func (c Config) HasFeedForward(kind string) bool { return contains(c.FeedForwardTypes, kind) }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func repeat(s string, n int) []string {
@@ -283,6 +356,8 @@ func (c Config) Validate() error {
 			break
 		}
 	}
+	d.validateMamba(bad)
+	d.validateMoE(bad)
 	if d.InitializerRange < 0 {
 		bad("initializer_range is %g, want ≥ 0", d.InitializerRange)
 	}
@@ -293,6 +368,48 @@ func (c Config) Validate() error {
 		return errors.New("models: config: " + strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// validateMamba checks the "mamba" mixer's keys (d has its defaults).
+func (d Config) validateMamba(bad func(string, ...any)) {
+	need := d.HasMixer(MixerMamba)
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"state_size", d.StateSize}, {"conv_kernel", d.ConvKernel}, {"expand", d.Expand}, {"time_step_rank", d.TimeStepRank}} {
+		if f.v < 0 || (need && f.v == 0) {
+			bad("%s is %d, want ≥ 1 (or 0 for the default)", f.key, f.v)
+		}
+	}
+}
+
+// validateMoE checks the "moe" feed-forward's keys (d has its defaults).
+func (d Config) validateMoE(bad func(string, ...any)) {
+	need := d.HasFeedForward(FeedForwardMoE)
+	switch {
+	case d.NumLocalExperts < 0, need && d.NumLocalExperts == 0:
+		bad("num_local_experts is %d, want ≥ 1 for the %q feed-forward", d.NumLocalExperts, FeedForwardMoE)
+	case d.NumExpertsPerTok < 0, need && (d.NumExpertsPerTok == 0 || d.NumExpertsPerTok > d.NumLocalExperts):
+		bad("num_experts_per_tok is %d, want 1 … %d (num_local_experts)", d.NumExpertsPerTok, d.NumLocalExperts)
+	}
+	if d.MoEIntermediateSize < 0 {
+		bad("moe_intermediate_size is %d, want ≥ 1 (or 0 for intermediate_size)", d.MoEIntermediateSize)
+	}
+	if d.NSharedExperts < 0 {
+		bad("n_shared_experts is %d, want ≥ 0", d.NSharedExperts)
+	}
+	if d.ScoringFunc != "" && d.ScoringFunc != ScoringSoftmax && d.ScoringFunc != ScoringSigmoid {
+		bad("scoring_func %q is not %q or %q", d.ScoringFunc, ScoringSoftmax, ScoringSigmoid)
+	}
+	if !(d.CapacityFactor >= 0) || math.IsInf(d.CapacityFactor, 0) {
+		bad("capacity_factor is %g, want ≥ 0 (0 is dropless)", d.CapacityFactor)
+	}
+	if !(d.RouterAuxLossCoef >= 0) {
+		bad("router_aux_loss_coef is %g, want ≥ 0", d.RouterAuxLossCoef)
+	}
+	if !(d.RouterZLossCoef >= 0) {
+		bad("router_z_loss_coef is %g, want ≥ 0", d.RouterZLossCoef)
+	}
 }
 
 // DType is the parameters' dtype (torch_dtype), Float32 unless "float64".

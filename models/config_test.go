@@ -34,6 +34,53 @@ func TestConfigRoundTrip(t *testing.T) {
 	}
 }
 
+// hybridConfig is a tiny llama-style model with attention, Mamba and MoE layers.
+func hybridConfig() Config {
+	cfg := LlamaConfig(13, 8, 3, 2, 1, 12, 32)
+	cfg.LayerTypes = []string{MixerMamba, MixerFullAttention, MixerMamba}
+	cfg.FeedForwardTypes = []string{FeedForwardMoE, FeedForwardMLP, FeedForwardMoE}
+	cfg.StateSize, cfg.ConvKernel, cfg.Expand, cfg.TimeStepRank = 3, 3, 2, 2
+	cfg.NumLocalExperts, cfg.NumExpertsPerTok, cfg.MoEIntermediateSize = 3, 2, 6
+	cfg.NSharedExperts, cfg.ScoringFunc, cfg.CapacityFactor = 1, ScoringSigmoid, 1.5
+	cfg.RouterAuxLossCoef, cfg.RouterZLossCoef = 0.01, 0.001
+	return cfg
+}
+
+func TestConfigHybridKeys(t *testing.T) {
+	cfg := hybridConfig()
+	require.NoError(t, cfg.Validate())
+	data, err := cfg.JSON()
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	for key, want := range map[string]any{
+		"state_size": 3.0, "conv_kernel": 3.0, "expand": 2.0, "time_step_rank": 2.0,
+		"num_local_experts": 3.0, "num_experts_per_tok": 2.0, "moe_intermediate_size": 6.0, "n_shared_experts": 1.0,
+		"scoring_func": "sigmoid", "capacity_factor": 1.5, "router_aux_loss_coef": 0.01, "router_z_loss_coef": 0.001,
+		"layer_types": []any{"mamba", "full_attention", "mamba"}, "feed_forward_types": []any{"moe", "mlp", "moe"},
+	} {
+		assert.Equal(t, want, m[key], key)
+	}
+	back, err := ParseConfig(data)
+	require.NoError(t, err)
+	assert.Empty(t, back.Extra, "every key is known")
+	assert.Equal(t, cfg.WithDefaults(), back)
+
+	// Defaults are filled only for the kinds in use, and a plain model writes
+	// none of these keys.
+	plain, err := LlamaConfig(13, 32, 2, 2, 1, 12, 32).JSON()
+	require.NoError(t, err)
+	for _, key := range []string{"state_size", "num_local_experts", "scoring_func", "router_aux_loss_coef"} {
+		assert.NotContains(t, string(plain), key)
+	}
+	d := Config{VocabSize: 5, HiddenSize: 40, NumHiddenLayers: 2, NumAttentionHeads: 2, NumLocalExperts: 8,
+		LayerTypes: []string{"mamba", "mamba"}, FeedForwardTypes: []string{"moe", "moe"}}.WithDefaults()
+	assert.Equal(t, [4]int{16, 4, 2, 3}, [4]int{d.StateSize, d.ConvKernel, d.Expand, d.TimeStepRank})
+	assert.Equal(t, 2, d.NumExpertsPerTok)
+	assert.Equal(t, 160, d.MoEIntermediateSize)
+	assert.Equal(t, "softmax", d.ScoringFunc)
+}
+
 // TestConfigHuggingFaceKeys reads a llama config.json as Hugging Face writes it:
 // known keys land in the fields, the others are kept and written back.
 func TestConfigHuggingFaceKeys(t *testing.T) {
@@ -123,7 +170,25 @@ func TestConfigValidate(t *testing.T) {
 		{"layer_types length", func(c *Config) { c.LayerTypes = []string{"full_attention"} }, "layer_types has 1 entries for 2 layers"},
 		{"layer_types kind", func(c *Config) { c.LayerTypes = []string{"full_attention", "ssm"} }, `layer_types[1] "ssm" is not one of`},
 		{"sliding without window", func(c *Config) { c.LayerTypes = []string{"attention", "sliding_attention"} }, `layer_types[1] is "sliding_attention" but sliding_window is 0`},
-		{"feed_forward_types", func(c *Config) { c.FeedForwardTypes = []string{"mlp", "moe"} }, `feed_forward_types[1] "moe" is not one of "mlp"`},
+		{"feed_forward_types", func(c *Config) { c.FeedForwardTypes = []string{"mlp", "conv"} }, `feed_forward_types[1] "conv" is not one of "mlp", "moe"`},
+		{"mamba", func(c *Config) { c.LayerTypes = []string{"mamba", "attention"} }, ""},
+		{"state_size", func(c *Config) { c.LayerTypes = []string{"mamba", "attention"}; c.StateSize = -1 }, "state_size is -1"},
+		{"conv_kernel", func(c *Config) { c.ConvKernel = -2 }, "conv_kernel is -2"},
+		{"expand", func(c *Config) { c.Expand = -1 }, "expand is -1"},
+		{"time_step_rank", func(c *Config) { c.TimeStepRank = -1 }, "time_step_rank is -1"},
+		{"moe", func(c *Config) { c.FeedForwardTypes = []string{"moe", "mlp"}; c.NumLocalExperts = 4 }, ""},
+		{"moe experts", func(c *Config) { c.FeedForwardTypes = []string{"moe", "mlp"} }, `num_local_experts is 0, want ≥ 1 for the "moe" feed-forward`},
+		{"moe top k", func(c *Config) {
+			c.FeedForwardTypes = []string{"moe", "mlp"}
+			c.NumLocalExperts = 2
+			c.NumExpertsPerTok = 3
+		}, "num_experts_per_tok is 3, want 1 … 2 (num_local_experts)"},
+		{"moe width", func(c *Config) { c.MoEIntermediateSize = -1 }, "moe_intermediate_size is -1"},
+		{"moe shared", func(c *Config) { c.NSharedExperts = -1 }, "n_shared_experts is -1"},
+		{"moe scoring", func(c *Config) { c.ScoringFunc = "tanh" }, `scoring_func "tanh" is not "softmax" or "sigmoid"`},
+		{"moe capacity", func(c *Config) { c.CapacityFactor = -1 }, "capacity_factor is -1"},
+		{"moe aux", func(c *Config) { c.RouterAuxLossCoef = -0.5 }, "router_aux_loss_coef is -0.5"},
+		{"moe z", func(c *Config) { c.RouterZLossCoef = -0.5 }, "router_z_loss_coef is -0.5"},
 		{"init", func(c *Config) { c.InitializerRange = -0.1 }, "initializer_range is -0.1"},
 		{"dtype", func(c *Config) { c.TorchDType = "bfloat16" }, `torch_dtype "bfloat16"`},
 		{"dtype float64", func(c *Config) { c.TorchDType = "float64" }, ""},

@@ -12,10 +12,16 @@
 //
 // then a final norm and the head (its own matrix, or the token embedding when
 // tied). The mixer and feed-forward of each layer are chosen by kind name
-// (Config.LayerTypes, Config.FeedForwardTypes) from two registries: attention
-// ("full_attention", "sliding_attention") and the dense MLP ("mlp") today; an SSM
-// mixer and a mixture-of-experts feed-forward plug into the same [Mixer] and
-// [FeedForward] interfaces with one registry entry each. The [Config] chooses
+// (Config.LayerTypes, Config.FeedForwardTypes) from two registries: the mixers
+// attention ("full_attention", "sliding_attention") and Mamba ("mamba", an
+// [advanced.Mamba] selective state-space block), the feed-forwards the dense MLP
+// ("mlp") and a mixture of experts ("moe", an [advanced.MoE]), each behind the
+// [Mixer] or [FeedForward] interface with one registry entry. In generation
+// ([Model.ForwardCache]) an attention layer keeps its keys and values and a Mamba
+// layer its convolution and scan state. In training, [Model.Loss] adds each MoE
+// layer's load-balancing and router z-loss (router_aux_loss_coef,
+// router_z_loss_coef) and keeps its routing statistics ([Model.MoEStats]). The
+// [Config] chooses
 // LayerNorm or RMSNorm, a GELU MLP or SwiGLU, learned positions or RoPE (or
 // none), biases, a tied or separate head: [GPT2Config] and [LlamaConfig] are the
 // two ends.
@@ -44,6 +50,33 @@
 //	model.norm.weight                                (hidden)
 //	model.norm.bias                                  (hidden)   LayerNorm with norm_bias (ours)
 //	lm_head.weight                                   (vocab, hidden)   absent when tie_word_embeddings
+//
+// A "mamba" layer's mixer is named as in Hugging Face's Mamba (MambaMixer), with
+// E = expand·hidden, N = state_size, R = time_step_rank, K = conv_kernel:
+//
+//	model.layers.{i}.mixer.in_proj.weight            (2E, hidden)
+//	model.layers.{i}.mixer.conv1d.weight             (E, 1, K)
+//	model.layers.{i}.mixer.conv1d.bias               (E)
+//	model.layers.{i}.mixer.x_proj.weight             (R+2N, E)
+//	model.layers.{i}.mixer.dt_proj.weight            (E, R)
+//	model.layers.{i}.mixer.dt_proj.bias              (E)
+//	model.layers.{i}.mixer.A_log                     (E, N)
+//	model.layers.{i}.mixer.D                         (E)
+//	model.layers.{i}.mixer.out_proj.weight           (hidden, E)
+//
+// A "moe" layer's feed-forward is named as in mlx-lm's MoE models (one stacked
+// tensor per projection over the X = num_local_experts experts of width
+// F = moe_intermediate_size; gate_proj with SwiGLU only, biases with mlp_bias;
+// the n_shared_experts shared experts as one dense MLP of width
+// n_shared_experts·F):
+//
+//	model.layers.{i}.mlp.gate.weight                      (X, hidden)   the router
+//	model.layers.{i}.mlp.switch_mlp.gate_proj.weight      (X, F, hidden)
+//	model.layers.{i}.mlp.switch_mlp.up_proj.weight        (X, F, hidden)
+//	model.layers.{i}.mlp.switch_mlp.down_proj.weight      (X, hidden, F)
+//	model.layers.{i}.mlp.switch_mlp.{gate,up}_proj.bias   (X, F)
+//	model.layers.{i}.mlp.switch_mlp.down_proj.bias        (X, hidden)
+//	model.layers.{i}.mlp.shared_experts.{gate,up,down}_proj.*
 //
 // The GELU MLP of GPT-2-style models is down_proj(gelu(up_proj(x))) under the same
 // names, without gate_proj. Linear weights are (out, in) as PyTorch stores them.

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/mlxtrain/mlxtrain/advanced"
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/layers"
 )
@@ -19,6 +20,8 @@ type Model struct {
 	Layers    []*Layer          // model.layers.{i}
 	Norm      Norm              // model.norm
 	Head      *layers.Linear    // lm_head; nil when tied to Embed
+
+	moeStats map[int]advanced.MoEStats
 }
 
 // Layer is one pre-norm residual layer:
@@ -137,15 +140,16 @@ func (m *Model) Forward(c *layers.Ctx, ids *autodiff.Tensor) *autodiff.Tensor {
 // [NewCache]): their positions start at cache.Offset(), and every layer appends
 // its state to the cache. A nil cache is Forward.
 func (m *Model) ForwardCache(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autodiff.Tensor {
-	h := m.hidden(c, ids, cache)
+	h := m.hidden(c, ids, cache, nil)
 	if m.Head == nil {
 		return m.Embed.AsHead(c, h)
 	}
 	return m.Head.Forward(c, h)
 }
 
-// hidden runs everything but the head.
-func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autodiff.Tensor {
+// hidden runs everything but the head; with acc, the mixture-of-experts layers
+// also leave their auxiliary losses and statistics in it.
+func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache, acc *moeAcc) *autodiff.Tensor {
 	if ids.Rank() != 2 || ids.DType() != autodiff.Int32 {
 		panic(fmt.Sprintf("models: Forward: token ids are %s %v, want int32 (batch, seq)", ids.DType(), ids.Shape()))
 	}
@@ -174,7 +178,14 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autod
 		} else {
 			x = autodiff.Add(x, l.Mixer.Forward(c, l.InputNorm.Forward(c, x), lc))
 		}
-		if rf, ok := l.FeedForward.(residualFeedForward); ok {
+		if af, ok := l.FeedForward.(auxFeedForward); ok && acc != nil {
+			y, aux, st := af.ForwardAux(c, l.PostNorm.Forward(c, x))
+			x = autodiff.Add(x, y)
+			if aux != nil {
+				acc.aux = append(acc.aux, aux)
+			}
+			acc.stats[i] = st
+		} else if rf, ok := l.FeedForward.(residualFeedForward); ok {
 			x = rf.ForwardResidual(c, l.PostNorm.Forward(c, x), x)
 		} else {
 			x = autodiff.Add(x, l.FeedForward.Forward(c, l.PostNorm.Forward(c, x)))
@@ -189,8 +200,52 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache) *autod
 // the target is not −100 (autodiff.DefaultIgnoreIndex, Hugging Face's ignore
 // index), or over every position when mask is nil. A scalar tensor; 0, with zero
 // gradients, when no position counts.
+//
+// In training (c.Train set), the auxiliary losses of the mixture-of-experts
+// layers (router_aux_loss_coef times the load-balancing loss plus
+// router_z_loss_coef times the router z-loss, each layer's own) are added, so
+// that Backward trains the routers with them, and their routing statistics are
+// kept for [Model.MoEStats]. Evaluation (c nil or not training) is the
+// language-model loss alone.
 func (m *Model) Loss(c *layers.Ctx, inputs, targets, mask *autodiff.Tensor) *autodiff.Tensor {
-	return lmLoss(m.Forward(c, inputs), targets, mask)
+	if !c.Training() {
+		return lmLoss(m.Forward(c, inputs), targets, mask)
+	}
+	acc := &moeAcc{stats: map[int]advanced.MoEStats{}}
+	h := m.hidden(c, inputs, nil, acc)
+	var logits *autodiff.Tensor
+	if m.Head == nil {
+		logits = m.Embed.AsHead(c, h)
+	} else {
+		logits = m.Head.Forward(c, h)
+	}
+	loss := lmLoss(logits, targets, mask)
+	m.moeStats = acc.stats
+	for _, aux := range acc.aux {
+		sum := autodiff.Add(loss, aux)
+		if sum.Tape() == nil { // nothing recorded: the parts are ours
+			loss.Release()
+			aux.Release()
+		}
+		loss = sum
+	}
+	return loss
+}
+
+// MoEStats returns the routing statistics of each mixture-of-experts layer (by
+// layer index) in the last training Loss; nil before one.
+func (m *Model) MoEStats() map[int]advanced.MoEStats { return m.moeStats }
+
+// moeAcc collects the auxiliary losses and statistics of a training forward.
+type moeAcc struct {
+	aux   []*autodiff.Tensor
+	stats map[int]advanced.MoEStats
+}
+
+// auxFeedForward is a feed-forward with an auxiliary training loss
+// ([advanced.MoE]).
+type auxFeedForward interface {
+	ForwardAux(c *layers.Ctx, x *autodiff.Tensor) (y, aux *autodiff.Tensor, stats advanced.MoEStats)
 }
 
 // lmLoss is autodiff.CrossEntropy over the positions that mask selects: the

@@ -3,6 +3,7 @@ package models
 import (
 	"math"
 
+	"github.com/mlxtrain/mlxtrain/advanced"
 	"github.com/mlxtrain/mlxtrain/attention"
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/layers"
@@ -49,9 +50,13 @@ type linearLister interface {
 }
 
 // LayerCache is what one layer keeps between generation calls: the keys and
-// values of an attention mixer (a recurrent state for an SSM mixer, later).
+// values of an attention mixer, or the recurrent state of a Mamba mixer (made
+// on the first call, for that call's batch) and the number of positions it has
+// seen.
 type LayerCache struct {
-	KV attention.KVCache
+	KV     attention.KVCache
+	SSM    *advanced.MambaState
+	SSMLen int
 }
 
 // Cache holds every layer's LayerCache for one generation.
@@ -72,14 +77,30 @@ func NewCache(m *Model) *Cache {
 }
 
 // Offset is the number of positions the cache holds (that of its first layer
-// with a KV cache).
+// with a KV cache, else of its first Mamba layer).
 func (c *Cache) Offset() int {
 	for _, l := range c.Layers {
 		if l.KV != nil {
 			return l.KV.Offset()
 		}
 	}
+	for _, l := range c.Layers {
+		if l.SSM != nil {
+			return l.SSMLen
+		}
+	}
 	return 0
+}
+
+// Release gives back the storage of the Mamba layers' states (the KV caches
+// are left to the garbage collector); the cache is not to be used afterwards.
+func (c *Cache) Release() {
+	for i := range c.Layers {
+		if s := c.Layers[i].SSM; s != nil {
+			s.Release()
+			c.Layers[i].SSM, c.Layers[i].SSMLen = nil, 0
+		}
+	}
 }
 
 // Mixer and feed-forward kinds, as layer_types and feed_forward_types name them.
@@ -87,8 +108,10 @@ const (
 	MixerFullAttention    = "full_attention"
 	MixerAttention        = "attention" // same as full_attention
 	MixerSlidingAttention = "sliding_attention"
+	MixerMamba            = "mamba" // a Mamba (selective SSM) block
 
 	FeedForwardMLP = "mlp"
+	FeedForwardMoE = "moe" // a mixture of experts
 )
 
 // mixerKind builds one kind of mixer; Name is its module name in the layer
@@ -110,9 +133,11 @@ var (
 		MixerFullAttention:    {"self_attn", newAttention(false)},
 		MixerAttention:        {"self_attn", newAttention(false)},
 		MixerSlidingAttention: {"self_attn", newAttention(true)},
+		MixerMamba:            {"mixer", newMamba},
 	}
 	feedForwards = map[string]feedForwardKind{
 		FeedForwardMLP: {"mlp", newMLP},
+		FeedForwardMoE: {"mlp", newMoE},
 	}
 )
 
@@ -219,4 +244,72 @@ func (m DenseMLP) hidden(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 		return autodiff.SiLU(h)
 	}
 	panic("models: unknown activation " + string(m.Act))
+}
+
+// MambaMixer is the "mamba" mixer: an [advanced.Mamba] block, whose cache is the
+// layer's MambaState.
+type MambaMixer struct{ *advanced.Mamba }
+
+// Forward runs the block; with a cache it continues from the layer's state
+// (made for x's batch on the first call) and advances it. Cached calls record
+// nothing: they are for generation.
+func (m MambaMixer) Forward(c *layers.Ctx, x *autodiff.Tensor, cache *LayerCache) *autodiff.Tensor {
+	if cache == nil {
+		return m.Mamba.Forward(c, x)
+	}
+	if cache.SSM == nil {
+		cache.SSM, cache.SSMLen = m.NewState(x.Dim(0)), 0
+	}
+	y := m.Prefill(c, x, cache.SSM)
+	cache.SSMLen += x.Dim(1)
+	return y
+}
+
+func newMamba(cfg Config, _ int, rng *autodiff.RNG) Mixer {
+	m, err := advanced.NewMamba(rng, cfg.DType(), advanced.MambaConfig{
+		DModel: cfg.HiddenSize, DState: cfg.StateSize, DConv: cfg.ConvKernel,
+		Expand: cfg.Expand, DTRank: cfg.TimeStepRank,
+	})
+	if err != nil {
+		panic("models: " + err.Error()) // Config.Validate checked the sizes
+	}
+	// As Hugging Face's Mamba does for pre-norm residual stacks: out_proj,
+	// which writes into the residual stream, scaled by 1/√layers.
+	w, s := m.OutProj.Weight, 1/math.Sqrt(float64(cfg.NumHiddenLayers))
+	if w.DType() == autodiff.Float32 {
+		for i, v := range w.Float32s() {
+			w.Float32s()[i] = v * float32(s)
+		}
+	} else {
+		for i, v := range w.Float64s() {
+			w.Float64s()[i] = v * s
+		}
+	}
+	return MambaMixer{m}
+}
+
+// newMoE builds the "moe" feed-forward: an [advanced.MoE], whose experts use
+// the dense MLP's activation and biases.
+func newMoE(cfg Config, _ int, rng *autodiff.RNG) FeedForward {
+	in, res := initStd(cfg)
+	act := layers.Activation(activations[cfg.HiddenAct])
+	if cfg.MLPGated {
+		act = layers.ActSwiGLU
+	}
+	mc := advanced.MoEConfig{
+		Dim: cfg.HiddenSize, Hidden: cfg.MoEIntermediateSize, Experts: cfg.NumLocalExperts, TopK: cfg.NumExpertsPerTok,
+		Act: act, Bias: cfg.MLPBias, SharedExperts: cfg.NSharedExperts,
+		CapacityFactor: cfg.CapacityFactor, AuxLossCoef: cfg.RouterAuxLossCoef, ZLossCoef: cfg.RouterZLossCoef,
+		Init: in, OutInit: res,
+	}
+	if cfg.ScoringFunc == ScoringSigmoid {
+		mc.Score, mc.Gate = advanced.ScoreSigmoid, advanced.GateRenormalize
+	} else {
+		mc.Score, mc.Gate = advanced.ScoreSoftmax, advanced.GateSoftmaxTopK
+	}
+	m, err := advanced.NewMoE(rng, cfg.DType(), mc)
+	if err != nil {
+		panic("models: " + err.Error()) // Config.Validate checked the sizes
+	}
+	return m
 }

@@ -1,4 +1,11 @@
-// Matrix products, float32, row-major: c[m×n] = a[m×k] · b[k×n].
+// Matrix products, float32, row-major: c[m×n] = op(a)[m×k] · op(b)[k×n], where
+// op transposes when the function constant says so: with TRANS_A, a is stored
+// k×m (c = aᵀ·b, the weight gradient of a linear layer); with TRANS_B, b is
+// stored n×k (c = a·bᵀ, the input gradient). The tiles are staged so that
+// consecutive threads read consecutive addresses in either storage order.
+
+constant bool TRANS_A [[function_constant(0)]];
+constant bool TRANS_B [[function_constant(1)]];
 
 struct MatMulParams {
   uint m;
@@ -21,10 +28,24 @@ kernel void matmul_tiled_f32(device float* c [[buffer(0)]],
   uint col = group.x * 16 + t.x;
   float acc = 0.0f;
   for (uint k0 = 0; k0 < p.k; k0 += 16) {
-    uint ka = k0 + t.x;
-    ta[t.y][t.x] = (row < p.m && ka < p.k) ? a[row * p.k + ka] : 0.0f;
-    uint kb = k0 + t.y;
-    tb[t.y][t.x] = (kb < p.k && col < p.n) ? b[kb * p.n + col] : 0.0f;
+    if (TRANS_A) {
+      // thread (y, x) reads op(a)[group.y·16 + x, k0 + y] = a[(k0 + y)·m + …]
+      uint ra = group.y * 16 + t.x;
+      uint ka = k0 + t.y;
+      ta[t.x][t.y] = (ra < p.m && ka < p.k) ? a[ka * p.m + ra] : 0.0f;
+    } else {
+      uint ka = k0 + t.x;
+      ta[t.y][t.x] = (row < p.m && ka < p.k) ? a[row * p.k + ka] : 0.0f;
+    }
+    if (TRANS_B) {
+      // thread (y, x) reads op(b)[k0 + x, group.x·16 + y] = b[(group.x·16 + y)·k + …]
+      uint cb = group.x * 16 + t.y;
+      uint kb = k0 + t.x;
+      tb[t.x][t.y] = (kb < p.k && cb < p.n) ? b[cb * p.k + kb] : 0.0f;
+    } else {
+      uint kb = k0 + t.y;
+      tb[t.y][t.x] = (kb < p.k && col < p.n) ? b[kb * p.n + col] : 0.0f;
+    }
     threadgroup_barrier(mem_flags::mem_threadgroup);
     for (uint kk = 0; kk < 16; kk++) {
       acc = fma(ta[t.y][kk], tb[kk][t.x], acc);
@@ -66,18 +87,26 @@ kernel void matmul_sg8_f32(device float* c [[buffer(0)]],
   simdgroup_float8x8 b1;
   for (uint k0 = 0; k0 < p.k; k0 += 16) {
     for (uint e = tid; e < 32 * 16; e += 128) {
-      uint r = e / 16;
-      uint kk = e % 16;
+      uint r = TRANS_A ? e % 32 : e / 16;
+      uint kk = TRANS_A ? e / 32 : e % 16;
       uint gr = row0 + r;
       uint gk = k0 + kk;
-      ta[r][kk] = (gr < p.m && gk < p.k) ? a[gr * p.k + gk] : 0.0f;
+      float va = 0.0f;
+      if (gr < p.m && gk < p.k) {
+        va = TRANS_A ? a[gk * p.m + gr] : a[gr * p.k + gk];
+      }
+      ta[r][kk] = va;
     }
     for (uint e = tid; e < 16 * 32; e += 128) {
-      uint kk = e / 32;
-      uint cc = e % 32;
+      uint kk = TRANS_B ? e % 16 : e / 32;
+      uint cc = TRANS_B ? e / 16 : e % 32;
       uint gk = k0 + kk;
       uint gc = col0 + cc;
-      tb[kk][cc] = (gk < p.k && gc < p.n) ? b[gk * p.n + gc] : 0.0f;
+      float vb = 0.0f;
+      if (gk < p.k && gc < p.n) {
+        vb = TRANS_B ? b[gc * p.k + gk] : b[gk * p.n + gc];
+      }
+      tb[kk][cc] = vb;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
     for (uint kk = 0; kk < 16; kk += 8) {

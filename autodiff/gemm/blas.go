@@ -80,13 +80,10 @@ func cblasTranspose(t bool) int32 {
 	return cblasNoTrans
 }
 
-// blasMinSplit is the m·n·k from which a BLAS call is split across the workers.
-const blasMinSplit = 64 * 64 * 64
-
 func sgemmBLAS(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	lib, _ := loadBLAS()
 	workers := metal.Threads()
-	if !lib.split || m*n*k < blasMinSplit {
+	if !lib.split || m*n*k < parallelMinWork {
 		workers = 1
 	}
 	if lib.sgemv != nil && (m == 1 || n == 1) {

@@ -164,10 +164,19 @@ func requireBLAS(t *testing.T) {
 	}
 }
 
+// withThreads sets the worker count for a test and, for more than one, lowers the
+// size from which products are split so that the tests' small shapes run the
+// parallel code too.
 func withThreads(t *testing.T, n int) {
-	old := metal.Threads()
+	old, oldMin := metal.Threads(), parallelMinWork
 	metal.SetThreads(n)
-	t.Cleanup(func() { metal.SetThreads(old) })
+	if n > 1 {
+		parallelMinWork = 1 << 12
+	}
+	t.Cleanup(func() {
+		metal.SetThreads(old)
+		parallelMinWork = oldMin
+	})
 }
 
 func TestGemmPathsMatchReference(t *testing.T) {

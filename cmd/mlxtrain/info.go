@@ -32,7 +32,16 @@ func devicesCommand() *cli.Command {
 			if device == "" {
 				device = "auto"
 			}
-			fmt.Fprintf(w, "device: %s (requested %s)\n", metal.CPU{}.Name(), device)
+			fmt.Fprintf(w, "host: %s, %d threads (requested device: %s)\n", runtime.GOARCH, s.Threads, device)
+			if d, err := metal.Accelerator(); err != nil {
+				fmt.Fprintf(w, "accelerator: none (%v)\n", err)
+			} else if d == nil {
+				fmt.Fprintln(w, "accelerator: none")
+			} else {
+				f := d.Facts()
+				fmt.Fprintf(w, "accelerator: %s (family Apple%d, simdgroup_matrix %v, MSL %s, threadgroup memory %d B, %d threads/group, SIMD %d, simulated %v)\n",
+					f.Name, f.Family, f.SimdgroupMatrix(), f.LanguageVersion, f.MaxThreadgroupMemory, f.MaxThreadsPerGroup, f.SIMDWidth, f.Simulated)
+			}
 			fmt.Fprintf(w, "threads: %d   blas: %v   profile: %v   check_nan: %v\n", s.Threads, s.BLAS, s.Profile, s.CheckNaN)
 			fmt.Fprintf(w, "%-22s %s\n", "op", "implementations (first usable wins; thresholds per dim)")
 			for _, op := range metal.Kernels.List() {

@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -16,12 +17,18 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
-func newApp() *cli.App {
+func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:    "mlxtrain",
-		Usage:   "train and run small language models from Go",
-		Version: version,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Name:      "mlxtrain",
+		Usage:     "train and run small language models from Go",
+		Version:   version,
 		Commands: []*cli.Command{
+			fitCommand(),
+			generateCommand(),
+			evalCommand(),
+			benchCommand(),
 			versionCommand(),
 			devicesCommand(),
 		},
@@ -30,32 +37,32 @@ func newApp() *cli.App {
 }
 
 func main() {
-	os.Exit(run(os.Args))
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
 // run executes the CLI and turns every failure, panics from ops included, into one
 // line on stderr and a non-zero status.
-func run(args []string) (code int) {
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
 			var nan *autodiff.NaNError
 			if err, ok := r.(error); ok && errors.As(err, &nan) {
-				fmt.Fprintln(os.Stderr, "mlxtrain: stopped:", nan)
+				fmt.Fprintln(stderr, "mlxtrain: stopped:", nan)
 			} else {
-				fmt.Fprintln(os.Stderr, "mlxtrain: internal error:", r)
+				fmt.Fprintln(stderr, "mlxtrain: internal error:", r)
 			}
 			code = 2
 		}
 		if metal.Profiling() {
-			metal.WriteProfile(os.Stderr)
+			metal.WriteProfile(stderr)
 		}
 	}()
 	if err := metal.ConfigError(); err != nil {
-		fmt.Fprintln(os.Stderr, "mlxtrain:", err)
+		fmt.Fprintln(stderr, "mlxtrain:", err)
 		return 1
 	}
-	if err := newApp().Run(args); err != nil {
-		fmt.Fprintln(os.Stderr, "mlxtrain:", err)
+	if err := newApp(stdout, stderr).Run(args); err != nil {
+		fmt.Fprintln(stderr, "mlxtrain:", err)
 		return 1
 	}
 	return 0

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlxtrain/mlxtrain/internal/kerneltest"
 	"github.com/mlxtrain/mlxtrain/metal"
-	"github.com/mlxtrain/mlxtrain/metal/internal/devtest"
 )
 
 // open returns the GPU or fails: on a Mac the tests are meant to exercise it.
@@ -41,7 +41,7 @@ func TestDeviceFacts(t *testing.T) {
 func TestKernelsOnTheGPU(t *testing.T) {
 	d := open(t)
 	defer d.Close()
-	devtest.RunKernels(t, d)
+	kerneltest.RunKernels(t, d)
 }
 
 func TestRegisteredAsTheMetalDevice(t *testing.T) {
@@ -62,13 +62,13 @@ func TestShaderErrorsAreErrors(t *testing.T) {
 	require.NoError(t, err)
 	defer d.Close()
 	require.Contains(t, d.Errors(), "bad.metal")
-	out := devtest.Empty(t, d, 4)
+	out := kerneltest.Empty(t, d, 4)
 	defer out.Release()
 	err = d.Dispatch(&metal.Launch{Kernel: "bad", Groups: [3]int{1, 1, 1}, Threads: [3]int{4, 1, 1}, Args: []metal.Arg{metal.Out(0, out)}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "bad.metal")
 	require.NoError(t, d.Dispatch(&metal.Launch{Kernel: "good", Groups: [3]int{1, 1, 1}, Threads: [3]int{4, 1, 1}, Args: []metal.Arg{metal.Out(0, out)}}))
-	assert.Equal(t, []float32{2, 2, 2, 2}, devtest.Download(out, 4))
+	assert.Equal(t, []float32{2, 2, 2, 2}, kerneltest.Download(out, 4))
 	require.NoError(t, d.Synchronize())
 
 	_, err = OpenWith(Options{Sources: fstest.MapFS{"bad.metal": {Data: []byte("kernel void k(")}}})

@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mlxtrain/mlxtrain/metal/internal/devtest"
+	"github.com/mlxtrain/mlxtrain/internal/kerneltest"
 )
 
 // requireClang skips a test that needs clang when there is none, unless
@@ -39,5 +39,5 @@ func device(t testing.TB) *Device {
 }
 
 func TestKernelsMatchReferences(t *testing.T) {
-	devtest.RunKernels(t, device(t))
+	kerneltest.RunKernels(t, device(t))
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlxtrain/mlxtrain/internal/kerneltest"
 	"github.com/mlxtrain/mlxtrain/metal"
-	"github.com/mlxtrain/mlxtrain/metal/internal/devtest"
 )
 
 var (
@@ -45,12 +45,12 @@ func TestMissingBarrierIsWrongEveryTime(t *testing.T) {
 	for i := range x {
 		x[i] = float32(i + 1)
 	}
-	in := devtest.Upload(t, d, x)
+	in := kerneltest.Upload(t, d, x)
 	defer in.Release()
 
-	out := devtest.Empty(t, d, n*groups)
+	out := kerneltest.Empty(t, d, n*groups)
 	require.NoError(t, d.Dispatch(launch1D("rotate_with_barrier", groups, n, metal.Out(0, out), metal.In(1, in))))
-	got := devtest.Download(out, n*groups)
+	got := kerneltest.Download(out, n*groups)
 	for g := 0; g < groups; g++ {
 		for i := 0; i < n; i++ {
 			assert.Equal(t, x[g*n+(i+1)%n], got[g*n+i], "with the barrier, group %d lane %d", g, i)
@@ -60,9 +60,9 @@ func TestMissingBarrierIsWrongEveryTime(t *testing.T) {
 
 	var first []float32
 	for run := 0; run < 5; run++ {
-		out := devtest.Empty(t, d, n*groups)
+		out := kerneltest.Empty(t, d, n*groups)
 		require.NoError(t, d.Dispatch(launch1D("rotate_missing_barrier", groups, n, metal.Out(0, out), metal.In(1, in))))
-		got := devtest.Download(out, n*groups)
+		got := kerneltest.Download(out, n*groups)
 		out.Release()
 		for g := 0; g < groups; g++ {
 			for i := 0; i < n-1; i++ {
@@ -82,9 +82,9 @@ func TestMissingBarrierIsWrongEveryTime(t *testing.T) {
 	// A write-after-read race: the first lane overwrites the slot the last lane
 	// still has to read, so out[n-2] gets x[1] instead of x[0], every time.
 	for run := 0; run < 3; run++ {
-		out := devtest.Empty(t, d, n)
+		out := kerneltest.Empty(t, d, n)
 		require.NoError(t, d.Dispatch(launch1D("rotate_twice_missing_barrier", 1, n, metal.Out(0, out), metal.In(1, in))))
-		got := devtest.Download(out, n)
+		got := kerneltest.Download(out, n)
 		out.Release()
 		for i := 0; i < n; i++ {
 			want := x[(i+2)%n]
@@ -104,10 +104,10 @@ func TestUnwrittenOutputIsNaN(t *testing.T) {
 	for i := range prev {
 		prev[i] = 5
 	}
-	out := devtest.Upload(t, d, prev) // plausible stale data must not survive
+	out := kerneltest.Upload(t, d, prev) // plausible stale data must not survive
 	defer out.Release()
 	require.NoError(t, d.Dispatch(launch1D("write_even", 1, n, metal.Out(0, out))))
-	got := devtest.Download(out, n)
+	got := kerneltest.Download(out, n)
 	for i, v := range got {
 		if i%2 == 0 {
 			assert.Equal(t, float32(1), v, "element %d", i)
@@ -116,10 +116,10 @@ func TestUnwrittenOutputIsNaN(t *testing.T) {
 		}
 	}
 	// InOut keeps what the kernel does not write.
-	inout := devtest.Upload(t, d, prev)
+	inout := kerneltest.Upload(t, d, prev)
 	defer inout.Release()
 	require.NoError(t, d.Dispatch(launch1D("add_one", 1, n, metal.InOut(0, inout))))
-	for i, v := range devtest.Download(inout, n) {
+	for i, v := range kerneltest.Download(inout, n) {
 		assert.Equal(t, float32(6), v, "element %d", i)
 	}
 	require.NoError(t, d.Synchronize())
@@ -185,13 +185,13 @@ func TestSIMDGroupFunctions(t *testing.T) {
 	for i := range x {
 		x[i] = float32((i*37)%23) - 11.5
 	}
-	in := devtest.Upload(t, d, x)
+	in := kerneltest.Upload(t, d, x)
 	defer in.Release()
-	out := devtest.Empty(t, d, n*14)
+	out := kerneltest.Empty(t, d, n*14)
 	defer out.Release()
 	params := metal.Params(2, struct{ Mask, Delta uint32 }{5, 3})
 	require.NoError(t, d.Dispatch(launch1D("simd_ops", 1, n, metal.Out(0, out), metal.In(1, in), params)))
-	got := devtest.Download(out, n*14)
+	got := kerneltest.Download(out, n*14)
 	names := []string{"simd_sum", "simd_max", "simd_min", "simd_shuffle", "simd_shuffle_xor", "simd_shuffle_up",
 		"simd_shuffle_down", "simd_prefix_inclusive_sum", "simd_prefix_exclusive_sum", "simd_broadcast",
 		"simd_sum over even lanes", "simd_sum(int)", "simd_sum(float2).y", "simd_is_first"}
@@ -223,14 +223,14 @@ func TestSimdgroupMatrixMultiply(t *testing.T) {
 		b[i] = float32(i%7)*0.5 - 1
 		c[i] = float32(i) * 0.25
 	}
-	ba, bb, bc := devtest.Upload(t, d, a), devtest.Upload(t, d, b), devtest.Upload(t, d, c)
+	ba, bb, bc := kerneltest.Upload(t, d, a), kerneltest.Upload(t, d, b), kerneltest.Upload(t, d, c)
 	defer ba.Release()
 	defer bb.Release()
 	defer bc.Release()
-	out := devtest.Empty(t, d, 64)
+	out := kerneltest.Empty(t, d, 64)
 	defer out.Release()
 	require.NoError(t, d.Dispatch(launch1D("sg_matmul8", 1, 32, metal.Out(0, out), metal.In(1, ba), metal.In(2, bb), metal.In(3, bc))))
-	got := devtest.Download(out, 64)
+	got := kerneltest.Download(out, 64)
 	for i := 0; i < 8; i++ {
 		for j := 0; j < 8; j++ {
 			want := float64(c[i*8+j])
@@ -243,7 +243,7 @@ func TestSimdgroupMatrixMultiply(t *testing.T) {
 	require.NoError(t, d.Synchronize())
 
 	require.NoError(t, d.Dispatch(launch1D("sg_uninitialised", 1, 32, metal.Out(0, out))))
-	for i, v := range devtest.Download(out, 64) {
+	for i, v := range kerneltest.Download(out, 64) {
 		require.True(t, isNaN(v), "element %d of a never-loaded matrix: want NaN, got %v", i, v)
 	}
 	require.NoError(t, d.Synchronize())
@@ -253,9 +253,9 @@ func TestSimdgroupMatrixMultiply(t *testing.T) {
 // Synchronize, name the kernel, and leave the device usable.
 func TestLaunchErrors(t *testing.T) {
 	d := selftest(t)
-	out := devtest.Empty(t, d, 64*1024)
+	out := kerneltest.Empty(t, d, 64*1024)
 	defer out.Release()
-	in := devtest.Empty(t, d, 8*12)
+	in := kerneltest.Empty(t, d, 8*12)
 	defer in.Release()
 	for _, c := range []struct {
 		kernel  string
@@ -289,13 +289,13 @@ func TestLaunchErrors(t *testing.T) {
 func TestDynamicThreadgroupMemoryIsPoisoned(t *testing.T) {
 	d := selftest(t)
 	const n = 16
-	out := devtest.Empty(t, d, 2*n)
+	out := kerneltest.Empty(t, d, 2*n)
 	defer out.Release()
 	l := launch1D("dynamic_scratch", 1, n, metal.Out(0, out))
 	require.Error(t, d.Dispatch(l), "the kernel's [[threadgroup(0)]] needs Launch.Shared")
 	l.Shared = []int{n * 4}
 	require.NoError(t, d.Dispatch(l))
-	got := devtest.Download(out, 2*n)
+	got := kerneltest.Download(out, 2*n)
 	for i := 0; i < n; i++ {
 		assert.True(t, isNaN(got[2*i]), "threadgroup memory read before any write: want NaN, got %v", got[2*i])
 		assert.Equal(t, float32(i), got[2*i+1])
@@ -306,9 +306,9 @@ func TestDynamicThreadgroupMemoryIsPoisoned(t *testing.T) {
 func TestFunctionConstants(t *testing.T) {
 	d := selftest(t)
 	x := []float32{1, -2, 3}
-	in := devtest.Upload(t, d, x)
+	in := kerneltest.Upload(t, d, x)
 	defer in.Release()
-	out := devtest.Empty(t, d, 3)
+	out := kerneltest.Empty(t, d, 3)
 	defer out.Release()
 	l := launch1D("scale_constants", 1, 3, metal.Out(0, out), metal.In(1, in))
 	err := d.Dispatch(l)
@@ -327,21 +327,21 @@ func TestFunctionConstants(t *testing.T) {
 		if neg {
 			sign = -1
 		}
-		assert.Equal(t, []float32{2.5 * sign, -5 * sign, 7.5 * sign}, devtest.Download(out, 3), "NEGATE=%v", neg)
+		assert.Equal(t, []float32{2.5 * sign, -5 * sign, 7.5 * sign}, kerneltest.Download(out, 3), "NEGATE=%v", neg)
 	}
 	require.NoError(t, d.Synchronize())
 }
 
 func TestArgumentsAreCheckedAgainstTheSignature(t *testing.T) {
 	d := selftest(t)
-	buf := devtest.Empty(t, d, 64)
+	buf := kerneltest.Empty(t, d, 64)
 	defer buf.Release()
 	host := metal.NewPool(1 << 20).Get(256)
 	defer host.Release()
 	other, err := OpenWith(Options{Sources: os.DirFS("testdata/selftest")})
 	require.NoError(t, err)
 	defer other.Close()
-	foreign := devtest.Empty(t, other, 64)
+	foreign := kerneltest.Empty(t, other, 64)
 	defer foreign.Release()
 	for name, l := range map[string]*metal.Launch{
 		"output bound read-only":   launch1D("rotate_with_barrier", 1, 4, metal.In(0, buf), metal.In(1, buf)),
@@ -371,15 +371,15 @@ func TestAsynchronousLikeMetal(t *testing.T) {
 	for i := range x {
 		x[i] = float32(i)
 	}
-	in := devtest.Upload(t, d, x)
+	in := kerneltest.Upload(t, d, x)
 	defer in.Release()
-	out := devtest.Empty(t, d, n)
+	out := kerneltest.Empty(t, d, n)
 	defer out.Release()
 	require.NoError(t, d.Dispatch(launch1D("rotate_with_barrier", 1, n, metal.Out(0, out), metal.In(1, in))))
 	assert.True(t, out.Busy())
 	raw := unsafe.Slice((*float32)(out.Pointer()), n)
 	assert.True(t, isNaN(raw[0]), "read without a wait: the launch has not run, the buffer is still fresh device memory")
-	got := devtest.Download(out, n) // waits, which submits
+	got := kerneltest.Download(out, n) // waits, which submits
 	assert.Equal(t, x[1], got[0])
 	assert.False(t, out.Busy())
 
@@ -391,25 +391,25 @@ func TestAsynchronousLikeMetal(t *testing.T) {
 	assert.Contains(t, err.Error(), "in flight")
 
 	// A buffer released while in flight is not handed out again until done.
-	tmp := devtest.Empty(t, d, n)
+	tmp := kerneltest.Empty(t, d, n)
 	ptr := tmp.Pointer()
 	require.NoError(t, d.Dispatch(launch1D("write_even", 1, n, metal.Out(0, tmp))))
 	tmp.Release()
-	again := devtest.Empty(t, d, n)
+	again := kerneltest.Empty(t, d, n)
 	assert.NotEqual(t, ptr, again.Pointer(), "memory in flight was handed out again")
 	again.Release()
 	require.NoError(t, d.Synchronize())
-	third := devtest.Empty(t, d, n)
+	third := kerneltest.Empty(t, d, n)
 	assert.Equal(t, ptr, third.Pointer(), "once done, the memory is reused")
 	third.Release()
 
 	// More launches than a batch holds: they go out on their own, in order.
-	acc := devtest.Upload(t, d, make([]float32, n))
+	acc := kerneltest.Upload(t, d, make([]float32, n))
 	defer acc.Release()
 	for i := 0; i < 3*batchMax+5; i++ {
 		require.NoError(t, d.Dispatch(launch1D("add_one", 1, n, metal.InOut(0, acc))))
 	}
-	for i, v := range devtest.Download(acc, n) {
+	for i, v := range kerneltest.Download(acc, n) {
 		require.Equal(t, float32(3*batchMax+5), v, "element %d", i)
 	}
 	require.NoError(t, d.Synchronize())
@@ -441,19 +441,19 @@ func TestPortableFibersAgree(t *testing.T) {
 		x[i] = float32((i*29)%31) - 15
 	}
 	run := func(d *Device) []float32 {
-		in := devtest.Upload(t, d, x)
+		in := kerneltest.Upload(t, d, x)
 		defer in.Release()
-		simd := devtest.Empty(t, d, n*14)
+		simd := kerneltest.Empty(t, d, n*14)
 		defer simd.Release()
-		rot := devtest.Empty(t, d, n)
+		rot := kerneltest.Empty(t, d, n)
 		defer rot.Release()
-		mm := devtest.Empty(t, d, 64)
+		mm := kerneltest.Empty(t, d, 64)
 		defer mm.Release()
 		require.NoError(t, d.Dispatch(launch1D("simd_ops", 1, n, metal.Out(0, simd), metal.In(1, in), metal.Params(2, struct{ Mask, Delta uint32 }{3, 1}))))
 		require.NoError(t, d.Dispatch(launch1D("rotate_missing_barrier", 1, n, metal.Out(0, rot), metal.In(1, in))))
 		require.NoError(t, d.Dispatch(launch1D("sg_matmul8", 1, 32, metal.Out(0, mm), metal.In(1, in), metal.In(2, in), metal.In(3, in))))
-		out := append(devtest.Download(simd, n*14), devtest.Download(rot, n)...)
-		out = append(out, devtest.Download(mm, 64)...)
+		out := append(kerneltest.Download(simd, n*14), kerneltest.Download(rot, n)...)
+		out = append(out, kerneltest.Download(mm, 64)...)
 		require.NoError(t, d.Synchronize())
 		return out
 	}
@@ -473,10 +473,10 @@ func TestDeviceEnvSelectsTheSimulator(t *testing.T) {
 		require.NoError(t, err)
 		require.NotNil(t, d)
 		assert.Equal(t, metal.DeviceSim, d.Kind())
-		x := devtest.Upload(t, d, []float32{1, 2, 3})
-		out := devtest.Empty(t, d, 3)
+		x := kerneltest.Upload(t, d, []float32{1, 2, 3})
+		out := kerneltest.Empty(t, d, 3)
 		require.NoError(t, metal.RunBinary(d, metal.BinaryAdd, out, x, x, 3, 3))
-		assert.Equal(t, []float32{2, 4, 6}, devtest.Download(out, 3))
+		assert.Equal(t, []float32{2, 4, 6}, kerneltest.Download(out, 3))
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDeviceEnvSelectsTheSimulator$", "-test.count=1")
@@ -488,7 +488,7 @@ func TestDeviceEnvSelectsTheSimulator(t *testing.T) {
 
 func BenchmarkLaunch(b *testing.B) {
 	d := selftest(b)
-	out := devtest.Empty(b, d, 32)
+	out := kerneltest.Empty(b, d, 32)
 	defer out.Release()
 	l := launch1D("write_even", 1, 32, metal.Out(0, out))
 	b.ResetTimer()
@@ -514,8 +514,8 @@ func benchmarkMatMul(b *testing.B, kern metal.MatMulKernel, n int) {
 	for i := range x {
 		x[i] = float32(i%7) - 3
 	}
-	a := devtest.Upload(b, d, x)
-	c := devtest.Empty(b, d, n*n)
+	a := kerneltest.Upload(b, d, x)
+	c := kerneltest.Empty(b, d, n*n)
 	b.SetBytes(int64(2 * n * n * n)) // flops, shown as MB/s = Mflop/s
 	b.ResetTimer()
 	for range b.N {
@@ -539,7 +539,7 @@ func TestWritingPastTheEndFaults(t *testing.T) {
 	d := selftest(t)
 	if os.Getenv("MLXTRAIN_SIM_FAULT_CHILD") == "1" {
 		const n = 1024 // 4 KiB: the buffer ends exactly at the guard page
-		out := devtest.Empty(t, d, n)
+		out := kerneltest.Empty(t, d, n)
 		require.NoError(t, d.Dispatch(launch1D("write_unchecked", 4, n/4, metal.Out(0, out))))
 		require.NoError(t, d.Synchronize())
 		require.NoError(t, d.Dispatch(launch1D("write_unchecked", 5, n/4, metal.Out(0, out))))
@@ -575,7 +575,7 @@ func TestHalfAndBfloatStorage(t *testing.T) {
 	for i, c := range cases {
 		x[i] = c.x
 	}
-	in := devtest.Upload(t, d, x)
+	in := kerneltest.Upload(t, d, x)
 	defer in.Release()
 	// 16-bit storage read by the kernel: 1.5 as half is 0x3e00, 2.0 as bfloat 0x4000
 	h, err := d.NewBuffer(2 * n)
@@ -588,10 +588,10 @@ func TestHalfAndBfloatStorage(t *testing.T) {
 	for i := range hs {
 		hs[i], bs[i] = 0x3e00, 0x4000
 	}
-	out := devtest.Empty(t, d, 3*n)
+	out := kerneltest.Empty(t, d, 3*n)
 	defer out.Release()
 	require.NoError(t, d.Dispatch(launch1D("convert16", 1, n, metal.Out(0, out), metal.In(1, in), metal.In(2, h), metal.In(3, b))))
-	got := devtest.Download(out, 3*n)
+	got := kerneltest.Download(out, 3*n)
 	for i, c := range cases {
 		assert.Equal(t, c.half, got[3*i], "half(%v)", c.x)
 		if c.x == 1e-8 {

@@ -1,6 +1,6 @@
-// Package devtest checks a compute device's kernels against Go references. The
+// Package kerneltest checks a compute device's kernels against Go references. The
 // simulator's tests run it in CI; metal/mtl's tests run it on a Mac's GPU.
-package devtest
+package kerneltest
 
 import (
 	"fmt"
@@ -97,6 +97,7 @@ func RunKernels(t *testing.T, d metal.Compute) {
 	t.Run("MatMul", func(t *testing.T) { MatMul(t, d) })
 	t.Run("EmptySizes", func(t *testing.T) { EmptySizes(t, d) })
 	t.Run("BadLaunches", func(t *testing.T) { BadLaunches(t, d) })
+	RunDenseKernels(t, d)
 }
 
 // Binary checks add, sub, mul and div, with b full and b a broadcast row.

@@ -1,0 +1,413 @@
+package advanced
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
+)
+
+// MoEConfig sizes and configures a [MoE] feed-forward. Zero fields take the
+// defaults noted per field; see [MoEConfig.WithDefaults].
+type MoEConfig struct {
+	Dim     int // the model width (hidden_size); required
+	Hidden  int // each expert's hidden width (moe_intermediate_size): 4·Dim
+	Experts int // E, the routed experts (num_local_experts); required
+	TopK    int // experts per token (num_experts_per_tok): min(2, E)
+
+	// Act is the experts' activation: layers.ActGELU (the default; bias and GELU
+	// fused after each expert's GEMM), ActGELUTanh, ActReLU, ActSiLU, or ActSwiGLU
+	// (a gate_proj as well: down(silu(gate(x))·up(x))).
+	Act  layers.Activation
+	Bias bool // biases on the experts' projections (and the shared experts')
+
+	Score RouterScore // the router's scores: ScoreSoftmax
+	Gate  GateNorm    // the chosen experts' weights: GateSoftmaxTopK
+
+	// SharedExperts always-on experts (n_shared_experts) process every token
+	// with weight 1, held as one MLP of width SharedExperts·SharedHidden as
+	// DeepSeek does; SharedHidden is Hidden when 0.
+	SharedExperts, SharedHidden int
+
+	// CapacityFactor limits each expert to ⌈CapacityFactor·tokens·TopK/E⌉ (token,
+	// slot) pairs of a training batch (see [ExpertCapacity]); the earliest
+	// tokens are kept, the rest dropped (they add nothing; the residual carries
+	// the token). 0 is dropless. Inference (a Ctx not training) never drops, so
+	// evaluation and generation do not depend on what else is in the batch.
+	CapacityFactor float64
+
+	// The auxiliary loss is AuxLossCoef·LoadBalanceLoss + ZLossCoef·RouterZLoss
+	// (router_aux_loss_coef, router_z_loss_coef); both 0 by default.
+	AuxLossCoef, ZLossCoef float64
+
+	// Init draws the router and the input projections (gate_proj, up_proj);
+	// OutInit the output projections (down_proj), which write into the
+	// residual stream. A zero Std is uniform in ±1/√fan_in.
+	Init, OutInit layers.Init
+}
+
+// WithDefaults fills the zero fields with the defaults.
+func (c MoEConfig) WithDefaults() MoEConfig {
+	if c.Hidden == 0 {
+		c.Hidden = 4 * c.Dim
+	}
+	if c.TopK == 0 {
+		c.TopK = min(2, max(c.Experts, 1))
+	}
+	if c.Act == "" {
+		c.Act = layers.ActGELU
+	}
+	if c.Score == "" {
+		c.Score = ScoreSoftmax
+	}
+	if c.Gate == "" {
+		c.Gate = GateSoftmaxTopK
+	}
+	if c.SharedHidden == 0 {
+		c.SharedHidden = c.Hidden
+	}
+	return c
+}
+
+// Validate reports the first invalid field of a config (after defaults).
+func (c MoEConfig) Validate() error {
+	switch {
+	case c.Dim <= 0 || c.Hidden <= 0:
+		return fmt.Errorf("moe: dim %d, hidden %d: want > 0", c.Dim, c.Hidden)
+	case c.Experts <= 0:
+		return fmt.Errorf("moe: experts %d: want > 0", c.Experts)
+	case c.TopK <= 0 || c.TopK > c.Experts:
+		return fmt.Errorf("moe: top_k %d: want 1 … %d (the experts)", c.TopK, c.Experts)
+	case c.SharedExperts < 0 || c.SharedHidden <= 0:
+		return fmt.Errorf("moe: shared experts %d of width %d: want ≥ 0 experts of width > 0", c.SharedExperts, c.SharedHidden)
+	case !(c.CapacityFactor >= 0) || math.IsInf(c.CapacityFactor, 0):
+		return fmt.Errorf("moe: capacity factor %g: want ≥ 0 (0 is dropless)", c.CapacityFactor)
+	case !(c.AuxLossCoef >= 0) || !(c.ZLossCoef >= 0):
+		return fmt.Errorf("moe: aux loss coefficient %g, z-loss coefficient %g: want ≥ 0", c.AuxLossCoef, c.ZLossCoef)
+	case !c.Score.valid():
+		return fmt.Errorf("moe: score %q is not %q or %q", c.Score, ScoreSoftmax, ScoreSigmoid)
+	case !c.Gate.valid():
+		return fmt.Errorf("moe: gate %q is not %q, %q or %q", c.Gate, GateSoftmaxTopK, GateRenormalize, GateScores)
+	}
+	switch c.Act {
+	case layers.ActGELU, layers.ActGELUTanh, layers.ActReLU, layers.ActSiLU, layers.ActSwiGLU:
+	default:
+		return fmt.Errorf("moe: activation %q is not one of gelu, gelu_tanh, relu, silu, swiglu", c.Act)
+	}
+	return nil
+}
+
+// MoE is a mixture-of-experts feed-forward on (..., Dim) inputs (a model's
+// (batch, seq, hidden)):
+//
+//	logits = x·Routerᵀ                       (E per token; no bias)
+//	gates, experts = top-k of logits        (see RouterGates)
+//	y = Σ_j gates_j · expert_{e_j}(x) + shared(x)
+//
+// computed by sorting the (token, slot) pairs by expert ([NewRouting]),
+// gathering each expert's tokens into a contiguous block ([Dispatch]), one GEMM
+// per expert and projection ([GroupedLinearGELU], [GroupedLinear]), and a
+// weighted scatter back ([Combine]), each with its own backward.
+//
+// Parameter names follow mlx-lm's SwitchGLU/SwitchMLP layout, one stacked
+// tensor per projection: gate.weight (E, Dim) for the router;
+// switch_mlp.gate_proj.weight (E, Hidden, Dim) with SwiGLU,
+// switch_mlp.up_proj.weight (E, Hidden, Dim), switch_mlp.down_proj.weight (E,
+// Dim, Hidden), their .bias (E, Hidden) and (E, Dim) with Bias; the shared
+// experts under shared_experts.{gate,up,down}_proj as a dense MLP.
+//
+// A training Forward (with a tape) also leaves the auxiliary loss for
+// [MoE.TakeAuxLoss] and the routing statistics for [MoE.Stats].
+type MoE struct {
+	Config MoEConfig // with defaults filled in
+
+	Router   *layers.Linear   // (E, Dim), no bias: "gate"
+	GateProj *autodiff.Tensor // (E, Hidden, Dim), SwiGLU only
+	UpProj   *autodiff.Tensor // (E, Hidden, Dim)
+	DownProj *autodiff.Tensor // (E, Dim, Hidden)
+	GateBias *autodiff.Tensor // (E, Hidden), SwiGLU with Bias only
+	UpBias   *autodiff.Tensor // (E, Hidden), with Bias only
+	DownBias *autodiff.Tensor // (E, Dim), with Bias only
+	Shared   *layers.MLP      // nil without shared experts
+
+	mu      sync.Mutex
+	pending *autodiff.Tensor // the last training forward's auxiliary loss
+	stats   MoEStats
+}
+
+// MoEStats describes the routing of one forward pass.
+type MoEStats struct {
+	Tokens  int
+	TopK    int
+	Routed  []int   // (token, slot) pairs routed to each expert
+	Load    []int   // pairs each expert processed: Routed less the dropped ones
+	Dropped int     // pairs dropped for capacity
+	Balance float64 // LoadBalanceLoss (before its coefficient)
+	ZLoss   float64 // RouterZLoss (before its coefficient)
+}
+
+// DropRate is the fraction of (token, slot) pairs dropped.
+func (s MoEStats) DropRate() float64 {
+	if s.Tokens == 0 {
+		return 0
+	}
+	return float64(s.Dropped) / float64(s.Tokens*s.TopK)
+}
+
+// MaxLoad is the busiest expert's load over the mean load (1 when even).
+func (s MoEStats) MaxLoad() float64 {
+	total, most := 0, 0
+	for _, n := range s.Load {
+		total += n
+		most = max(most, n)
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(most) * float64(len(s.Load)) / float64(total)
+}
+
+// NewMoE returns a mixture of experts with weights drawn from rng (see
+// [MoEConfig] for the inits); biases start at zero.
+func NewMoE(rng *autodiff.RNG, dtype autodiff.DType, cfg MoEConfig) (*MoE, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !dtype.IsFloat() {
+		return nil, fmt.Errorf("moe: dtype %s: want float32 or float64", dtype)
+	}
+	if rng == nil {
+		return nil, errors.New("moe: no RNG for the initial weights")
+	}
+	E, D, H := cfg.Experts, cfg.Dim, cfg.Hidden
+	m := &MoE{Config: cfg}
+	m.Router = layers.NewLinear(rng, dtype, D, E, false, cfg.Init)
+	draw := func(init layers.Init, shape ...int) *autodiff.Tensor {
+		if init.Std > 0 {
+			return autodiff.RandNormal(rng, dtype, 0, init.Std, shape...)
+		}
+		bound := 1 / math.Sqrt(float64(shape[len(shape)-1]))
+		return autodiff.RandUniform(rng, dtype, -bound, bound, shape...)
+	}
+	if cfg.Act == layers.ActSwiGLU {
+		m.GateProj = draw(cfg.Init, E, H, D)
+		if cfg.Bias {
+			m.GateBias = autodiff.Zeros(dtype, E, H)
+		}
+	}
+	m.UpProj = draw(cfg.Init, E, H, D)
+	m.DownProj = draw(cfg.OutInit, E, D, H)
+	if cfg.Bias {
+		m.UpBias = autodiff.Zeros(dtype, E, H)
+		m.DownBias = autodiff.Zeros(dtype, E, D)
+	}
+	if cfg.SharedExperts > 0 {
+		S := cfg.SharedExperts * cfg.SharedHidden
+		m.Shared = &layers.MLP{Act: cfg.Act}
+		if cfg.Act == layers.ActSwiGLU {
+			m.Shared.Gate = layers.NewLinear(rng, dtype, D, S, cfg.Bias, cfg.Init)
+		}
+		m.Shared.Up = layers.NewLinear(rng, dtype, D, S, cfg.Bias, cfg.Init)
+		m.Shared.Down = layers.NewLinear(rng, dtype, S, D, cfg.Bias, cfg.OutInit)
+	}
+	return m, nil
+}
+
+// Params lists the parameters: the router, the experts' stacked projections,
+// the shared experts.
+func (m *MoE) Params(prefix string) []autodiff.Param {
+	ps := m.Router.Params(prefix + "gate.")
+	add := func(name string, t *autodiff.Tensor) {
+		if t != nil {
+			ps = append(ps, autodiff.Param{Name: prefix + "switch_mlp." + name, Value: t})
+		}
+	}
+	add("gate_proj.weight", m.GateProj)
+	add("gate_proj.bias", m.GateBias)
+	add("up_proj.weight", m.UpProj)
+	add("up_proj.bias", m.UpBias)
+	add("down_proj.weight", m.DownProj)
+	add("down_proj.bias", m.DownBias)
+	if m.Shared != nil {
+		ps = append(ps, m.Shared.Params(prefix+"shared_experts.")...)
+	}
+	return ps
+}
+
+// Linears lists the router and the shared experts' projections, for LoRA (the
+// stacked expert weights are not layers.Linear).
+func (m *MoE) Linears(prefix string) []layers.NamedLinear {
+	ls := []layers.NamedLinear{{Name: prefix + "gate", Linear: m.Router}}
+	if m.Shared != nil {
+		ls = append(ls, m.Shared.Linears(prefix+"shared_experts.")...)
+	}
+	return ls
+}
+
+// Forward applies the layer to x (..., Dim). When it records on a tape
+// (training) it also keeps the auxiliary loss for [MoE.TakeAuxLoss] (when a
+// coefficient is set) and the statistics for [MoE.Stats], replacing those of
+// the previous training forward; otherwise it keeps nothing.
+func (m *MoE) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+	y, aux, stats := m.forward(c, x, false)
+	if y.Tape() != nil {
+		m.mu.Lock()
+		m.pending, m.stats = aux, stats
+		m.mu.Unlock()
+	}
+	return y
+}
+
+// ForwardAux is Forward returning, instead of keeping them, the auxiliary loss
+// (AuxLossCoef·LoadBalanceLoss + ZLossCoef·RouterZLoss, a scalar recorded on
+// the tape as y is; nil when both coefficients are 0) and the statistics of
+// this call.
+func (m *MoE) ForwardAux(c *layers.Ctx, x *autodiff.Tensor) (y, aux *autodiff.Tensor, stats MoEStats) {
+	return m.forward(c, x, true)
+}
+
+// TakeAuxLoss returns the auxiliary loss of the last training Forward and
+// forgets it, or nil (no coefficient set, or already taken). Add it to the
+// language-model loss before Backward: its gradient reaches the router through
+// the tape that forward used.
+func (m *MoE) TakeAuxLoss() *autodiff.Tensor {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.pending
+	m.pending = nil
+	return t
+}
+
+// Stats returns the routing statistics of the last training Forward.
+func (m *MoE) Stats() MoEStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
+}
+
+// forward computes the output and, when it records or always is set, the
+// auxiliary loss and the statistics.
+func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff.Tensor, *autodiff.Tensor, MoEStats) {
+	cfg := m.Config
+	if x.Rank() == 0 || x.Dim(-1) != cfg.Dim || x.DType() != m.UpProj.DType() {
+		panic(fmt.Sprintf("advanced: MoE.Forward: input %s %v for a layer of width %d in %s", x.DType(), x.Shape(), cfg.Dim, m.UpProj.DType()))
+	}
+	E, k := cfg.Experts, cfg.TopK
+	N := x.Len() / cfg.Dim
+	var tmp scratchTensors
+	logits := tmp.add(m.Router.Forward(c, x))
+	gates, experts := RouterGates(logits, k, cfg.Score, cfg.Gate)
+	tmp.add(gates)
+	defer experts.Release()
+	capacity := 0
+	if c.Training() {
+		capacity = ExpertCapacity(cfg.CapacityFactor, N, k, E)
+	}
+	r := NewRouting(experts.Int32s(), N, k, E, capacity)
+
+	xs := tmp.add(Dispatch(x, r))
+	h := m.hidden(c, xs, r, &tmp)
+	ys := tmp.add(GroupedLinear(h, c.Param(m.DownProj), c.Param(m.DownBias), r.Offsets))
+	y := autodiff.Reshape(tmp.add(Combine(ys, gates, r)), x.Shape()...)
+	if m.Shared != nil {
+		y = autodiff.Add(tmp.add(y), tmp.add(m.shared(c, x, &tmp)))
+	}
+	recorded := y.Tape() != nil
+	if !recorded {
+		// Nothing recorded: the intermediates are ours to release.
+		defer tmp.release()
+	}
+	if !recorded && !always {
+		return y, nil, MoEStats{}
+	}
+
+	st := MoEStats{Tokens: N, TopK: k, Routed: r.Routed, Load: r.Load(), Dropped: r.Dropped}
+	var aux *autodiff.Tensor
+	if cfg.AuxLossCoef > 0 {
+		lb := tmp.add(LoadBalanceLoss(logits, experts, cfg.Score))
+		st.Balance = lb.Item()
+		aux = tmp.add(autodiff.MulScalar(lb, cfg.AuxLossCoef))
+	} else {
+		st.Balance = loadBalanceValue(logits, experts, k, cfg.Score)
+	}
+	if cfg.ZLossCoef > 0 {
+		z := tmp.add(RouterZLoss(logits))
+		st.ZLoss = z.Item()
+		zc := tmp.add(autodiff.MulScalar(z, cfg.ZLossCoef))
+		if aux == nil {
+			aux = zc
+		} else {
+			aux = tmp.add(autodiff.Add(aux, zc))
+		}
+	} else if logits.DType() == autodiff.Float32 {
+		st.ZLoss = RouterZForward(logits.Float32s(), N, E, nil)
+	} else {
+		st.ZLoss = RouterZForward(logits.Float64s(), N, E, nil)
+	}
+	if aux != nil && !recorded {
+		aux = aux.Clone() // tmp releases the original
+	}
+	return y, aux, st
+}
+
+func loadBalanceValue(logits, experts *autodiff.Tensor, k int, score RouterScore) float64 {
+	E := logits.Dim(-1)
+	rows := logits.Len() / E
+	if logits.DType() == autodiff.Float32 {
+		return LoadBalanceForward(logits.Float32s(), experts.Int32s(), rows, E, k, score, nil, nil)
+	}
+	return LoadBalanceForward(logits.Float64s(), experts.Int32s(), rows, E, k, score, nil, nil)
+}
+
+// hidden is the experts' activations on the dispatched rows xs.
+func (m *MoE) hidden(c *layers.Ctx, xs *autodiff.Tensor, r *Routing, tmp *scratchTensors) *autodiff.Tensor {
+	up, ub := c.Param(m.UpProj), c.Param(m.UpBias)
+	switch m.Config.Act {
+	case layers.ActGELU:
+		return tmp.add(GroupedLinearGELU(xs, up, ub, r.Offsets))
+	case layers.ActSwiGLU:
+		g := tmp.add(GroupedLinear(xs, c.Param(m.GateProj), c.Param(m.GateBias), r.Offsets))
+		u := tmp.add(GroupedLinear(xs, up, ub, r.Offsets))
+		return tmp.add(layers.SwiGLUOp(g, u))
+	}
+	pre := tmp.add(GroupedLinear(xs, up, ub, r.Offsets))
+	return tmp.add(activate(m.Config.Act, pre))
+}
+
+func activate(act layers.Activation, x *autodiff.Tensor) *autodiff.Tensor {
+	switch act {
+	case layers.ActGELU:
+		return autodiff.GELU(x)
+	case layers.ActGELUTanh:
+		return autodiff.GELUTanh(x)
+	case layers.ActReLU:
+		return autodiff.ReLU(x)
+	case layers.ActSiLU:
+		return autodiff.SiLU(x)
+	}
+	panic("advanced: MoE: unknown activation " + string(act))
+}
+
+// shared applies the shared experts; a GELU MLP without LoRA runs its up
+// projection as a one-group GroupedLinearGELU (bias and GELU fused).
+func (m *MoE) shared(c *layers.Ctx, x *autodiff.Tensor, tmp *scratchTensors) *autodiff.Tensor {
+	s := m.Shared
+	if s.Act != layers.ActGELU || s.Up.LoRA != nil || s.Down.LoRA != nil {
+		return s.Forward(c, x)
+	}
+	D, S := m.Config.Dim, s.Up.Out()
+	N := x.Len() / D
+	w := tmp.add(autodiff.Reshape(c.Param(s.Up.Weight), 1, S, D))
+	var b *autodiff.Tensor
+	if s.Up.Bias != nil {
+		b = tmp.add(autodiff.Reshape(c.Param(s.Up.Bias), 1, S))
+	}
+	x2 := tmp.add(autodiff.Reshape(x, N, D))
+	h := tmp.add(GroupedLinearGELU(x2, w, b, []int{0, N}))
+	y := tmp.add(layers.LinearOp(h, c.Param(s.Down.Weight), c.Param(s.Down.Bias)))
+	return autodiff.Reshape(y, x.Shape()...)
+}

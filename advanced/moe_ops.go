@@ -1,0 +1,437 @@
+package advanced
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// The dispatch path of a mixture of experts, each step a differentiable op with
+// its own backward:
+//
+//	xs = Dispatch(x, r)                          gather tokens into expert order
+//	h  = GroupedLinearGELU(xs, up, upBias, r.Offsets)    one GEMM per expert
+//	ys = GroupedLinear(h, down, downBias, r.Offsets)
+//	y  = Combine(ys, gates, r)                   weighted scatter back to tokens
+//
+// Rows of one expert are contiguous, so each expert's product is one GEMM call
+// on its block of rows and its own weight matrix (MLX's gather_mm after a sort);
+// nothing loops over tokens outside the row-parallel gather and scatter.
+
+// rowsGrain is a ParallelFor grain of about 16k elements for rows of width d.
+func rowsGrain(d int) int { return max(1, 16384/max(d, 1)) }
+
+// DispatchForward gathers rows of width d: xs[i] = x[token[i]].
+func DispatchForward[T autodiff.Float](xs, x []T, token []int32, d int) {
+	metal.ParallelFor(len(token), rowsGrain(d), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			t := int(token[i])
+			copy(xs[i*d:(i+1)*d], x[t*d:(t+1)*d])
+		}
+	})
+}
+
+// DispatchBackward is the scatter-add of DispatchForward: dx[n] = Σ_j
+// dxs[pos[n·k+j]] over the kept pairs (pos ≥ 0). Each token sums its own rows
+// in slot order, so the result does not depend on the thread count.
+func DispatchBackward[T autodiff.Float](dx, dxs []T, pos []int32, k, d int) {
+	metal.ParallelFor(len(pos)/k, rowsGrain(d*k), func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			out := dx[n*d : (n+1)*d]
+			clear(out)
+			for _, p := range pos[n*k : (n+1)*k] {
+				if p < 0 {
+					continue
+				}
+				addTo(out, dxs[int(p)*d:(int(p)+1)*d])
+			}
+		}
+	})
+}
+
+// CombineForward is the weighted scatter back to tokens: y[n] = Σ_j gates[n·k+j]·
+// ys[pos[n·k+j]] over the kept pairs.
+func CombineForward[T autodiff.Float](y, ys, gates []T, pos []int32, k, d int) {
+	metal.ParallelFor(len(pos)/k, rowsGrain(d*k), func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			out := y[n*d : (n+1)*d]
+			clear(out)
+			for j, p := range pos[n*k : (n+1)*k] {
+				if p < 0 {
+					continue
+				}
+				addScaled(out, gates[n*k+j], ys[int(p)*d:(int(p)+1)*d])
+			}
+		}
+	})
+}
+
+// CombineBackward computes dys[pos[n·k+j]] = gates[n·k+j]·dy[n] and dgates[n·k+j]
+// = ⟨dy[n], ys[pos[n·k+j]]⟩ (0 for a dropped pair). Either output may be nil.
+func CombineBackward[T autodiff.Float](dys, dgates, dy, ys, gates []T, pos []int32, k, d int) {
+	metal.ParallelFor(len(pos)/k, rowsGrain(d*k), func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			g := dy[n*d : (n+1)*d]
+			for j, p := range pos[n*k : (n+1)*k] {
+				i := n*k + j
+				if p < 0 {
+					if dgates != nil {
+						dgates[i] = 0
+					}
+					continue
+				}
+				row := int(p) * d
+				if dys != nil {
+					scaleTo(dys[row:row+d], gates[i], g)
+				}
+				if dgates != nil {
+					dgates[i] = dot(g, ys[row:row+d])
+				}
+			}
+		}
+	})
+}
+
+func addTo[T autodiff.Float](dst, src []T) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] += v
+	}
+}
+
+func addScaled[T autodiff.Float](dst []T, a T, x []T) {
+	x = x[:len(dst)]
+	for i, v := range x {
+		dst[i] += a * v
+	}
+}
+
+func scaleTo[T autodiff.Float](dst []T, a T, x []T) {
+	x = x[:len(dst)]
+	for i, v := range x {
+		dst[i] = a * v
+	}
+}
+
+func dot[T autodiff.Float](a, b []T) T {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 T
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// Dispatch gathers the kept (token, slot) pairs of r into expert order: row i
+// of the result (r.Rows(), D) is row r.Token[i] of x (..., D), which has
+// r.Tokens rows. Its backward sums each token's rows back.
+func Dispatch(x *autodiff.Tensor, r *Routing) *autodiff.Tensor {
+	if x.Rank() == 0 || !x.DType().IsFloat() || x.Len() != r.Tokens*x.Dim(-1) {
+		panic(fmt.Sprintf("advanced: Dispatch: input %s %v for a routing of %d tokens", x.DType(), x.Shape(), r.Tokens))
+	}
+	d := x.Dim(-1)
+	xs := autodiff.Empty(x.DType(), r.Rows(), d)
+	if x.DType() == autodiff.Float32 {
+		DispatchForward(xs.Float32s(), x.Float32s(), r.Token, d)
+	} else {
+		DispatchForward(xs.Float64s(), x.Float64s(), r.Token, d)
+	}
+	return autodiff.Record(xs, "moe_dispatch", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(x, func() *autodiff.Tensor {
+			dx := autodiff.Empty(x.DType(), x.Shape()...)
+			if x.DType() == autodiff.Float32 {
+				DispatchBackward(dx.Float32s(), g.Float32s(), r.Pos, r.K, d)
+			} else {
+				DispatchBackward(dx.Float64s(), g.Float64s(), r.Pos, r.K, d)
+			}
+			return dx
+		})
+	}, x)
+}
+
+// Combine weighs the experts' outputs ys (r.Rows(), D) by gates (r.Tokens·r.K
+// elements, (..., K) as [RouterGates] returns them) and sums them per token into
+// (r.Tokens, D): y[n] = Σ_j gates[n, j]·ys[r.Pos[n·K+j]] over the kept pairs. It
+// is differentiable in ys and gates.
+func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
+	if ys.Rank() != 2 || ys.Dim(0) != r.Rows() || gates.Len() != r.Tokens*r.K || gates.Dim(-1) != r.K ||
+		!ys.DType().IsFloat() || gates.DType() != ys.DType() {
+		panic(fmt.Sprintf("advanced: Combine: outputs %s %v, gates %s %v for a routing of %d tokens × %d slots (%d rows kept)",
+			ys.DType(), ys.Shape(), gates.DType(), gates.Shape(), r.Tokens, r.K, r.Rows()))
+	}
+	d := ys.Dim(1)
+	y := autodiff.Empty(ys.DType(), r.Tokens, d)
+	if ys.DType() == autodiff.Float32 {
+		CombineForward(y.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, r.K, d)
+	} else {
+		CombineForward(y.Float64s(), ys.Float64s(), gates.Float64s(), r.Pos, r.K, d)
+	}
+	return autodiff.Record(y, "moe_combine", func(g *autodiff.Tensor) {
+		needYs, needG := autodiff.NeedsGrad(ys), autodiff.NeedsGrad(gates)
+		var dys, dg *autodiff.Tensor
+		if needYs {
+			dys = autodiff.Empty(ys.DType(), ys.Shape()...)
+		}
+		if needG {
+			dg = autodiff.Empty(gates.DType(), gates.Shape()...)
+		}
+		if !needYs && !needG {
+			return
+		}
+		if ys.DType() == autodiff.Float32 {
+			CombineBackward(floats32(dys), floats32(dg), g.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, r.K, d)
+		} else {
+			CombineBackward(floats64(dys), floats64(dg), g.Float64s(), ys.Float64s(), gates.Float64s(), r.Pos, r.K, d)
+		}
+		if needYs {
+			autodiff.Accumulate(ys, func() *autodiff.Tensor { return dys })
+		}
+		if needG {
+			autodiff.Accumulate(gates, func() *autodiff.Tensor { return dg })
+		}
+	}, ys, gates)
+}
+
+func floats32(t *autodiff.Tensor) []float32 {
+	if t == nil {
+		return nil
+	}
+	return t.Float32s()
+}
+
+func floats64(t *autodiff.Tensor) []float64 {
+	if t == nil {
+		return nil
+	}
+	return t.Float64s()
+}
+
+// gemmT is gemm.Sgemm or gemm.Dgemm, as T is.
+func gemmT[T autodiff.Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	switch a := any(a).(type) {
+	case []float32:
+		gemm.Sgemm(transA, transB, m, n, k, 1, a, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		gemm.Dgemm(transA, transB, m, n, k, 1, a, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
+}
+
+// GroupedMatMulForward computes y_e = x_e·W_eᵀ for each expert e, where x_e and
+// y_e are rows [offsets[e], offsets[e+1]) of x (rows×in) and y (rows×out) and W_e
+// is w[e] (E×out×in): one GEMM per non-empty group.
+func GroupedMatMulForward[T autodiff.Float](y, x, w []T, offsets []int, in, out int) {
+	for e := range len(offsets) - 1 {
+		lo, hi := offsets[e], offsets[e+1]
+		if hi > lo {
+			gemmT(false, true, hi-lo, out, in, x[lo*in:hi*in], in, w[e*out*in:(e+1)*out*in], in, 0, y[lo*out:hi*out], out)
+		}
+	}
+}
+
+// GroupedMatMulBackward computes, from dy (rows×out), dx_e = dy_e·W_e (when dx
+// is not nil) and dW_e = dy_eᵀ·x_e (when dw is not nil; zero for an empty group).
+func GroupedMatMulBackward[T autodiff.Float](dx, dw, dy, x, w []T, offsets []int, in, out int) {
+	for e := range len(offsets) - 1 {
+		lo, hi := offsets[e], offsets[e+1]
+		we := w[e*out*in : (e+1)*out*in]
+		if dx != nil && hi > lo {
+			gemmT(false, false, hi-lo, in, out, dy[lo*out:hi*out], out, we, in, 0, dx[lo*in:hi*in], in)
+		}
+		if dw != nil {
+			// k = hi−lo may be 0: the GEMM then writes zeros.
+			gemmT(true, false, out, in, hi-lo, dy[lo*out:hi*out], out, x[lo*in:hi*in], in, 0, dw[e*out*in:(e+1)*out*in], in)
+		}
+	}
+}
+
+// groupBiasAct adds each group's bias row (b may be nil) to y's rows and, with
+// gelu, applies GELU in place, keeping its derivative in deriv unless nil.
+func groupBiasAct[T autodiff.Float](y, deriv, b []T, offsets []int, out int, gelu bool) {
+	rows := offsets[len(offsets)-1]
+	metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
+		e := groupOf(offsets, lo)
+		for i := lo; i < hi; i++ {
+			for i >= offsets[e+1] {
+				e++
+			}
+			row := y[i*out : (i+1)*out]
+			var bias []T
+			if b != nil {
+				bias = b[e*out : (e+1)*out]
+			}
+			if !gelu {
+				if bias != nil {
+					addTo(row, bias)
+				}
+				continue
+			}
+			var d []T
+			if deriv != nil {
+				d = deriv[i*out : (i+1)*out]
+			}
+			geluBiasRow(row, d, bias)
+		}
+	})
+}
+
+// groupOf is the group holding row i (the last of equal offsets).
+func groupOf(offsets []int, i int) int {
+	return sort.Search(len(offsets)-1, func(e int) bool { return offsets[e+1] > i })
+}
+
+// groupGradBias sets dy = g·deriv (when deriv is not nil; dy is g otherwise) and
+// adds each group's column sums of dy to db (when db is not nil).
+func groupGradBias[T autodiff.Float](dy, g, deriv, db []T, offsets []int, out int) {
+	rows := offsets[len(offsets)-1]
+	if deriv != nil {
+		metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
+			mulTo(dy[lo*out:hi*out], g[lo*out:hi*out], deriv[lo*out:hi*out])
+		})
+	}
+	if db == nil {
+		return
+	}
+	E := len(offsets) - 1
+	metal.ParallelFor(E, 1, func(elo, ehi int) {
+		for e := elo; e < ehi; e++ {
+			sum := db[e*out : (e+1)*out]
+			for i := offsets[e]; i < offsets[e+1]; i++ {
+				addTo(sum, dy[i*out:(i+1)*out])
+			}
+		}
+	})
+}
+
+func mulTo[T autodiff.Float](dst, a, b []T) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
+	}
+}
+
+// GroupedLinear is x·W_eᵀ + b_e on each expert's rows: x (rows, in) in expert
+// order, w (E, out, in), b (E, out) or nil, offsets (E+1) the groups' row ranges
+// (a [Routing]'s Offsets). One GEMM per expert forward, two backward.
+func GroupedLinear(x, w, b *autodiff.Tensor, offsets []int) *autodiff.Tensor {
+	return groupedLinear("moe_grouped_linear", x, w, b, offsets, false)
+}
+
+// GroupedLinearGELU is GELU(GroupedLinear(x, w, b, offsets)) (the exact erf
+// form) with the bias and activation applied in one pass after each GEMM, and
+// the activation's derivative kept for backward instead of its input.
+func GroupedLinearGELU(x, w, b *autodiff.Tensor, offsets []int) *autodiff.Tensor {
+	return groupedLinear("moe_grouped_linear_gelu", x, w, b, offsets, true)
+}
+
+func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool) *autodiff.Tensor {
+	checkGrouped(op, x, w, b, offsets)
+	E, out, in := w.Dim(0), w.Dim(1), w.Dim(2)
+	rows := x.Dim(0)
+	y := autodiff.Empty(x.DType(), rows, out)
+	tracked := x.Tape() != nil || w.Tape() != nil || b != nil && b.Tape() != nil
+	var deriv *autodiff.Tensor
+	if gelu && tracked {
+		deriv = autodiff.Empty(x.DType(), rows, out)
+	}
+	if x.DType() == autodiff.Float32 {
+		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
+		if gelu || b != nil {
+			groupBiasAct(y.Float32s(), floats32(deriv), floats32(b), offsets, out, gelu)
+		}
+	} else {
+		GroupedMatMulForward(y.Float64s(), x.Float64s(), w.Float64s(), offsets, in, out)
+		if gelu || b != nil {
+			groupBiasAct(y.Float64s(), floats64(deriv), floats64(b), offsets, out, gelu)
+		}
+	}
+	inputs := []*autodiff.Tensor{x, w}
+	if b != nil {
+		inputs = append(inputs, b)
+	}
+	res := autodiff.Record(y, op, func(g *autodiff.Tensor) {
+		needX, needW, needB := autodiff.NeedsGrad(x), autodiff.NeedsGrad(w), b != nil && autodiff.NeedsGrad(b)
+		if !needX && !needW && !needB {
+			return
+		}
+		dy := g
+		if gelu { // dy = g·GELU′, in a scratch tensor: g belongs to the tape
+			dy = autodiff.Empty(g.DType(), g.Shape()...)
+			defer dy.Release()
+		}
+		var dx, dw, db *autodiff.Tensor
+		if needX {
+			dx = autodiff.Empty(x.DType(), x.Shape()...)
+		}
+		if needW {
+			dw = autodiff.Empty(w.DType(), E, out, in)
+		}
+		if needB {
+			db = autodiff.Zeros(b.DType(), E, out)
+		}
+		if x.DType() == autodiff.Float32 {
+			groupedBackward(dx, dw, db, dy.Float32s(), g.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), offsets, in, out)
+		} else {
+			groupedBackward(dx, dw, db, dy.Float64s(), g.Float64s(), floats64(deriv), x.Float64s(), w.Float64s(), offsets, in, out)
+		}
+		if needX {
+			autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
+		}
+		if needW {
+			autodiff.Accumulate(w, func() *autodiff.Tensor { return dw })
+		}
+		if needB {
+			autodiff.Accumulate(b, func() *autodiff.Tensor { return db })
+		}
+	}, inputs...)
+	if deriv != nil {
+		if tp := res.Tape(); tp != nil {
+			tp.Own(deriv) // released with the tape, whether backward runs or not
+		} else {
+			deriv.Release()
+		}
+	}
+	return res
+}
+
+func groupedBackward[T autodiff.Float](dx, dw, db *autodiff.Tensor, dy, g, deriv, x, w []T, offsets []int, in, out int) {
+	groupGradBias(dy, g, deriv, slice[T](db), offsets, out)
+	GroupedMatMulBackward(slice[T](dx), slice[T](dw), dy, x, w, offsets, in, out)
+}
+
+// slice is t's elements as []T, nil for a nil t.
+func slice[T autodiff.Float](t *autodiff.Tensor) []T {
+	if t == nil {
+		return nil
+	}
+	var z T
+	if _, ok := any(z).(float32); ok {
+		return any(t.Float32s()).([]T)
+	}
+	return any(t.Float64s()).([]T)
+}
+
+func checkGrouped(op string, x, w, b *autodiff.Tensor, offsets []int) {
+	ok := x.Rank() == 2 && w.Rank() == 3 && x.DType().IsFloat() && w.DType() == x.DType() && x.Dim(1) == w.Dim(2) &&
+		len(offsets) == w.Dim(0)+1 && offsets[0] == 0 && offsets[len(offsets)-1] == x.Dim(0) &&
+		(b == nil || b.Rank() == 2 && b.Dim(0) == w.Dim(0) && b.Dim(1) == w.Dim(1) && b.DType() == x.DType())
+	for e := 1; ok && e < len(offsets); e++ {
+		ok = offsets[e] >= offsets[e-1]
+	}
+	if !ok {
+		bs := "none"
+		if b != nil {
+			bs = fmt.Sprint(b.Shape())
+		}
+		panic(fmt.Sprintf("advanced: %s: input %s %v, weight %s %v, bias %s, offsets %v", op, x.DType(), x.Shape(), w.DType(), w.Shape(), bs, offsets))
+	}
+}
