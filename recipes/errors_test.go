@@ -316,7 +316,7 @@ func TestApplyErrors(t *testing.T) {
 		{"choice", []string{"data.task.kind=additon"}, []string{
 			`--set data.task.kind=additon: data.task.kind: "additon" is not one of`}},
 		{"consistency cites the key set", []string{"model.heads=3"}, []string{
-			"--set model.heads=3: model.heads = 3 does not divide model.d_model = 128"}},
+			"--set model.heads=3: model.heads = 3 does not divide model.d_model = 64"}},
 		{"consistency cites the other key when only it was set", []string{"model.d_model=102"}, []string{
 			"--set model.d_model=102: model.heads = 4 does not divide model.d_model = 102"}},
 		{"file key beside a set key", []string{"train.iters=50"}, []string{

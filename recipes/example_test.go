@@ -84,7 +84,7 @@ func ExampleDefault() {
 	}
 	fmt.Println(r.Train.Iters)
 	// Output:
-	// addition 3 128 4 3000
+	// addition 3 64 4 2500
 	// 20
 }
 
@@ -137,7 +137,7 @@ func ExampleRecipe_WriteTOML() {
 	// Output:
 	// [lr_schedule]
 	// name        = "cosine"
-	// warmup      = 200
+	// warmup      = 50
 	// warmup_init = 0.0
 	// final_lr    = 1e-05
 	// decay_steps = 0
