@@ -163,9 +163,10 @@ func (b *Buffer) Wait() {
 // later request of its class. It counts live bytes and their high-water mark.
 type Pool struct {
 	mu    sync.Mutex
-	free  [][]*Buffer // by class
-	inUse atomic.Int64
-	peak  atomic.Int64
+	free  [][]*Buffer  // by class
+	inUse atomic.Int64 // handed out and not released (a dropped buffer stays counted: tests see leaks)
+	live  atomic.Int64 // inUse less the dropped buffers the GC has collected
+	peak  atomic.Int64 // high-water mark of live
 	held  atomic.Int64 // bytes parked in free lists
 	limit int64        // free-list bytes kept at most
 }
@@ -231,7 +232,7 @@ type bufferAccount struct {
 
 func (a *bufferAccount) collected() {
 	if a.live.Swap(false) {
-		a.pool.inUse.Add(-a.bytes)
+		a.pool.live.Add(-a.bytes)
 	}
 }
 
@@ -259,7 +260,8 @@ func (p *Pool) GetZeroed(n int) *Buffer {
 }
 
 func (p *Pool) track(delta int64) {
-	v := p.inUse.Add(delta)
+	p.inUse.Add(delta)
+	v := p.live.Add(delta)
 	for {
 		pk := p.peak.Load()
 		if v <= pk || p.peak.CompareAndSwap(pk, v) {
@@ -270,10 +272,10 @@ func (p *Pool) track(delta int64) {
 
 func (p *Pool) put(b *Buffer) {
 	bytes := int64(len(b.words) * 8)
-	if b.acct != nil && !b.acct.live.Swap(false) {
-		return // already taken off the count
-	}
 	p.inUse.Add(-bytes)
+	if b.acct == nil || b.acct.live.Swap(false) {
+		p.live.Add(-bytes)
+	}
 	if b.handle != nil || b.class < 0 {
 		if b.free != nil {
 			b.free()
@@ -303,11 +305,15 @@ const poisonWord = 0x7ff87ff87ff87ff8
 // InUse is the number of bytes handed out and not yet released.
 func (p *Pool) InUse() int64 { return p.inUse.Load() }
 
-// Peak is the high-water mark of InUse.
+// Peak is the high-water mark of Live.
 func (p *Pool) Peak() int64 { return p.peak.Load() }
 
+// Live is InUse less the buffers that were dropped without Release and have since
+// been collected by the GC: the memory the pool's buffers really hold.
+func (p *Pool) Live() int64 { return p.live.Load() }
+
 // ResetPeak sets the high-water mark to the current use.
-func (p *Pool) ResetPeak() { p.peak.Store(p.inUse.Load()) }
+func (p *Pool) ResetPeak() { p.peak.Store(p.live.Load()) }
 
 // Trim drops every parked buffer.
 func (p *Pool) Trim() {
