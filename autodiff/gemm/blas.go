@@ -94,26 +94,38 @@ func sgemmBLAS(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 		lib.sgemm(cblasRowMajor, cblasTranspose(transA), cblasTranspose(transB), int32(m), int32(n), int32(k),
 			alpha, &a[0], int32(max(lda, 1)), &b[0], int32(max(ldb, 1)), beta, &c[0], int32(max(ldc, 1)))
 	}
+	if workers == 1 {
+		call(m, n, a, b, c)
+		return
+	}
 	// Split along the longer side of C, in blocks the library's own kernels tile
-	// evenly (multiples of 16 rows or columns).
-	if m >= n || workers == 1 {
-		parallel(workers, (m+15)/16, func(lo, hi int) {
-			i0, i1 := lo*16, min(hi*16, m)
+	// evenly (multiples of 16 rows or columns). The workers meet before calling the
+	// library: a goroutine left queued behind a caller already inside C code can
+	// wait for that whole call before it runs.
+	blocks := (max(m, n) + 15) / 16
+	bar := &barrier{n: int32(workers)}
+	runWorkers(workers, bar, func(w int) {
+		lo, hi := w*blocks/workers*16, (w+1)*blocks/workers*16
+		bar.wait()
+		if m >= n {
+			i0, i1 := lo, min(hi, m)
 			aOff := i0 * lda
 			if transA {
 				aOff = i0
 			}
-			call(i1-i0, n, a[aOff:], b, c[i0*ldc:])
-		})
-		return
-	}
-	parallel(workers, (n+15)/16, func(lo, hi int) {
-		j0, j1 := lo*16, min(hi*16, n)
+			if i1 > i0 {
+				call(i1-i0, n, a[aOff:], b, c[i0*ldc:])
+			}
+			return
+		}
+		j0, j1 := lo, min(hi, n)
 		bOff := j0
 		if transB {
 			bOff = j0 * ldb
 		}
-		call(m, j1-j0, a, b[bOff:], c[j0:])
+		if j1 > j0 {
+			call(m, j1-j0, a, b[bOff:], c[j0:])
+		}
 	})
 }
 
