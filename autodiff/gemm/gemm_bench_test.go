@@ -85,6 +85,7 @@ func benchGemm(b *testing.B, path string, threads int, transA, transB bool, m, n
 		}
 		lib.setThreads(int32(threads))
 		defer func() {
+			b.StopTimer()
 			lib.setThreads(1)
 			if threads > 1 {
 				// OpenBLAS's pool threads spin for a while after a call; let them
