@@ -126,7 +126,7 @@ func splitCalls(workers, blocks int, fn func(lo, hi int)) {
 		fn(0, blocks)
 		return
 	}
-	bar := &barrier{n: int32(workers)}
+	bar := newBarrier(workers)
 	runWorkers(workers, bar, func(w int) {
 		bar.wait()
 		fn(w*blocks/workers, (w+1)*blocks/workers)
