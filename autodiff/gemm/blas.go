@@ -96,8 +96,8 @@ func sgemmBLAS(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 	}
 	// Split along the longer side of C, in blocks the library's own kernels tile
 	// evenly (multiples of 16 rows or columns).
-	if m >= n || workers == 1 {
-		parallel(workers, (m+15)/16, func(lo, hi int) {
+	if m >= n {
+		splitCalls(workers, (m+15)/16, func(lo, hi int) {
 			i0, i1 := lo*16, min(hi*16, m)
 			aOff := i0 * lda
 			if transA {
@@ -107,13 +107,29 @@ func sgemmBLAS(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 		})
 		return
 	}
-	parallel(workers, (n+15)/16, func(lo, hi int) {
+	splitCalls(workers, (n+15)/16, func(lo, hi int) {
 		j0, j1 := lo*16, min(hi*16, n)
 		bOff := j0
 		if transB {
 			bOff = j0 * ldb
 		}
 		call(m, j1-j0, a, b[bOff:], c[j0:])
+	})
+}
+
+// splitCalls runs fn over [0, blocks) split into one contiguous, non-empty range
+// per worker. The workers meet before calling fn: a goroutine left queued behind a
+// caller already inside C code can otherwise wait for that whole call to end.
+func splitCalls(workers, blocks int, fn func(lo, hi int)) {
+	workers = min(workers, blocks)
+	if workers <= 1 {
+		fn(0, blocks)
+		return
+	}
+	bar := newBarrier(workers)
+	runWorkers(workers, bar, func(w int) {
+		bar.wait()
+		fn(w*blocks/workers, (w+1)*blocks/workers)
 	})
 }
 
@@ -144,7 +160,7 @@ func gemvBLAS(lib *blasLib, workers int, transA, transB bool, m, n, k int, alpha
 	if !trans {
 		outLen = rows
 	}
-	parallel(workers, (outLen+63)/64, func(lo, hi int) {
+	splitCalls(workers, (outLen+63)/64, func(lo, hi int) {
 		y0, y1 := lo*64, min(hi*64, outLen)
 		off := y0 * ldm // rows [y0, y1) of M
 		if trans {

@@ -195,12 +195,3 @@ func checkArgs(fn string, transA, transB bool, m, n, k, la, lda, lb, ldb, lc, ld
 	check("b", br, bc, ldb, lb)
 	check("c", m, n, ldc, lc)
 }
-
-// parallel runs fn over [0, n) on up to workers goroutines.
-func parallel(workers, n int, fn func(lo, hi int)) {
-	if workers <= 1 || n <= 1 {
-		fn(0, n)
-		return
-	}
-	metal.ParallelFor(n, 1, fn)
-}

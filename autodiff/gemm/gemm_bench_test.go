@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/mlxtrain/mlxtrain/metal"
 )
@@ -83,7 +84,15 @@ func benchGemm(b *testing.B, path string, threads int, transA, transB bool, m, n
 			b.Skip("OpenBLAS not found: " + BLASLibrary())
 		}
 		lib.setThreads(int32(threads))
-		defer lib.setThreads(1)
+		defer func() {
+			b.StopTimer()
+			lib.setThreads(1)
+			if threads > 1 {
+				// OpenBLAS's pool threads spin for a while after a call; let them
+				// fall asleep before the next benchmark runs on the same cores.
+				time.Sleep(500 * time.Millisecond)
+			}
+		}()
 		run = func() {
 			lib.sgemm(cblasRowMajor, cblasTranspose(transA), cblasTranspose(transB), int32(m), int32(n), int32(k),
 				1, &a[0], int32(lda), &bm[0], int32(ldb), 0, &c[0], int32(n))

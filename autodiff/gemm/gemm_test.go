@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mlxtrain/mlxtrain/metal"
 	"github.com/stretchr/testify/assert"
@@ -366,11 +367,14 @@ func TestGemmWorkersBarrier(t *testing.T) {
 	// More workers than processors still meet at every barrier.
 	const workers, rounds = 5, 200
 	var counts [workers]int
-	bar := &barrier{n: workers}
+	bar := newBarrier(workers)
 	var sum atomic.Int64
 	runWorkers(workers, bar, func(w int) {
 		for r := range rounds {
 			sum.Add(1)
+			if r%50 == 0 && w == 0 {
+				time.Sleep(2 * barrierSpin) // the others give up spinning and block
+			}
 			bar.wait()
 			// every worker has added its r+1 by now, none its r+2 yet
 			if got := sum.Load(); got < int64(workers*(r+1)) || got > int64(workers*(r+2)) {
@@ -385,7 +389,7 @@ func TestGemmWorkersBarrier(t *testing.T) {
 	}
 
 	// A panic in one worker reaches the caller, and the others stop waiting.
-	bar = &barrier{n: 3}
+	bar = newBarrier(3)
 	defer func() {
 		r := recover()
 		wp, ok := r.(*metal.WorkerPanic)

@@ -132,7 +132,7 @@ func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a
 	defer bPool.Put(bps[1])
 	byRows := (m+mr-1)/mr >= 2*workers || m >= n
 	next := make([]atomic.Int64, len(steps)) // the next block of each step's tiles
-	bar := &barrier{n: int32(workers)}
+	bar := newBarrier(workers)
 	runWorkers(workers, bar, func(w int) {
 		j := job
 		for si, st := range steps {

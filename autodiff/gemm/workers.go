@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mlxtrain/mlxtrain/metal"
 )
@@ -56,31 +57,69 @@ func runWorkers(workers int, bar *barrier, fn func(w int)) {
 
 var errBarrierBroken = errors.New("gemm: another worker panicked")
 
-// barrier holds each of n workers at wait until all have arrived. Waiters spin,
-// yielding the processor: the steps between barriers last from tens of
-// microseconds to milliseconds, less than parking and waking a thread.
+// barrier holds each of n workers at wait until all have arrived. A waiter first
+// spins, yielding the processor, for up to barrierSpin: the steps between barriers
+// last from tens of microseconds to milliseconds, and waking a parked thread costs
+// 50-100 µs on a virtual machine. Then it blocks, so that a worker the OS has
+// descheduled (another process on the core) can run where the spinner was.
 type barrier struct {
 	n       int32
 	arrived atomic.Int32
 	gen     atomic.Uint32
 	broken  atomic.Bool
+	mu      sync.Mutex
+	cond    sync.Cond
+}
+
+const barrierSpin = 200 * time.Microsecond
+
+func newBarrier(n int) *barrier {
+	b := &barrier{n: int32(n)}
+	b.cond.L = &b.mu
+	return b
 }
 
 func (b *barrier) wait() {
 	g := b.gen.Load()
 	if b.arrived.Add(1) == b.n {
 		b.arrived.Store(0)
+		b.mu.Lock()
 		b.gen.Add(1)
+		b.mu.Unlock()
+		b.cond.Broadcast()
 		return
 	}
-	for spins := 0; b.gen.Load() == g; spins++ {
+	var deadline time.Time
+	for spins := 0; ; spins++ {
+		if b.gen.Load() != g {
+			return
+		}
 		if b.broken.Load() {
 			panic(errBarrierBroken)
 		}
-		if spins > 100 {
-			runtime.Gosched()
+		if spins < 64 {
+			continue
 		}
+		if spins == 64 {
+			deadline = time.Now().Add(barrierSpin)
+		} else if spins%64 == 0 && time.Now().After(deadline) {
+			break
+		}
+		runtime.Gosched()
+	}
+	b.mu.Lock()
+	for b.gen.Load() == g && !b.broken.Load() {
+		b.cond.Wait()
+	}
+	b.mu.Unlock()
+	if b.gen.Load() == g {
+		panic(errBarrierBroken)
 	}
 }
 
-func (b *barrier) breakBarrier() { b.broken.Store(true) }
+func (b *barrier) breakBarrier() {
+	b.broken.Store(true)
+	b.mu.Lock()
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
