@@ -61,7 +61,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintln(stderr, "mlxtrain:", err)
 		return 1
 	}
-	if err := newApp(stdout, stderr).Run(args); err != nil {
+	app := newApp(stdout, stderr)
+	if err := app.Run(interspersed(app.Commands, args)); err != nil {
 		fmt.Fprintln(stderr, "mlxtrain:", err)
 		return 1
 	}
