@@ -8,9 +8,19 @@
 # time, all threads) with the ratio of those: on a shared machine the CPU-time
 # ratio at 1 thread is the steadier figure.
 #
-# Usage: bench/tiny_gpt.sh [rounds]   (default 3; run from anywhere in the repo)
+# With --moe both sides train the top-2-of-8 MoE version of the model of the
+# MoE/SSM issue instead (BenchmarkTinyMoEStep, torch_tiny_gpt.py --moe).
+#
+# Usage: bench/tiny_gpt.sh [--moe] [rounds]   (default 3; run from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=TinyGPTStep
+pyflag=()
+if [[ ${1:-} == --moe ]]; then
+	bench=TinyMoEStep
+	pyflag=(--moe)
+	shift
+fi
 rounds=${1:-3}
 python=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)
@@ -18,16 +28,16 @@ trap 'rm -rf "$tmp"' EXIT
 go test -c -o "$tmp/models.test" ./models
 
 metric() { # metric NAME < benchmark output: the value before NAME
-	awk -v name="$1" '/^BenchmarkTinyGPTStep/ { for (i = 2; i <= NF; i++) if ($i == name) print $(i-1) }'
+	awk -v name="$1" -v bench="^Benchmark$bench" '$0 ~ bench { for (i = 2; i <= NF; i++) if ($i == name) print $(i-1) }'
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 for ((r = 1; r <= rounds; r++)); do
 	for t in 1 2; do
-		out=$(MLXTRAIN_THREADS=$t "$tmp/models.test" -test.run '^$' -test.bench TinyGPTStep -test.benchtime 20x)
+		out=$(MLXTRAIN_THREADS=$t "$tmp/models.test" -test.run '^$' -test.bench "^Benchmark$bench\$" -test.benchtime 20x)
 		echo "$out" | metric tokens/s >>"$tmp/go$t"
 		echo "$out" | metric cpu-ms/step >>"$tmp/cpu$t"
-		py=$("$python" bench/torch_tiny_gpt.py "$t")
+		py=$("$python" bench/torch_tiny_gpt.py "$t" "${pyflag[@]}")
 		echo "$py" | sed -n 's/.*tokens\/s=\([0-9.]*\).*/\1/p' >>"$tmp/torch$t"
 		echo "$py" | sed -n 's/.*cpu_ms=\([0-9.]*\).*/\1/p' >>"$tmp/tcpu$t"
 		echo "round $r, $t thread(s): go $(tail -1 "$tmp/go$t") tokens/s, pytorch $(tail -1 "$tmp/torch$t") tokens/s" >&2

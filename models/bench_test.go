@@ -28,9 +28,28 @@ func tinyGPT() models.Config { return models.GPT2Config(65, 128, 4, 4, 128) }
 // than wall time. With MLXTRAIN_PROFILE=1 it prints the time per op.
 //
 //	MLXTRAIN_THREADS=1 go test ./models -run '^$' -bench TinyGPTStep -benchtime 20x
-func BenchmarkTinyGPTStep(b *testing.B) {
-	const batch, ctx = 16, 128
+func BenchmarkTinyGPTStep(b *testing.B) { benchTrainStep(b, tinyGPT()) }
+
+// tinyMoE is tinyGPT with every feed-forward a top-2-of-8 mixture of GELU MLPs
+// of 4× width: the weights of the two chosen experts a softmax over their router
+// logits, no capacity limit, no auxiliary loss (bench/torch_tiny_gpt.py --moe).
+func tinyMoE() models.Config {
 	cfg := tinyGPT()
+	cfg.FeedForwardTypes = slices.Repeat([]string{models.FeedForwardMoE}, cfg.NumHiddenLayers)
+	cfg.NumLocalExperts, cfg.NumExpertsPerTok = 8, 2
+	cfg.ScoringFunc = models.ScoringSoftmax
+	return cfg
+}
+
+// BenchmarkTinyMoEStep is BenchmarkTinyGPTStep for tinyMoE.
+//
+//	MLXTRAIN_THREADS=1 go test ./models -run '^$' -bench TinyMoEStep -benchtime 20x
+func BenchmarkTinyMoEStep(b *testing.B) { benchTrainStep(b, tinyMoE()) }
+
+// benchTrainStep times AdamW training steps of the model cfg describes on
+// batches of 16 random sequences of 128 tokens.
+func benchTrainStep(b *testing.B, cfg models.Config) {
+	const batch, ctx = 16, 128
 	m, err := models.New(cfg, autodiff.NewRNG(1))
 	if err != nil {
 		b.Fatal(err)
