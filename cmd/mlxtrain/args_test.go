@@ -33,3 +33,12 @@ func TestFlagsAfterRecipe(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "train.batch_size")
 }
+
+func TestSetValueWithComma(t *testing.T) {
+	// A TOML array in --set is one value (urfave/cli splits slice flags at commas
+	// unless told not to); a wrong element type names the key.
+	code, _, stderr := runCLI("fit", "--quiet", "--set", "optimizer.betas=[0.9,\"x\"]")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "optimizer.betas")
+	assert.NotContains(t, stderr, "want key=value")
+}

@@ -33,6 +33,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			devicesCommand(),
 		},
 		HideVersion: false,
+		// --set optimizer.betas=[0.9,0.98] is one value: never split flags at commas.
+		DisableSliceFlagSeparator: true,
 	}
 }
 
