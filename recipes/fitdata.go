@@ -37,10 +37,16 @@ func (r *Recipe) loadData() (*runData, error) {
 		return d, nil
 	}
 	trainSrc, validSrc, _ := r.Sources()
-	switch r.Data.Tokenizer {
-	case "byte":
+	switch {
+	case r.Model.From != "": // a fine-tune reads the data as its base model did
+		bpe, err := r.baseTokenizer()
+		if err != nil {
+			return nil, err
+		}
+		d.bpe = bpe
+	case r.Data.Tokenizer == "byte":
 		d.bpe = data.NewByteTokenizer()
-	case "bpe":
+	case r.Data.Tokenizer == "bpe":
 		var texts []string
 		if _, err := trainSrc.Each(func(doc data.Document) error {
 			texts = append(texts, doc.String())
