@@ -328,6 +328,7 @@ func (ru *run) evaluate() (float64, float64) {
 		line += fmt.Sprintf(" accuracy %.1f%% (%d held-out problems)", 100*acc, len(ru.d.task.Eval()))
 	}
 	fmt.Fprintln(ru.log, line)
+	ru.sample()
 	return valLoss, acc
 }
 
@@ -516,7 +517,6 @@ func (r *Recipe) checkSupported() error {
 	add(r.Train.Precision != "f32", "train.precision = "+r.Train.Precision, "(f32 only)")
 	add(r.Model.Dropout > 0, "model.dropout", "")
 	add(r.Eval.Problems > 0, "eval.problems", "(every held-out problem is scored)")
-	add(r.Eval.SampleTokens > 0, "eval.sample_tokens", "")
 	if len(bad) == 0 {
 		return nil
 	}

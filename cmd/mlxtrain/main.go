@@ -29,10 +29,15 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			generateCommand(),
 			evalCommand(),
 			benchCommand(),
+			fuseCommand(),
+			dataCommand(),
 			versionCommand(),
 			devicesCommand(),
 		},
 		HideVersion: false,
+		// --set takes lists ("lora.keys=q_proj,v_proj"): a comma must not split
+		// one --set into two.
+		DisableSliceFlagSeparator: true,
 	}
 }
 
