@@ -204,17 +204,12 @@ func (r *Recipe) baseTokenizer() (*data.BPE, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model.from: %w", err)
 	}
-	ck, err := checkpoints.LoadDir(dir)
+	// Only tokenizer.json is read: Fit has checked the whole checkpoint
+	// (LoadModel), and eval needs no more.
+	name := filepath.Join(dir, checkpoints.TokenizerFile)
+	tok, err := data.LoadTokenizer(name)
 	if err != nil {
-		return nil, fmt.Errorf("model.from: %w", err)
-	}
-	ck.Release()
-	if len(ck.Tokenizer) == 0 {
-		return nil, fmt.Errorf("model.from: %s: no %s", dir, checkpoints.TokenizerFile)
-	}
-	tok, err := data.ParseTokenizerJSON(ck.Tokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("model.from: %s: %w", filepath.Join(dir, checkpoints.TokenizerFile), err)
+		return nil, fmt.Errorf("model.from: %w", err) // the error names the file
 	}
 	return tok, nil
 }
