@@ -122,7 +122,12 @@ func (r *Recipe) matchBase(c models.Config, cfgFile string) error {
 		{"model.norm_eps", m.NormEps, eps, func(m *ModelConfig) { m.NormEps = eps }, false},
 		{"model.positions", m.Positions, c.PositionEmbeddingType, func(m *ModelConfig) { m.Positions = c.PositionEmbeddingType }, true},
 		{"model.rope_interleaved", m.RopeInterleaved, c.RopeTraditional, func(m *ModelConfig) { m.RopeInterleaved = c.RopeTraditional }, false},
-		{"model.max_positions", r.MaxPositions(), c.MaxPositionEmbeddings, func(m *ModelConfig) { m.MaxPositions = c.MaxPositionEmbeddings }, false},
+		{"model.max_positions", r.MaxPositions(), c.MaxPositionEmbeddings, func(m *ModelConfig) {
+			m.MaxPositions = c.MaxPositionEmbeddings
+			if c.PositionEmbeddingType != models.PositionsLearned && m.MaxPositions < r.Train.MaxSeqLength {
+				m.MaxPositions = 0 // only a learned table bounds the length
+			}
+		}, false},
 		{"model.window", m.Window, c.SlidingWindow, func(m *ModelConfig) { m.Window = c.SlidingWindow }, false},
 		{"model.bias", m.Bias, c.AttentionBias || c.MLPBias, func(m *ModelConfig) { m.Bias = c.AttentionBias || c.MLPBias }, true},
 		{"model.tie_embeddings", m.TieEmbeddings, c.TieWordEmbeddings, func(m *ModelConfig) { m.TieEmbeddings = c.TieWordEmbeddings }, true},
@@ -150,6 +155,12 @@ func (r *Recipe) matchBase(c models.Config, cfgFile string) error {
 			archKey{"model.moe.z_loss_coef", m.MoE.ZLossCoef, c.RouterZLossCoef, func(m *ModelConfig) { m.MoE.ZLossCoef = c.RouterZLossCoef }, false})
 	}
 	var errs Errors
+	if c.PositionEmbeddingType == models.PositionsLearned && r.Train.MaxSeqLength > c.MaxPositionEmbeddings {
+		o := r.origin["train.max_seq_length"]
+		errs = append(errs, &Error{Source: o.source, Line: o.line, Key: "train.max_seq_length",
+			Msg: fmt.Sprintf("train.max_seq_length = %d exceeds the base model's learned positions (max_position_embeddings %d in %s)",
+				r.Train.MaxSeqLength, c.MaxPositionEmbeddings, cfgFile)})
+	}
 	for _, k := range keys {
 		o, given := r.origin[k.key]
 		via := ""

@@ -190,6 +190,9 @@ func TestFineTuneErrors(t *testing.T) {
 	_, err = Fit(tinyRecipe(t, 2, loraSets(base, "model.family=llama")...), FitOptions{Out: t.TempDir()})
 	assert.ErrorContains(t, err, `model.ffn = "swiglu" (set by model.family = "llama") but the base model has "gelu"`)
 
+	_, err = Fit(tinyRecipe(t, 2, loraSets(base, "train.max_seq_length=32")...), FitOptions{Out: t.TempDir()})
+	assert.ErrorContains(t, err, "train.max_seq_length = 32 exceeds the base model's learned positions (max_position_embeddings 16")
+
 	// Keys that match nothing list the linear layers there are.
 	_, err = Fit(tinyRecipe(t, 2, loraSets(base, "lora.keys=attn.qkv")...), FitOptions{Out: t.TempDir()})
 	require.Error(t, err)
