@@ -3,6 +3,7 @@ package recipes
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -62,6 +63,33 @@ func (r *Recipe) prepareFineTune() (*Recipe, *fineTune, error) {
 		return nil, nil, err
 	}
 	return r, &fineTune{base: base, baseSum: sum}, nil
+}
+
+// MatchBase checks the [model] keys against the config.json of model.from
+// and fills those left out from it, as Fit does before it trains: call it to
+// print the effective recipe of a fine-tune. It reads config.json only, and
+// does nothing without model.from.
+func (r *Recipe) MatchBase() error {
+	if r.Model.From == "" {
+		return nil
+	}
+	dir, err := ResolveCheckpoint(r.Model.From)
+	if err != nil {
+		return fmt.Errorf("model.from: %w", err)
+	}
+	name := filepath.Join(dir, checkpoints.ConfigFile)
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return fmt.Errorf("model.from: %w", err)
+	}
+	cfg, err := models.ParseConfig(b)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("model.from: %s: %w", name, err)
+	}
+	return r.matchBase(cfg, name)
 }
 
 // archKey is one [model] key as the base's config.json gives it.

@@ -199,7 +199,7 @@ func attachSaved(m *models.Model, ac *AdapterConfig, adapters map[string]*autodi
 		if !ok {
 			return fmt.Errorf("%s: adapter for %s, which the base model does not have", file, name)
 		}
-		l.LoRA = &layers.LoRA{Scale: ac.LoRA.Scale}
+		l.LoRA = &layers.LoRA{Scale: ac.LoRA.Scale, Dropout: layers.Dropout{P: ac.LoRA.Dropout}}
 		for _, part := range []struct {
 			suffix string
 			dst    **autodiff.Tensor
