@@ -1,6 +1,7 @@
 package recipes
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -251,6 +252,25 @@ func (r *Recipe) baseTokenizer() (*data.BPE, error) {
 		return nil, fmt.Errorf("model.from: %w", err) // the error names the file
 	}
 	return tok, nil
+}
+
+// sameTokenizerAsBase checks that a synthetic task's tokenizer is model.from's
+// (a task tokenizes its own problems, so it cannot take the base's).
+func (r *Recipe) sameTokenizerAsBase(tok *data.BPE) error {
+	if r.Model.From == "" {
+		return nil
+	}
+	base, err := r.baseTokenizer()
+	if err != nil {
+		return err
+	}
+	a, err1 := base.MarshalJSON()
+	b, err2 := tok.MarshalJSON()
+	if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+		return fmt.Errorf("data.task: the %s task's tokenizer (%d ids) is not the tokenizer of model.from (%d ids): fine-tune a model trained on the same task kind",
+			r.Data.Task.Kind, tok.VocabSize(), base.VocabSize())
+	}
+	return nil
 }
 
 // buildModel makes the run's model and the parameters the optimizer trains:

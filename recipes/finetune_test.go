@@ -196,6 +196,15 @@ func TestFineTuneErrors(t *testing.T) {
 	_, err = Fit(tinyRecipe(t, 2, loraSets(base, "train.max_seq_length=32")...), FitOptions{Out: t.TempDir()})
 	assert.ErrorContains(t, err, "train.max_seq_length = 32 exceeds the base model's learned positions (max_position_embeddings 16")
 
+	// A synthetic task needs the base's tokenizer.
+	other := t.TempDir()
+	txt := filepath.Join(t.TempDir(), "t.txt")
+	require.NoError(t, os.WriteFile(txt, []byte(strings.Repeat("some text to learn merges from. ", 50)), 0o644))
+	_, err = Fit(tinyRecipe(t, 2, "data.task.kind=", "data.train="+txt, "data.tokenizer=bpe", "data.bpe_vocab_size=300"), FitOptions{Out: other})
+	require.NoError(t, err)
+	_, err = Fit(tinyRecipe(t, 2, "model.from="+other), FitOptions{Out: t.TempDir()})
+	assert.ErrorContains(t, err, "is not the tokenizer of model.from")
+
 	// Keys that match nothing list the linear layers there are.
 	_, err = Fit(tinyRecipe(t, 2, loraSets(base, "lora.keys=attn.qkv")...), FitOptions{Out: t.TempDir()})
 	require.Error(t, err)

@@ -32,6 +32,9 @@ func (r *Recipe) loadData() (*runData, error) {
 			n = defaultTaskExamples
 		}
 		d.task, d.bpe, d.tok = task, task.Tokenizer(), task.Tokenizer()
+		if err := r.sameTokenizerAsBase(d.bpe); err != nil {
+			return nil, err
+		}
 		d.train = task.Train(n)
 		d.valid = task.EvalExamples()
 		return d, nil
