@@ -302,6 +302,19 @@ func (ru *run) buildModel(vocab int) error {
 	for _, p := range ru.model.Params() {
 		ru.ft.frozen[p.Value] = true
 	}
+	// An op records only when an input is on the tape, and the tape frees only
+	// what it recorded: with every base weight frozen, the ops before the first
+	// adapter (embedding, norm, the unadapted projections of layer 0) would
+	// leave their outputs to the garbage collector, which lets tens of MiB pile
+	// up. Watching one small parameter at the bottom, whose gradient costs
+	// little (the learned positions, else layer 0's input norm), puts those ops
+	// on the tape too; its gradient is dropped with the tape, and the optimizer
+	// never sees it.
+	if m := ru.model; m.Positions != nil {
+		delete(ru.ft.frozen, m.Positions.Weight)
+	} else if ps := m.Layers[0].InputNorm.Params(""); len(ps) > 0 {
+		delete(ru.ft.frozen, ps[0].Value)
+	}
 	modules, err := attachLoRA(ru.model, r.LoRA, autodiff.NewRNG(r.Train.Seed))
 	if err != nil {
 		return err
