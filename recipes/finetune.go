@@ -60,9 +60,6 @@ func (r *Recipe) prepareFineTune() (*Recipe, *fineTune, error) {
 		return nil, nil, err
 	}
 	r.Model.From = base.Dir
-	if err := r.Validate(); err != nil {
-		return nil, nil, err
-	}
 	return r, &fineTune{base: base, baseSum: sum}, nil
 }
 

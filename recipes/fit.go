@@ -101,14 +101,14 @@ type run struct {
 // the model built (or loaded with opt.Resume), then iters optimizer steps run
 // with reports, evaluations and checkpoints at the recipe's cadence.
 func Fit(r *Recipe, opt FitOptions) (*FitResult, error) {
+	r, ft, err := r.prepareFineTune() // first: the base fills the architecture keys left out
+	if err != nil {
+		return nil, err
+	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	if err := r.checkSupported(); err != nil {
-		return nil, err
-	}
-	r, ft, err := r.prepareFineTune()
-	if err != nil {
 		return nil, err
 	}
 	ru := &run{r: r, ft: ft, opt: opt, out: opt.Out, log: opt.Log}
