@@ -24,6 +24,10 @@ const (
 	RecipeFile    = "recipe.toml"
 	ConfigFile    = "config.json"
 	TokenizerFile = "tokenizer.json"
+	// A LoRA fine-tune's checkpoint holds its adapters instead of model.safetensors:
+	// the base weights stay in the base checkpoint that adapter_config.json names.
+	AdaptersFile      = "adapters.safetensors"
+	AdapterConfigFile = "adapter_config.json"
 )
 
 // Names in a parent directory that are not checkpoints: a save in progress (or cut
@@ -38,7 +42,8 @@ const (
 var ErrNoCheckpoint = errors.New("no checkpoint")
 
 // Checkpoint is the contents of a checkpoint directory. SaveDir writes the parts
-// that are set (Model is required); LoadDir fills the parts the directory has.
+// that are set (Model or Adapters is required); LoadDir fills the parts the
+// directory has.
 type Checkpoint struct {
 	// Model holds the parameters by name; ModelMetadata goes in the file's
 	// "__metadata__" (SaveDir adds "format": "pt", which Hugging Face loaders
@@ -53,6 +58,11 @@ type Checkpoint struct {
 	// Recipe (recipe.toml), Config (config.json) and Tokenizer (tokenizer.json) are
 	// stored as given; Config and Tokenizer must be valid JSON.
 	Recipe, Config, Tokenizer []byte
+	// Adapters (adapters.safetensors) holds a LoRA fine-tune's adapter matrices
+	// by name, and AdapterConfig (adapter_config.json, valid JSON) says how to
+	// attach them to which base model. A LoRA checkpoint has these and no Model.
+	Adapters      map[string]*autodiff.Tensor
+	AdapterConfig []byte
 }
 
 // Release gives the storage of every model and optimizer tensor back to the pool.
@@ -61,6 +71,9 @@ func (c *Checkpoint) Release() {
 		t.Release()
 	}
 	for _, t := range c.Optimizer {
+		t.Release()
+	}
+	for _, t := range c.Adapters {
 		t.Release()
 	}
 }
@@ -124,8 +137,10 @@ func SaveDir(parent string, step int64, c *Checkpoint) (string, error) {
 	switch {
 	case step < 0:
 		return fail(fmt.Errorf("negative step %d", step))
-	case c == nil || c.Model == nil:
+	case c == nil || c.Model == nil && c.Adapters == nil:
 		return fail(errors.New("no model tensors"))
+	case c.AdapterConfig != nil && !json.Valid(c.AdapterConfig):
+		return fail(fmt.Errorf("%s is not valid JSON", AdapterConfigFile))
 	case c.Config != nil && !json.Valid(c.Config):
 		return fail(fmt.Errorf("%s is not valid JSON", ConfigFile))
 	case c.Tokenizer != nil && !json.Valid(c.Tokenizer):
@@ -195,8 +210,15 @@ func writeParts(dir string, step int64, c *Checkpoint) error {
 	if _, ok := meta["format"]; !ok {
 		meta = mapsWith(meta, "format", "pt")
 	}
-	if err := put(ModelFile, func(w io.Writer) error { return write(w, c.Model, meta) }); err != nil {
-		return err
+	if c.Model != nil {
+		if err := put(ModelFile, func(w io.Writer) error { return write(w, c.Model, meta) }); err != nil {
+			return err
+		}
+	}
+	if c.Adapters != nil {
+		if err := put(AdaptersFile, func(w io.Writer) error { return write(w, c.Adapters, nil) }); err != nil {
+			return err
+		}
 	}
 	if c.Optimizer != nil {
 		if err := put(OptimizerFile, func(w io.Writer) error { return write(w, c.Optimizer, c.OptimizerMetadata) }); err != nil {
@@ -206,7 +228,7 @@ func writeParts(dir string, step int64, c *Checkpoint) error {
 	for _, p := range []struct {
 		name string
 		b    []byte
-	}{{RecipeFile, c.Recipe}, {ConfigFile, c.Config}, {TokenizerFile, c.Tokenizer}} {
+	}{{RecipeFile, c.Recipe}, {ConfigFile, c.Config}, {TokenizerFile, c.Tokenizer}, {AdapterConfigFile, c.AdapterConfig}} {
 		if err := putBytes(p.name, p.b); err != nil {
 			return err
 		}
@@ -408,7 +430,7 @@ func Retain(parent string, keep int) ([]string, error) {
 }
 
 // knownFiles are the files LoadDir reads, in the order it reads them.
-var knownFiles = []string{ModelFile, OptimizerFile, RecipeFile, ConfigFile, TokenizerFile}
+var knownFiles = []string{ModelFile, AdaptersFile, OptimizerFile, RecipeFile, ConfigFile, TokenizerFile, AdapterConfigFile}
 
 // LoadDir reads the checkpoint in dir and checks every part: the trainer state's
 // version, each file it lists against its recorded size, each safetensors header
@@ -419,7 +441,9 @@ func LoadDir(dir string) (*Checkpoint, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if _, ok := st.Files[ModelFile]; !ok {
+	_, hasModel := st.Files[ModelFile]
+	_, hasAdapters := st.Files[AdaptersFile]
+	if !hasModel && !hasAdapters {
 		return fail(fmt.Errorf("%s lists no %s", StateFile, ModelFile))
 	}
 	if step, ok := parseDirName(filepath.Base(dir)); ok && step != st.Step {
@@ -457,6 +481,10 @@ func LoadDir(dir string) (*Checkpoint, error) {
 	if c.Model, c.ModelMetadata, err = load(ModelFile); err != nil {
 		return fail(err)
 	}
+	if c.Adapters, _, err = load(AdaptersFile); err != nil {
+		c.Release()
+		return fail(err)
+	}
 	if c.Optimizer, c.OptimizerMetadata, err = load(OptimizerFile); err != nil {
 		c.Release()
 		return fail(err)
@@ -465,7 +493,7 @@ func LoadDir(dir string) (*Checkpoint, error) {
 		name string
 		dst  *[]byte
 		json bool
-	}{{RecipeFile, &c.Recipe, false}, {ConfigFile, &c.Config, true}, {TokenizerFile, &c.Tokenizer, true}} {
+	}{{RecipeFile, &c.Recipe, false}, {ConfigFile, &c.Config, true}, {TokenizerFile, &c.Tokenizer, true}, {AdapterConfigFile, &c.AdapterConfig, true}} {
 		if _, ok := st.Files[p.name]; !ok {
 			continue
 		}

@@ -23,6 +23,11 @@
 //	    config.json            the model configuration
 //	    tokenizer.json         the tokenizer (Hugging Face format)
 //
+// A LoRA fine-tune's checkpoint has adapters.safetensors (the adapter matrices
+// only, named "<module>.lora_a" and "<module>.lora_b") and adapter_config.json
+// (rank, scale, keys, the base checkpoint) in place of model.safetensors: the
+// base weights are not copied.
+//
 // A directory appears under its step name only once all of it is on disk, so
 // [Latest] always finds a complete checkpoint and [LoadDir] checks each part
 // against what trainer_state.json recorded. [Retain] keeps the newest few and the

@@ -287,9 +287,7 @@ func (a *LoRA) Params(prefix string) []autodiff.Param {
 }
 
 func (a *LoRA) addTo(c *Ctx, x, y *autodiff.Tensor) *autodiff.Tensor {
-	h := a.Dropout.Forward(c, x)
-	z := autodiff.MatMul(autodiff.MatMul(h, c.Param(a.A)), c.Param(a.B))
-	return autodiff.Add(y, autodiff.MulScalar(z, a.Scale))
+	return LoRAOp(y, a.Dropout.Forward(c, x), c.Param(a.A), c.Param(a.B), a.Scale)
 }
 
 // MatchesLoRAKey reports whether a module path is selected by the patterns.

@@ -11,12 +11,15 @@ type Ctx struct {
 	Tape  *autodiff.Tape // records ops for backward; nil for inference
 	Train bool           // training mode: dropout is active
 	RNG   *autodiff.RNG  // draws dropout masks; required when Train and dropout > 0
+	// Frozen parameters are not watched, so no gradient is computed for them (the
+	// base weights of a LoRA fine-tune). Nil freezes nothing.
+	Frozen map[*autodiff.Tensor]bool
 }
 
 // Param returns p as the forward pass should use it: watched by the tape when
 // there is one, so its gradient is collected, else p itself.
 func (c *Ctx) Param(p *autodiff.Tensor) *autodiff.Tensor {
-	if c == nil || c.Tape == nil || p == nil {
+	if c == nil || c.Tape == nil || p == nil || c.Frozen[p] {
 		return p
 	}
 	return c.Tape.Watch(p)

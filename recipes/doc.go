@@ -25,7 +25,7 @@
 //	| key | default | accepts | meaning |
 //	|---|---|---|---|
 //	| `model.family` | `"gpt"` | `"gpt"`, `"llama"` | preset: sets ffn, ffn_mult, norm, norm_eps, positions, rope_theta, bias, tie_embeddings (keys given beside it win) |
-//	| `model.from` | `""` | run/checkpoint dir | start from these weights (fine-tune); architecture must match; its tokenizer is used |
+//	| `model.from` | `""` | run/checkpoint dir | start from these weights (fine-tune); given architecture keys must match its config.json, omitted ones are taken from it; its tokenizer is used |
 //	| `model.vocab_size` | `0` | 0 to 2^22; ≥ tokenizer size | embedding rows; 0 = the tokenizer's size |
 //	| `model.d_model` | `256` | 1 to 65536 | residual width |
 //	| `model.layers` | `4` | 1 to 4096 | blocks |
@@ -116,9 +116,25 @@
 //	| `lora.rank` | `8` | 1 to 65536 | adapter rank |
 //	| `lora.scale` | `20.0` | > 0 | adapter output scale |
 //	| `lora.dropout` | `0.0` | [0, 1) | adapter input dropout |
-//	| `lora.keys` | `["self_attn.q_proj", "self_attn.v_proj"]` | non-empty, distinct | linear layers to adapt, by path suffix |
-//	| `lora.num_layers` | `-1` | -1 or 1 to model.layers | adapt the last N blocks; -1 = all |
+//	| `lora.keys` | `["self_attn.q_proj", "self_attn.v_proj"]` | non-empty, distinct | linear layers to adapt, by path suffix or path.Match glob |
+//	| `lora.num_layers` | `-1` | -1 or 1 to model.layers | adapt the last N blocks; -1 = all (and linears outside the blocks, such as lm_head) |
 //	| `eval.problems` | `0` | ≥ 0 | held-out task problems scored per evaluation; 0 = all |
 //	| `eval.sample_prompt` | `""` | string | prompt continued greedily at each evaluation |
 //	| `eval.sample_tokens` | `0` | 0 to 2^20 | tokens to sample; 0 = no sample |
+//
+// # Fine-tuning
+//
+// With model.from, Fit starts from a checkpoint's weights (see LoadModel): the
+// base's config.json decides the architecture, and a [model] key the recipe
+// gives must agree with it (an Error names the key, both values and the
+// config.json); keys left out take the base's values. train.fine_tune_type
+// "full" trains every weight with a fresh optimizer; "lora" freezes the base
+// (layers.Ctx.Frozen: no gradient is computed for it), attaches [lora]
+// adapters and trains only them. A LoRA run's checkpoints hold
+// adapters.safetensors ("<module>.lora_a" (in, rank), "<module>.lora_b"
+// (rank, out), e.g. "model.layers.0.self_attn.q_proj.lora_a") and
+// adapter_config.json (AdapterConfig) instead of model.safetensors; LoadModel
+// reads one as base plus adapters, and Fuse merges them into a full
+// checkpoint. InspectData shows the rows a recipe trains on, with the
+// loss-masked tokens marked.
 package recipes

@@ -79,6 +79,7 @@ func (e *LossError) Error() string {
 // run is one fit in progress.
 type run struct {
 	r      *Recipe
+	ft     *fineTune // nil unless model.from
 	opt    FitOptions
 	out    string
 	d      *runData
@@ -100,31 +101,29 @@ type run struct {
 // the model built (or loaded with opt.Resume), then iters optimizer steps run
 // with reports, evaluations and checkpoints at the recipe's cadence.
 func Fit(r *Recipe, opt FitOptions) (*FitResult, error) {
+	r, ft, err := r.prepareFineTune() // first: the base fills the architecture keys left out
+	if err != nil {
+		return nil, err
+	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	if err := r.checkSupported(); err != nil {
 		return nil, err
 	}
-	ru := &run{r: r, opt: opt, out: opt.Out, log: opt.Log}
+	ru := &run{r: r, ft: ft, opt: opt, out: opt.Out, log: opt.Log}
 	if ru.out == "" {
 		ru.out = r.Train.Out
 	}
 	if ru.log == nil {
 		ru.log = io.Discard
 	}
-	var err error
 	if ru.d, err = r.loadData(); err != nil {
 		return nil, err
 	}
-	cfg, err := r.ModelConfig(ru.d.tok.VocabSize())
-	if err != nil {
-		return nil, fmt.Errorf("recipe: %w", err)
+	if err := ru.buildModel(ru.d.tok.VocabSize()); err != nil {
+		return nil, err
 	}
-	if ru.model, err = models.New(cfg, autodiff.NewRNG(r.Train.Seed)); err != nil {
-		return nil, fmt.Errorf("recipe: model: %w", err)
-	}
-	ru.params = ru.model.Params()
 	if ru.optim, err = r.NewOptimizer(ru.params, r.Train.Iters); err != nil {
 		return nil, err
 	}
@@ -233,7 +232,7 @@ func (ru *run) stopped() bool {
 func (ru *run) trainStep(accum int) (float64, int64) {
 	tp := autodiff.NewTape()
 	defer tp.Release()
-	c := &layers.Ctx{Tape: tp, Train: true, RNG: ru.dropRN}
+	c := &layers.Ctx{Tape: tp, Train: true, RNG: ru.dropRN, Frozen: ru.frozen()}
 	var total float64
 	var ntok int64
 	for range accum {
@@ -329,6 +328,7 @@ func (ru *run) evaluate() (float64, float64) {
 		line += fmt.Sprintf(" accuracy %.1f%% (%d held-out problems)", 100*acc, len(ru.d.task.Eval()))
 	}
 	fmt.Fprintln(ru.log, line)
+	ru.sample()
 	return valLoss, acc
 }
 
@@ -411,10 +411,11 @@ func (ru *run) save(evaluated bool, valLoss float64) error {
 			}
 		}
 	}
-	dir, err := checkpoints.SaveDir(ru.checkpointDir(), int64(ru.step), &checkpoints.Checkpoint{
-		Model: ru.model.StateDict(), Optimizer: opt, State: st,
-		Recipe: []byte(r.Effective()), Config: cfgJSON, Tokenizer: tokJSON,
-	})
+	ck := &checkpoints.Checkpoint{Optimizer: opt, State: st, Recipe: []byte(r.Effective()), Config: cfgJSON, Tokenizer: tokJSON}
+	if err := ru.putWeights(ck); err != nil {
+		return fmt.Errorf("saving checkpoint: %w", err)
+	}
+	dir, err := checkpoints.SaveDir(ru.checkpointDir(), int64(ru.step), ck)
 	if err != nil {
 		return fmt.Errorf("saving checkpoint: %w", err)
 	}
@@ -444,8 +445,8 @@ func (ru *run) resume(path string) error {
 		return fmt.Errorf("--resume: %w", err)
 	}
 	defer ck.Release()
-	if err := ru.model.LoadStateDict(ck.Model); err != nil {
-		return fmt.Errorf("--resume %s: model.safetensors: %w", dir, err)
+	if err := ru.loadWeights(ck, dir); err != nil {
+		return err
 	}
 	state := make([]optim.Param, 0, len(ck.Optimizer))
 	for name, t := range ck.Optimizer {
@@ -514,11 +515,8 @@ func (r *Recipe) checkSupported() error {
 	add(r.Train.Epochs > 0, "train.epochs", "(use train.iters)")
 	add(r.Train.GradCheckpoint, "train.grad_checkpoint", "")
 	add(r.Train.Precision != "f32", "train.precision = "+r.Train.Precision, "(f32 only)")
-	add(r.Train.FineTuneType != "full", "train.fine_tune_type = "+r.Train.FineTuneType, "(full only)")
-	add(r.Model.From != "", "model.from", "(fine-tuning from weights)")
 	add(r.Model.Dropout > 0, "model.dropout", "")
 	add(r.Eval.Problems > 0, "eval.problems", "(every held-out problem is scored)")
-	add(r.Eval.SampleTokens > 0, "eval.sample_tokens", "")
 	if len(bad) == 0 {
 		return nil
 	}

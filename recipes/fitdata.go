@@ -32,15 +32,24 @@ func (r *Recipe) loadData() (*runData, error) {
 			n = defaultTaskExamples
 		}
 		d.task, d.bpe, d.tok = task, task.Tokenizer(), task.Tokenizer()
+		if err := r.sameTokenizerAsBase(d.bpe); err != nil {
+			return nil, err
+		}
 		d.train = task.Train(n)
 		d.valid = task.EvalExamples()
 		return d, nil
 	}
 	trainSrc, validSrc, _ := r.Sources()
-	switch r.Data.Tokenizer {
-	case "byte":
+	switch {
+	case r.Model.From != "": // a fine-tune reads the data as its base model did
+		bpe, err := r.baseTokenizer()
+		if err != nil {
+			return nil, err
+		}
+		d.bpe = bpe
+	case r.Data.Tokenizer == "byte":
 		d.bpe = data.NewByteTokenizer()
-	case "bpe":
+	case r.Data.Tokenizer == "bpe":
 		var texts []string
 		if _, err := trainSrc.Each(func(doc data.Document) error {
 			texts = append(texts, doc.String())

@@ -22,7 +22,7 @@ func evalCommand() *cli.Command {
 			setFlag,
 		},
 		Action: func(c *cli.Context) error {
-			lm, err := loadCheckpoint(c.String("checkpoint"))
+			lm, err := loadModel(c.String("checkpoint"))
 			if err != nil {
 				return err
 			}

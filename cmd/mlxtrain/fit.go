@@ -24,10 +24,16 @@ func loadRecipe(c *cli.Context) (*recipes.Recipe, string, error) {
 	}
 	if path := c.Args().First(); path != "" {
 		r, err := recipes.Load(path, sets...)
+		if err == nil {
+			err = r.MatchBase() // a fine-tune's architecture comes from its base
+		}
 		return r, path, err
 	}
 	r := recipes.Default()
 	if err := r.Apply(sets...); err != nil {
+		return nil, "", err
+	}
+	if err := r.MatchBase(); err != nil {
 		return nil, "", err
 	}
 	return r, "the embedded default recipe", nil

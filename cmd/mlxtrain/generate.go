@@ -89,7 +89,7 @@ func generateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			lm, err := loadCheckpoint(c.String("checkpoint"))
+			lm, err := loadModel(c.String("checkpoint"))
 			if err != nil {
 				return err
 			}

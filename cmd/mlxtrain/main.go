@@ -29,11 +29,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			generateCommand(),
 			evalCommand(),
 			benchCommand(),
+			fuseCommand(),
+			dataCommand(),
 			versionCommand(),
 			devicesCommand(),
 		},
 		HideVersion: false,
-		// --set optimizer.betas=[0.9,0.98] is one value: never split flags at commas.
+		// --set takes lists ("lora.keys=q_proj,v_proj"): a comma must not split
+		// one --set into two.
 		DisableSliceFlagSeparator: true,
 	}
 }
