@@ -1,0 +1,111 @@
+package attention
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+)
+
+// SpanAttention is attention for queries q (batch, n, heads, head dim; BSHD)
+// against the keys and values a [SpanCache] holds, read in place: query i of
+// row b sits at position offsets[b] + i and attends the cached positions j of
+// row b that the masks of opt allow, by absolute position (causal: j ≤ p;
+// window W: j > p − W). The cache's spans must be in the dtype of q. The output
+// has q's shape; nothing is recorded (generation only).
+func SpanAttention(q *autodiff.Tensor, cache SpanCache, offsets []int, opt Options) *autodiff.Tensor {
+	if q.Rank() != 4 || len(offsets) != q.Dim(0) || opt.Layout != BSHD {
+		panic(fmt.Sprintf("attention: SpanAttention: q %v with %d offsets, layout %s: want BSHD (batch, n, heads, head dim) and one offset per row", q.Shape(), len(offsets), opt.Layout))
+	}
+	out := autodiff.Empty(q.DType(), q.Shape()...)
+	if q.DType() == autodiff.Float32 {
+		spanAttend(out.Float32s(), q.Float32s(), q, cache, offsets, opt, (*autodiff.Tensor).Float32s)
+	} else {
+		spanAttend(out.Float64s(), q.Float64s(), q, cache, offsets, opt, (*autodiff.Tensor).Float64s)
+	}
+	return out
+}
+
+type spanRef[T Float] struct {
+	k, v      []T
+	pos, rows int
+}
+
+// spanKeys is the number of keys scored at once.
+const spanKeys = 64
+
+func spanAttend[T Float](out, q []T, qt *autodiff.Tensor, cache SpanCache, offsets []int, opt Options, data func(*autodiff.Tensor) []T) {
+	B, n, H, D := qt.Dim(0), qt.Dim(1), qt.Dim(2), qt.Dim(3)
+	spans := make([][]spanRef[T], B)
+	kvh := 0
+	for b := range B {
+		for _, s := range cache.Spans(b) {
+			if s.K.DType() != qt.DType() || s.K.Dim(-1) != D {
+				panic(fmt.Sprintf("attention: SpanAttention: cache of %s %v for q %s %v", s.K.DType(), s.K.Shape(), qt.DType(), qt.Shape()))
+			}
+			kvh = s.K.Dim(-2)
+			row := kvh * D
+			spans[b] = append(spans[b], spanRef[T]{k: data(s.K)[s.Off : s.Off+s.Rows*row], v: data(s.V)[s.Off : s.Off+s.Rows*row], pos: s.Pos, rows: s.Rows})
+		}
+	}
+	if kvh == 0 || H%kvh != 0 {
+		panic(fmt.Sprintf("attention: SpanAttention: %d query heads for %d key/value heads (or an empty cache)", H, kvh))
+	}
+	group, row := H/kvh, kvh*D
+	scale := T(opt.scale(D))
+	type scratch struct{ s, acc []T }
+	parallelUnits(B*H, func() *scratch {
+		return &scratch{s: make([]T, spanKeys), acc: make([]T, D)}
+	}, func(w *scratch, u int) {
+		b, h := u/H, u%H
+		hk := h / group
+		for i := range n {
+			p := offsets[b] + i
+			lo, hi := math.MinInt, math.MaxInt // keys [lo, hi)
+			if opt.Causal {
+				hi = p + 1
+			}
+			if opt.Window > 0 {
+				lo = p - opt.Window + 1
+				if !opt.Causal {
+					hi = p + opt.Window
+				}
+			}
+			qi := q[((b*n+i)*H+h)*D:][:D]
+			m, l := negInf[T](), T(0)
+			acc := w.acc
+			clear(acc)
+			for _, sp := range spans[b] {
+				a, e := max(lo, sp.pos), min(hi, sp.pos+sp.rows)
+				for c0 := a; c0 < e; c0 += spanKeys {
+					c1 := min(c0+spanKeys, e)
+					s := w.s[:c1-c0]
+					at := (c0-sp.pos)*row + hk*D
+					dots(s, qi, sp.k[at:], row, scale)
+					mNew := m
+					for _, x := range s {
+						mNew = max(mNew, x)
+					}
+					sum := expShift(s, mNew)
+					if mNew != m && l != 0 {
+						c := exp(m - mNew)
+						l *= c
+						scaleVec(acc, c)
+					}
+					l += sum
+					m = mNew
+					combine(acc, s, sp.v[at:], row)
+				}
+			}
+			o := out[((b*n+i)*H+h)*D:][:D]
+			if l == 0 {
+				clear(o)
+				continue
+			}
+			inv := 1 / l
+			for c, x := range acc {
+				o[c] = x * inv
+			}
+		}
+	})
+}
