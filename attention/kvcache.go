@@ -421,3 +421,73 @@ type Forker interface {
 type Releaser interface {
 	Release()
 }
+
+// Trimmer is a cache that can forget its last positions (speculative decoding
+// drops the rejected draft tokens).
+type Trimmer interface {
+	// TrimTo keeps positions 0…n−1 and reports whether it could: false, and
+	// nothing changed, when positions before n are no longer stored as they were
+	// (a ring that has overwritten them).
+	TrimTo(n int) bool
+}
+
+// TrimTo keeps the first n positions.
+func (c *GrowingCache) TrimTo(n int) bool {
+	if n < 0 || n > c.n {
+		return false
+	}
+	c.n = n
+	return true
+}
+
+// CanTrimTo reports whether TrimTo(n) would succeed.
+func (c *RotatingCache) CanTrimTo(n int) bool {
+	return n >= 0 && n <= c.Offset() && (n >= c.seen || c.seen <= c.Max)
+}
+
+// TrimTo keeps the first n positions: always possible within the last Append
+// (not yet in the ring), or before the ring first wraps.
+func (c *RotatingCache) TrimTo(n int) bool {
+	switch {
+	case !c.CanTrimTo(n):
+		return false
+	case n >= c.seen:
+		if keep := n - c.seen; keep < c.pending() {
+			if keep == 0 {
+				c.pk.Release()
+				c.pv.Release()
+				c.pk, c.pv = nil, nil
+			} else {
+				pk, pv := autodiff.Slice(c.pk, 1, 0, keep), autodiff.Slice(c.pv, 1, 0, keep)
+				c.pk.Release()
+				c.pv.Release()
+				c.pk, c.pv = pk, pv
+			}
+		}
+		return true
+	case c.seen <= c.Max:
+		if c.pk != nil {
+			c.pk.Release()
+			c.pv.Release()
+			c.pk, c.pv = nil, nil
+		}
+		c.seen = n
+		return true
+	}
+	return false
+}
+
+// TrimTo keeps the first n positions; blocks no longer needed go back to the
+// pool (a shared partial block is copied when next written).
+func (c *PagedCache) TrimTo(n int) bool {
+	if n < 0 || n > c.n {
+		return false
+	}
+	bs := c.Pool.BlockSize
+	keep := (n + bs - 1) / bs
+	for _, id := range c.table[keep:] {
+		c.Pool.drop(id)
+	}
+	c.table, c.n = c.table[:keep], n
+	return true
+}

@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mlxtrain/mlxtrain/advanced"
 	"github.com/mlxtrain/mlxtrain/attention"
@@ -162,7 +163,7 @@ func StackCaches(caches ...*Cache) *Cache {
 	}
 	for i := range out.Layers {
 		var seqs []attention.SpanCache
-		var conv, ssm []*autodiff.Tensor
+		var shape *advanced.MambaState
 		for _, c := range caches {
 			l := c.Layers[i]
 			if l.KV != nil {
@@ -173,21 +174,34 @@ func StackCaches(caches ...*Cache) *Cache {
 				seqs = append(seqs, sc)
 			}
 			if l.SSM != nil {
-				conv, ssm = append(conv, l.SSM.Conv), append(ssm, l.SSM.SSM)
+				shape = l.SSM
 			}
 		}
 		if len(seqs) > 0 {
 			out.Layers[i].KV = &attention.RowsCache{Seqs: seqs}
 		}
-		if len(conv) > 0 {
-			if len(conv) != len(caches) {
-				panic(fmt.Sprintf("models: StackCaches: layer %d: %d of %d caches have a Mamba state", i, len(conv), len(caches)))
+		if shape == nil {
+			continue
+		}
+		// A row that has seen no token yet has the empty (zero) state.
+		var conv, ssm []*autodiff.Tensor
+		for _, c := range caches {
+			if s := c.Layers[i].SSM; s != nil {
+				conv, ssm = append(conv, s.Conv), append(ssm, s.SSM)
+			} else {
+				cs, ss := slices.Clone(shape.Conv.Shape()), slices.Clone(shape.SSM.Shape())
+				cs[0], ss[0] = 1, 1
+				conv = append(conv, autodiff.Zeros(shape.Conv.DType(), cs...))
+				ssm = append(ssm, autodiff.Zeros(shape.SSM.DType(), ss...))
 			}
-			out.Layers[i].SSM = &advanced.MambaState{Conv: autodiff.Concat(0, conv...), SSM: autodiff.Concat(0, ssm...)}
-			for _, c := range caches {
-				c.Layers[i].SSM.Release()
-				c.Layers[i].SSM = nil
-			}
+		}
+		out.Layers[i].SSM = &advanced.MambaState{Conv: autodiff.Concat(0, conv...), SSM: autodiff.Concat(0, ssm...)}
+		for j := range conv {
+			conv[j].Release()
+			ssm[j].Release()
+		}
+		for _, c := range caches {
+			c.Layers[i].SSM = nil
 		}
 	}
 	return out
@@ -273,4 +287,110 @@ func embedRows(table, pos, ids *autodiff.Tensor, offs []int) *autodiff.Tensor {
 		p.Release()
 	}
 	return x
+}
+
+// Prefill runs ids (batch, seq) through the model into cache without computing
+// logits: the prompt's tokens before the last need only their keys, values and
+// states.
+func (m *Model) Prefill(ids *autodiff.Tensor, cache *Cache) {
+	if cache == nil {
+		panic("models: Prefill: no cache")
+	}
+	m.hidden(nil, ids, cache, nil).Release()
+}
+
+// TrimTo keeps positions 0…n−1 in every layer and reports whether it could:
+// false, with nothing changed, when a layer cannot forget positions (a Mamba
+// state, a ring that has overwritten them; see [Cache.Mark]). Not for stacked
+// batches.
+func (c *Cache) TrimTo(n int) bool {
+	if c.rows != nil {
+		return false
+	}
+	for _, l := range c.Layers {
+		if l.SSM != nil {
+			return false
+		}
+		if l.KV != nil {
+			if _, ok := l.KV.(attention.Trimmer); !ok {
+				return false
+			}
+			if rc, ok := l.KV.(*attention.RotatingCache); ok && !rc.CanTrimTo(n) {
+				return false
+			}
+		}
+	}
+	for _, l := range c.Layers {
+		if l.KV != nil && !l.KV.(attention.Trimmer).TrimTo(n) {
+			panic(fmt.Sprintf("models: Cache.TrimTo(%d): %T refused after the check", n, l.KV))
+		}
+	}
+	return true
+}
+
+// CacheMark is a point a cache can go back to ([Cache.Rewind]).
+type CacheMark struct {
+	offset int
+	kv     []attention.KVCache // copies of the layers that cannot trim
+	ssm    []*advanced.MambaState
+	ssmLen []int
+}
+
+// Mark records the cache's state: its offset, and copies of what cannot simply
+// be trimmed later (Mamba states, rotating caches).
+func (c *Cache) Mark() *CacheMark {
+	mk := &CacheMark{offset: c.Offset(), kv: make([]attention.KVCache, len(c.Layers)),
+		ssm: make([]*advanced.MambaState, len(c.Layers)), ssmLen: make([]int, len(c.Layers))}
+	for i, l := range c.Layers {
+		if rc, ok := l.KV.(*attention.RotatingCache); ok {
+			mk.kv[i] = rc.Fork()
+		}
+		if l.SSM != nil {
+			mk.ssm[i] = &advanced.MambaState{Conv: l.SSM.Conv.Clone(), SSM: l.SSM.SSM.Clone()}
+			mk.ssmLen[i] = l.SSMLen
+		}
+	}
+	return mk
+}
+
+// Rewind puts the cache back to mk (taken on this cache, with nothing trimmed
+// below it since); mk is used up.
+func (c *Cache) Rewind(mk *CacheMark) {
+	for i := range c.Layers {
+		l := &c.Layers[i]
+		switch {
+		case mk.kv[i] != nil:
+			if r, ok := l.KV.(attention.Releaser); ok {
+				r.Release()
+			}
+			l.KV = mk.kv[i]
+		case l.KV != nil:
+			if !l.KV.(attention.Trimmer).TrimTo(mk.offset) {
+				panic(fmt.Sprintf("models: Cache.Rewind: layer %d cannot go back to %d", i, mk.offset))
+			}
+		}
+		if mk.ssm[i] != nil {
+			l.SSM.Release()
+			l.SSM, l.SSMLen = mk.ssm[i], mk.ssmLen[i]
+		} else if l.SSM != nil { // made after the mark
+			l.SSM.Release()
+			l.SSM, l.SSMLen = nil, 0
+		}
+	}
+	mk.kv, mk.ssm = nil, nil
+}
+
+// Release frees the copies a mark holds, when it is not used for Rewind.
+func (mk *CacheMark) Release() {
+	for _, kv := range mk.kv {
+		if r, ok := kv.(attention.Releaser); ok {
+			r.Release()
+		}
+	}
+	for _, s := range mk.ssm {
+		if s != nil {
+			s.Release()
+		}
+	}
+	mk.kv, mk.ssm = nil, nil
 }
