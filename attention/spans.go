@@ -53,59 +53,84 @@ func spanAttend[T Float](out, q []T, qt *autodiff.Tensor, cache SpanCache, offse
 	}
 	group, row := H/kvh, kvh*D
 	scale := T(opt.scale(D))
-	type scratch struct{ s, acc []T }
-	parallelUnits(B*H, func() *scratch {
-		return &scratch{s: make([]T, spanKeys), acc: make([]T, D)}
+	// A unit is one key/value head of one row with every query of its group:
+	// each chunk of keys and values is read from memory once, then from L1 by
+	// every query (the query heads of a GQA group, the positions of a chunk).
+	rows := group * n
+	type scratch struct {
+		s, m, l, acc []T
+	}
+	parallelUnits(B*kvh, func() *scratch {
+		return &scratch{s: make([]T, spanKeys), m: make([]T, rows), l: make([]T, rows), acc: make([]T, rows*D)}
 	}, func(w *scratch, u int) {
-		b, h := u/H, u%H
-		hk := h / group
-		for i := range n {
-			p := offsets[b] + i
-			lo, hi := math.MinInt, math.MaxInt // keys [lo, hi)
-			if opt.Causal {
-				hi = p + 1
-			}
-			if opt.Window > 0 {
-				lo = p - opt.Window + 1
-				if !opt.Causal {
-					hi = p + opt.Window
-				}
-			}
-			qi := q[((b*n+i)*H+h)*D:][:D]
-			m, l := negInf[T](), T(0)
-			acc := w.acc
-			clear(acc)
-			for _, sp := range spans[b] {
-				a, e := max(lo, sp.pos), min(hi, sp.pos+sp.rows)
-				for c0 := a; c0 < e; c0 += spanKeys {
-					c1 := min(c0+spanKeys, e)
-					s := w.s[:c1-c0]
-					at := (c0-sp.pos)*row + hk*D
-					dots(s, qi, sp.k[at:], row, scale)
+		b, hk := u/kvh, u%kvh
+		for r := range rows {
+			w.m[r], w.l[r] = negInf[T](), 0
+		}
+		clear(w.acc)
+		// The keys any query of the unit may see: [first row's lo, last row's hi).
+		lo0, _ := spanWindow(opt, offsets[b])
+		_, hiN := spanWindow(opt, offsets[b]+n-1)
+		for _, sp := range spans[b] {
+			a, e := max(lo0, sp.pos), min(hiN, sp.pos+sp.rows)
+			for c0 := a; c0 < e; c0 += spanKeys {
+				c1 := min(c0+spanKeys, e)
+				for r := range rows {
+					i, h := r%n, hk*group+r/n
+					lo, hi := spanWindow(opt, offsets[b]+i)
+					k0, k1 := max(c0, lo), min(c1, hi)
+					if k0 >= k1 {
+						continue
+					}
+					s := w.s[:k1-k0]
+					at := (k0-sp.pos)*row + hk*D
+					dots(s, q[((b*n+i)*H+h)*D:][:D], sp.k[at:], row, scale)
+					m := w.m[r]
 					mNew := m
 					for _, x := range s {
-						mNew = max(mNew, x)
+						if x > mNew {
+							mNew = x
+						}
 					}
 					sum := expShift(s, mNew)
-					if mNew != m && l != 0 {
+					acc := w.acc[r*D : (r+1)*D]
+					if mNew != m && w.l[r] != 0 {
 						c := exp(m - mNew)
-						l *= c
+						w.l[r] *= c
 						scaleVec(acc, c)
 					}
-					l += sum
-					m = mNew
+					w.l[r] += sum
+					w.m[r] = mNew
 					combine(acc, s, sp.v[at:], row)
 				}
 			}
+		}
+		for r := range rows {
+			i, h := r%n, hk*group+r/n
 			o := out[((b*n+i)*H+h)*D:][:D]
-			if l == 0 {
+			if w.l[r] == 0 {
 				clear(o)
 				continue
 			}
-			inv := 1 / l
-			for c, x := range acc {
+			inv := 1 / w.l[r]
+			for c, x := range w.acc[r*D : (r+1)*D] {
 				o[c] = x * inv
 			}
 		}
 	})
+}
+
+// spanWindow is the keys [lo, hi) a query at position p attends.
+func spanWindow(opt Options, p int) (lo, hi int) {
+	lo, hi = math.MinInt, math.MaxInt
+	if opt.Causal {
+		hi = p + 1
+	}
+	if opt.Window > 0 {
+		lo = p - opt.Window + 1
+		if !opt.Causal {
+			hi = p + opt.Window
+		}
+	}
+	return lo, hi
 }
