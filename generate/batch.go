@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mlxtrain/mlxtrain/attention"
 	"github.com/mlxtrain/mlxtrain/models"
 )
 
@@ -16,6 +17,12 @@ import (
 // [Generate] gives it alone with that seed. emit(i, tok) receives sequence i's
 // tokens; a sequence stops on its own (EOS, MaxTokens, emit returning false,
 // the context) and leaves the batch.
+//
+// With paged caches (o.Cache.BlockSize > 0) a prompt that begins like an
+// earlier one by at least a block starts from a fork of that one's cache, so
+// the common prefix is computed once and its full blocks are stored once
+// (Stats.SharedTokens counts the prompt tokens not recomputed). Models with
+// Mamba layers, whose state cannot be cut back to the prefix, prefill alone.
 func GenerateBatch(m *models.Model, prompts [][]int32, o Options, emit func(seq int, tok int32) bool) (Stats, error) {
 	if err := o.Validate(); err != nil {
 		return Stats{}, fmt.Errorf("generate: %w", err)
@@ -47,9 +54,20 @@ func GenerateBatch(m *models.Model, prompts [][]int32, o Options, emit func(seq 
 	start := time.Now()
 	caches := make([]*models.Cache, len(seqs))
 	last := make([]int32, len(seqs))
+	bodies := make([][]int32, len(seqs))
 	for i, s := range seqs {
-		caches[i] = models.NewCacheWith(m, o.Cache)
-		feed(m, s.history[:len(s.history)-1], caches[i], o.prefillStep())
+		body := s.history[:len(s.history)-1]
+		if o.Cache.BlockSize > 0 {
+			var skip int
+			caches[i], skip = sharePrefix(caches[:i], bodies[:i], body)
+			st.SharedTokens += skip
+			body = body[skip:]
+		}
+		if caches[i] == nil {
+			caches[i] = models.NewCacheWith(m, o.Cache)
+		}
+		bodies[i] = s.history[:len(s.history)-1]
+		feed(m, body, caches[i], o.prefillStep())
 		last[i] = s.history[len(s.history)-1]
 	}
 	cache := models.StackCaches(caches...)
@@ -87,4 +105,40 @@ func GenerateBatch(m *models.Model, prompts [][]int32, o Options, emit func(seq 
 	}
 	st.DecodeTime = time.Since(start)
 	return st, nil
+}
+
+// sharePrefix finds the earlier prompt body sharing the longest prefix with
+// body, at least one block long, and returns a fork of its cache cut back to
+// that prefix with the prefix's length; nil, 0 when there is none or the cache
+// cannot be cut (Mamba layers).
+func sharePrefix(caches []*models.Cache, bodies [][]int32, body []int32) (*models.Cache, int) {
+	best, bestN := -1, 0
+	for j, b := range bodies {
+		n := 0
+		for n < len(b) && n < len(body) && b[n] == body[n] {
+			n++
+		}
+		if n > bestN {
+			best, bestN = j, n
+		}
+	}
+	if best < 0 || bestN < pagedBlockSize(caches[best]) {
+		return nil, 0
+	}
+	f := caches[best].Fork()
+	if !f.TrimTo(bestN) {
+		f.Release()
+		return nil, 0
+	}
+	return f, bestN
+}
+
+// pagedBlockSize is the block size of c's paged caches (0 without).
+func pagedBlockSize(c *models.Cache) int {
+	for _, l := range c.Layers {
+		if pc, ok := l.KV.(*attention.PagedCache); ok {
+			return pc.Pool.BlockSize
+		}
+	}
+	return 0
 }

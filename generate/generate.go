@@ -62,6 +62,7 @@ type Stats struct {
 	DecodeTime   time.Duration // from the first token's logits to the end
 
 	Drafted, Accepted int // speculative decoding: draft tokens proposed and accepted
+	SharedTokens      int // batched paged decoding: prompt tokens taken from another prompt's cache
 }
 
 // PromptTokensPerSecond is the prefill's rate.

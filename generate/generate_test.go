@@ -3,6 +3,7 @@ package generate
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -345,4 +346,40 @@ func TestSpeculativeSampledFollowsTarget(t *testing.T) {
 	assert.Less(t, chi, float64(df)+6*math.Sqrt(2*float64(df)), "df %d", df)
 	assert.Greater(t, drafted, 0)
 	assert.Less(t, accepted, drafted, "a different draft is sometimes rejected")
+}
+
+// TestGenerateBatchSharesPrefixes: with paged caches, prompts that begin alike
+// reuse the first one's cache for the common prefix (attention-only models),
+// and still give each prompt's tokens alone.
+func TestGenerateBatchSharesPrefixes(t *testing.T) {
+	common := []int32{3, 1, 4, 1, 5, 9, 2}
+	prompts := [][]int32{append(slices.Clone(common), 6, 5), append(slices.Clone(common), 3), slices.Clone(common[:3]), append(slices.Clone(common), 6, 5, 3, 5)}
+	for fam, cfg := range families() {
+		t.Run(fam, func(t *testing.T) {
+			m := newModel(t, cfg, 10)
+			o := Options{MaxTokens: 6, Sampler: sampled, Cache: models.CacheOptions{BlockSize: 2}}
+			got := make([][]int32, len(prompts))
+			st, err := GenerateBatch(m, prompts, o, func(i int, tok int32) bool {
+				got[i] = append(got[i], tok)
+				return true
+			})
+			require.NoError(t, err)
+			for i, p := range prompts {
+				oi := o
+				oi.Sampler.Seed += uint64(i)
+				want, _, err := collect(m, p, oi)
+				require.NoError(t, err)
+				assert.Equal(t, want, got[i], "prompt %d", i)
+			}
+			if fam == "mamba" || fam == "hybrid" {
+				assert.Zero(t, st.SharedTokens, "a Mamba state cannot be cut back")
+			} else {
+				// The prefilled bodies are the prompts but their last tokens.
+				// Prompt 1's body (common) is in prompt 0's (common, 6): 7; prompt
+				// 2's (3, 1), one block: 2; prompt 3's begins with all of prompt
+				// 0's: 8.
+				assert.Equal(t, 7+2+8, st.SharedTokens)
+			}
+		})
+	}
 }

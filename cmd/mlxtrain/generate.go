@@ -167,6 +167,9 @@ func runGenerate(c *cli.Context) error {
 	line := fmt.Sprintf("prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; peak memory: %s tensors, %s RSS",
 		st.PromptTokens, st.PromptTokensPerSecond(), st.Tokens, st.TokensPerSecond(),
 		metal.HumanBytes(metal.HostPool.Peak()), metal.HumanBytes(recipes.PeakRSS()))
+	if st.SharedTokens > 0 {
+		line += fmt.Sprintf("; prompt tokens shared between prompts: %d", st.SharedTokens)
+	}
 	if st.Drafted > 0 {
 		line += fmt.Sprintf("; draft tokens accepted: %d of %d", st.Accepted, st.Drafted)
 	}
