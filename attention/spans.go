@@ -52,6 +52,12 @@ func spanAttend[T Float](out, q []T, qt *autodiff.Tensor, cache SpanCache, offse
 		panic(fmt.Sprintf("attention: SpanAttention: %d query heads for %d key/value heads (or an empty cache)", H, kvh))
 	}
 	group, row := H/kvh, kvh*D
+	if o32, ok := any(out).([]float32); ok {
+		q32 := any(q).([]float32)
+		s32 := any(spans).([][]spanRef[float32])
+		spanAttendTiles(o32, q32, s32, offsets, opt, B, n, H, kvh, D)
+		return
+	}
 	scale := T(opt.scale(D))
 	// A unit is one key/value head of one row with every query of its group:
 	// each chunk of keys and values is read from memory once, then from L1 by
@@ -133,4 +139,81 @@ func spanWindow(opt Options, p int) (lo, hi int) {
 		}
 	}
 	return lo, hi
+}
+
+// spanAttendTiles is spanAttend for float32 on the tile products of the tiled
+// kernels (AVX2 strips where the CPU has them): per chunk of keys, the scores
+// of every query of a unit in one product K·Qᵀ, a masked online softmax per
+// query, then P·V into the accumulators in another.
+func spanAttendTiles(out, q []float32, spans [][]spanRef[float32], offsets []int, opt Options, B, n, H, kvh, D int) {
+	group, row := H/kvh, kvh*D
+	scale := float32(opt.scale(D))
+	rows := group * n
+	pad := (rows + 7) &^ 7 // the scores' columns: a multiple of 8 for the strips
+	type scratch struct {
+		qt, st, p, s, m, l, acc []float32
+	}
+	parallelUnits(B*kvh, func() *scratch {
+		return &scratch{
+			qt: make([]float32, D*pad), st: make([]float32, spanKeys*pad), p: make([]float32, rows*spanKeys),
+			s: make([]float32, spanKeys), m: make([]float32, rows), l: make([]float32, rows), acc: make([]float32, rows*D),
+		}
+	}, func(w *scratch, u int) {
+		b, hk := u/kvh, u%kvh
+		for r := range rows {
+			i, h := r%n, hk*group+r/n
+			for c, x := range q[((b*n+i)*H+h)*D:][:D] {
+				w.qt[c*pad+r] = x
+			}
+			w.m[r], w.l[r] = negInf[float32](), 0
+		}
+		clear(w.acc)
+		lo0, _ := spanWindow(opt, offsets[b])
+		_, hiN := spanWindow(opt, offsets[b]+n-1)
+		for _, sp := range spans[b] {
+			a, e := max(lo0, sp.pos), min(hiN, sp.pos+sp.rows)
+			for c0 := a; c0 < e; c0 += spanKeys {
+				nk := min(c0+spanKeys, e) - c0
+				at := (c0-sp.pos)*row + hk*D
+				// Scores, keys by queries: st[j·pad + r] = scale · k_j·q_r.
+				tileMul(w.st, pad, sp.k[at:], row, 1, w.qt, pad, nk, pad, D, scale, false)
+				for r := range rows {
+					p := w.p[r*spanKeys : r*spanKeys+nk]
+					lo, hi := spanWindow(opt, offsets[b]+r%n)
+					k0, k1 := max(c0, lo), min(c0+nk, hi)
+					if k0 >= k1 {
+						clear(p)
+						continue
+					}
+					for j := range p {
+						p[j] = w.st[j*pad+r]
+					}
+					fill(p[:k0-c0], negInf[float32]())
+					fill(p[k1-c0:], negInf[float32]())
+					mOld := w.m[r]
+					mNew, sum := softmaxRow(p, mOld)
+					if mNew != mOld && w.l[r] != 0 {
+						c := expTile(mOld - mNew)
+						w.l[r] *= c
+						scaleVec(w.acc[r*D:(r+1)*D], c)
+					}
+					w.l[r] += sum
+					w.m[r] = mNew
+				}
+				tileMul(w.acc, D, w.p, spanKeys, 1, sp.v[at:], row, rows, D, nk, 1, true)
+			}
+		}
+		for r := range rows {
+			i, h := r%n, hk*group+r/n
+			o := out[((b*n+i)*H+h)*D:][:D]
+			if w.l[r] == 0 {
+				clear(o)
+				continue
+			}
+			inv := 1 / w.l[r]
+			for c, x := range w.acc[r*D : (r+1)*D] {
+				o[c] = x * inv
+			}
+		}
+	})
 }
