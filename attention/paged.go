@@ -145,10 +145,14 @@ func (c *PagedCache) Fork() KVCache {
 }
 
 // Release gives the sequence's blocks back to the pool (those no other sequence
-// holds become free); the cache is empty afterwards.
+// holds become free; when none is held any more, the pool frees its storage);
+// the cache is empty afterwards.
 func (c *PagedCache) Release() {
 	for _, id := range c.table {
 		c.Pool.drop(id)
+	}
+	if len(c.table) > 0 && c.Pool.InUse() == 0 {
+		c.Pool.Release()
 	}
 	c.table, c.n = nil, 0
 }

@@ -3,8 +3,10 @@ package generate_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/checkpoints"
 	"github.com/mlxtrain/mlxtrain/data"
 	"github.com/mlxtrain/mlxtrain/generate"
 	"github.com/mlxtrain/mlxtrain/models"
@@ -94,4 +96,27 @@ func ExampleTextStream() {
 	_ = s.Close()
 	fmt.Println("|", s.Stopped())
 	// Output: héllo| true
+}
+
+// Save a model with its config and tokenizer, then load it back through the
+// one loading path and generate from it.
+func ExampleLoad() {
+	m, _ := models.New(models.GPT2Config(256, 16, 1, 2, 64), autodiff.NewRNG(5))
+	cfg, _ := m.Config.JSON()
+	tok, _ := data.NewByteTokenizer().MarshalJSON()
+	run, _ := os.MkdirTemp("", "run")
+	defer os.RemoveAll(run)
+	if _, err := checkpoints.SaveDir(filepath.Join(run, "checkpoints"), 10, &checkpoints.Checkpoint{
+		Model: m.StateDict(), Config: cfg, Tokenizer: tok,
+	}); err != nil {
+		panic(err)
+	}
+	ck, err := generate.Load(run) // a run directory: its latest checkpoint
+	fmt.Println(err, filepath.Base(ck.Dir), ck.Model.NumParams() == m.NumParams())
+	out, _ := generate.Greedy(ck.Model, ck.Tokenizer.Encode("hi"), 3, -1)
+	want, _ := generate.Greedy(m, ck.Tokenizer.Encode("hi"), 3, -1)
+	fmt.Println(fmt.Sprint(out) == fmt.Sprint(want))
+	// Output:
+	// <nil> step-000010 true
+	// true
 }
