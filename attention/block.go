@@ -258,7 +258,8 @@ type KVCache interface {
 
 // ConcatCache is the simplest KVCache: it holds every key and value in one
 // tensor each and copies them into larger ones as tokens arrive (quadratic copying
-// over a long generation, which a ring or paged cache avoids).
+// over a long generation). Generation uses the caches of kvcache.go instead
+// ([GrowingCache], [RotatingCache], [PagedCache]), which the block reads in place.
 type ConcatCache struct {
 	k, v *autodiff.Tensor
 }

@@ -125,8 +125,7 @@ func (c *GrowingCache) Rows() int { return c.rows }
 // RowOffset is the number of cached positions (every row has as many).
 func (c *GrowingCache) RowOffset(int) int { return c.n }
 
-// Len is the number of cached positions, Capacity how many fit before the
-// buffers grow.
+// Len is the number of cached positions.
 func (c *GrowingCache) Len() int { return c.n }
 
 // Capacity is how many positions fit before the buffers grow.
