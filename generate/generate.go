@@ -96,7 +96,7 @@ func fitPrompt(m *models.Model, prompt []int32, o Options) ([]int32, int, int, e
 		keep := min(len(prompt), max(n-maxNew, n/2))
 		return prompt[len(prompt)-keep:], min(maxNew, n-keep), len(prompt) - keep, nil
 	}
-	if len(prompt) > n {
+	if len(prompt) >= n { // no position left for a generated token
 		return nil, 0, 0, &ContextError{len(prompt), maxNew, n}
 	}
 	return prompt, n - len(prompt), 0, nil // the context bounds what can be generated
