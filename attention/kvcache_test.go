@@ -203,3 +203,57 @@ func TestRowsCacheRaggedBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestCachesTrim: trimming forgets the last positions; a ring refuses once it
+// has overwritten them; a trimmed paged sequence that shares a partial block
+// copies it on its next write and leaves the other sequence intact.
+func TestCachesTrim(t *testing.T) {
+	rows := func(from, n int) *autodiff.Tensor {
+		k := autodiff.Empty(autodiff.Float64, 1, n, 1, 1)
+		for i := range n {
+			k.Float64s()[i] = float64(from + i)
+		}
+		return k
+	}
+	positions := func(c SpanCache) []float64 {
+		var out []float64
+		for _, s := range c.Spans(0) {
+			out = append(out, s.K.Float64s()[s.Off:s.Off+s.Rows]...)
+		}
+		return out
+	}
+	g := &GrowingCache{}
+	g.Append(rows(0, 5), rows(0, 5))
+	require.True(t, g.TrimTo(3))
+	g.Append(rows(10, 1), rows(10, 1))
+	assert.Equal(t, []float64{0, 1, 2, 10}, positions(g))
+	assert.False(t, g.TrimTo(9))
+
+	r := NewRotatingCache(4, 0)
+	r.Append(rows(0, 3), rows(0, 3))
+	r.Append(rows(3, 3), rows(3, 3)) // 3…5 pending; the ring holds 0…2
+	require.True(t, r.TrimTo(4), "within the last Append")
+	assert.Equal(t, []float64{0, 1, 2, 3}, positions(r))
+	r.Append(rows(4, 1), rows(4, 1)) // commits 3: positions 0…3 fill the ring
+	require.True(t, r.TrimTo(2), "before the ring wraps")
+	assert.Equal(t, []float64{0, 1}, positions(r))
+	for p := 2; p < 9; p++ {
+		r.Append(rows(p, 1), rows(p, 1))
+	}
+	assert.False(t, r.CanTrimTo(5), "position 5 was overwritten")
+	assert.False(t, r.TrimTo(5))
+	assert.Equal(t, 9, r.Offset())
+	assert.Equal(t, []float64{4, 5, 6, 7, 8}, positions(r))
+
+	pool := NewBlockPool(4)
+	a := NewPagedCache(pool)
+	a.Append(rows(0, 7), rows(0, 7))
+	b := a.Fork().(*PagedCache)
+	require.True(t, b.TrimTo(5))
+	assert.Equal(t, 2, len(b.Table()))
+	b.Append(rows(20, 2), rows(20, 2))
+	assert.Equal(t, []float64{0, 1, 2, 3, 4, 5, 6}, positions(a))
+	assert.Equal(t, []float64{0, 1, 2, 3, 4, 20, 21}, positions(b))
+	assert.Equal(t, a.Table()[0], b.Table()[0])
+	assert.NotEqual(t, a.Table()[1], b.Table()[1])
+}

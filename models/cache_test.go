@@ -169,3 +169,30 @@ func TestPagedForkSharesPrefix(t *testing.T) {
 		assert.Equal(t, 0, pool.InUse(), fam)
 	}
 }
+
+// TestCacheMarkRewind: after a mark, tokens fed and then rewound leave the
+// cache as it was: what follows matches a cache that never saw them (Mamba
+// states and wrapped rings restored from the mark, KV caches trimmed).
+func TestCacheMarkRewind(t *testing.T) {
+	for fam, cfg := range cacheFamilies() {
+		t.Run(fam, func(t *testing.T) {
+			m, err := New(cfg, autodiff.NewRNG(12))
+			require.NoError(t, err)
+			prefix := tokens(1, 6, cfg.VocabSize, func(_, t int) int { return t + 1 })
+			detour := tokens(1, 5, cfg.VocabSize, func(_, t int) int { return 2*t + 1 })
+			next := tokens(1, 2, cfg.VocabSize, func(_, t int) int { return t + 3 })
+			c := NewCache(m)
+			defer c.Release()
+			m.Prefill(prefix, c)
+			mk := c.Mark()
+			m.Prefill(detour, c)
+			c.Rewind(mk)
+			assert.Equal(t, 6, c.Offset())
+			got := m.ForwardCache(nil, next, c)
+			ref := NewCache(m)
+			defer ref.Release()
+			m.Prefill(prefix, ref)
+			assert.InDeltaSlice(t, m.ForwardCache(nil, next, ref).Float64s(), got.Float64s(), 1e-12)
+		})
+	}
+}
