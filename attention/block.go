@@ -180,7 +180,7 @@ func (b *Block) attendSpans(q, k, v *autodiff.Tensor, cache SpanCache) *autodiff
 	cache.Append(k, v)
 	opt := Options{Causal: b.Causal, Window: b.Window, Layout: BSHD}
 	if same && q.DType() == autodiff.Float32 && q.Dim(1) >= tiledMinRows && consecutive(cache) {
-		keys, values := gatherSpans(cache)
+		keys, values := gatherSpans(cache, q.DType())
 		o := tiledAttention(q, keys, values, opt)
 		keys.Release()
 		values.Release()

@@ -60,29 +60,27 @@ func offsetsOf(c SpanCache, rows int) []int {
 }
 
 // gatherSpans copies the spans of every row of c into contiguous (batch, len,
-// kv heads, head dim) tensors; every row must hold the same number of positions.
-func gatherSpans(c SpanCache) (keys, values *autodiff.Tensor) {
+// kv heads, head dim) tensors of dtype dt (float16 storage converts to
+// float32); every row must hold the same number of positions.
+func gatherSpans(c SpanCache, dt autodiff.DType) (keys, values *autodiff.Tensor) {
 	rows := c.Rows()
 	var n, kvh, hd int
-	var dt autodiff.DType
 	for _, s := range c.Spans(0) {
 		n += s.Rows
-		kvh, hd, dt = s.K.Dim(-2), s.K.Dim(-1), s.K.DType()
+		kvh, hd = s.K.Dim(-2), s.K.Dim(-1)
 	}
 	if n == 0 {
 		panic("attention: gatherSpans: empty cache")
 	}
 	keys, values = autodiff.Empty(dt, rows, n, kvh, hd), autodiff.Empty(dt, rows, n, kvh, hd)
-	row := kvh * hd * dt.Size()
-	kb, vb := keys.Bytes(), values.Bytes()
+	row := kvh * hd
 	for b := range rows {
 		at := b * n * row
 		got := 0
 		for _, s := range c.Spans(b) {
-			from, size := s.Off*dt.Size(), s.Rows*row
-			copy(kb[at:at+size], s.K.Bytes()[from:from+size])
-			copy(vb[at:at+size], s.V.Bytes()[from:from+size])
-			at += size
+			copyElems(keys, at, s.K, s.Off, s.Rows*row)
+			copyElems(values, at, s.V, s.Off, s.Rows*row)
+			at += s.Rows * row
 			got += s.Rows
 		}
 		if got != n {
@@ -90,6 +88,31 @@ func gatherSpans(c SpanCache) (keys, values *autodiff.Tensor) {
 		}
 	}
 	return keys, values
+}
+
+// copyElems copies n elements of src from element so to dst from element do,
+// converting between float32 and float16 when their dtypes differ.
+func copyElems(dst *autodiff.Tensor, do int, src *autodiff.Tensor, so, n int) {
+	switch dt, st := dst.DType(), src.DType(); {
+	case dt == st:
+		z := dt.Size()
+		copy(dst.Bytes()[do*z:(do+n)*z], src.Bytes()[so*z:(so+n)*z])
+	case dt == autodiff.Float16 && st == autodiff.Float32:
+		float32ToHalves(dst.Halves()[do:do+n], src.Float32s()[so:so+n])
+	case dt == autodiff.Float32 && st == autodiff.Float16:
+		halvesToFloat32(dst.Float32s()[do:do+n], src.Halves()[so:so+n])
+	default:
+		panic(fmt.Sprintf("attention: KV cache: cannot store %s as %s", st, dt))
+	}
+}
+
+// storage is the dtype a cache keeps keys and values of dtype in as: float16
+// for float32 input when half is set, else in's own.
+func storage(in autodiff.DType, half bool) autodiff.DType {
+	if half && in == autodiff.Float32 {
+		return autodiff.Float16
+	}
+	return in
 }
 
 // checkKV panics unless k and v are rank-4 float tensors of one shape.
@@ -110,10 +133,17 @@ func sameGeometry(op string, k *autodiff.Tensor, rows, kvh, hd int, dt autodiff.
 // one key and one value buffer, (batch, capacity, kv heads, head dim), whose
 // capacity doubles when full: appending a token copies that token only, and the
 // total copying over a generation is linear in its length.
+//
+// With Half set (before the first Append), float32 keys and values are stored
+// as float16: half the memory and the memory traffic of a decoding step, at
+// float16's precision (about 3 decimal digits).
 type GrowingCache struct {
+	Half bool
+
 	k, v          *autodiff.Tensor
 	n             int // positions held
 	rows, kvh, hd int
+	in            autodiff.DType
 }
 
 // Offset is the number of cached positions.
@@ -139,22 +169,20 @@ func (c *GrowingCache) Capacity() int {
 // Append stores k and v after the cached positions.
 func (c *GrowingCache) Append(k, v *autodiff.Tensor) {
 	checkKV("GrowingCache.Append", k, v)
-	if c.k == nil {
-		c.rows, c.kvh, c.hd = k.Dim(0), k.Dim(2), k.Dim(3)
+	if c.k == nil && c.rows == 0 {
+		c.rows, c.kvh, c.hd, c.in = k.Dim(0), k.Dim(2), k.Dim(3), k.DType()
 	} else {
-		sameGeometry("GrowingCache.Append", k, c.rows, c.kvh, c.hd, c.k.DType())
+		sameGeometry("GrowingCache.Append", k, c.rows, c.kvh, c.hd, c.in)
 	}
 	n := k.Dim(1)
 	if c.n+n > c.Capacity() {
-		c.grow(c.n+n, k.DType())
+		c.grow(c.n+n, storage(c.in, c.Half))
 	}
-	row := c.kvh * c.hd * k.DType().Size()
+	row := c.kvh * c.hd
 	capa := c.Capacity()
 	for b := range c.rows {
-		dst := (b*capa + c.n) * row
-		src := b * n * row
-		copy(c.k.Bytes()[dst:dst+n*row], k.Bytes()[src:src+n*row])
-		copy(c.v.Bytes()[dst:dst+n*row], v.Bytes()[src:src+n*row])
+		copyElems(c.k, (b*capa+c.n)*row, k, b*n*row, n*row)
+		copyElems(c.v, (b*capa+c.n)*row, v, b*n*row, n*row)
 	}
 	c.n += n
 }
@@ -165,11 +193,11 @@ func (c *GrowingCache) grow(need int, dt autodiff.DType) {
 	capa := max(need, 2*c.Capacity(), 256)
 	k, v := autodiff.Empty(dt, c.rows, capa, c.kvh, c.hd), autodiff.Empty(dt, c.rows, capa, c.kvh, c.hd)
 	if c.k != nil {
-		row := c.kvh * c.hd * dt.Size()
+		row := c.kvh * c.hd
 		old := c.Capacity()
 		for b := range c.rows {
-			copy(k.Bytes()[b*capa*row:], c.k.Bytes()[b*old*row:(b*old+c.n)*row])
-			copy(v.Bytes()[b*capa*row:], c.v.Bytes()[b*old*row:(b*old+c.n)*row])
+			copyElems(k, b*capa*row, c.k, b*old*row, c.n*row)
+			copyElems(v, b*capa*row, c.v, b*old*row, c.n*row)
 		}
 		c.k.Release()
 		c.v.Release()
@@ -189,7 +217,7 @@ func (c *GrowingCache) Spans(b int) []KVSpan {
 // that need contiguous tensors; the attention block reads the spans instead).
 func (c *GrowingCache) Update(k, v *autodiff.Tensor) (*autodiff.Tensor, *autodiff.Tensor) {
 	c.Append(k, v)
-	return gatherSpans(c)
+	return gatherSpans(c, k.DType())
 }
 
 // Fork returns an independent copy.
@@ -207,7 +235,7 @@ func (c *GrowingCache) Release() {
 		c.k.Release()
 		c.v.Release()
 	}
-	*c = GrowingCache{}
+	*c = GrowingCache{Half: c.Half}
 }
 
 // RotatingCache keeps at most Max positions per sequence: the first Keep
@@ -222,11 +250,13 @@ func (c *GrowingCache) Release() {
 // the chunk as the window needs.
 type RotatingCache struct {
 	Max, Keep int
+	Half      bool // store float32 keys and values as float16 (see GrowingCache)
 
 	k, v          *autodiff.Tensor // (rows, Max, kv heads, head dim)
 	seen          int              // positions written into the ring
 	pk, pv        *autodiff.Tensor // the last Append, not in the ring yet
 	rows, kvh, hd int
+	in            autodiff.DType
 }
 
 // NewRotatingCache returns an empty rotating cache; it panics unless
@@ -272,7 +302,7 @@ func (c *RotatingCache) commit() {
 		return
 	}
 	n := c.pk.Dim(1)
-	row := c.kvh * c.hd * c.pk.DType().Size()
+	row := c.kvh * c.hd
 	// Only the last Max − Keep of a long chunk survive beyond the sinks.
 	for i := range n {
 		p := c.seen + i
@@ -281,9 +311,8 @@ func (c *RotatingCache) commit() {
 		}
 		s := c.slot(p)
 		for b := range c.rows {
-			dst, src := (b*c.Max+s)*row, (b*n+i)*row
-			copy(c.k.Bytes()[dst:dst+row], c.pk.Bytes()[src:src+row])
-			copy(c.v.Bytes()[dst:dst+row], c.pv.Bytes()[src:src+row])
+			copyElems(c.k, (b*c.Max+s)*row, c.pk, (b*n+i)*row, row)
+			copyElems(c.v, (b*c.Max+s)*row, c.pv, (b*n+i)*row, row)
 		}
 	}
 	c.seen += n
@@ -299,10 +328,11 @@ func (c *RotatingCache) Append(k, v *autodiff.Tensor) {
 		if c.Max <= 0 || c.Keep < 0 || c.Keep >= c.Max {
 			panic(fmt.Sprintf("attention: RotatingCache: max %d, keep %d: want 0 ≤ keep < max", c.Max, c.Keep))
 		}
-		c.rows, c.kvh, c.hd = k.Dim(0), k.Dim(2), k.Dim(3)
-		c.k, c.v = autodiff.Zeros(k.DType(), c.rows, c.Max, c.kvh, c.hd), autodiff.Zeros(k.DType(), c.rows, c.Max, c.kvh, c.hd)
+		c.rows, c.kvh, c.hd, c.in = k.Dim(0), k.Dim(2), k.Dim(3), k.DType()
+		st := storage(k.DType(), c.Half)
+		c.k, c.v = autodiff.Zeros(st, c.rows, c.Max, c.kvh, c.hd), autodiff.Zeros(st, c.rows, c.Max, c.kvh, c.hd)
 	} else {
-		sameGeometry("RotatingCache.Append", k, c.rows, c.kvh, c.hd, c.k.DType())
+		sameGeometry("RotatingCache.Append", k, c.rows, c.kvh, c.hd, c.in)
 	}
 	c.commit()
 	c.pk, c.pv = k.Clone(), v.Clone()
@@ -340,7 +370,7 @@ func (c *RotatingCache) Spans(b int) []KVSpan {
 // Update appends k and v and returns copies of what Spans lists, in order.
 func (c *RotatingCache) Update(k, v *autodiff.Tensor) (*autodiff.Tensor, *autodiff.Tensor) {
 	c.Append(k, v)
-	return gatherSpans(c)
+	return gatherSpans(c, k.DType())
 }
 
 // Fork returns an independent copy.
@@ -362,7 +392,7 @@ func (c *RotatingCache) Release() {
 			t.Release()
 		}
 	}
-	*c = RotatingCache{Max: c.Max, Keep: c.Keep}
+	*c = RotatingCache{Max: c.Max, Keep: c.Keep, Half: c.Half}
 }
 
 // RowsCache puts single-sequence caches side by side as the rows of one batch,
@@ -407,7 +437,7 @@ func (c *RowsCache) Spans(b int) []KVSpan { return c.Seqs[b].Spans(0) }
 // Update appends and returns contiguous copies; the rows must be of one length.
 func (c *RowsCache) Update(k, v *autodiff.Tensor) (*autodiff.Tensor, *autodiff.Tensor) {
 	c.Append(k, v)
-	return gatherSpans(c)
+	return gatherSpans(c, k.DType())
 }
 
 // Forker is a cache that can copy itself: the copy continues independently

@@ -2,6 +2,8 @@ package attention
 
 import (
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -41,21 +43,46 @@ func TestSpanCachesEqualRecompute(t *testing.T) {
 			if bc.cfg.Window > 0 {
 				caches["rotating"] = func() KVCache { return NewRotatingCache(bc.cfg.Window, 0) }
 			}
+			if dt == autodiff.Float32 { // float16 storage
+				caches["growing_half"] = func() KVCache { return &GrowingCache{Half: true} }
+				caches["paged4_half"] = func() KVCache {
+					p := NewBlockPool(4)
+					p.Half = true
+					return NewPagedCache(p)
+				}
+				if bc.cfg.Window > 0 {
+					caches["rotating_half"] = func() KVCache {
+						r := NewRotatingCache(bc.cfg.Window, 0)
+						r.Half = true
+						return r
+					}
+				}
+			}
 			for name, mk := range caches {
 				t.Run(fmt.Sprintf("%s/%s/%s", dt, bc.name, name), func(t *testing.T) {
 					b := NewBlock(autodiff.NewRNG(9), dt, bc.cfg)
 					x := blockInput(10, dt, 2, seq, bc.cfg.Dim)
 					want := b.Forward(nil, x, nil).Float64Values()
 					var got []float64
-					if name == "growing" || name == "rotating" {
+					if !strings.HasPrefix(name, "paged") {
 						got = feedPieces(t, b, x, mk(), pieces).Float64Values()
 					} else { // one sequence per cache: the rows side by side
 						rows := &RowsCache{Seqs: []SpanCache{mk().(SpanCache), mk().(SpanCache)}}
 						got = feedPieces(t, b, x, rows, pieces).Float64Values()
 					}
-					if dt == autodiff.Float64 {
+					switch {
+					case dt == autodiff.Float64:
 						assert.InDeltaSlice(t, want, got, 1e-12)
-					} else {
+					case strings.HasSuffix(name, "_half"):
+						// Keys and values rounded to float16 (relative 2^−11).
+						scale, worst := 1.0, 0.0
+						for i := range want {
+							scale = max(scale, math.Abs(want[i]))
+							worst = max(worst, math.Abs(want[i]-got[i]))
+						}
+						assert.LessOrEqual(t, worst, 3e-3*scale)
+						assert.Greater(t, worst, 0.0, "the storage is float16")
+					default:
 						near32(t, want, got, "float32")
 					}
 				})

@@ -11,12 +11,13 @@ import (
 // them with reference counts. One pool serves one attention layer.
 type BlockPool struct {
 	BlockSize int
+	Half      bool // store float32 keys and values as float16 (see GrowingCache)
 
 	k, v    []*autodiff.Tensor // by block id: (BlockSize, kv heads, head dim)
 	refs    []int
 	free    []int
 	kvh, hd int
-	dt      autodiff.DType
+	in, dt  autodiff.DType // what sequences append, what the blocks hold
 }
 
 // NewBlockPool returns an empty pool of blocks of blockSize positions (> 0).
@@ -63,7 +64,7 @@ func (p *BlockPool) Release() {
 		p.k[i].Release()
 		p.v[i].Release()
 	}
-	*p = BlockPool{BlockSize: p.BlockSize}
+	*p = BlockPool{BlockSize: p.BlockSize, Half: p.Half}
 }
 
 // PagedCache is one sequence's KV cache in a [BlockPool]: a block table (the
@@ -97,10 +98,10 @@ func (c *PagedCache) Append(k, v *autodiff.Tensor) {
 	checkKV("PagedCache.Append", k, v)
 	p := c.Pool
 	if p.kvh == 0 {
-		p.kvh, p.hd, p.dt = k.Dim(2), k.Dim(3), k.DType()
+		p.kvh, p.hd, p.in, p.dt = k.Dim(2), k.Dim(3), k.DType(), storage(k.DType(), p.Half)
 	}
-	sameGeometry("PagedCache.Append", k, 1, p.kvh, p.hd, p.dt)
-	row := p.kvh * p.hd * p.dt.Size()
+	sameGeometry("PagedCache.Append", k, 1, p.kvh, p.hd, p.in)
+	row := p.kvh * p.hd
 	bs := p.BlockSize
 	for i := range k.Dim(1) {
 		at := c.n % bs
@@ -108,14 +109,14 @@ func (c *PagedCache) Append(k, v *autodiff.Tensor) {
 			c.table = append(c.table, p.alloc())
 		} else if last := c.table[len(c.table)-1]; p.refs[last] > 1 {
 			id := p.alloc()
-			copy(p.k[id].Bytes(), p.k[last].Bytes()[:at*row])
-			copy(p.v[id].Bytes(), p.v[last].Bytes()[:at*row])
+			copyElems(p.k[id], 0, p.k[last], 0, at*row)
+			copyElems(p.v[id], 0, p.v[last], 0, at*row)
 			p.drop(last)
 			c.table[len(c.table)-1] = id
 		}
 		id := c.table[len(c.table)-1]
-		copy(p.k[id].Bytes()[at*row:(at+1)*row], k.Bytes()[i*row:(i+1)*row])
-		copy(p.v[id].Bytes()[at*row:(at+1)*row], v.Bytes()[i*row:(i+1)*row])
+		copyElems(p.k[id], at*row, k, i*row, row)
+		copyElems(p.v[id], at*row, v, i*row, row)
 		c.n++
 	}
 }
@@ -133,7 +134,7 @@ func (c *PagedCache) Spans(int) []KVSpan {
 // Update appends and returns contiguous copies of the sequence's keys and values.
 func (c *PagedCache) Update(k, v *autodiff.Tensor) (*autodiff.Tensor, *autodiff.Tensor) {
 	c.Append(k, v)
-	return gatherSpans(c)
+	return gatherSpans(c, k.DType())
 }
 
 // Fork returns a new sequence sharing this one's blocks.

@@ -11,8 +11,9 @@ import (
 // against the keys and values a [SpanCache] holds, read in place: query i of
 // row b sits at position offsets[b] + i and attends the cached positions j of
 // row b that the masks of opt allow, by absolute position (causal: j ≤ p;
-// window W: j > p − W). The cache's spans must be in the dtype of q. The output
-// has q's shape; nothing is recorded (generation only).
+// window W: j > p − W). The cache's spans must be in the dtype of q, or
+// float16 for float32 queries. The output has q's shape; nothing is recorded
+// (generation only).
 func SpanAttention(q *autodiff.Tensor, cache SpanCache, offsets []int, opt Options) *autodiff.Tensor {
 	if q.Rank() != 4 || len(offsets) != q.Dim(0) || opt.Layout != BSHD {
 		panic(fmt.Sprintf("attention: SpanAttention: q %v with %d offsets, layout %s: want BSHD (batch, n, heads, head dim) and one offset per row", q.Shape(), len(offsets), opt.Layout))
@@ -28,6 +29,7 @@ func SpanAttention(q *autodiff.Tensor, cache SpanCache, offsets []int, opt Optio
 
 type spanRef[T Float] struct {
 	k, v      []T
+	k16, v16  []uint16 // float16 storage instead of k and v (float32 queries)
 	pos, rows int
 }
 
@@ -40,12 +42,19 @@ func spanAttend[T Float](out, q []T, qt *autodiff.Tensor, cache SpanCache, offse
 	kvh := 0
 	for b := range B {
 		for _, s := range cache.Spans(b) {
-			if s.K.DType() != qt.DType() || s.K.Dim(-1) != D {
+			half := s.K.DType() == autodiff.Float16 && qt.DType() == autodiff.Float32
+			if (s.K.DType() != qt.DType() && !half) || s.V.DType() != s.K.DType() || s.K.Dim(-1) != D {
 				panic(fmt.Sprintf("attention: SpanAttention: cache of %s %v for q %s %v", s.K.DType(), s.K.Shape(), qt.DType(), qt.Shape()))
 			}
 			kvh = s.K.Dim(-2)
 			row := kvh * D
-			spans[b] = append(spans[b], spanRef[T]{k: data(s.K)[s.Off : s.Off+s.Rows*row], v: data(s.V)[s.Off : s.Off+s.Rows*row], pos: s.Pos, rows: s.Rows})
+			r := spanRef[T]{pos: s.Pos, rows: s.Rows}
+			if half {
+				r.k16, r.v16 = s.K.Halves()[s.Off:s.Off+s.Rows*row], s.V.Halves()[s.Off:s.Off+s.Rows*row]
+			} else {
+				r.k, r.v = data(s.K)[s.Off:s.Off+s.Rows*row], data(s.V)[s.Off:s.Off+s.Rows*row]
+			}
+			spans[b] = append(spans[b], r)
 		}
 	}
 	if kvh == 0 || H%kvh != 0 {
@@ -151,12 +160,13 @@ func spanAttendTiles(out, q []float32, spans [][]spanRef[float32], offsets []int
 	rows := group * n
 	pad := (rows + 7) &^ 7 // the scores' columns: a multiple of 8 for the strips
 	type scratch struct {
-		qt, st, p, s, m, l, acc []float32
+		qt, st, p, m, l, acc, kc, vc []float32
 	}
 	parallelUnits(B*kvh, func() *scratch {
 		return &scratch{
 			qt: make([]float32, D*pad), st: make([]float32, spanKeys*pad), p: make([]float32, rows*spanKeys),
-			s: make([]float32, spanKeys), m: make([]float32, rows), l: make([]float32, rows), acc: make([]float32, rows*D),
+			m: make([]float32, rows), l: make([]float32, rows), acc: make([]float32, rows*D),
+			kc: make([]float32, spanKeys*D), vc: make([]float32, spanKeys*D),
 		}
 	}, func(w *scratch, u int) {
 		b, hk := u/kvh, u%kvh
@@ -175,8 +185,14 @@ func spanAttendTiles(out, q []float32, spans [][]spanRef[float32], offsets []int
 			for c0 := a; c0 < e; c0 += spanKeys {
 				nk := min(c0+spanKeys, e) - c0
 				at := (c0-sp.pos)*row + hk*D
+				keys, values, stride := sp.k, sp.v, row
+				if sp.k16 != nil { // float16 storage: this head's rows of the chunk in float32
+					halfRowsToFloat32(w.kc, sp.k16[at:], nk, D, row)
+					halfRowsToFloat32(w.vc, sp.v16[at:], nk, D, row)
+					keys, values, stride, at = w.kc, w.vc, D, 0
+				}
 				// Scores, keys by queries: st[j·pad + r] = scale · k_j·q_r.
-				tileMul(w.st, pad, sp.k[at:], row, 1, w.qt, pad, nk, pad, D, scale, false)
+				tileMul(w.st, pad, keys[at:], stride, 1, w.qt, pad, nk, pad, D, scale, false)
 				for r := range rows {
 					p := w.p[r*spanKeys : r*spanKeys+nk]
 					lo, hi := spanWindow(opt, offsets[b]+r%n)
@@ -200,7 +216,7 @@ func spanAttendTiles(out, q []float32, spans [][]spanRef[float32], offsets []int
 					w.l[r] += sum
 					w.m[r] = mNew
 				}
-				tileMul(w.acc, D, w.p, spanKeys, 1, sp.v[at:], row, rows, D, nk, 1, true)
+				tileMul(w.acc, D, w.p, spanKeys, 1, values[at:], stride, rows, D, nk, 1, true)
 			}
 		}
 		for r := range rows {

@@ -29,7 +29,7 @@ var prefilled = map[string]struct {
 
 // BenchmarkDecode measures one decoding step (one token through the model with
 // a growing KV cache, logits included) after a context of 1, 512 or 2048
-// tokens. The cache is trimmed back after each step, so every step runs at the
+// tokens, with the cache in float32 or (kvf16) float16. The cache is trimmed back after each step, so every step runs at the
 // stated context. ns/op is the wall time of a token; tokens/s its inverse;
 // cpu-ms/token the process CPU time per token (all threads), which a busy
 // machine disturbs less.
@@ -38,9 +38,16 @@ var prefilled = map[string]struct {
 func BenchmarkDecode(b *testing.B) {
 	for _, name := range []string{"tiny_gpt", "llama_54M"} {
 		cfg := benchModels()[name]
-		for _, ctx := range []int{1, 512, 2048} {
-			b.Run(fmt.Sprintf("%s/ctx%d", name, ctx), func(b *testing.B) {
-				key := fmt.Sprintf("%s/%d", name, ctx)
+		for _, run := range []struct {
+			ctx  int
+			half bool
+		}{{1, false}, {512, false}, {2048, false}, {512, true}, {2048, true}} {
+			ctx, kv := run.ctx, "f32"
+			if run.half {
+				kv = "f16"
+			}
+			b.Run(fmt.Sprintf("%s/ctx%d/kv%s", name, ctx, kv), func(b *testing.B) {
+				key := fmt.Sprintf("%s/%d/%s", name, ctx, kv)
 				pf, ok := prefilled[key]
 				if !ok {
 					m, err := models.New(cfg, autodiff.NewRNG(1))
@@ -53,7 +60,7 @@ func BenchmarkDecode(b *testing.B) {
 							delete(prefilled, k)
 						}
 					}
-					cache := models.NewCache(m)
+					cache := models.NewCacheWith(m, models.CacheOptions{Float16: run.half})
 					prompt := make([]int32, ctx)
 					for i := range prompt {
 						prompt[i] = int32((i*7 + 3) % cfg.VocabSize)

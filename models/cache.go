@@ -41,6 +41,10 @@ type CacheOptions struct {
 	// BlockSize > 0 makes paged caches instead (a new block pool per layer,
 	// shared by the caches [Cache.Fork] makes). Exclusive with MaxKVSize.
 	BlockSize int
+	// Float16 stores the keys and values of a float32 model as float16: half
+	// the cache's memory and of what a decoding step reads, at float16's
+	// precision. Float64 models ignore it.
+	Float16 bool
 }
 
 // Validate reports options out of range.
@@ -78,13 +82,19 @@ func NewCacheWith(m *Model, o CacheOptions) *Cache {
 		w := am.Block.Window
 		switch {
 		case o.BlockSize > 0:
-			c.Layers[i].KV = attention.NewPagedCache(attention.NewBlockPool(o.BlockSize))
+			pool := attention.NewBlockPool(o.BlockSize)
+			pool.Half = o.Float16
+			c.Layers[i].KV = attention.NewPagedCache(pool)
 		case o.MaxKVSize > 0 && (w == 0 || o.MaxKVSize < w):
-			c.Layers[i].KV = attention.NewRotatingCache(o.MaxKVSize, o.Keep)
+			r := attention.NewRotatingCache(o.MaxKVSize, o.Keep)
+			r.Half = o.Float16
+			c.Layers[i].KV = r
 		case w > 0:
-			c.Layers[i].KV = attention.NewRotatingCache(w, 0)
+			r := attention.NewRotatingCache(w, 0)
+			r.Half = o.Float16
+			c.Layers[i].KV = r
 		default:
-			c.Layers[i].KV = &attention.GrowingCache{}
+			c.Layers[i].KV = &attention.GrowingCache{Half: o.Float16}
 		}
 	}
 	return c

@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -194,5 +195,34 @@ func TestCacheMarkRewind(t *testing.T) {
 			m.Prefill(prefix, ref)
 			assert.InDeltaSlice(t, m.ForwardCache(nil, next, ref).Float64s(), got.Float64s(), 1e-12)
 		})
+	}
+}
+
+// TestFloat16KVCaches: a float32 model with float16 KV storage (growing,
+// rotating for its window layers, paged) gives logits within float16 rounding
+// of the full forward.
+func TestFloat16KVCaches(t *testing.T) {
+	for _, fam := range []string{"llama_window", "sigmoid_shared_swiglu", "gpt2"} {
+		cfg := cacheFamilies()[fam]
+		cfg.TorchDType = "float32"
+		m, err := New(cfg, autodiff.NewRNG(13))
+		require.NoError(t, err)
+		ids := tokens(1, 12, cfg.VocabSize, func(_, t int) int { return 3*t + 1 })
+		want := m.Forward(nil, ids).Float32s()
+		for _, o := range []CacheOptions{{Float16: true}, {Float16: true, BlockSize: 4}} {
+			c := NewCacheWith(m, o)
+			var parts []*autodiff.Tensor
+			for _, cut := range [][2]int{{0, 5}, {5, 6}, {6, 7}, {7, 12}} {
+				parts = append(parts, m.ForwardCache(nil, autodiff.Slice(ids, 1, cut[0], cut[1]), c))
+			}
+			got := autodiff.Concat(1, parts...).Float32s()
+			worst, scale := 0.0, 1.0
+			for i := range want {
+				scale = max(scale, math.Abs(float64(want[i])))
+				worst = max(worst, math.Abs(float64(want[i]-got[i])))
+			}
+			assert.LessOrEqual(t, worst, 3e-3*scale, "%s %+v", fam, o)
+			c.Release()
+		}
 	}
 }

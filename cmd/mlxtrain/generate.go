@@ -58,6 +58,7 @@ func generateCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-kv-size", Usage: "bound each attention layer's cache to this many positions (a rotating cache); 0 keeps all"},
 			&cli.IntFlag{Name: "keep", Value: 4, Usage: "with --max-kv-size: the first tokens always kept (attention sinks)"},
 			&cli.IntFlag{Name: "kv-block-size", Usage: "paged KV caches with blocks of this many positions; 0 is off"},
+			&cli.StringFlag{Name: "kv-dtype", Value: "float32", Usage: "what the KV caches store: float32 (as computed) or float16 (half the memory)"},
 			&cli.IntFlag{Name: "prefill-step-size", Value: generate.DefaultPrefillStepSize, Usage: "prompt tokens per prefill chunk"},
 			&cli.StringFlag{Name: "draft", Usage: "a smaller checkpoint of the same tokenizer for speculative decoding"},
 			&cli.IntFlag{Name: "num-draft-tokens", Value: 3, Usage: "with --draft: tokens the draft proposes per step"},
@@ -82,6 +83,13 @@ func runGenerate(c *cli.Context) error {
 		o.Cache.MaxKVSize, o.Cache.Keep = c.Int("max-kv-size"), min(c.Int("keep"), c.Int("max-kv-size")-1)
 	}
 	o.Cache.BlockSize = c.Int("kv-block-size")
+	switch c.String("kv-dtype") {
+	case "float32", "f32":
+	case "float16", "f16":
+		o.Cache.Float16 = true
+	default:
+		return fmt.Errorf("--kv-dtype %s: want float32 or float16", c.String("kv-dtype"))
+	}
 	if err := flagErrors(c, o); err != nil {
 		return err
 	}

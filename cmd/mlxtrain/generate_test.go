@@ -49,6 +49,8 @@ func TestGenerateFlags(t *testing.T) {
 		}
 	}
 
+	gen("--prompt", "12+34=", "--max-tokens", "8", "--kv-dtype", "float16") // runs; rounding may change the tokens
+
 	// A stop string cuts the output before it.
 	text := strings.TrimSuffix(greedy, "\n")
 	if len(text) >= 2 {
@@ -79,7 +81,7 @@ func TestGenerateFlags(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--prompt", "x", "--temp", "-1"}, {"--prompt", "x", "--top-p", "2"}, {"--prompt", "x", "--max-tokens", "0"},
 		{"--prompt", "x", "--max-kv-size", "8", "--kv-block-size", "4"}, {"--prompt", "x", "--prompts", file},
-		{"--prompts", file, "--draft", run},
+		{"--prompts", file, "--draft", run}, {"--prompt", "x", "--kv-dtype", "int4"},
 	} {
 		code, _, stderr := runCLI(append([]string{"generate", "--checkpoint", run}, bad...)...)
 		assert.Equal(t, 1, code, "%v", bad)
