@@ -251,8 +251,10 @@ type KVCache interface {
 	Offset() int
 	// Update appends k and v (batch, n, kv heads, head dim) at positions
 	// [Offset, Offset+n) and returns the keys and values of every cached position,
-	// (batch, Offset+n, kv heads, head dim). The cache owns what it returns, which
-	// stays valid until the next Update; it does not record on any tape.
+	// (batch, Offset+n, kv heads, head dim), or of the last ones it keeps (a
+	// [RotatingCache]), oldest first. What it returns stays valid until the next
+	// Update; it does not record on any tape. Caches that also implement
+	// [SpanCache] are read in place by the block instead.
 	Update(k, v *autodiff.Tensor) (keys, values *autodiff.Tensor)
 }
 
