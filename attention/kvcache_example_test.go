@@ -54,3 +54,30 @@ func ExamplePagedCache() {
 	// [0 1] [0 1] 2
 	// [0 1] [0 2] 3
 }
+
+// Sequences of different lengths side by side: each row attends its own cache
+// at its own position.
+func ExampleRowsCache() {
+	b := attention.NewBlock(autodiff.NewRNG(1), autodiff.Float32, attention.BlockConfig{
+		Dim: 16, Heads: 2, RoPE: &attention.RoPEOptions{}, Causal: true,
+	})
+	long, short := &attention.GrowingCache{}, &attention.GrowingCache{}
+	b.Forward(nil, autodiff.RandNormal(autodiff.NewRNG(2), autodiff.Float32, 0, 1, 1, 7, 16), long)
+	b.Forward(nil, autodiff.RandNormal(autodiff.NewRNG(3), autodiff.Float32, 0, 1, 1, 2, 16), short)
+	rows := &attention.RowsCache{Seqs: []attention.SpanCache{long, short}}
+	y := b.Forward(nil, autodiff.RandNormal(autodiff.NewRNG(4), autodiff.Float32, 0, 1, 2, 1, 16), rows)
+	fmt.Println(y.Shape(), rows.RowOffset(0), rows.RowOffset(1))
+	// Output: [2 1 16] 8 3
+}
+
+// Attention of one query against a cache, read in place.
+func ExampleSpanAttention() {
+	c := &attention.GrowingCache{}
+	k := autodiff.FromFloat32([]float32{1, 0, 0, 1, 1, 1}, 1, 3, 1, 2) // 3 positions, 1 head of 2
+	v := autodiff.FromFloat32([]float32{1, 0, 0, 1, 2, 2}, 1, 3, 1, 2)
+	c.Append(k, v)
+	q := autodiff.FromFloat32([]float32{0, 0}, 1, 1, 1, 2) // equal scores: the mean of the values
+	out := attention.SpanAttention(q, c, []int{2}, attention.Options{Causal: true})
+	fmt.Printf("%.3f\n", out.Float32s())
+	// Output: [1.000 1.000]
+}

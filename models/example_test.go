@@ -328,3 +328,20 @@ func ExampleCache_Fork() {
 	fmt.Println(a.Offset(), b.Offset())
 	// Output: 9 10
 }
+
+// Try tokens, then go back: trim what can be trimmed, restore the rest.
+func ExampleCache_Mark() {
+	cfg := models.LlamaConfig(20, 32, 2, 4, 2, 64, 64)
+	cfg.LayerTypes = []string{models.MixerMamba, models.MixerFullAttention}
+	m, _ := models.New(cfg, autodiff.NewRNG(1))
+	c := models.NewCacheWith(m, models.CacheOptions{Float16: true})
+	m.Prefill(autodiff.FromInt32([]int32{3, 1, 4}, 1, 3), c)
+	mk := c.Mark()
+	m.Prefill(autodiff.FromInt32([]int32{1, 5, 9}, 1, 3), c)
+	fmt.Println(c.Offset(), c.TrimTo(3)) // a Mamba state cannot be trimmed
+	c.Rewind(mk)
+	fmt.Println(c.Offset())
+	// Output:
+	// 6 false
+	// 3
+}
