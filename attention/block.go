@@ -132,6 +132,9 @@ func (b *Block) Attend(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodi
 	q := autodiff.Reshape(b.Q.Forward(c, x), bs, t, b.Heads, b.HeadDim)
 	k := autodiff.Reshape(b.K.Forward(c, x), bs, t, b.KVHeads, b.HeadDim)
 	v := autodiff.Reshape(b.V.Forward(c, x), bs, t, b.KVHeads, b.HeadDim)
+	if sc, ok := cache.(SpanCache); ok {
+		return autodiff.Reshape(b.attendSpans(q, k, v, sc), bs, t, b.Heads*b.HeadDim)
+	}
 	offset := 0
 	if cache != nil {
 		offset = cache.Offset()
@@ -152,6 +155,76 @@ func (b *Block) Attend(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodi
 		o = FlashAttention(q, k, v, opt)
 	}
 	return autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim)
+}
+
+// attendSpans is Attend's attention with a [SpanCache]: RoPE at each row's own
+// offset, the new keys and values appended, and the queries attending the cache
+// in place (a long chunk of a row of consecutive positions goes through the
+// tiled kernels on a gathered copy instead).
+func (b *Block) attendSpans(q, k, v *autodiff.Tensor, cache SpanCache) *autodiff.Tensor {
+	offs := offsetsOf(cache, q.Dim(0))
+	same := true
+	for _, o := range offs {
+		same = same && o == offs[0]
+	}
+	if b.RoPE != nil {
+		ro := *b.RoPE
+		ro.Layout = BSHD
+		if same {
+			ro.Offset = offs[0]
+			q, k = RoPE(q, ro), RoPE(k, ro)
+		} else {
+			q, k = ropeRows(q, ro, offs), ropeRows(k, ro, offs)
+		}
+	}
+	cache.Append(k, v)
+	opt := Options{Causal: b.Causal, Window: b.Window, Layout: BSHD}
+	if same && q.DType() == autodiff.Float32 && q.Dim(1) >= tiledMinRows && consecutive(cache) {
+		keys, values := gatherSpans(cache, q.DType())
+		o := tiledAttention(q, keys, values, opt)
+		keys.Release()
+		values.Release()
+		return o
+	}
+	return SpanAttention(q, cache, offs, opt)
+}
+
+// consecutive reports whether every row's spans hold consecutive positions
+// ending at the same one (so relative positions in a gathered copy are right).
+func consecutive(c SpanCache) bool {
+	end := -1
+	for b := range c.Rows() {
+		next := -1
+		for _, s := range c.Spans(b) {
+			if next >= 0 && s.Pos != next {
+				return false
+			}
+			next = s.Pos + s.Rows
+		}
+		if end >= 0 && next != end {
+			return false
+		}
+		end = next
+	}
+	return true
+}
+
+// ropeRows is RoPE (untracked) with row b of x (batch, n, heads, head dim)
+// starting at position offs[b].
+func ropeRows(x *autodiff.Tensor, opt RoPEOptions, offs []int) *autodiff.Tensor {
+	out := autodiff.Empty(x.DType(), x.Shape()...)
+	n, h, d := x.Dim(1), x.Dim(2), x.Dim(3)
+	per := n * h * d
+	for b, o := range offs {
+		ro := opt
+		ro.Offset = o
+		if x.DType() == autodiff.Float32 {
+			RoPEForward(out.Float32s()[b*per:(b+1)*per], x.Float32s()[b*per:(b+1)*per], 1, n, h, d, ro)
+		} else {
+			RoPEForward(out.Float64s()[b*per:(b+1)*per], x.Float64s()[b*per:(b+1)*per], 1, n, h, d, ro)
+		}
+	}
+	return out
 }
 
 // attendPacked is Attend for float32 training and prefill: q, k and v in one
@@ -178,14 +251,17 @@ type KVCache interface {
 	Offset() int
 	// Update appends k and v (batch, n, kv heads, head dim) at positions
 	// [Offset, Offset+n) and returns the keys and values of every cached position,
-	// (batch, Offset+n, kv heads, head dim). The cache owns what it returns, which
-	// stays valid until the next Update; it does not record on any tape.
+	// (batch, Offset+n, kv heads, head dim), or of the last ones it keeps (a
+	// [RotatingCache]), oldest first. What it returns stays valid until the next
+	// Update; it does not record on any tape. Caches that also implement
+	// [SpanCache] are read in place by the block instead.
 	Update(k, v *autodiff.Tensor) (keys, values *autodiff.Tensor)
 }
 
 // ConcatCache is the simplest KVCache: it holds every key and value in one
 // tensor each and copies them into larger ones as tokens arrive (quadratic copying
-// over a long generation, which a ring or paged cache avoids).
+// over a long generation). Generation uses the caches of kvcache.go instead
+// ([GrowingCache], [RotatingCache], [PagedCache]), which the block reads in place.
 type ConcatCache struct {
 	k, v *autodiff.Tensor
 }

@@ -26,34 +26,16 @@ func Context(m *models.Model) int {
 }
 
 // Greedy decodes up to maxNew tokens after prompt, taking the most likely token at
-// each step with a KV cache (the prompt is prefilled in one pass). It stops after
-// emitting eos, which is included in the result; eos < 0 never stops early.
+// each step with a KV cache. It stops after emitting eos, which is included in
+// the result; eos < 0 never stops early. It is [Generate] with the zero sampler.
 func Greedy(m *models.Model, prompt []int32, maxNew int, eos int32) ([]int32, error) {
-	if len(prompt) == 0 {
-		return nil, fmt.Errorf("generate: empty prompt")
+	o := Options{MaxTokens: maxNew}
+	if eos >= 0 {
+		o.EOS = []int32{eos}
 	}
-	if n := Context(m); n > 0 && len(prompt)+maxNew > n {
-		if len(prompt) > n {
-			return nil, &ContextError{len(prompt), maxNew, n}
-		}
-		maxNew = n - len(prompt) // the context bounds what can be generated
-	}
-	cache := models.NewCache(m)
-	defer cache.Release()
-	out := make([]int32, 0, maxNew)
-	ids := autodiff.FromInt32(prompt, 1, len(prompt))
-	for len(out) < maxNew {
-		logits := m.ForwardCache(nil, ids, cache)
-		ids.Release()
-		best := argmaxLast(logits)
-		logits.Release()
-		out = append(out, int32(best))
-		if int32(best) == eos {
-			break
-		}
-		ids = autodiff.FromInt32([]int32{int32(best)}, 1, 1)
-	}
-	return out, nil
+	var out []int32
+	_, err := Generate(m, prompt, o, func(t int32) bool { out = append(out, t); return true })
+	return out, err
 }
 
 // argmaxLast is the index of the largest logit of the last position (the lowest

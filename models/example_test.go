@@ -299,3 +299,49 @@ func ExampleParseConfig() {
 	fmt.Println(err, cfg.Validate(), cfg.WithDefaults().HeadDim, string(cfg.Extra["bos_token_id"]))
 	// Output: <nil> <nil> 16 1
 }
+
+// Prompts of different lengths prefilled on their own, then decoded as one
+// batch: each row at its own position.
+func ExampleStackCaches() {
+	m, _ := models.New(models.LlamaConfig(20, 32, 2, 4, 2, 64, 64), autodiff.NewRNG(1))
+	a, b := models.NewCache(m), models.NewCache(m)
+	m.ForwardCache(nil, autodiff.FromInt32([]int32{3, 1, 4, 1, 5}, 1, 5), a)
+	m.ForwardCache(nil, autodiff.FromInt32([]int32{9, 2}, 1, 2), b)
+	batch := models.StackCaches(a, b)
+	logits := m.ForwardCache(nil, autodiff.FromInt32([]int32{7, 7}, 2, 1), batch)
+	fmt.Println(logits.Shape(), batch.RowOffsets())
+	batch.Select([]int{1}) // the first sequence is done
+	fmt.Println(batch.RowOffsets())
+	// Output:
+	// [2 1 20] [6 3]
+	// [3]
+}
+
+// A paged cache shares a prompt prefix between two continuations.
+func ExampleCache_Fork() {
+	m, _ := models.New(models.LlamaConfig(20, 32, 2, 4, 2, 64, 64), autodiff.NewRNG(1))
+	a := models.NewCacheWith(m, models.CacheOptions{BlockSize: 4})
+	m.ForwardCache(nil, autodiff.FromInt32([]int32{3, 1, 4, 1, 5, 9, 2, 6}, 1, 8), a)
+	b := a.Fork()
+	m.ForwardCache(nil, autodiff.FromInt32([]int32{5}, 1, 1), a)
+	m.ForwardCache(nil, autodiff.FromInt32([]int32{3, 5}, 1, 2), b)
+	fmt.Println(a.Offset(), b.Offset())
+	// Output: 9 10
+}
+
+// Try tokens, then go back: trim what can be trimmed, restore the rest.
+func ExampleCache_Mark() {
+	cfg := models.LlamaConfig(20, 32, 2, 4, 2, 64, 64)
+	cfg.LayerTypes = []string{models.MixerMamba, models.MixerFullAttention}
+	m, _ := models.New(cfg, autodiff.NewRNG(1))
+	c := models.NewCacheWith(m, models.CacheOptions{Float16: true})
+	m.Prefill(autodiff.FromInt32([]int32{3, 1, 4}, 1, 3), c)
+	mk := c.Mark()
+	m.Prefill(autodiff.FromInt32([]int32{1, 5, 9}, 1, 3), c)
+	fmt.Println(c.Offset(), c.TrimTo(3)) // a Mamba state cannot be trimmed
+	c.Rewind(mk)
+	fmt.Println(c.Offset())
+	// Output:
+	// 6 false
+	// 3
+}

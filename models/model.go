@@ -167,7 +167,13 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache, acc *m
 		}
 		pos = c.Param(m.Positions.Weight)
 	}
-	x := embedPositions(c.Param(m.Embed.Weight), pos, ids, offset)
+	var x *autodiff.Tensor
+	if cache != nil && cache.rows != nil {
+		x = embedRows(c.Param(m.Embed.Weight), pos, ids, cache.rows)
+		defer cache.advance(ids.Dim(1))
+	} else {
+		x = embedPositions(c.Param(m.Embed.Weight), pos, ids, offset)
+	}
 	for i, l := range m.Layers {
 		var lc *LayerCache
 		if cache != nil {

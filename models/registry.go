@@ -49,60 +49,6 @@ type linearLister interface {
 	Linears(prefix string) []layers.NamedLinear
 }
 
-// LayerCache is what one layer keeps between generation calls: the keys and
-// values of an attention mixer, or the recurrent state of a Mamba mixer (made
-// on the first call, for that call's batch) and the number of positions it has
-// seen.
-type LayerCache struct {
-	KV     attention.KVCache
-	SSM    *advanced.MambaState
-	SSMLen int
-}
-
-// Cache holds every layer's LayerCache for one generation.
-type Cache struct {
-	Layers []LayerCache
-}
-
-// NewCache returns an empty cache for m, with a simple growing KV cache
-// ([attention.ConcatCache]) for each attention layer.
-func NewCache(m *Model) *Cache {
-	c := &Cache{Layers: make([]LayerCache, len(m.Layers))}
-	for i, l := range m.Layers {
-		if _, ok := l.Mixer.(AttentionMixer); ok {
-			c.Layers[i].KV = &attention.ConcatCache{}
-		}
-	}
-	return c
-}
-
-// Offset is the number of positions the cache holds (that of its first layer
-// with a KV cache, else of its first Mamba layer).
-func (c *Cache) Offset() int {
-	for _, l := range c.Layers {
-		if l.KV != nil {
-			return l.KV.Offset()
-		}
-	}
-	for _, l := range c.Layers {
-		if l.SSM != nil {
-			return l.SSMLen
-		}
-	}
-	return 0
-}
-
-// Release gives back the storage of the Mamba layers' states (the KV caches
-// are left to the garbage collector); the cache is not to be used afterwards.
-func (c *Cache) Release() {
-	for i := range c.Layers {
-		if s := c.Layers[i].SSM; s != nil {
-			s.Release()
-			c.Layers[i].SSM, c.Layers[i].SSMLen = nil, 0
-		}
-	}
-}
-
 // Mixer and feed-forward kinds, as layer_types and feed_forward_types name them.
 const (
 	MixerFullAttention    = "full_attention"
