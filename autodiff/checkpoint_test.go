@@ -109,3 +109,40 @@ func TestCheckpointGradCheck(t *testing.T) {
 	}, x, w1, w2)
 	assert.NoError(t, err)
 }
+
+// TestCheckpointStored: with an input exactly representable in the storage
+// dtype, a stored checkpoint gives the plain one's gradients, and the input's
+// own float32 storage is given back at once.
+func TestCheckpointStored(t *testing.T) {
+	metal.SetPoison(true)
+	defer metal.SetPoison(false)
+	rng := rand.New(rand.NewPCG(5, 6))
+	xs := Cast(Cast(Cast(randTensor(rng, -1, 1, 5, 4), Float32), BFloat16), Float32) // on the bfloat16 (and float16) grid
+	w1 := Cast(randTensor(rng, -1, 1, 4, 6), Float32)
+	w2 := Cast(randTensor(rng, -1, 1, 6, 3), Float32)
+	var want [][]float32
+	for _, store := range []DType{Float32, BFloat16, Float16} {
+		tp := NewTape()
+		in := Add(tp.Watch(xs), Zeros(Float32, 5, 4)) // an op output whose backward does not read it
+		var y *Tensor
+		if store == Float32 {
+			y = Checkpoint(checkpointBlock(w1, w2), in)
+		} else {
+			y = CheckpointStored(store, checkpointBlock(w1, w2), in)
+			assert.True(t, in.Released(), "the float32 input is given back")
+		}
+		tp.Backward(SumAll(y))
+		var got [][]float32
+		for _, p := range []*Tensor{xs, w1, w2} {
+			require.NotNil(t, tp.Grad(p))
+			got = append(got, append([]float32(nil), tp.Grad(p).Float32s()...))
+		}
+		if want == nil {
+			want = got
+		} else {
+			assert.Equal(t, want, got, store.String())
+		}
+		tp.Release()
+	}
+	assert.Panics(t, func() { CheckpointStored(Float32, checkpointBlock(w1, w2), xs) })
+}

@@ -170,7 +170,10 @@ func (m AttentionMixer) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor, 
 	if m.O.LoRA != nil {
 		return autodiff.Add(res, m.Block.Forward(c, x, kv))
 	}
-	return linearResidual(m.Attend(c, x, kv), c.Param(m.O.Weight), c.Param(m.O.Bias), res)
+	a := m.Attend(c, x, kv)
+	y := linearResidual(a, c.Param(m.O.Weight), c.Param(m.O.Bias), res)
+	release(c, a)
+	return y
 }
 
 func newAttention(sliding bool) func(Config, int, *autodiff.RNG) Mixer {
@@ -222,7 +225,10 @@ func (m DenseMLP) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autod
 	if m.Down.LoRA != nil {
 		return autodiff.Add(res, m.Forward(c, x))
 	}
-	return linearResidual(m.hidden(c, x), c.Param(m.Down.Weight), c.Param(m.Down.Bias), res)
+	h := m.hidden(c, x)
+	y := linearResidual(h, c.Param(m.Down.Weight), c.Param(m.Down.Bias), res)
+	release(c, h)
+	return y
 }
 
 // hidden is the MLP up to down_proj's input.

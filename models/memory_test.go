@@ -1,0 +1,126 @@
+package models
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxtrain/mlxtrain/advanced"
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// trainGrads runs one training loss and backward of m and returns the loss, the
+// gradient of every parameter (by name) and the MoE statistics.
+func trainGrads(t *testing.T, m *Model, inputs, targets, mask *autodiff.Tensor, rng *autodiff.RNG) (float64, map[string][]float64, map[int]advanced.MoEStats) {
+	t.Helper()
+	tp := autodiff.NewTape()
+	defer tp.Release()
+	loss := m.Loss(&layers.Ctx{Tape: tp, Train: true, RNG: rng}, inputs, targets, mask)
+	val := loss.Item()
+	tp.Backward(loss)
+	grads := map[string][]float64{}
+	for _, p := range m.Params() {
+		g := tp.Grad(p.Value)
+		require.NotNil(t, g, p.Name)
+		grads[p.Name] = g.Float64Values()
+	}
+	return val, grads, m.MoEStats()
+}
+
+// TestGradCheckpointSameGradients: with every mixer and feed-forward kind (MoE
+// with its auxiliary losses, Mamba), and with dropout, a checkpointed training
+// step gives the loss, gradients, MoE statistics and RNG advance of the plain one.
+func TestGradCheckpointSameGradients(t *testing.T) {
+	metal.SetPoison(true)
+	defer metal.SetPoison(false)
+	cfgs := hybridConfigs()
+	for name, cfg := range tinyConfigs() {
+		cfgs[name] = cfg
+	}
+	for name, cfg := range cfgs {
+		for _, drop := range []float64{0, 0.2} {
+			t.Run(name, func(t *testing.T) {
+				m, err := New(cfg, autodiff.NewRNG(3))
+				require.NoError(t, err)
+				inputs := tokens(2, 5, 7, func(b, t int) int { return 3*b + 2*t + t*t })
+				targets := tokens(2, 5, 7, func(b, t int) int { return b + 5*t + 1 })
+				mask := autodiff.FromFloat64([]float64{1, 1, 1, 1, 0, 1, 0, 1, 1, 1}, 2, 5)
+				m.Train = TrainOptions{Dropout: drop}
+				rng1 := autodiff.NewRNG(9)
+				l1, g1, s1 := trainGrads(t, m, inputs, targets, mask, rng1)
+				m.Train.GradCheckpoint = true
+				rng2 := autodiff.NewRNG(9)
+				l2, g2, s2 := trainGrads(t, m, inputs, targets, mask, rng2)
+				assert.InDelta(t, l1, l2, 1e-12)
+				require.Len(t, g2, len(g1))
+				for k, want := range g1 {
+					assert.InDeltaSlice(t, want, g2[k], 1e-11, k)
+				}
+				assert.Equal(t, s1, s2)
+				assert.Equal(t, *rng1, *rng2, "the same random draws")
+				if drop > 0 {
+					assert.NotZero(t, rng1.Offset)
+				}
+			})
+		}
+	}
+}
+
+// TestGradCheckpointLowersPoolPeak: on a model where activations dominate, the
+// tensor pool's high-water mark over a training step is lower with
+// checkpointing, and lower still with the kept layer inputs in bfloat16.
+func TestGradCheckpointLowersPoolPeak(t *testing.T) {
+	cfg := GPT2Config(32, 64, 6, 4, 64)
+	m, err := New(cfg, autodiff.NewRNG(1))
+	require.NoError(t, err)
+	inputs := tokens(8, 64, 32, func(b, t int) int { return b + 3*t })
+	targets := tokens(8, 64, 32, func(b, t int) int { return b + 3*t + 1 })
+	peak := func(o TrainOptions) int64 {
+		m.Train = o
+		tp := autodiff.NewTape()
+		loss := m.Loss(&layers.Ctx{Tape: tp, Train: true}, inputs, targets, nil) // warm the pool's free lists
+		tp.Backward(loss)
+		tp.Release()
+		metal.HostPool.ResetPeak()
+		base := metal.HostPool.Live()
+		loss = m.Loss(&layers.Ctx{Tape: tp, Train: true}, inputs, targets, nil)
+		tp.Backward(loss)
+		tp.Release()
+		return metal.HostPool.Peak() - base
+	}
+	plain := peak(TrainOptions{})
+	ckpt := peak(TrainOptions{GradCheckpoint: true})
+	half := peak(TrainOptions{GradCheckpoint: true, Precision: PrecisionBF16})
+	t.Logf("pool peak over a step: plain %s, checkpointed %s, checkpointed bf16 %s",
+		metal.HumanBytes(plain), metal.HumanBytes(ckpt), metal.HumanBytes(half))
+	assert.Less(t, float64(ckpt), 0.6*float64(plain))
+	assert.Less(t, half, ckpt)
+}
+
+// TestRoundHalf checks the rounding against the autodiff casts, its gradient
+// rounding, and auto's magnitude rule.
+func TestRoundHalf(t *testing.T) {
+	vals := []float32{1, 1.0009765625 + 1e-4, -3.14159, 1e-8, 70000, 5000, -0.1}
+	for _, dt := range []autodiff.DType{autodiff.Float16, autodiff.BFloat16} {
+		x := autodiff.FromFloat32(append([]float32(nil), vals...), len(vals))
+		tp := autodiff.NewTape()
+		w := tp.Watch(x)
+		y := autodiff.Mul(w, autodiff.FromFloat32([]float32{1, 1, 1, 1, 1, 1, 1}, len(vals)))
+		r := RoundHalf(y, dt, false)
+		want := autodiff.Cast(autodiff.Cast(autodiff.FromFloat32(vals, len(vals)), dt), autodiff.Float32)
+		assert.Equal(t, want.Float32s(), r.Float32s(), dt.String())
+		seed := autodiff.FromFloat32(append([]float32(nil), vals...), len(vals))
+		tp.BackwardWith(r, seed)
+		assert.Equal(t, want.Float32s(), tp.Grad(x).Float32s(), "gradient rounded too")
+		tp.Release()
+	}
+	x := autodiff.FromFloat32([]float32{1.0001, 5000}, 2)
+	r := RoundHalf(x, autodiff.Float16, true)
+	assert.Equal(t, []float32{1.0001, 5000}, r.Float32s(), "auto: over AutoHalfMaxAbs stays float32")
+	x = autodiff.FromFloat32([]float32{1.0001, 4000}, 2)
+	r = RoundHalf(x, autodiff.Float16, true)
+	assert.Equal(t, []float32{1, 4000}, r.Float32s())
+}
