@@ -78,22 +78,24 @@ func (e *LossError) Error() string {
 
 // run is one fit in progress.
 type run struct {
-	r      *Recipe
-	opt    FitOptions
-	out    string
-	d      *runData
-	model  *models.Model
-	params []autodiff.Param
-	optim  *optim.Optimizer
-	batch  *data.Batcher
-	dropRN *autodiff.RNG
-	step   int
-	tokens int64
-	best   *float64
-	bestAt int64
-	last   string // last checkpoint directory
-	hist   []metricLine
-	log    io.Writer
+	r       *Recipe
+	opt     FitOptions
+	out     string
+	d       *runData
+	model   *models.Model
+	params  []autodiff.Param
+	optim   *optim.Optimizer
+	batch   *data.Batcher
+	dropRN  *autodiff.RNG
+	step    int
+	tokens  int64
+	best    *float64
+	bestAt  int64
+	last    string // last checkpoint directory
+	hist    []metricLine
+	log     io.Writer
+	scaler  *LossScaler // f16 loss scaling; nil otherwise
+	skipped int         // steps skipped for a gradient overflow in f16
 }
 
 // Fit trains the recipe's model on its data: the effective recipe is validated,
@@ -124,14 +126,19 @@ func Fit(r *Recipe, opt FitOptions) (*FitResult, error) {
 	if ru.model, err = models.New(cfg, autodiff.NewRNG(r.Train.Seed)); err != nil {
 		return nil, fmt.Errorf("recipe: model: %w", err)
 	}
+	if err := ru.setupTraining(); err != nil {
+		return nil, err
+	}
 	ru.params = ru.model.Params()
+	if ru.batch, err = data.NewBatcher(ru.d.train, r.BatchConfig(ru.d.tok)); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	r = r.withEpochs(ru.batch.RowsPerEpoch())
+	ru.r = r
 	if ru.optim, err = r.NewOptimizer(ru.params, r.Train.Iters); err != nil {
 		return nil, err
 	}
 	defer ru.optim.Release()
-	if ru.batch, err = data.NewBatcher(ru.d.train, r.BatchConfig(ru.d.tok)); err != nil {
-		return nil, fmt.Errorf("data: %w", err)
-	}
 	ru.dropRN = autodiff.NewRNG(r.Train.Seed ^ 0x5eed)
 	if err := ru.checkMemory(); err != nil {
 		return nil, err
@@ -182,10 +189,15 @@ func (ru *run) loop() (*FitResult, error) {
 			el := time.Since(windowStart).Seconds()
 			res.TrainLoss = windowLoss / float64(windowSteps)
 			m := metricLine{Step: ru.step, TrainLoss: f64p(res.TrainLoss), LR: lr, TokensPerS: float64(windowTok) / el,
-				PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak()}
+				PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak(), MoE: ru.moeMetrics()}
+			extra := moeSummary(m.MoE)
+			if ru.scaler != nil {
+				m.LossScale, m.Skipped = ru.scaler.Scale, ru.skipped
+				extra += fmt.Sprintf("; loss scale %g, %d skipped", ru.scaler.Scale, ru.skipped)
+			}
 			ru.record(m)
-			fmt.Fprintf(ru.log, "step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s, peak %s (pool %s)\n", ru.step, r.Train.Iters,
-				res.TrainLoss, lr, m.TokensPerS, metal.HumanBytes(m.PeakRSS), metal.HumanBytes(m.PoolPeak))
+			fmt.Fprintf(ru.log, "step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s, peak %s (pool %s)%s\n", ru.step, r.Train.Iters,
+				res.TrainLoss, lr, m.TokensPerS, metal.HumanBytes(m.PeakRSS), metal.HumanBytes(m.PoolPeak), extra)
 			windowLoss, windowSteps, windowTok, windowStart = 0, 0, 0, time.Now()
 		}
 		evalNow := r.Train.StepsPerEval > 0 && (ru.step%r.Train.StepsPerEval == 0 || ru.step == r.Train.Iters)
@@ -246,7 +258,7 @@ func (ru *run) trainStep(accum int) (float64, int64) {
 			loss = autodiff.MulScalar(loss, 1/float64(accum))
 		}
 		total += loss.Item()
-		tp.Backward(loss)
+		ru.backward(tp, loss)
 		inputs.Release()
 		targets.Release()
 		mask.Release()
@@ -256,6 +268,9 @@ func (ru *run) trainStep(accum int) (float64, int64) {
 		return total, ntok
 	}
 	grads := optim.Grads(tp, ru.params)
+	if !ru.unscale(grads) {
+		return total, ntok // f16 overflow: the step is skipped, the scale halved
+	}
 	if ru.r.Train.MaxGradNorm > 0 {
 		optim.ClipGradNorm(grads, ru.r.Train.MaxGradNorm)
 	}
@@ -300,7 +315,7 @@ func (ru *run) evaluate() (float64, float64) {
 	if ru.d.task != nil {
 		eos := ru.d.tok.Special().EOS
 		maxNew := r.Train.MaxSeqLength
-		acc = ru.d.task.Accuracy(func(prompt []int32, n int) []int32 {
+		acc = data.Accuracy(ru.evalProblems(), func(prompt []int32, n int) []int32 {
 			out, err := generate.Greedy(ru.model, prompt, min(n, maxNew), eos)
 			if err != nil {
 				return nil
@@ -308,6 +323,7 @@ func (ru *run) evaluate() (float64, float64) {
 			return out
 		})
 	}
+	ru.sample()
 	m := metricLine{Step: ru.step, Kind: "eval"}
 	if !math.IsNaN(valLoss) {
 		m.ValLoss = f64p(valLoss)
@@ -326,7 +342,7 @@ func (ru *run) evaluate() (float64, float64) {
 		line += fmt.Sprintf(" val loss %.4f, perplexity %.3f", valLoss, *m.Perplexity)
 	}
 	if m.Accuracy != nil {
-		line += fmt.Sprintf(" accuracy %.1f%% (%d held-out problems)", 100*acc, len(ru.d.task.Eval()))
+		line += fmt.Sprintf(" accuracy %.1f%% (%d held-out problems)", 100*acc, len(ru.evalProblems()))
 	}
 	fmt.Fprintln(ru.log, line)
 	return valLoss, acc
@@ -346,6 +362,11 @@ type metricLine struct {
 	TokensPerS float64  `json:"tokens_per_s,omitempty"`
 	PeakRSS    int64    `json:"peak_rss_bytes,omitempty"`
 	PoolPeak   int64    `json:"pool_peak_bytes,omitempty"`
+	// MoE is each mixture-of-experts layer's routing in the report's last step.
+	MoE []moeMetric `json:"moe,omitempty"`
+	// LossScale and Skipped are the f16 loss scale and the steps skipped so far.
+	LossScale float64 `json:"loss_scale,omitempty"`
+	Skipped   int     `json:"skipped_steps,omitempty"`
 }
 
 // record appends m to metrics.jsonl in the run directory.
@@ -397,6 +418,9 @@ func (ru *run) save(evaluated bool, valLoss float64) error {
 		LearningRate: ru.optim.LearningRate(), TokensSeen: ru.tokens, DataPosition: pos,
 		RNG:     checkpoints.RNGState{Seed: ru.dropRN.Seed, Offset: ru.dropRN.Offset},
 		Metrics: map[string]float64{}, BestValLoss: ru.best, BestStep: ru.bestAt,
+	}
+	if ru.scaler != nil {
+		st.LossScale = ru.scaler.State()
 	}
 	if evaluated && !math.IsNaN(valLoss) {
 		st.ValLoss = f64p(valLoss)
@@ -462,6 +486,9 @@ func (ru *run) resume(path string) error {
 		return fmt.Errorf("--resume %s: trainer_state.json: data_position: %w", dir, err)
 	}
 	ru.dropRN.Seed, ru.dropRN.Offset = ck.State.RNG.Seed, ck.State.RNG.Offset
+	if ru.scaler != nil && ck.State.LossScale != nil {
+		ru.scaler.SetState(ck.State.LossScale)
+	}
 	ru.step = int(ck.State.Step)
 	ru.tokens = ck.State.TokensSeen
 	ru.best, ru.bestAt = ck.State.BestValLoss, ck.State.BestStep
@@ -511,14 +538,8 @@ func (r *Recipe) checkSupported() error {
 			bad = append(bad, key+" "+what)
 		}
 	}
-	add(r.Train.Epochs > 0, "train.epochs", "(use train.iters)")
-	add(r.Train.GradCheckpoint, "train.grad_checkpoint", "")
-	add(r.Train.Precision != "f32", "train.precision = "+r.Train.Precision, "(f32 only)")
 	add(r.Train.FineTuneType != "full", "train.fine_tune_type = "+r.Train.FineTuneType, "(full only)")
 	add(r.Model.From != "", "model.from", "(fine-tuning from weights)")
-	add(r.Model.Dropout > 0, "model.dropout", "")
-	add(r.Eval.Problems > 0, "eval.problems", "(every held-out problem is scored)")
-	add(r.Eval.SampleTokens > 0, "eval.sample_tokens", "")
 	if len(bad) == 0 {
 		return nil
 	}
@@ -551,7 +572,7 @@ func Evaluate(r *Recipe, m *models.Model, log io.Writer) (*EvalResult, error) {
 	loss, acc := ru.evaluate()
 	res := &EvalResult{ValLoss: loss, Perplexity: math.Exp(loss), Accuracy: acc}
 	if d.task != nil {
-		res.Problems = len(d.task.Eval())
+		res.Problems = len(ru.evalProblems())
 	}
 	return res, nil
 }

@@ -1,0 +1,198 @@
+package recipes
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/checkpoints"
+	"github.com/mlxtrain/mlxtrain/data"
+)
+
+func TestLossScalerOverflowSkipsAndHalves(t *testing.T) {
+	s := NewLossScaler()
+	require.Equal(t, float64(DefaultLossScale), s.Scale)
+	s.GoodSteps = 5
+	g := autodiff.FromFloat32([]float32{1, float32(math.Inf(1)), 2}, 3)
+	assert.False(t, s.Unscale([]*autodiff.Tensor{nil, g}), "an Inf is an overflow")
+	assert.False(t, s.Update(false), "the step is skipped")
+	assert.Equal(t, float64(DefaultLossScale/2), s.Scale)
+	assert.Equal(t, 0, s.GoodSteps)
+	g = autodiff.FromFloat64([]float64{math.NaN()}, 1)
+	assert.False(t, s.Unscale([]*autodiff.Tensor{g}), "so is a NaN")
+	for range 100 {
+		s.Update(false)
+	}
+	assert.Equal(t, MinLossScale, s.Scale, "the scale has a floor")
+}
+
+func TestLossScalerGrowsAfterAnIntervalOfGoodSteps(t *testing.T) {
+	s := &LossScaler{Scale: 8, GrowthInterval: 3}
+	for i := range 2 {
+		assert.True(t, s.Update(true))
+		assert.Equal(t, 8.0, s.Scale, "step %d", i)
+	}
+	assert.True(t, s.Update(true))
+	assert.Equal(t, 16.0, s.Scale)
+	assert.Equal(t, 0, s.GoodSteps)
+	s.Update(true)
+	s.Update(false) // an overflow resets the count
+	assert.Equal(t, 8.0, s.Scale)
+	s.Update(true)
+	s.Update(true)
+	assert.Equal(t, 8.0, s.Scale)
+	s = &LossScaler{Scale: MaxLossScale, GrowthInterval: 1}
+	s.Update(true)
+	assert.Equal(t, float64(MaxLossScale), s.Scale, "the scale has a ceiling")
+}
+
+func TestLossScalerUnscaleIsExact(t *testing.T) {
+	s := &LossScaler{Scale: 1024}
+	vals := []float32{3, -0.5, 1e-30, 6e4}
+	g := autodiff.FromFloat32(append([]float32(nil), vals...), 4)
+	assert.True(t, s.Unscale([]*autodiff.Tensor{g}))
+	for i, v := range vals {
+		assert.Equal(t, v/1024, g.Float32s()[i])
+	}
+	st := s.State()
+	var back LossScaler
+	back.SetState(st)
+	assert.Equal(t, s.Scale, back.Scale)
+}
+
+// trainLosses returns the reported training losses of a run.
+func trainLosses(t *testing.T, dir string) []float64 {
+	var out []float64
+	for _, m := range readMetrics(t, dir) {
+		if m.TrainLoss != nil {
+			out = append(out, *m.TrainLoss)
+		}
+	}
+	return out
+}
+
+// TestFitHalfPrecisionTracksF32: 20 steps of the tiny addition run in bf16, f16
+// and auto stay within 0.5% of the float32 run's loss at every report (mean of 5
+// steps), and grad_checkpoint changes nothing but memory.
+func TestFitHalfPrecisionTracksF32(t *testing.T) {
+	run := func(sets ...string) []float64 {
+		dir := t.TempDir()
+		_, err := Fit(tinyRecipe(t, 20, append([]string{"optimizer.learning_rate=3e-3"}, sets...)...), FitOptions{Out: dir})
+		require.NoError(t, err, sets)
+		return trainLosses(t, dir)
+	}
+	ref := run()
+	require.Len(t, ref, 4)
+	assert.Less(t, ref[3], ref[0], "the loss falls")
+	for _, p := range []string{"bf16", "f16", "auto"} {
+		got := run("train.precision=" + p)
+		t.Logf("%s: %.5f (f32 %.5f)", p, got, ref)
+		require.Len(t, got, len(ref))
+		for i := range ref {
+			assert.InEpsilon(t, ref[i], got[i], 0.005, "%s, report %d: %v against %v", p, i, got, ref)
+		}
+	}
+	assert.InDeltaSlice(t, ref, run("train.grad_checkpoint=true"), 1e-4)
+	assert.InDeltaSlice(t, run("train.precision=bf16"), run("train.precision=bf16", "train.grad_checkpoint=true"), 1e-4)
+}
+
+// TestResumeIsBitExactWithPrecisionAndDropout: N steps + resume + N steps is
+// 2N steps byte for byte, in f16 with its loss scaler (saved in
+// trainer_state.json) and with dropout under gradient checkpointing.
+func TestResumeIsBitExactWithPrecisionAndDropout(t *testing.T) {
+	const n = 4
+	for _, sets := range [][]string{
+		{"train.precision=f16"},
+		{"model.dropout=0.1", "train.grad_checkpoint=true", "train.precision=bf16"},
+	} {
+		t.Run(strings.Join(sets, ","), func(t *testing.T) {
+			sets := append([]string{"train.save_every=" + itoa(n)}, sets...)
+			a := t.TempDir()
+			_, err := Fit(tinyRecipe(t, 2*n, sets...), FitOptions{Out: a})
+			require.NoError(t, err)
+			mid := filepath.Join(a, "checkpoints", checkpoints.DirName(n))
+			b := t.TempDir()
+			_, err = Fit(tinyRecipe(t, 2*n, sets...), FitOptions{Out: b, Resume: mid})
+			require.NoError(t, err)
+			for _, f := range []string{checkpoints.ModelFile, checkpoints.OptimizerFile} {
+				want, err := os.ReadFile(filepath.Join(a, "checkpoints", checkpoints.DirName(2*n), f))
+				require.NoError(t, err)
+				got, err := os.ReadFile(filepath.Join(b, "checkpoints", checkpoints.DirName(2*n), f))
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(want, got), "%s differs after resume", f)
+			}
+			st, err := checkpoints.LoadState(filepath.Join(mid, checkpoints.StateFile))
+			require.NoError(t, err)
+			if sets[1] == "train.precision=f16" {
+				require.NotNil(t, st.LossScale)
+				assert.Equal(t, float64(DefaultLossScale), st.LossScale.Scale)
+				assert.Equal(t, int64(n), st.LossScale.GoodSteps)
+			} else {
+				assert.Nil(t, st.LossScale)
+				assert.NotZero(t, st.RNG.Offset, "dropout drew masks")
+			}
+		})
+	}
+}
+
+func TestFitEpochs(t *testing.T) {
+	r := tinyRecipe(t, 1, "train.iters=0", "train.epochs=2", "data.task.examples=100", "train.max_seq_length=64")
+	res, err := Fit(r, FitOptions{NoSave: true})
+	require.NoError(t, err)
+	d, err := r.loadData()
+	require.NoError(t, err)
+	b, err := data.NewBatcher(d.train, r.BatchConfig(d.tok))
+	require.NoError(t, err)
+	rows := b.RowsPerEpoch()
+	require.Greater(t, rows, 16)
+	assert.Equal(t, (2*rows+15)/16, res.Step, "⌈epochs × rows / batch⌉ steps")
+}
+
+func TestFitEvalProblemsAndSample(t *testing.T) {
+	var log bytes.Buffer
+	r := tinyRecipe(t, 2, "eval.problems=7", "eval.sample_tokens=5", "eval.sample_prompt=12+", "train.steps_per_eval=2")
+	res, err := Fit(r, FitOptions{NoSave: true, Log: &log})
+	require.NoError(t, err)
+	assert.False(t, math.IsNaN(res.Accuracy))
+	assert.Contains(t, log.String(), "(7 held-out problems)")
+	assert.Regexp(t, `sample at step 2: "12\+[^"\n]+"`, log.String())
+}
+
+// TestFitReportsMoERouting: a tiny mixture-of-experts run writes each MoE
+// layer's expert load fractions and dropped pairs to metrics.jsonl and briefly
+// to the report line.
+func TestFitReportsMoERouting(t *testing.T) {
+	dir := t.TempDir()
+	var log bytes.Buffer
+	r := tinyRecipe(t, 5, `model.layer_pattern=["attention:moe", "attention:dense"]`, "model.moe.experts=4", "model.moe.top_k=2",
+		"model.moe.capacity_factor=1.0")
+	_, err := Fit(r, FitOptions{Out: dir, Log: &log})
+	require.NoError(t, err)
+	var seen bool
+	for _, m := range readMetrics(t, dir) {
+		if m.TrainLoss == nil {
+			continue
+		}
+		seen = true
+		require.Len(t, m.MoE, 1, "one MoE layer")
+		l := m.MoE[0]
+		assert.Equal(t, 0, l.Layer)
+		require.Len(t, l.Load, 4)
+		sum := 0.0
+		for _, f := range l.Load {
+			assert.GreaterOrEqual(t, f, 0.0)
+			sum += f
+		}
+		assert.InDelta(t, 1, sum+float64(l.Dropped)/float64(16*r.Train.MaxSeqLength*2), 1e-9, "processed + dropped = all pairs")
+		assert.Greater(t, l.Balance, 0.0)
+	}
+	assert.True(t, seen)
+	assert.Regexp(t, `moe L0 max \d+%/\d+ dropped`, log.String())
+}
