@@ -1,6 +1,7 @@
 package models
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -123,4 +124,24 @@ func TestRoundHalf(t *testing.T) {
 	x = autodiff.FromFloat32([]float32{1.0001, 4000}, 2)
 	r = RoundHalf(x, autodiff.Float16, true)
 	assert.Equal(t, []float32{1, 4000}, r.Float32s())
+}
+
+// TestRoundFloat16MatchesTheCast compares the fast rounding with the exact
+// conversion over a sweep of float32 bit patterns and the edges of float16.
+func TestRoundFloat16MatchesTheCast(t *testing.T) {
+	check := func(b uint32) {
+		x := math.Float32frombits(b)
+		want := autodiff.HalfToFloat32(autodiff.Float32ToHalf(x))
+		got := roundFloat16(x)
+		if math.Float32bits(want) != math.Float32bits(got) && !(want != want && got != got) {
+			t.Fatalf("%g (%#x): got %g, want %g", x, b, got, want)
+		}
+	}
+	for b := uint64(0); b < 1<<32; b += 4093 {
+		check(uint32(b))
+	}
+	for _, v := range []float32{65504, 65519.99, 65520, 65535, 0x1p-14, 0x1p-14 * (1 - 0x1p-12), 0x1p-24, 0x1p-25, 1 + 0x1p-11, 1 + 3*0x1p-11} {
+		check(math.Float32bits(v))
+		check(math.Float32bits(-v))
+	}
 }

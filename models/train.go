@@ -92,19 +92,17 @@ func (m *Model) halfFormat(c *layers.Ctx, seq int) autodiff.DType {
 	return autodiff.Float32
 }
 
-// maxAbs is the largest magnitude in a float32 tensor (NaN counts as infinite).
+// maxAbs is the largest magnitude in a float32 tensor; a NaN counts as larger
+// than any number (comparing the bits of |v| orders NaN above Inf).
 func maxAbs(x *autodiff.Tensor) float32 {
-	var best float32
+	var most uint32
 	for _, v := range x.Float32s() {
-		a := float32(math.Abs(float64(v)))
-		if !(a <= best) {
-			best = a
-			if math.IsNaN(float64(v)) {
-				return float32(math.Inf(1))
-			}
-		}
+		most = max(most, math.Float32bits(v)&0x7fffffff)
 	}
-	return best
+	if most > 0x7f800000 {
+		return float32(math.Inf(1))
+	}
+	return math.Float32frombits(most)
 }
 
 // RoundHalf rounds float32 x in place to the 16-bit format dt (round to nearest
@@ -145,9 +143,34 @@ func roundHalfKernel(v []float32, dt autodiff.DType) {
 			return
 		}
 		for i, x := range s {
-			s[i] = autodiff.HalfToFloat32(autodiff.Float32ToHalf(x))
+			s[i] = roundFloat16(x)
 		}
 	})
+}
+
+// roundFloat16 is x rounded to the nearest float16 value (ties to even), as a
+// float32. Over float16's normal range it rounds the float32 mantissa to 10
+// bits in place; below it, float16's subnormals are the multiples of 2⁻²⁴, the
+// spacing of float32 in [0.5, 1), so adding and subtracting 0.75 rounds to
+// them; overflow, Inf and NaN take the exact conversion.
+func roundFloat16(x float32) float32 {
+	b := math.Float32bits(x)
+	a := b & 0x7fffffff
+	switch {
+	case a >= 0x38800000 && a < 0x477ff000: // 2⁻¹⁴ ≤ |x| < 65520 (which rounds to Inf)
+		b += 0xfff + (b>>13)&1
+		return math.Float32frombits(b &^ 0x1fff)
+	case a < 0x38800000:
+		y := math.Float32bits(subnormalStep(math.Float32frombits(a)))
+		return math.Float32frombits(y | b&0x80000000)
+	}
+	return autodiff.HalfToFloat32(autodiff.Float32ToHalf(x))
+}
+
+// subnormalStep rounds 0 ≤ a < 2⁻¹⁴ to a multiple of 2⁻²⁴ in float32 arithmetic.
+func subnormalStep(a float32) float32 {
+	const shift = 0.75
+	return (a + shift) - shift
 }
 
 // stepCtx is what one training forward threads through the layers.

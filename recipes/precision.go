@@ -67,21 +67,18 @@ func (s *LossScaler) Unscale(grads []*autodiff.Tensor) bool {
 		}
 		switch g.DType() {
 		case autodiff.Float32:
-			f := float32(inv)
-			for i, v := range g.Float32s() {
+			f, xs := float32(inv), g.Float32s()
+			for i, v := range xs {
 				v *= f
-				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-					finite = false
-				}
-				g.Float32s()[i] = v
+				finite = finite && !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0)
+				xs[i] = v
 			}
 		case autodiff.Float64:
-			for i, v := range g.Float64s() {
+			xs := g.Float64s()
+			for i, v := range xs {
 				v *= inv
-				if math.IsNaN(v) || math.IsInf(v, 0) {
-					finite = false
-				}
-				g.Float64s()[i] = v
+				finite = finite && !math.IsNaN(v) && !math.IsInf(v, 0)
+				xs[i] = v
 			}
 		}
 	}
