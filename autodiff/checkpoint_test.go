@@ -1,6 +1,7 @@
 package autodiff
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -145,4 +146,23 @@ func TestCheckpointStored(t *testing.T) {
 		tp.Release()
 	}
 	assert.Panics(t, func() { CheckpointStored(Float32, checkpointBlock(w1, w2), xs) })
+}
+
+// A layer checkpointed with its input kept in bfloat16: the input was rounded to
+// bfloat16 first, so the recompute sees exactly what the forward saw.
+func ExampleCheckpointStored() {
+	w := FromFloat32([]float32{0.5, -1, 2, 0.25}, 2, 2)
+	tp := NewTape()
+	defer tp.Release()
+	x := Add(tp.Watch(FromFloat32([]float32{1, 2, 3, 4}, 2, 2)), Zeros(Float32, 2, 2))
+	y := CheckpointStored(BFloat16, func(tp *Tape, in []*Tensor) *Tensor {
+		ww := w
+		if tp != nil {
+			ww = tp.Watch(w)
+		}
+		return Tanh(MatMul(in[0], ww))
+	}, x)
+	tp.Backward(SumAll(y))
+	fmt.Println(x.Released(), tp.Grad(w).Shape())
+	// Output: true [2 2]
 }

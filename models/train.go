@@ -123,11 +123,12 @@ func RoundHalf(x *autodiff.Tensor, dt autodiff.DType, auto bool) *autodiff.Tenso
 	out := x.Detached()
 	return autodiff.Record(out, "round_half", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
-			dx := g.Clone()
+			// g is this node's alone and freed after it: round it in place and
+			// pass its storage on.
 			if !auto {
-				roundHalfKernel(dx.Float32s(), dt)
+				roundHalfKernel(g.Float32s(), dt)
 			}
-			return dx
+			return g.Detached()
 		})
 	}, x)
 }
