@@ -2,7 +2,9 @@ package models
 
 import (
 	"math"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,17 +18,26 @@ import (
 // trainGrads runs one training loss and backward of m and returns the loss, the
 // gradient of every parameter (by name) and the MoE statistics.
 func trainGrads(t *testing.T, m *Model, inputs, targets, mask *autodiff.Tensor, rng *autodiff.RNG) (float64, map[string][]float64, map[int]advanced.MoEStats) {
+	return scaledGrads(t, m, inputs, targets, mask, rng, 1)
+}
+
+// scaledGrads is trainGrads with the backward seeded by scale (loss scaling) and
+// the gradients divided by it.
+func scaledGrads(t *testing.T, m *Model, inputs, targets, mask *autodiff.Tensor, rng *autodiff.RNG, scale float64) (float64, map[string][]float64, map[int]advanced.MoEStats) {
 	t.Helper()
 	tp := autodiff.NewTape()
 	defer tp.Release()
 	loss := m.Loss(&layers.Ctx{Tape: tp, Train: true, RNG: rng}, inputs, targets, mask)
 	val := loss.Item()
-	tp.Backward(loss)
+	tp.BackwardWith(loss, autodiff.Full(loss.DType(), scale, loss.Shape()...))
 	grads := map[string][]float64{}
 	for _, p := range m.Params() {
 		g := tp.Grad(p.Value)
 		require.NotNil(t, g, p.Name)
 		grads[p.Name] = g.Float64Values()
+		for i := range grads[p.Name] {
+			grads[p.Name][i] /= scale
+		}
 	}
 	return val, grads, m.MoEStats()
 }
@@ -85,6 +96,7 @@ func TestGradCheckpointLowersPoolPeak(t *testing.T) {
 		loss := m.Loss(&layers.Ctx{Tape: tp, Train: true}, inputs, targets, nil) // warm the pool's free lists
 		tp.Backward(loss)
 		tp.Release()
+		settlePool()
 		metal.HostPool.ResetPeak()
 		base := metal.HostPool.Live()
 		loss = m.Loss(&layers.Ctx{Tape: tp, Train: true}, inputs, targets, nil)
@@ -99,6 +111,19 @@ func TestGradCheckpointLowersPoolPeak(t *testing.T) {
 		metal.HumanBytes(plain), metal.HumanBytes(ckpt), metal.HumanBytes(half))
 	assert.Less(t, float64(ckpt), 0.6*float64(plain))
 	assert.Less(t, half, ckpt)
+}
+
+// settlePool lets the GC collect buffers dropped without Release (by earlier
+// tests), so that none leaves the pool's count during a measurement.
+func settlePool() {
+	for range 20 {
+		before := metal.HostPool.Live()
+		runtime.GC()
+		time.Sleep(time.Millisecond) // the cleanups run on their own goroutine
+		if metal.HostPool.Live() == before {
+			return
+		}
+	}
 }
 
 // TestRoundHalf checks the rounding against the autodiff casts, its gradient
@@ -136,6 +161,9 @@ func TestRoundFloat16MatchesTheCast(t *testing.T) {
 		if math.Float32bits(want) != math.Float32bits(got) && !(want != want && got != got) {
 			t.Fatalf("%g (%#x): got %g, want %g", x, b, got, want)
 		}
+		if h, w := float16Bits(x), autodiff.Float32ToHalf(x); h != w {
+			t.Fatalf("%g (%#x): float16Bits %#x, want %#x", x, b, h, w)
+		}
 	}
 	for b := uint64(0); b < 1<<32; b += 4093 {
 		check(uint32(b))
@@ -143,5 +171,52 @@ func TestRoundFloat16MatchesTheCast(t *testing.T) {
 	for _, v := range []float32{65504, 65519.99, 65520, 65535, 0x1p-14, 0x1p-14 * (1 - 0x1p-12), 0x1p-24, 0x1p-25, 1 + 0x1p-11, 1 + 3*0x1p-11} {
 		check(math.Float32bits(v))
 		check(math.Float32bits(-v))
+	}
+}
+
+// TestHalfPrecisionGradients: a float32 GPT's gradients in bf16, f16 and auto
+// stay close to the float32 ones (relative to each gradient's norm: bfloat16
+// keeps 8 significant bits, float16 11), and the 16-bit formats keep less in
+// the pool over a step (the GELU MLP's hidden layer in 16 bits).
+func TestHalfPrecisionGradients(t *testing.T) {
+	cfg := GPT2Config(32, 64, 2, 4, 64)
+	m, err := New(cfg, autodiff.NewRNG(2))
+	require.NoError(t, err)
+	inputs := tokens(8, 64, 32, func(b, t int) int { return b + 3*t })
+	targets := tokens(8, 64, 32, func(b, t int) int { return b + 3*t + 1 })
+	step := func(p Precision, scale float64) (map[string][]float64, int64) {
+		m.Train = TrainOptions{Precision: p}
+		settlePool()
+		metal.HostPool.ResetPeak()
+		base := metal.HostPool.Live()
+		_, g, _ := scaledGrads(t, m, inputs, targets, nil, nil, scale)
+		return g, metal.HostPool.Peak() - base
+	}
+	ref, refPeak := step(PrecisionF32, 1)
+	for _, tc := range []struct {
+		p          Precision
+		scale, tol float64
+	}{
+		{PrecisionBF16, 1, 2e-2},
+		{PrecisionF16, 1, 1e-2},    // small gradients lose bits to float16's subnormals…
+		{PrecisionF16, 1024, 2e-3}, // …which loss scaling avoids
+		{PrecisionAuto, 1, 2e-3},
+	} {
+		got, peak := step(tc.p, tc.scale)
+		worst := 0.0
+		for name, want := range ref {
+			var diff, norm float64
+			for i, w := range want {
+				diff += (got[name][i] - w) * (got[name][i] - w)
+				norm += w * w
+			}
+			assert.LessOrEqual(t, math.Sqrt(diff), tc.tol*math.Sqrt(norm)+1e-8, "%s×%g %s", tc.p, tc.scale, name)
+			if norm > 1e-12 {
+				worst = math.Max(worst, math.Sqrt(diff/norm))
+			}
+		}
+		t.Logf("%s×%g: worst relative gradient error %.2g", tc.p, tc.scale, worst)
+		assert.Less(t, peak, refPeak, tc.p)
+		t.Logf("%s: pool peak %s (f32 %s)", tc.p, metal.HumanBytes(peak), metal.HumanBytes(refPeak))
 	}
 }

@@ -231,6 +231,25 @@ func (m DenseMLP) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autod
 	return y
 }
 
+// forwardResidualHalf is ForwardResidual keeping what backward reads of the
+// GELU MLP's wide hidden layer (the GELU's derivative, down_proj's input) in
+// the 16-bit format dt: half of the MLP's activation memory. It falls back to
+// ForwardResidual for other activations and LoRA, and in auto keeps a hidden
+// layer over AutoHalfMaxAbs in float32.
+func (m DenseMLP) forwardResidualHalf(c *layers.Ctx, x, res *autodiff.Tensor, dt autodiff.DType, auto bool) *autodiff.Tensor {
+	if m.Act != layers.ActGELU || m.Up.LoRA != nil || m.Down.LoRA != nil || c == nil || c.Tape == nil {
+		return m.ForwardResidual(c, x, res)
+	}
+	h := linearGELU(x, c.Param(m.Up.Weight), c.Param(m.Up.Bias), dt) // |gelu'| < 1.13: always fits
+	store := dt
+	if auto && maxAbs(h) > AutoHalfMaxAbs {
+		store = autodiff.Float32
+	}
+	// linear_gelu's backward does not read h, and nothing else does: down_proj
+	// keeps its 16-bit copy and gives h's storage back.
+	return linearResidualStored(h, c.Param(m.Down.Weight), c.Param(m.Down.Bias), res, store)
+}
+
 // hidden is the MLP up to down_proj's input.
 func (m DenseMLP) hidden(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 	if m.Act == layers.ActGELU && m.Up.LoRA == nil {

@@ -50,8 +50,10 @@ type TrainOptions struct {
 	// the embedding output, each norm's output (the mixer's and feed-forward's
 	// inputs), the residual stream after every mixer and feed-forward, and the
 	// final norm; their gradients are rounded to the same format in backward
-	// (bf16, f16). The layers' own internals (attention, the MLP's hidden
-	// activations, the scan) compute and keep float32.
+	// (bf16, f16). The GELU MLP keeps what its backward reads of its wide
+	// hidden layer (the GELU's derivative, down_proj's input) in 16 bits, and
+	// checkpointed layers keep their inputs in 16 bits; the rest (attention,
+	// SwiGLU, experts, the scan) computes and keeps float32.
 	Precision Precision
 	// Dropout is the residual dropout probability (GPT-2's embd_pdrop and
 	// resid_pdrop): in training, the embedding output and each mixer's and
@@ -240,6 +242,8 @@ func (m *Model) layer(c *layers.Ctx, s stepCtx, i int, x *autodiff.Tensor, lc *L
 			acc.aux = append(acc.aux, aux)
 		}
 		acc.stats[i] = st
+	} else if mlp, ok := l.FeedForward.(DenseMLP); ok && s.drop == 0 && s.half != autodiff.Float32 {
+		out = mlp.forwardResidualHalf(c, n, h, s.half, s.auto)
 	} else if rf, ok := l.FeedForward.(residualFeedForward); ok && s.drop == 0 {
 		out = rf.ForwardResidual(c, n, h)
 	} else {
