@@ -151,15 +151,19 @@ func TestRoundHalf(t *testing.T) {
 	assert.Equal(t, []float32{1, 4000}, r.Float32s())
 }
 
-// TestRoundFloat16MatchesTheCast compares the fast rounding with the exact
-// conversion over a sweep of float32 bit patterns and the edges of float16.
-func TestRoundFloat16MatchesTheCast(t *testing.T) {
+// TestRoundingMatchesTheCasts compares the fast roundings with the exact
+// conversions over a sweep of float32 bit patterns and the edges of float16.
+func TestRoundingMatchesTheCasts(t *testing.T) {
 	check := func(b uint32) {
 		x := math.Float32frombits(b)
 		want := autodiff.HalfToFloat32(autodiff.Float32ToHalf(x))
 		got := roundFloat16(x)
 		if math.Float32bits(want) != math.Float32bits(got) && !(want != want && got != got) {
 			t.Fatalf("%g (%#x): got %g, want %g", x, b, got, want)
+		}
+		wantB := autodiff.BFloat16ToFloat32(autodiff.Float32ToBFloat16(x))
+		if gotB := roundBFloat16(x); math.Float32bits(wantB) != math.Float32bits(gotB) && !(wantB != wantB && gotB != gotB) {
+			t.Fatalf("%g (%#x): roundBFloat16 %g, want %g", x, b, gotB, wantB)
 		}
 		if h, w := float16Bits(x), autodiff.Float32ToHalf(x); h != w {
 			t.Fatalf("%g (%#x): float16Bits %#x, want %#x", x, b, h, w)

@@ -141,7 +141,7 @@ func roundHalfKernel(v []float32, dt autodiff.DType) {
 		s := v[lo:hi]
 		if dt == autodiff.BFloat16 {
 			for i, x := range s {
-				s[i] = autodiff.BFloat16ToFloat32(autodiff.Float32ToBFloat16(x))
+				s[i] = roundBFloat16(x)
 			}
 			return
 		}
@@ -149,6 +149,18 @@ func roundHalfKernel(v []float32, dt autodiff.DType) {
 			s[i] = roundFloat16(x)
 		}
 	})
+}
+
+// roundBFloat16 is x rounded to the nearest bfloat16 value (ties to even), as
+// a float32: the mantissa rounded to 7 bits in place (overflow carries into
+// Inf, as it should); Inf and NaN are kept.
+func roundBFloat16(x float32) float32 {
+	b := math.Float32bits(x)
+	if b&0x7fffffff < 0x7f800000 {
+		b += 0x7fff + (b>>16)&1
+		b &^= 0xffff
+	}
+	return math.Float32frombits(b)
 }
 
 // roundFloat16 is x rounded to the nearest float16 value (ties to even), as a
