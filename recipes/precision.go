@@ -37,8 +37,11 @@ const (
 
 // NewLossScaler returns a scaler at the default scale and growth interval.
 func NewLossScaler() *LossScaler {
-	return &LossScaler{Scale: DefaultLossScale, GrowthInterval: DefaultGrowthInterval}
+	return &LossScaler{Scale: initialLossScale, GrowthInterval: DefaultGrowthInterval}
 }
+
+// initialLossScale is DefaultLossScale; tests raise it to force overflows.
+var initialLossScale float64 = DefaultLossScale
 
 // Update records whether a step's gradients were all finite and reports
 // whether the step is to be applied (false: skip it; the scale was halved).

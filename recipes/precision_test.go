@@ -196,3 +196,59 @@ func TestFitReportsMoERouting(t *testing.T) {
 	assert.True(t, seen)
 	assert.Regexp(t, `moe L0 max \d+%/\d+ dropped`, log.String())
 }
+
+// TestFitF16OverflowSkipsStepsAndResumesExactly starts the loss scale at the
+// ceiling, where the float16 gradients overflow: the first steps are skipped
+// with the scale halving each time, the scale in the middle checkpoint is no
+// longer the initial one, and resuming from it is still bit-exact.
+func TestFitF16OverflowSkipsStepsAndResumesExactly(t *testing.T) {
+	defer func(v float64) { initialLossScale = v }(initialLossScale)
+	initialLossScale = MaxLossScale
+	const n = 4
+	sets := []string{"train.precision=f16", "train.save_every=" + itoa(n), "train.steps_per_report=1"}
+	a := t.TempDir()
+	var log bytes.Buffer
+	_, err := Fit(tinyRecipe(t, 2*n, sets...), FitOptions{Out: a, Log: &log})
+	require.NoError(t, err)
+	var scales []float64
+	skipped := 0
+	for _, m := range readMetrics(t, a) {
+		if m.TrainLoss != nil {
+			scales = append(scales, m.LossScale)
+			skipped = m.Skipped
+		}
+	}
+	t.Logf("loss scale per step: %v; %d skipped", scales, skipped)
+	require.Len(t, scales, 2*n)
+	assert.Less(t, scales[0], float64(MaxLossScale), "the first step overflowed and halved the scale")
+	assert.Greater(t, skipped, 0)
+	assert.Contains(t, log.String(), "skipped")
+	mid := filepath.Join(a, "checkpoints", checkpoints.DirName(n))
+	st, err := checkpoints.LoadState(filepath.Join(mid, checkpoints.StateFile))
+	require.NoError(t, err)
+	require.NotNil(t, st.LossScale)
+	assert.Equal(t, scales[n-1], st.LossScale.Scale)
+	b := t.TempDir()
+	_, err = Fit(tinyRecipe(t, 2*n, sets...), FitOptions{Out: b, Resume: mid})
+	require.NoError(t, err)
+	for _, f := range []string{checkpoints.ModelFile, checkpoints.OptimizerFile, checkpoints.StateFile} {
+		want, err := os.ReadFile(filepath.Join(a, "checkpoints", checkpoints.DirName(2*n), f))
+		require.NoError(t, err)
+		got, err := os.ReadFile(filepath.Join(b, "checkpoints", checkpoints.DirName(2*n), f))
+		require.NoError(t, err)
+		if f == checkpoints.StateFile {
+			ws, gs := string(want), string(got)
+			assert.Equal(t, stateScale(t, ws), stateScale(t, gs), "the scaler continues where it was")
+			continue
+		}
+		assert.True(t, bytes.Equal(want, got), "%s differs after resume", f)
+	}
+}
+
+// stateScale extracts the loss_scale object of a trainer_state.json text.
+func stateScale(t *testing.T, text string) string {
+	i := strings.Index(text, `"loss_scale"`)
+	require.GreaterOrEqual(t, i, 0)
+	j := strings.Index(text[i:], "}")
+	return text[i : i+j]
+}
