@@ -78,24 +78,24 @@ func (e *LossError) Error() string {
 
 // run is one fit in progress.
 type run struct {
-	r       *Recipe
-	opt     FitOptions
-	out     string
-	d       *runData
-	model   *models.Model
-	params  []autodiff.Param
-	optim   *optim.Optimizer
-	batch   *data.Batcher
-	dropRN  *autodiff.RNG
-	step    int
-	tokens  int64
-	best    *float64
-	bestAt  int64
-	last    string // last checkpoint directory
-	hist    []metricLine
-	log     io.Writer
-	scaler  *LossScaler // f16 loss scaling; nil otherwise
-	skipped int         // steps skipped for a gradient overflow in f16
+	r      *Recipe
+	opt    FitOptions
+	out    string
+	d      *runData
+	model  *models.Model
+	params []autodiff.Param
+	optim  *optim.Optimizer
+	batch  *data.Batcher
+	dropRN *autodiff.RNG
+	step   int
+	tokens int64
+	best   *float64
+	bestAt int64
+	last   string // last checkpoint directory
+	hist   []metricLine
+	log    io.Writer
+	scaler *LossScaler // f16 loss scaling; nil otherwise
+	skips  int         // steps skipped for a gradient overflow in f16
 }
 
 // Fit trains the recipe's model on its data: the effective recipe is validated,
@@ -192,8 +192,8 @@ func (ru *run) loop() (*FitResult, error) {
 				PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak(), MoE: ru.moeMetrics()}
 			extra := moeSummary(m.MoE)
 			if ru.scaler != nil {
-				m.LossScale, m.Skipped = ru.scaler.Scale, ru.skipped
-				extra += fmt.Sprintf("; loss scale %g, %d skipped", ru.scaler.Scale, ru.skipped)
+				m.LossScale, m.Skipped = ru.scaler.Scale, ru.skips
+				extra += fmt.Sprintf("; loss scale %g, %d skipped", ru.scaler.Scale, ru.skips)
 			}
 			ru.record(m)
 			fmt.Fprintf(ru.log, "step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s, peak %s (pool %s)%s\n", ru.step, r.Train.Iters,

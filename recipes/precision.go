@@ -152,7 +152,7 @@ func (ru *run) unscale(grads []*autodiff.Tensor) bool {
 	}
 	apply := ru.scaler.Update(ru.scaler.Unscale(grads))
 	if !apply {
-		ru.skipped++
+		ru.skips++
 	}
 	return apply
 }
