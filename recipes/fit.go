@@ -243,12 +243,20 @@ func (ru *run) stopped() bool {
 // trainStep runs one optimizer step over accum micro-batches and returns the mean
 // loss and the tokens consumed.
 func (ru *run) trainStep(accum int) (float64, int64) {
-	tp := autodiff.NewTape()
-	defer tp.Release()
-	c := &layers.Ctx{Tape: tp, Train: true, RNG: ru.dropRN}
 	var total float64
 	var ntok int64
+	// Each micro-batch has its own tape, so its activations are gone before the
+	// next one runs; the earlier ones' gradients are summed in sum.
+	var sum gradSum
+	defer sum.release()
+	var tp *autodiff.Tape
 	for range accum {
+		if tp != nil {
+			sum.add(optim.Grads(tp, ru.params))
+			tp.Release()
+		}
+		tp = autodiff.NewTape()
+		c := &layers.Ctx{Tape: tp, Train: true, RNG: ru.dropRN}
 		b := ru.batch.Next()
 		inputs := autodiff.FromInt32(b.Inputs, b.Size, b.SeqLen)
 		targets := autodiff.FromInt32(b.Targets, b.Size, b.SeqLen)
@@ -264,10 +272,11 @@ func (ru *run) trainStep(accum int) (float64, int64) {
 		mask.Release()
 		ntok += int64(b.Size * b.SeqLen)
 	}
+	defer tp.Release()
 	if math.IsNaN(total) || math.IsInf(total, 0) {
 		return total, ntok
 	}
-	grads := optim.Grads(tp, ru.params)
+	grads := sum.addTo(optim.Grads(tp, ru.params))
 	if !ru.unscale(grads) {
 		return total, ntok // f16 overflow: the step is skipped, the scale halved
 	}

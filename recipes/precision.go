@@ -244,3 +244,63 @@ func (ru *run) sample() {
 	}
 	fmt.Fprintf(ru.log, "sample at step %d: %q\n", ru.step, e.SamplePrompt+ru.d.tok.Decode(out))
 }
+
+// gradSum holds the gradients of a step's earlier micro-batches, summed in
+// order (as one tape accumulating them would, bit for bit).
+type gradSum []*autodiff.Tensor
+
+// add adds grads (owned by their tape) to the sum.
+func (s *gradSum) add(grads []*autodiff.Tensor) {
+	if *s == nil {
+		*s = make(gradSum, len(grads))
+	}
+	for i, g := range grads {
+		switch {
+		case g == nil:
+		case (*s)[i] == nil:
+			(*s)[i] = g.Clone()
+		default:
+			addInto((*s)[i], g)
+		}
+	}
+}
+
+// addTo adds the sum to the last micro-batch's grads in place (IEEE addition
+// commutes, so this is the same as adding them to the sum) and returns them;
+// a parameter the last micro-batch did not reach gets the sum's tensor, which
+// s keeps owning.
+func (s gradSum) addTo(grads []*autodiff.Tensor) []*autodiff.Tensor {
+	for i, t := range s {
+		switch {
+		case t == nil:
+		case grads[i] == nil:
+			grads[i] = t
+		default:
+			addInto(grads[i], t)
+		}
+	}
+	return grads
+}
+
+func (s gradSum) release() {
+	for _, t := range s {
+		if t != nil {
+			t.Release()
+		}
+	}
+}
+
+// addInto sets dst += src elementwise.
+func addInto(dst, src *autodiff.Tensor) {
+	if dst.DType() == autodiff.Float32 {
+		d, v := dst.Float32s(), src.Float32s()
+		for i := range d {
+			d[i] += v[i]
+		}
+		return
+	}
+	d, v := dst.Float64s(), src.Float64s()
+	for i := range d {
+		d[i] += v[i]
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/checkpoints"
 	"github.com/mlxtrain/mlxtrain/data"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 func TestLossScalerOverflowSkipsAndHalves(t *testing.T) {
@@ -251,4 +253,43 @@ func stateScale(t *testing.T, text string) string {
 	require.GreaterOrEqual(t, i, 0)
 	j := strings.Index(text[i:], "}")
 	return text[i : i+j]
+}
+
+func TestGradSumAddsInOrder(t *testing.T) {
+	vals := [][]float32{{0.1, 1e8, -3}, {0.2, 1, 3}, {0.3, -1e8, 1e-8}}
+	want := make([]float32, 3)
+	for _, v := range vals {
+		for i := range want {
+			want[i] += v[i] // one tape accumulating: ((g1 + g2) + g3)
+		}
+	}
+	var sum gradSum
+	defer sum.release()
+	for _, v := range vals[:2] {
+		sum.add([]*autodiff.Tensor{autodiff.FromFloat32(append([]float32(nil), v...), 3), nil})
+	}
+	only := autodiff.FromFloat32([]float32{7}, 1)
+	sum.add([]*autodiff.Tensor{nil, only})
+	got := sum.addTo([]*autodiff.Tensor{autodiff.FromFloat32(append([]float32(nil), vals[2]...), 3), nil})
+	assert.Equal(t, want, got[0].Float32s())
+	assert.Equal(t, []float32{7}, got[1].Float32s(), "a gradient only an earlier micro-batch had")
+}
+
+// TestGradAccumulationFreesEachMicroBatch: two micro-batches of 8 rows keep
+// clearly less in the tensor pool than one of 16 (the activations of one
+// micro-batch are gone before the next runs).
+func TestGradAccumulationFreesEachMicroBatch(t *testing.T) {
+	peak := func(sets ...string) int64 {
+		r := tinyRecipe(t, 2, append([]string{"model.d_model=64", "train.max_seq_length=64"}, sets...)...)
+		runtime.GC() // buffers dropped by earlier tests leave the count now, not during the run
+		metal.HostPool.ResetPeak()
+		base := metal.HostPool.Live()
+		_, err := Fit(r, FitOptions{NoSave: true})
+		require.NoError(t, err)
+		return metal.HostPool.Peak() - base
+	}
+	one := peak("train.batch_size=16")
+	two := peak("train.batch_size=8", "train.grad_accumulation_steps=2")
+	t.Logf("pool peak: batch 16 %s, 2 × 8 %s", metal.HumanBytes(one), metal.HumanBytes(two))
+	assert.Less(t, float64(two), 0.8*float64(one))
 }
