@@ -232,11 +232,23 @@ func ropeRows(x *autodiff.Tensor, opt RoPEOptions, offs []int) *autodiff.Tensor 
 func (b *Block) attendPacked(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 	bs, t := x.Dim(0), x.Dim(1)
 	qkv := projectQKV(x, c.Param(b.Q.Weight), c.Param(b.K.Weight), c.Param(b.V.Weight), c.Param(b.Q.Bias), c.Param(b.K.Bias), c.Param(b.V.Bias))
+	// Without a tape nothing keeps the intermediates: give them back now
+	// (prefill, and the forward run of a checkpointed layer).
+	untracked := qkv.Tape() == nil
 	if b.RoPE != nil {
-		qkv = ropePacked(qkv, b.Heads+b.KVHeads, b.HeadDim, *b.RoPE)
+		r := ropePacked(qkv, b.Heads+b.KVHeads, b.HeadDim, *b.RoPE)
+		if untracked {
+			qkv.Release()
+		}
+		qkv = r
 	}
 	o := packedAttention(qkv, b.Heads, b.KVHeads, b.HeadDim, Options{Causal: b.Causal, Window: b.Window})
-	return autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim)
+	y := autodiff.Reshape(o, bs, t, b.Heads*b.HeadDim)
+	if untracked {
+		qkv.Release()
+		o.Release() // y shares its storage
+	}
+	return y
 }
 
 // tiledMinRows is the query count from which the block runs the float32 tiled

@@ -21,6 +21,30 @@ func (t *Tensor) Detached() *Tensor {
 // backward re-runs fn and back-propagates through it. Peak activation memory
 // drops from everything fn makes to what one recompute makes.
 func Checkpoint(fn func(tp *Tape, in []*Tensor) *Tensor, inputs ...*Tensor) *Tensor {
+	return checkpoint(Float32, fn, inputs)
+}
+
+// CheckpointStored is Checkpoint keeping its inputs for the recompute in the
+// 16-bit storage dtype store (Float16 or BFloat16) instead of their own: each
+// input is rounded to store (exactly, when its values are representable, which
+// the caller ensures for an exact recompute), and the storage of each input
+// that is an op output on the tape is released at once, so the caller must
+// not read those inputs after the call (the tape still routes their gradients),
+// and the ops that produced them must not read their outputs in backward (Add
+// does not; Exp does).
+// Watched parameters and untracked inputs are left alone. With the residual
+// stream rounded to half at each block's output, this halves the memory that
+// checkpointing keeps.
+func CheckpointStored(store DType, fn func(tp *Tape, in []*Tensor) *Tensor, inputs ...*Tensor) *Tensor {
+	if store != Float16 && store != BFloat16 {
+		panic("autodiff: CheckpointStored: store must be float16 or bfloat16, not " + store.String())
+	}
+	return checkpoint(store, fn, inputs)
+}
+
+// checkpoint is Checkpoint, with the float32 inputs kept in store when it is a
+// 16-bit dtype.
+func checkpoint(store DType, fn func(tp *Tape, in []*Tensor) *Tensor, inputs []*Tensor) *Tensor {
 	var outer *Tape
 	for _, in := range inputs {
 		if in.tape != nil && !in.tape.inBack {
@@ -44,13 +68,34 @@ func Checkpoint(fn func(tp *Tape, in []*Tensor) *Tensor, inputs ...*Tensor) *Ten
 	if outer == nil {
 		return res
 	}
-	return record(res, "checkpoint", func(g *Tensor) {
+	var stored []*Tensor // the inputs in store, when set
+	if store == Float16 || store == BFloat16 {
+		stored = make([]*Tensor, len(inputs))
+		for i, in := range inputs {
+			if in.tape != outer || outer.nodes[in.id].leaf || in.dtype != Float32 {
+				continue
+			}
+			h := Empty(store, in.shape...)
+			castInto(h, in)
+			outer.Own(h)
+			stored[i] = h
+		}
+	}
+	out = record(res, "checkpoint", func(g *Tensor) {
 		inner := NewTape()
 		defer inner.Release()
 		w := make([]*Tensor, len(inputs))
 		for i, in := range inputs {
-			w[i] = inner.Watch(in.Detached())
+			var src *Tensor
+			if stored != nil && stored[i] != nil {
+				src = Empty(in.dtype, in.shape...)
+				castInto(src, stored[i])
+			} else {
+				src = in.Detached()
+			}
+			w[i] = inner.Watch(src)
 			defer w[i].Release()
+			defer src.Release()
 		}
 		y := fn(inner, w)
 		if y.tape != inner {
@@ -72,6 +117,13 @@ func Checkpoint(fn func(tp *Tape, in []*Tensor) *Tensor, inputs ...*Tensor) *Ten
 			}
 		}
 	}, inputs...)
+	for i, in := range inputs {
+		if stored != nil && stored[i] != nil {
+			in.buf.Release() // the tape keeps the tensor (shape, gradient slot), not its data
+			in.buf = nil
+		}
+	}
+	return out
 }
 
 func isCheckpointInput(alias *Tensor, w []*Tensor) bool {

@@ -1,6 +1,7 @@
 package autodiff
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -108,4 +109,60 @@ func TestCheckpointGradCheck(t *testing.T) {
 		}, in...)
 	}, x, w1, w2)
 	assert.NoError(t, err)
+}
+
+// TestCheckpointStored: with an input exactly representable in the storage
+// dtype, a stored checkpoint gives the plain one's gradients, and the input's
+// own float32 storage is given back at once.
+func TestCheckpointStored(t *testing.T) {
+	metal.SetPoison(true)
+	defer metal.SetPoison(false)
+	rng := rand.New(rand.NewPCG(5, 6))
+	xs := Cast(Cast(Cast(randTensor(rng, -1, 1, 5, 4), Float32), BFloat16), Float32) // on the bfloat16 (and float16) grid
+	w1 := Cast(randTensor(rng, -1, 1, 4, 6), Float32)
+	w2 := Cast(randTensor(rng, -1, 1, 6, 3), Float32)
+	var want [][]float32
+	for _, store := range []DType{Float32, BFloat16, Float16} {
+		tp := NewTape()
+		in := Add(tp.Watch(xs), Zeros(Float32, 5, 4)) // an op output whose backward does not read it
+		var y *Tensor
+		if store == Float32 {
+			y = Checkpoint(checkpointBlock(w1, w2), in)
+		} else {
+			y = CheckpointStored(store, checkpointBlock(w1, w2), in)
+			assert.True(t, in.Released(), "the float32 input is given back")
+		}
+		tp.Backward(SumAll(y))
+		var got [][]float32
+		for _, p := range []*Tensor{xs, w1, w2} {
+			require.NotNil(t, tp.Grad(p))
+			got = append(got, append([]float32(nil), tp.Grad(p).Float32s()...))
+		}
+		if want == nil {
+			want = got
+		} else {
+			assert.Equal(t, want, got, store.String())
+		}
+		tp.Release()
+	}
+	assert.Panics(t, func() { CheckpointStored(Float32, checkpointBlock(w1, w2), xs) })
+}
+
+// A layer checkpointed with its input kept in bfloat16: the input was rounded to
+// bfloat16 first, so the recompute sees exactly what the forward saw.
+func ExampleCheckpointStored() {
+	w := FromFloat32([]float32{0.5, -1, 2, 0.25}, 2, 2)
+	tp := NewTape()
+	defer tp.Release()
+	x := Add(tp.Watch(FromFloat32([]float32{1, 2, 3, 4}, 2, 2)), Zeros(Float32, 2, 2))
+	y := CheckpointStored(BFloat16, func(tp *Tape, in []*Tensor) *Tensor {
+		ww := w
+		if tp != nil {
+			ww = tp.Watch(w)
+		}
+		return Tanh(MatMul(in[0], ww))
+	}, x)
+	tp.Backward(SumAll(y))
+	fmt.Println(x.Released(), tp.Grad(w).Shape())
+	// Output: true [2 2]
 }

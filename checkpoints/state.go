@@ -48,6 +48,16 @@ type TrainerState struct {
 	// Files lists the other files of a checkpoint directory with their sizes in
 	// bytes. [SaveDir] fills it and [LoadDir] checks it.
 	Files map[string]int64
+	// LossScale is the dynamic loss scaler's state in float16 training; nil
+	// otherwise.
+	LossScale *LossScaleState
+}
+
+// LossScaleState is a dynamic loss scaler's whole state: the current scale and
+// the finite steps counted towards its next growth.
+type LossScaleState struct {
+	Scale     float64 `json:"scale"`
+	GoodSteps int64   `json:"good_steps"`
 }
 
 // RNGState is a counter-based generator's whole state: the seed and how many
@@ -72,6 +82,7 @@ type stateJSON struct {
 	BestValLoss   *number           `json:"best_val_loss,omitempty"`
 	BestStep      int64             `json:"best_step,omitempty"`
 	Files         map[string]int64  `json:"files,omitempty"`
+	LossScale     *LossScaleState   `json:"loss_scale,omitempty"`
 }
 
 // number is a float64 that survives JSON whatever its value: finite values are
@@ -144,6 +155,7 @@ func (s TrainerState) MarshalJSON() ([]byte, error) {
 		BestValLoss:   numberPtr(s.BestValLoss),
 		BestStep:      s.BestStep,
 		Files:         s.Files,
+		LossScale:     s.LossScale,
 	}
 	if len(s.DataPosition) > 0 && !json.Valid(s.DataPosition) {
 		return nil, fmt.Errorf("data_position %s is not valid JSON", clip(s.DataPosition))
@@ -193,6 +205,9 @@ func (s *TrainerState) UnmarshalJSON(b []byte) error {
 	if j.Step < 0 || j.OptimizerStep < 0 || j.ScheduleStep < 0 || j.TokensSeen < 0 || j.BestStep < 0 {
 		return errors.New("negative step or token count")
 	}
+	if ls := j.LossScale; ls != nil && (!(ls.Scale > 0) || math.IsInf(ls.Scale, 0) || ls.GoodSteps < 0) {
+		return fmt.Errorf("loss_scale: scale %g and good_steps %d: want a finite positive scale and a count ≥ 0", ls.Scale, ls.GoodSteps)
+	}
 	for name, size := range j.Files {
 		if size < 0 {
 			return fmt.Errorf("files: %q has negative size %d", name, size)
@@ -217,6 +232,7 @@ func (s *TrainerState) UnmarshalJSON(b []byte) error {
 		BestValLoss:   floatPtr(j.BestValLoss),
 		BestStep:      j.BestStep,
 		Files:         j.Files,
+		LossScale:     j.LossScale,
 	}
 	if len(j.Metrics) > 0 {
 		s.Metrics = make(map[string]float64, len(j.Metrics))

@@ -31,6 +31,7 @@ func fullState() TrainerState {
 		BestValLoss: ptr(0.25),
 		BestStep:    1000,
 		Files:       map[string]int64{ModelFile: 123},
+		LossScale:   &LossScaleState{Scale: 0x1p-3 * 3, GoodSteps: 17},
 	}
 }
 
@@ -86,6 +87,8 @@ func TestStateRejects(t *testing.T) {
 		{"metric as string", `{"format_version":1,"metrics":{"a":"1.5"}}`, "is not a number"},
 		{"metric null", `{"format_version":1,"metrics":{"a":null}}`, "is not a number"},
 		{"seed negative", `{"format_version":1,"rng":{"seed":-1}}`, "seed"},
+		{"zero loss scale", `{"format_version":1,"loss_scale":{"scale":0,"good_steps":1}}`, "loss_scale"},
+		{"negative good steps", `{"format_version":1,"loss_scale":{"scale":2,"good_steps":-1}}`, "loss_scale"},
 		{"not json", `{"format_version":1,`, "unexpected end of JSON input"},
 		{"array", `[1]`, "invalid JSON"},
 	} {

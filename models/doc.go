@@ -26,6 +26,11 @@
 // none), biases, a tied or separate head: [GPT2Config] and [LlamaConfig] are the
 // two ends.
 //
+// [Model.Train] ([TrainOptions]) changes how a training forward runs: each
+// layer recomputed during backward (GradCheckpoint), activations rounded to
+// bfloat16 or float16 at the layer boundaries (Precision, with "auto" the
+// seed's safe-float16 rule), residual dropout.
+//
 // # Parameter names
 //
 // Names follow Hugging Face's llama (LlamaForCausalLM) wherever the part exists,

@@ -345,3 +345,32 @@ func ExampleCache_Mark() {
 	// 6 false
 	// 3
 }
+
+// Train with each layer recomputed during backward and bfloat16 activations:
+// the loss and gradients stay those of a float32 step to within bfloat16's
+// rounding, while the tape keeps only the layer inputs.
+func ExampleTrainOptions() {
+	m, err := models.New(models.GPT2Config(16, 32, 2, 4, 32), autodiff.NewRNG(1))
+	if err != nil {
+		panic(err)
+	}
+	ids := make([]int32, 4*17)
+	for i := range ids {
+		ids[i] = int32(i % 16)
+	}
+	seq := autodiff.FromInt32(ids, 4, 17)
+	inputs, targets := autodiff.Slice(seq, 1, 0, 16), autodiff.Slice(seq, 1, 1, 17)
+	loss := func(o models.TrainOptions) float64 {
+		m.Train = o
+		tp := autodiff.NewTape()
+		defer tp.Release()
+		l := m.Loss(&layers.Ctx{Tape: tp, Train: true}, inputs, targets, nil)
+		tp.Backward(l)
+		return l.Item()
+	}
+	plain := loss(models.TrainOptions{})
+	ckpt := loss(models.TrainOptions{GradCheckpoint: true, Precision: models.PrecisionBF16})
+	fmt.Printf("same loss to 1%%: %v\n", math.Abs(ckpt-plain) < 0.01*plain)
+	// Output:
+	// same loss to 1%: true
+}

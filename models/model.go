@@ -20,6 +20,9 @@ type Model struct {
 	Layers    []*Layer          // model.layers.{i}
 	Norm      Norm              // model.norm
 	Head      *layers.Linear    // lm_head; nil when tied to Embed
+	// Train sets checkpointing, activation precision and dropout for training
+	// forwards (see TrainOptions); the zero value is plain float32 training.
+	Train TrainOptions
 
 	moeStats map[int]advanced.MoEStats
 }
@@ -167,6 +170,7 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache, acc *m
 		}
 		pos = c.Param(m.Positions.Weight)
 	}
+	s := m.newStepCtx(c, ids.Dim(1))
 	var x *autodiff.Tensor
 	if cache != nil && cache.rows != nil {
 		x = embedRows(c.Param(m.Embed.Weight), pos, ids, cache.rows)
@@ -174,30 +178,30 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache, acc *m
 	} else {
 		x = embedPositions(c.Param(m.Embed.Weight), pos, ids, offset)
 	}
-	for i, l := range m.Layers {
-		var lc *LayerCache
-		if cache != nil {
-			lc = &cache.Layers[i]
-		}
-		if rm, ok := l.Mixer.(residualMixer); ok {
-			x = rm.ForwardResidual(c, l.InputNorm.Forward(c, x), x, lc)
-		} else {
-			x = autodiff.Add(x, l.Mixer.Forward(c, l.InputNorm.Forward(c, x), lc))
-		}
-		if af, ok := l.FeedForward.(auxFeedForward); ok && acc != nil {
-			y, aux, st := af.ForwardAux(c, l.PostNorm.Forward(c, x))
-			x = autodiff.Add(x, y)
-			if aux != nil {
-				acc.aux = append(acc.aux, aux)
-			}
-			acc.stats[i] = st
-		} else if rf, ok := l.FeedForward.(residualFeedForward); ok {
-			x = rf.ForwardResidual(c, l.PostNorm.Forward(c, x), x)
-		} else {
-			x = autodiff.Add(x, l.FeedForward.Forward(c, l.PostNorm.Forward(c, x)))
-		}
+	if s.drop > 0 {
+		d := m.dropout(c, s, x)
+		release(c, x)
+		x = d
 	}
-	return m.Norm.Forward(c, x)
+	x = s.round(c, x)
+	ckpt := m.Train.GradCheckpoint && cache == nil && c.Training() && c.Tape != nil
+	for i := range m.Layers {
+		var next *autodiff.Tensor
+		if ckpt {
+			next = m.checkpointLayer(c, s, i, x, acc)
+		} else {
+			var lc *LayerCache
+			if cache != nil {
+				lc = &cache.Layers[i]
+			}
+			next = m.layer(c, s, i, x, lc, acc)
+		}
+		release(c, x)
+		x = next
+	}
+	h := m.Norm.Forward(c, x)
+	release(c, x)
+	return s.round(c, h)
 }
 
 // Loss is the mean cross-entropy of the next-token predictions: the logits of

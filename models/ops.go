@@ -131,6 +131,12 @@ func shapeOf(t *autodiff.Tensor) []int {
 // 7.1.26, |error| ≤ 1.5e-7) and a polynomial exp; in float64 math.Erf and
 // math.Exp.
 func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
+	return linearGELU(x, w, b, autodiff.Float32)
+}
+
+// linearGELU is LinearGELU keeping the derivative for backward in store, a
+// 16-bit format (widened back when backward runs), or as it is for Float32.
+func linearGELU(x, w, b *autodiff.Tensor, store autodiff.DType) *autodiff.Tensor {
 	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
 		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
 		panic(fmt.Sprintf("models: linear_gelu: input %s %v, weight %s %v, bias %v", x.DType(), x.Shape(), w.DType(), w.Shape(), shapeOf(b)))
@@ -155,11 +161,21 @@ func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 	if b != nil {
 		inputs = append(inputs, b)
 	}
+	saved := deriv
+	if isHalf(store) && x.DType() == autodiff.Float32 && x.Tape() != nil {
+		saved = storeHalf(deriv, store)
+		deriv.Release()
+	}
 	res := autodiff.Record(y, "linear_gelu", func(g *autodiff.Tensor) {
 		needX, needW := autodiff.NeedsGrad(x), autodiff.NeedsGrad(w)
 		needB := b != nil && autodiff.NeedsGrad(b)
 		if !needX && !needW && !needB {
 			return
+		}
+		deriv := saved
+		if saved.DType() != x.DType() {
+			deriv = widen(saved, x.DType())
+			defer deriv.Release()
 		}
 		dpre := autodiff.Empty(x.DType(), shape...)
 		defer dpre.Release()
@@ -196,8 +212,57 @@ func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 			autodiff.Accumulate(b, func() *autodiff.Tensor { return db })
 		}
 	}, inputs...)
-	own(res, deriv)
+	own(res, saved)
 	return res
+}
+
+func isHalf(dt autodiff.DType) bool { return dt == autodiff.Float16 || dt == autodiff.BFloat16 }
+
+// storeHalf returns a copy of float32 t rounded to the 16-bit format dt, untracked.
+func storeHalf(t *autodiff.Tensor, dt autodiff.DType) *autodiff.Tensor {
+	h := autodiff.Empty(dt, t.Shape()...)
+	dst, src := h.Halves(), t.Float32s()
+	metal.ParallelFor(len(src), rowGrain, func(lo, hi int) {
+		if dt == autodiff.BFloat16 {
+			for i, v := range src[lo:hi] {
+				dst[lo+i] = autodiff.Float32ToBFloat16(v)
+			}
+			return
+		}
+		for i, v := range src[lo:hi] {
+			dst[lo+i] = float16Bits(v)
+		}
+	})
+	return h
+}
+
+// float16Bits is autodiff.Float32ToHalf with a fast path over float16's normal
+// range: round the mantissa to 10 bits (ties to even), rebias the exponent.
+func float16Bits(v float32) uint16 {
+	b := math.Float32bits(v)
+	if a := b & 0x7fffffff; a >= 0x38800000 && a < 0x477ff000 { // 2⁻¹⁴ ≤ |v| < 65520
+		a += 0xfff + (a>>13)&1
+		return uint16(b>>16)&0x8000 | uint16((a-0x38000000)>>13)
+	}
+	return autodiff.Float32ToHalf(v)
+}
+
+// widen returns a 16-bit tensor as a new tensor of dtype dt (float32), untracked.
+func widen(h *autodiff.Tensor, dt autodiff.DType) *autodiff.Tensor {
+	t := autodiff.Empty(dt, h.Shape()...)
+	dst, src := t.Float32s(), h.Halves()
+	metal.ParallelFor(len(src), rowGrain, func(lo, hi int) {
+		if h.DType() == autodiff.BFloat16 {
+			for i, v := range src[lo:hi] {
+				dst[lo+i] = autodiff.BFloat16ToFloat32(v)
+			}
+			return
+		}
+		for i, v := range src[lo:hi] {
+			dst[lo+i] = autodiff.HalfToFloat32(v)
+		}
+	})
+	return t
 }
 
 // own hands saved tensors to out's tape, or frees them when out is not recorded.
@@ -340,6 +405,14 @@ func geluRows64(y, d, b []float64, width int) {
 // and lets the GEMM accumulate onto it; backward hands the residual its gradient
 // and runs the two GEMMs of a linear layer and the bias sum.
 func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
+	return linearResidualStored(x, w, b, res, autodiff.Float32)
+}
+
+// linearResidualStored is linearResidual keeping x for the weight gradient in
+// store, a 16-bit format (as it is for Float32). With a 16-bit store and x on a
+// tape, x's own storage is given back at once: the op that made x must not
+// read it in backward, and nothing may read x after this call.
+func linearResidualStored(x, w, b, res *autodiff.Tensor, store autodiff.DType) *autodiff.Tensor {
 	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
 		res.DType() != x.DType() || res.Rank() != x.Rank() || res.Dim(-1) != w.Dim(0) || res.Len()/w.Dim(0) != x.Len()/w.Dim(1) ||
 		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
@@ -359,7 +432,11 @@ func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 	if b != nil {
 		inputs = append(inputs, b)
 	}
-	return autodiff.Record(y, "linear_residual", func(g *autodiff.Tensor) {
+	var xh *autodiff.Tensor // x in store, for the weight gradient
+	if isHalf(store) && x.DType() == autodiff.Float32 && x.Tape() != nil {
+		xh = storeHalf(x, store)
+	}
+	yr := autodiff.Record(y, "linear_residual", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(res, func() *autodiff.Tensor { return g.Clone() })
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
@@ -372,7 +449,11 @@ func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 		})
 		autodiff.Accumulate(w, func() *autodiff.Tensor {
 			dw := autodiff.Empty(w.DType(), out, in)
-			if x.DType() == autodiff.Float32 {
+			if xh != nil {
+				x32 := widen(xh, autodiff.Float32)
+				defer x32.Release()
+				gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x32.Float32s(), in, 0, dw.Float32s(), in)
+			} else if x.DType() == autodiff.Float32 {
 				gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x.Float32s(), in, 0, dw.Float32s(), in)
 			} else {
 				gemm.Dgemm(true, false, out, in, rows, 1, g.Float64s(), out, x.Float64s(), in, 0, dw.Float64s(), in)
@@ -391,6 +472,11 @@ func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 			})
 		}
 	}, inputs...)
+	if xh != nil {
+		own(yr, xh)
+		x.Release() // the tape keeps x's place (shape, gradient), not its data
+	}
+	return yr
 }
 
 // residualRows sets each row of y (rows of width) to res + b (b may be nil).

@@ -116,7 +116,10 @@ func (m AttentionMixer) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor, 
 	if m.O.LoRA != nil {
 		return autodiff.Add(res, m.Block.Forward(c, x, kv))
 	}
-	return linearResidual(m.Attend(c, x, kv), c.Param(m.O.Weight), c.Param(m.O.Bias), res)
+	a := m.Attend(c, x, kv)
+	y := linearResidual(a, c.Param(m.O.Weight), c.Param(m.O.Bias), res)
+	release(c, a)
+	return y
 }
 
 func newAttention(sliding bool) func(Config, int, *autodiff.RNG) Mixer {
@@ -168,7 +171,29 @@ func (m DenseMLP) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autod
 	if m.Down.LoRA != nil {
 		return autodiff.Add(res, m.Forward(c, x))
 	}
-	return linearResidual(m.hidden(c, x), c.Param(m.Down.Weight), c.Param(m.Down.Bias), res)
+	h := m.hidden(c, x)
+	y := linearResidual(h, c.Param(m.Down.Weight), c.Param(m.Down.Bias), res)
+	release(c, h)
+	return y
+}
+
+// forwardResidualHalf is ForwardResidual keeping what backward reads of the
+// GELU MLP's wide hidden layer (the GELU's derivative, down_proj's input) in
+// the 16-bit format dt: half of the MLP's activation memory. It falls back to
+// ForwardResidual for other activations and LoRA, and in auto keeps a hidden
+// layer over AutoHalfMaxAbs in float32.
+func (m DenseMLP) forwardResidualHalf(c *layers.Ctx, x, res *autodiff.Tensor, dt autodiff.DType, auto bool) *autodiff.Tensor {
+	if m.Act != layers.ActGELU || m.Up.LoRA != nil || m.Down.LoRA != nil || c == nil || c.Tape == nil {
+		return m.ForwardResidual(c, x, res)
+	}
+	h := linearGELU(x, c.Param(m.Up.Weight), c.Param(m.Up.Bias), dt) // |gelu'| < 1.13: always fits
+	store := dt
+	if auto && maxAbs(h) > AutoHalfMaxAbs {
+		store = autodiff.Float32
+	}
+	// linear_gelu's backward does not read h, and nothing else does: down_proj
+	// keeps its 16-bit copy and gives h's storage back.
+	return linearResidualStored(h, c.Param(m.Down.Weight), c.Param(m.Down.Bias), res, store)
 }
 
 // hidden is the MLP up to down_proj's input.

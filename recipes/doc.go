@@ -44,7 +44,7 @@
 //	| `model.window` | `0` | 0 to 2^20 | sliding attention window; 0 = full causal |
 //	| `model.bias` | `true` | bool | biases in linear layers |
 //	| `model.tie_embeddings` | `true` | bool | output head shares the input embedding |
-//	| `model.dropout` | `0.0` | [0, 1) | residual and attention dropout |
+//	| `model.dropout` | `0.0` | [0, 1) | residual dropout: the embedding output and each mixer and feed-forward output (no attention-weight dropout) |
 //	| `model.init_std` | `0.02` | (0, 1] | std of the initial weights |
 //	| `model.layer_pattern` | `["attention:dense"]` | non-empty list of "mixer[:ffn]", mixer attention/ssm, ffn dense/moe; its length divides layers | per-layer mixer and feed-forward, repeated to cover the layers |
 //	| `model.dtype` | `"float32"` | `"float32"` | parameter dtype |
@@ -83,7 +83,7 @@
 //	| `data.task.held_out` | `500` | 1 to 65536 and what the task allows (a tenth of each class) | held-out problems, never trained on |
 //	| `data.task.examples` | `0` | ≥ 0 | training examples drawn; 0 = 200000 |
 //	| `train.iters` | `1000` | ≥ 0 | optimizer steps (mlx-lm) |
-//	| `train.epochs` | `0` | ≥ 0 | if > 0, passes over the data instead of iters (not with an endless task) |
+//	| `train.epochs` | `0` | ≥ 0 | if > 0, passes over the data instead of iters: iters = ⌈epochs × packed rows / (batch_size × grad_accumulation_steps)⌉ (not with an endless task) |
 //	| `train.batch_size` | `16` | 1 to 2^20 | rows per micro-batch |
 //	| `train.max_seq_length` | `256` | 1 to 2^20 | tokens per row |
 //	| `train.grad_accumulation_steps` | `1` | 1 to 2^20 | micro-batches per step |
@@ -93,8 +93,8 @@
 //	| `train.val_batches` | `25` | -1 or ≥ 1 | validation batches per evaluation; -1 = all |
 //	| `train.save_every` | `100` | ≥ 0 | checkpoint period; 0 = at the end only |
 //	| `train.keep` | `3` | ≥ 0 | recent checkpoints kept besides the best; 0 = all |
-//	| `train.grad_checkpoint` | `false` | bool | recompute block forwards in backward |
-//	| `train.precision` | `"f32"` | `"f32"`, `"bf16"`, `"f16"`, `"auto"` | activation precision (master weights stay f32) |
+//	| `train.grad_checkpoint` | `false` | bool | recompute each layer's forward in backward: activation memory for compute |
+//	| `train.precision` | `"f32"` | `"f32"`, `"bf16"`, `"f16"`, `"auto"` | activations rounded to bf16/f16 at the layer boundaries, gradients too (f16 with dynamic loss scaling); auto = f16 where seq ≤ 2048 and max abs ≤ 4096; weights, optimizer and arithmetic stay f32 |
 //	| `train.max_grad_norm` | `1.0` | ≥ 0 | global gradient-norm clip; 0 = off |
 //	| `train.out` | `"run"` | non-empty | run directory |
 //	| `train.fine_tune_type` | `"full"` | `"full"`, `"lora"` | lora needs model.from |

@@ -199,3 +199,16 @@ func Example_effectiveRecipeRoundTrip() {
 	// Output:
 	// true
 }
+
+// A float16 run's loss scaler: an overflow skips the step and halves the
+// scale; enough finite steps in a row double it.
+func ExampleLossScaler() {
+	s := &recipes.LossScaler{Scale: 1024, GrowthInterval: 2}
+	fmt.Println(s.Update(false), s.Scale) // Inf or NaN in the gradients
+	fmt.Println(s.Update(true), s.Scale)
+	fmt.Println(s.Update(true), s.Scale)
+	// Output:
+	// false 512
+	// true 512
+	// true 1024
+}

@@ -21,7 +21,6 @@ func TestExampleRecipesAreValid(t *testing.T) {
 		r, err := Load(f)
 		require.NoError(t, err, f)
 		assert.NoError(t, r.Validate(), f)
-		assert.NoError(t, r.checkSupported(), f)
 		if r.Data.Task.Kind == "" {
 			train, _, _ := r.Sources()
 			files, err := train.Files()

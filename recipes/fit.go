@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
@@ -95,6 +94,8 @@ type run struct {
 	last   string // last checkpoint directory
 	hist   []metricLine
 	log    io.Writer
+	scaler *LossScaler // f16 loss scaling; nil otherwise
+	skips  int         // steps skipped for a gradient overflow in f16
 }
 
 // Fit trains the recipe's model on its data: the effective recipe is validated,
@@ -106,9 +107,6 @@ func Fit(r *Recipe, opt FitOptions) (*FitResult, error) {
 		return nil, err
 	}
 	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	if err := r.checkSupported(); err != nil {
 		return nil, err
 	}
 	ru := &run{r: r, ft: ft, opt: opt, out: opt.Out, log: opt.Log}
@@ -124,13 +122,18 @@ func Fit(r *Recipe, opt FitOptions) (*FitResult, error) {
 	if err := ru.buildModel(ru.d.tok.VocabSize()); err != nil {
 		return nil, err
 	}
+	if err := ru.setupTraining(); err != nil {
+		return nil, err
+	}
+	if ru.batch, err = data.NewBatcher(ru.d.train, r.BatchConfig(ru.d.tok)); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	r = r.withEpochs(ru.batch.RowsPerEpoch())
+	ru.r = r
 	if ru.optim, err = r.NewOptimizer(ru.params, r.Train.Iters); err != nil {
 		return nil, err
 	}
 	defer ru.optim.Release()
-	if ru.batch, err = data.NewBatcher(ru.d.train, r.BatchConfig(ru.d.tok)); err != nil {
-		return nil, fmt.Errorf("data: %w", err)
-	}
 	ru.dropRN = autodiff.NewRNG(r.Train.Seed ^ 0x5eed)
 	if err := ru.checkMemory(); err != nil {
 		return nil, err
@@ -181,10 +184,15 @@ func (ru *run) loop() (*FitResult, error) {
 			el := time.Since(windowStart).Seconds()
 			res.TrainLoss = windowLoss / float64(windowSteps)
 			m := metricLine{Step: ru.step, TrainLoss: f64p(res.TrainLoss), LR: lr, TokensPerS: float64(windowTok) / el,
-				PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak()}
+				PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak(), MoE: ru.moeMetrics()}
+			extra := moeSummary(m.MoE)
+			if ru.scaler != nil {
+				m.LossScale, m.Skipped = ru.scaler.Scale, ru.skips
+				extra += fmt.Sprintf("; loss scale %g, %d skipped", ru.scaler.Scale, ru.skips)
+			}
 			ru.record(m)
-			fmt.Fprintf(ru.log, "step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s, peak %s (pool %s)\n", ru.step, r.Train.Iters,
-				res.TrainLoss, lr, m.TokensPerS, metal.HumanBytes(m.PeakRSS), metal.HumanBytes(m.PoolPeak))
+			fmt.Fprintf(ru.log, "step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s, peak %s (pool %s)%s\n", ru.step, r.Train.Iters,
+				res.TrainLoss, lr, m.TokensPerS, metal.HumanBytes(m.PeakRSS), metal.HumanBytes(m.PoolPeak), extra)
 			windowLoss, windowSteps, windowTok, windowStart = 0, 0, 0, time.Now()
 		}
 		evalNow := r.Train.StepsPerEval > 0 && (ru.step%r.Train.StepsPerEval == 0 || ru.step == r.Train.Iters)
@@ -230,12 +238,20 @@ func (ru *run) stopped() bool {
 // trainStep runs one optimizer step over accum micro-batches and returns the mean
 // loss and the tokens consumed.
 func (ru *run) trainStep(accum int) (float64, int64) {
-	tp := autodiff.NewTape()
-	defer tp.Release()
-	c := &layers.Ctx{Tape: tp, Train: true, RNG: ru.dropRN, Frozen: ru.frozen()}
 	var total float64
 	var ntok int64
+	// Each micro-batch has its own tape, so its activations are gone before the
+	// next one runs; the earlier ones' gradients are summed in sum.
+	var sum gradSum
+	defer sum.release()
+	var tp *autodiff.Tape
 	for range accum {
+		if tp != nil {
+			sum.add(optim.Grads(tp, ru.params))
+			tp.Release()
+		}
+		tp = autodiff.NewTape()
+		c := &layers.Ctx{Tape: tp, Train: true, RNG: ru.dropRN, Frozen: ru.frozen()}
 		b := ru.batch.Next()
 		inputs := autodiff.FromInt32(b.Inputs, b.Size, b.SeqLen)
 		targets := autodiff.FromInt32(b.Targets, b.Size, b.SeqLen)
@@ -245,16 +261,20 @@ func (ru *run) trainStep(accum int) (float64, int64) {
 			loss = autodiff.MulScalar(loss, 1/float64(accum))
 		}
 		total += loss.Item()
-		tp.Backward(loss)
+		ru.backward(tp, loss)
 		inputs.Release()
 		targets.Release()
 		mask.Release()
 		ntok += int64(b.Size * b.SeqLen)
 	}
+	defer tp.Release()
 	if math.IsNaN(total) || math.IsInf(total, 0) {
 		return total, ntok
 	}
-	grads := optim.Grads(tp, ru.params)
+	grads := sum.addTo(optim.Grads(tp, ru.params))
+	if !ru.unscale(grads) {
+		return total, ntok // f16 overflow: the step is skipped, the scale halved
+	}
 	if ru.r.Train.MaxGradNorm > 0 {
 		optim.ClipGradNorm(grads, ru.r.Train.MaxGradNorm)
 	}
@@ -299,7 +319,7 @@ func (ru *run) evaluate() (float64, float64) {
 	if ru.d.task != nil {
 		eos := ru.d.tok.Special().EOS
 		maxNew := r.Train.MaxSeqLength
-		acc = ru.d.task.Accuracy(func(prompt []int32, n int) []int32 {
+		acc = data.Accuracy(ru.evalProblems(), func(prompt []int32, n int) []int32 {
 			out, err := generate.Greedy(ru.model, prompt, min(n, maxNew), eos)
 			if err != nil {
 				return nil
@@ -325,7 +345,7 @@ func (ru *run) evaluate() (float64, float64) {
 		line += fmt.Sprintf(" val loss %.4f, perplexity %.3f", valLoss, *m.Perplexity)
 	}
 	if m.Accuracy != nil {
-		line += fmt.Sprintf(" accuracy %.1f%% (%d held-out problems)", 100*acc, len(ru.d.task.Eval()))
+		line += fmt.Sprintf(" accuracy %.1f%% (%d held-out problems)", 100*acc, len(ru.evalProblems()))
 	}
 	fmt.Fprintln(ru.log, line)
 	ru.sample()
@@ -346,6 +366,11 @@ type metricLine struct {
 	TokensPerS float64  `json:"tokens_per_s,omitempty"`
 	PeakRSS    int64    `json:"peak_rss_bytes,omitempty"`
 	PoolPeak   int64    `json:"pool_peak_bytes,omitempty"`
+	// MoE is each mixture-of-experts layer's routing in the report's last step.
+	MoE []moeMetric `json:"moe,omitempty"`
+	// LossScale and Skipped are the f16 loss scale and the steps skipped so far.
+	LossScale float64 `json:"loss_scale,omitempty"`
+	Skipped   int     `json:"skipped_steps,omitempty"`
 }
 
 // record appends m to metrics.jsonl in the run directory.
@@ -397,6 +422,9 @@ func (ru *run) save(evaluated bool, valLoss float64) error {
 		LearningRate: ru.optim.LearningRate(), TokensSeen: ru.tokens, DataPosition: pos,
 		RNG:     checkpoints.RNGState{Seed: ru.dropRN.Seed, Offset: ru.dropRN.Offset},
 		Metrics: map[string]float64{}, BestValLoss: ru.best, BestStep: ru.bestAt,
+	}
+	if ru.scaler != nil {
+		st.LossScale = ru.scaler.State()
 	}
 	if evaluated && !math.IsNaN(valLoss) {
 		st.ValLoss = f64p(valLoss)
@@ -463,6 +491,9 @@ func (ru *run) resume(path string) error {
 		return fmt.Errorf("--resume %s: trainer_state.json: data_position: %w", dir, err)
 	}
 	ru.dropRN.Seed, ru.dropRN.Offset = ck.State.RNG.Seed, ck.State.RNG.Offset
+	if ru.scaler != nil && ck.State.LossScale != nil {
+		ru.scaler.SetState(ck.State.LossScale)
+	}
 	ru.step = int(ck.State.Step)
 	ru.tokens = ck.State.TokensSeen
 	ru.best, ru.bestAt = ck.State.BestValLoss, ck.State.BestStep
@@ -503,30 +534,6 @@ func (ru *run) estimateMemory() int64 {
 	return 4 * (4*p + act)
 }
 
-// checkSupported refuses the recipe settings the fit loop cannot honour yet, so
-// that none is silently ignored.
-func (r *Recipe) checkSupported() error {
-	var bad []string
-	add := func(cond bool, key, what string) {
-		if cond {
-			bad = append(bad, key+" "+what)
-		}
-	}
-	add(r.Train.Epochs > 0, "train.epochs", "(use train.iters)")
-	add(r.Train.GradCheckpoint, "train.grad_checkpoint", "")
-	add(r.Train.Precision != "f32", "train.precision = "+r.Train.Precision, "(f32 only)")
-	add(r.Model.Dropout > 0, "model.dropout", "")
-	add(r.Eval.Problems > 0, "eval.problems", "(every held-out problem is scored)")
-	if len(bad) == 0 {
-		return nil
-	}
-	src := r.file
-	if src == "" {
-		src = "recipe"
-	}
-	return fmt.Errorf("%s: not supported by this build of mlxtrain fit yet: %s", src, strings.Join(bad, ", "))
-}
-
 // EvalResult is what Evaluate measured.
 type EvalResult struct {
 	ValLoss    float64 // NaN without validation data
@@ -549,7 +556,7 @@ func Evaluate(r *Recipe, m *models.Model, log io.Writer) (*EvalResult, error) {
 	loss, acc := ru.evaluate()
 	res := &EvalResult{ValLoss: loss, Perplexity: math.Exp(loss), Accuracy: acc}
 	if d.task != nil {
-		res.Problems = len(d.task.Eval())
+		res.Problems = len(ru.evalProblems())
 	}
 	return res, nil
 }

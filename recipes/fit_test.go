@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -130,13 +129,4 @@ func TestFitStopSavesACheckpoint(t *testing.T) {
 	assert.True(t, res.Stopped)
 	assert.Equal(t, 0, res.Step)
 	assert.DirExists(t, res.Checkpoint)
-}
-
-func TestFitRefusesSettingsItCannotHonour(t *testing.T) {
-	for _, set := range []string{"train.precision=bf16", "train.grad_checkpoint=true", "model.dropout=0.1", "train.epochs=2"} {
-		r := tinyRecipe(t, 5, set)
-		_, err := Fit(r, FitOptions{Out: t.TempDir()})
-		require.Error(t, err, set)
-		assert.Contains(t, err.Error(), strings.SplitN(set, "=", 2)[0])
-	}
 }

@@ -92,7 +92,8 @@ type ModelConfig struct {
 	// embedding with the output head.
 	Bias          bool `toml:"bias"`
 	TieEmbeddings bool `toml:"tie_embeddings"`
-	// Dropout is the dropout rate of the residual branches and attention.
+	// Dropout is the dropout rate of the embedding output and the residual
+	// branches (each mixer's and feed-forward's output).
 	Dropout float64 `toml:"dropout"`
 	// InitStd is the standard deviation of the initial weights.
 	InitStd float64 `toml:"init_std"`
