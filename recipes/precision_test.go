@@ -153,7 +153,8 @@ func TestFitEvalProblemsAndSample(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, math.IsNaN(res.Accuracy))
 	assert.Contains(t, log.String(), "(7 held-out problems)")
-	assert.Regexp(t, `sample at step 2: "12\+[^"\n]+"`, log.String())
+	// The sample stops early at EOS, which an untrained model may well choose.
+	assert.Regexp(t, `sample at step 2: "12\+.*"\n`, log.String())
 }
 
 // TestFitReportsMoERouting: a tiny mixture-of-experts run writes each MoE
