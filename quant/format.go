@@ -221,7 +221,40 @@ func (m *Matrix) DequantizeRow(dst []float32, r int) {
 
 func (m *Matrix) dequantizeRow(dst []float32, q []uint8, r int) {
 	stride, G, ng := m.Stride(), m.GroupSize, m.Groups()
-	Unpack(q[:m.Cols], m.Packed[r*stride:(r+1)*stride], m.Bits)
+	w := m.Packed[r*stride : (r+1)*stride]
+	switch m.Bits {
+	case 4:
+		for g := range ng {
+			s, b := m.Scales[r*ng+g], m.Biases[r*ng+g]
+			d := dst[g*G : (g+1)*G]
+			for i, v := range w[g*G/8 : (g+1)*G/8] {
+				o := d[8*i : 8*i+8 : 8*i+8]
+				o[0] = s*float32(v&15) + b
+				o[1] = s*float32(v>>4&15) + b
+				o[2] = s*float32(v>>8&15) + b
+				o[3] = s*float32(v>>12&15) + b
+				o[4] = s*float32(v>>16&15) + b
+				o[5] = s*float32(v>>20&15) + b
+				o[6] = s*float32(v>>24&15) + b
+				o[7] = s*float32(v>>28) + b
+			}
+		}
+		return
+	case 8:
+		for g := range ng {
+			s, b := m.Scales[r*ng+g], m.Biases[r*ng+g]
+			d := dst[g*G : (g+1)*G]
+			for i, v := range w[g*G/4 : (g+1)*G/4] {
+				o := d[4*i : 4*i+4 : 4*i+4]
+				o[0] = s*float32(v&255) + b
+				o[1] = s*float32(v>>8&255) + b
+				o[2] = s*float32(v>>16&255) + b
+				o[3] = s*float32(v>>24) + b
+			}
+		}
+		return
+	}
+	Unpack(q[:m.Cols], w, m.Bits)
 	for g := range ng {
 		s, b := m.Scales[r*ng+g], m.Biases[r*ng+g]
 		for j := g * G; j < (g+1)*G; j++ {

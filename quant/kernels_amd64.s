@@ -1,0 +1,137 @@
+#include "textflag.h"
+
+// Row dot products of the quantized matvec, AVX2 + FMA. For one row of a
+// quantized matrix they return
+//
+//	Σ_g scales[g]·(Σ_j x[j]·q[j] over group g) + Σ_g biases[g]·xsums[g]
+//
+// groups ≥ 1 groups of groupSize (a multiple of 32) values each.
+
+// func q4DotAVX(x, scales, biases, xsums *float32, w *uint32, groups, groupSize int) float32
+// x is permuted: in each run of 16 values, the 8 at even offsets come first,
+// then the 8 at odd offsets, the order in which a byte's low and high nibbles
+// come out of the packed words.
+TEXT ·q4DotAVX(SB), NOSPLIT, $0-60
+	MOVQ x+0(FP), DI
+	MOVQ scales+8(FP), R8
+	MOVQ biases+16(FP), R9
+	MOVQ xsums+24(FP), R10
+	MOVQ w+32(FP), SI
+	MOVQ groups+40(FP), CX
+	MOVQ groupSize+48(FP), DX
+	SHRQ $5, DX
+	MOVL $15, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	VXORPS Y14, Y14, Y14
+	VXORPS X13, X13, X13
+
+q4group:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ DX, BX
+
+q4inner:
+	VPMOVZXBD (SI), Y4
+	VPMOVZXBD 8(SI), Y6
+	VPSRLD $4, Y4, Y5
+	VPSRLD $4, Y6, Y7
+	VPAND Y15, Y4, Y4
+	VPAND Y15, Y6, Y6
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ $16, SI
+	ADDQ $128, DI
+	DECQ BX
+	JNZ  q4inner
+
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VBROADCASTSS (R8), Y8
+	VFMADD231PS Y8, Y0, Y14
+	VMOVSS (R9), X9
+	VFMADD231SS (R10), X9, X13
+	ADDQ $4, R8
+	ADDQ $4, R9
+	ADDQ $4, R10
+	DECQ CX
+	JNZ  q4group
+
+	VEXTRACTF128 $1, Y14, X0
+	VADDPS X0, X14, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VADDSS X13, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+56(FP)
+	RET
+
+// func q8DotAVX(x, scales, biases, xsums *float32, w *uint32, groups, groupSize int) float32
+// x is in natural order.
+TEXT ·q8DotAVX(SB), NOSPLIT, $0-60
+	MOVQ x+0(FP), DI
+	MOVQ scales+8(FP), R8
+	MOVQ biases+16(FP), R9
+	MOVQ xsums+24(FP), R10
+	MOVQ w+32(FP), SI
+	MOVQ groups+40(FP), CX
+	MOVQ groupSize+48(FP), DX
+	SHRQ $5, DX
+	VXORPS Y14, Y14, Y14
+	VXORPS X13, X13, X13
+
+q8group:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ DX, BX
+
+q8inner:
+	VPMOVZXBD (SI), Y4
+	VPMOVZXBD 8(SI), Y5
+	VPMOVZXBD 16(SI), Y6
+	VPMOVZXBD 24(SI), Y7
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ $32, SI
+	ADDQ $128, DI
+	DECQ BX
+	JNZ  q8inner
+
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VBROADCASTSS (R8), Y8
+	VFMADD231PS Y8, Y0, Y14
+	VMOVSS (R9), X9
+	VFMADD231SS (R10), X9, X13
+	ADDQ $4, R8
+	ADDQ $4, R9
+	ADDQ $4, R10
+	DECQ CX
+	JNZ  q8group
+
+	VEXTRACTF128 $1, Y14, X0
+	VADDPS X0, X14, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VADDSS X13, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+56(FP)
+	RET
