@@ -396,7 +396,7 @@ func activate(act layers.Activation, x *autodiff.Tensor) *autodiff.Tensor {
 // projection as a one-group GroupedLinearGELU (bias and GELU fused).
 func (m *MoE) shared(c *layers.Ctx, x *autodiff.Tensor, tmp *scratchTensors) *autodiff.Tensor {
 	s := m.Shared
-	if s.Act != layers.ActGELU || s.Up.LoRA != nil || s.Down.LoRA != nil {
+	if s.Act != layers.ActGELU || s.Up.LoRA != nil || s.Down.LoRA != nil || s.Up.Packed != nil || s.Down.Packed != nil {
 		return s.Forward(c, x)
 	}
 	D, S := m.Config.Dim, s.Up.Out()

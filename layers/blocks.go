@@ -14,6 +14,7 @@ import (
 // the same matrix computes logits with [Embedding.AsHead].
 type Embedding struct {
 	Weight *autodiff.Tensor
+	Packed PackedWeight // a frozen, quantized table in place of Weight, or nil
 }
 
 // NewEmbedding returns an embedding with N(0, std²) rows (std 0.02 when 0).
@@ -26,16 +27,25 @@ func NewEmbedding(rng *autodiff.RNG, dtype autodiff.DType, vocab, dim int, std f
 
 // Params lists the weight.
 func (e *Embedding) Params(prefix string) []autodiff.Param {
+	if e.Packed != nil {
+		return e.Packed.Params(prefix)
+	}
 	return []autodiff.Param{param(prefix, "weight", e.Weight)}
 }
 
 // Forward looks ids (int32, any shape) up: the result has shape (..., dim).
 func (e *Embedding) Forward(c *Ctx, ids *autodiff.Tensor) *autodiff.Tensor {
+	if e.Packed != nil {
+		return e.Packed.Gather(ids)
+	}
 	return autodiff.Embedding(c.Param(e.Weight), ids)
 }
 
 // AsHead computes logits x·Weightᵀ for x (..., dim), the tied output head.
 func (e *Embedding) AsHead(c *Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+	if e.Packed != nil {
+		return e.Packed.MatMulT(x)
+	}
 	return LinearOp(x, c.Param(e.Weight), nil)
 }
 

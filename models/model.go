@@ -68,6 +68,9 @@ func New(cfg Config, rng *autodiff.RNG) (*Model, error) {
 	if !cfg.TieWordEmbeddings {
 		m.Head = &layers.Linear{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.VocabSize, cfg.HiddenSize)}
 	}
+	if err := m.packForConfig(); err != nil { // quantized modules of a quantized config.json
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -167,7 +170,7 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache, acc *m
 		}
 		pos = c.Param(m.Positions.Weight)
 	}
-	x := embedPositions(c.Param(m.Embed.Weight), pos, ids, offset)
+	x := m.embed(c, pos, ids, offset)
 	for i, l := range m.Layers {
 		var lc *LayerCache
 		if cache != nil {

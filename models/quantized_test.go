@@ -1,0 +1,139 @@
+package models_test
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/models"
+	"github.com/mlxtrain/mlxtrain/optim"
+	"github.com/mlxtrain/mlxtrain/quant"
+)
+
+// noisyCounting is counting modulo vocab where every fifth token is random: a
+// model learns it but keeps some uncertainty, so perplexity is well above 1.
+func noisyCounting(rng *autodiff.RNG, batch, seq, vocab int) *autodiff.Tensor {
+	noise := make([]uint32, batch*seq)
+	rng.Uint32s(noise)
+	ids := make([]int32, batch*seq)
+	for b := range batch {
+		for t := range seq {
+			v := (7*b + t) % vocab
+			if noise[b*seq+t]%5 == 0 {
+				v = int(noise[b*seq+t]>>8) % vocab
+			}
+			ids[b*seq+t] = int32(v)
+		}
+	}
+	return autodiff.FromInt32(ids, batch, seq)
+}
+
+func perplexity(m *models.Model, seq *autodiff.Tensor) float64 {
+	n := seq.Dim(1)
+	inputs, targets := autodiff.Slice(seq, 1, 0, n-1), autodiff.Slice(seq, 1, 1, n)
+	return math.Exp(m.Loss(nil, inputs, targets, nil).Item())
+}
+
+func cloneModel(t *testing.T, m *models.Model) *models.Model {
+	c, err := models.New(m.Config, autodiff.NewRNG(1))
+	require.NoError(t, err)
+	require.NoError(t, c.LoadStateDict(m.StateDict()))
+	return c
+}
+
+// TestQuantizedPerplexity trains a tiny llama (tied embeddings, so the head is
+// the quantized embedding) for 60 steps, then quantizes it at 8 and 4 bits
+// (group size 32) and compares held-out perplexity. Measured: see the log line;
+// the margins asserted are 1% at 8 bits and 3% at 4 bits (measured +0.02%
+// and +0.63%).
+func TestQuantizedPerplexity(t *testing.T) {
+	const vocab = 32
+	cfg := models.LlamaConfig(vocab, 64, 2, 4, 2, 128, 32)
+	cfg.TieWordEmbeddings = true
+	m, err := models.New(cfg, autodiff.NewRNG(3))
+	require.NoError(t, err)
+	opt, err := optim.NewAdamW(m.Params(), optim.AdamConfig{LR: optim.Constant(1e-2)})
+	require.NoError(t, err)
+	defer opt.Release()
+	rng := autodiff.NewRNG(4)
+	for range 60 {
+		seq := noisyCounting(rng, 8, 33, vocab)
+		tp := autodiff.NewTape()
+		loss := m.Loss(&layers.Ctx{Tape: tp, Train: true}, autodiff.Slice(seq, 1, 0, 32), autodiff.Slice(seq, 1, 1, 33), nil)
+		tp.Backward(loss)
+		opt.Step(optim.Grads(tp, m.Params()))
+		tp.Release()
+	}
+	valid := noisyCounting(autodiff.NewRNG(99), 16, 33, vocab)
+	base := perplexity(m, valid)
+	require.Less(t, base, float64(vocab)/3, "the model learned something")
+
+	for _, tc := range []struct {
+		bits   int
+		margin float64
+	}{{8, 0.01}, {4, 0.03}} {
+		q := cloneModel(t, m)
+		reports, err := q.Quantize(quant.Config{Params: quant.Params{GroupSize: 32, Bits: tc.bits}}, nil)
+		require.NoError(t, err)
+		for _, r := range reports {
+			require.True(t, r.Quantized, r.Name)
+			assert.Less(t, r.BytesAfter, r.BytesBefore, r.Name)
+		}
+		_, isPacked := q.Embed.Packed.(*quant.Weight)
+		require.True(t, isPacked)
+		ppl := perplexity(q, valid)
+		t.Logf("perplexity: float32 %.4f, %d-bit %.4f (%+.2f%%)", base, tc.bits, ppl, 100*(ppl/base-1))
+		assert.InDelta(t, base, ppl, tc.margin*base, "%d bits", tc.bits)
+
+		// The saved layout loads back: a model built from the quantized config has
+		// packed modules in the same places and gives the same logits.
+		loaded, err := models.New(q.Config, autodiff.NewRNG(5))
+		require.NoError(t, err)
+		require.NoError(t, loaded.LoadStateDict(q.StateDict()))
+		assert.Equal(t, perplexity(q, valid), perplexity(loaded, valid))
+		raw, err := q.Config.JSON()
+		require.NoError(t, err)
+		assert.Contains(t, string(raw), `"quantization": {`)
+		assert.Contains(t, string(raw), `"group_size": 32`)
+
+		// Dequantized, it is a float model with the quantized values.
+		loaded.Dequantize()
+		assert.Nil(t, loaded.Embed.Packed)
+		assert.InDelta(t, ppl, perplexity(loaded, valid), 1e-4*ppl)
+	}
+}
+
+func TestQuantizeKeepsLayers(t *testing.T) {
+	cfg := models.GPT2Config(40, 32, 1, 4, 16) // down_proj has width 128
+	m, err := models.New(cfg, autodiff.NewRNG(1))
+	require.NoError(t, err)
+	q := quant.Config{Params: quant.Params{GroupSize: 64, Bits: 4},
+		Layers: map[string]*quant.Params{"model.layers.0.mlp.down_proj": {GroupSize: 32, Bits: 8}}}
+	reports, err := m.Quantize(q, func(name string) bool { return name == "lm_head" })
+	require.NoError(t, err)
+	got := map[string]quant.Params{}
+	for _, r := range reports {
+		if r.Quantized {
+			got[r.Name] = r.Params
+		}
+	}
+	// Width 32 is not a multiple of 64: only down_proj (width 128) quantizes,
+	// with its override; lm_head is kept by the caller.
+	assert.Equal(t, map[string]quant.Params{"model.layers.0.mlp.down_proj": {GroupSize: 32, Bits: 8}}, got)
+	qc, err := m.Config.Quantization()
+	require.NoError(t, err)
+	p, ok := qc.For("lm_head")
+	assert.False(t, ok, "%v", p)
+	_, ok = qc.For("model.layers.0.self_attn.q_proj")
+	assert.False(t, ok)
+
+	loaded, err := models.New(m.Config, autodiff.NewRNG(2))
+	require.NoError(t, err)
+	require.NoError(t, loaded.LoadStateDict(m.StateDict()))
+	ids := autodiff.FromInt32([]int32{1, 2, 3, 39}, 1, 4)
+	assert.Equal(t, m.Forward(nil, ids).Float32s(), loaded.Forward(nil, ids).Float32s())
+}
