@@ -173,6 +173,9 @@ func (m *Model) Quantize(q quant.Config, keep func(name string) bool) ([]QuantRe
 	for k, v := range q.Layers {
 		out.Layers[k] = v
 	}
+	if m.Positions != nil {
+		out.Layers["model.embed_positions"] = nil // learned positions stay float
+	}
 	var reports []QuantReport
 	for _, t := range m.QuantTargets() {
 		w := t.Weight()
