@@ -135,3 +135,95 @@ q8inner:
 	VZEROUPPER
 	MOVSS X0, ret+56(FP)
 	RET
+
+// shifts of the eight nibbles of a word, for VPSRLVD
+DATA q4shifts<>+0(SB)/4, $0
+DATA q4shifts<>+4(SB)/4, $4
+DATA q4shifts<>+8(SB)/4, $8
+DATA q4shifts<>+12(SB)/4, $12
+DATA q4shifts<>+16(SB)/4, $16
+DATA q4shifts<>+20(SB)/4, $20
+DATA q4shifts<>+24(SB)/4, $24
+DATA q4shifts<>+28(SB)/4, $28
+GLOBL q4shifts<>(SB), RODATA|NOPTR, $32
+
+// func q4DequantAVX(dst *float32, w *uint32, scales, biases *float32, groups, groupSize int)
+// dst[j] = scale·q[j] + bias (one rounding: FMA), natural order.
+TEXT ·q4DequantAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ w+8(FP), SI
+	MOVQ scales+16(FP), R8
+	MOVQ biases+24(FP), R9
+	MOVQ groups+32(FP), CX
+	MOVQ groupSize+40(FP), DX
+	SHRQ $4, DX
+	MOVL $15, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	VMOVDQU q4shifts<>(SB), Y14
+
+d4group:
+	VBROADCASTSS (R8), Y12
+	VBROADCASTSS (R9), Y13
+	MOVQ DX, BX
+
+d4inner:
+	VPBROADCASTD (SI), Y0
+	VPBROADCASTD 4(SI), Y1
+	VPSRLVD Y14, Y0, Y0
+	VPSRLVD Y14, Y1, Y1
+	VPAND Y15, Y0, Y0
+	VPAND Y15, Y1, Y1
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VFMADD213PS Y13, Y12, Y0
+	VFMADD213PS Y13, Y12, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $8, SI
+	ADDQ $64, DI
+	DECQ BX
+	JNZ  d4inner
+
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ CX
+	JNZ  d4group
+	VZEROUPPER
+	RET
+
+// func q8DequantAVX(dst *float32, w *uint32, scales, biases *float32, groups, groupSize int)
+TEXT ·q8DequantAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ w+8(FP), SI
+	MOVQ scales+16(FP), R8
+	MOVQ biases+24(FP), R9
+	MOVQ groups+32(FP), CX
+	MOVQ groupSize+40(FP), DX
+	SHRQ $4, DX
+
+d8group:
+	VBROADCASTSS (R8), Y12
+	VBROADCASTSS (R9), Y13
+	MOVQ DX, BX
+
+d8inner:
+	VPMOVZXBD (SI), Y0
+	VPMOVZXBD 8(SI), Y1
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VFMADD213PS Y13, Y12, Y0
+	VFMADD213PS Y13, Y12, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $16, SI
+	ADDQ $64, DI
+	DECQ BX
+	JNZ  d8inner
+
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ CX
+	JNZ  d8group
+	VZEROUPPER
+	RET

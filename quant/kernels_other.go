@@ -7,3 +7,5 @@ func asmAvailable() bool { return false }
 func asmRowDot(bits int, x, scales, biases, xsums []float32, w []uint32, groups, groupSize int) float32 {
 	panic("quant: no assembly kernels on this architecture")
 }
+
+func dequantizeRowFast(dst []float32, m *Matrix, r int) bool { return false }

@@ -126,3 +126,24 @@ func TestGather(t *testing.T) {
 	}
 	require.Panics(t, func() { Gather(make([]float32, 96), m, []int32{9}) })
 }
+
+func TestDequantizeRowFast(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, bits := range []int{4, 8} {
+		for _, G := range ValidGroupSizes {
+			m, _ := randMatrix(t, rng, Params{GroupSize: G, Bits: bits}, 3, 2*G)
+			want := m.Dequantize()
+			got := make([]float32, 2*G)
+			for r := range 3 {
+				if !dequantizeRowFast(got, m, r) {
+					t.Skip("no fast dequantization here")
+				}
+				for c := range 2 * G {
+					s, b := m.Scales[r*m.Groups()+c/G], m.Biases[r*m.Groups()+c/G]
+					bound := 2e-7 * (math.Abs(float64(s))*float64(m.Q(r, c)) + math.Abs(float64(b)))
+					require.InDelta(t, want[r*2*G+c], got[c], bound, "bits %d group %d row %d col %d", bits, G, r, c)
+				}
+			}
+		}
+	}
+}
