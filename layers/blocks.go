@@ -327,7 +327,10 @@ func AttachLoRA(rng *autodiff.RNG, linears []NamedLinear, cfg LoRAConfig) ([]str
 			continue
 		}
 		l := nl.Linear
-		dt := l.Weight.DType()
+		dt := autodiff.Float32 // a packed (quantized) base computes in float32
+		if l.Weight != nil {
+			dt = l.Weight.DType()
+		}
 		bound := 1 / math.Sqrt(float64(l.In()))
 		l.LoRA = &LoRA{
 			A:       autodiff.RandUniform(rng, dt, -bound, bound, l.In(), cfg.Rank),
@@ -343,24 +346,48 @@ func AttachLoRA(rng *autodiff.RNG, linears []NamedLinear, cfg LoRAConfig) ([]str
 	return names, nil
 }
 
+// Requantizer is a PackedWeight that can unpack itself and pack a new float
+// matrix with its own parameters, so that a LoRA adapter merges into a
+// quantized base (which is then re-quantized, as mlx-lm's fuse does).
+type Requantizer interface {
+	PackedWeight
+	Dequantize(dtype autodiff.DType) *autodiff.Tensor
+	Requantize(w *autodiff.Tensor) (PackedWeight, error)
+}
+
 // Merge folds the adapter into the base weight, W += scale·(A·B)ᵀ, and removes it.
+// A packed base is unpacked, merged and packed again with its own parameters.
 func (l *Linear) Merge() {
 	if l.LoRA == nil {
 		return
+	}
+	w := l.Weight
+	var rq Requantizer
+	if l.Packed != nil {
+		rq = l.Packed.(Requantizer)
+		w = rq.Dequantize(l.LoRA.A.DType())
 	}
 	ab := autodiff.MatMul(l.LoRA.A, l.LoRA.B) // (in, out)
 	in, out := l.In(), l.Out()
 	for i := range in {
 		for o := range out {
 			d := l.LoRA.Scale * ab.At(i*out+o)
-			switch l.Weight.DType() {
+			switch w.DType() {
 			case autodiff.Float32:
-				l.Weight.Float32s()[o*in+i] += float32(d)
+				w.Float32s()[o*in+i] += float32(d)
 			case autodiff.Float64:
-				l.Weight.Float64s()[o*in+i] += d
+				w.Float64s()[o*in+i] += d
 			}
 		}
 	}
 	ab.Release()
+	if rq != nil {
+		p, err := rq.Requantize(w)
+		if err != nil {
+			panic("layers: Merge: " + err.Error())
+		}
+		w.Release()
+		l.Packed = p
+	}
 	l.LoRA = nil
 }

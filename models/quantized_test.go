@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,12 +18,17 @@ import (
 // noisyCounting is counting modulo vocab where every fifth token is random: a
 // model learns it but keeps some uncertainty, so perplexity is well above 1.
 func noisyCounting(rng *autodiff.RNG, batch, seq, vocab int) *autodiff.Tensor {
+	return noisyStride(rng, batch, seq, vocab, 1)
+}
+
+// noisyStride counts by stride (modulo vocab) with every fifth token random.
+func noisyStride(rng *autodiff.RNG, batch, seq, vocab, stride int) *autodiff.Tensor {
 	noise := make([]uint32, batch*seq)
 	rng.Uint32s(noise)
 	ids := make([]int32, batch*seq)
 	for b := range batch {
 		for t := range seq {
-			v := (7*b + t) % vocab
+			v := ((7*b+stride*t)%vocab + vocab) % vocab
 			if noise[b*seq+t]%5 == 0 {
 				v = int(noise[b*seq+t]>>8) % vocab
 			}
@@ -59,15 +65,7 @@ func TestQuantizedPerplexity(t *testing.T) {
 	opt, err := optim.NewAdamW(m.Params(), optim.AdamConfig{LR: optim.Constant(1e-2)})
 	require.NoError(t, err)
 	defer opt.Release()
-	rng := autodiff.NewRNG(4)
-	for range 60 {
-		seq := noisyCounting(rng, 8, 33, vocab)
-		tp := autodiff.NewTape()
-		loss := m.Loss(&layers.Ctx{Tape: tp, Train: true}, autodiff.Slice(seq, 1, 0, 32), autodiff.Slice(seq, 1, 1, 33), nil)
-		tp.Backward(loss)
-		opt.Step(optim.Grads(tp, m.Params()))
-		tp.Release()
-	}
+	trainSteps(m, opt, m.Params(), 60, func(rng *autodiff.RNG) *autodiff.Tensor { return noisyCounting(rng, 8, 33, vocab) })
 	valid := noisyCounting(autodiff.NewRNG(99), 16, 33, vocab)
 	base := perplexity(m, valid)
 	require.Less(t, base, float64(vocab)/3, "the model learned something")
@@ -136,4 +134,85 @@ func TestQuantizeKeepsLayers(t *testing.T) {
 	require.NoError(t, loaded.LoadStateDict(m.StateDict()))
 	ids := autodiff.FromInt32([]int32{1, 2, 3, 39}, 1, 4)
 	assert.Equal(t, m.Forward(nil, ids).Float32s(), loaded.Forward(nil, ids).Float32s())
+}
+
+func trainSteps(m *models.Model, opt *optim.Optimizer, params []autodiff.Param, steps int, batch func(*autodiff.RNG) *autodiff.Tensor) {
+	rng := autodiff.NewRNG(4)
+	for range steps {
+		seq := batch(rng)
+		n := seq.Dim(1)
+		tp := autodiff.NewTape()
+		loss := m.Loss(&layers.Ctx{Tape: tp, Train: true}, autodiff.Slice(seq, 1, 0, n-1), autodiff.Slice(seq, 1, 1, n), nil)
+		tp.Backward(loss)
+		opt.Step(optim.Grads(tp, params))
+		tp.Release()
+	}
+}
+
+// TestQLoRA trains LoRA adapters on a 4-bit base (QLoRA) for a new task
+// (counting down instead of up): the loss falls, the packed base does not
+// change, and merging re-quantizes the adapted layers with their parameters
+// (mlx-lm's fuse) into a model that loads from its config and state dict.
+func TestQLoRA(t *testing.T) {
+	const vocab = 32
+	cfg := models.LlamaConfig(vocab, 64, 2, 4, 2, 128, 32)
+	cfg.TieWordEmbeddings = true
+	m, err := models.New(cfg, autodiff.NewRNG(3))
+	require.NoError(t, err)
+	opt, err := optim.NewAdamW(m.Params(), optim.AdamConfig{LR: optim.Constant(1e-2)})
+	require.NoError(t, err)
+	up := func(rng *autodiff.RNG) *autodiff.Tensor { return noisyStride(rng, 8, 33, vocab, 1) }
+	down := func(rng *autodiff.RNG) *autodiff.Tensor { return noisyStride(rng, 8, 33, vocab, -1) }
+	trainSteps(m, opt, m.Params(), 60, up)
+	opt.Release()
+
+	_, err = m.Quantize(quant.Config{Params: quant.Params{GroupSize: 32, Bits: 4}}, nil)
+	require.NoError(t, err)
+	names, err := layers.AttachLoRA(autodiff.NewRNG(7), m.Linears(), layers.LoRAConfig{Rank: 4, Scale: 2, Keys: []string{"q_proj", "v_proj", "down_proj"}})
+	require.NoError(t, err)
+	require.Len(t, names, 6)
+	var adapters []autodiff.Param
+	base := map[string][]uint32{}
+	for _, p := range m.Params() {
+		if strings.Contains(p.Name, "lora_") {
+			adapters = append(adapters, p)
+		}
+		if p.Value.DType() == autodiff.Uint32 {
+			base[p.Name] = append([]uint32(nil), p.Value.Uint32s()...)
+		}
+	}
+	require.Len(t, adapters, 12)
+	valid := noisyStride(autodiff.NewRNG(99), 16, 33, vocab, -1)
+	before := perplexity(m, valid)
+	opt, err = optim.NewAdamW(adapters, optim.AdamConfig{LR: optim.Constant(1e-2)})
+	require.NoError(t, err)
+	defer opt.Release()
+	trainSteps(m, opt, adapters, 60, down)
+	after := perplexity(m, valid)
+	t.Logf("QLoRA: count-down perplexity %.3f → %.3f", before, after)
+	assert.Less(t, after, 0.7*before)
+	for _, p := range m.Params() {
+		if want, ok := base[p.Name]; ok {
+			require.Equal(t, want, p.Value.Uint32s(), "%s is frozen", p.Name)
+		}
+	}
+
+	for _, nl := range m.Linears() {
+		nl.Linear.Merge()
+	}
+	merged := perplexity(m, valid)
+	t.Logf("QLoRA: merged and re-quantized %.3f", merged)
+	assert.InDelta(t, after, merged, 0.05*after)
+	changed := 0
+	for _, p := range m.Params() {
+		require.NotContains(t, p.Name, "lora_")
+		if want, ok := base[p.Name]; ok && !assert.ObjectsAreEqual(want, p.Value.Uint32s()) {
+			changed++
+		}
+	}
+	assert.Equal(t, 6, changed, "the adapted layers' packed weights")
+	loaded, err := models.New(m.Config, autodiff.NewRNG(5))
+	require.NoError(t, err)
+	require.NoError(t, loaded.LoadStateDict(m.StateDict()))
+	assert.Equal(t, merged, perplexity(loaded, valid))
 }

@@ -23,7 +23,7 @@ type Weight struct {
 	Packed, Scales, Biases *autodiff.Tensor
 }
 
-var _ layers.PackedWeight = (*Weight)(nil)
+var _ layers.Requantizer = (*Weight)(nil)
 
 // NewWeight returns an all-zero quantized weight of the given shape, to be
 // filled by loading a checkpoint.
@@ -91,6 +91,15 @@ func (w *Weight) Dequantize(dtype autodiff.DType) *autodiff.Tensor {
 	}
 	defer f.Release()
 	return autodiff.Cast(f, dtype)
+}
+
+// Requantize quantizes a float matrix of the same shape with w's parameters:
+// a LoRA adapter merged into a quantized base (layers.Linear.Merge).
+func (w *Weight) Requantize(t *autodiff.Tensor) (layers.PackedWeight, error) {
+	if t.Rank() != 2 || t.Dim(0) != w.Rows || t.Dim(1) != w.Cols {
+		return nil, fmt.Errorf("quant: Requantize: %v for a %d×%d weight", t.Shape(), w.Rows, w.Cols)
+	}
+	return QuantizeTensor(w.Matrix.Params, t)
 }
 
 // MatMulT is x·Wᵀ for x (..., cols) float32 or float64: (..., rows). It is
