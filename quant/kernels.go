@@ -20,9 +20,10 @@ type matmulFunc func(y, x []float32, rows int, m *Matrix)
 //     assembly): for batches, where each weight serves many rows of x and the
 //     product is compute-bound;
 //   - asm: one row of x at a time, every output a dot product that unpacks the
-//     4- or 8-bit weights in AVX2 registers (decode: memory-bound, so reading a
-//     quarter or an eighth of the bytes of float32 weights is the whole gain);
-//     other widths take the Go row kernel;
+//     weights in AVX2 registers (decode: memory-bound, so reading a quarter or an
+//     eighth of the bytes of float32 weights is the whole gain); 4 and 8 bits
+//     have their own kernels, the other widths one that finds each run of eight
+//     values with two dword loads and variable shifts;
 //   - go: the same row products in Go;
 //   - reference: dequantize all of W and a triple loop accumulating in float64.
 //
@@ -198,10 +199,6 @@ func rowsMatMul(y, x []float32, rows int, m *Matrix, kern rowKernel, permute boo
 }
 
 func asmMatMul(y, x []float32, rows int, m *Matrix) {
-	if m.Bits != 4 && m.Bits != 8 {
-		goMatMul(y, x, rows, m)
-		return
-	}
 	rowsMatMul(y, x, rows, m, asmRows, m.Bits == 4)
 }
 
@@ -212,7 +209,7 @@ func asmRows(y, x []float32, m *Matrix, lo, hi int, s *rowScratch) {
 		xin = s.xperm
 	}
 	for o := lo; o < hi; o++ {
-		y[o] = asmRowDot(m.Bits, xin, m.Scales[o*ng:(o+1)*ng], m.Biases[o*ng:(o+1)*ng], s.xsums, m.Packed[o*stride:(o+1)*stride], ng, m.GroupSize)
+		y[o] = asmRowDot(m.Bits, xin, m.Scales[o*ng:(o+1)*ng], m.Biases[o*ng:(o+1)*ng], s.xsums, m.Packed[o*stride:(o+1)*stride], ng, m.GroupSize, o == m.Rows-1)
 	}
 }
 

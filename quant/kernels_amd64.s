@@ -227,3 +227,138 @@ d8inner:
 	JNZ  d8group
 	VZEROUPPER
 	RET
+
+// Any width (2…8 bits), eight values at a time: a run of eight values takes
+// `bits` bytes; values 0–3 come out of the dword at the run's start, values 4–7
+// out of the dword at byte hiOff, each shifted right by its entry of shifts and
+// masked. The loads reach up to 3 bytes past a run, so the caller keeps the
+// last run of the matrix away from here.
+
+// func qnDotAVX(x, scales, biases, xsums *float32, w *byte, shifts *uint32, groups, groupSize, bits, hiOff, mask int) float32
+TEXT ·qnDotAVX(SB), NOSPLIT, $0-92
+	MOVQ x+0(FP), DI
+	MOVQ scales+8(FP), R8
+	MOVQ biases+16(FP), R9
+	MOVQ xsums+24(FP), R10
+	MOVQ w+32(FP), SI
+	MOVQ shifts+40(FP), AX
+	VMOVDQU (AX), Y14
+	MOVQ groups+48(FP), CX
+	MOVQ groupSize+56(FP), DX
+	SHRQ $5, DX
+	MOVQ bits+64(FP), R11
+	MOVQ hiOff+72(FP), R12
+	MOVQ mask+80(FP), AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	VXORPS Y12, Y12, Y12
+	VXORPS X13, X13, X13
+
+qngroup:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ DX, BX
+
+qninner:
+	VPBROADCASTD (SI), X4
+	VPBROADCASTD (SI)(R12*1), X8
+	ADDQ R11, SI
+	VPBROADCASTD (SI), X5
+	VPBROADCASTD (SI)(R12*1), X9
+	ADDQ R11, SI
+	VPBROADCASTD (SI), X6
+	VPBROADCASTD (SI)(R12*1), X10
+	ADDQ R11, SI
+	VPBROADCASTD (SI), X7
+	VPBROADCASTD (SI)(R12*1), X11
+	ADDQ R11, SI
+	VINSERTI128 $1, X8, Y4, Y4
+	VINSERTI128 $1, X9, Y5, Y5
+	VINSERTI128 $1, X10, Y6, Y6
+	VINSERTI128 $1, X11, Y7, Y7
+	VPSRLVD Y14, Y4, Y4
+	VPSRLVD Y14, Y5, Y5
+	VPSRLVD Y14, Y6, Y6
+	VPSRLVD Y14, Y7, Y7
+	VPAND Y15, Y4, Y4
+	VPAND Y15, Y5, Y5
+	VPAND Y15, Y6, Y6
+	VPAND Y15, Y7, Y7
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ $128, DI
+	DECQ BX
+	JNZ  qninner
+
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VBROADCASTSS (R8), Y8
+	VFMADD231PS Y8, Y0, Y12
+	VMOVSS (R9), X9
+	VFMADD231SS (R10), X9, X13
+	ADDQ $4, R8
+	ADDQ $4, R9
+	ADDQ $4, R10
+	DECQ CX
+	JNZ  qngroup
+
+	VEXTRACTF128 $1, Y12, X0
+	VADDPS X0, X12, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VADDSS X13, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+88(FP)
+	RET
+
+// func qnDequantAVX(dst *float32, w *byte, scales, biases *float32, shifts *uint32, groups, groupSize, bits, hiOff, mask int)
+TEXT ·qnDequantAVX(SB), NOSPLIT, $0-80
+	MOVQ dst+0(FP), DI
+	MOVQ w+8(FP), SI
+	MOVQ scales+16(FP), R8
+	MOVQ biases+24(FP), R9
+	MOVQ shifts+32(FP), AX
+	VMOVDQU (AX), Y14
+	MOVQ groups+40(FP), CX
+	MOVQ groupSize+48(FP), DX
+	SHRQ $3, DX
+	MOVQ bits+56(FP), R11
+	MOVQ hiOff+64(FP), R12
+	MOVQ mask+72(FP), AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+
+dngroup:
+	VBROADCASTSS (R8), Y12
+	VBROADCASTSS (R9), Y13
+	MOVQ DX, BX
+
+dninner:
+	VPBROADCASTD (SI), X0
+	VPBROADCASTD (SI)(R12*1), X1
+	ADDQ R11, SI
+	VINSERTI128 $1, X1, Y0, Y0
+	VPSRLVD Y14, Y0, Y0
+	VPAND Y15, Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VFMADD213PS Y13, Y12, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	DECQ BX
+	JNZ  dninner
+
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ CX
+	JNZ  dngroup
+	VZEROUPPER
+	RET

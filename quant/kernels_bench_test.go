@@ -51,9 +51,12 @@ func BenchmarkMatVec4Asm(b *testing.B)    { benchQuantized(b, 4, 1, metal.PathAs
 func BenchmarkMatVec8Asm(b *testing.B)    { benchQuantized(b, 8, 1, metal.PathAsm) }
 func BenchmarkMatVec4Go(b *testing.B)     { benchQuantized(b, 4, 1, metal.PathGo) }
 func BenchmarkMatVec3Go(b *testing.B)     { benchQuantized(b, 3, 1, metal.PathGo) }
+func BenchmarkMatVec3Asm(b *testing.B)    { benchQuantized(b, 3, 1, metal.PathAsm) }
+func BenchmarkMatVec6Asm(b *testing.B)    { benchQuantized(b, 6, 1, metal.PathAsm) }
 func BenchmarkMatVecFloat32(b *testing.B) { benchFloat(b, 1) }
 
 func BenchmarkMatMul128Q4(b *testing.B)      { benchQuantized(b, 4, 128, metal.PathBLAS) }
+func BenchmarkMatMul128Q3(b *testing.B)      { benchQuantized(b, 3, 128, metal.PathBLAS) }
 func BenchmarkMatMul128Float32(b *testing.B) { benchFloat(b, 128) }
 
 func BenchmarkDequantize4(b *testing.B) {

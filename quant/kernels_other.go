@@ -4,7 +4,7 @@ package quant
 
 func asmAvailable() bool { return false }
 
-func asmRowDot(bits int, x, scales, biases, xsums []float32, w []uint32, groups, groupSize int) float32 {
+func asmRowDot(bits int, x, scales, biases, xsums []float32, w []uint32, groups, groupSize int, last bool) float32 {
 	panic("quant: no assembly kernels on this architecture")
 }
 
