@@ -216,3 +216,54 @@ func TestQLoRA(t *testing.T) {
 	require.NoError(t, loaded.LoadStateDict(m.StateDict()))
 	assert.Equal(t, merged, perplexity(loaded, valid))
 }
+
+// TestQuantizedHybrid quantizes a model with attention, Mamba and MoE layers
+// (8 bits): the mixers' projections, the router and the shared experts become
+// packed (the stacked expert weights and Mamba's narrow dt_proj stay float), the
+// logits stay close to the float model's, and decoding with a cache gives the
+// logits of the full forward pass.
+func TestQuantizedHybrid(t *testing.T) {
+	cfg := models.GPT2Config(40, 32, 3, 2, 16)
+	cfg.IntermediateSize = 64
+	cfg.LayerTypes = []string{models.MixerFullAttention, models.MixerMamba, models.MixerMamba}
+	cfg.FeedForwardTypes = []string{models.FeedForwardMoE, models.FeedForwardMoE, models.FeedForwardMLP}
+	cfg.StateSize, cfg.ConvKernel = 4, 4
+	cfg.NumLocalExperts, cfg.MoEIntermediateSize, cfg.NSharedExperts = 4, 32, 1
+	m, err := models.New(cfg, autodiff.NewRNG(1))
+	require.NoError(t, err)
+	ids := noisyCounting(autodiff.NewRNG(2), 2, 12, 40)
+	want := m.Forward(nil, ids).Float32s()
+	reports, err := m.Quantize(quant.Config{Params: quant.Params{GroupSize: 32, Bits: 8}}, nil)
+	require.NoError(t, err)
+	packed := map[string]bool{}
+	for _, r := range reports {
+		packed[r.Name] = r.Quantized
+	}
+	assert.True(t, packed["model.layers.1.mixer.in_proj"])
+	assert.True(t, packed["model.layers.1.mixer.out_proj"])
+	assert.False(t, packed["model.layers.1.mixer.dt_proj"], "width time_step_rank")
+	assert.True(t, packed["model.layers.0.mlp.gate"])
+	assert.True(t, packed["model.layers.0.mlp.shared_experts.down_proj"])
+	got := m.Forward(nil, ids).Float32s()
+	// A perturbed router may pick other experts for a token, so the logits are
+	// compared as a whole: relative RMS error.
+	var se, ss float64
+	for i := range want {
+		d := float64(got[i] - want[i])
+		se, ss = se+d*d, ss+float64(want[i])*float64(want[i])
+	}
+	t.Logf("8-bit hybrid: relative RMS logit error %.4f", math.Sqrt(se/ss))
+	assert.Less(t, math.Sqrt(se/ss), 0.05)
+	cache := models.NewCache(m)
+	defer cache.Release()
+	first := m.ForwardCache(nil, autodiff.Slice(ids, 1, 0, 8), cache)
+	for t0 := 8; t0 < 12; t0++ {
+		step := m.ForwardCache(nil, autodiff.Slice(ids, 1, t0, t0+1), cache).Float32s()
+		for b := range 2 {
+			for v := range 40 {
+				require.InDelta(t, got[(b*12+t0)*40+v], step[b*40+v], 1e-4, "batch %d position %d", b, t0)
+			}
+		}
+	}
+	first.Release()
+}
