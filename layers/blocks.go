@@ -327,10 +327,7 @@ func AttachLoRA(rng *autodiff.RNG, linears []NamedLinear, cfg LoRAConfig) ([]str
 			continue
 		}
 		l := nl.Linear
-		dt := autodiff.Float32 // a packed (quantized) base computes in float32
-		if l.Weight != nil {
-			dt = l.Weight.DType()
-		}
+		dt := l.DType()
 		bound := 1 / math.Sqrt(float64(l.In()))
 		l.LoRA = &LoRA{
 			A:       autodiff.RandUniform(rng, dt, -bound, bound, l.In(), cfg.Rank),

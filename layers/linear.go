@@ -55,6 +55,15 @@ func NewLinear(rng *autodiff.RNG, dtype autodiff.DType, in, out int, bias bool, 
 	return l
 }
 
+// DType is the dtype the layer computes in: its weight's, or float32 for a
+// packed (quantized) weight.
+func (l *Linear) DType() autodiff.DType {
+	if l.Weight == nil && l.Packed != nil {
+		return autodiff.Float32
+	}
+	return l.Weight.DType()
+}
+
 // In is the input width.
 func (l *Linear) In() int {
 	if l.Weight == nil && l.Packed != nil {
