@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -78,6 +79,15 @@ func quantizeCheckpoint(w io.Writer, src, out string, p quant.Params, keep []str
 		}
 		m.Dequantize()
 	} else {
+		var names []string
+		for _, t := range m.QuantTargets() {
+			names = append(names, t.Name)
+		}
+		for _, k := range keep {
+			if !slices.ContainsFunc(names, func(n string) bool { return layers.MatchesLoRAKey(n, []string{k}) }) {
+				return fmt.Errorf("--keep %s matches no module (they are %s … %s)", k, names[0], names[len(names)-1])
+			}
+		}
 		reports, err := m.Quantize(quant.Config{Params: p}, func(name string) bool { return layers.MatchesLoRAKey(name, keep) })
 		if err != nil {
 			return fmt.Errorf("--checkpoint %s: %w", src, err)

@@ -65,6 +65,7 @@ func TestQuantizeGenerateEvalDequantize(t *testing.T) {
 		{[]string{"--checkpoint", run, "--out", q8}, "already exists"},
 		{[]string{"--checkpoint", run, "--out", filepath.Join(dir, "y"), "--dequantize"}, "not quantized"},
 		{[]string{"--checkpoint", q8, "--out", filepath.Join(dir, "z")}, "already quantized"},
+		{[]string{"--checkpoint", run, "--out", filepath.Join(dir, "w"), "--keep", "embed_token"}, "--keep embed_token matches no module"},
 	} {
 		code, _, stderr := runCLI(append([]string{"quantize"}, c.args...)...)
 		assert.Equal(t, 1, code, stderr)
