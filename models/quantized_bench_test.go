@@ -10,7 +10,7 @@ import (
 )
 
 // BenchmarkDecode is one greedy decoding step (one token after a 32-token
-// prompt) of a 0.1-billion-parameter llama (hidden 1024, 6 layers, SwiGLU 2816,
+// prompt) of a 76M-parameter llama (hidden 1024, 6 layers, SwiGLU 2816,
 // vocab 8192, tied) on one thread, float32 against 4-bit (group 64). Decode reads
 // every weight once per token, so it is memory-bound: cpu-ns/op compares.
 //
