@@ -293,8 +293,13 @@ func (m *Model) StateDict() map[string]*autodiff.Tensor {
 // LoadStateDict copies weights by name into the model. Every parameter must be
 // present with its shape and dtype and no other name may appear (lm_head.weight of
 // a tied model is ignored, as Hugging Face writes it sometimes); otherwise it
-// returns an error listing the problems and changes nothing.
+// returns an error listing the problems and changes nothing. A module whose
+// "<path>.scales" sd has becomes quantized as sd's shapes say (MLX's rule), and
+// a quantized module without them float32, before names and shapes are checked.
 func (m *Model) LoadStateDict(sd map[string]*autodiff.Tensor) error {
+	if err := m.matchQuantization(sd); err != nil { // packed where sd has scales (quantized.go)
+		return err
+	}
 	var errs []string
 	want := map[string]bool{}
 	for _, p := range m.Params() {

@@ -178,6 +178,11 @@ func (m *Model) Quantize(q quant.Config, keep func(name string) bool) ([]QuantRe
 	}
 	var reports []QuantReport
 	for _, t := range m.QuantTargets() {
+		if t.Packed() != nil {
+			return nil, fmt.Errorf("models: Quantize: %s is already quantized", t.Name)
+		}
+	}
+	for _, t := range m.QuantTargets() {
 		w := t.Weight()
 		r := QuantReport{Name: t.Name, BytesBefore: int64(w.Len() * w.DType().Size())}
 		p, ok := Quantizes(&q, t)
@@ -223,4 +228,96 @@ func (m *Model) Dequantize() {
 		}
 	}
 	m.Config.SetQuantization(nil)
+}
+
+// matchQuantization makes m's modules packed or float as the state dict sd
+// has them, before LoadStateDict checks names and shapes: MLX marks a
+// quantized module by "<path>.scales" in the weights (a checkpoint's config
+// need not list the modules its quantization skipped), so a target with scales
+// in sd becomes packed, with bits and group size read from the shapes, and a
+// packed target without them becomes float32 again (its values then load).
+func (m *Model) matchQuantization(sd map[string]*autodiff.Tensor) error {
+	for _, t := range m.QuantTargets() {
+		scales, packed := sd[t.Name+".scales"], t.Packed() != nil
+		switch {
+		case scales != nil:
+			w := sd[t.Name+".weight"]
+			if w == nil || w.Rank() != 2 || scales.Rank() != 2 || w.Dim(0) != scales.Dim(0) || scales.Dim(1) == 0 {
+				continue // LoadStateDict reports what is missing or malformed
+			}
+			rows, cols := w.Dim(0), t.Cols()
+			if cols%scales.Dim(1) != 0 || w.Dim(1)*32%cols != 0 {
+				return fmt.Errorf("models: %s: packed weight %v and scales %v do not fit a width of %d", t.Name, w.Shape(), scales.Shape(), cols)
+			}
+			p := quant.Params{GroupSize: cols / scales.Dim(1), Bits: w.Dim(1) * 32 / cols}
+			if packed {
+				if pw, ok := t.Packed().(*quant.Weight); ok && pw.Matrix.Params == p {
+					continue
+				}
+			}
+			pw, err := quant.NewWeight(p, rows, cols)
+			if err != nil {
+				return fmt.Errorf("models: %s: %w", t.Name, err)
+			}
+			if !packed {
+				t.Weight().Release()
+			}
+			if t.Linear != nil {
+				t.Linear.Weight, t.Linear.Packed = nil, pw
+			} else {
+				t.Embedding.Weight, t.Embedding.Packed = nil, pw
+			}
+		case packed:
+			rows, cols := t.Packed().Dims()
+			w := autodiff.Zeros(autodiff.Float32, rows, cols)
+			if t.Linear != nil {
+				t.Linear.Weight, t.Linear.Packed = w, nil
+			} else {
+				t.Embedding.Weight, t.Embedding.Packed = w, nil
+			}
+		}
+	}
+	m.syncQuantization()
+	return nil
+}
+
+// syncQuantization makes the config's "quantization" describe the modules as
+// they are: none when nothing is packed; otherwise the config's default (or the
+// first packed module's parameters), an override for each packed module that
+// differs and false for each float one.
+func (m *Model) syncQuantization() {
+	old, _ := m.Config.Quantization()
+	var q *quant.Config
+	for _, t := range m.QuantTargets() {
+		pw, ok := t.Packed().(*quant.Weight)
+		if !ok {
+			continue
+		}
+		if q == nil {
+			q = &quant.Config{Params: pw.Matrix.Params, Layers: map[string]*quant.Params{}}
+			if old != nil {
+				q.Params = old.Params
+			}
+		}
+	}
+	if q == nil {
+		if old != nil {
+			m.Config.SetQuantization(nil)
+		}
+		return
+	}
+	if m.Positions != nil {
+		q.Layers["model.embed_positions"] = nil
+	}
+	for _, t := range m.QuantTargets() {
+		pw, ok := t.Packed().(*quant.Weight)
+		switch {
+		case !ok:
+			q.Layers[t.Name] = nil
+		case pw.Matrix.Params != q.Params:
+			p := pw.Matrix.Params
+			q.Layers[t.Name] = &p
+		}
+	}
+	m.Config.SetQuantization(q)
 }

@@ -267,3 +267,60 @@ func TestQuantizedHybrid(t *testing.T) {
 	}
 	first.Release()
 }
+
+// TestLoadStateDictFollowsScales: a state dict decides which modules are
+// quantized (MLX's "<path>.scales" rule), whatever the config says: a float
+// model loads a quantized state dict with mixed widths, and a quantized model a
+// float one.
+func TestLoadStateDictFollowsScales(t *testing.T) {
+	cfg := models.LlamaConfig(64, 64, 1, 4, 2, 128, 16)
+	m, err := models.New(cfg, autodiff.NewRNG(1))
+	require.NoError(t, err)
+	floatSD := map[string]*autodiff.Tensor{}
+	for k, v := range m.StateDict() {
+		floatSD[k] = v.Clone()
+	}
+	ids := autodiff.FromInt32([]int32{1, 5, 9, 63}, 1, 4)
+	q := quant.Config{Params: quant.Params{GroupSize: 64, Bits: 4},
+		Layers: map[string]*quant.Params{"model.layers.0.mlp.down_proj": {GroupSize: 32, Bits: 3}}}
+	_, err = m.Quantize(q, func(name string) bool { return name == "lm_head" })
+	require.NoError(t, err)
+	want := m.Forward(nil, ids).Float32s()
+
+	plain, err := models.New(cfg, autodiff.NewRNG(2)) // no "quantization" in its config
+	require.NoError(t, err)
+	require.NoError(t, plain.LoadStateDict(m.StateDict()))
+	assert.Equal(t, want, plain.Forward(nil, ids).Float32s())
+	for _, tg := range plain.QuantTargets() {
+		pw, isPacked := tg.Packed().(*quant.Weight)
+		switch tg.Name {
+		case "lm_head":
+			assert.False(t, isPacked)
+		case "model.layers.0.mlp.down_proj":
+			require.True(t, isPacked)
+			assert.Equal(t, quant.Params{GroupSize: 32, Bits: 3}, pw.Matrix.Params)
+		default:
+			require.True(t, isPacked, tg.Name)
+			assert.Equal(t, quant.Params{GroupSize: 64, Bits: 4}, pw.Matrix.Params)
+		}
+	}
+
+	qc, err := plain.Config.Quantization()
+	require.NoError(t, err)
+	require.NotNil(t, qc, "the config follows the modules")
+	assert.Equal(t, quant.Params{GroupSize: 64, Bits: 4}, qc.Params)
+	_, ok := qc.For("lm_head")
+	assert.False(t, ok)
+	p, _ := qc.For("model.layers.0.mlp.down_proj")
+	assert.Equal(t, 3, p.Bits)
+
+	require.NoError(t, plain.LoadStateDict(floatSD))
+	qc, err = plain.Config.Quantization()
+	require.NoError(t, err)
+	assert.Nil(t, qc)
+	for _, tg := range plain.QuantTargets() {
+		assert.Nil(t, tg.Packed(), tg.Name)
+	}
+	_, err = plain.Quantize(quant.Config{Params: quant.Params{GroupSize: 64, Bits: 8}}, nil)
+	require.NoError(t, err, "the config had no quantization")
+}
