@@ -124,6 +124,11 @@ func Quantize(p Params, w []float32, rows, cols int) (*Matrix, error) {
 		row := w[r*cols : (r+1)*cols]
 		for g := range cols / G {
 			grp := row[g*G : (g+1)*G]
+			for j, v := range grp {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					return nil, fmt.Errorf("quant: Quantize: weight (%d, %d) is %g", r, g*G+j, v)
+				}
+			}
 			scale, bias := groupParams(grp, nBins)
 			for j, v := range grp {
 				x := roundEven((v - bias) / scale)

@@ -235,4 +235,11 @@ func TestQuantizeRejects(t *testing.T) {
 	assert.ErrorContains(t, err, "multiple of the group size")
 	_, err = Quantize(Params{GroupSize: 32, Bits: 4}, make([]float32, 32), 2, 32)
 	assert.ErrorContains(t, err, "32 values")
+	w := make([]float32, 64)
+	w[40] = float32(math.NaN())
+	_, err = Quantize(Params{GroupSize: 32, Bits: 4}, w, 1, 64)
+	assert.ErrorContains(t, err, "weight (0, 40) is NaN")
+	w[40] = float32(math.Inf(-1))
+	_, err = Quantize(Params{GroupSize: 32, Bits: 4}, w, 1, 64)
+	assert.ErrorContains(t, err, "-Inf")
 }
