@@ -29,12 +29,14 @@ type matmulFunc func(y, x []float32, rows int, m *Matrix)
 //
 // Thresholds (MLXTRAIN_QUANTIZED_MATMUL_MIN_M_BLAS...) choose between the tiles
 // and the row kernels: below blasMinM rows, the row kernels read the packed
-// weights once per row of x, which costs less than dequantizing them. Measured
-// in CPU time for 4096×4096 at 4 bits on one Zen3 thread: a row costs 0.9 ms on
-// the asm kernel; the tiles cost about 1 ms of dequantization plus 0.4 ms of
-// GEMM per row, so they win from 2–3 rows.
+// weights once per row of x, which costs less than dequantizing them and
+// having the GEMM pack each tile. Measured in CPU time for 4096×4096 at 4 bits
+// on one Zen3 thread (rows: asm / tiles): 1: 1.0 / 2.4 ms (sgemv), 2: 1.7 / 15,
+// 4: 3.7 / 15, 8: 7 / 18, 16: 15 / 19, 32: 30 / 29, 64: 61 / 40 ms, 128:
+// 115 / 65 ms. OpenBLAS packs the 256-row tile on every call, which a few rows
+// of x do not repay.
 var (
-	blasMinM = 4
+	blasMinM = 32
 	qmmOp    *metal.Op
 )
 
