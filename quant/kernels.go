@@ -31,10 +31,10 @@ type matmulFunc func(y, x []float32, rows int, m *Matrix)
 // and the row kernels: below blasMinM rows, the row kernels read the packed
 // weights once per row of x, which costs less than dequantizing them and
 // having the GEMM pack each tile. Measured in CPU time for 4096×4096 at 4 bits
-// on one Zen3 thread (rows: asm / tiles): 1: 1.0 / 2.4 ms (sgemv), 2: 1.7 / 15,
-// 4: 3.7 / 15, 8: 7 / 18, 16: 15 / 19, 32: 30 / 29, 64: 61 / 40 ms, 128:
-// 115 / 65 ms. OpenBLAS packs the 256-row tile on every call, which a few rows
-// of x do not repay.
+// on one Zen3 thread (rows: asm / tiles): 1: 0.9 / 2.1 ms (sgemv), 4: 3.2 /
+// 15, 16: 13 / 19, 32: 26 / 27, 64: 53 / 36-43 ms; at 8 bits 1: 1.6 / 2.7,
+// 4: 4.3 / 15, 16: 17 / 22, 32: 34 / 27-30. OpenBLAS packs the 256-row tile
+// on every call, which a few rows of x do not repay.
 var (
 	blasMinM = 32
 	qmmOp    *metal.Op
@@ -167,11 +167,18 @@ func (s *rowScratch) prepare(x []float32, m *Matrix, permute bool) {
 	}
 	if permute {
 		s.xperm = grow(s.xperm, len(x))
-		for c := 0; c < len(x); c += 16 {
-			for i := range 8 {
-				s.xperm[c+i] = x[c+2*i]
-				s.xperm[c+8+i] = x[c+2*i+1]
-			}
+		permuteNibbleOrder(s.xperm, x)
+	}
+}
+
+// permuteNibbleOrder puts x in the order the 4-bit kernels unpack weights: in
+// each run of 16, the 8 values at even offsets, then the 8 at odd offsets (a
+// byte's low and high nibbles).
+func permuteNibbleOrder(dst, x []float32) {
+	for c := 0; c < len(x); c += 16 {
+		for i := range 8 {
+			dst[c+i] = x[c+2*i]
+			dst[c+8+i] = x[c+2*i+1]
 		}
 	}
 }
@@ -200,8 +207,47 @@ func rowsMatMul(y, x []float32, rows int, m *Matrix, kern rowKernel, permute boo
 	}
 }
 
+// asmMatMul runs four rows of x at a time through the four-row kernels (4 and
+// 8 bits: each weight unpacked once serves four FMAs), the rest one by one.
 func asmMatMul(y, x []float32, rows int, m *Matrix) {
-	rowsMatMul(y, x, rows, m, asmRows, m.Bits == 4)
+	K, N, G, ng := m.Cols, m.Rows, m.GroupSize, m.Groups()
+	r := 0
+	if m.Bits == 4 || m.Bits == 8 {
+		var xp []float32
+		xsums4 := make([]float32, 4*ng)
+		for ; r+4 <= rows; r += 4 {
+			xb := x[r*K : (r+4)*K]
+			if m.Bits == 4 {
+				xp = grow(xp, 4*K)
+				for i := range 4 {
+					permuteNibbleOrder(xp[i*K:(i+1)*K], xb[i*K:(i+1)*K])
+				}
+				xb = xp
+			}
+			for i := range 4 {
+				for g := range ng {
+					var t float32
+					for _, v := range xb[i*K+g*G : i*K+(g+1)*G] {
+						t += v
+					}
+					xsums4[4*g+i] = t
+				}
+			}
+			stride := m.Stride()
+			metal.ParallelFor(N, max(1, (1<<15)/K), func(lo, hi int) {
+				var out [4]float32
+				for o := lo; o < hi; o++ {
+					asmRowDot4(m.Bits, xb, K, m.Scales[o*ng:(o+1)*ng], m.Biases[o*ng:(o+1)*ng], xsums4, m.Packed[o*stride:(o+1)*stride], &out, ng, G)
+					for i := range 4 {
+						y[(r+i)*N+o] = out[i]
+					}
+				}
+			})
+		}
+	}
+	if r < rows {
+		rowsMatMul(y[r*N:], x[r*K:], rows-r, m, asmRows, m.Bits == 4)
+	}
 }
 
 func asmRows(y, x []float32, m *Matrix, lo, hi int, s *rowScratch) {

@@ -77,6 +77,24 @@ func asmRowDot(bits int, x, scales, biases, xsums []float32, w []uint32, groups,
 }
 
 //go:noescape
+func q4Dot4AVX(x, scales, biases, xsums4 *float32, w *uint32, out *float32, xstride, groups, groupSize int)
+
+//go:noescape
+func q8Dot4AVX(x, scales, biases, xsums4 *float32, w *uint32, out *float32, xstride, groups, groupSize int)
+
+// asmRowDot4 computes the dot products of four rows of x (4 bits: permuted)
+// with row words w into out, for 4- and 8-bit weights.
+func asmRowDot4(bits int, x []float32, xstride int, scales, biases, xsums4 []float32, w []uint32, out *[4]float32, groups, groupSize int) {
+	_ = x[3*xstride+groups*groupSize-1]
+	_ = xsums4[4*groups-1]
+	if bits == 4 {
+		q4Dot4AVX(&x[0], &scales[0], &biases[0], &xsums4[0], &w[0], &out[0], 4*xstride, groups, groupSize)
+		return
+	}
+	q8Dot4AVX(&x[0], &scales[0], &biases[0], &xsums4[0], &w[0], &out[0], 4*xstride, groups, groupSize)
+}
+
+//go:noescape
 func q4DequantAVX(dst *float32, w *uint32, scales, biases *float32, groups, groupSize int)
 
 //go:noescape

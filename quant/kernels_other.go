@@ -9,3 +9,7 @@ func asmRowDot(bits int, x, scales, biases, xsums []float32, w []uint32, groups,
 }
 
 func dequantizeRowFast(dst []float32, m *Matrix, r int) bool { return false }
+
+func asmRowDot4(bits int, x []float32, xstride int, scales, biases, xsums4 []float32, w []uint32, out *[4]float32, groups, groupSize int) {
+	panic("quant: no assembly kernels on this architecture")
+}
