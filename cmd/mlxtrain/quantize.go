@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -27,19 +29,55 @@ func quantizeCommand() *cli.Command {
 			&cli.IntFlag{Name: "bits", Value: quant.DefaultBits, Usage: "bits per weight: 2, 3, 4, 5, 6 or 8"},
 			&cli.IntFlag{Name: "group-size", Value: quant.DefaultGroupSize, Usage: "weights per scale and bias: 32, 64 or 128"},
 			&cli.StringSliceFlag{Name: "keep", Usage: "keep modules matching `PATTERN` in float (a module path, a glob, or a suffix such as embed_tokens or lm_head); repeatable"},
+			&cli.StringSliceFlag{Name: "layer", Usage: "quantize modules matching `PATTERN=BITS[:GROUP]` with their own bits (and group size), e.g. lm_head=8 or down_proj=6:32; repeatable, the first match wins"},
 			&cli.BoolFlag{Name: "dequantize", Usage: "turn a quantized checkpoint back into float32"},
 		},
 		Action: func(c *cli.Context) error {
 			return quantizeCheckpoint(c.App.Writer, c.String("checkpoint"), c.String("out"),
-				quant.Params{GroupSize: c.Int("group-size"), Bits: c.Int("bits")}, c.StringSlice("keep"), c.Bool("dequantize"))
+				quant.Params{GroupSize: c.Int("group-size"), Bits: c.Int("bits")}, c.StringSlice("keep"), c.StringSlice("layer"), c.Bool("dequantize"))
 		},
 	}
 }
 
-func quantizeCheckpoint(w io.Writer, src, out string, p quant.Params, keep []string, dequantize bool) error {
+// layerOverride is one --layer PATTERN=BITS[:GROUP].
+type layerOverride struct {
+	pattern string
+	params  quant.Params
+}
+
+func parseLayerOverrides(flags []string, def quant.Params) ([]layerOverride, error) {
+	var out []layerOverride
+	for _, f := range flags {
+		pattern, spec, ok := strings.Cut(f, "=")
+		if !ok || pattern == "" {
+			return nil, fmt.Errorf("--layer %s: want PATTERN=BITS or PATTERN=BITS:GROUP", f)
+		}
+		p := quant.Params{GroupSize: def.GroupSize}
+		bits, group, hasGroup := strings.Cut(spec, ":")
+		var err error
+		if p.Bits, err = strconv.Atoi(bits); err == nil && hasGroup {
+			p.GroupSize, err = strconv.Atoi(group)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--layer %s: want PATTERN=BITS or PATTERN=BITS:GROUP", f)
+		}
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("--layer %s: %w", f, err)
+		}
+		out = append(out, layerOverride{pattern, p})
+	}
+	return out, nil
+}
+
+func quantizeCheckpoint(w io.Writer, src, out string, p quant.Params, keep, layerFlags []string, dequantize bool) error {
+	var overrides []layerOverride
 	if !dequantize {
 		if err := p.Validate(); err != nil {
 			return fmt.Errorf("--bits %d --group-size %d: %w", p.Bits, p.GroupSize, err)
+		}
+		var err error
+		if overrides, err = parseLayerOverrides(layerFlags, p); err != nil {
+			return err
 		}
 	}
 	if _, err := os.Stat(out); err == nil {
@@ -88,7 +126,23 @@ func quantizeCheckpoint(w io.Writer, src, out string, p quant.Params, keep []str
 				return fmt.Errorf("--keep %s matches no module (they are %s … %s)", k, names[0], names[len(names)-1])
 			}
 		}
-		reports, err := m.Quantize(quant.Config{Params: p}, func(name string) bool { return layers.MatchesLoRAKey(name, keep) })
+		qc := quant.Config{Params: p, Layers: map[string]*quant.Params{}}
+		for _, o := range overrides {
+			matched := false
+			for _, n := range names {
+				if layers.MatchesLoRAKey(n, []string{o.pattern}) {
+					matched = true
+					if _, done := qc.Layers[n]; !done && o.params != p {
+						op := o.params
+						qc.Layers[n] = &op
+					}
+				}
+			}
+			if !matched {
+				return fmt.Errorf("--layer %s matches no module (they are %s … %s)", o.pattern, names[0], names[len(names)-1])
+			}
+		}
+		reports, err := m.Quantize(qc, func(name string) bool { return layers.MatchesLoRAKey(name, keep) })
 		if err != nil {
 			return fmt.Errorf("--checkpoint %s: %w", src, err)
 		}

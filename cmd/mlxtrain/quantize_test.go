@@ -33,8 +33,10 @@ func TestQuantizeGenerateEvalDequantize(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 
 	q8 := filepath.Join(dir, "q8")
-	code, stdout, stderr := runCLI("quantize", "--checkpoint", run, "--out", q8, "--bits", "8", "--group-size", "32", "--keep", "embed_tokens")
+	code, stdout, stderr := runCLI("quantize", "--checkpoint", run, "--out", q8, "--bits", "8", "--group-size", "32", "--keep", "embed_tokens",
+		"--layer", "down_proj=6:64")
 	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, `model\.layers\.0\.mlp\.down_proj\.weight\s+q6 g64`, stdout)
 	assert.Contains(t, stdout, "model.layers.0.mlp.up_proj.weight")
 	assert.Regexp(t, `model\.embed_tokens\.weight\s+float32`, stdout)
 	assert.Regexp(t, `model\.layers\.0\.self_attn\.q_proj\.weight\s+q8 g32`, stdout)
@@ -42,6 +44,7 @@ func TestQuantizeGenerateEvalDequantize(t *testing.T) {
 	config, err := os.ReadFile(filepath.Join(q8, "config.json"))
 	require.NoError(t, err)
 	assert.Contains(t, string(config), `"model.embed_tokens": false`)
+	assert.Contains(t, string(config), `"model.layers.0.mlp.down_proj": {`)
 
 	code, _, stderr = runCLI("generate", "--checkpoint", q8, "--prompt", "12+34=", "--max-tokens", "4")
 	require.Equal(t, 0, code, stderr)
@@ -66,6 +69,9 @@ func TestQuantizeGenerateEvalDequantize(t *testing.T) {
 		{[]string{"--checkpoint", run, "--out", filepath.Join(dir, "y"), "--dequantize"}, "not quantized"},
 		{[]string{"--checkpoint", q8, "--out", filepath.Join(dir, "z")}, "already quantized"},
 		{[]string{"--checkpoint", run, "--out", filepath.Join(dir, "w"), "--keep", "embed_token"}, "--keep embed_token matches no module"},
+		{[]string{"--checkpoint", run, "--out", filepath.Join(dir, "w"), "--layer", "q_proj"}, "PATTERN=BITS"},
+		{[]string{"--checkpoint", run, "--out", filepath.Join(dir, "w"), "--layer", "q_proj=7"}, "bits 7"},
+		{[]string{"--checkpoint", run, "--out", filepath.Join(dir, "w"), "--layer", "qproj=8"}, "--layer qproj matches no module"},
 	} {
 		code, _, stderr := runCLI(append([]string{"quantize"}, c.args...)...)
 		assert.Equal(t, 1, code, stderr)
