@@ -5,52 +5,180 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mlxtrain/mlxtrain/advanced"
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/layers"
 	"github.com/mlxtrain/mlxtrain/quant"
 )
 
 // QuantTarget is a module that affine quantization may replace: the token
-// embedding ("model.embed_tokens") or a linear layer of [Model.Linears]. Exactly
-// one of Linear and Embedding is set.
+// embedding ("model.embed_tokens"), a linear layer of [Model.Linears], or one
+// projection of a mixture of experts' stacked experts
+// ("model.layers.{i}.mlp.switch_mlp.{gate,up,down}_proj", MLX's
+// QuantizedSwitchLinear). Exactly one of Linear, Embedding and Experts is set.
 type QuantTarget struct {
 	Name      string
 	Linear    *layers.Linear
 	Embedding *layers.Embedding
+	Experts   *advanced.MoE
+	Proj      string // with Experts: "gate_proj", "up_proj" or "down_proj"
 }
 
-// Packed is the target's quantized weight, or nil while it is float.
-func (t QuantTarget) Packed() layers.PackedWeight {
-	if t.Linear != nil {
+func (t QuantTarget) expertFields() (**autodiff.Tensor, *advanced.PackedExperts) {
+	switch t.Proj {
+	case "gate_proj":
+		return &t.Experts.GateProj, &t.Experts.GatePacked
+	case "up_proj":
+		return &t.Experts.UpProj, &t.Experts.UpPacked
+	}
+	return &t.Experts.DownProj, &t.Experts.DownPacked
+}
+
+// Packed is the target's quantized weight (a *quant.Weight, or *quant.Experts
+// for experts), or nil while it is float.
+func (t QuantTarget) Packed() any {
+	switch {
+	case t.Linear != nil && t.Linear.Packed != nil:
 		return t.Linear.Packed
+	case t.Embedding != nil && t.Embedding.Packed != nil:
+		return t.Embedding.Packed
+	case t.Experts != nil:
+		if _, p := t.expertFields(); *p != nil {
+			return *p
+		}
 	}
-	return t.Embedding.Packed
+	return nil
 }
 
-// Weight is the target's float weight (rows, cols), or nil once quantized.
-func (t QuantTarget) Weight() *autodiff.Tensor {
-	if t.Linear != nil {
-		return t.Linear.Weight
+// packedParams are the parameters of the target's quantized weight, if any.
+func (t QuantTarget) packedParams() (quant.Params, bool) {
+	switch p := t.Packed().(type) {
+	case *quant.Weight:
+		return p.Matrix.Params, true
+	case *quant.Experts:
+		return p.Quant, true
 	}
-	return t.Embedding.Weight
+	return quant.Params{}, false
+}
+
+// Weight is the target's float weight ((rows, cols), or (experts, rows, cols)),
+// or nil once quantized.
+func (t QuantTarget) Weight() *autodiff.Tensor {
+	switch {
+	case t.Linear != nil:
+		return t.Linear.Weight
+	case t.Embedding != nil:
+		return t.Embedding.Weight
+	}
+	w, _ := t.expertFields()
+	return *w
+}
+
+// shape is the float weight's shape.
+func (t QuantTarget) shape() []int {
+	switch p := t.Packed().(type) {
+	case *quant.Weight:
+		return []int{p.Rows, p.Cols}
+	case *quant.Experts:
+		return []int{p.E, p.Rows, p.Cols}
+	}
+	return t.Weight().Shape()
 }
 
 // Cols is the width quantization groups run along (the input width).
 func (t QuantTarget) Cols() int {
-	if p := t.Packed(); p != nil {
-		_, c := p.Dims()
-		return c
+	sh := t.shape()
+	return sh[len(sh)-1]
+}
+
+// setPacked puts pw (*quant.Weight or *quant.Experts) in place of the float
+// weight, which it releases.
+func (t QuantTarget) setPacked(pw any) {
+	if w := t.Weight(); w != nil {
+		w.Release()
 	}
-	return t.Weight().Dim(1)
+	switch {
+	case t.Linear != nil:
+		t.Linear.Weight, t.Linear.Packed = nil, pw.(*quant.Weight)
+	case t.Embedding != nil:
+		t.Embedding.Weight, t.Embedding.Packed = nil, pw.(*quant.Weight)
+	default:
+		w, p := t.expertFields()
+		*w, *p = nil, pw.(*quant.Experts)
+	}
+}
+
+// setWeight puts the float weight w in place of the quantized one.
+func (t QuantTarget) setWeight(w *autodiff.Tensor) {
+	switch {
+	case t.Linear != nil:
+		t.Linear.Weight, t.Linear.Packed = w, nil
+	case t.Embedding != nil:
+		t.Embedding.Weight, t.Embedding.Packed = w, nil
+	default:
+		fw, p := t.expertFields()
+		*fw, *p = w, nil
+	}
+}
+
+// newPacked returns an all-zero quantized weight of the target's shape.
+func (t QuantTarget) newPacked(p quant.Params) (any, error) {
+	sh := t.shape()
+	if len(sh) == 3 {
+		return quant.NewExperts(p, sh[0], sh[1], sh[2])
+	}
+	return quant.NewWeight(p, sh[0], sh[1])
+}
+
+// quantized returns the target's float weight quantized with p, its size and
+// its dequantized values.
+func (t QuantTarget) quantized(p quant.Params) (any, int64, *autodiff.Tensor, error) {
+	w := t.Weight()
+	if w.Rank() == 3 {
+		x, err := quant.QuantizeExperts(p, w)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		return x, x.Bytes(), x.Dequantize(autodiff.Float32), nil
+	}
+	x, err := quant.QuantizeTensor(p, w)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return x, x.Bytes(), x.Dequantize(autodiff.Float32), nil
+}
+
+// dequantized is the float32 weight the quantized one stands for.
+func (t QuantTarget) dequantized() *autodiff.Tensor {
+	switch p := t.Packed().(type) {
+	case *quant.Weight:
+		return p.Dequantize(autodiff.Float32)
+	case *quant.Experts:
+		return p.Dequantize(autodiff.Float32)
+	}
+	return nil
 }
 
 // QuantTargets lists the modules that quantization may replace, as MLX's
-// nn.quantize sees them: the token embedding, then every linear layer. Learned
-// position embeddings are not among them (they stay float).
+// nn.quantize sees them: the token embedding, every linear layer, then the
+// experts' stacked projections of each mixture of experts. Learned position
+// embeddings are not among them (they stay float).
 func (m *Model) QuantTargets() []QuantTarget {
 	ts := []QuantTarget{{Name: "model.embed_tokens", Embedding: m.Embed}}
 	for _, nl := range m.Linears() {
 		ts = append(ts, QuantTarget{Name: nl.Name, Linear: nl.Linear})
+	}
+	for i, l := range m.Layers {
+		moe, ok := l.FeedForward.(*advanced.MoE)
+		if !ok {
+			continue
+		}
+		for _, proj := range []string{"gate_proj", "up_proj", "down_proj"} {
+			t := QuantTarget{Name: fmt.Sprintf("model.layers.%d.%s.switch_mlp.%s", i, l.FeedForwardName, proj), Experts: moe, Proj: proj}
+			if t.Weight() != nil || t.Packed() != nil {
+				ts = append(ts, t)
+			}
+		}
 	}
 	return ts
 }
@@ -112,17 +240,11 @@ func (m *Model) packForConfig() error {
 		if !ok {
 			continue
 		}
-		w := t.Weight()
-		pw, err := quant.NewWeight(p, w.Dim(0), w.Dim(1))
+		pw, err := t.newPacked(p)
 		if err != nil {
 			return fmt.Errorf("models: config: quantization of %s: %w", t.Name, err)
 		}
-		w.Release()
-		if t.Linear != nil {
-			t.Linear.Weight, t.Linear.Packed = nil, pw
-		} else {
-			t.Embedding.Weight, t.Embedding.Packed = nil, pw
-		}
+		t.setPacked(pw)
 	}
 	return nil
 }
@@ -192,25 +314,20 @@ func (m *Model) Quantize(q quant.Config, keep func(name string) bool) ([]QuantRe
 			reports = append(reports, r)
 			continue
 		}
-		pw, err := quant.QuantizeTensor(p, w)
+		pw, size, d, err := t.quantized(p)
 		if err != nil {
 			return nil, fmt.Errorf("models: Quantize %s: %w", t.Name, err)
 		}
-		r.Params, r.Quantized, r.BytesAfter = p, true, pw.Bytes()
-		d := pw.Matrix.Dequantize()
+		r.Params, r.Quantized, r.BytesAfter = p, true, size
 		var se float64
 		for i, v := range w.Float32s() {
-			e := float64(d[i] - v)
+			e := float64(d.Float32s()[i] - v)
 			se += e * e
 			r.MaxAbs = max(r.MaxAbs, math.Abs(e))
 		}
-		r.RMSE = math.Sqrt(se / float64(max(1, len(d))))
-		w.Release()
-		if t.Linear != nil {
-			t.Linear.Weight, t.Linear.Packed = nil, pw
-		} else {
-			t.Embedding.Weight, t.Embedding.Packed = nil, pw
-		}
+		r.RMSE = math.Sqrt(se / float64(max(1, d.Len())))
+		d.Release()
+		t.setPacked(pw)
 		reports = append(reports, r)
 	}
 	m.Config.SetQuantization(&out)
@@ -221,10 +338,8 @@ func (m *Model) Quantize(q quant.Config, keep func(name string) bool) ([]QuantRe
 // "quantization" from the config.
 func (m *Model) Dequantize() {
 	for _, t := range m.QuantTargets() {
-		if t.Linear != nil {
-			quant.DequantizeLinear(t.Linear)
-		} else {
-			quant.DequantizeEmbedding(t.Embedding)
+		if d := t.dequantized(); d != nil {
+			t.setWeight(d)
 		}
 	}
 	m.Config.SetQuantization(nil)
@@ -238,43 +353,31 @@ func (m *Model) Dequantize() {
 // packed target without them becomes float32 again (its values then load).
 func (m *Model) matchQuantization(sd map[string]*autodiff.Tensor) error {
 	for _, t := range m.QuantTargets() {
-		scales, packed := sd[t.Name+".scales"], t.Packed() != nil
+		scales := sd[t.Name+".scales"]
+		have, packed := t.packedParams()
 		switch {
 		case scales != nil:
+			sh := t.shape()
 			w := sd[t.Name+".weight"]
-			if w == nil || w.Rank() != 2 || scales.Rank() != 2 || w.Dim(0) != scales.Dim(0) || scales.Dim(1) == 0 {
+			n := len(sh)
+			if w == nil || w.Rank() != n || scales.Rank() != n || scales.Dim(n-1) == 0 || !sameShape(w.Shape()[:n-1], sh[:n-1]) || !sameShape(scales.Shape()[:n-1], sh[:n-1]) {
 				continue // LoadStateDict reports what is missing or malformed
 			}
-			rows, cols := w.Dim(0), t.Cols()
-			if cols%scales.Dim(1) != 0 || w.Dim(1)*32%cols != 0 {
+			cols := sh[n-1]
+			if cols%scales.Dim(n-1) != 0 || w.Dim(n-1)*32%cols != 0 {
 				return fmt.Errorf("models: %s: packed weight %v and scales %v do not fit a width of %d", t.Name, w.Shape(), scales.Shape(), cols)
 			}
-			p := quant.Params{GroupSize: cols / scales.Dim(1), Bits: w.Dim(1) * 32 / cols}
-			if packed {
-				if pw, ok := t.Packed().(*quant.Weight); ok && pw.Matrix.Params == p {
-					continue
-				}
+			p := quant.Params{GroupSize: cols / scales.Dim(n-1), Bits: w.Dim(n-1) * 32 / cols}
+			if packed && have == p {
+				continue
 			}
-			pw, err := quant.NewWeight(p, rows, cols)
+			pw, err := t.newPacked(p)
 			if err != nil {
 				return fmt.Errorf("models: %s: %w", t.Name, err)
 			}
-			if !packed {
-				t.Weight().Release()
-			}
-			if t.Linear != nil {
-				t.Linear.Weight, t.Linear.Packed = nil, pw
-			} else {
-				t.Embedding.Weight, t.Embedding.Packed = nil, pw
-			}
+			t.setPacked(pw)
 		case packed:
-			rows, cols := t.Packed().Dims()
-			w := autodiff.Zeros(autodiff.Float32, rows, cols)
-			if t.Linear != nil {
-				t.Linear.Weight, t.Linear.Packed = w, nil
-			} else {
-				t.Embedding.Weight, t.Embedding.Packed = w, nil
-			}
+			t.setWeight(autodiff.Zeros(autodiff.Float32, t.shape()...))
 		}
 	}
 	m.syncQuantization()
@@ -289,12 +392,8 @@ func (m *Model) syncQuantization() {
 	old, _ := m.Config.Quantization()
 	var q *quant.Config
 	for _, t := range m.QuantTargets() {
-		pw, ok := t.Packed().(*quant.Weight)
-		if !ok {
-			continue
-		}
-		if q == nil {
-			q = &quant.Config{Params: pw.Matrix.Params, Layers: map[string]*quant.Params{}}
+		if p, ok := t.packedParams(); ok && q == nil {
+			q = &quant.Config{Params: p, Layers: map[string]*quant.Params{}}
 			if old != nil {
 				q.Params = old.Params
 			}
@@ -310,12 +409,11 @@ func (m *Model) syncQuantization() {
 		q.Layers["model.embed_positions"] = nil
 	}
 	for _, t := range m.QuantTargets() {
-		pw, ok := t.Packed().(*quant.Weight)
+		p, ok := t.packedParams()
 		switch {
 		case !ok:
 			q.Layers[t.Name] = nil
-		case pw.Matrix.Params != q.Params:
-			p := pw.Matrix.Params
+		case p != q.Params:
 			q.Layers[t.Name] = &p
 		}
 	}

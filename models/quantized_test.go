@@ -218,10 +218,11 @@ func TestQLoRA(t *testing.T) {
 }
 
 // TestQuantizedHybrid quantizes a model with attention, Mamba and MoE layers
-// (8 bits): the mixers' projections, the router and the shared experts become
-// packed (the stacked expert weights and Mamba's narrow dt_proj stay float), the
-// logits stay close to the float model's, and decoding with a cache gives the
-// logits of the full forward pass.
+// (8 bits): the mixers' projections, the router, the stacked experts and the
+// shared experts become packed (Mamba's narrow dt_proj stays float), the logits
+// stay close to the float model's, decoding with a cache gives the logits of
+// the full forward pass, and the state dict loads into a model built from the
+// config.
 func TestQuantizedHybrid(t *testing.T) {
 	cfg := models.GPT2Config(40, 32, 3, 2, 16)
 	cfg.IntermediateSize = 64
@@ -244,6 +245,10 @@ func TestQuantizedHybrid(t *testing.T) {
 	assert.False(t, packed["model.layers.1.mixer.dt_proj"], "width time_step_rank")
 	assert.True(t, packed["model.layers.0.mlp.gate"])
 	assert.True(t, packed["model.layers.0.mlp.shared_experts.down_proj"])
+	assert.True(t, packed["model.layers.0.mlp.switch_mlp.up_proj"], "the stacked experts")
+	assert.True(t, packed["model.layers.1.mlp.switch_mlp.down_proj"])
+	_, hasGate := packed["model.layers.0.mlp.switch_mlp.gate_proj"]
+	assert.False(t, hasGate, "a GELU MLP has no gate_proj")
 	got := m.Forward(nil, ids).Float32s()
 	// A perturbed router may pick other experts for a token, so the logits are
 	// compared as a whole: relative RMS error.
@@ -266,6 +271,21 @@ func TestQuantizedHybrid(t *testing.T) {
 		}
 	}
 	first.Release()
+
+	loaded, err := models.New(m.Config, autodiff.NewRNG(9))
+	require.NoError(t, err)
+	require.NoError(t, loaded.LoadStateDict(m.StateDict()))
+	assert.Equal(t, got, loaded.Forward(nil, ids).Float32s())
+	sd := m.StateDict()
+	assert.Equal(t, autodiff.Uint32, sd["model.layers.0.mlp.switch_mlp.up_proj.weight"].DType())
+	assert.Equal(t, []int{4, 32, 32 * 8 / 32}, sd["model.layers.0.mlp.switch_mlp.up_proj.weight"].Shape())
+	assert.Equal(t, []int{4, 32, 1}, sd["model.layers.0.mlp.switch_mlp.up_proj.scales"].Shape())
+
+	loaded.Dequantize()
+	for _, tg := range loaded.QuantTargets() {
+		assert.Nil(t, tg.Packed(), tg.Name)
+	}
+	assert.InDeltaSlice(t, got, loaded.Forward(nil, ids).Float32s(), 1e-4)
 }
 
 // TestLoadStateDictFollowsScales: a state dict decides which modules are
