@@ -28,7 +28,8 @@
 // # Layers
 //
 // [QuantizeLinear] and [QuantizeEmbedding] put a [Weight] in place of a
-// layers.Linear's or layers.Embedding's float weight (their Packed field);
+// layers.Linear's or layers.Embedding's float weight (their Packed field), and
+// [Experts] stands in for an advanced.MoE's stacked expert projections;
 // models.Model.Quantize does it for a whole model and records the layout in
 // its config, from which models.New rebuilds it.
 package quant
