@@ -146,13 +146,13 @@ func quantizeCheckpoint(w io.Writer, src, out string, p quant.Params, keep, laye
 		if err != nil {
 			return fmt.Errorf("--checkpoint %s: %w", src, err)
 		}
-		fmt.Fprintf(w, "%-44s %-10s %11s %11s %21s\n", "tensor", "format", "rmse", "max abs", "bytes")
+		fmt.Fprintf(w, "%-50s %-10s %11s %11s %21s\n", "tensor", "format", "rmse", "max abs", "bytes")
 		for _, r := range reports {
 			format := "float32"
 			if r.Quantized {
 				format = fmt.Sprintf("q%d g%d", r.Params.Bits, r.Params.GroupSize)
 			}
-			fmt.Fprintf(w, "%-44s %-10s %11.3e %11.3e %10s → %-8s\n", r.Name+".weight", format, r.RMSE, r.MaxAbs,
+			fmt.Fprintf(w, "%-50s %-10s %11.3e %11.3e %10s → %-8s\n", r.Name+".weight", format, r.RMSE, r.MaxAbs,
 				metal.HumanBytes(r.BytesBefore), metal.HumanBytes(r.BytesAfter))
 		}
 	}
