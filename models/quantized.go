@@ -255,12 +255,31 @@ func (m *Model) embed(c *layers.Ctx, pos, ids *autodiff.Tensor, offset int) *aut
 	if m.Embed.Packed == nil {
 		return embedPositions(c.Param(m.Embed.Weight), pos, ids, offset)
 	}
+	return m.embedPacked(c, pos, ids, offset, nil)
+}
+
+// embedPacked looks ids (batch, seq) up in the quantized token table and adds
+// the learned positions pos (nil: none; as the forward pass uses it) of
+// offset…offset+seq−1, or, when rows is not nil, of rows[b]… for batch row b
+// (a cache of rows at different positions).
+func (m *Model) embedPacked(c *layers.Ctx, pos, ids *autodiff.Tensor, offset int, rows []int) *autodiff.Tensor {
 	x := m.Embed.Forward(c, ids)
-	if pos != nil {
-		p := autodiff.Slice(pos, 0, offset, offset+ids.Dim(1))
-		x = autodiff.Add(x, p)
+	if pos == nil {
+		return x
 	}
-	return x
+	bs, t := ids.Dim(0), ids.Dim(1)
+	if rows == nil {
+		return autodiff.Add(x, autodiff.Slice(pos, 0, offset, offset+t))
+	}
+	at := make([]int32, 0, bs*t)
+	for b := range bs {
+		for i := range t {
+			at = append(at, int32(rows[b]+i))
+		}
+	}
+	idx := autodiff.FromInt32(at, bs, t)
+	defer idx.Release()
+	return autodiff.Add(x, autodiff.Embedding(pos, idx))
 }
 
 // QuantReport describes what quantization did to one target.
