@@ -133,6 +133,10 @@ type MoE struct {
 	DownBias *autodiff.Tensor // (E, Dim), with Bias only
 	Shared   *layers.MLP      // nil without shared experts
 
+	// Frozen, quantized stacks (package quant) in place of GateProj, UpProj and
+	// DownProj, or nil.
+	GatePacked, UpPacked, DownPacked PackedExperts
+
 	mu      sync.Mutex
 	pending *autodiff.Tensor // the last training forward's auxiliary loss
 	stats   MoEStats
@@ -217,6 +221,18 @@ func NewMoE(rng *autodiff.RNG, dtype autodiff.DType, cfg MoEConfig) (*MoE, error
 	return m, nil
 }
 
+// PackedExperts is a frozen stack of expert matrices (E, out, in) kept in a
+// compact form (package quant: MLX's QuantizedSwitchLinear) in place of a
+// projection's stacked weight.
+type PackedExperts interface {
+	Dims() (experts, out, in int)
+	// GroupedLinear is GroupedLinear with the packed stack: x·W_eᵀ + b_e on each
+	// expert's rows, differentiable with respect to x and b.
+	GroupedLinear(x, b *autodiff.Tensor, offsets []int) *autodiff.Tensor
+	// Params lists the stored tensors under prefix (MLX: weight, scales, biases).
+	Params(prefix string) []autodiff.Param
+}
+
 // Params lists the parameters: the router, the experts' stacked projections,
 // the shared experts.
 func (m *MoE) Params(prefix string) []autodiff.Param {
@@ -226,11 +242,18 @@ func (m *MoE) Params(prefix string) []autodiff.Param {
 			ps = append(ps, autodiff.Param{Name: prefix + "switch_mlp." + name, Value: t})
 		}
 	}
-	add("gate_proj.weight", m.GateProj)
+	addW := func(name string, t *autodiff.Tensor, p PackedExperts) {
+		if p != nil {
+			ps = append(ps, p.Params(prefix+"switch_mlp."+name+".")...)
+		} else {
+			add(name+".weight", t)
+		}
+	}
+	addW("gate_proj", m.GateProj, m.GatePacked)
 	add("gate_proj.bias", m.GateBias)
-	add("up_proj.weight", m.UpProj)
+	addW("up_proj", m.UpProj, m.UpPacked)
 	add("up_proj.bias", m.UpBias)
-	add("down_proj.weight", m.DownProj)
+	addW("down_proj", m.DownProj, m.DownPacked)
 	add("down_proj.bias", m.DownBias)
 	if m.Shared != nil {
 		ps = append(ps, m.Shared.Params(prefix+"shared_experts.")...)
@@ -293,8 +316,8 @@ func (m *MoE) Stats() MoEStats {
 // auxiliary loss and the statistics.
 func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff.Tensor, *autodiff.Tensor, MoEStats) {
 	cfg := m.Config
-	if x.Rank() == 0 || x.Dim(-1) != cfg.Dim || x.DType() != m.UpProj.DType() {
-		panic(fmt.Sprintf("advanced: MoE.Forward: input %s %v for a layer of width %d in %s", x.DType(), x.Shape(), cfg.Dim, m.UpProj.DType()))
+	if x.Rank() == 0 || x.Dim(-1) != cfg.Dim || x.DType() != m.Router.DType() {
+		panic(fmt.Sprintf("advanced: MoE.Forward: input %s %v for a layer of width %d in %s", x.DType(), x.Shape(), cfg.Dim, m.Router.DType()))
 	}
 	E, k := cfg.Experts, cfg.TopK
 	N := x.Len() / cfg.Dim
@@ -311,7 +334,7 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 
 	xs := tmp.add(Dispatch(x, r))
 	h := m.hidden(c, xs, r, &tmp)
-	ys := tmp.add(GroupedLinear(h, c.Param(m.DownProj), c.Param(m.DownBias), r.Offsets))
+	ys := tmp.add(m.grouped(c, h, m.DownProj, m.DownPacked, m.DownBias, r.Offsets))
 	y := autodiff.Reshape(tmp.add(Combine(ys, gates, r)), x.Shape()...)
 	if m.Shared != nil {
 		y = autodiff.Add(tmp.add(y), tmp.add(m.shared(c, x, &tmp)))
@@ -365,17 +388,24 @@ func loadBalanceValue(logits, experts *autodiff.Tensor, k int, score RouterScore
 
 // hidden is the experts' activations on the dispatched rows xs.
 func (m *MoE) hidden(c *layers.Ctx, xs *autodiff.Tensor, r *Routing, tmp *scratchTensors) *autodiff.Tensor {
-	up, ub := c.Param(m.UpProj), c.Param(m.UpBias)
-	switch m.Config.Act {
-	case layers.ActGELU:
-		return tmp.add(GroupedLinearGELU(xs, up, ub, r.Offsets))
-	case layers.ActSwiGLU:
-		g := tmp.add(GroupedLinear(xs, c.Param(m.GateProj), c.Param(m.GateBias), r.Offsets))
-		u := tmp.add(GroupedLinear(xs, up, ub, r.Offsets))
+	switch {
+	case m.Config.Act == layers.ActGELU && m.UpPacked == nil:
+		return tmp.add(GroupedLinearGELU(xs, c.Param(m.UpProj), c.Param(m.UpBias), r.Offsets))
+	case m.Config.Act == layers.ActSwiGLU:
+		g := tmp.add(m.grouped(c, xs, m.GateProj, m.GatePacked, m.GateBias, r.Offsets))
+		u := tmp.add(m.grouped(c, xs, m.UpProj, m.UpPacked, m.UpBias, r.Offsets))
 		return tmp.add(layers.SwiGLUOp(g, u))
 	}
-	pre := tmp.add(GroupedLinear(xs, up, ub, r.Offsets))
+	pre := tmp.add(m.grouped(c, xs, m.UpProj, m.UpPacked, m.UpBias, r.Offsets))
 	return tmp.add(activate(m.Config.Act, pre))
+}
+
+// grouped is GroupedLinear with the stacked weight w, or with its packed form.
+func (m *MoE) grouped(c *layers.Ctx, x, w *autodiff.Tensor, p PackedExperts, b *autodiff.Tensor, offsets []int) *autodiff.Tensor {
+	if p != nil {
+		return p.GroupedLinear(x, c.Param(b), offsets)
+	}
+	return GroupedLinear(x, c.Param(w), c.Param(b), offsets)
 }
 
 func activate(act layers.Activation, x *autodiff.Tensor) *autodiff.Tensor {
@@ -396,7 +426,7 @@ func activate(act layers.Activation, x *autodiff.Tensor) *autodiff.Tensor {
 // projection as a one-group GroupedLinearGELU (bias and GELU fused).
 func (m *MoE) shared(c *layers.Ctx, x *autodiff.Tensor, tmp *scratchTensors) *autodiff.Tensor {
 	s := m.Shared
-	if s.Act != layers.ActGELU || s.Up.LoRA != nil || s.Down.LoRA != nil {
+	if s.Act != layers.ActGELU || s.Up.LoRA != nil || s.Down.LoRA != nil || s.Up.Packed != nil || s.Down.Packed != nil {
 		return s.Forward(c, x)
 	}
 	D, S := m.Config.Dim, s.Up.Out()

@@ -125,7 +125,7 @@ func (b *Block) Attend(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodi
 		panic(fmt.Sprintf("attention: Block.Forward: input %v for a block of width %d", x.Shape(), b.Q.In()))
 	}
 	bs, t := x.Dim(0), x.Dim(1)
-	if cache == nil && x.DType() == autodiff.Float32 && t >= tiledMinRows && b.Q.LoRA == nil && b.K.LoRA == nil && b.V.LoRA == nil &&
+	if cache == nil && x.DType() == autodiff.Float32 && t >= tiledMinRows && b.Q.LoRA == nil && b.K.LoRA == nil && b.V.LoRA == nil && b.Q.Packed == nil && b.K.Packed == nil && b.V.Packed == nil &&
 		(b.Q.Bias == nil) == (b.K.Bias == nil) && (b.Q.Bias == nil) == (b.V.Bias == nil) {
 		return b.attendPacked(c, x)
 	}

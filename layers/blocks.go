@@ -14,6 +14,7 @@ import (
 // the same matrix computes logits with [Embedding.AsHead].
 type Embedding struct {
 	Weight *autodiff.Tensor
+	Packed PackedWeight // a frozen, quantized table in place of Weight, or nil
 }
 
 // NewEmbedding returns an embedding with N(0, std²) rows (std 0.02 when 0).
@@ -26,16 +27,25 @@ func NewEmbedding(rng *autodiff.RNG, dtype autodiff.DType, vocab, dim int, std f
 
 // Params lists the weight.
 func (e *Embedding) Params(prefix string) []autodiff.Param {
+	if e.Packed != nil {
+		return e.Packed.Params(prefix)
+	}
 	return []autodiff.Param{param(prefix, "weight", e.Weight)}
 }
 
 // Forward looks ids (int32, any shape) up: the result has shape (..., dim).
 func (e *Embedding) Forward(c *Ctx, ids *autodiff.Tensor) *autodiff.Tensor {
+	if e.Packed != nil {
+		return e.Packed.Gather(ids)
+	}
 	return autodiff.Embedding(c.Param(e.Weight), ids)
 }
 
 // AsHead computes logits x·Weightᵀ for x (..., dim), the tied output head.
 func (e *Embedding) AsHead(c *Ctx, x *autodiff.Tensor) *autodiff.Tensor {
+	if e.Packed != nil {
+		return e.Packed.MatMulT(x)
+	}
 	return LinearOp(x, c.Param(e.Weight), nil)
 }
 
@@ -315,7 +325,7 @@ func AttachLoRA(rng *autodiff.RNG, linears []NamedLinear, cfg LoRAConfig) ([]str
 			continue
 		}
 		l := nl.Linear
-		dt := l.Weight.DType()
+		dt := l.DType()
 		bound := 1 / math.Sqrt(float64(l.In()))
 		l.LoRA = &LoRA{
 			A:       autodiff.RandUniform(rng, dt, -bound, bound, l.In(), cfg.Rank),
@@ -331,24 +341,48 @@ func AttachLoRA(rng *autodiff.RNG, linears []NamedLinear, cfg LoRAConfig) ([]str
 	return names, nil
 }
 
+// Requantizer is a PackedWeight that can unpack itself and pack a new float
+// matrix with its own parameters, so that a LoRA adapter merges into a
+// quantized base (which is then re-quantized, as mlx-lm's fuse does).
+type Requantizer interface {
+	PackedWeight
+	Dequantize(dtype autodiff.DType) *autodiff.Tensor
+	Requantize(w *autodiff.Tensor) (PackedWeight, error)
+}
+
 // Merge folds the adapter into the base weight, W += scale·(A·B)ᵀ, and removes it.
+// A packed base is unpacked, merged and packed again with its own parameters.
 func (l *Linear) Merge() {
 	if l.LoRA == nil {
 		return
+	}
+	w := l.Weight
+	var rq Requantizer
+	if l.Packed != nil {
+		rq = l.Packed.(Requantizer)
+		w = rq.Dequantize(l.LoRA.A.DType())
 	}
 	ab := autodiff.MatMul(l.LoRA.A, l.LoRA.B) // (in, out)
 	in, out := l.In(), l.Out()
 	for i := range in {
 		for o := range out {
 			d := l.LoRA.Scale * ab.At(i*out+o)
-			switch l.Weight.DType() {
+			switch w.DType() {
 			case autodiff.Float32:
-				l.Weight.Float32s()[o*in+i] += float32(d)
+				w.Float32s()[o*in+i] += float32(d)
 			case autodiff.Float64:
-				l.Weight.Float64s()[o*in+i] += d
+				w.Float64s()[o*in+i] += d
 			}
 		}
 	}
 	ab.Release()
+	if rq != nil {
+		p, err := rq.Requantize(w)
+		if err != nil {
+			panic("layers: Merge: " + err.Error())
+		}
+		w.Release()
+		l.Packed = p
+	}
 	l.LoRA = nil
 }

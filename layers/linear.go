@@ -18,9 +18,23 @@ type Init struct {
 // Linear is y = x·Wᵀ + b with W of shape (out, in), as PyTorch and Hugging Face
 // store it. An optional LoRA adapter adds scale·(x·Aᵀ)·Bᵀ.
 type Linear struct {
-	Weight *autodiff.Tensor // (out, in)
+	Weight *autodiff.Tensor // (out, in); nil when Packed holds the weight
 	Bias   *autodiff.Tensor // (out) or nil
 	LoRA   *LoRA            // nil unless an adapter is attached
+	Packed PackedWeight     // a frozen, quantized weight in place of Weight, or nil
+}
+
+// PackedWeight is a frozen weight matrix (rows, cols) kept in a compact form
+// (package quant: MLX's affine quantization) that a Linear or an Embedding uses
+// in place of its Weight, multiplying and gathering without unpacking it whole.
+type PackedWeight interface {
+	Dims() (rows, cols int)
+	// MatMulT returns x·Wᵀ for x (..., cols), differentiable with respect to x.
+	MatMulT(x *autodiff.Tensor) *autodiff.Tensor
+	// Gather returns rows ids (int32, any shape) of W, shape (..., cols).
+	Gather(ids *autodiff.Tensor) *autodiff.Tensor
+	// Params lists the stored tensors under prefix (MLX: weight, scales, biases).
+	Params(prefix string) []autodiff.Param
 }
 
 // NewLinear returns a Linear of float dtype with weights drawn from rng.
@@ -41,15 +55,42 @@ func NewLinear(rng *autodiff.RNG, dtype autodiff.DType, in, out int, bias bool, 
 	return l
 }
 
+// DType is the dtype the layer computes in: its weight's, or float32 for a
+// packed (quantized) weight.
+func (l *Linear) DType() autodiff.DType {
+	if l.Weight == nil && l.Packed != nil {
+		return autodiff.Float32
+	}
+	return l.Weight.DType()
+}
+
 // In is the input width.
-func (l *Linear) In() int { return l.Weight.Dim(1) }
+func (l *Linear) In() int {
+	if l.Weight == nil && l.Packed != nil {
+		_, in := l.Packed.Dims()
+		return in
+	}
+	return l.Weight.Dim(1)
+}
 
 // Out is the output width.
-func (l *Linear) Out() int { return l.Weight.Dim(0) }
+func (l *Linear) Out() int {
+	if l.Weight == nil && l.Packed != nil {
+		out, _ := l.Packed.Dims()
+		return out
+	}
+	return l.Weight.Dim(0)
+}
 
-// Params lists weight, bias and the adapter's matrices.
+// Params lists weight (or the packed weight's tensors), bias and the adapter's
+// matrices.
 func (l *Linear) Params(prefix string) []autodiff.Param {
-	ps := []autodiff.Param{param(prefix, "weight", l.Weight)}
+	var ps []autodiff.Param
+	if l.Packed != nil {
+		ps = l.Packed.Params(prefix)
+	} else {
+		ps = []autodiff.Param{param(prefix, "weight", l.Weight)}
+	}
 	if l.Bias != nil {
 		ps = append(ps, param(prefix, "bias", l.Bias))
 	}
@@ -61,7 +102,15 @@ func (l *Linear) Params(prefix string) []autodiff.Param {
 
 // Forward applies the layer to x of shape (..., in).
 func (l *Linear) Forward(c *Ctx, x *autodiff.Tensor) *autodiff.Tensor {
-	y := LinearOp(x, c.Param(l.Weight), c.Param(l.Bias))
+	var y *autodiff.Tensor
+	if l.Packed != nil {
+		y = l.Packed.MatMulT(x)
+		if l.Bias != nil {
+			y = autodiff.Add(y, c.Param(l.Bias))
+		}
+	} else {
+		y = LinearOp(x, c.Param(l.Weight), c.Param(l.Bias))
+	}
 	if l.LoRA != nil {
 		y = l.LoRA.addTo(c, x, y)
 	}

@@ -90,6 +90,13 @@
 // [Model.Params] lists the parameters in the order above, layer by layer;
 // [Model.StateDict] and [Model.LoadStateDict] use the same names.
 //
+// A quantized module ([Model.Quantize]; the token embedding, a linear layer or
+// a mixture of experts' stacked projection, see [Model.QuantTargets]) stores
+// MLX's "<module>.weight" (uint32, (out, in·bits/32)), "<module>.scales" and
+// "<module>.biases" (float32, (out, in/group_size); experts have a leading axis)
+// in place of its float weight, and config.json records the layout under
+// "quantization" (see package quant).
+//
 // # Speed
 //
 // Training in float32 runs fused kernels where the unfused ops would cost memory

@@ -71,6 +71,9 @@ func New(cfg Config, rng *autodiff.RNG) (*Model, error) {
 	if !cfg.TieWordEmbeddings {
 		m.Head = &layers.Linear{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.VocabSize, cfg.HiddenSize)}
 	}
+	if err := m.packForConfig(); err != nil { // quantized modules of a quantized config.json
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -171,13 +174,12 @@ func (m *Model) hidden(c *layers.Ctx, ids *autodiff.Tensor, cache *Cache, acc *m
 		pos = c.Param(m.Positions.Weight)
 	}
 	s := m.newStepCtx(c, ids.Dim(1))
-	var x *autodiff.Tensor
+	var rows []int
 	if cache != nil && cache.rows != nil {
-		x = embedRows(c.Param(m.Embed.Weight), pos, ids, cache.rows)
+		rows = cache.rows
 		defer cache.advance(ids.Dim(1))
-	} else {
-		x = embedPositions(c.Param(m.Embed.Weight), pos, ids, offset)
 	}
+	x := m.embed(c, pos, ids, offset, rows)
 	if s.drop > 0 {
 		d := m.dropout(c, s, x)
 		release(c, x)
@@ -300,8 +302,13 @@ func (m *Model) StateDict() map[string]*autodiff.Tensor {
 // LoadStateDict copies weights by name into the model. Every parameter must be
 // present with its shape and dtype and no other name may appear (lm_head.weight of
 // a tied model is ignored, as Hugging Face writes it sometimes); otherwise it
-// returns an error listing the problems and changes nothing.
+// returns an error listing the problems and changes nothing. A module whose
+// "<path>.scales" sd has becomes quantized as sd's shapes say (MLX's rule), and
+// a quantized module without them float32, before names and shapes are checked.
 func (m *Model) LoadStateDict(sd map[string]*autodiff.Tensor) error {
+	if err := m.matchQuantization(sd); err != nil { // packed where sd has scales (quantized.go)
+		return err
+	}
 	var errs []string
 	want := map[string]bool{}
 	for _, p := range m.Params() {

@@ -113,7 +113,7 @@ func (m AttentionMixer) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor, 
 	if cache != nil {
 		kv = cache.KV
 	}
-	if m.O.LoRA != nil {
+	if m.O.LoRA != nil || m.O.Packed != nil {
 		return autodiff.Add(res, m.Block.Forward(c, x, kv))
 	}
 	a := m.Attend(c, x, kv)
@@ -168,7 +168,7 @@ func (m DenseMLP) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 
 // ForwardResidual is res + Forward(c, x), the addition fused into down_proj.
 func (m DenseMLP) ForwardResidual(c *layers.Ctx, x, res *autodiff.Tensor) *autodiff.Tensor {
-	if m.Down.LoRA != nil {
+	if m.Down.LoRA != nil || m.Down.Packed != nil {
 		return autodiff.Add(res, m.Forward(c, x))
 	}
 	h := m.hidden(c, x)
@@ -198,7 +198,7 @@ func (m DenseMLP) forwardResidualHalf(c *layers.Ctx, x, res *autodiff.Tensor, dt
 
 // hidden is the MLP up to down_proj's input.
 func (m DenseMLP) hidden(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
-	if m.Act == layers.ActGELU && m.Up.LoRA == nil {
+	if m.Act == layers.ActGELU && m.Up.LoRA == nil && m.Up.Packed == nil {
 		return LinearGELU(x, c.Param(m.Up.Weight), c.Param(m.Up.Bias))
 	}
 	h := m.Up.Forward(c, x)

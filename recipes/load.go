@@ -209,8 +209,8 @@ func attachSaved(m *models.Model, ac *AdapterConfig, adapters map[string]*autodi
 			if !ok {
 				return fmt.Errorf("%s: no tensor %s", file, name+part.suffix)
 			}
-			if t.DType() != l.Weight.DType() || !equalInts(t.Shape(), part.shape) {
-				return fmt.Errorf("%s: %s is %s %v, want %s %v", file, name+part.suffix, t.DType(), t.Shape(), l.Weight.DType(), part.shape)
+			if t.DType() != l.DType() || !equalInts(t.Shape(), part.shape) {
+				return fmt.Errorf("%s: %s is %s %v, want %s %v", file, name+part.suffix, t.DType(), t.Shape(), l.DType(), part.shape)
 			}
 			*part.dst = t.Clone()
 			want[name+part.suffix] = true

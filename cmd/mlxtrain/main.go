@@ -28,6 +28,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			fitCommand(),
 			generateCommand(),
 			evalCommand(),
+			quantizeCommand(),
 			benchCommand(),
 			fuseCommand(),
 			dataCommand(),
