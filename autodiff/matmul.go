@@ -128,6 +128,11 @@ func (p *matmulPlan) products(independent bool, fn func(i int)) {
 }
 
 func (p *matmulPlan) forward(a, b, out *Tensor) {
+	if tryDevice("matmul", p.device(out, a, b), func(d metal.Compute) error {
+		return matmulDevice(out, a, b, p.m, p.n, p.k, p.transA, p.transB, d)
+	}) {
+		return
+	}
 	mn := p.m * p.n
 	p.products(true, func(i int) {
 		gemmCall(p.transA, p.transB, p.m, p.n, p.k,
@@ -139,6 +144,18 @@ func (p *matmulPlan) forward(a, b, out *Tensor) {
 // dA = g·op(B)ᵀ, or op(B)·gᵀ when A is stored transposed. Products that share a's
 // matrix (broadcast batch axes) add into it.
 func (p *matmulPlan) gradA(a, b, g *Tensor) *Tensor {
+	if d := p.device(a, b, g); d != nil {
+		da := Empty(a.dtype, a.shape...)
+		if tryDevice("matmul", d, func(d metal.Compute) error {
+			if p.transA {
+				return matmulDevice(da, b, g, p.k, p.m, p.n, p.transB, true, d)
+			}
+			return matmulDevice(da, g, b, p.m, p.k, p.n, false, !p.transB, d)
+		}) {
+			return da
+		}
+		da.Release()
+	}
 	da := Zeros(a.dtype, a.shape...)
 	beta := 0.0
 	if p.aShared {
@@ -161,6 +178,18 @@ func (p *matmulPlan) gradA(a, b, g *Tensor) *Tensor {
 // stored transposed. With a's batch folded into m this one product also sums over
 // the batch.
 func (p *matmulPlan) gradB(a, b, g *Tensor) *Tensor {
+	if d := p.device(a, b, g); d != nil {
+		db := Empty(b.dtype, b.shape...)
+		if tryDevice("matmul", d, func(d metal.Compute) error {
+			if p.transB {
+				return matmulDevice(db, g, a, p.n, p.k, p.m, true, p.transA, d)
+			}
+			return matmulDevice(db, a, g, p.k, p.n, p.m, !p.transA, false, d)
+		}) {
+			return db
+		}
+		db.Release()
+	}
 	db := Zeros(b.dtype, b.shape...)
 	beta := 0.0
 	if p.bShared {

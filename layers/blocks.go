@@ -213,7 +213,11 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 		panic(fmt.Sprintf("layers: swiglu: gate %s %v, up %s %v", gate.DType(), gate.Shape(), up.DType(), up.Shape()))
 	}
 	y := autodiff.Empty(gate.DType(), gate.Shape()...)
-	if gate.DType() == autodiff.Float32 {
+	n := gate.Len()
+	dev := autodiff.DeviceFor(swigluOp, []*autodiff.Tensor{y, gate, up}, n)
+	if tryDevice("swiglu", dev, func(d metal.Compute) error { return metal.RunSwiGLU(d, y.Buffer(), gate.Buffer(), up.Buffer(), n) }) {
+	} else if gate.DType() == autodiff.Float32 {
+		dev = nil
 		SwiGLUForward(y.Float32s(), gate.Float32s(), up.Float32s())
 	} else {
 		SwiGLUForward(y.Float64s(), gate.Float64s(), up.Float64s())
@@ -229,7 +233,25 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 		if dg == nil && du == nil {
 			return
 		}
-		if gate.DType() == autodiff.Float32 {
+		if dev != nil {
+			// the kernel writes both gradients
+			dgd, dud := dg, du
+			if dgd == nil {
+				dgd = autodiff.Empty(gate.DType(), gate.Shape()...)
+				defer dgd.Release()
+			}
+			if dud == nil {
+				dud = autodiff.Empty(up.DType(), up.Shape()...)
+				defer dud.Release()
+			}
+			if !tryDevice("swiglu", autodiff.DeviceFor(swigluOp, []*autodiff.Tensor{g, gate, up}, n), func(d metal.Compute) error {
+				return metal.RunSwiGLUBackward(d, dgd.Buffer(), dud.Buffer(), g.Buffer(), gate.Buffer(), up.Buffer(), n)
+			}) {
+				dev = nil
+			}
+		}
+		if dev != nil {
+		} else if gate.DType() == autodiff.Float32 {
 			SwiGLUBackward(optSlice(dg, f32), optSlice(du, f32), g.Float32s(), gate.Float32s(), up.Float32s())
 		} else {
 			SwiGLUBackward(optSlice(dg, f64), optSlice(du, f64), g.Float64s(), gate.Float64s(), up.Float64s())

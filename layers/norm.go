@@ -201,7 +201,10 @@ func RMSNormOp(x, w *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	rows := x.Len() / max(d, 1)
 	y := autodiff.Empty(x.DType(), x.Shape()...)
 	rstd := autodiff.Empty(x.DType(), rows)
-	if x.DType() == autodiff.Float32 {
+	dev := autodiff.DeviceFor(rmsNormOp, []*autodiff.Tensor{y, x, w}, rows, d)
+	if tryDevice("rms_norm", dev, func(dv metal.Compute) error { return normDevice(dv, false, y, x, w, nil, nil, rstd, rows, d, eps) }) {
+	} else if x.DType() == autodiff.Float32 {
+		dev = nil
 		RMSNormForward(y.Float32s(), x.Float32s(), optSlice(w, f32), rstd.Float32s(), d, eps)
 	} else {
 		RMSNormForward(y.Float64s(), x.Float64s(), optSlice(w, f64), rstd.Float64s(), d, eps)
@@ -220,7 +223,10 @@ func RMSNormOp(x, w *autodiff.Tensor, eps float64) *autodiff.Tensor {
 		if needW {
 			dw = autodiff.Zeros(w.DType(), d)
 		}
-		if x.DType() == autodiff.Float32 {
+		if dev != nil && tryDevice("rms_norm", autodiff.DeviceFor(rmsNormOp, []*autodiff.Tensor{g, x, w}, rows, d), func(dv metal.Compute) error {
+			return normBackwardDevice(dv, false, dx, dw, nil, g, x, w, nil, rstd, rows, d)
+		}) {
+		} else if x.DType() == autodiff.Float32 {
 			RMSNormBackward(dx.Float32s(), optSlice(dw, f32), g.Float32s(), x.Float32s(), optSlice(w, f32), rstd.Float32s(), d)
 		} else {
 			RMSNormBackward(dx.Float64s(), optSlice(dw, f64), g.Float64s(), x.Float64s(), optSlice(w, f64), rstd.Float64s(), d)
@@ -242,7 +248,10 @@ func LayerNormOp(x, w, b *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	y := autodiff.Empty(x.DType(), x.Shape()...)
 	mean := autodiff.Empty(x.DType(), rows)
 	rstd := autodiff.Empty(x.DType(), rows)
-	if x.DType() == autodiff.Float32 {
+	dev := autodiff.DeviceFor(layerNormOp, []*autodiff.Tensor{y, x, w, b}, rows, d)
+	if tryDevice("layer_norm", dev, func(dv metal.Compute) error { return normDevice(dv, true, y, x, w, b, mean, rstd, rows, d, eps) }) {
+	} else if x.DType() == autodiff.Float32 {
+		dev = nil
 		LayerNormForward(y.Float32s(), x.Float32s(), optSlice(w, f32), optSlice(b, f32), mean.Float32s(), rstd.Float32s(), d, eps)
 	} else {
 		LayerNormForward(y.Float64s(), x.Float64s(), optSlice(w, f64), optSlice(b, f64), mean.Float64s(), rstd.Float64s(), d, eps)
@@ -267,7 +276,10 @@ func LayerNormOp(x, w, b *autodiff.Tensor, eps float64) *autodiff.Tensor {
 		if needB {
 			db = autodiff.Zeros(b.DType(), d)
 		}
-		if x.DType() == autodiff.Float32 {
+		if dev != nil && tryDevice("layer_norm", autodiff.DeviceFor(layerNormOp, []*autodiff.Tensor{g, x, w}, rows, d), func(dv metal.Compute) error {
+			return normBackwardDevice(dv, true, dx, dw, db, g, x, w, mean, rstd, rows, d)
+		}) {
+		} else if x.DType() == autodiff.Float32 {
 			LayerNormBackward(dx.Float32s(), optSlice(dw, f32), optSlice(db, f32), g.Float32s(), x.Float32s(), optSlice(w, f32), mean.Float32s(), rstd.Float32s(), d)
 		} else {
 			LayerNormBackward(dx.Float64s(), optSlice(dw, f64), optSlice(db, f64), g.Float64s(), x.Float64s(), optSlice(w, f64), mean.Float64s(), rstd.Float64s(), d)

@@ -26,6 +26,9 @@ func embedPositions(table, pos, ids *autodiff.Tensor, offset int) *autodiff.Tens
 	}
 	bs, t := ids.Dim(0), ids.Dim(1)
 	vocab, d := table.Dim(0), table.Dim(1)
+	if embedPositionsOp.OnMetal(bs * t) {
+		return embedPositionsParts(table, pos, ids, offset)
+	}
 	idv := ids.Int32s()
 	for i, v := range idv {
 		if v < 0 || int(v) >= vocab {
@@ -131,6 +134,9 @@ func shapeOf(t *autodiff.Tensor) []int {
 // 7.1.26, |error| ≤ 1.5e-7) and a polynomial exp; in float64 math.Erf and
 // math.Exp.
 func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
+	if x.Rank() > 0 && linearGELUOp.OnMetal(rowsOf(x)) {
+		return linearGELUParts(x, w, b)
+	}
 	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
 		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
 		panic(fmt.Sprintf("models: linear_gelu: input %s %v, weight %s %v, bias %v", x.DType(), x.Shape(), w.DType(), w.Shape(), shapeOf(b)))
@@ -340,6 +346,9 @@ func geluRows64(y, d, b []float64, width int) {
 // and lets the GEMM accumulate onto it; backward hands the residual its gradient
 // and runs the two GEMMs of a linear layer and the bias sum.
 func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
+	if x.Rank() > 0 && linearResidualOp.OnMetal(rowsOf(x)) {
+		return linearResidualParts(x, w, b, res)
+	}
 	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
 		res.DType() != x.DType() || res.Rank() != x.Rank() || res.Dim(-1) != w.Dim(0) || res.Len()/w.Dim(0) != x.Len()/w.Dim(1) ||
 		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
