@@ -14,7 +14,7 @@ import (
 var (
 	flashOp  = metal.Kernels.Register("flash_attention", []string{"rows", "keys"}, metal.DeviceImpl("flash_attention", flashSelfTest), &metal.Impl{Path: metal.PathGo})
 	ropeOp   = metal.Kernels.Register("rope", []string{"n"}, metal.DeviceImpl("rope", ropeSelfTest), &metal.Impl{Path: metal.PathGo})
-	packedOp = metal.Kernels.Register("packed_attention", []string{"rows"}, metal.CompositeImpl(), &metal.Impl{Path: metal.PathAsm})
+	packedOp = metal.Kernels.Register("packed_attention", []string{"rows"}, metal.CompositeImpl("packed_attention"), &metal.Impl{Path: metal.PathAsm})
 )
 
 func (d Dims) device(opt Options) metal.Attention {

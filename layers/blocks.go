@@ -214,6 +214,7 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 	}
 	y := autodiff.Empty(gate.DType(), gate.Shape()...)
 	n := gate.Len()
+	tm := startOp()
 	dev := autodiff.DeviceFor(swigluOp, []*autodiff.Tensor{y, gate, up}, n)
 	if tryDevice("swiglu", dev, func(d metal.Compute) error { return metal.RunSwiGLU(d, y.Buffer(), gate.Buffer(), up.Buffer(), n) }) {
 	} else if gate.DType() == autodiff.Float32 {
@@ -222,6 +223,7 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 	} else {
 		SwiGLUForward(y.Float64s(), gate.Float64s(), up.Float64s())
 	}
+	tm.done("swiglu", dev != nil, 3*n*gate.DType().Size())
 	return autodiff.Record(y, "swiglu", func(g *autodiff.Tensor) {
 		var dg, du *autodiff.Tensor
 		if autodiff.NeedsGrad(gate) {

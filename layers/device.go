@@ -1,6 +1,8 @@
 package layers
 
 import (
+	"time"
+
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -129,4 +131,26 @@ func swigluSelfTest() error {
 		}
 		return outs, metal.RunSwiGLUBackward(d, dg.Buffer(), du.Buffer(), g.Buffer(), gate.Buffer(), up.Buffer(), n)
 	})()
+}
+
+// opTimer times an op for the profile (MLXTRAIN_PROFILE).
+type opTimer struct{ start time.Time }
+
+func startOp() opTimer {
+	if metal.Profiling() {
+		return opTimer{time.Now()}
+	}
+	return opTimer{}
+}
+
+// done records the op on the device path when onDevice, else on the Go path.
+func (o opTimer) done(op string, onDevice bool, bytes int) {
+	if o.start.IsZero() {
+		return
+	}
+	path := metal.PathGo
+	if onDevice {
+		path = metal.PathMetal
+	}
+	metal.RecordOp(op, path, time.Since(o.start), int64(bytes))
 }

@@ -201,6 +201,7 @@ func RMSNormOp(x, w *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	rows := x.Len() / max(d, 1)
 	y := autodiff.Empty(x.DType(), x.Shape()...)
 	rstd := autodiff.Empty(x.DType(), rows)
+	tm := startOp()
 	dev := autodiff.DeviceFor(rmsNormOp, []*autodiff.Tensor{y, x, w}, rows, d)
 	if tryDevice("rms_norm", dev, func(dv metal.Compute) error { return normDevice(dv, false, y, x, w, nil, nil, rstd, rows, d, eps) }) {
 	} else if x.DType() == autodiff.Float32 {
@@ -209,6 +210,7 @@ func RMSNormOp(x, w *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	} else {
 		RMSNormForward(y.Float64s(), x.Float64s(), optSlice(w, f64), rstd.Float64s(), d, eps)
 	}
+	tm.done("rms_norm", dev != nil, 2*x.Len()*x.DType().Size())
 	inputs := []*autodiff.Tensor{x}
 	if w != nil {
 		inputs = append(inputs, w)
@@ -248,6 +250,7 @@ func LayerNormOp(x, w, b *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	y := autodiff.Empty(x.DType(), x.Shape()...)
 	mean := autodiff.Empty(x.DType(), rows)
 	rstd := autodiff.Empty(x.DType(), rows)
+	tm := startOp()
 	dev := autodiff.DeviceFor(layerNormOp, []*autodiff.Tensor{y, x, w, b}, rows, d)
 	if tryDevice("layer_norm", dev, func(dv metal.Compute) error { return normDevice(dv, true, y, x, w, b, mean, rstd, rows, d, eps) }) {
 	} else if x.DType() == autodiff.Float32 {
@@ -256,6 +259,7 @@ func LayerNormOp(x, w, b *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	} else {
 		LayerNormForward(y.Float64s(), x.Float64s(), optSlice(w, f64), optSlice(b, f64), mean.Float64s(), rstd.Float64s(), d, eps)
 	}
+	tm.done("layer_norm", dev != nil, 2*x.Len()*x.DType().Size())
 	inputs := []*autodiff.Tensor{x}
 	for _, p := range []*autodiff.Tensor{w, b} {
 		if p != nil {

@@ -63,6 +63,12 @@ var Tunings = map[string]Tuning{
 	"rope":            {0: {1 << 14}},
 	"flash_attention": {0: {64, 64}, 9: {32, 32}},
 	"adamw":           {0: {1 << 16}, 9: {1 << 15}},
+	// composites (CompositeImpl): rows of the model width
+	"embed_positions":  {0: {256}},
+	"linear_gelu":      {0: {64}, 9: {32}},
+	"linear_residual":  {0: {64}, 9: {32}},
+	"layer_norm_avx2":  {0: {64}, 9: {32}},
+	"packed_attention": {0: {64}, 9: {32}},
 }
 
 // DeviceImpl returns the device implementation of op name: available when an
@@ -72,11 +78,12 @@ func DeviceImpl(name string, selfTest func() error) *Impl {
 	return &Impl{Path: PathMetal, Available: Offloading, Tuning: Tunings[name], SelfTest: selfTest}
 }
 
-// CompositeImpl returns the device implementation of an op that the CPU runs as
-// one fused kernel and a device runs as its parts (each an op with a kernel of
-// its own): available when an accelerator is open, with thresholds min.
-func CompositeImpl(min ...int) *Impl {
-	return &Impl{Path: PathMetal, Min: min, Available: Offloading}
+// CompositeImpl returns the device implementation of op name, which the CPU runs
+// as one fused kernel and a device runs as its parts (each an op with a kernel
+// of its own): available when an accelerator is open, thresholds from [Tunings]
+// (below them the fused CPU kernel beats the parts).
+func CompositeImpl(name string) *Impl {
+	return &Impl{Path: PathMetal, Available: Offloading, Tuning: Tunings[name]}
 }
 
 // OnMetal reports whether op picks its device implementation for sizes.
@@ -116,9 +123,6 @@ func Storage(n int) *Buffer {
 		b, err := d.NewBuffer(n)
 		if err == nil {
 			return b
-		}
-		if os.Getenv("M8DEBUG") != "" {
-			fmt.Fprintln(os.Stderr, "storage fallback", n, err)
 		}
 	}
 	return HostPool.Get(n)

@@ -12,10 +12,10 @@ import (
 // layers' LayerNorm). These composite ops say which applies, through the
 // registry like every other choice of path.
 var (
-	embedPositionsOp = metal.Kernels.Register("embed_positions", []string{"tokens"}, metal.CompositeImpl(), &metal.Impl{Path: metal.PathGo})
-	linearGELUOp     = metal.Kernels.Register("linear_gelu", []string{"rows"}, metal.CompositeImpl(), &metal.Impl{Path: metal.PathAsm})
-	linearResidualOp = metal.Kernels.Register("linear_residual", []string{"rows"}, metal.CompositeImpl(), &metal.Impl{Path: metal.PathBLAS})
-	layerNorm32Op    = metal.Kernels.Register("layer_norm_avx2", []string{"rows"}, metal.CompositeImpl(), &metal.Impl{Path: metal.PathAsm})
+	embedPositionsOp = metal.Kernels.Register("embed_positions", []string{"tokens"}, metal.CompositeImpl("embed_positions"), &metal.Impl{Path: metal.PathGo})
+	linearGELUOp     = metal.Kernels.Register("linear_gelu", []string{"rows"}, metal.CompositeImpl("linear_gelu"), &metal.Impl{Path: metal.PathAsm})
+	linearResidualOp = metal.Kernels.Register("linear_residual", []string{"rows"}, metal.CompositeImpl("linear_residual"), &metal.Impl{Path: metal.PathBLAS})
+	layerNorm32Op    = metal.Kernels.Register("layer_norm_avx2", []string{"rows"}, metal.CompositeImpl("layer_norm_avx2"), &metal.Impl{Path: metal.PathAsm})
 )
 
 // rowsOf is the number of rows of x (..., d).
