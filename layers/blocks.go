@@ -216,11 +216,12 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 	n := gate.Len()
 	tm := startOp()
 	dev := autodiff.DeviceFor(swigluOp, []*autodiff.Tensor{y, gate, up}, n)
-	if tryDevice("swiglu", dev, func(d metal.Compute) error { return metal.RunSwiGLU(d, y.Buffer(), gate.Buffer(), up.Buffer(), n) }) {
-	} else if gate.DType() == autodiff.Float32 {
+	switch {
+	case tryDevice("swiglu", dev, func(d metal.Compute) error { return metal.RunSwiGLU(d, y.Buffer(), gate.Buffer(), up.Buffer(), n) }):
+	case gate.DType() == autodiff.Float32:
 		dev = nil
 		SwiGLUForward(y.Float32s(), gate.Float32s(), up.Float32s())
-	} else {
+	default:
 		SwiGLUForward(y.Float64s(), gate.Float64s(), up.Float64s())
 	}
 	tm.done("swiglu", dev != nil, 3*n*gate.DType().Size())
@@ -252,10 +253,11 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 				dev = nil
 			}
 		}
-		if dev != nil {
-		} else if gate.DType() == autodiff.Float32 {
+		switch {
+		case dev != nil:
+		case gate.DType() == autodiff.Float32:
 			SwiGLUBackward(optSlice(dg, f32), optSlice(du, f32), g.Float32s(), gate.Float32s(), up.Float32s())
-		} else {
+		default:
 			SwiGLUBackward(optSlice(dg, f64), optSlice(du, f64), g.Float64s(), gate.Float64s(), up.Float64s())
 		}
 		if dg != nil {

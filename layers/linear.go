@@ -84,11 +84,12 @@ func LinearOp(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 	shape := append(append([]int(nil), x.Shape()[:x.Rank()-1]...), out)
 	y := autodiff.Empty(x.DType(), shape...)
 	dev := linearOnDevice(rows, in, out, y, x, w, b)
-	if tryDevice("linear", dev, func(d metal.Compute) error { return linearDevice(d, y, x, w, b, rows, in, out) }) {
-	} else if x.DType() == autodiff.Float32 {
+	switch {
+	case tryDevice("linear", dev, func(d metal.Compute) error { return linearDevice(d, y, x, w, b, rows, in, out) }):
+	case x.DType() == autodiff.Float32:
 		dev = nil
 		linearForward(y.Float32s(), x.Float32s(), w.Float32s(), optSlice(b, f32), rows, in, out)
-	} else {
+	default:
 		linearForward(y.Float64s(), x.Float64s(), w.Float64s(), optSlice(b, f64), rows, in, out)
 	}
 	inputs := []*autodiff.Tensor{x, w}

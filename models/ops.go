@@ -26,14 +26,14 @@ func embedPositions(table, pos, ids *autodiff.Tensor, offset int) *autodiff.Tens
 	}
 	bs, t := ids.Dim(0), ids.Dim(1)
 	vocab, d := table.Dim(0), table.Dim(1)
-	if embedPositionsOp.OnMetal(bs * t) {
-		return embedPositionsParts(table, pos, ids, offset)
-	}
 	idv := ids.Int32s()
 	for i, v := range idv {
 		if v < 0 || int(v) >= vocab {
 			panic(fmt.Sprintf("models: embedding: token id %d at position %d is outside [0, %d) (vocab_size)", v, i, vocab))
 		}
+	}
+	if embedPositionsOp.OnMetal(bs * t) {
+		return embedPositionsParts(table, pos, ids, offset)
 	}
 	out := autodiff.Empty(table.DType(), bs, t, d)
 	if table.DType() == autodiff.Float32 {
