@@ -72,14 +72,26 @@ var kernelOps = map[string]bool{
 }
 
 // TestSimulatedMetalTrainsLikeTheCPU trains the default recipe (made tiny: the
-// simulator runs every lane of every threadgroup on the CPU) for 2 steps on the
-// CPU and on the simulated GPU with every threshold at 0: the losses and the
+// simulator runs every lane of every threadgroup on the CPU), as it is and as a
+// llama (RMSNorm, SwiGLU, RoPE), for 2 steps on the CPU and on the simulated GPU with every threshold at 0: the losses and the
 // trained weights agree within float32 tolerance, and the profile shows every op
 // that has a kernel on the Metal path.
 func TestSimulatedMetalTrainsLikeTheCPU(t *testing.T) {
 	requireClang(t)
+	for _, c := range []struct {
+		family string
+		ops    []string // must have run on the simulated GPU
+	}{
+		{"gpt", []string{"matmul", "add", "gelu", "layer_norm", "embedding", "cross_entropy", "flash_attention", "flash_attention_backward", "optim.adamw"}},
+		{"llama", []string{"matmul", "add", "rms_norm", "swiglu", "rope", "embedding", "cross_entropy", "flash_attention", "flash_attention_backward", "optim.adamw"}},
+	} {
+		t.Run(c.family, func(t *testing.T) { trainsLikeTheCPU(t, c.family, c.ops) })
+	}
+}
+
+func trainsLikeTheCPU(t *testing.T, family string, wantOps []string) {
 	dir := t.TempDir()
-	args := []string{"fit", "--quiet", "--set", "train.iters=2", "--set", "lr_schedule.warmup=0",
+	args := []string{"fit", "--quiet", "--set", "model.family=" + family, "--set", "train.iters=2", "--set", "lr_schedule.warmup=0",
 		"--set", "train.steps_per_eval=0", "--set", "train.save_every=0", "--set", "train.steps_per_report=1",
 		"--set", "train.batch_size=4", "--set", "model.d_model=32", "--set", "model.layers=2",
 		"--set", "data.task.examples=200", "--set", "data.task.held_out=4", "--set", "train.val_batches=1"}
@@ -135,7 +147,7 @@ func TestSimulatedMetalTrainsLikeTheCPU(t *testing.T) {
 			assert.False(t, kernelOps[f[0]], "%s took the %s path: %s", f[0], f[1], line)
 		}
 	}
-	for _, op := range []string{"matmul", "add", "gelu", "layer_norm", "embedding", "cross_entropy", "flash_attention", "flash_attention_backward", "optim.adamw"} {
+	for _, op := range wantOps {
 		assert.True(t, onMetal[op], "%s ran on the simulated GPU", op)
 	}
 	assert.Contains(t, simErr, "device launches:")
