@@ -182,6 +182,9 @@ func (r *Registry) Register(name string, dims []string, impls ...*Impl) *Op {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.ops == nil { // the zero Registry is ready to use
+		r.ops = map[string]*Op{}
+	}
 	if _, dup := r.ops[name]; dup {
 		panic("metal: op " + name + " registered twice")
 	}
