@@ -219,3 +219,21 @@ func SelfTestReport(ops []OpInfo) []string {
 	sort.Strings(out)
 	return out
 }
+
+// CheckAccelerator waits for the work submitted to the accelerator and reports
+// the first error of that work (a launch that failed while running). On an
+// error every device implementation is disabled, with one warning, and the CPU
+// runs every op from then on. Training calls it once per optimizer step: a
+// failure a self-test did not catch then costs that step, not the run.
+func CheckAccelerator() error {
+	d := acceleratorOrNil()
+	if d == nil {
+		return nil
+	}
+	err := d.Synchronize()
+	if err != nil {
+		Warnf("the device failed (%v); its kernels are disabled and the CPU runs every op", err)
+		Kernels.DisableDevice("device failure: " + err.Error())
+	}
+	return err
+}

@@ -91,3 +91,16 @@ func TestNoAcceleratorMeansHostStorage(t *testing.T) {
 	assert.Equal(t, make([]byte, 40), z.Bytes())
 	assert.False(t, DeviceImpl("binary", nil).Available())
 }
+
+func TestDisableDevice(t *testing.T) {
+	r := &Registry{}
+	yes := func() bool { return true }
+	a := r.Register("dd_a", []string{"N"}, &Impl{Path: PathMetal, Available: yes}, &Impl{Path: PathGo})
+	b := r.Register("dd_b", []string{"N"}, &Impl{Path: PathMetal, Available: yes}, &Impl{Path: PathAsm}, &Impl{Path: PathGo})
+	require.True(t, a.OnMetal(1))
+	r.DisableDevice("device failure: boom")
+	assert.Equal(t, PathGo, a.Pick(1).Path)
+	assert.Equal(t, PathAsm, b.Pick(1).Path)
+	assert.Equal(t, "device failure: boom", r.List()[1].Impls[0].Disabled)
+	assert.NoError(t, CheckAccelerator(), "no accelerator, nothing to check")
+}

@@ -163,6 +163,19 @@ func (o *Op) Disable(p Path, why string) {
 	}
 }
 
+// DisableDevice disables the device implementation of every op.
+func (r *Registry) DisableDevice(why string) {
+	r.mu.Lock()
+	ops := make([]*Op, 0, len(r.ops))
+	for _, o := range r.ops {
+		ops = append(ops, o)
+	}
+	r.mu.Unlock()
+	for _, o := range ops {
+		o.Disable(PathMetal, why)
+	}
+}
+
 // Registry maps op names to their implementations. Packages register their kernels
 // with explicit calls at init; [Kernels] is the process's registry.
 type Registry struct {

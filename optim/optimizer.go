@@ -162,6 +162,9 @@ func (o *Optimizer) StepLR(grads []*autodiff.Tensor, lr float64) {
 		o.rule.update(o.params[i].Value, g, o.bufs[i], lr, int(c[0]), o.decay[i])
 	}
 	o.step.Int32s()[0]++
+	// Once per step, device work that failed while running disables the device
+	// (with a warning) instead of going unnoticed.
+	metal.CheckAccelerator()
 	if profiling {
 		path := metal.PathGo
 		if updates > 0 && deviceUpdates.Load()-launched == int64(updates) {
