@@ -20,6 +20,7 @@ import (
 
 var (
 	binaryOp     = metal.Kernels.Register("binary", []string{"n"}, metal.DeviceImpl("binary", binarySelfTest), &metal.Impl{Path: metal.PathGo})
+	unaryDevOp   = metal.Kernels.Register("unary", []string{"n"}, metal.DeviceImpl("unary", unarySelfTest), &metal.Impl{Path: metal.PathGo})
 	activationOp = metal.Kernels.Register("activation", []string{"n"}, metal.DeviceImpl("activation", activationSelfTest), &metal.Impl{Path: metal.PathGo})
 	reduceOp     = metal.Kernels.Register("reduce", []string{"n"}, metal.DeviceImpl("reduce", reduceSelfTest), &metal.Impl{Path: metal.PathGo})
 	softmaxDevOp = metal.Kernels.Register("softmax", []string{"rows", "cols"}, metal.DeviceImpl("softmax", softmaxSelfTest), &metal.Impl{Path: metal.PathGo})
@@ -220,20 +221,68 @@ func binarySelfTest() error {
 
 var activationKinds = map[UnaryKind]metal.ActivationOp{UnGELU: metal.ActGELU, UnGELUTanh: metal.ActGELUTanh, UnSiLU: metal.ActSiLU}
 
-func activationDevice(k UnaryKind, out, x *Tensor, d metal.Compute) error {
-	op, ok := activationKinds[k]
-	if !ok {
-		return errNotHere
+// unaryDeviceOp is the registry entry of a unary function's device path: the
+// activation kernels for GELU and SiLU, map.metal for the others but pow.
+func unaryDeviceOp(k UnaryKind) *metal.Op {
+	if _, ok := activationKinds[k]; ok {
+		return activationOp
 	}
-	return metal.RunActivation(d, op, out.buf, x.buf, x.Len())
+	if k == UnPow {
+		return nil
+	}
+	return unaryDevOp
 }
 
-func activationBackwardDevice(k UnaryKind, dx, g, x *Tensor, d metal.Compute) error {
-	op, ok := activationKinds[k]
-	if !ok {
-		return errNotHere
+func activationDevice(k UnaryKind, out, x *Tensor, p, q float64, d metal.Compute) error {
+	if op, ok := activationKinds[k]; ok {
+		return metal.RunActivation(d, op, out.buf, x.buf, x.Len())
 	}
-	return metal.RunActivationBackward(d, op, dx.buf, g.buf, x.buf, x.Len())
+	return metal.RunMap(d, metal.MapOp(k), out.buf, x.buf, x.Len(), float32(p), float32(q))
+}
+
+func activationBackwardDevice(k UnaryKind, dx, g, x, y *Tensor, p, q float64, d metal.Compute) error {
+	if op, ok := activationKinds[k]; ok {
+		return metal.RunActivationBackward(d, op, dx.buf, g.buf, x.buf, x.Len())
+	}
+	return metal.RunMapBackward(d, metal.MapOp(k), dx.buf, g.buf, x.buf, y.buf, x.Len(), float32(p), float32(q))
+}
+
+// unaryDeviceFor is DeviceFor for a unary function's op, nil when it has none.
+func unaryDeviceFor(k UnaryKind, ts []*Tensor, n int) metal.Compute {
+	op := unaryDeviceOp(k)
+	if op == nil {
+		return nil
+	}
+	return DeviceFor(op, ts, n)
+}
+
+func unarySelfTest() error {
+	return DeviceSelfTest(func(d metal.Compute) ([]*Tensor, error) {
+		r := SelfTestRand()
+		x, g := RandomTensor(r, 0.1, 4, 301), RandomTensor(r, -1, 1, 301)
+		defer releaseAll([]*Tensor{x, g})
+		var outs []*Tensor
+		for k := UnNeg; k <= UnMulScalar; k++ {
+			if _, act := activationKinds[k]; act || k == UnPow { // their own self-test; no kernel
+				continue
+			}
+			p, q := 0.5, 2.0
+			y, dx := Empty(Float32, 301), Empty(Float32, 301)
+			outs = append(outs, y, dx)
+			if d == nil {
+				UnaryKernel(k, y.Float32s(), x.Float32s(), p, q)
+				UnaryBackwardKernel(k, dx.Float32s(), g.Float32s(), x.Float32s(), y.Float32s(), p, q)
+				continue
+			}
+			if err := activationDevice(k, y, x, p, q, d); err != nil {
+				return outs, err
+			}
+			if err := activationBackwardDevice(k, dx, g, x, y, p, q, d); err != nil {
+				return outs, err
+			}
+		}
+		return outs, nil
+	})()
 }
 
 func activationSelfTest() error {
@@ -250,10 +299,10 @@ func activationSelfTest() error {
 				UnaryBackwardKernel(k, dx.Float32s(), g.Float32s(), x.Float32s(), y.Float32s(), 0, 0)
 				continue
 			}
-			if err := activationDevice(k, y, x, d); err != nil {
+			if err := activationDevice(k, y, x, 0, 0, d); err != nil {
 				return outs, err
 			}
-			if err := activationBackwardDevice(k, dx, g, x, d); err != nil {
+			if err := activationBackwardDevice(k, dx, g, x, y, 0, 0, d); err != nil {
 				return outs, err
 			}
 		}

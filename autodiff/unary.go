@@ -220,7 +220,7 @@ func Unary(k UnaryKind, x *Tensor, p, q float64) *Tensor {
 	out := Empty(x.dtype, x.shape...)
 	path := metal.PathMetal
 	switch {
-	case tryDevice(name, DeviceFor(activationOp, []*Tensor{out, x}, x.Len()), func(d metal.Compute) error { return activationDevice(k, out, x, d) }):
+	case tryDevice(name, unaryDeviceFor(k, []*Tensor{out, x}, x.Len()), func(d metal.Compute) error { return activationDevice(k, out, x, p, q, d) }):
 	case x.dtype == Float32:
 		path = metal.PathGo
 		UnaryKernel(k, out.Float32s(), x.Float32s(), p, q)
@@ -232,7 +232,7 @@ func Unary(k UnaryKind, x *Tensor, p, q float64) *Tensor {
 	return record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(x.dtype, x.shape...)
-			if tryDevice(name, DeviceFor(activationOp, []*Tensor{dx, g, x}, x.Len()), func(d metal.Compute) error { return activationBackwardDevice(k, dx, g, x, d) }) {
+			if tryDevice(name, unaryDeviceFor(k, []*Tensor{dx, g, x, out}, x.Len()), func(d metal.Compute) error { return activationBackwardDevice(k, dx, g, x, out, p, q, d) }) {
 				return dx
 			}
 			if x.dtype == Float32 {

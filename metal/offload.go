@@ -52,6 +52,7 @@ func (t Tuning) For(family int) []int {
 var Tunings = map[string]Tuning{
 	"binary":          {0: {1 << 15}, 9: {1 << 14}},
 	"activation":      {0: {1 << 15}, 9: {1 << 14}},
+	"unary":           {0: {1 << 15}, 9: {1 << 14}},
 	"reduce":          {0: {1 << 15}, 9: {1 << 14}},
 	"softmax":         {0: {64, 256}, 9: {32, 128}},
 	"cross_entropy":   {0: {64, 256}, 9: {32, 128}},

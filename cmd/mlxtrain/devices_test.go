@@ -66,6 +66,8 @@ var stepLoss = regexp.MustCompile(`(?m)^step (\d+)/\d+: loss ([0-9.]+)`)
 // every threshold at 0 none of them may take a CPU path.
 var kernelOps = map[string]bool{
 	"add": true, "sub": true, "mul": true, "div": true, "gelu": true, "gelu_tanh": true, "silu": true,
+	"neg": true, "exp": true, "log": true, "sqrt": true, "rsqrt": true, "abs": true, "tanh": true, "sigmoid": true,
+	"relu": true, "softplus": true, "clamp": true, "add_scalar": true, "mul_scalar": true,
 	"sum": true, "mean": true, "softmax": true, "log_softmax": true, "cross_entropy": true,
 	"embedding": true, "matmul": true, "layer_norm": true, "rms_norm": true, "swiglu": true,
 	"rope": true, "flash_attention": true, "flash_attention_backward": true, "optim.adamw": true,
@@ -160,7 +162,7 @@ func TestDevicesSelfTest(t *testing.T) {
 	out, errOut := runInProcess(t, []string{"MLXTRAIN_DEVICE=sim"}, "devices", "--selftest")
 	assert.NotContains(t, errOut, "warning")
 	assert.Contains(t, out, "simulated true")
-	for _, op := range []string{"binary", "activation", "reduce", "softmax", "cross_entropy", "embedding", "matmul",
+	for _, op := range []string{"binary", "unary", "activation", "reduce", "softmax", "cross_entropy", "embedding", "matmul",
 		"rms_norm", "layer_norm", "swiglu", "rope", "flash_attention", "adamw"} {
 		assert.Regexp(t, regexp.MustCompile(`(?m)^self-test `+op+`: passed$`), out, op)
 	}

@@ -25,6 +25,7 @@ func RunDenseKernels(t *testing.T, d metal.Compute) {
 	t.Run("LayerNorm", func(t *testing.T) { Norm(t, d, true) })
 	t.Run("RoPE", func(t *testing.T) { RoPE(t, d) })
 	t.Run("Activations", func(t *testing.T) { Activations(t, d) })
+	t.Run("Map", func(t *testing.T) { Map(t, d) })
 	t.Run("SwiGLU", func(t *testing.T) { SwiGLU(t, d) })
 	t.Run("Embedding", func(t *testing.T) { Embedding(t, d) })
 	t.Run("MatMulTransposed", func(t *testing.T) { MatMulTransposed(t, d) })
