@@ -134,7 +134,7 @@ func idxGather(op, name string, x *Tensor, a int, idx *Tensor, neg bool) *Tensor
 	out := Empty(x.dtype, shape...)
 	// The device path covers Embedding (rows of a table; ids checked above).
 	var dev metal.Compute
-	if outer == 1 && !neg && idx.dtype == Int32 {
+	if outer == 1 && !neg && idx.dtype == Int32 && x.dtype == Float32 {
 		dev = DeviceFor(embeddingOp, []*Tensor{out, x, idx}, len(ids), inner)
 	}
 	path := metal.PathMetal
