@@ -513,8 +513,13 @@ func embeddingSelfTest() error {
 // matmulDevice runs c = op(x)·op(y) for the stored, contiguous matrices of x
 // (m×k, or k×m when tx) and y (k×n, or n×k when ty).
 func matmulDevice(c, x, y *Tensor, m, n, k int, tx, ty bool, d metal.Compute) error {
+	return matmulDeviceAt(c, x, y, 0, 0, 0, m, n, k, tx, ty, d)
+}
+
+// matmulDeviceAt is matmulDevice on the matrices at the given element offsets.
+func matmulDeviceAt(c, x, y *Tensor, cOff, xOff, yOff, m, n, k int, tx, ty bool, d metal.Compute) error {
 	tm := startOp()
-	if err := metal.RunMatMulT(d, c.buf, x.buf, y.buf, m, n, k, tx, ty); err != nil {
+	if err := metal.RunMatMulTAt(d, c.buf, x.buf, y.buf, cOff, xOff, yOff, m, n, k, tx, ty); err != nil {
 		return err
 	}
 	tm.done("matmul", metal.PathMetal, 4*(m*k+k*n+m*n))
@@ -528,12 +533,20 @@ func MatMulDevice(d metal.Compute, c, x, y *Tensor, m, n, k int, tx, ty bool) er
 	return matmulDevice(c, x, y, m, n, k, tx, ty, d)
 }
 
-// device returns the device for a plan of one product, or nil.
+// device returns the device for the plan's products, or nil. A batch of
+// products is a launch each, the outputs in order (see metal.RunMatMulTAt).
 func (p *matmulPlan) device(ts ...*Tensor) metal.Compute {
-	if p.count != 1 || p.aOffs[0] != 0 || p.bOffs[0] != 0 {
-		return nil
-	}
 	return DeviceFor(gemm.MatMulOp(), ts, p.m, p.n, p.k)
+}
+
+// onDevice launches product(i) for every product of the plan.
+func (p *matmulPlan) onDevice(d metal.Compute, product func(i int, d metal.Compute) error) error {
+	for i := range p.count {
+		if err := product(i, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func matmulSelfTest() error {

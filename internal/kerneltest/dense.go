@@ -29,6 +29,7 @@ func RunDenseKernels(t *testing.T, d metal.Compute) {
 	t.Run("SwiGLU", func(t *testing.T) { SwiGLU(t, d) })
 	t.Run("Embedding", func(t *testing.T) { Embedding(t, d) })
 	t.Run("MatMulTransposed", func(t *testing.T) { MatMulTransposed(t, d) })
+	t.Run("MatMulBatched", func(t *testing.T) { MatMulBatched(t, d) })
 	t.Run("FlashAttention", func(t *testing.T) { FlashAttention(t, d) })
 	t.Run("AdamW", func(t *testing.T) { AdamW(t, d) })
 	t.Run("DenseEmptySizes", func(t *testing.T) { DenseEmptySizes(t, d) })
