@@ -140,6 +140,17 @@ func StorageZeroed(n int) *Buffer {
 	return HostPool.GetZeroed(n)
 }
 
+// StoragePool is the pool tensors' memory comes from ([Storage]): the open
+// accelerator's, else [HostPool]. Its Peak is the tensors' high-water mark.
+func StoragePool() *Pool {
+	if d := acceleratorOrNil(); d != nil {
+		if p, ok := d.(interface{ Pool() *Pool }); ok && p.Pool() != nil {
+			return p.Pool()
+		}
+	}
+	return HostPool
+}
+
 // Owns reports whether b is memory of device d, which d's kernels may bind.
 func Owns(d Compute, b *Buffer) bool {
 	p, ok := d.(interface{ Pool() *Pool })

@@ -90,6 +90,7 @@ func TestNoAcceleratorMeansHostStorage(t *testing.T) {
 	defer z.Release()
 	assert.Equal(t, make([]byte, 40), z.Bytes())
 	assert.False(t, DeviceImpl("binary", nil).Available())
+	assert.Same(t, HostPool, StoragePool())
 }
 
 func TestDisableDevice(t *testing.T) {
