@@ -163,17 +163,25 @@ func trailingOf(shape, out []int) bool {
 	return sameShape(shape, out[len(out)-len(shape):])
 }
 
-// binaryDevice runs out = a op b on the device when one operand has out's shape
-// and the other is full or a trailing row of it (binary_f32).
+// binaryDevice runs out = a op b on the device: binary_f32 when one operand has
+// out's shape and the other is full or a trailing row of it, binary_bcast_f32
+// for other broadcasts (up to rank 6).
 func binaryDevice(kind BinaryKind, out, a, b *Tensor, d metal.Compute) error {
+	if kind > BinDiv {
+		return errNotHere
+	}
 	x, y := a, b
 	if !sameShape(x.shape, out.shape) && (kind == BinAdd || kind == BinMul) {
 		x, y = b, a
 	}
-	if !sameShape(x.shape, out.shape) || !trailingOf(y.shape, out.shape) || kind > BinDiv {
+	if sameShape(x.shape, out.shape) && trailingOf(y.shape, out.shape) {
+		return metal.RunBinary(d, metal.BinaryOp(kind), out.buf, x.buf, y.buf, out.Len(), y.Len())
+	}
+	if len(out.shape) > metal.BroadcastMaxRank {
 		return errNotHere
 	}
-	return metal.RunBinary(d, metal.BinaryOp(kind), out.buf, x.buf, y.buf, out.Len(), y.Len())
+	return metal.RunBinaryBroadcast(d, metal.BinaryOp(kind), out.buf, a.buf, b.buf, out.shape,
+		broadcastStrides(a.shape, out.shape), broadcastStrides(b.shape, out.shape))
 }
 
 // errNotHere marks a call the device path does not cover (a layout, a mode): the
@@ -196,15 +204,16 @@ func binarySelfTest() error {
 	return DeviceSelfTest(func(d metal.Compute) ([]*Tensor, error) {
 		r := SelfTestRand()
 		a, b, row := RandomTensor(r, -2, 2, 5, 37), RandomTensor(r, 0.5, 2, 5, 37), RandomTensor(r, 0.5, 2, 37)
-		defer releaseAll([]*Tensor{a, b, row})
+		col := RandomTensor(r, 0.5, 2, 5, 1)
+		defer releaseAll([]*Tensor{a, b, row, col})
 		var outs []*Tensor
 		for kind := BinAdd; kind <= BinDiv; kind++ {
-			for _, y := range []*Tensor{b, row} {
+			for _, y := range []*Tensor{b, row, col} {
 				out := Empty(Float32, 5, 37)
 				outs = append(outs, out)
 				if d == nil {
 					sa, sb := []int(nil), []int(nil)
-					if y == row {
+					if y != b {
 						sa, sb = broadcastStrides(a.shape, out.shape), broadcastStrides(y.shape, out.shape)
 					}
 					BinaryKernel(kind, out.Float32s(), a.Float32s(), y.Float32s(), out.shape, sa, sb)
