@@ -125,7 +125,8 @@ func (b *Block) Attend(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodi
 		panic(fmt.Sprintf("attention: Block.Forward: input %v for a block of width %d", x.Shape(), b.Q.In()))
 	}
 	bs, t := x.Dim(0), x.Dim(1)
-	if cache == nil && x.DType() == autodiff.Float32 && t >= tiledMinRows && b.Q.LoRA == nil && b.K.LoRA == nil && b.V.LoRA == nil && b.Q.Packed == nil && b.K.Packed == nil && b.V.Packed == nil &&
+	onDevice := packedOp.OnMetal(bs * t) // a device runs the parts, each with its kernel
+	if !onDevice && cache == nil && x.DType() == autodiff.Float32 && t >= tiledMinRows && b.Q.LoRA == nil && b.K.LoRA == nil && b.V.LoRA == nil && b.Q.Packed == nil && b.K.Packed == nil && b.V.Packed == nil &&
 		(b.Q.Bias == nil) == (b.K.Bias == nil) && (b.Q.Bias == nil) == (b.V.Bias == nil) {
 		return b.attendPacked(c, x)
 	}
@@ -149,7 +150,7 @@ func (b *Block) Attend(c *layers.Ctx, x *autodiff.Tensor, cache KVCache) *autodi
 	}
 	opt := Options{Causal: b.Causal, Window: b.Window, Layout: BSHD}
 	var o *autodiff.Tensor
-	if q.DType() == autodiff.Float32 && t >= tiledMinRows {
+	if !onDevice && q.DType() == autodiff.Float32 && t >= tiledMinRows {
 		o = tiledAttention(q, k, v, opt)
 	} else {
 		o = FlashAttention(q, k, v, opt)

@@ -122,6 +122,9 @@ func RoPE(x *autodiff.Tensor, opt RoPEOptions) *autodiff.Tensor {
 	if r := opt.rotated(d); r%2 != 0 || r < 0 || r > d {
 		panic(fmt.Sprintf("attention: RoPE: %d rotated dims for a head dim of %d in %v (want even, at most the head dim)", r, d, shape))
 	}
+	if out := ropeOnDevice(x, b, s, h, d, opt); out != nil {
+		return out
+	}
 	var start time.Time
 	if metal.Profiling() {
 		start = time.Now()

@@ -134,6 +134,11 @@ func attentionOp(op string, q, k, v *autodiff.Tensor, opt Options, flash bool) *
 	if !dt.IsFloat() || k.DType() != dt || v.DType() != dt {
 		panic("attention: " + op + ": want float32 or float64 q, k, v of one dtype, have " + dt.String() + ", " + k.DType().String() + ", " + v.DType().String())
 	}
+	if flash {
+		if out := flashOnDevice(op, q, k, v, d, opt); out != nil {
+			return out
+		}
+	}
 	var start time.Time
 	if metal.Profiling() {
 		start = time.Now()

@@ -137,13 +137,17 @@ func binaryForward(kind BinaryKind, a, b *Tensor) *Tensor {
 		out = Empty(a.dtype, shape...)
 		sa, sb = broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape)
 	}
-	shape := out.shape
-	if a.dtype == Float32 {
+	shape, path := out.shape, metal.PathMetal
+	switch {
+	case tryDevice("binary", DeviceFor(binaryOp, []*Tensor{out, a, b}, out.Len()), func(d metal.Compute) error { return binaryDevice(kind, out, a, b, d) }):
+	case a.dtype == Float32:
+		path = metal.PathGo
 		BinaryKernel(kind, out.Float32s(), a.Float32s(), b.Float32s(), shape, sa, sb)
-	} else {
+	default:
+		path = metal.PathGo
 		BinaryKernel(kind, out.Float64s(), a.Float64s(), b.Float64s(), shape, sa, sb)
 	}
-	tm.done(name, metal.PathGo, out.Len()*out.dtype.Size()*3)
+	tm.done(name, path, out.Len()*out.dtype.Size()*3)
 	return out
 }
 

@@ -1,6 +1,10 @@
 package autodiff
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mlxtrain/mlxtrain/metal"
+)
 
 // BroadcastShapes returns the NumPy broadcast of two shapes, or an error.
 func BroadcastShapes(a, b []int) ([]int, error) {
@@ -105,6 +109,13 @@ func SumTo(t *Tensor, shape []int) *Tensor {
 	}
 	if _, err := BroadcastShapes(shape, t.shape); err != nil || len(shape) > len(t.shape) {
 		panic(fmt.Sprintf("autodiff: SumTo: %s cannot reduce to %s", shapeString(t.shape), shapeString(shape)))
+	}
+	if t.dtype == Float32 && trailingOf(shape, t.shape) && numel(shape) > 0 {
+		out := Empty(t.dtype, shape...)
+		if tryDevice("sum_to", DeviceFor(reduceOp, []*Tensor{out, t}, t.Len()), func(d metal.Compute) error { return sumToDevice(out, t, d) }) {
+			return out
+		}
+		out.Release()
 	}
 	out := Zeros(t.dtype, shape...)
 	st := broadcastStrides(shape, t.shape)

@@ -164,6 +164,10 @@ func CrossEntropy(logits, targets *Tensor, opt CrossEntropyOptions) *Tensor {
 	}
 
 	tm := startOp()
+	if out := crossEntropyOnDevice(logits, targets, rows, v, ignore, eps, reduction, count); out != nil {
+		tm.done(name, metal.PathMetal, logits.Len()*logits.dtype.Size())
+		return out
+	}
 	loss := make([]float64, rows)
 	lse := make([]float64, rows)
 	if logits.dtype == Float32 {
@@ -214,4 +218,59 @@ func CrossEntropy(logits, targets *Tensor, opt CrossEntropyOptions) *Tensor {
 			return dx
 		})
 	}, logits)
+}
+
+// crossEntropyOnDevice is CrossEntropy's device path (targets checked), or nil
+// when the CPU runs it.
+func crossEntropyOnDevice(logits, targets *Tensor, rows, v int, ignore int32, eps float64, reduction LossReduction, count int) *Tensor {
+	const name = "cross_entropy"
+	d := DeviceFor(xentOp, []*Tensor{logits, targets}, rows, v)
+	if d == nil || rows == 0 {
+		return nil
+	}
+	c := metal.CrossEntropyConfig{Ignore: ignore, Smoothing: float32(eps)}
+	none := reduction == ReductionNone
+	scale := float32(1)
+	if reduction == ReductionMean {
+		scale = float32(1 / float64(count)) // +Inf when every row is ignored: 0·Inf is NaN, the empty mean
+	}
+	var out *Tensor
+	if none {
+		out = Empty(Float32, targets.shape...)
+	} else {
+		out = Empty(Float32)
+	}
+	lse := Empty(Float32, rows)
+	ts := targets.Clone() // backward must not depend on the caller's batch buffer
+	if !tryDevice(name, d, func(d metal.Compute) error {
+		return crossEntropyDevice(out, lse, logits, ts, rows, v, c, none, scale, d)
+	}) {
+		releaseAll([]*Tensor{out, lse, ts})
+		return nil
+	}
+	out = record(out, name, func(g *Tensor) {
+		accumulate(logits, func() *Tensor {
+			dx := Empty(logits.dtype, logits.shape...)
+			if tryDevice(name, DeviceFor(xentOp, []*Tensor{dx, logits, ts, lse, g}, rows, v), func(d metal.Compute) error {
+				return metal.RunCrossEntropyBackward(d, dx.buf, logits.buf, ts.buf, lse.buf, g.buf, rows, v, c, scale, none)
+			}) {
+				return dx
+			}
+			// The CPU gradient from the device's statistics.
+			l := make([]float64, rows)
+			for i, x := range lse.Float32s() {
+				l[i] = float64(x)
+			}
+			var sc []float64
+			if none {
+				sc = g.Float64Values()
+			} else {
+				sc = []float64{g.At(0) * float64(scale)}
+			}
+			CrossEntropyBackwardRows(dx.Float32s(), logits.Float32s(), ts.Int32s(), l, sc, rows, v, ignore, eps)
+			return dx
+		})
+	}, logits)
+	Own(out, lse, ts)
+	return out
 }

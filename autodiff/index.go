@@ -132,13 +132,33 @@ func idxGather(op, name string, x *Tensor, a int, idx *Tensor, neg bool) *Tensor
 	shape = append(shape, idx.shape...)
 	shape = append(shape, x.shape[a+1:]...)
 	out := Empty(x.dtype, shape...)
-	idxGatherAny(out, x, ids, outer, dim, inner)
-	tm.done(name, metal.PathGo, 2*out.Len()*out.dtype.Size())
+	// The device path covers Embedding (rows of a table; ids checked above).
+	var dev metal.Compute
+	if outer == 1 && !neg && idx.dtype == Int32 && x.dtype == Float32 {
+		dev = DeviceFor(embeddingOp, []*Tensor{out, x, idx}, len(ids), inner)
+	}
+	path := metal.PathMetal
+	if !tryDevice(name, dev, func(d metal.Compute) error {
+		return metal.RunEmbedding(d, out.buf, x.buf, idx.buf, len(ids), dim, inner)
+	}) {
+		path = metal.PathGo
+		idxGatherAny(out, x, ids, outer, dim, inner)
+	}
+	tm.done(name, path, 2*out.Len()*out.dtype.Size())
 	if !shpDiff(x) {
 		return out
 	}
 	return record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
+			if dev != nil {
+				dx := Empty(x.dtype, x.shape...)
+				if tryDevice(name, DeviceFor(embeddingOp, []*Tensor{dx, g, x, idx}, len(ids), inner), func(d metal.Compute) error {
+					return metal.RunEmbeddingBackward(d, dx.buf, g.buf, idx.buf, len(ids), dim, inner, false)
+				}) {
+					return dx
+				}
+				dx.Release()
+			}
 			dx := Zeros(x.dtype, x.shape...)
 			if x.dtype == Float32 {
 				ScatterAddKernel(dx.Float32s(), g.Float32s(), ids, outer, dim, inner)

@@ -129,6 +129,13 @@ func (p *matmulPlan) products(independent bool, fn func(i int)) {
 
 func (p *matmulPlan) forward(a, b, out *Tensor) {
 	mn := p.m * p.n
+	if tryDevice("matmul", p.device(out, a, b), func(d metal.Compute) error {
+		return p.onDevice(d, func(i int, d metal.Compute) error {
+			return matmulDeviceAt(out, a, b, i*mn, p.aOffs[i], p.bOffs[i], p.m, p.n, p.k, p.transA, p.transB, d)
+		})
+	}) {
+		return
+	}
 	p.products(true, func(i int) {
 		gemmCall(p.transA, p.transB, p.m, p.n, p.k,
 			a, p.aOffs[i], p.lda, b, p.bOffs[i], p.ldb, 0, out, i*mn, p.n)
@@ -139,6 +146,21 @@ func (p *matmulPlan) forward(a, b, out *Tensor) {
 // dA = g·op(B)ᵀ, or op(B)·gᵀ when A is stored transposed. Products that share a's
 // matrix (broadcast batch axes) add into it.
 func (p *matmulPlan) gradA(a, b, g *Tensor) *Tensor {
+	if d := p.device(a, b, g); d != nil && !p.aShared {
+		da := Empty(a.dtype, a.shape...)
+		mn := p.m * p.n
+		if tryDevice("matmul", d, func(d metal.Compute) error {
+			return p.onDevice(d, func(i int, d metal.Compute) error {
+				if p.transA {
+					return matmulDeviceAt(da, b, g, p.aOffs[i], p.bOffs[i], i*mn, p.k, p.m, p.n, p.transB, true, d)
+				}
+				return matmulDeviceAt(da, g, b, p.aOffs[i], i*mn, p.bOffs[i], p.m, p.k, p.n, false, !p.transB, d)
+			})
+		}) {
+			return da
+		}
+		da.Release()
+	}
 	da := Zeros(a.dtype, a.shape...)
 	beta := 0.0
 	if p.aShared {
@@ -161,6 +183,21 @@ func (p *matmulPlan) gradA(a, b, g *Tensor) *Tensor {
 // stored transposed. With a's batch folded into m this one product also sums over
 // the batch.
 func (p *matmulPlan) gradB(a, b, g *Tensor) *Tensor {
+	if d := p.device(a, b, g); d != nil && !p.bShared {
+		db := Empty(b.dtype, b.shape...)
+		mn := p.m * p.n
+		if tryDevice("matmul", d, func(d metal.Compute) error {
+			return p.onDevice(d, func(i int, d metal.Compute) error {
+				if p.transB {
+					return matmulDeviceAt(db, g, a, p.bOffs[i], i*mn, p.aOffs[i], p.n, p.k, p.m, true, p.transA, d)
+				}
+				return matmulDeviceAt(db, a, g, p.bOffs[i], p.aOffs[i], i*mn, p.k, p.n, p.m, !p.transA, false, d)
+			})
+		}) {
+			return db
+		}
+		db.Release()
+	}
 	db := Zeros(b.dtype, b.shape...)
 	beta := 0.0
 	if p.bShared {

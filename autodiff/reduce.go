@@ -495,12 +495,17 @@ func reduce(kind redKind, x *Tensor, axes []int, keepDims bool, ddof int) *Tenso
 	tm := startOp()
 	out := Empty(x.dtype, p.out...)
 	var s redSaved
-	if x.dtype == Float32 {
+	path := metal.PathMetal
+	switch {
+	case (kind == redSum || kind == redMean) && tryDevice(name, DeviceFor(reduceOp, []*Tensor{out, x}, x.Len()), func(d metal.Compute) error { return reduceDevice(kind, p, out, x, d) }):
+	case x.dtype == Float32:
+		path = metal.PathGo
 		s = redForward(kind, p, x.Float32s(), out.Float32s(), ddof)
-	} else {
+	default:
+		path = metal.PathGo
 		s = redForward(kind, p, x.Float64s(), out.Float64s(), ddof)
 	}
-	tm.done(name, metal.PathGo, (x.Len()+out.Len())*x.dtype.Size())
+	tm.done(name, path, (x.Len()+out.Len())*x.dtype.Size())
 	return record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(x.dtype, x.shape...)

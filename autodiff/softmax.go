@@ -312,15 +312,23 @@ func softmaxOp(name string, x *Tensor, axis int, log bool) *Tensor {
 	a, n, b := smLayout(name, x.shape, axis)
 	tm := startOp()
 	out := Empty(x.dtype, x.shape...)
-	if x.dtype == Float32 {
+	path := metal.PathMetal
+	switch {
+	case tryDevice(name, DeviceFor(softmaxDevOp, []*Tensor{out, x}, a*b, n), func(d metal.Compute) error { return softmaxDevice(log, out, x, a, n, b, d) }):
+	case x.dtype == Float32:
+		path = metal.PathGo
 		smForward(out.Float32s(), x.Float32s(), a, n, b, log)
-	} else {
+	default:
+		path = metal.PathGo
 		smForward(out.Float64s(), x.Float64s(), a, n, b, log)
 	}
-	tm.done(name, metal.PathGo, 2*out.Len()*out.dtype.Size())
+	tm.done(name, path, 2*out.Len()*out.dtype.Size())
 	return record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(x.dtype, x.shape...)
+			if tryDevice(name, DeviceFor(softmaxDevOp, []*Tensor{dx, g, out}, a*b, n), func(d metal.Compute) error { return softmaxBackwardDevice(log, dx, g, out, a, n, b, d) }) {
+				return dx
+			}
 			if x.dtype == Float32 {
 				smBackward(dx.Float32s(), g.Float32s(), out.Float32s(), a, n, b, log)
 			} else {

@@ -225,16 +225,17 @@ func normAxis(op string, axis, rank int) int {
 	return a
 }
 
-// Empty returns an uninitialised tensor from the pool.
+// Empty returns an uninitialised tensor from the pool: the accelerator's memory
+// when one is open (metal.Storage), else the host's.
 func Empty(dtype DType, shape ...int) *Tensor {
 	checkShape("Empty", shape)
-	return newTensor(dtype, metal.HostPool.Get(numel(shape)*dtype.Size()), shape)
+	return newTensor(dtype, metal.Storage(numel(shape)*dtype.Size()), shape)
 }
 
 // Zeros returns a tensor of zeros.
 func Zeros(dtype DType, shape ...int) *Tensor {
 	checkShape("Zeros", shape)
-	return newTensor(dtype, metal.HostPool.GetZeroed(numel(shape)*dtype.Size()), shape)
+	return newTensor(dtype, metal.StorageZeroed(numel(shape)*dtype.Size()), shape)
 }
 
 // Full returns a float tensor with every element v.

@@ -218,15 +218,23 @@ func Unary(k UnaryKind, x *Tensor, p, q float64) *Tensor {
 	checkFloat(name, x)
 	tm := startOp()
 	out := Empty(x.dtype, x.shape...)
-	if x.dtype == Float32 {
+	path := metal.PathMetal
+	switch {
+	case tryDevice(name, unaryDeviceFor(k, []*Tensor{out, x}, x.Len()), func(d metal.Compute) error { return activationDevice(k, out, x, p, q, d) }):
+	case x.dtype == Float32:
+		path = metal.PathGo
 		UnaryKernel(k, out.Float32s(), x.Float32s(), p, q)
-	} else {
+	default:
+		path = metal.PathGo
 		UnaryKernel(k, out.Float64s(), x.Float64s(), p, q)
 	}
-	tm.done(name, metal.PathGo, 2*out.Len()*out.dtype.Size())
+	tm.done(name, path, 2*out.Len()*out.dtype.Size())
 	return record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(x.dtype, x.shape...)
+			if tryDevice(name, unaryDeviceFor(k, []*Tensor{dx, g, x, out}, x.Len()), func(d metal.Compute) error { return activationBackwardDevice(k, dx, g, x, out, p, q, d) }) {
+				return dx
+			}
 			if x.dtype == Float32 {
 				UnaryBackwardKernel(k, dx.Float32s(), g.Float32s(), x.Float32s(), out.Float32s(), p, q)
 			} else {

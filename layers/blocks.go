@@ -223,11 +223,18 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 		panic(fmt.Sprintf("layers: swiglu: gate %s %v, up %s %v", gate.DType(), gate.Shape(), up.DType(), up.Shape()))
 	}
 	y := autodiff.Empty(gate.DType(), gate.Shape()...)
-	if gate.DType() == autodiff.Float32 {
+	n := gate.Len()
+	tm := startOp()
+	dev := autodiff.DeviceFor(swigluOp, []*autodiff.Tensor{y, gate, up}, n)
+	switch {
+	case tryDevice("swiglu", dev, func(d metal.Compute) error { return metal.RunSwiGLU(d, y.Buffer(), gate.Buffer(), up.Buffer(), n) }):
+	case gate.DType() == autodiff.Float32:
+		dev = nil
 		SwiGLUForward(y.Float32s(), gate.Float32s(), up.Float32s())
-	} else {
+	default:
 		SwiGLUForward(y.Float64s(), gate.Float64s(), up.Float64s())
 	}
+	tm.done("swiglu", dev != nil, 3*n*gate.DType().Size())
 	return autodiff.Record(y, "swiglu", func(g *autodiff.Tensor) {
 		var dg, du *autodiff.Tensor
 		if autodiff.NeedsGrad(gate) {
@@ -239,9 +246,28 @@ func SwiGLUOp(gate, up *autodiff.Tensor) *autodiff.Tensor {
 		if dg == nil && du == nil {
 			return
 		}
-		if gate.DType() == autodiff.Float32 {
+		if dev != nil {
+			// the kernel writes both gradients
+			dgd, dud := dg, du
+			if dgd == nil {
+				dgd = autodiff.Empty(gate.DType(), gate.Shape()...)
+				defer dgd.Release()
+			}
+			if dud == nil {
+				dud = autodiff.Empty(up.DType(), up.Shape()...)
+				defer dud.Release()
+			}
+			if !tryDevice("swiglu", autodiff.DeviceFor(swigluOp, []*autodiff.Tensor{g, gate, up}, n), func(d metal.Compute) error {
+				return metal.RunSwiGLUBackward(d, dgd.Buffer(), dud.Buffer(), g.Buffer(), gate.Buffer(), up.Buffer(), n)
+			}) {
+				dev = nil
+			}
+		}
+		switch {
+		case dev != nil:
+		case gate.DType() == autodiff.Float32:
 			SwiGLUBackward(optSlice(dg, f32), optSlice(du, f32), g.Float32s(), gate.Float32s(), up.Float32s())
-		} else {
+		default:
 			SwiGLUBackward(optSlice(dg, f64), optSlice(du, f64), g.Float64s(), gate.Float64s(), up.Float64s())
 		}
 		if dg != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // Init chooses how a layer's weights start.
@@ -131,9 +132,13 @@ func LinearOp(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 	rows := x.Len() / in
 	shape := append(append([]int(nil), x.Shape()[:x.Rank()-1]...), out)
 	y := autodiff.Empty(x.DType(), shape...)
-	if x.DType() == autodiff.Float32 {
+	dev := linearOnDevice(rows, in, out, y, x, w, b)
+	switch {
+	case tryDevice("linear", dev, func(d metal.Compute) error { return linearDevice(d, y, x, w, b, rows, in, out) }):
+	case x.DType() == autodiff.Float32:
+		dev = nil
 		linearForward(y.Float32s(), x.Float32s(), w.Float32s(), optSlice(b, f32), rows, in, out)
-	} else {
+	default:
 		linearForward(y.Float64s(), x.Float64s(), w.Float64s(), optSlice(b, f64), rows, in, out)
 	}
 	inputs := []*autodiff.Tensor{x, w}
@@ -141,8 +146,14 @@ func LinearOp(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 		inputs = append(inputs, b)
 	}
 	return autodiff.Record(y, "linear", func(g *autodiff.Tensor) {
+		if dev != nil {
+			dev = linearOnDevice(rows, in, out, g, x, w)
+		}
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
+			if tryDevice("linear", dev, func(d metal.Compute) error { return autodiff.MatMulDevice(d, dx, g, w, rows, in, out, false, false) }) {
+				return dx
+			}
 			if x.DType() == autodiff.Float32 {
 				gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
 			} else {
@@ -152,6 +163,9 @@ func LinearOp(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 		})
 		autodiff.Accumulate(w, func() *autodiff.Tensor {
 			dw := autodiff.Empty(w.DType(), out, in)
+			if tryDevice("linear", dev, func(d metal.Compute) error { return autodiff.MatMulDevice(d, dw, g, x, out, in, rows, true, false) }) {
+				return dw
+			}
 			if x.DType() == autodiff.Float32 {
 				gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x.Float32s(), in, 0, dw.Float32s(), in)
 			} else {
@@ -162,6 +176,11 @@ func LinearOp(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 		if b != nil {
 			autodiff.Accumulate(b, func() *autodiff.Tensor {
 				db := autodiff.Zeros(b.DType(), out)
+				if tryDevice("linear", dev, func(d metal.Compute) error {
+					return metal.RunReduceCols(d, metal.ReduceSum, db.Buffer(), g.Buffer(), rows, out)
+				}) {
+					return db
+				}
 				if x.DType() == autodiff.Float32 {
 					columnSums(db.Float32s(), g.Float32s(), rows, out)
 				} else {

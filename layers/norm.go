@@ -201,11 +201,17 @@ func RMSNormOp(x, w *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	rows := x.Len() / max(d, 1)
 	y := autodiff.Empty(x.DType(), x.Shape()...)
 	rstd := autodiff.Empty(x.DType(), rows)
-	if x.DType() == autodiff.Float32 {
+	tm := startOp()
+	dev := autodiff.DeviceFor(rmsNormOp, []*autodiff.Tensor{y, x, w}, rows, d)
+	switch {
+	case tryDevice("rms_norm", dev, func(dv metal.Compute) error { return normDevice(dv, false, y, x, w, nil, nil, rstd, rows, d, eps) }):
+	case x.DType() == autodiff.Float32:
+		dev = nil
 		RMSNormForward(y.Float32s(), x.Float32s(), optSlice(w, f32), rstd.Float32s(), d, eps)
-	} else {
+	default:
 		RMSNormForward(y.Float64s(), x.Float64s(), optSlice(w, f64), rstd.Float64s(), d, eps)
 	}
+	tm.done("rms_norm", dev != nil, 2*x.Len()*x.DType().Size())
 	inputs := []*autodiff.Tensor{x}
 	if w != nil {
 		inputs = append(inputs, w)
@@ -220,9 +226,13 @@ func RMSNormOp(x, w *autodiff.Tensor, eps float64) *autodiff.Tensor {
 		if needW {
 			dw = autodiff.Zeros(w.DType(), d)
 		}
-		if x.DType() == autodiff.Float32 {
+		switch {
+		case dev != nil && tryDevice("rms_norm", autodiff.DeviceFor(rmsNormOp, []*autodiff.Tensor{g, x, w}, rows, d), func(dv metal.Compute) error {
+			return normBackwardDevice(dv, false, dx, dw, nil, g, x, w, nil, rstd, rows, d)
+		}):
+		case x.DType() == autodiff.Float32:
 			RMSNormBackward(dx.Float32s(), optSlice(dw, f32), g.Float32s(), x.Float32s(), optSlice(w, f32), rstd.Float32s(), d)
-		} else {
+		default:
 			RMSNormBackward(dx.Float64s(), optSlice(dw, f64), g.Float64s(), x.Float64s(), optSlice(w, f64), rstd.Float64s(), d)
 		}
 		handOff(x, dx)
@@ -242,11 +252,17 @@ func LayerNormOp(x, w, b *autodiff.Tensor, eps float64) *autodiff.Tensor {
 	y := autodiff.Empty(x.DType(), x.Shape()...)
 	mean := autodiff.Empty(x.DType(), rows)
 	rstd := autodiff.Empty(x.DType(), rows)
-	if x.DType() == autodiff.Float32 {
+	tm := startOp()
+	dev := autodiff.DeviceFor(layerNormOp, []*autodiff.Tensor{y, x, w, b}, rows, d)
+	switch {
+	case tryDevice("layer_norm", dev, func(dv metal.Compute) error { return normDevice(dv, true, y, x, w, b, mean, rstd, rows, d, eps) }):
+	case x.DType() == autodiff.Float32:
+		dev = nil
 		LayerNormForward(y.Float32s(), x.Float32s(), optSlice(w, f32), optSlice(b, f32), mean.Float32s(), rstd.Float32s(), d, eps)
-	} else {
+	default:
 		LayerNormForward(y.Float64s(), x.Float64s(), optSlice(w, f64), optSlice(b, f64), mean.Float64s(), rstd.Float64s(), d, eps)
 	}
+	tm.done("layer_norm", dev != nil, 2*x.Len()*x.DType().Size())
 	inputs := []*autodiff.Tensor{x}
 	for _, p := range []*autodiff.Tensor{w, b} {
 		if p != nil {
@@ -267,9 +283,13 @@ func LayerNormOp(x, w, b *autodiff.Tensor, eps float64) *autodiff.Tensor {
 		if needB {
 			db = autodiff.Zeros(b.DType(), d)
 		}
-		if x.DType() == autodiff.Float32 {
+		switch {
+		case dev != nil && tryDevice("layer_norm", autodiff.DeviceFor(layerNormOp, []*autodiff.Tensor{g, x, w}, rows, d), func(dv metal.Compute) error {
+			return normBackwardDevice(dv, true, dx, dw, db, g, x, w, mean, rstd, rows, d)
+		}):
+		case x.DType() == autodiff.Float32:
 			LayerNormBackward(dx.Float32s(), optSlice(dw, f32), optSlice(db, f32), g.Float32s(), x.Float32s(), optSlice(w, f32), mean.Float32s(), rstd.Float32s(), d)
-		} else {
+		default:
 			LayerNormBackward(dx.Float64s(), optSlice(dw, f64), optSlice(db, f64), g.Float64s(), x.Float64s(), optSlice(w, f64), mean.Float64s(), rstd.Float64s(), d)
 		}
 		handOff(x, dx)

@@ -178,3 +178,61 @@ func RunMatMul(d Compute, c, a, b *Buffer, m, n, k int) error {
 func RunMatMulWith(d Compute, kern MatMulKernel, c, a, b *Buffer, m, n, k int) error {
 	return RunMatMulTWith(d, kern, c, a, b, m, n, k, false, false)
 }
+
+// BroadcastMaxRank is the largest rank [RunBinaryBroadcast] takes.
+const BroadcastMaxRank = 6
+
+type broadcastParams struct {
+	N, Rank uint32
+	Dims    [BroadcastMaxRank]uint32
+	SA, SB  [BroadcastMaxRank]uint32
+}
+
+// RunBinaryBroadcast writes out = a op b with NumPy broadcasting: out has shape
+// dims (rank ≤ 6) and sa, sb hold, per dim, the element strides of a and b (0
+// along a dim an operand broadcasts over). One launch (binary_bcast_f32).
+func RunBinaryBroadcast(d Compute, op BinaryOp, out, a, b *Buffer, dims, sa, sb []int) error {
+	const kernel = "binary_bcast_f32"
+	if op > BinaryDiv {
+		return fmt.Errorf("%s: unknown op %d", kernel, op)
+	}
+	if len(dims) > BroadcastMaxRank || len(sa) != len(dims) || len(sb) != len(dims) {
+		return fmt.Errorf("%s: rank %d with %d and %d strides (at most %d)", kernel, len(dims), len(sa), len(sb), BroadcastMaxRank)
+	}
+	if err := checkCount(kernel, dims...); err != nil {
+		return err
+	}
+	p := broadcastParams{Rank: uint32(len(dims))}
+	n, an, bn := 1, 1, 1
+	for i, dim := range dims {
+		if sa[i] < 0 || sb[i] < 0 {
+			return fmt.Errorf("%s: negative stride", kernel)
+		}
+		n *= dim
+		if dim > 0 {
+			an += (dim - 1) * sa[i]
+			bn += (dim - 1) * sb[i]
+		}
+		p.Dims[i], p.SA[i], p.SB[i] = uint32(dim), uint32(sa[i]), uint32(sb[i])
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := checkCount(kernel, an); err != nil {
+		return err
+	}
+	if err := checkCount(kernel, bn); err != nil {
+		return err
+	}
+	if err := checkBuffers(kernel, need{"out", out, n, false}, need{"a", a, an, false}, need{"b", b, bn, false}); err != nil {
+		return err
+	}
+	p.N = uint32(n)
+	return d.Dispatch(&Launch{
+		Kernel:    kernel,
+		Constants: []Constant{{Index: 0, Value: uint32(op)}},
+		Groups:    [3]int{groupsFor(n, elementwiseGroup), 1, 1},
+		Threads:   [3]int{elementwiseGroup, 1, 1},
+		Args:      []Arg{Out(0, out), In(1, a), In(2, b), Params(3, p)},
+	})
+}

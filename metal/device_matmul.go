@@ -14,7 +14,22 @@ func RunMatMulT(d Compute, c, a, b *Buffer, m, n, k int, transA, transB bool) er
 // function constants of the kernels (TRANS_A, TRANS_B), so each of the four forms
 // is a pipeline of its own with no run-time branch.
 func RunMatMulTWith(d Compute, kern MatMulKernel, c, a, b *Buffer, m, n, k int, transA, transB bool) error {
+	return runMatMul(d, kern, c, a, b, 0, 0, 0, m, n, k, transA, transB)
+}
+
+// RunMatMulTAt is [RunMatMulT] on the matrices that start cOff, aOff and bOff
+// float32 elements into c, a and b: one product of a batch stored back to back.
+// The products of a batch are launched in order of increasing cOff (the
+// simulator poisons an output from its offset to its end before each launch).
+func RunMatMulTAt(d Compute, c, a, b *Buffer, cOff, aOff, bOff, m, n, k int, transA, transB bool) error {
+	return runMatMul(d, MatMulFor(d.Facts()), c, a, b, cOff, aOff, bOff, m, n, k, transA, transB)
+}
+
+func runMatMul(d Compute, kern MatMulKernel, c, a, b *Buffer, cOff, aOff, bOff, m, n, k int, transA, transB bool) error {
 	kernel := string(kern)
+	if cOff < 0 || aOff < 0 || bOff < 0 {
+		return fmt.Errorf("%s: offsets %d, %d, %d", kernel, cOff, aOff, bOff)
+	}
 	if err := checkCount(kernel, m, n, k); err != nil {
 		return err
 	}
@@ -24,7 +39,7 @@ func RunMatMulTWith(d Compute, kern MatMulKernel, c, a, b *Buffer, m, n, k int, 
 	if err := checkCount(kernel, k, n); err != nil {
 		return err
 	}
-	if err := checkBuffers(kernel, need{"c", c, m * n, false}, need{"a", a, m * k, false}, need{"b", b, k * n, false}); err != nil {
+	if err := checkBuffers(kernel, need{"c", c, cOff + m*n, false}, need{"a", a, aOff + m*k, false}, need{"b", b, bOff + k*n, false}); err != nil {
 		return err
 	}
 	if m == 0 || n == 0 {
@@ -33,7 +48,8 @@ func RunMatMulTWith(d Compute, kern MatMulKernel, c, a, b *Buffer, m, n, k int, 
 	l := &Launch{
 		Kernel:    kernel,
 		Constants: []Constant{{Index: 0, Value: transA}, {Index: 1, Value: transB}},
-		Args: []Arg{Out(0, c), In(1, a), In(2, b),
+		Args: []Arg{{Index: 0, Buffer: c, Offset: 4 * cOff, Access: Write}, {Index: 1, Buffer: a, Offset: 4 * aOff, Access: Read},
+			{Index: 2, Buffer: b, Offset: 4 * bOff, Access: Read},
 			Params(3, struct{ M, N, K uint32 }{uint32(m), uint32(n), uint32(k)})},
 	}
 	switch kern {

@@ -111,6 +111,9 @@ func WriteProfile(w io.Writer) {
 			e.Time.Round(time.Microsecond), (e.Time / time.Duration(e.Calls)).Round(10*time.Nanosecond),
 			100*float64(e.Time)/float64(max(total, 1)), HumanBytes(e.Bytes))
 	}
+	if n := Launches(); n > 0 {
+		fmt.Fprintf(w, "device launches: %d (device paths record their launches and return: their time is the encoding, not the work)\n", n)
+	}
 }
 
 // HumanBytes formats a byte count with a binary unit.

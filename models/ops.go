@@ -32,6 +32,9 @@ func embedPositions(table, pos, ids *autodiff.Tensor, offset int) *autodiff.Tens
 			panic(fmt.Sprintf("models: embedding: token id %d at position %d is outside [0, %d) (vocab_size)", v, i, vocab))
 		}
 	}
+	if embedPositionsOp.OnMetal(bs * t) {
+		return embedPositionsParts(table, pos, ids, offset)
+	}
 	out := autodiff.Empty(table.DType(), bs, t, d)
 	if table.DType() == autodiff.Float32 {
 		embedForward(out.Float32s(), table.Float32s(), optFloats[float32](pos), idv, t, d, offset)
@@ -137,6 +140,9 @@ func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 // linearGELU is LinearGELU keeping the derivative for backward in store, a
 // 16-bit format (widened back when backward runs), or as it is for Float32.
 func linearGELU(x, w, b *autodiff.Tensor, store autodiff.DType) *autodiff.Tensor {
+	if x.Rank() > 0 && linearGELUOp.OnMetal(rowsOf(x)) {
+		return linearGELUParts(x, w, b)
+	}
 	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
 		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {
 		panic(fmt.Sprintf("models: linear_gelu: input %s %v, weight %s %v, bias %v", x.DType(), x.Shape(), w.DType(), w.Shape(), shapeOf(b)))
@@ -413,6 +419,9 @@ func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 // tape, x's own storage is given back at once: the op that made x must not
 // read it in backward, and nothing may read x after this call.
 func linearResidualStored(x, w, b, res *autodiff.Tensor, store autodiff.DType) *autodiff.Tensor {
+	if x.Rank() > 0 && linearResidualOp.OnMetal(rowsOf(x)) {
+		return linearResidualParts(x, w, b, res)
+	}
 	if w.Rank() != 2 || x.Rank() == 0 || x.Dim(-1) != w.Dim(1) || x.DType() != w.DType() || !x.DType().IsFloat() ||
 		res.DType() != x.DType() || res.Rank() != x.Rank() || res.Dim(-1) != w.Dim(0) || res.Len()/w.Dim(0) != x.Len()/w.Dim(1) ||
 		b != nil && (b.Rank() != 1 || b.Dim(0) != w.Dim(0) || b.DType() != w.DType()) {

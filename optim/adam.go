@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // AdamConfig configures Adam and AdamW.
@@ -112,6 +113,10 @@ func adamUpdate[T autodiff.Float](r adamRule, p, g *autodiff.Tensor, st []*autod
 	bc1 := 1 - math.Pow(c.Beta1, float64(t))
 	bc2 := 1 - math.Pow(c.Beta2, float64(t))
 	kernel := adamKernel[T]
+	if r.decoupled && adamwOnDevice(p, g, st[0], st[1], metal.AdamWStep{LR: float32(lr), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2),
+		Eps: float32(c.Eps), WeightDecay: float32(wd), BC1: float32(bc1), BC2: float32(bc2)}) {
+		return
+	}
 	if r.decoupled {
 		kernel = AdamWKernel[T]
 	}

@@ -30,7 +30,7 @@ func AdamWKernel[T autodiff.Float](p, g, m, v []T, lr, beta1, beta2, eps, wd, bc
 	stepSize := lr / bc1
 	rbc2 := 1 / T(math.Sqrt(float64(bc2)))
 	decay := 1 - lr*wd
-	if p32, ok := any(p).([]float32); ok && adamwOp.Pick(len(p)).Path == metal.PathAsm {
+	if p32, ok := any(p).([]float32); ok && adamwCPU.Pick(len(p)).Path == metal.PathAsm {
 		g32, m32, v32 := any(g).([]float32), any(m).([]float32), any(v).([]float32)
 		c := adamwConsts{float32(stepSize), float32(beta1), float32(1 - beta1), float32(beta2), float32(1 - beta2), float32(eps), float32(rbc2), float32(decay)}
 		// Workers get whole blocks of 8 and the last len%8 elements go to the Go
@@ -56,10 +56,15 @@ func adamwGo[T autodiff.Float](p, g, m, v []T, stepSize, beta1, beta2, eps, rbc2
 
 // adamwOp lists AdamWKernel's float32 paths for `mlxtrain devices` and profiles:
 // AVX assembly where the CPU has it, else the Go loop (float64 always takes it).
+// The device implementation (first) works on tensors: see adamwOnDevice.
 var adamwOp = metal.Kernels.Register("adamw", []string{"n"},
+	metal.DeviceImpl("adamw", adamwSelfTest),
 	&metal.Impl{Path: metal.PathAsm, Available: func() bool { return hasAVX }, Fn: adamwRangeAVX},
 	&metal.Impl{Path: metal.PathGo, Fn: adamwRange[float32]},
 )
+
+// adamwCPU is adamwOp without its device implementation, for AdamWKernel.
+var adamwCPU = &metal.Op{Name: adamwOp.Name, Dims: adamwOp.Dims, Impls: adamwOp.Impls[1:]}
 
 // adamwRange is the AdamW update in plain Go. The conversions T(…) round each
 // product, so the compiler cannot fuse it into a multiply-add that the assembly

@@ -150,17 +150,27 @@ func (o *Optimizer) StepLR(grads []*autodiff.Tensor, lr float64) {
 		}
 		bytes += (3 + 2*len(o.slots)) * p.Len() * p.DType().Size()
 	}
+	launched := deviceUpdates.Load()
+	updates := 0
 	for i, g := range grads {
 		if g == nil {
 			continue
 		}
+		updates++
 		c := o.counts[i].Int32s()
 		c[0]++
 		o.rule.update(o.params[i].Value, g, o.bufs[i], lr, int(c[0]), o.decay[i])
 	}
 	o.step.Int32s()[0]++
+	// Once per step, device work that failed while running disables the device
+	// (with a warning) instead of going unnoticed.
+	metal.CheckAccelerator()
 	if profiling {
-		metal.RecordOp("optim."+o.kind, metal.PathGo, time.Since(start), int64(bytes))
+		path := metal.PathGo
+		if updates > 0 && deviceUpdates.Load()-launched == int64(updates) {
+			path = metal.PathMetal
+		}
+		metal.RecordOp("optim."+o.kind, path, time.Since(start), int64(bytes))
 	}
 }
 

@@ -22,8 +22,9 @@ import (
 type sgemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
 
 var (
-	matmulOp *metal.Op // every implementation, as registered
-	noBLASOp *metal.Op // the same implementations without the BLAS one, for MLXTRAIN_BLAS=off
+	registered *metal.Op // every implementation, the device one first, as registered
+	matmulOp   *metal.Op // the CPU implementations, which Sgemm picks from
+	noBLASOp   *metal.Op // the same implementations without the BLAS one, for MLXTRAIN_BLAS=off
 )
 
 // Thresholds, measured with BenchmarkGemmSmall on a 2-core Zen4 (sizes are the
@@ -41,15 +42,27 @@ var (
 )
 
 func init() {
-	matmulOp = metal.Kernels.Register("matmul", []string{"M", "N", "K"},
+	// The device implementation works on tensors (autodiff.MatMulT and the
+	// layers' linear ops use it), not on the slices Sgemm takes.
+	registered = metal.Kernels.Register("matmul", []string{"M", "N", "K"},
+		metal.DeviceImpl("matmul", nil),
 		&metal.Impl{Path: metal.PathBLAS, Min: append([]int(nil), blasMin...), Available: blasAvailable, Fn: sgemmFunc(sgemmBLAS)},
 		&metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMin...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)},
 		&metal.Impl{Path: metal.PathGo, Min: append([]int(nil), goMin...), Fn: sgemmFunc(sgemmGo)},
 		&metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(sgemmReference)},
 	)
-	// Shares the Impl values, so thresholds and Disable apply to both.
+	// Share the Impl values, so thresholds and Disable apply to all.
+	matmulOp = &metal.Op{Name: registered.Name, Dims: registered.Dims, Impls: registered.Impls[1:]}
 	noBLASOp = &metal.Op{Name: matmulOp.Name, Dims: matmulOp.Dims, Impls: matmulOp.Impls[1:]}
 }
+
+// MatMulOp is the registry's "matmul" op with its device implementation first:
+// callers holding tensors in device memory ask it whether to launch the kernel.
+func MatMulOp() *metal.Op { return registered }
+
+// DeviceImpl is the device implementation of MatMulOp, whose self-test
+// autodiff supplies.
+func DeviceImpl() *metal.Impl { return registered.Impls[0] }
 
 // Available reports whether path can run on this machine: the BLAS library was
 // found, the CPU has AVX2 and FMA for the assembly. Go and the reference always can.

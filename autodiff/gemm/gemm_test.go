@@ -266,7 +266,8 @@ func TestGemmPicksThroughTheRegistry(t *testing.T) {
 	for _, im := range op.Impls {
 		paths = append(paths, im.Path)
 	}
-	assert.Equal(t, []metal.Path{metal.PathBLAS, metal.PathAsm, metal.PathGo, metal.PathReference}, paths)
+	// the device implementation (tensors only; Sgemm never takes it) comes first
+	assert.Equal(t, []metal.Path{metal.PathMetal, metal.PathBLAS, metal.PathAsm, metal.PathGo, metal.PathReference}, paths)
 
 	old := metal.BLASEnabled()
 	defer metal.SetBLAS(old)

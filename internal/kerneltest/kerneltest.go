@@ -92,6 +92,7 @@ func AssertClose(t testing.TB, got []float32, want, scale []float64, what string
 // RunKernels runs every kernel check on d.
 func RunKernels(t *testing.T, d metal.Compute) {
 	t.Run("Binary", func(t *testing.T) { Binary(t, d) })
+	t.Run("BinaryBroadcast", func(t *testing.T) { BinaryBroadcast(t, d) })
 	t.Run("Unary", func(t *testing.T) { Unary(t, d) })
 	t.Run("Softmax", func(t *testing.T) { Softmax(t, d) })
 	t.Run("MatMul", func(t *testing.T) { MatMul(t, d) })

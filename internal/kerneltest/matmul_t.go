@@ -68,3 +68,43 @@ func transpose(x []float32, rows, cols int) []float32 {
 	}
 	return out
 }
+
+// MatMulBatched checks RunMatMulTAt: a batch of products stored back to back,
+// launched one per matrix at its offsets, in every transposition.
+func MatMulBatched(t *testing.T, d metal.Compute) {
+	r := rand.New(rand.NewPCG(33, 34))
+	const batch, m, n, k = 3, 7, 33, 5
+	for _, transA := range []bool{false, true} {
+		for _, transB := range []bool{false, true} {
+			as, bs := Random(r, batch*m*k, -1, 1), Random(r, batch*k*n, -1, 1)
+			a, b, c := Upload(t, d, as), Upload(t, d, bs), Empty(t, d, batch*m*n)
+			want := make([]float64, batch*m*n)
+			for i := 0; i < batch; i++ {
+				for row := 0; row < m; row++ {
+					for col := 0; col < n; col++ {
+						s := 0.0
+						for p := 0; p < k; p++ {
+							ai := i*m*k + row*k + p
+							if transA {
+								ai = i*m*k + p*m + row
+							}
+							bi := i*k*n + p*n + col
+							if transB {
+								bi = i*k*n + col*k + p
+							}
+							s += float64(as[ai]) * float64(bs[bi])
+						}
+						want[i*m*n+row*n+col] = s
+					}
+				}
+				require.NoError(t, metal.RunMatMulTAt(d, c, a, b, i*m*n, i*m*k, i*k*n, m, n, k, transA, transB))
+			}
+			AssertClose(t, Download(c, batch*m*n), want, nil, fmt.Sprintf("batched transA=%v transB=%v", transA, transB))
+			release(a, b, c)
+		}
+	}
+	c := Empty(t, d, 4)
+	require.Error(t, metal.RunMatMulTAt(d, c, c, c, 1, 0, 0, 2, 2, 1, false, false), "c too short from its offset")
+	c.Release()
+	require.NoError(t, d.Synchronize())
+}

@@ -34,4 +34,8 @@ func allocDevice(words int) (deviceMem, error) {
 	return deviceMem{words: unsafe.Slice((*uint64)(unsafe.Pointer(&data[0])), words), region: region}, nil
 }
 
-func (m deviceMem) free() { syscall.Munmap(m.region) }
+func (m deviceMem) free() {
+	if m.region != nil { // nil: Go memory (Options.HeapMemory)
+		syscall.Munmap(m.region)
+	}
+}

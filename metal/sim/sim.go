@@ -17,7 +17,10 @@ import (
 
 func init() {
 	metal.RegisterCompute(metal.DeviceSim, func() (metal.Compute, error) {
-		d, err := Open()
+		// The process's accelerator holds every tensor: Go memory, so that
+		// tensors dropped without Release are collected as host ones are, and a
+		// slice of one keeps its memory alive, as on the host.
+		d, err := OpenWith(Options{HeapMemory: true})
 		if err != nil {
 			return nil, err
 		}
@@ -34,6 +37,11 @@ type Options struct {
 	Common string
 	// Family is the Apple GPU family the device reports (7 when 0).
 	Family int
+	// HeapMemory puts buffers in Go memory instead of mappings that end at a
+	// guard page: no fault on a write past a buffer's end, but no mapping per
+	// buffer either (a process has some 65k), and the GC reclaims buffers
+	// dropped without Release. MLXTRAIN_DEVICE=sim uses it for tensors.
+	HeapMemory bool
 
 	// portableFibers switches lanes to ucontext fibers (what machines other than
 	// x86-64 Linux use), so that path is tested here too.
@@ -46,6 +54,7 @@ type Options struct {
 // buffers: code that reads a result without waiting sees poison, not the result.
 type Device struct {
 	lib   *library
+	heap  bool // Options.HeapMemory
 	facts metal.Facts
 	pool  *metal.Pool
 	seed  maphash.Seed
@@ -101,7 +110,8 @@ func OpenWith(o Options) (*Device, error) {
 		fam = 7
 	}
 	d := &Device{
-		lib: lib,
+		lib:  lib,
+		heap: o.HeapMemory,
 		facts: metal.Facts{
 			Name:                 "MSL simulator (" + lib.compile + ")",
 			Family:               fam,
@@ -190,7 +200,9 @@ func (d *Device) NewBuffer(n int) (*metal.Buffer, error) {
 		d.freeBytes -= w * 8
 	}
 	d.mu.Unlock()
-	if m.words == nil {
+	if m.words == nil && d.heap {
+		m.words = make([]uint64, w)
+	} else if m.words == nil {
 		var err error
 		if m, err = allocDevice(w); err != nil {
 			return nil, err
