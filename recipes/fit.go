@@ -178,13 +178,13 @@ func (ru *run) loop() (*FitResult, error) {
 		lr := ru.optim.LearningRate()
 		if ru.opt.Progress != nil {
 			ru.opt.Progress(Progress{Step: ru.step, Total: r.Train.Iters, Loss: loss, LR: lr,
-				TokensPerS: float64(runTokens) / time.Since(runStart).Seconds(), PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak()})
+				TokensPerS: float64(runTokens) / time.Since(runStart).Seconds(), PeakRSS: PeakRSS(), PoolPeak: metal.StoragePool().Peak()})
 		}
 		if ru.step%r.Train.StepsPerReport == 0 || ru.step == r.Train.Iters {
 			el := time.Since(windowStart).Seconds()
 			res.TrainLoss = windowLoss / float64(windowSteps)
 			m := metricLine{Step: ru.step, TrainLoss: f64p(res.TrainLoss), LR: lr, TokensPerS: float64(windowTok) / el,
-				PeakRSS: PeakRSS(), PoolPeak: metal.HostPool.Peak(), MoE: ru.moeMetrics()}
+				PeakRSS: PeakRSS(), PoolPeak: metal.StoragePool().Peak(), MoE: ru.moeMetrics()}
 			extra := moeSummary(m.MoE)
 			if ru.scaler != nil {
 				m.LossScale, m.Skipped = ru.scaler.Scale, ru.skips

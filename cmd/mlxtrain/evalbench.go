@@ -77,7 +77,7 @@ func benchCommand() *cli.Command {
 					t0 = time.Now()
 				}
 			}}
-			metal.HostPool.ResetPeak()
+			metal.StoragePool().ResetPeak()
 			res, err := recipes.Fit(r, opt)
 			if err != nil {
 				return err
@@ -87,7 +87,7 @@ func benchCommand() *cli.Command {
 			fmt.Fprintf(c.App.Writer, "recipe: %s; %d parameters; %d threads\n", from, res.Params, metal.Threads())
 			fmt.Fprintf(c.App.Writer, "%.2f steps/s, %.0f tokens/s, %.1f ms/step over %d steps; peak RSS %s, pool peak %s\n",
 				float64(steps)/el, tokensPerStep*float64(steps)/el, 1000*el/float64(steps), steps,
-				metal.HumanBytes(recipes.PeakRSS()), metal.HumanBytes(metal.HostPool.Peak()))
+				metal.HumanBytes(recipes.PeakRSS()), metal.HumanBytes(metal.StoragePool().Peak()))
 			return nil
 		},
 	}

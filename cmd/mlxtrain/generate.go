@@ -117,7 +117,7 @@ func runGenerate(c *cli.Context) error {
 	newStream := func(w io.Writer) *generate.TextStream {
 		return &generate.TextStream{W: w, Decode: lm.tok.Decode, Stops: stops, Skip: o.EOS}
 	}
-	metal.HostPool.ResetPeak()
+	metal.StoragePool().ResetPeak()
 	var st generate.Stats
 	switch {
 	case batch:
@@ -165,7 +165,7 @@ func runGenerate(c *cli.Context) error {
 	}
 	line := fmt.Sprintf("prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; peak memory: %s tensors, %s RSS",
 		st.PromptTokens, st.PromptTokensPerSecond(), st.Tokens, st.TokensPerSecond(),
-		metal.HumanBytes(metal.HostPool.Peak()), metal.HumanBytes(recipes.PeakRSS()))
+		metal.HumanBytes(metal.StoragePool().Peak()), metal.HumanBytes(recipes.PeakRSS()))
 	if st.SharedTokens > 0 {
 		line += fmt.Sprintf("; prompt tokens shared between prompts: %d", st.SharedTokens)
 	}
