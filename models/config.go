@@ -108,6 +108,11 @@ type Config struct {
 
 	TieWordEmbeddings bool    `json:"tie_word_embeddings"` // lm_head is embed_tokens
 	InitializerRange  float64 `json:"initializer_range"`   // std of the initial weights; default 0.02
+	// InitScheme chooses how New draws the weights: "normal" (default, GPT-2's
+	// N(0, initializer_range²) with the residual projections scaled down) or
+	// "pytorch" (torch.nn's defaults: every linear weight uniform in ±1/√fan_in,
+	// token and position embeddings N(0, 1); initializer_range unused).
+	InitScheme string `json:"init_scheme,omitempty"`
 	// TorchDType is the compute dtype of the parameters: "float32" (default) or
 	// "float64" (gradient checks).
 	TorchDType string `json:"torch_dtype"`
@@ -124,6 +129,9 @@ const (
 	PositionsRoPE    = "rope"
 	PositionsLearned = "learned"
 	PositionsNone    = "none"
+
+	InitNormal  = "normal"  // init_scheme: GPT-2's normal initialisation
+	InitPyTorch = "pytorch" // init_scheme: torch.nn's default initialisation
 
 	ScoringSoftmax = "softmax" // scoring_func of the "moe" feed-forward
 	ScoringSigmoid = "sigmoid"
@@ -358,6 +366,9 @@ func (c Config) Validate() error {
 	}
 	d.validateMamba(bad)
 	d.validateMoE(bad)
+	if d.InitScheme != "" && d.InitScheme != InitNormal && d.InitScheme != InitPyTorch {
+		bad("init_scheme is %q, want %q or %q", d.InitScheme, InitNormal, InitPyTorch)
+	}
 	if d.InitializerRange < 0 {
 		bad("initializer_range is %g, want ≥ 0", d.InitializerRange)
 	}

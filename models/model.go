@@ -43,7 +43,9 @@ type Layer struct {
 // New builds a model from cfg (validated, defaults filled in) with weights drawn
 // from rng: GPT-2's initialisation, N(0, initializer_range²) for every matrix and
 // embedding, with the projections into the residual stream (o_proj, down_proj)
-// scaled by 1/√(2·num_hidden_layers); biases start at zero, norm gains at one.
+// scaled by 1/√(2·num_hidden_layers); or, with init_scheme "pytorch", torch.nn's
+// defaults (linear weights uniform in ±1/√fan_in, embeddings N(0, 1)). Biases
+// start at zero, norm gains at one.
 func New(cfg Config, rng *autodiff.RNG) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -51,6 +53,9 @@ func New(cfg Config, rng *autodiff.RNG) (*Model, error) {
 	cfg = cfg.WithDefaults()
 	dt := cfg.DType()
 	std := cfg.InitializerRange
+	if cfg.InitScheme == InitPyTorch {
+		std = 1 // nn.Embedding's N(0, 1); the linears are uniform (initStd)
+	}
 	m := &Model{Config: cfg}
 	m.Embed = &layers.Embedding{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.VocabSize, cfg.HiddenSize)}
 	if cfg.PositionEmbeddingType == PositionsLearned {
@@ -69,7 +74,11 @@ func New(cfg Config, rng *autodiff.RNG) (*Model, error) {
 	}
 	m.Norm = newNorm(cfg)
 	if !cfg.TieWordEmbeddings {
-		m.Head = &layers.Linear{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.VocabSize, cfg.HiddenSize)}
+		if cfg.InitScheme == InitPyTorch {
+			m.Head = layers.NewLinear(rng, dt, cfg.HiddenSize, cfg.VocabSize, false, layers.Init{})
+		} else {
+			m.Head = &layers.Linear{Weight: autodiff.RandNormal(rng, dt, 0, std, cfg.VocabSize, cfg.HiddenSize)}
+		}
 	}
 	if err := m.packForConfig(); err != nil { // quantized modules of a quantized config.json
 		return nil, err

@@ -90,6 +90,9 @@ var (
 // initStd returns the weight inits: N(0, range²) for inputs, and for the
 // projections that write into the residual stream N(0, range²/(2·layers)).
 func initStd(cfg Config) (in, residual layers.Init) {
+	if cfg.InitScheme == InitPyTorch {
+		return layers.Init{}, layers.Init{} // uniform in ±1/√fan_in
+	}
 	std := cfg.InitializerRange
 	return layers.Init{Std: std}, layers.Init{Std: std / math.Sqrt(2*float64(cfg.NumHiddenLayers))}
 }

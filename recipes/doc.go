@@ -46,6 +46,7 @@
 //	| `model.tie_embeddings` | `true` | bool | output head shares the input embedding |
 //	| `model.dropout` | `0.0` | [0, 1) | residual dropout: the embedding output and each mixer and feed-forward output (no attention-weight dropout) |
 //	| `model.init_std` | `0.02` | (0, 1] | std of the initial weights |
+//	| `model.init` | `"normal"` | `"normal"`, `"pytorch"` | GPT-2's N(0, init_std²) with scaled residual projections, or torch.nn's defaults (uniform ±1/√fan_in linears, N(0, 1) embeddings) |
 //	| `model.layer_pattern` | `["attention:dense"]` | non-empty list of "mixer[:ffn]", mixer attention/ssm, ffn dense/moe; its length divides layers | per-layer mixer and feed-forward, repeated to cover the layers |
 //	| `model.dtype` | `"float32"` | `"float32"` | parameter dtype |
 //	| `model.ssm.d_state` | `16` | 1 to 1024 | SSM state size per channel |

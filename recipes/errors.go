@@ -145,6 +145,7 @@ var aliases = map[string]string{
 	"sliding_window":              "model.window",
 	"tie_word_embeddings":         "model.tie_embeddings",
 	"initializer_range":           "model.init_std",
+	"init_scheme":                 "model.init",
 	"num_experts":                 "model.moe.experts",
 	"num_experts_per_tok":         "model.moe.top_k",
 	"max_steps":                   "train.iters",

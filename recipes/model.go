@@ -38,6 +38,7 @@ func (r *Recipe) ModelConfig(vocab int) (models.Config, error) {
 		SlidingWindow:         m.Window,
 		TieWordEmbeddings:     m.TieEmbeddings,
 		InitializerRange:      m.InitStd,
+		InitScheme:            m.Init,
 		TorchDType:            m.DType,
 	}
 	switch m.FFN {

@@ -97,6 +97,10 @@ type ModelConfig struct {
 	Dropout float64 `toml:"dropout"`
 	// InitStd is the standard deviation of the initial weights.
 	InitStd float64 `toml:"init_std"`
+	// Init is how the weights start: "normal" (GPT-2: N(0, init_std²), residual
+	// projections scaled by 1/√(2·layers)) or "pytorch" (torch.nn's defaults:
+	// linear weights uniform in ±1/√fan_in, embeddings N(0, 1); init_std unused).
+	Init string `toml:"init"`
 	// LayerPattern gives each layer its mixer and feed-forward (see above).
 	LayerPattern []string `toml:"layer_pattern"`
 	// DType is the parameters' dtype; "float32" for now.
@@ -326,6 +330,7 @@ func Defaults() *Recipe {
 			Heads:        4,
 			MaxPositions: 0,
 			InitStd:      0.02,
+			Init:         "normal",
 			LayerPattern: []string{"attention:dense"},
 			DType:        "float32",
 			SSM:          SSMConfig{DState: 16, DConv: 4, Expand: 2},

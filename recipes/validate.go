@@ -222,6 +222,7 @@ func (v *validator) model() {
 	if finite(m.InitStd) && !(m.InitStd > 0 && m.InitStd <= 1) {
 		v.fail([]string{"model.init_std"}, "model.init_std must be above 0 and at most 1, got %s", formatFloat(m.InitStd))
 	}
+	v.choice("model.init", m.Init, []string{"normal", "pytorch"})
 	v.choice("model.dtype", m.DType, dtypes)
 	v.layerPattern()
 	v.ssm()
