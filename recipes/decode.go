@@ -401,7 +401,7 @@ func (r *Recipe) Set(key, value string) error {
 		absPaths(n, reflect.ValueOf(r).Elem().FieldByIndex(n.index), ".")
 	}
 	if key == "model.family" {
-		r.setFamilyKeepingGiven()
+		_ = r.Model.SetFamily(r.Model.Family) // an unknown family is Validate's to report
 	}
 	// The map may be shared with a copy of the recipe: replace, never modify.
 	o := maps.Clone(r.origin)
@@ -411,23 +411,6 @@ func (r *Recipe) Set(key, value string) error {
 	o[key] = origin{source: src, override: true}
 	r.origin = o
 	return nil
-}
-
-// setFamilyKeepingGiven assigns the preset of r.Model.Family, then gives back
-// the [model] keys that the file or an earlier --set gave, so that keys beside
-// the family win whatever their order on the command line.
-func (r *Recipe) setFamilyKeepingGiven() {
-	before := reflect.New(reflect.TypeOf(*r)).Elem()
-	before.Set(reflect.ValueOf(r).Elem())
-	_ = r.Model.SetFamily(r.Model.Family) // an unknown family is Validate's to report
-	for k := range r.origin {
-		if k == "model.family" || !strings.HasPrefix(k, "model.") {
-			continue
-		}
-		if n := schema.lookup(strings.Split(k, ".")); n != nil && !n.isTable() {
-			reflect.ValueOf(r).Elem().FieldByIndex(n.index).Set(before.FieldByIndex(n.index))
-		}
-	}
 }
 
 // setValue turns --set text into a value as the TOML decoder gives it.

@@ -526,20 +526,3 @@ func TestNewOptimizer(t *testing.T) {
 	_, err := r.NewOptimizer(params, 10)
 	require.Error(t, err)
 }
-
-// Keys given beside model.family win over its preset, in the file or with
-// --set, before or after the family on the command line.
-func TestFamilyKeepsGivenKeys(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "r.toml")
-	require.NoError(t, os.WriteFile(f, []byte("[model]\nfamily = \"llama\"\nbias = true\n[data.task]\nkind = \"addition\"\n"), 0o644))
-	r, err := Load(f, "model.tie_embeddings=false", "model.family=gpt")
-	require.NoError(t, err)
-	assert.Equal(t, "gpt", r.Model.Family)
-	assert.False(t, r.Model.TieEmbeddings, "--set before the family")
-	assert.True(t, r.Model.Bias, "the file's key")
-	assert.Equal(t, "layernorm", r.Model.Norm, "the preset's key")
-
-	r, err = Load(f, "model.family=gpt", "model.tie_embeddings=false")
-	require.NoError(t, err)
-	assert.False(t, r.Model.TieEmbeddings, "--set after the family")
-}
