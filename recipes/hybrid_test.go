@@ -47,6 +47,7 @@ func TestExampleRecipesTrain(t *testing.T) {
 		"model.d_model=32", "model.layers=2", "train.batch_size=8",
 		"data.task.examples=400", "data.task.held_out=20", "train.iters=10", "train.steps_per_report=2",
 		"train.steps_per_eval=10", "train.save_every=0", "lr_schedule.warmup=0", "optimizer.learning_rate=1e-2",
+		"lr_schedule.name=constant", // ten steps at the full rate
 	}
 	for _, c := range []struct {
 		file         string
