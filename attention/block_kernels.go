@@ -8,6 +8,7 @@ import (
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -125,9 +126,9 @@ func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse
 			fill(row[:lo-j0], negInf[float32]())
 			fill(row[hi-j0:], negInf[float32]())
 			mOld := m[r]
-			mNew, sum := softmaxRow(row, mOld)
+			mNew, sum := vecmath.SoftmaxRow(row, mOld)
 			if mNew != mOld && l[r] != 0 {
-				c := expTile(mOld - mNew)
+				c := vecmath.Exp(mOld - mNew)
 				l[r] *= c
 				scaleVec(acc[r*d.VDim:(r+1)*d.VDim], c)
 			}
@@ -358,7 +359,7 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				fill(pr[:lo-j0], negInf[float32]())
 				fill(pr[hi-j0:], negInf[float32]())
 				li := (b*d.QHeads+h)*d.QLen + i0 + r
-				gradRow(pr, dr, lse[li], delta[li], g.scale)
+				vecmath.SoftmaxGradRow(pr, dr, lse[li], delta[li], g.scale)
 			}
 			// dQ = dS·K over each row's keys; dK = dSᵀ·Q and dV = Pᵀ·dO with keys
 			// [0, left) seen by every row and keys [left, nk) by rows [top, rows).
@@ -423,49 +424,6 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 func fill(s []float32, v float32) {
 	for i := range s {
 		s[i] = v
-	}
-}
-
-func f32bits(v float32) uint32 { return math.Float32bits(v) }
-
-// expTile is e^x in float32 for x ≤ 0 (0 below −87.3, −Inf included), as the
-// tile kernels compute it: x = n·ln2 + r with |r| ≤ ln2/2 and e^r by its
-// degree-6 Taylor polynomial (relative error below 2e-7).
-func expTile(x float32) float32 {
-	if !(x >= -87.3) {
-		return 0
-	}
-	const (
-		log2e = 1.4426950408889634
-		ln2hi = 0.693145751953125
-		ln2lo = 1.428606765330187e-06
-	)
-	n := float32(math.RoundToEven(float64(x * log2e)))
-	r := x - n*ln2hi - n*ln2lo
-	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
-	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
-}
-
-// softmaxRowGo sets m = max(mOld, max s) and s[j] = e^(s[j] − m), returning m and
-// Σ s[j] (see expTile).
-func softmaxRowGo(s []float32, mOld float32) (m, sum float32) {
-	m = mOld
-	for _, x := range s {
-		m = max(m, x)
-	}
-	for j, x := range s {
-		s[j] = expTile(x - m)
-		sum += s[j]
-	}
-	return m, sum
-}
-
-// gradRowGo sets p[j] = e^(p[j] − lse) and ds[j] = p[j]·(ds[j] − delta)·scale.
-func gradRowGo(p, ds []float32, lse, delta, scale float32) {
-	ds = ds[:len(p)]
-	for j, x := range p {
-		p[j] = expTile(x - lse)
-		ds[j] = p[j] * scale * (ds[j] - delta)
 	}
 }
 
@@ -560,7 +518,7 @@ func columnSums32(dst, g []float32, rows, cols int) {
 	metal.ParallelFor(rows, max(1, (1<<15)/cols), func(lo, hi int) {
 		part := make([]float32, cols)
 		for r := lo; r < hi; r++ {
-			addTo32(part, g[r*cols:(r+1)*cols])
+			vecmath.AddTo(part, g[r*cols:(r+1)*cols])
 		}
 		mu.Lock()
 		for j, v := range part {

@@ -218,49 +218,6 @@ func TestTiledAttentionOp(t *testing.T) {
 	}
 }
 
-// TestTiledRowKernels compares the row kernels (AVX2 where available) with
-// their definitions in float64 over lengths that exercise the 8-lane body and
-// the tail, masked entries included.
-func TestTiledRowKernels(t *testing.T) {
-	rng := rand.New(rand.NewPCG(25, 26))
-	for _, n := range []int{1, 7, 8, 33, 64} {
-		s := to32(normals(rng, n))
-		for i := range s {
-			s[i] *= 4
-		}
-		if n > 2 {
-			s[1] = negInf[float32]()
-		}
-		ref := to64(s)
-		m, sum := softmaxRow(s, -3)
-		wantM := -3.0
-		for _, x := range ref {
-			wantM = math.Max(wantM, x)
-		}
-		assert.Equal(t, float32(wantM), m, "n=%d max", n)
-		wantSum := 0.0
-		for i, x := range ref {
-			// The difference is rounded to float32 first, as the kernels compute it.
-			e := math.Exp(float64(float32(x) - float32(wantM)))
-			wantSum += e
-			assert.InEpsilon(t, e+1e-30, float64(s[i])+1e-30, 4e-7, "n=%d exp %d", n, i)
-		}
-		assert.InEpsilon(t, wantSum, float64(sum), 1e-6, "n=%d sum", n)
-
-		p, ds := to32(normals(rng, n)), to32(normals(rng, n))
-		p0, ds0 := to64(p), to64(ds)
-		gradRow(p, ds, 1.5, 0.25, 0.3)
-		for i := range p {
-			e := math.Exp(float64(float32(p0[i]) - 1.5))
-			assert.InEpsilon(t, e, float64(p[i]), 4e-7, "n=%d p %d", n, i)
-			assert.InDelta(t, e*(ds0[i]-0.25)*0.3, float64(ds[i]), 1e-6, "n=%d ds %d", n, i)
-		}
-	}
-	assert.Equal(t, float32(0), expTile(-88))
-	assert.Equal(t, float32(0), expTile(negInf[float32]()))
-	assert.Equal(t, float32(1), expTile(0))
-}
-
 // A llama-style attention block: 4 query heads sharing 2 key/value heads, RoPE,
 // causal. In training the cache is nil; here a second call continues the first
 // through a cache, as generation does.

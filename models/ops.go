@@ -2,11 +2,11 @@ package models
 
 import (
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -220,7 +220,7 @@ func linearGELUBackward[T autodiff.Float](dpre, db, g, deriv []T, rows, width in
 		for r := lo; r < hi; r++ {
 			d, gr, dr := dpre[r*width:(r+1)*width], g[r*width:(r+1)*width], deriv[r*width:(r+1)*width]
 			if d32, ok := any(d).([]float32); ok {
-				mulSum32(d32, any(part).([]float32), any(gr).([]float32), any(dr).([]float32))
+				vecmath.MulSum(d32, any(part).([]float32), any(gr).([]float32), any(dr).([]float32))
 			} else {
 				mulSumGo(d, part, gr, dr)
 			}
@@ -244,91 +244,17 @@ func mulSumGo[T autodiff.Float](dst, sum, a, b []T) {
 	}
 }
 
-// The constants of Abramowitz and Stegun 7.1.26:
-// erf(z) ≈ 1 − t(a1 + t(a2 + t(a3 + t(a4 + t·a5))))·e^(−z²), t = 1/(1 + p·z), z ≥ 0.
-const (
-	erfP  = 0.3275911
-	erfA1 = 0.254829592
-	erfA2 = -0.284496736
-	erfA3 = 1.421413741
-	erfA4 = -1.453152027
-	erfA5 = 1.061405429
-
-	invSqrt2   = 0.7071067811865476
-	invSqrt2Pi = 0.3989422804014327
-)
-
 // geluRows32 replaces each element v of y (rows of width, plus b when not nil) by
 // gelu(v) and stores gelu'(v) in d.
 func geluRows32(y, d, b []float32, width int) {
 	for r := 0; r < len(y); r += width {
-		geluRow32(y[r:r+width], d[r:r+width], b)
+		vecmath.GELU(y[r:r+width], d[r:r+width], y[r:r+width], b)
 	}
-}
-
-// geluRowGo is geluRow32 in Go.
-func geluRowGo(y, d, b []float32) {
-	for i, v := range y {
-		if b != nil {
-			v += b[i]
-		}
-		y[i], d[i] = gelu32(v)
-	}
-}
-
-// tail returns s[n:], or nil when s is nil.
-func tail(s []float32, n int) []float32 {
-	if s == nil {
-		return nil
-	}
-	return s[n:]
-}
-
-func float32bits(v float32) uint32 { return math.Float32bits(v) }
-
-// gelu32 returns gelu(x) = x·Φ(x) and its derivative Φ(x) + x·φ(x) in float32.
-// It has no branches on the data (the sign goes through bit operations): random
-// signs would mispredict half the time.
-func gelu32(x float32) (y, dy float32) {
-	bits := math.Float32bits(x)
-	a := math.Float32frombits(bits&0x7fffffff) * invSqrt2 // |x|/√2
-	t := 1 / (1 + erfP*a)
-	poly := t * (erfA1 + t*(erfA2+t*(erfA3+t*(erfA4+t*erfA5))))
-	e := expNeg32(-a * a)
-	tail := 0.5 * poly * e       // Φ(−|x|)
-	pos := float32(1 - bits>>31) // 1 when x ≥ 0
-	phi := tail + pos*(1-2*tail) // Φ(x)
-	return x * phi, phi + x*e*invSqrt2Pi
-}
-
-// expNeg32 is e^x for x ≤ 0 in float32 (relative error below 2e-7; below −87.3
-// it returns e^−87.3 ≈ 1.2e-38, the smallest normal): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n put
-// in the exponent.
-func expNeg32(x float32) float32 {
-	const (
-		log2e = 1.4426950408889634
-		ln2hi = 0.693145751953125
-		ln2lo = 1.428606765330187e-06
-	)
-	x = max(x, -87.3)
-	n := int32(x*log2e - 0.5)
-	fn := float32(n)
-	r := x - fn*ln2hi - fn*ln2lo
-	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
-	return p * math.Float32frombits(uint32(n+127)<<23)
 }
 
 func geluRows64(y, d, b []float64, width int) {
 	for r := 0; r < len(y); r += width {
-		yr, dr := y[r:r+width], d[r:r+width]
-		for i, v := range yr {
-			if b != nil {
-				v += b[i]
-			}
-			phi := 0.5 * (1 + math.Erf(v*invSqrt2))
-			yr[i] = v * phi
-			dr[i] = phi + v*invSqrt2Pi*math.Exp(-0.5*v*v)
-		}
+		vecmath.GELU64(y[r:r+width], d[r:r+width], y[r:r+width], b)
 	}
 }
 
@@ -404,7 +330,7 @@ func residualRows[T autodiff.Float](y, res, b []T, width int) {
 			yr, rr := y[r*width:(r+1)*width], res[r*width:(r+1)*width]
 			if y32, ok := any(yr).([]float32); ok {
 				copy(y32, any(rr).([]float32))
-				addTo32(y32, any(b).([]float32))
+				vecmath.AddTo(y32, any(b).([]float32))
 				continue
 			}
 			for i, v := range rr {
@@ -423,7 +349,7 @@ func columnSums[T autodiff.Float](dst, g []T, rows, cols int) {
 		for r := lo; r < hi; r++ {
 			row := g[r*cols : (r+1)*cols]
 			if p32, ok := any(part).([]float32); ok {
-				addTo32(p32, any(row).([]float32))
+				vecmath.AddTo(p32, any(row).([]float32))
 				continue
 			}
 			for j, v := range row {

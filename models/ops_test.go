@@ -2,62 +2,18 @@ package models
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
 )
 
 func normal(seed uint64, dt autodiff.DType, mean, std float64, shape ...int) *autodiff.Tensor {
 	return autodiff.RandNormal(autodiff.NewRNG(seed), dt, mean, std, shape...)
-}
-
-// geluRef is the exact GELU and its derivative in float64.
-func geluRef(x float64) (y, dy float64) {
-	phi := 0.5 * (1 + math.Erf(x/math.Sqrt2))
-	return x * phi, phi + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
-}
-
-// TestGELUKernels checks the float32 GELU (the AVX2 kernel where the CPU has it
-// and the Go loop on the tail) and its derivative against the float64 formulas,
-// over lengths that exercise both, extreme arguments included.
-func TestGELUKernels(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, n := range []int{1, 7, 8, 33, 512} {
-		x := make([]float32, n)
-		b := make([]float32, n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64() * 4)
-			b[i] = float32(rng.NormFloat64())
-		}
-		x[0] = -30
-		if n > 3 {
-			x[1], x[2], x[3] = 30, 0, -9
-		}
-		for _, bias := range [][]float32{nil, b} {
-			y, d := append([]float32(nil), x...), make([]float32, n)
-			geluRow32(y, d, bias)
-			for i := range x {
-				v := x[i]
-				if bias != nil {
-					v += bias[i]
-				}
-				wy, wd := geluRef(float64(v))
-				assert.InDelta(t, wy, float64(y[i]), 3e-7*math.Max(1, math.Abs(wy)), "n=%d gelu(%g)", n, v)
-				assert.InDelta(t, wd, float64(d[i]), 3e-7, "n=%d gelu'(%g)", n, v)
-			}
-		}
-	}
-	// expNeg32 over its whole range, relative error.
-	for x := float32(-87); x <= 0; x += 0.37 {
-		want := math.Exp(float64(x))
-		assert.InEpsilon(t, want, float64(expNeg32(x)), 2e-7, "exp(%g)", x)
-	}
-	assert.Less(t, expNeg32(-200), float32(1.3e-38), "clamped at the smallest normal")
 }
 
 // TestLinearGELU compares the fused op with LinearOp followed by GELU, values and
@@ -120,7 +76,7 @@ func TestLinearGELU(t *testing.T) {
 // TestLayerNorm32 compares the AVX2 LayerNorm with layers.LayerNormOp in
 // float64, values and gradients, on rows that do not start centred.
 func TestLayerNorm32(t *testing.T) {
-	if !hasAVX2FMA() {
+	if !vecmath.AVX2FMA {
 		t.Skip("no AVX2")
 	}
 	for _, d := range []int{8, 128, 136} {

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -57,7 +58,7 @@ func adamwGo[T autodiff.Float](p, g, m, v []T, stepSize, beta1, beta2, eps, rbc2
 // adamwOp lists AdamWKernel's float32 paths for `mlxtrain devices` and profiles:
 // AVX assembly where the CPU has it, else the Go loop (float64 always takes it).
 var adamwOp = metal.Kernels.Register("adamw", []string{"n"},
-	&metal.Impl{Path: metal.PathAsm, Available: func() bool { return hasAVX }, Fn: adamwRangeAVX},
+	&metal.Impl{Path: metal.PathAsm, Available: func() bool { return vecmath.AVX }, Fn: adamwRangeAVX},
 	&metal.Impl{Path: metal.PathGo, Fn: adamwRange[float32]},
 )
 
