@@ -24,10 +24,11 @@ func TestTiledMatchesReference(t *testing.T) {
 			a := newAttnData(rng, c)
 			lse := make([]float64, d.Batch*d.QHeads*d.QLen)
 			FlashForward(make([]float64, len(a.out)), lse, a.q, a.k, a.v, d, c.opt)
-			out := make([]float32, len(a.out))
-			lse32 := make([]float32, len(lse))
+			out := nans(len(a.out))
+			lse32 := nans(len(lse))
 			tiledForward(out, lse32, a.q32, a.k32, a.v32, d, c.opt)
-			dq, dk, dv := make([]float32, len(a.q)), make([]float32, len(a.k)), make([]float32, len(a.v))
+			// Outputs start as NaN: the kernels must write every element.
+			dq, dk, dv := nans(len(a.q)), nans(len(a.k)), nans(len(a.v))
 			tiledBackward(dq, dk, dv, a.q32, a.k32, a.v32, out, a.dout32, lse32, d, c.opt)
 			for _, x := range []struct {
 				name string
@@ -392,4 +393,13 @@ func TestBlockFloat32Cache(t *testing.T) {
 			near32(t, wantChunks, got, "cached")
 		})
 	}
+}
+
+// nans returns n float32 NaNs.
+func nans(n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(math.NaN())
+	}
+	return s
 }

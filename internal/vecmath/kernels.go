@@ -178,3 +178,13 @@ func tail(s []float32, n int) []float32 {
 	}
 	return s[n:]
 }
+
+// Dot returns Σ x[i]·y[i] over len(x) (y at least as long).
+func Dot(x, y []float32) float32 {
+	y = y[:len(x)]
+	k, s := dotBody(x, y)
+	for i := k; i < len(x); i++ {
+		s += x[i] * y[i]
+	}
+	return s
+}

@@ -68,3 +68,14 @@ func addToBody(dst, src []float32) int {
 	addToAVX2(&dst[0], &src[0], n)
 	return n
 }
+
+//go:noescape
+func dotAVX2(x, y *float32, n int) float32
+
+func dotBody(x, y []float32) (int, float32) {
+	n := len(x) &^ 7
+	if n == 0 || !AVX2FMA {
+		return 0, 0
+	}
+	return n, dotAVX2(&x[0], &y[0], n)
+}

@@ -267,3 +267,39 @@ aloop:
 adone:
 	VZEROUPPER
 	RET
+
+// func dotAVX2(x, y *float32, n int) float32
+//
+// Σ x[i]·y[i] for i < n, a nonzero multiple of 8, in two lane-wise partial sums.
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	SHRQ   $3, CX
+
+dpair:
+	CMPQ        CX, $2
+	JLT         dlast
+	VMOVUPS     (SI), Y2
+	VFMADD231PS (DI), Y2, Y0
+	VMOVUPS     32(SI), Y3
+	VFMADD231PS 32(DI), Y3, Y1
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $2, CX
+	JMP         dpair
+
+dlast:
+	TESTQ       CX, CX
+	JZ          dsum
+	VMOVUPS     (SI), Y2
+	VFMADD231PS (DI), Y2, Y0
+
+dsum:
+	VADDPS  Y1, Y0, Y0
+	HREDUCE(VADDPS, Y0, X0)
+	VMOVSS  X0, ret+24(FP)
+	VZEROUPPER
+	RET

@@ -219,3 +219,18 @@ func TestGELUGrid(t *testing.T) {
 		}
 	})
 }
+
+func TestDot(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		for _, n := range append(sizes, 16, 24, 32) {
+			x, y := normals(rng, n, 1), normals(rng, n+5, 1)
+			want, scale := 0.0, 0.0
+			for i := range x {
+				want += float64(x[i]) * float64(y[i])
+				scale += math.Abs(float64(x[i]) * float64(y[i]))
+			}
+			assert.InDelta(t, want, float64(Dot(x, y)), 1e-6*math.Max(scale, 1), "n=%d", n)
+		}
+	})
+}
