@@ -286,7 +286,6 @@ func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 		inputs = append(inputs, b)
 	}
 	return autodiff.Record(y, "linear_residual", func(g *autodiff.Tensor) {
-		autodiff.Accumulate(res, func() *autodiff.Tensor { return g.Clone() })
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
 			if x.DType() == autodiff.Float32 {
@@ -316,6 +315,10 @@ func linearResidual(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 				return db
 			})
 		}
+		// The residual's gradient is g itself: it shares g's storage instead of
+		// copying it, handed over last, once nothing here reads g any more (the
+		// tape may add into it in place, res being x say).
+		autodiff.Accumulate(res, func() *autodiff.Tensor { return g.Detached() })
 	}, inputs...)
 }
 

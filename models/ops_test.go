@@ -262,3 +262,44 @@ func TestLinearResidual(t *testing.T) {
 		}, inputs...))
 	}
 }
+
+// TestLinearResidualShared: the residual's gradient shares the output
+// gradient's storage, which must not disturb the other gradients when the
+// residual is the input itself, nor gradients that flow on through the
+// residual stream and into a second residual projection.
+func TestLinearResidualShared(t *testing.T) {
+	x := normal(21, autodiff.Float64, 0, 1, 3, 8)
+	w := normal(22, autodiff.Float64, 0, 0.5, 8, 8)
+	w2 := normal(23, autodiff.Float64, 0, 0.5, 8, 8)
+	b := normal(24, autodiff.Float64, 0, 0.5, 8)
+	f := func(in []*autodiff.Tensor) *autodiff.Tensor {
+		h := linearResidual(in[0], in[1], in[3], in[0]) // x + x·Wᵀ + b
+		return autodiff.Mul(linearResidual(h, in[2], nil, h), h)
+	}
+	composed := func(in []*autodiff.Tensor) *autodiff.Tensor {
+		h := autodiff.Add(in[0], layers.LinearOp(in[0], in[1], in[3]))
+		return autodiff.Mul(autodiff.Add(h, layers.LinearOp(h, in[2], nil)), h)
+	}
+	grads := func(fn func([]*autodiff.Tensor) *autodiff.Tensor, dt autodiff.DType) [][]float64 {
+		tp := autodiff.NewTape()
+		defer tp.Release()
+		in := []*autodiff.Tensor{x, w, w2, b}
+		for i, v := range in {
+			in[i] = tp.Watch(autodiff.Cast(v, dt))
+		}
+		tp.Backward(autodiff.Sum(fn(in), nil, false))
+		var out [][]float64
+		for _, v := range in {
+			out = append(out, tp.Grad(v).Float64Values())
+		}
+		return out
+	}
+	want := grads(composed, autodiff.Float64)
+	for _, dt := range []autodiff.DType{autodiff.Float64, autodiff.Float32} {
+		got := grads(f, dt)
+		for i := range want {
+			assert.InDeltaSlice(t, want[i], got[i], 1e-4, "%s gradient %d", dt, i)
+		}
+	}
+	assert.NoError(t, autodiff.GradCheck{}.Check(f, x, w, w2, b))
+}
