@@ -121,9 +121,9 @@ func shapeOf(t *autodiff.Tensor) []int {
 
 // LinearGELU is the fused, differentiable gelu(x·Wᵀ + b) for x (..., in), W (out,
 // in) and b (out) or nil, with the exact (erf) GELU as PyTorch's nn.GELU computes
-// it. Forward runs one GEMM and then, row by row while the row is in cache, adds
-// the bias and evaluates the GELU and its derivative together (they share one
-// exponential). It keeps the derivative instead of the pre-activation, so
+// it. Forward runs one GEMM whose epilogue (float32: gemm.SgemmEpilogue) adds the
+// bias and evaluates the GELU and its derivative together (they share one
+// exponential) on each block of rows while it is in cache. It keeps the derivative instead of the pre-activation, so
 // backward is a product and the two GEMMs of a linear layer, with the bias
 // gradient summed in the same pass; the memory is that of the unfused pair.
 //
@@ -141,9 +141,18 @@ func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 	y := autodiff.Empty(x.DType(), shape...)
 	deriv := autodiff.Empty(x.DType(), shape...)
 	if x.DType() == autodiff.Float32 {
-		gemm.Sgemm(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 0, y.Float32s(), out)
-		metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
-			geluRows32(y.Float32s()[lo*out:hi*out], deriv.Float32s()[lo*out:hi*out], optFloats[float32](b), out)
+		// The bias and the GELU run as the GEMM's epilogue, on each block of rows
+		// while it is in cache.
+		ys, ds, bias := y.Float32s(), deriv.Float32s(), optFloats[float32](b)
+		gemm.SgemmEpilogue(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 0, ys, out, func(i0, i1, j0, j1 int) {
+			var bj []float32
+			if bias != nil {
+				bj = bias[j0:j1]
+			}
+			for r := i0; r < i1; r++ {
+				row := ys[r*out+j0 : r*out+j1]
+				vecmath.GELU(row, ds[r*out+j0:r*out+j1], row, bj)
+			}
 		})
 	} else {
 		gemm.Dgemm(false, true, rows, out, in, 1, x.Float64s(), in, w.Float64s(), in, 0, y.Float64s(), out)
@@ -241,14 +250,6 @@ func mulSumGo[T autodiff.Float](dst, sum, a, b []T) {
 	for i := range dst {
 		dst[i] = a[i] * b[i]
 		sum[i] += dst[i]
-	}
-}
-
-// geluRows32 replaces each element v of y (rows of width, plus b when not nil) by
-// gelu(v) and stores gelu'(v) in d.
-func geluRows32(y, d, b []float32, width int) {
-	for r := 0; r < len(y); r += width {
-		vecmath.GELU(y[r:r+width], d[r:r+width], y[r:r+width], b)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 func normal(seed uint64, dt autodiff.DType, mean, std float64, shape ...int) *autodiff.Tensor {
@@ -302,4 +303,52 @@ func TestLinearResidualShared(t *testing.T) {
 		}
 	}
 	assert.NoError(t, autodiff.GradCheck{}.Check(f, x, w, w2, b))
+}
+
+// TestLinearGELUFused32 runs the float32 LinearGELU at sizes where the GELU is
+// the GEMM's epilogue (several blocks of rows, edges of the 6×16 tile, one and
+// two workers) against the unfused composition in float32 and float64, values
+// and gradients.
+func TestLinearGELUFused32(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		old := metal.Threads()
+		metal.SetThreads(threads)
+		for _, bias := range []bool{true, false} {
+			x := normal(31, autodiff.Float64, 0, 1, 2, 151, 40)
+			w := normal(32, autodiff.Float64, 0, 0.3, 70, 40)
+			var b *autodiff.Tensor
+			if bias {
+				b = normal(33, autodiff.Float64, 0, 0.5, 70)
+			}
+			seed := normal(34, autodiff.Float64, 0, 1, 2, 151, 70)
+			run := func(f func(x, w, b *autodiff.Tensor) *autodiff.Tensor, dt autodiff.DType) [][]float64 {
+				tp := autodiff.NewTape()
+				defer tp.Release()
+				in := []*autodiff.Tensor{x, w, b}
+				for i, v := range in {
+					if v != nil {
+						in[i] = tp.Watch(autodiff.Cast(v, dt))
+					}
+				}
+				y := f(in[0], in[1], in[2])
+				tp.BackwardWith(y, autodiff.Cast(seed, dt))
+				out := [][]float64{y.Float64Values()}
+				for _, v := range in {
+					if v != nil {
+						out = append(out, tp.Grad(v).Float64Values())
+					}
+				}
+				return out
+			}
+			composed := func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return autodiff.GELU(layers.LinearOp(x, w, b)) }
+			want := run(composed, autodiff.Float64)
+			unfused := run(composed, autodiff.Float32)
+			got := run(LinearGELU, autodiff.Float32)
+			for i := range want {
+				assert.InDeltaSlice(t, want[i], got[i], 2e-4, "threads %d bias %v: result %d against float64", threads, bias, i)
+				assert.InDeltaSlice(t, unfused[i], got[i], 2e-4, "threads %d bias %v: result %d against float32 composition", threads, bias, i)
+			}
+		}
+		metal.SetThreads(old)
+	}
 }
