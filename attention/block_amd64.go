@@ -80,3 +80,34 @@ func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool 
 	}
 	return true
 }
+
+//go:noescape
+func gatherRowsAVX(dst, src *float32, width, stride, rows int)
+
+// gatherAsm is gather through gatherRowsAVX when the CPU and the width allow it;
+// it reports whether it ran.
+func gatherAsm(dst []float32, width int, src []float32, off, stride, rows int) bool {
+	if rows == 0 || width%8 != 0 || width == 0 || !vecmath.AVX2FMA {
+		return rows == 0
+	}
+	// Bounds, checked here once: the assembly does not.
+	_ = dst[rows*width-1]
+	_ = src[off+(rows-1)*stride+width-1]
+	gatherRowsAVX(&dst[0], &src[off], width, stride, rows)
+	return true
+}
+
+//go:noescape
+func prefetchRows(p *float32, stride, rows, width int)
+
+// prefetch hints that rows rows of width floats, stride apart in s from off, will
+// be read soon. Rows past the end of s are left out.
+func prefetch(s []float32, off, stride, rows, width int) {
+	if stride > 0 {
+		rows = min(rows, (len(s)-off-width)/stride+1)
+	}
+	if rows <= 0 || width <= 0 || off < 0 || off+width > len(s) {
+		return
+	}
+	prefetchRows(&s[off], stride, rows, width)
+}

@@ -194,3 +194,67 @@ TEXT ·transpose8x8(SB), NOSPLIT, $0-32
 	VMOVUPS Y15, (DI)(R11*1)
 	VZEROUPPER
 	RET
+
+// func gatherRowsAVX(dst, src *float32, width, stride, rows int)
+//
+// Copies rows rows of width floats (a multiple of 8), stride floats apart in src,
+// to dst back to back, prefetching the rows four ahead (their first and last
+// cache lines): the rows of a tile come from a larger tensor in L3 or memory, and
+// a copy that waits for each miss in turn leaves the core idle.
+TEXT ·gatherRowsAVX(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ width+16(FP), BX
+	SHLQ $2, BX // bytes per row
+	MOVQ stride+24(FP), DX
+	SHLQ $2, DX // bytes between rows
+	MOVQ rows+32(FP), CX
+	LEAQ (DX)(DX*1), R8
+	LEAQ (R8)(R8*1), R8 // 4 rows ahead
+	TESTQ CX, CX
+	JZ   gdone
+
+grow:
+	LEAQ       (SI)(R8*1), R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 -4(R9)(BX*1)
+	XORQ       AX, AX
+
+gcol:
+	VMOVUPS (SI)(AX*1), Y0
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ    $32, AX
+	CMPQ    AX, BX
+	JLT     gcol
+	ADDQ    BX, DI
+	ADDQ    DX, SI
+	DECQ    CX
+	JNZ     grow
+
+gdone:
+	VZEROUPPER
+	RET
+
+// func prefetchRows(p *float32, stride, rows, width int)
+//
+// Prefetches the first and last cache line of rows rows of width floats, stride
+// floats apart from p (a hint: it reads nothing and cannot fault).
+TEXT ·prefetchRows(SB), NOSPLIT, $0-32
+	MOVQ  p+0(FP), SI
+	MOVQ  stride+8(FP), DX
+	SHLQ  $2, DX
+	MOVQ  rows+16(FP), CX
+	MOVQ  width+24(FP), BX
+	LEAQ  -4(BX*4), BX // offset of the last float
+	TESTQ CX, CX
+	JZ    pdone
+
+prow:
+	PREFETCHT0 (SI)
+	PREFETCHT0 (SI)(BX*1)
+	ADDQ       DX, SI
+	DECQ       CX
+	JNZ        prow
+
+pdone:
+	RET

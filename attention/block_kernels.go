@@ -111,6 +111,9 @@ func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
 			j := 0
 			// Eight keys at a time: each output row gets 8 contiguous values.
 			for ; j+8 <= n; j += 8 {
+				if j+16 <= n {
+					prefetch(src, vw.at(b, j+8, hk), vw.s, 8, dim)
+				}
 				// Rows j…j+7 are vw.s apart in src.
 				if base := vw.at(b, j, hk); transposeBlocks8(out[j:], ld, src[base:], vw.s, dim) {
 					continue
@@ -141,6 +144,9 @@ func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
 // gather copies rows rows of width elements, stride apart in src from off, into
 // dst back to back.
 func gather(dst []float32, width int, src []float32, off, stride, rows int) {
+	if gatherAsm(dst, width, src, off, stride, rows) {
+		return
+	}
 	for r := range rows {
 		copy(dst[r*width:(r+1)*width], src[off+r*stride:][:width])
 	}
@@ -337,12 +343,15 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	vt := vtBuf.Float32s()
 	transposeKV(vt, v, g.vv, d, d.VDim)
 	delta := make([]float32, nrows)
-	metal.ParallelFor(nrows, 1024, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			bh, i := r/max(d.QLen, 1), r%max(d.QLen, 1)
-			b, h := bh/d.QHeads, bh%d.QHeads
-			o := g.ov.at(b, i, h)
-			delta[r] = vecmath.Dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+	// Rows in the order of the (batch, seq) positions, all heads of one after the
+	// other: in BSHD they are next to each other in memory.
+	metal.ParallelFor(d.Batch*d.QLen, max(1, 1024/d.QHeads), func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			b, i := p/d.QLen, p%d.QLen
+			for h := range d.QHeads {
+				o := g.ov.at(b, i, h)
+				delta[(b*d.QHeads+h)*d.QLen+i] = vecmath.Dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+			}
 		}
 	})
 	nkb := (d.KLen + flashKBlock - 1) / flashKBlock
