@@ -243,6 +243,8 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 		m[r], l[r] = negInf[float32](), 0
 	}
 	clear(acc)
+	// The output rows are written last; fetch them while the tile is computed.
+	prefetch(out, g.ov.at(b, i0, h), g.ov.s, rows, d.VDim)
 	qc := w.qc[:rows*d.HeadDim]
 	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	ulo, _ := g.sp.rows(i0)
@@ -257,7 +259,8 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 		scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
 		for r0 := 0; r0 < rows; r0 += stripRows {
 			r1 := min(r0+stripRows, rows)
-			cols := stripCols(hi, r0, r1)
+			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
+			cols := roundUp8(stripCols(hi, r0, r1))
 			for r := r0; r < r1; r++ {
 				row := s[r*flashKBlock : r*flashKBlock+cols]
 				if lo[r] == hi[r] {
@@ -416,6 +419,9 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 	gk, gv := w.dk[:nk*d.HeadDim], w.dv[:nk*d.VDim]
 	clear(gk)
 	clear(gv)
+	// dk and dv are written last; fetch their rows while the block is computed.
+	prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
+	prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
 	for h := hk * g.group; h < (hk+1)*g.group; h++ {
 		for i0 := 0; i0 < d.QLen; i0 += flashQBlock {
 			i1 := min(i0+flashQBlock, d.QLen)
@@ -436,10 +442,10 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
 			for r0 := 0; r0 < rows; r0 += stripRows {
 				r1 := min(r0+stripRows, rows)
-				// Up to a whole strip of keys: keyStrips reads a row over the
-				// strips of keys of which it sees one (scoreStrips computed at
-				// least that far).
-				cols := (stripCols(hi, r0, r1) + stripRows - 1) &^ (stripRows - 1)
+				// Whole vectors of the scores scoreStrips computed, which covers
+				// the strips of keys keyStrips reads a row over (those of which
+				// it sees one).
+				cols := roundUp8(stripCols(hi, r0, r1))
 				for r := r0; r < r1; r++ {
 					pr, dr := p[r*flashKBlock:][:cols], ds[r*flashKBlock:][:cols]
 					if lo[r] == hi[r] {
