@@ -585,12 +585,24 @@ func projectQKV(x, wq, wk, wv, bq, bk, bv *autodiff.Tensor) *autodiff.Tensor {
 			gemm.Sgemm(false, false, rows, in, width, 1, gs, width, wc, in, 0, dx.Float32s(), in)
 			return dx
 		})
-		for i, w := range ws {
-			autodiff.Accumulate(w, func() *autodiff.Tensor {
-				dw := autodiff.Empty(autodiff.Float32, w.Shape()...)
-				gemm.Sgemm(true, false, w.Dim(0), in, rows, 1, gs[offs[i]:], width, xs, in, 0, dw.Float32s(), in)
-				return dw
-			})
+		// One GEMM for the three weight gradients side by side, (width, in): x is
+		// packed once instead of once per weight.
+		needW := false
+		for _, w := range ws {
+			needW = needW || autodiff.NeedsGrad(w)
+		}
+		if needW {
+			dwcat := autodiff.Empty(autodiff.Float32, width, in)
+			defer dwcat.Release()
+			dwc := dwcat.Float32s()
+			gemm.Sgemm(true, false, width, in, rows, 1, gs, width, xs, in, 0, dwc, in)
+			for i, w := range ws {
+				autodiff.Accumulate(w, func() *autodiff.Tensor {
+					dw := autodiff.Empty(autodiff.Float32, w.Shape()...)
+					copy(dw.Float32s(), dwc[offs[i]*in:offs[i+1]*in])
+					return dw
+				})
+			}
 		}
 		if bq == nil {
 			return
