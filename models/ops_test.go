@@ -306,14 +306,22 @@ func TestLinearResidualShared(t *testing.T) {
 }
 
 // TestLinearGELUFused32 runs the float32 LinearGELU at sizes where the GELU is
-// the GEMM's epilogue (several blocks of rows, edges of the 6×16 tile, one and
-// two workers) against the unfused composition in float32 and float64, values
-// and gradients.
+// the GEMM's epilogue (with the system BLAS off, so that the packed kernel runs;
+// several blocks of rows, edges of the 6×16 tile, one and two workers) and where
+// it follows the BLAS GEMM, against the unfused composition in float32 and
+// float64, values and gradients.
 func TestLinearGELUFused32(t *testing.T) {
-	for _, threads := range []int{1, 2} {
+	oldBLAS := metal.BLASEnabled()
+	defer metal.SetBLAS(oldBLAS)
+	for _, run := range []struct {
+		threads int
+		blas    bool
+	}{{1, false}, {2, false}, {1, true}, {2, true}} {
+		threads, bias := run.threads, false
 		old := metal.Threads()
 		metal.SetThreads(threads)
-		for _, bias := range []bool{true, false} {
+		metal.SetBLAS(run.blas && oldBLAS)
+		for _, bias = range []bool{true, false} {
 			x := normal(31, autodiff.Float64, 0, 1, 2, 151, 40)
 			w := normal(32, autodiff.Float64, 0, 0.3, 70, 40)
 			var b *autodiff.Tensor

@@ -414,13 +414,13 @@ func TestGemmEpilogue(t *testing.T) {
 		for _, threads := range []int{1, 2} {
 			t.Run(fmt.Sprintf("fuse%v_threads%d", fuse, threads), func(t *testing.T) {
 				withThreads(t, threads)
-				old := epilogueMinWork
+				old, oldForce := epilogueMinWork, forceFuse
 				if fuse {
-					epilogueMinWork = 0
+					epilogueMinWork, forceFuse = 0, true
 				} else {
 					epilogueMinWork = math.MaxInt
 				}
-				defer func() { epilogueMinWork = old }()
+				defer func() { epilogueMinWork, forceFuse = old, oldForce }()
 				rng := rand.New(rand.NewPCG(31, uint64(threads)))
 				for _, c := range gemmCases() {
 					checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
