@@ -202,11 +202,17 @@ func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows i
 // of p (rows flashKBlock apart) over the keys the strip needs with the first
 // rows of b (width n, rows ldb apart) to c (rows ldc apart).
 func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int) {
-	for r0 := 0; r0 < rows; r0 += stripRows {
+	for r0 := 0; r0 < rows; {
 		r1 := min(r0+stripRows, rows)
-		if k := stripCols(hi, r0, r1); k > 0 {
+		k := stripCols(hi, r0, r1)
+		// Consecutive strips over as many keys: one call.
+		for r1 < rows && stripCols(hi, r1, min(r1+stripRows, rows)) == k {
+			r1 = min(r1+stripRows, rows)
+		}
+		if k > 0 {
 			tileMul(c[r0*ldc:], ldc, p[r0*flashKBlock:], flashKBlock, 1, b, ldb, r1-r0, n, k, 1, true)
 		}
+		r0 = r1
 	}
 }
 
@@ -215,20 +221,33 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []
 // row, width n, rows ldb apart) to c (a row per key, rows ldc apart), over the
 // query rows that see one of the strip's keys only.
 func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int) {
-	for j0 := 0; j0 < nk; j0 += stripRows {
-		j1 := min(j0+stripRows, nk)
-		// The rows that see one of keys [j0, j1): both ends of the visible range
-		// are non-decreasing in the row.
-		p0, p1 := 0, rows
+	// seen returns the rows [p0, p1) that see one of keys [j0, j1): both ends of
+	// the visible range are non-decreasing in the row.
+	seen := func(j0, j1 int) (p0, p1 int) {
+		p0, p1 = 0, rows
 		for p0 < rows && hi[p0] <= j0 {
 			p0++
 		}
 		for p1 > p0 && (lo[p1-1] >= j1 || lo[p1-1] == hi[p1-1]) {
 			p1--
 		}
+		return p0, p1
+	}
+	for j0 := 0; j0 < nk; {
+		j1 := min(j0+stripRows, nk)
+		p0, p1 := seen(j0, j1)
+		// Consecutive strips seen by the same rows: one call.
+		for j1 < nk {
+			q0, q1 := seen(j1, min(j1+stripRows, nk))
+			if q0 != p0 || q1 != p1 {
+				break
+			}
+			j1 = min(j1+stripRows, nk)
+		}
 		if p0 < p1 {
 			tileMul(c[j0*ldc:], ldc, p[p0*flashKBlock+j0:], 1, flashKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true)
 		}
+		j0 = j1
 	}
 }
 
