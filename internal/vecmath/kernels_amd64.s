@@ -32,6 +32,7 @@
 #define A2     608
 #define A1     640
 #define ISQ2PI 672
+#define TWO    704
 
 SPLAT(LOW, $0xc2ae999a)    // -87.3: e^x is 0 below
 SPLAT(LOG2E, $0x3fb8aa3b)
@@ -55,7 +56,8 @@ SPLAT(A3, $0x3fb5f0e3)
 SPLAT(A2, $0xbe91a98e)
 SPLAT(A1, $0x3e827906)
 SPLAT(ISQ2PI, $0x3ecc422a) // 1/√(2π)
-GLOBL consts<>(SB), RODATA|NOPTR, $704
+SPLAT(TWO, $0x40000000)
+GLOBL consts<>(SB), RODATA|NOPTR, $736
 
 // EXP sets Y1 = e^Y0 for lanes with Y0 ≤ 0 (0 where Y0 < −87.3, −Inf and NaN
 // included; see Exp), with AX at consts; it uses Y0 and Y2-Y4.
@@ -79,6 +81,28 @@ GLOBL consts<>(SB), RODATA|NOPTR, $704
 	VPSLLD       $23, Y2, Y2          \
 	VMULPS       Y2, Y1, Y1           \
 	VANDPS       Y4, Y1, Y1
+
+// EXPCLAMP is EXP without the mask: e^−87.3 (about 1e-38) instead of 0 below
+// −87.3, for arguments that are never −Inf or NaN on purpose (the GELU's
+// −x²/2, where either is harmless).
+#define EXPCLAMP \
+	VMAXPS       LOW(AX), Y0, Y0      \
+	VMULPS       LOG2E(AX), Y0, Y2    \
+	VROUNDPS     $0, Y2, Y2           \
+	VFNMADD231PS LN2HI(AX), Y2, Y0    \
+	VFNMADD231PS LN2LO(AX), Y2, Y0    \
+	VMOVUPS      C7(AX), Y1           \
+	VFMADD213PS  C6(AX), Y0, Y1       \
+	VFMADD213PS  C5(AX), Y0, Y1       \
+	VFMADD213PS  C4(AX), Y0, Y1       \
+	VFMADD213PS  C3(AX), Y0, Y1       \
+	VFMADD213PS  HALF(AX), Y0, Y1     \
+	VFMADD213PS  ONE(AX), Y0, Y1      \
+	VFMADD213PS  ONE(AX), Y0, Y1      \
+	VCVTPS2DQ    Y2, Y2               \
+	VPADDD       BIAS(AX), Y2, Y2     \
+	VPSLLD       $23, Y2, Y2          \
+	VMULPS       Y2, Y1, Y1
 
 // HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
 #define HREDUCE(op, Y, X) \
@@ -114,9 +138,10 @@ gnobias:
 	VANDPS      ABS(AX), Y5, Y6  // |x|
 	VMULPS      ISQ2(AX), Y6, Y6 // a = |x|/√2
 	VMOVUPS     ERFP(AX), Y7
-	VFMADD213PS ONE(AX), Y6, Y7  // 1 + p·a
-	VMOVUPS     ONE(AX), Y8
-	VDIVPS      Y7, Y8, Y7       // t = 1/(1 + p·a)
+	VFMADD213PS ONE(AX), Y6, Y7  // u = 1 + p·a
+	VRCPPS      Y7, Y8           // r ≈ 1/u to 12 bits
+	VFNMADD213PS TWO(AX), Y8, Y7 // 2 − u·r
+	VMULPS      Y8, Y7, Y7       // t = r·(2 − u·r) ≈ 1/(1 + p·a), one Newton step
 	VMOVUPS     A5(AX), Y8
 	VFMADD213PS A4(AX), Y7, Y8
 	VFMADD213PS A3(AX), Y7, Y8
@@ -125,7 +150,7 @@ gnobias:
 	VMULPS      Y7, Y8, Y8       // t·P(t)
 	VMULPS      Y6, Y6, Y0
 	VXORPS      SIGN(AX), Y0, Y0 // −a² = −x²/2
-	EXP                          // Y1 = e = e^(−x²/2)
+	EXPCLAMP                     // Y1 = e = e^(−x²/2)
 	VMULPS      Y1, Y8, Y8
 	VMULPS      HALF(AX), Y8, Y8 // q = Φ(−|x|)
 	VMOVUPS     ONE(AX), Y9
