@@ -111,3 +111,18 @@ func prefetch(s []float32, off, stride, rows, width int) {
 	}
 	prefetchRows(&s[off], stride, rows, width)
 }
+
+//go:noescape
+func scatterRowsAVX(dst, src *float32, width, stride, rows int)
+
+// scatterAsm is scatter through scatterRowsAVX when the CPU and the width allow
+// it; it reports whether it ran.
+func scatterAsm(dst []float32, off, stride int, src []float32, width, rows int) bool {
+	if rows == 0 || width%8 != 0 || width == 0 || !vecmath.AVX2FMA {
+		return rows == 0
+	}
+	_ = src[rows*width-1]
+	_ = dst[off+(rows-1)*stride+width-1]
+	scatterRowsAVX(&dst[off], &src[0], width, stride, rows)
+	return true
+}

@@ -155,6 +155,9 @@ func gather(dst []float32, width int, src []float32, off, stride, rows int) {
 // scatter copies rows rows of width elements from src (back to back) into dst,
 // stride apart from off.
 func scatter(dst []float32, off, stride int, src []float32, width, rows int) {
+	if scatterAsm(dst, off, stride, src, width, rows) {
+		return
+	}
 	for r := range rows {
 		copy(dst[off+r*stride:][:width], src[r*width:(r+1)*width])
 	}
@@ -221,24 +224,33 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []
 // row, width n, rows ldb apart) to c (a row per key, rows ldc apart), over the
 // query rows that see one of the strip's keys only.
 func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int) {
-	// seen returns the rows [p0, p1) that see one of keys [j0, j1): both ends of
-	// the visible range are non-decreasing in the row.
-	seen := func(j0, j1 int) (p0, p1 int) {
-		p0, p1 = 0, rows
-		for p0 < rows && hi[p0] <= j0 {
-			p0++
-		}
-		for p1 > p0 && (lo[p1-1] >= j1 || lo[p1-1] == hi[p1-1]) {
-			p1--
-		}
-		return p0, p1
+	// The rows [p0, p1) that see one of keys [j0, j1): both ends of the visible
+	// range are non-decreasing in the row, so both bounds only move forward as
+	// the strips go right. last is the first row past those that see any key.
+	last := rows
+	for last > 0 && lo[last-1] == hi[last-1] {
+		last--
 	}
+	a, z := 0, 0 // the bounds for the strip at j
+	seen := func(j0, j1 int) (int, int) {
+		for a < rows && hi[a] <= j0 {
+			a++
+		}
+		for z < last && lo[z] < j1 {
+			z++
+		}
+		return a, max(a, z)
+	}
+	p0, p1 := seen(0, min(stripRows, nk))
 	for j0 := 0; j0 < nk; {
 		j1 := min(j0+stripRows, nk)
-		p0, p1 := seen(j0, j1)
 		// Consecutive strips seen by the same rows: one call.
-		for j1 < nk {
-			q0, q1 := seen(j1, min(j1+stripRows, nk))
+		var q0, q1 int
+		for {
+			if j1 >= nk {
+				break
+			}
+			q0, q1 = seen(j1, min(j1+stripRows, nk))
 			if q0 != p0 || q1 != p1 {
 				break
 			}
@@ -247,7 +259,7 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 		if p0 < p1 {
 			tileMul(c[j0*ldc:], ldc, p[p0*flashKBlock+j0:], 1, flashKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true)
 		}
-		j0 = j1
+		j0, p0, p1 = j1, q0, q1
 	}
 }
 

@@ -11,3 +11,5 @@ func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool 
 func gatherAsm(dst []float32, width int, src []float32, off, stride, rows int) bool { return rows == 0 }
 
 func prefetch(s []float32, off, stride, rows, width int) {}
+
+func scatterAsm(dst []float32, off, stride int, src []float32, width, rows int) bool { return rows == 0 }

@@ -403,3 +403,38 @@ func nans(n int) []float32 {
 	}
 	return s
 }
+
+// TestGatherScatter checks the row copies of the tiled kernels (AVX2 for whole
+// vectors, Go otherwise) against plain indexing, and that scatter leaves the
+// elements between rows alone.
+func TestGatherScatter(t *testing.T) {
+	for _, width := range []int{1, 6, 8, 24, 80} {
+		for _, rows := range []int{0, 1, 5, 9} {
+			stride, off := width+13, 7
+			src := make([]float32, off+rows*stride+3)
+			for i := range src {
+				src[i] = float32(i)
+			}
+			dst := nans(rows * width)
+			gather(dst, width, src, off, stride, rows)
+			for r := range rows {
+				for c := range width {
+					require.Equal(t, src[off+r*stride+c], dst[r*width+c], "gather width %d rows %d [%d,%d]", width, rows, r, c)
+				}
+			}
+			back := make([]float32, len(src))
+			for i := range back {
+				back[i] = -1
+			}
+			scatter(back, off, stride, dst, width, rows)
+			for i, v := range back {
+				r, c := (i-off)/stride, (i-off)%stride
+				if i >= off && r < rows && c < width {
+					require.Equal(t, src[i], v, "scatter width %d rows %d at %d", width, rows, i)
+				} else {
+					require.Equal(t, float32(-1), v, "scatter width %d rows %d wrote %d", width, rows, i)
+				}
+			}
+		}
+	}
+}
