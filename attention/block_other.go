@@ -12,4 +12,6 @@ func gatherAsm(dst []float32, width int, src []float32, off, stride, rows int) b
 
 func prefetch(s []float32, off, stride, rows, width int) {}
 
-func scatterAsm(dst []float32, off, stride int, src []float32, width, rows int) bool { return rows == 0 }
+func scatterAsm(dst []float32, off, stride int, src []float32, width, rows int) bool {
+	return rows == 0
+}
