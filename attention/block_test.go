@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
 )
 
@@ -17,6 +18,16 @@ import (
 // (every length, head dim, GQA ratio, mask and layout) against the float64
 // reference, with the float32 bound of the flash kernels.
 func TestTiledMatchesReference(t *testing.T) {
+	t.Run("simd", testTiledMatchesReference)
+	if vecmath.AVX2FMA {
+		// The Go paths other CPUs take: row loops, tile products through gemm.
+		vecmath.AVX2FMA = false
+		defer func() { vecmath.AVX2FMA = true }()
+		t.Run("go", testTiledMatchesReference)
+	}
+}
+
+func testTiledMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, c := range flashCases {
 		t.Run(c.String(), func(t *testing.T) {
@@ -408,6 +419,15 @@ func nans(n int) []float32 {
 // vectors, Go otherwise) against plain indexing, and that scatter leaves the
 // elements between rows alone.
 func TestGatherScatter(t *testing.T) {
+	t.Run("simd", testGatherScatter)
+	if vecmath.AVX2FMA {
+		vecmath.AVX2FMA = false
+		defer func() { vecmath.AVX2FMA = true }()
+		t.Run("go", testGatherScatter)
+	}
+}
+
+func testGatherScatter(t *testing.T) {
 	for _, width := range []int{1, 6, 8, 24, 80} {
 		for _, rows := range []int{0, 1, 5, 9} {
 			stride, off := width+13, 7
