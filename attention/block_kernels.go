@@ -203,17 +203,26 @@ func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows i
 
 // rowStrips adds, for each strip of the rows [0, rows), the product of its rows
 // of p (rows flashKBlock apart) over the keys the strip needs with the first
-// rows of b (width n, rows ldb apart) to c (rows ldc apart).
-func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int) {
+// rows of b (width n, rows ldb apart) to c (rows ldc apart). When set is not nil
+// it says which strips of c hold a value already: the others are written, not
+// added to, and then marked.
+func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int, set []bool) {
+	acc := func(r0 int) bool { return set == nil || set[r0/stripRows] }
 	for r0 := 0; r0 < rows; {
 		r1 := min(r0+stripRows, rows)
 		k := stripCols(hi, r0, r1)
-		// Consecutive strips over as many keys: one call.
-		for r1 < rows && stripCols(hi, r1, min(r1+stripRows, rows)) == k {
+		// Consecutive strips over as many keys, all written or all added to: one
+		// call.
+		for r1 < rows && stripCols(hi, r1, min(r1+stripRows, rows)) == k && acc(r1) == acc(r0) {
 			r1 = min(r1+stripRows, rows)
 		}
 		if k > 0 {
-			tileMul(c[r0*ldc:], ldc, p[r0*flashKBlock:], flashKBlock, 1, b, ldb, r1-r0, n, k, 1, true)
+			tileMul(c[r0*ldc:], ldc, p[r0*flashKBlock:], flashKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0))
+			if set != nil {
+				for r := r0; r < r1; r += stripRows {
+					set[r/stripRows] = true
+				}
+			}
 		}
 		r0 = r1
 	}
@@ -311,7 +320,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 				m[r] = mNew
 			}
 		}
-		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows)
+		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
 	}
 	for r := range rows {
 		o := out[g.ov.at(b, i0+r, h):][:d.VDim]
@@ -403,20 +412,28 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 			kc: make([]float32, flashKBlock*d.HeadDim),
 			dk: make([]float32, flashKBlock*d.HeadDim), dv: make([]float32, flashKBlock*d.VDim),
 			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
+			dqSet: make([]bool, g.group*((d.QLen+stripRows-1)/stripRows)),
 		}
 	}, func(w *tiledScratch, u int) {
 		c := u % parts
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
-		// This unit owns the dq rows of its query heads in its part: it adds
-		// every key block's share to them.
-		for h := hk * g.group; h < (hk+1)*g.group; h++ {
-			for i := range d.QLen {
-				clear(dqs[c][g.qv.at(b, i, h):][:d.HeadDim])
-			}
-		}
+		// This unit owns the dq rows of its query heads in its part: the first
+		// key block that reaches a strip of rows writes it, later ones add to
+		// it, and strips no key of this part reaches are cleared at the end.
+		clear(w.dqSet)
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * flashKBlock
 			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
+		}
+		nqs := (d.QLen + stripRows - 1) / stripRows
+		for i, set := range w.dqSet {
+			if set {
+				continue
+			}
+			h, r0 := hk*g.group+i/nqs, (i%nqs)*stripRows
+			for r := r0; r < min(r0+stripRows, d.QLen); r++ {
+				clear(dqs[c][g.qv.at(b, r, h):][:d.HeadDim])
+			}
 		}
 	})
 	if parts > 1 {
@@ -429,11 +446,13 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 }
 
 // tiledScratch is a backward worker's scratch: the P and dS tiles, the gathered
-// query, output-gradient and key tiles, the dK and dV of the key block, and the
-// keys each row sees (as in tiledFwdScratch).
+// query, output-gradient and key tiles, the dK and dV of the key block, the keys
+// each row sees (as in tiledFwdScratch) and which strips of its unit's dq rows
+// hold a value.
 type tiledScratch struct {
 	p, ds, qc, oc, kc, dk, dv []float32
 	lo, hi                    []int
+	dqSet                     []bool // (query head in the group, strip of 4 query rows) written
 }
 
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
@@ -492,7 +511,8 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			}
 			// dQ = dS·K over each strip's keys; dK = dSᵀ·Q and dV = Pᵀ·dO over the
 			// query rows that see each strip of keys.
-			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, hi, rows)
+			nqs := (d.QLen + stripRows - 1) / stripRows
+			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, hi, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:])
 			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk)
 			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk)
 		}
