@@ -84,25 +84,31 @@ GLOBL consts<>(SB), RODATA|NOPTR, $736
 
 // EXPCLAMP is EXP without the mask: e^−87.3 (about 1e-38) instead of 0 below
 // −87.3, for arguments that are never −Inf or NaN on purpose (the GELU's
-// −x²/2, where either is harmless).
+// −x²/2, where either is harmless). The polynomial goes in Estrin's form, a
+// shorter chain of dependent operations than Horner's; it uses Y0-Y4, Y6, Y7,
+// Y9 and Y10.
 #define EXPCLAMP \
 	VMAXPS       LOW(AX), Y0, Y0      \
 	VMULPS       LOG2E(AX), Y0, Y2    \
 	VROUNDPS     $0, Y2, Y2           \
 	VFNMADD231PS LN2HI(AX), Y2, Y0    \
 	VFNMADD231PS LN2LO(AX), Y2, Y0    \
-	VMOVUPS      C7(AX), Y1           \
-	VFMADD213PS  C6(AX), Y0, Y1       \
-	VFMADD213PS  C5(AX), Y0, Y1       \
-	VFMADD213PS  C4(AX), Y0, Y1       \
-	VFMADD213PS  C3(AX), Y0, Y1       \
-	VFMADD213PS  HALF(AX), Y0, Y1     \
-	VFMADD213PS  ONE(AX), Y0, Y1      \
-	VFMADD213PS  ONE(AX), Y0, Y1      \
+	VMULPS       Y0, Y0, Y9           \
+	VADDPS       ONE(AX), Y0, Y3      \
+	VMOVUPS      C3(AX), Y4           \
+	VFMADD213PS  HALF(AX), Y0, Y4     \
+	VMOVUPS      C5(AX), Y6           \
+	VFMADD213PS  C4(AX), Y0, Y6       \
+	VMOVUPS      C7(AX), Y7           \
+	VFMADD213PS  C6(AX), Y0, Y7       \
+	VMULPS       Y9, Y9, Y10          \
+	VFMADD213PS  Y6, Y9, Y7           \
+	VFMADD213PS  Y3, Y9, Y4           \
+	VFMADD231PS  Y10, Y7, Y4          \
 	VCVTPS2DQ    Y2, Y2               \
 	VPADDD       BIAS(AX), Y2, Y2     \
 	VPSLLD       $23, Y2, Y2          \
-	VMULPS       Y2, Y1, Y1
+	VMULPS       Y2, Y4, Y1
 
 // HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
 #define HREDUCE(op, Y, X) \
