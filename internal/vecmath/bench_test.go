@@ -15,3 +15,17 @@ func BenchmarkGELU(b *testing.B) {
 		GELU(y, d, x, nil)
 	}
 }
+
+// BenchmarkSoftmaxRow is one online-softmax step over a row of 64 scores (a tile
+// row of the attention kernels) in L1.
+func BenchmarkSoftmaxRow(b *testing.B) {
+	x := make([]float32, 64)
+	for i := range x {
+		x[i] = float32(i%13)*0.3 - 2
+	}
+	s := make([]float32, len(x))
+	for b.Loop() {
+		copy(s, x)
+		SoftmaxRow(s, 0)
+	}
+}

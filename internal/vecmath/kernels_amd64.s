@@ -60,7 +60,8 @@ SPLAT(TWO, $0x40000000)
 GLOBL consts<>(SB), RODATA|NOPTR, $736
 
 // EXP sets Y1 = e^Y0 for lanes with Y0 ≤ 0 (0 where Y0 < −87.3, −Inf and NaN
-// included; see Exp), with AX at consts; it uses Y0 and Y2-Y4.
+// included; see Exp), with AX at consts; the polynomial goes in Estrin's form
+// (see EXPCLAMP). It uses Y0, Y2, Y4 and Y8-Y13.
 #define EXP \
 	VCMPPS       $13, LOW(AX), Y0, Y4 \
 	VMAXPS       LOW(AX), Y0, Y0      \
@@ -68,18 +69,22 @@ GLOBL consts<>(SB), RODATA|NOPTR, $736
 	VROUNDPS     $0, Y2, Y2           \
 	VFNMADD231PS LN2HI(AX), Y2, Y0    \
 	VFNMADD231PS LN2LO(AX), Y2, Y0    \
-	VMOVUPS      C7(AX), Y1           \
-	VFMADD213PS  C6(AX), Y0, Y1       \
-	VFMADD213PS  C5(AX), Y0, Y1       \
-	VFMADD213PS  C4(AX), Y0, Y1       \
-	VFMADD213PS  C3(AX), Y0, Y1       \
-	VFMADD213PS  HALF(AX), Y0, Y1     \
-	VFMADD213PS  ONE(AX), Y0, Y1      \
-	VFMADD213PS  ONE(AX), Y0, Y1      \
+	VMULPS       Y0, Y0, Y8           \
+	VADDPS       ONE(AX), Y0, Y9      \
+	VMOVUPS      C3(AX), Y10          \
+	VFMADD213PS  HALF(AX), Y0, Y10    \
+	VMOVUPS      C5(AX), Y11          \
+	VFMADD213PS  C4(AX), Y0, Y11      \
+	VMOVUPS      C7(AX), Y12          \
+	VFMADD213PS  C6(AX), Y0, Y12      \
+	VMULPS       Y8, Y8, Y13          \
+	VFMADD213PS  Y11, Y8, Y12         \
+	VFMADD213PS  Y9, Y8, Y10          \
+	VFMADD231PS  Y13, Y12, Y10        \
 	VCVTPS2DQ    Y2, Y2               \
 	VPADDD       BIAS(AX), Y2, Y2     \
 	VPSLLD       $23, Y2, Y2          \
-	VMULPS       Y2, Y1, Y1           \
+	VMULPS       Y2, Y10, Y1          \
 	VANDPS       Y4, Y1, Y1
 
 // EXPCLAMP is EXP without the mask: e^−87.3 (about 1e-38) instead of 0 below
