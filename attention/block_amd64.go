@@ -82,18 +82,19 @@ func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool 
 }
 
 //go:noescape
-func gatherRowsAVX(dst, src *float32, width, stride, rows int)
+func copyRowsAVX(dst *float32, ldd int, src *float32, lds, width, rows int)
 
-// gatherAsm is gather through gatherRowsAVX when the CPU and the width allow it;
-// it reports whether it ran.
-func gatherAsm(dst []float32, width int, src []float32, off, stride, rows int) bool {
+// copyRowsAsm copies rows rows of width floats from src (from soff, rows lds
+// apart) to dst (from doff, rows ldd apart) through copyRowsAVX when the CPU and
+// the width allow it; it reports whether it ran.
+func copyRowsAsm(dst []float32, doff, ldd int, src []float32, soff, lds, width, rows int) bool {
 	if rows == 0 || width%8 != 0 || width == 0 || !vecmath.AVX2FMA {
 		return rows == 0
 	}
 	// Bounds, checked here once: the assembly does not.
-	_ = dst[rows*width-1]
-	_ = src[off+(rows-1)*stride+width-1]
-	gatherRowsAVX(&dst[0], &src[off], width, stride, rows)
+	_ = dst[doff+(rows-1)*ldd+width-1]
+	_ = src[soff+(rows-1)*lds+width-1]
+	copyRowsAVX(&dst[doff], ldd, &src[soff], lds, width, rows)
 	return true
 }
 
@@ -110,19 +111,4 @@ func prefetch(s []float32, off, stride, rows, width int) {
 		return
 	}
 	prefetchRows(&s[off], stride, rows, width)
-}
-
-//go:noescape
-func scatterRowsAVX(dst, src *float32, width, stride, rows int)
-
-// scatterAsm is scatter through scatterRowsAVX when the CPU and the width allow
-// it; it reports whether it ran.
-func scatterAsm(dst []float32, off, stride int, src []float32, width, rows int) bool {
-	if rows == 0 || width%8 != 0 || width == 0 || !vecmath.AVX2FMA {
-		return rows == 0
-	}
-	_ = src[rows*width-1]
-	_ = dst[off+(rows-1)*stride+width-1]
-	scatterRowsAVX(&dst[off], &src[0], width, stride, rows)
-	return true
 }

@@ -195,43 +195,48 @@ TEXT ·transpose8x8(SB), NOSPLIT, $0-32
 	VZEROUPPER
 	RET
 
-// func gatherRowsAVX(dst, src *float32, width, stride, rows int)
+// func copyRowsAVX(dst *float32, ldd int, src *float32, lds, width, rows int)
 //
-// Copies rows rows of width floats (a multiple of 8), stride floats apart in src,
-// to dst back to back, prefetching the rows four ahead (their first and last
-// cache lines): the rows of a tile come from a larger tensor in L3 or memory, and
-// a copy that waits for each miss in turn leaves the core idle.
-TEXT ·gatherRowsAVX(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ width+16(FP), BX
-	SHLQ $2, BX // bytes per row
-	MOVQ stride+24(FP), DX
-	SHLQ $2, DX // bytes between rows
-	MOVQ rows+32(FP), CX
-	LEAQ (DX)(DX*1), R8
-	LEAQ (R8)(R8*1), R8 // 4 rows ahead
+// Copies rows rows of width floats (a multiple of 8) from src, rows lds floats
+// apart, to dst, rows ldd apart, prefetching the source and destination rows
+// four ahead (their first and last cache lines): the kernels gather tiles from,
+// and scatter them to, tensors in L3 or memory, and a copy that waits for each
+// miss in turn leaves the core idle. (Go's assembler has no PREFETCHW; a read
+// prefetch still saves the store's miss.)
+TEXT ·copyRowsAVX(SB), NOSPLIT, $0-48
+	MOVQ  dst+0(FP), DI
+	MOVQ  ldd+8(FP), R11
+	SHLQ  $2, R11 // bytes between destination rows
+	MOVQ  src+16(FP), SI
+	MOVQ  lds+24(FP), DX
+	SHLQ  $2, DX // bytes between source rows
+	MOVQ  width+32(FP), BX
+	SHLQ  $2, BX // bytes per row
+	MOVQ  rows+40(FP), CX
 	TESTQ CX, CX
-	JZ   gdone
+	JZ    cdone
 
-grow:
-	LEAQ       (SI)(R8*1), R9
+crow:
+	LEAQ       (SI)(DX*4), R9 // four rows ahead
+	PREFETCHT0 (R9)
+	PREFETCHT0 -4(R9)(BX*1)
+	LEAQ       (DI)(R11*4), R9
 	PREFETCHT0 (R9)
 	PREFETCHT0 -4(R9)(BX*1)
 	XORQ       AX, AX
 
-gcol:
+ccol:
 	VMOVUPS (SI)(AX*1), Y0
 	VMOVUPS Y0, (DI)(AX*1)
 	ADDQ    $32, AX
 	CMPQ    AX, BX
-	JLT     gcol
-	ADDQ    BX, DI
+	JLT     ccol
+	ADDQ    R11, DI
 	ADDQ    DX, SI
 	DECQ    CX
-	JNZ     grow
+	JNZ     crow
 
-gdone:
+cdone:
 	VZEROUPPER
 	RET
 
@@ -257,43 +262,4 @@ prow:
 	JNZ        prow
 
 pdone:
-	RET
-
-// func scatterRowsAVX(dst, src *float32, width, stride, rows int)
-//
-// Copies rows rows of width floats (a multiple of 8) from src, back to back, to
-// dst, stride floats apart, prefetching the destination rows four ahead (Go's
-// assembler has no PREFETCHW; a read prefetch still saves the store's miss).
-TEXT ·scatterRowsAVX(SB), NOSPLIT, $0-40
-	MOVQ  dst+0(FP), DI
-	MOVQ  src+8(FP), SI
-	MOVQ  width+16(FP), BX
-	SHLQ  $2, BX // bytes per row
-	MOVQ  stride+24(FP), DX
-	SHLQ  $2, DX // bytes between rows
-	MOVQ  rows+32(FP), CX
-	LEAQ  (DX)(DX*1), R8
-	LEAQ  (R8)(R8*1), R8 // 4 rows ahead
-	TESTQ CX, CX
-	JZ    sdone
-
-srow:
-	LEAQ      (DI)(R8*1), R9
-	PREFETCHT0 (R9)
-	PREFETCHT0 -4(R9)(BX*1)
-	XORQ      AX, AX
-
-scol:
-	VMOVUPS (SI)(AX*1), Y0
-	VMOVUPS Y0, (DI)(AX*1)
-	ADDQ    $32, AX
-	CMPQ    AX, BX
-	JLT     scol
-	ADDQ    BX, SI
-	ADDQ    DX, DI
-	DECQ    CX
-	JNZ     srow
-
-sdone:
-	VZEROUPPER
 	RET

@@ -144,7 +144,7 @@ func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
 // gather copies rows rows of width elements, stride apart in src from off, into
 // dst back to back.
 func gather(dst []float32, width int, src []float32, off, stride, rows int) {
-	if gatherAsm(dst, width, src, off, stride, rows) {
+	if copyRowsAsm(dst, 0, width, src, off, stride, width, rows) {
 		return
 	}
 	for r := range rows {
@@ -155,7 +155,7 @@ func gather(dst []float32, width int, src []float32, off, stride, rows int) {
 // scatter copies rows rows of width elements from src (back to back) into dst,
 // stride apart from off.
 func scatter(dst []float32, off, stride int, src []float32, width, rows int) {
-	if scatterAsm(dst, off, stride, src, width, rows) {
+	if copyRowsAsm(dst, off, stride, src, 0, width, width, rows) {
 		return
 	}
 	for r := range rows {

@@ -8,10 +8,8 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 
 func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool { return false }
 
-func gatherAsm(dst []float32, width int, src []float32, off, stride, rows int) bool { return rows == 0 }
-
-func prefetch(s []float32, off, stride, rows, width int) {}
-
-func scatterAsm(dst []float32, off, stride int, src []float32, width, rows int) bool {
+func copyRowsAsm(dst []float32, doff, ldd int, src []float32, soff, lds, width, rows int) bool {
 	return rows == 0
 }
+
+func prefetch(s []float32, off, stride, rows, width int) {}

@@ -17,13 +17,16 @@ import (
 // TestTiledMatchesReference runs the GEMM-tile kernels over the flash test cases
 // (every length, head dim, GQA ratio, mask and layout) against the float64
 // reference, with the float32 bound of the flash kernels.
-func TestTiledMatchesReference(t *testing.T) {
-	t.Run("simd", testTiledMatchesReference)
+func TestTiledMatchesReference(t *testing.T) { bothPaths(t, testTiledMatchesReference) }
+
+// bothPaths runs f with the AVX2 kernels (where the CPU has them) and again on
+// the Go paths other CPUs take: row loops, tile products through gemm.
+func bothPaths(t *testing.T, f func(t *testing.T)) {
+	t.Run("simd", f)
 	if vecmath.AVX2FMA {
-		// The Go paths other CPUs take: row loops, tile products through gemm.
 		vecmath.AVX2FMA = false
 		defer func() { vecmath.AVX2FMA = true }()
-		t.Run("go", testTiledMatchesReference)
+		t.Run("go", f)
 	}
 }
 
@@ -418,14 +421,7 @@ func nans(n int) []float32 {
 // TestGatherScatter checks the row copies of the tiled kernels (AVX2 for whole
 // vectors, Go otherwise) against plain indexing, and that scatter leaves the
 // elements between rows alone.
-func TestGatherScatter(t *testing.T) {
-	t.Run("simd", testGatherScatter)
-	if vecmath.AVX2FMA {
-		vecmath.AVX2FMA = false
-		defer func() { vecmath.AVX2FMA = true }()
-		t.Run("go", testGatherScatter)
-	}
-}
+func TestGatherScatter(t *testing.T) { bothPaths(t, testGatherScatter) }
 
 func testGatherScatter(t *testing.T) {
 	for _, width := range []int{1, 6, 8, 24, 80} {

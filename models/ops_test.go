@@ -219,23 +219,7 @@ func TestLinearResidual(t *testing.T) {
 		}
 		seed := normal(17, autodiff.Float64, 0, 1, 2, 5, 16)
 		run := func(dt autodiff.DType, f func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor) [][]float64 {
-			tp := autodiff.NewTape()
-			defer tp.Release()
-			in := []*autodiff.Tensor{x, w, res, b}
-			for i, v := range in {
-				if v != nil {
-					in[i] = tp.Watch(autodiff.Cast(v, dt))
-				}
-			}
-			y := f(in[0], in[1], in[3], in[2])
-			tp.BackwardWith(y, autodiff.Cast(seed, dt))
-			out := [][]float64{y.Float64Values()}
-			for _, v := range in {
-				if v != nil {
-					out = append(out, tp.Grad(v).Float64Values())
-				}
-			}
-			return out
+			return valuesAndGrads(dt, seed, func(in []*autodiff.Tensor) *autodiff.Tensor { return f(in[0], in[1], in[3], in[2]) }, x, w, res, b)
 		}
 		want := run(autodiff.Float64, func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 			return autodiff.Add(res, layers.LinearOp(x, w, b))
@@ -330,23 +314,7 @@ func TestLinearGELUFused32(t *testing.T) {
 			}
 			seed := normal(34, autodiff.Float64, 0, 1, 2, 151, 70)
 			run := func(f func(x, w, b *autodiff.Tensor) *autodiff.Tensor, dt autodiff.DType) [][]float64 {
-				tp := autodiff.NewTape()
-				defer tp.Release()
-				in := []*autodiff.Tensor{x, w, b}
-				for i, v := range in {
-					if v != nil {
-						in[i] = tp.Watch(autodiff.Cast(v, dt))
-					}
-				}
-				y := f(in[0], in[1], in[2])
-				tp.BackwardWith(y, autodiff.Cast(seed, dt))
-				out := [][]float64{y.Float64Values()}
-				for _, v := range in {
-					if v != nil {
-						out = append(out, tp.Grad(v).Float64Values())
-					}
-				}
-				return out
+				return valuesAndGrads(dt, seed, func(in []*autodiff.Tensor) *autodiff.Tensor { return f(in[0], in[1], in[2]) }, x, w, b)
 			}
 			composed := func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return autodiff.GELU(layers.LinearOp(x, w, b)) }
 			want := run(composed, autodiff.Float64)
@@ -359,4 +327,27 @@ func TestLinearGELUFused32(t *testing.T) {
 		}
 		metal.SetThreads(old)
 	}
+}
+
+// valuesAndGrads runs f on the inputs cast to dt and watched (nil ones stay
+// nil), back-propagates seed and returns f's values then the gradients of the
+// non-nil inputs, in float64.
+func valuesAndGrads(dt autodiff.DType, seed *autodiff.Tensor, f func(in []*autodiff.Tensor) *autodiff.Tensor, inputs ...*autodiff.Tensor) [][]float64 {
+	tp := autodiff.NewTape()
+	defer tp.Release()
+	in := make([]*autodiff.Tensor, len(inputs))
+	for i, v := range inputs {
+		if v != nil {
+			in[i] = tp.Watch(autodiff.Cast(v, dt))
+		}
+	}
+	y := f(in)
+	tp.BackwardWith(y, autodiff.Cast(seed, dt))
+	out := [][]float64{y.Float64Values()}
+	for _, v := range in {
+		if v != nil {
+			out = append(out, tp.Grad(v).Float64Values())
+		}
+	}
+	return out
 }

@@ -59,61 +59,45 @@ SPLAT(ISQ2PI, $0x3ecc422a) // 1/√(2π)
 SPLAT(TWO, $0x40000000)
 GLOBL consts<>(SB), RODATA|NOPTR, $736
 
-// EXP sets Y1 = e^Y0 for lanes with Y0 ≤ 0 (0 where Y0 < −87.3, −Inf and NaN
-// included; see Exp), with AX at consts; the polynomial goes in Estrin's form
-// (see EXPCLAMP). It uses Y0, Y2, Y4 and Y8-Y13.
-#define EXP \
-	VCMPPS       $13, LOW(AX), Y0, Y4 \
-	VMAXPS       LOW(AX), Y0, Y0      \
-	VMULPS       LOG2E(AX), Y0, Y2    \
-	VROUNDPS     $0, Y2, Y2           \
-	VFNMADD231PS LN2HI(AX), Y2, Y0    \
-	VFNMADD231PS LN2LO(AX), Y2, Y0    \
-	VMULPS       Y0, Y0, Y8           \
-	VADDPS       ONE(AX), Y0, Y9      \
-	VMOVUPS      C3(AX), Y10          \
-	VFMADD213PS  HALF(AX), Y0, Y10    \
-	VMOVUPS      C5(AX), Y11          \
-	VFMADD213PS  C4(AX), Y0, Y11      \
-	VMOVUPS      C7(AX), Y12          \
-	VFMADD213PS  C6(AX), Y0, Y12      \
-	VMULPS       Y8, Y8, Y13          \
-	VFMADD213PS  Y11, Y8, Y12         \
-	VFMADD213PS  Y9, Y8, Y10          \
-	VFMADD231PS  Y13, Y12, Y10        \
-	VCVTPS2DQ    Y2, Y2               \
-	VPADDD       BIAS(AX), Y2, Y2     \
-	VPSLLD       $23, Y2, Y2          \
-	VMULPS       Y2, Y10, Y1          \
-	VANDPS       Y4, Y1, Y1
+// EXPBODY sets Y1 = e^Y0 for lanes with −87.3 ≤ Y0 ≤ 0 (e^−87.3, about 1e-38,
+// below), with AX at consts: Y0 = n·ln2 + r, e^r by its Taylor polynomial of
+// degree 7 in Estrin's form (a shorter chain of dependent operations than
+// Horner's), 2ⁿ built in the exponent bits. It uses Y0, Y2 and the six
+// temporaries named.
+#define EXPBODY(R2, Q0, Q1, Q2, Q3, R4) \
+	VMAXPS       LOW(AX), Y0, Y0   \
+	VMULPS       LOG2E(AX), Y0, Y2 \
+	VROUNDPS     $0, Y2, Y2        \
+	VFNMADD231PS LN2HI(AX), Y2, Y0 \
+	VFNMADD231PS LN2LO(AX), Y2, Y0 \
+	VMULPS       Y0, Y0, R2        \
+	VADDPS       ONE(AX), Y0, Q0   \
+	VMOVUPS      C3(AX), Q1        \
+	VFMADD213PS  HALF(AX), Y0, Q1  \
+	VMOVUPS      C5(AX), Q2        \
+	VFMADD213PS  C4(AX), Y0, Q2    \
+	VMOVUPS      C7(AX), Q3        \
+	VFMADD213PS  C6(AX), Y0, Q3    \
+	VMULPS       R2, R2, R4        \
+	VFMADD213PS  Q2, R2, Q3        \
+	VFMADD213PS  Q0, R2, Q1        \
+	VFMADD231PS  R4, Q3, Q1        \
+	VCVTPS2DQ    Y2, Y2            \
+	VPADDD       BIAS(AX), Y2, Y2  \
+	VPSLLD       $23, Y2, Y2       \
+	VMULPS       Y2, Q1, Y1
 
-// EXPCLAMP is EXP without the mask: e^−87.3 (about 1e-38) instead of 0 below
-// −87.3, for arguments that are never −Inf or NaN on purpose (the GELU's
-// −x²/2, where either is harmless). The polynomial goes in Estrin's form, a
-// shorter chain of dependent operations than Horner's; it uses Y0-Y4, Y6, Y7,
-// Y9 and Y10.
-#define EXPCLAMP \
-	VMAXPS       LOW(AX), Y0, Y0      \
-	VMULPS       LOG2E(AX), Y0, Y2    \
-	VROUNDPS     $0, Y2, Y2           \
-	VFNMADD231PS LN2HI(AX), Y2, Y0    \
-	VFNMADD231PS LN2LO(AX), Y2, Y0    \
-	VMULPS       Y0, Y0, Y9           \
-	VADDPS       ONE(AX), Y0, Y3      \
-	VMOVUPS      C3(AX), Y4           \
-	VFMADD213PS  HALF(AX), Y0, Y4     \
-	VMOVUPS      C5(AX), Y6           \
-	VFMADD213PS  C4(AX), Y0, Y6       \
-	VMOVUPS      C7(AX), Y7           \
-	VFMADD213PS  C6(AX), Y0, Y7       \
-	VMULPS       Y9, Y9, Y10          \
-	VFMADD213PS  Y6, Y9, Y7           \
-	VFMADD213PS  Y3, Y9, Y4           \
-	VFMADD231PS  Y10, Y7, Y4          \
-	VCVTPS2DQ    Y2, Y2               \
-	VPADDD       BIAS(AX), Y2, Y2     \
-	VPSLLD       $23, Y2, Y2          \
-	VMULPS       Y2, Y4, Y1
+// EXP sets Y1 = e^Y0 for lanes with Y0 ≤ 0, exactly 0 where Y0 < −87.3 (−Inf
+// and NaN included; see Exp), as the softmax rows need. It uses Y0, Y2, Y4 and
+// Y8-Y13.
+#define EXP \
+	VCMPPS $13, LOW(AX), Y0, Y4         \
+	EXPBODY(Y8, Y9, Y10, Y11, Y12, Y13) \
+	VANDPS Y4, Y1, Y1
+
+// EXPCLAMP is EXPBODY for the GELU's −x²/2 (where e^−87.3 for 0 is harmless),
+// on the registers the GELU kernel leaves free: Y0-Y4, Y6, Y7, Y9 and Y10.
+#define EXPCLAMP EXPBODY(Y9, Y3, Y4, Y6, Y7, Y10)
 
 // HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
 #define HREDUCE(op, Y, X) \
