@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -128,7 +129,7 @@ const (
 // MLXTRAIN_SELECTIVE_SCAN_MIN_STATE_ASM raises the smallest state size given to
 // the assembly.
 var ssmOp = metal.Kernels.Register("selective_scan", []string{"state"},
-	&metal.Impl{Path: metal.PathAsm, Min: []int{8}, Available: func() bool { return hasSSMAVX }, Fn: ssmFwdAVX},
+	&metal.Impl{Path: metal.PathAsm, Min: []int{8}, Available: func() bool { return vecmath.AVX2FMA }, Fn: ssmFwdAVX},
 	&metal.Impl{Path: metal.PathGo, Fn: ssmFwdBlock[float32]},
 )
 

@@ -239,21 +239,3 @@ backStep:
 	JLT          backRow
 	VZEROUPPER
 	RET
-
-// func ssmCPUID(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
-TEXT ·ssmCPUID(SB), NOSPLIT, $0-24
-	MOVL leaf+0(FP), AX
-	MOVL sub+4(FP), CX
-	CPUID
-	MOVL AX, eax+8(FP)
-	MOVL BX, ebx+12(FP)
-	MOVL CX, ecx+16(FP)
-	MOVL DX, edx+20(FP)
-	RET
-
-// func ssmXGETBV() uint32
-TEXT ·ssmXGETBV(SB), NOSPLIT, $0-4
-	XORL CX, CX
-	BYTE $0x0f; BYTE $0x01; BYTE $0xd0 // XGETBV
-	MOVL AX, ret+0(FP)
-	RET

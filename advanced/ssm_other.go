@@ -2,10 +2,8 @@
 
 package advanced
 
-const hasSSMAVX = false
-
 // The assembly kernels exist on amd64 only; nothing calls these where
-// hasSSMAVX is false.
+// vecmath.AVX2FMA is false.
 
 func ssmFwdAVX(h, a, bt, ct, dt, x, y *float32, rows, n int) { panic("advanced: no SIMD kernels") }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ad "github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 )
 
 // refScan is the selective scan written out step by step, keeping every state
@@ -192,7 +193,7 @@ func TestSelectiveScanMatchesReference(t *testing.T) {
 
 // ssmPaths lists the paths the float32 kernels can take for state size n here.
 func ssmPaths(n int) []ssmPath {
-	if hasSSMAVX && n%8 == 0 {
+	if vecmath.AVX2FMA && n%8 == 0 {
 		return []ssmPath{ssmGo, ssmAVX}
 	}
 	return []ssmPath{ssmGo}
@@ -311,7 +312,7 @@ func TestExp32(t *testing.T) {
 // The assembly's exponential (through the recomputation kernel with a zero state
 // and zero input: e = exp(dt·a)) against math.Exp, edge cases included.
 func TestExpAVX(t *testing.T) {
-	if !hasSSMAVX {
+	if !vecmath.AVX2FMA {
 		t.Skip("no AVX2+FMA")
 	}
 	var a []float32

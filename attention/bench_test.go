@@ -69,3 +69,27 @@ func BenchmarkRoPE(b *testing.B) {
 		RoPEForward(x, x, B, S, H, D, RoPEOptions{})
 	}
 }
+
+// BenchmarkPackedAttentionTinyGPT is the attention of one layer of the tiny GPT
+// of models' BenchmarkTinyGPTStep: packed q, k, v (16, 128, 3·128), 4 heads of
+// 32, causal, forward and backward through the tape, as a training step runs it.
+// cpu-ms/op is the process CPU time per op.
+//
+//	MLXTRAIN_THREADS=1 go test ./attention -run '^$' -bench PackedAttentionTinyGPT -count 5
+func BenchmarkPackedAttentionTinyGPT(b *testing.B) {
+	const B, T, H, D = 16, 128, 4, 32
+	rng := rand.New(rand.NewPCG(1, 1))
+	qkv := autodiff.FromFloat32(to32(normals(rng, B*T*3*H*D)), B, T, 3*H*D)
+	seed := autodiff.FromFloat32(to32(normals(rng, B*T*H*D)), B, T, H, D)
+	b.ReportAllocs()
+	cpu := cpuSeconds()
+	for b.Loop() {
+		tp := autodiff.NewTape()
+		o := packedAttention(tp.Watch(qkv), H, H, D, Options{Causal: true})
+		tp.BackwardWith(o, seed.Clone())
+		tp.Release()
+	}
+	if cpu >= 0 {
+		b.ReportMetric((cpuSeconds()-cpu)*1e3/float64(b.N), "cpu-ms/op")
+	}
+}

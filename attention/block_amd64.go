@@ -4,92 +4,9 @@ package attention
 
 import (
 	"fmt"
-	"sync"
+
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 )
-
-// softmaxRowAVX2 sets m = max(mOld, max s) and s[j] = e^(s[j] − m) (exactly 0
-// where s[j] − m < −87.3, −Inf included), returning m and Σ s[j]; n is a
-// multiple of 8.
-//
-//go:noescape
-func softmaxRowAVX2(s *float32, n int, mOld float32) (m, sum float32)
-
-// gradRowAVX2 sets p[j] = e^(p[j] − lse) (0 below −87.3 as above) and
-// ds[j] = p[j]·(ds[j] − delta)·scale; n is a multiple of 8.
-//
-//go:noescape
-func gradRowAVX2(p, ds *float32, n int, lse, delta, scale float32)
-
-//go:noescape
-func attnCPUID(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
-
-func attnXGETBV() (eax, edx uint32)
-
-// tileK holds the constants of the kernels, 8 lanes each: −87.3, log2 e, ln 2 in
-// two parts, the Taylor coefficients of e^r from 1/720 down to 1, and the float32
-// exponent bias.
-var tileK = func() (k [12][8]uint32) {
-	vals := [12]uint32{
-		f32bits(-87.3), f32bits(1.4426950408889634), f32bits(0.693145751953125), f32bits(1.428606765330187e-06),
-		f32bits(1.0 / 720), f32bits(1.0 / 120), f32bits(1.0 / 24), f32bits(1.0 / 6), f32bits(0.5), f32bits(1),
-		127, 0,
-	}
-	for i, v := range vals {
-		for j := range k[i] {
-			k[i][j] = v
-		}
-	}
-	return k
-}()
-
-var hasAVX2FMA = sync.OnceValue(func() bool {
-	maxLeaf, _, _, _ := attnCPUID(0, 0)
-	if maxLeaf < 7 {
-		return false
-	}
-	_, _, ecx1, _ := attnCPUID(1, 0)
-	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
-	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
-		return false
-	}
-	if xcr0, _ := attnXGETBV(); xcr0&6 != 6 {
-		return false
-	}
-	_, ebx7, _, _ := attnCPUID(7, 0)
-	return ebx7&(1<<5) != 0
-})
-
-// softmaxRow is softmaxRowGo on 8 lanes at a time where the CPU allows.
-func softmaxRow(s []float32, mOld float32) (m, sum float32) {
-	n := len(s) &^ 7
-	if n == 0 || !hasAVX2FMA() {
-		return softmaxRowGo(s, mOld)
-	}
-	if n == len(s) {
-		return softmaxRowAVX2(&s[0], n, mOld)
-	}
-	m = mOld
-	for _, x := range s[n:] {
-		m = max(m, x)
-	}
-	m, sum = softmaxRowAVX2(&s[0], n, m)
-	for j, x := range s[n:] {
-		s[n+j] = expTile(x - m)
-		sum += s[n+j]
-	}
-	return m, sum
-}
-
-// gradRow is gradRowGo on 8 lanes at a time where the CPU allows.
-func gradRow(p, ds []float32, lse, delta, scale float32) {
-	n := len(p) &^ 7
-	if n > 0 && hasAVX2FMA() {
-		gradRowAVX2(&p[0], &ds[:n][0], n, lse, delta, scale)
-	} else {
-		n = 0
-	}
-	gradRowGo(p[n:], ds[n:len(p)], lse, delta, scale)
-}
 
 // tileStrip4 sets rows 0..3 of C to alpha·A·B (plus C when acc ≠ 0) for A(i, p)
 // at a[i·ars + p·acs] and B rows ldb apart; strides in elements, n a multiple of
@@ -100,7 +17,7 @@ func tileStrip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, 
 
 // tileMulAsm runs tileMul on the AVX2 strips when the CPU and the shape allow it.
 func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
-	if n%8 != 0 || k == 0 || !hasAVX2FMA() {
+	if n%8 != 0 || k == 0 || !vecmath.AVX2FMA {
 		return false
 	}
 	// Bounds, checked once here: the assembly does not.
@@ -153,7 +70,7 @@ func transpose8x8(dst *float32, ldd int, src *float32, lds int)
 // multiple of 8) into 8 columns of dst (rows ldd apart); it reports false when
 // the CPU lacks AVX2.
 func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool {
-	if !hasAVX2FMA() || dim%8 != 0 {
+	if !vecmath.AVX2FMA || dim%8 != 0 {
 		return false
 	}
 	_ = src[7*lds+dim-1]
@@ -164,22 +81,34 @@ func transposeBlocks8(dst []float32, ldd int, src []float32, lds, dim int) bool 
 	return true
 }
 
-// addToAVX2 adds src[i] to dst[i] for i < n (a multiple of 8).
-//
 //go:noescape
-func addToAVX2(dst, src *float32, n int)
+func copyRowsAVX(dst *float32, ldd int, src *float32, lds, width, rows int)
 
-// addTo32 adds src to dst elementwise.
-func addTo32(dst, src []float32) {
-	n := 0
-	if hasAVX2FMA() {
-		n = len(dst) &^ 7
-		if n > 0 {
-			addToAVX2(&dst[0], &src[:n][0], n)
-		}
+// copyRowsAsm copies rows rows of width floats from src (from soff, rows lds
+// apart) to dst (from doff, rows ldd apart) through copyRowsAVX when the CPU and
+// the width allow it; it reports whether it ran.
+func copyRowsAsm(dst []float32, doff, ldd int, src []float32, soff, lds, width, rows int) bool {
+	if rows == 0 || width%8 != 0 || width == 0 || !vecmath.AVX2FMA {
+		return rows == 0
 	}
-	src = src[n:len(dst)]
-	for i := range src {
-		dst[n+i] += src[i]
+	// Bounds, checked here once: the assembly does not.
+	_ = dst[doff+(rows-1)*ldd+width-1]
+	_ = src[soff+(rows-1)*lds+width-1]
+	copyRowsAVX(&dst[doff], ldd, &src[soff], lds, width, rows)
+	return true
+}
+
+//go:noescape
+func prefetchRows(p *float32, stride, rows, width int)
+
+// prefetch hints that rows rows of width floats, stride apart in s from off, will
+// be read soon. Rows past the end of s are left out.
+func prefetch(s []float32, off, stride, rows, width int) {
+	if stride > 0 {
+		rows = min(rows, (len(s)-off-width)/stride+1)
 	}
+	if rows <= 0 || width <= 0 || off < 0 || off+width > len(s) {
+		return
+	}
+	prefetchRows(&s[off], stride, rows, width)
 }

@@ -8,61 +8,114 @@ import (
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // The float32 attention kernels of Block: flash attention as [FlashForward] and
 // [FlashBackward] compute it — 64×64 tiles of queries and keys, online softmax,
-// only the per-row log-sum-exp kept (plus the keys in a transposed layout), causal
-// and window tiles skipped — with each tile's products (QKᵀ and PV forward; QKᵀ,
-// dO·Vᵀ, dS·K, dSᵀ·Q and Pᵀ·dO backward) run as small matrix products (tileMul:
-// an AVX2/FMA strip kernel, gemm where it does not apply) instead of per-row dot
-// products, and the softmax rows in AVX2. The quadrant of a diagonal causal tile
-// that no row sees is skipped. Work is split over (batch, query head, query tile)
-// forward and (batch, key/value head) backward, as in FlashBackward; each product
-// runs on the calling worker.
+// only the per-row log-sum-exp kept (plus the keys in a transposed layout) — with
+// each tile's products (QKᵀ and PV forward; QKᵀ, dO·Vᵀ, dS·K, dSᵀ·Q and Pᵀ·dO
+// backward) run as small matrix products (tileMul: an AVX2/FMA strip kernel of 4
+// rows, gemm where it does not apply) instead of per-row dot products, and the
+// softmax rows in AVX2. Work is split over (batch, query head, query tile) forward
+// and (batch, key/value head) backward, as in FlashBackward; each product runs on
+// the calling worker.
+//
+// Two things keep the products near the kernel's speed:
+//
+//   - Masks cut work strip by strip: a strip of 4 query rows computes the scores
+//     of the keys up to the last one its rows see (rounded up to 8), and the
+//     products that consume them stop there too (or, for dK and dV, start at the
+//     first query row that sees the strip's keys). A causal tile on the diagonal
+//     thus costs little more than its lower triangle.
+//   - Every operand is read from a contiguous copy: the tile's query, key, value
+//     and output-gradient rows are gathered (their rows in a BSHD or packed tensor
+//     are 2ᵏ cache lines apart, which maps a tile onto a few L1 sets and evicts it
+//     while the kernel reuses it), and the transposed keys and values are stored
+//     with a row stride of an odd number of cache lines (see ldT).
+
+// stripRows is the row count of the tile kernel's strips.
+const stripRows = 4
+
+// ldT is the row stride, in elements, of a transposed key or value matrix with n
+// columns: at least n+7 (the kernels read a tile's columns rounded up to 8, from
+// any first column) rounded up to 16 (whole cache lines), plus 16 when that is an
+// even number of lines, so that walking down a column visits every L1 set.
+func ldT(n int) int {
+	ld := (n + 7 + 15) &^ 15
+	if (ld/16)%2 == 0 {
+		ld += 16
+	}
+	return ld
+}
+
+// transposedLen is the length of the transposed keys (or values, of dim
+// columns) that transposeKV writes for d.
+func transposedLen(d Dims, dim int) int { return d.Batch * d.KVHeads * dim * ldT(d.KLen) }
+
+// roundUp8 rounds n up to a multiple of 8 (the kernel's lanes).
+func roundUp8(n int) int { return (n + 7) &^ 7 }
 
 // tiledForward is FlashForward for float32 on tile products.
 func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
 	d.check("tiledForward", len(q), len(k), len(v), len(out))
-	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, len(k)))
+	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, transposedLen(d, d.HeadDim)))
+}
+
+// tiledFwdScratch is a forward worker's scratch: the running maximum and sum
+// and the output accumulator of each row, the score tile, the gathered query and
+// value tiles, and the keys each row sees in the current tile ([lo, hi) from the
+// tile's first key).
+type tiledFwdScratch struct {
+	m, l, s, acc, qc, vc []float32
+	lo, hi               []int
 }
 
 // tiledForwardG is tiledForward on a geometry whose views may be any strides
-// (packed q, k and v). It writes the keys transposed into kt (see transposeKV),
-// which tiledBackwardG can reuse.
+// (packed q, k and v). It writes the keys transposed into kt (see transposeKV;
+// transposedLen(d, HeadDim) long), which tiledBackwardG can reuse.
 func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
 	d := g.d
 	transposeKV(kt, k, g.kv, d, d.HeadDim)
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
-	parallelUnits(nqb*heads, func() *forwardScratch[float32] {
-		return &forwardScratch[float32]{
+	parallelUnits(nqb*heads, func() *tiledFwdScratch {
+		return &tiledFwdScratch{
 			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
 			s: make([]float32, flashQBlock*flashKBlock), acc: make([]float32, flashQBlock*d.VDim),
+			qc: make([]float32, flashQBlock*d.HeadDim), vc: make([]float32, flashKBlock*d.VDim),
+			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
 		}
-	}, func(w *forwardScratch[float32], u int) {
-		qb := nqb - 1 - u/heads
-		b, h := (u%heads)/d.QHeads, u%d.QHeads
+	}, func(w *tiledFwdScratch, u int) {
+		// A head's query tiles one after the other, the last (which sees the
+		// most keys under a causal mask) first: the keys and values the next
+		// reads are still in cache.
+		qb := nqb - 1 - u%nqb
+		b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
 		i0 := qb * flashQBlock
 		tiledForwardBlock(g, w, out, lse, q, kt, v, b, h, i0, min(i0+flashQBlock, d.QLen))
 	})
 }
 
 // transposeKV writes the keys (or values) src, seen through view vw, as dst laid
-// out (batch, kv head, dim, key): each head's keys become the columns of a
-// dim×KLen matrix, the B operand of Q·Kᵀ in the tile products.
+// out (batch, kv head, dim, key) with rows ldT(KLen) apart (the padding zeroed):
+// each head's keys become the columns of a dim×KLen matrix, the B operand of Q·Kᵀ
+// in the tile products.
 func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
-	n := d.KLen
+	n, ld := d.KLen, ldT(d.KLen)
 	metal.ParallelFor(d.Batch*d.KVHeads, max(1, (1<<14)/max(n*dim, 1)), func(lo, hi int) {
 		for u := lo; u < hi; u++ {
 			b, hk := u/d.KVHeads, u%d.KVHeads
-			out := dst[u*dim*n : (u+1)*dim*n]
+			out := dst[u*dim*ld : (u+1)*dim*ld]
 			j := 0
 			// Eight keys at a time: each output row gets 8 contiguous values.
 			for ; j+8 <= n; j += 8 {
+				if j+16 <= n {
+					prefetch(src, vw.at(b, j+8, hk), vw.s, 8, dim)
+				}
 				// Rows j…j+7 are vw.s apart in src.
-				if base := vw.at(b, j, hk); transposeBlocks8(out[j:], n, src[base:], vw.s, dim) {
+				if base := vw.at(b, j, hk); transposeBlocks8(out[j:], ld, src[base:], vw.s, dim) {
 					continue
 				}
 				var r [8][]float32
@@ -70,7 +123,7 @@ func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
 					r[i] = src[vw.at(b, j+i, hk):][:dim]
 				}
 				for c := range dim {
-					o := out[c*n+j:][:8]
+					o := out[c*ld+j:][:8]
 					o[0], o[1], o[2], o[3] = r[0][c], r[1][c], r[2][c], r[3][c]
 					o[4], o[5], o[6], o[7] = r[4][c], r[5][c], r[6][c], r[7][c]
 				}
@@ -78,66 +131,196 @@ func transposeKV(dst, src []float32, vw view, d Dims, dim int) {
 			for ; j < n; j++ {
 				row := src[vw.at(b, j, hk):][:dim]
 				for c, x := range row {
-					out[c*n+j] = x
+					out[c*ld+j] = x
 				}
+			}
+			for c := range dim {
+				clear(out[c*ld+n : (c+1)*ld])
 			}
 		}
 	})
 }
 
-func tiledForwardBlock(g geometry[float32], w *forwardScratch[float32], out, lse, q, kt, v []float32, b, h, i0, i1 int) {
+// gather copies rows rows of width elements, stride apart in src from off, into
+// dst back to back.
+func gather(dst []float32, width int, src []float32, off, stride, rows int) {
+	if copyRowsAsm(dst, 0, width, src, off, stride, width, rows) {
+		return
+	}
+	for r := range rows {
+		copy(dst[r*width:(r+1)*width], src[off+r*stride:][:width])
+	}
+}
+
+// scatter copies rows rows of width elements from src (back to back) into dst,
+// stride apart from off.
+func scatter(dst []float32, off, stride int, src []float32, width, rows int) {
+	if copyRowsAsm(dst, off, stride, src, 0, width, width, rows) {
+		return
+	}
+	for r := range rows {
+		copy(dst[off+r*stride:][:width], src[r*width:(r+1)*width])
+	}
+}
+
+// visible sets lo[r], hi[r] to the keys [lo, hi) of the tile [j0, j1) that query
+// row i0+r sees, counted from j0 (lo == hi == 0 for none), for r < rows.
+func (g geometry[T]) visible(lo, hi []int, i0, rows, j0, j1 int) {
+	for r := range rows {
+		a, b := g.sp.clip(i0+r, j0, j1)
+		lo[r], hi[r] = a-j0, b-j0
+	}
+}
+
+// stripCols returns the keys of the tile (from its first) that the strip of rows
+// [r0, r1) needs: up to the last one any of its rows sees.
+func stripCols(hi []int, r0, r1 int) int {
+	c := 0
+	for _, h := range hi[r0:r1] {
+		c = max(c, h)
+	}
+	return c
+}
+
+// scoreStrips sets the scores s (rows × ≤64, rows flashKBlock apart) of the
+// rows [0, rows) of a tile to alpha·a·b: a the rows' contiguous query (or output
+// gradient) rows of width dim, b the transposed keys (or values) of the tile,
+// rows ldb apart; each strip of rows only over the columns it needs (rounded up to
+// 8: b is padded), consecutive strips of one width in one call.
+func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows int, alpha float32) {
+	for r0 := 0; r0 < rows; {
+		n := roundUp8(stripCols(hi, r0, min(r0+stripRows, rows)))
+		r1 := min(r0+stripRows, rows)
+		for r1 < rows && roundUp8(stripCols(hi, r1, min(r1+stripRows, rows))) == n {
+			r1 = min(r1+stripRows, rows)
+		}
+		if n > 0 {
+			tileMul(s[r0*flashKBlock:], flashKBlock, a[r0*dim:], dim, 1, b, ldb, r1-r0, n, dim, alpha, false)
+		}
+		r0 = r1
+	}
+}
+
+// rowStrips adds, for each strip of the rows [0, rows), the product of its rows
+// of p (rows flashKBlock apart) over the keys the strip needs with the first
+// rows of b (width n, rows ldb apart) to c (rows ldc apart). When set is not nil
+// it says which strips of c hold a value already: the others are written, not
+// added to, and then marked.
+func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int, set []bool) {
+	acc := func(r0 int) bool { return set == nil || set[r0/stripRows] }
+	for r0 := 0; r0 < rows; {
+		r1 := min(r0+stripRows, rows)
+		k := stripCols(hi, r0, r1)
+		// Consecutive strips over as many keys, all written or all added to: one
+		// call.
+		for r1 < rows && stripCols(hi, r1, min(r1+stripRows, rows)) == k && acc(r1) == acc(r0) {
+			r1 = min(r1+stripRows, rows)
+		}
+		if k > 0 {
+			tileMul(c[r0*ldc:], ldc, p[r0*flashKBlock:], flashKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0))
+			if set != nil {
+				for r := r0; r < r1; r += stripRows {
+					set[r/stripRows] = true
+				}
+			}
+		}
+		r0 = r1
+	}
+}
+
+// keyStrips adds, for each strip of the keys [0, nk) of a tile, the product of
+// the transposed p (rows × keys, rows flashKBlock apart) with b (a row per query
+// row, width n, rows ldb apart) to c (a row per key, rows ldc apart), over the
+// query rows that see one of the strip's keys only.
+func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int) {
+	// The rows [p0, p1) that see one of keys [j0, j1): both ends of the visible
+	// range are non-decreasing in the row, so both bounds only move forward as
+	// the strips go right. last is the first row past those that see any key.
+	last := rows
+	for last > 0 && lo[last-1] == hi[last-1] {
+		last--
+	}
+	a, z := 0, 0 // the bounds for the strip at j
+	seen := func(j0, j1 int) (int, int) {
+		for a < rows && hi[a] <= j0 {
+			a++
+		}
+		for z < last && lo[z] < j1 {
+			z++
+		}
+		return a, max(a, z)
+	}
+	p0, p1 := seen(0, min(stripRows, nk))
+	for j0 := 0; j0 < nk; {
+		j1 := min(j0+stripRows, nk)
+		// Consecutive strips seen by the same rows: one call.
+		var q0, q1 int
+		for {
+			if j1 >= nk {
+				break
+			}
+			q0, q1 = seen(j1, min(j1+stripRows, nk))
+			if q0 != p0 || q1 != p1 {
+				break
+			}
+			j1 = min(j1+stripRows, nk)
+		}
+		if p0 < p1 {
+			tileMul(c[j0*ldc:], ldc, p[p0*flashKBlock+j0:], 1, flashKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true)
+		}
+		j0, p0, p1 = j1, q0, q1
+	}
+}
+
+func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt, v []float32, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
+	ldk := ldT(d.KLen)
 	m, l, acc := w.m[:rows], w.l[:rows], w.acc[:rows*d.VDim]
+	lo, hi := w.lo[:rows], w.hi[:rows]
 	for r := range rows {
 		m[r], l[r] = negInf[float32](), 0
 	}
 	clear(acc)
-	qo := g.qv.at(b, i0, h)
+	// The output rows are written last; fetch them while the tile is computed.
+	prefetch(out, g.ov.at(b, i0, h), g.ov.s, rows, d.VDim)
+	qc := w.qc[:rows*d.HeadDim]
+	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	ulo, _ := g.sp.rows(i0)
 	_, uhi := g.sp.rows(i1 - 1)
 	for j0 := ulo; j0 < uhi; j0 += flashKBlock {
 		j1 := min(j0+flashKBlock, uhi)
 		nk := j1 - j0
-		vo := g.vv.at(b, j0, hk)
+		vc := w.vc[:nk*d.VDim]
+		gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
 		s := w.s[:rows*flashKBlock]
-		kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
-		// Rows [0, top) need keys [0, left) only: a full tile on the diagonal of a
-		// causal mask skips its upper right quadrant.
-		top, left := 0, nk
-		if g.quadrant(i0, rows, j0, nk) {
-			top, left = flashQBlock/2, flashKBlock/2
-			tileMul(s, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, top, left, d.HeadDim, g.scale, false)
-		}
-		tileMul(s[top*flashKBlock:], flashKBlock, q[qo+top*g.qv.s:], g.qv.s, 1, kt[kto:], d.KLen, rows-top, nk, d.HeadDim, g.scale, false)
-		for r := range rows {
-			cols := nk
-			if r < top {
-				cols = left
+		g.visible(lo, hi, i0, rows, j0, j1)
+		scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
+		for r0 := 0; r0 < rows; r0 += stripRows {
+			r1 := min(r0+stripRows, rows)
+			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
+			cols := roundUp8(stripCols(hi, r0, r1))
+			for r := r0; r < r1; r++ {
+				row := s[r*flashKBlock : r*flashKBlock+cols]
+				if lo[r] == hi[r] {
+					clear(row)
+					continue
+				}
+				fill(row[:lo[r]], negInf[float32]())
+				fill(row[hi[r]:], negInf[float32]())
+				mOld := m[r]
+				mNew, sum := vecmath.SoftmaxRow(row, mOld)
+				if mNew != mOld && l[r] != 0 {
+					c := vecmath.Exp(mOld - mNew)
+					l[r] *= c
+					scaleVec(acc[r*d.VDim:(r+1)*d.VDim], c)
+				}
+				l[r] += sum
+				m[r] = mNew
 			}
-			row := s[r*flashKBlock : r*flashKBlock+cols]
-			lo, hi := g.sp.clip(i0+r, j0, j0+cols)
-			if lo == hi {
-				clear(row)
-				continue
-			}
-			fill(row[:lo-j0], negInf[float32]())
-			fill(row[hi-j0:], negInf[float32]())
-			mOld := m[r]
-			mNew, sum := softmaxRow(row, mOld)
-			if mNew != mOld && l[r] != 0 {
-				c := expTile(mOld - mNew)
-				l[r] *= c
-				scaleVec(acc[r*d.VDim:(r+1)*d.VDim], c)
-			}
-			l[r] += sum
-			m[r] = mNew
 		}
-		if top > 0 {
-			tileMul(acc, d.VDim, s, flashKBlock, 1, v[vo:], g.vv.s, top, d.VDim, left, 1, true)
-		}
-		tileMul(acc[top*d.VDim:], d.VDim, s[top*flashKBlock:], flashKBlock, 1, v[vo:], g.vv.s, rows-top, d.VDim, nk, 1, true)
+		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
 	}
 	for r := range rows {
 		o := out[g.ov.at(b, i0+r, h):][:d.VDim]
@@ -176,17 +359,6 @@ func logTile(x float32) float32 {
 	return float32(e)*math.Ln2 + p
 }
 
-// quadrant reports whether the tile of query rows i0…i0+rows−1 and keys
-// j0…j0+nk−1 is a full 64×64 tile whose upper right 32×32 quadrant no row sees:
-// the first 32 rows see no key from j0+32 on (a causal tile on the diagonal).
-func (g geometry[T]) quadrant(i0, rows, j0, nk int) bool {
-	if rows != flashQBlock || nk != flashKBlock {
-		return false
-	}
-	_, hi := g.sp.rows(i0 + flashQBlock/2 - 1)
-	return hi <= j0+flashKBlock/2
-}
-
 // tiledBackward is FlashBackward for float32 on tile products.
 func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Options) {
 	d.check("tiledBackward", len(q), len(k), len(v), len(out))
@@ -206,20 +378,23 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	d := g.d
 	nrows := d.Batch * d.QHeads * d.QLen
 	if kt == nil {
-		kt = make([]float32, d.Batch*d.KVHeads*d.HeadDim*d.KLen)
+		kt = make([]float32, transposedLen(d, d.HeadDim))
 		transposeKV(kt, k, g.kv, d, d.HeadDim)
 	}
-	vtBuf := autodiff.Empty(autodiff.Float32, d.Batch*d.KVHeads*d.VDim*d.KLen)
+	vtBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.VDim))
 	defer vtBuf.Release()
 	vt := vtBuf.Float32s()
 	transposeKV(vt, v, g.vv, d, d.VDim)
 	delta := make([]float32, nrows)
-	metal.ParallelFor(nrows, 1024, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			bh, i := r/max(d.QLen, 1), r%max(d.QLen, 1)
-			b, h := bh/d.QHeads, bh%d.QHeads
-			o := g.ov.at(b, i, h)
-			delta[r] = dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+	// Rows in the order of the (batch, seq) positions, all heads of one after the
+	// other: in BSHD they are next to each other in memory.
+	metal.ParallelFor(d.Batch*d.QLen, max(1, 1024/d.QHeads), func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			b, i := p/d.QLen, p%d.QLen
+			for h := range d.QHeads {
+				o := g.ov.at(b, i, h)
+				delta[(b*d.QHeads+h)*d.QLen+i] = vecmath.Dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+			}
 		}
 	})
 	nkb := (d.KLen + flashKBlock - 1) / flashKBlock
@@ -230,28 +405,33 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	for c := 1; c < parts; c++ {
 		dqs[c] = make([]float32, len(dq))
 	}
-	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	parallelUnits(units*parts, func() *tiledScratch {
 		return &tiledScratch{
 			p: make([]float32, flashQBlock*flashKBlock), ds: make([]float32, flashQBlock*flashKBlock),
-			dqSet: make([]bool, g.group*nqb*2),
+			qc: make([]float32, flashQBlock*d.HeadDim), oc: make([]float32, flashQBlock*d.VDim),
+			kc: make([]float32, flashKBlock*d.HeadDim),
+			dk: make([]float32, flashKBlock*d.HeadDim), dv: make([]float32, flashKBlock*d.VDim),
+			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
+			dqSet: make([]bool, g.group*((d.QLen+stripRows-1)/stripRows)),
 		}
 	}, func(w *tiledScratch, u int) {
 		c := u % parts
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
+		// This unit owns the dq rows of its query heads in its part: the first
+		// key block that reaches a strip of rows writes it, later ones add to
+		// it, and strips no key of this part reaches are cleared at the end.
 		clear(w.dqSet)
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * flashKBlock
 			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
 		}
-		// dq rows of this group that no key of this part reached.
+		nqs := (d.QLen + stripRows - 1) / stripRows
 		for i, set := range w.dqSet {
 			if set {
 				continue
 			}
-			h, qb, half := hk*g.group+i/(2*nqb), (i/2)%nqb, i%2
-			r0 := qb*flashQBlock + half*flashQBlock/2
-			for r := r0; r < min(r0+flashQBlock/2, d.QLen, (qb+1)*flashQBlock); r++ {
+			h, r0 := hk*g.group+i/nqs, (i%nqs)*stripRows
+			for r := r0; r < min(r0+stripRows, d.QLen); r++ {
 				clear(dqs[c][g.qv.at(b, r, h):][:d.HeadDim])
 			}
 		}
@@ -259,20 +439,20 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	if parts > 1 {
 		metal.ParallelFor(len(dq), 1<<14, func(lo, hi int) {
 			for _, part := range dqs[1:] {
-				for i := lo; i < hi; i++ {
-					dq[i] += part[i]
-				}
+				vecmath.AddTo(dq[lo:hi], part[lo:hi])
 			}
 		})
 	}
 }
 
-// tiledScratch is a backward worker's scratch: the P and dS tiles, and which
-// halves of its unit's query blocks have had dq written (the first product
-// writes, later ones add, so nothing needs clearing first).
+// tiledScratch is a backward worker's scratch: the P and dS tiles, the gathered
+// query, output-gradient and key tiles, the dK and dV of the key block, the keys
+// each row sees (as in tiledFwdScratch) and which strips of its unit's dq rows
+// hold a value.
 type tiledScratch struct {
-	p, ds []float32
-	dqSet []bool // (head in group, query block, half)
+	p, ds, qc, oc, kc, dk, dv []float32
+	lo, hi                    []int
+	dqSet                     []bool // (query head in the group, strip of 4 query rows) written
 }
 
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
@@ -281,46 +461,17 @@ type tiledScratch struct {
 func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, kt, vt, dout, lse, delta []float32, b, hk, j0, j1 int) {
 	d := g.d
 	nk := j1 - j0
-	ko, vo := g.kv.at(b, j0, hk), g.vv.at(b, j0, hk)
-	kto := (b*d.KVHeads+hk)*d.HeadDim*d.KLen + j0
-	vto := (b*d.KVHeads+hk)*d.VDim*d.KLen + j0
-	const half = flashKBlock / 2
-	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
-	var kvSet [2]bool // the tile's key halves [0, 32) and [32, nk) written
-	// kvProduct sets or adds dK and dV of keys [klo, khi) from query rows [r0, rows)
-	// of the current tile (p, ds) whose queries and output gradients start at qo,
-	// oo; one product per key half, each half written first and added to after.
-	kvProduct := func(klo, khi, r0, rows, qo, oo int) {
-		for hf, seg := range [2][2]int{{klo, min(khi, half)}, {max(klo, half), khi}} {
-			if seg[0] >= seg[1] || r0 >= rows {
-				continue
-			}
-			n, acc := seg[1]-seg[0], kvSet[hf]
-			tileMul(dk[ko+seg[0]*g.kv.s:], g.kv.s, w.ds[r0*flashKBlock+seg[0]:], 1, flashKBlock, q[qo+r0*g.qv.s:], g.qv.s, n, d.HeadDim, rows-r0, 1, acc)
-			tileMul(dv[vo+seg[0]*g.vv.s:], g.vv.s, w.p[r0*flashKBlock+seg[0]:], 1, flashKBlock, dout[oo+r0*g.ov.s:], g.ov.s, n, d.VDim, rows-r0, 1, acc)
-			kvSet[hf] = true
-		}
-	}
-	// qProduct sets or adds dQ of rows [r0, r1) of query block qb of head h (in
-	// the group: hh) from keys [0, kcols) of the tile.
-	qProduct := func(hh, qb, r0, r1, kcols, qo int) {
-		for hf, seg := range [2][2]int{{r0, min(r1, flashQBlock/2)}, {max(r0, flashQBlock/2), r1}} {
-			if seg[0] >= seg[1] {
-				continue
-			}
-			i := (hh*nqb+qb)*2 + hf
-			tileMul(dq[qo+seg[0]*g.qv.s:], g.qv.s, w.ds[seg[0]*flashKBlock:], flashKBlock, 1, k[ko:], g.kv.s, seg[1]-seg[0], d.HeadDim, kcols, 1, w.dqSet[i])
-			w.dqSet[i] = true
-		}
-	}
-	defer func() { // keys no query of the tile reached
-		for hf, seg := range [2][2]int{{0, min(nk, half)}, {half, nk}} {
-			for j := seg[0]; j < seg[1] && !kvSet[hf]; j++ {
-				clear(dk[ko+j*g.kv.s:][:d.HeadDim])
-				clear(dv[vo+j*g.vv.s:][:d.VDim])
-			}
-		}
-	}()
+	ldk := ldT(d.KLen)
+	kto := (b*d.KVHeads+hk)*d.HeadDim*ldk + j0
+	vto := (b*d.KVHeads+hk)*d.VDim*ldk + j0
+	kc := w.kc[:nk*d.HeadDim]
+	gather(kc, d.HeadDim, k, g.kv.at(b, j0, hk), g.kv.s, nk)
+	gk, gv := w.dk[:nk*d.HeadDim], w.dv[:nk*d.VDim]
+	clear(gk)
+	clear(gv)
+	// dk and dv are written last; fetch their rows while the block is computed.
+	prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
+	prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
 	for h := hk * g.group; h < (hk+1)*g.group; h++ {
 		for i0 := 0; i0 < d.QLen; i0 += flashQBlock {
 			i1 := min(i0+flashQBlock, d.QLen)
@@ -331,46 +482,43 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				continue
 			}
 			rows := i1 - i0
-			qo, oo := g.qv.at(b, i0, h), g.ov.at(b, i0, h)
+			lo, hi := w.lo[:rows], w.hi[:rows]
+			g.visible(lo, hi, i0, rows, j0, j1)
+			qc, oc := w.qc[:rows*d.HeadDim], w.oc[:rows*d.VDim]
+			gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
+			gather(oc, d.VDim, dout, g.ov.at(b, i0, h), g.ov.s, rows)
 			p, ds := w.p[:rows*flashKBlock], w.ds[:rows*flashKBlock]
-			// As forward: rows [0, top) see keys [0, left) only.
-			top, left := 0, nk
-			if g.quadrant(i0, rows, j0, nk) {
-				top, left = flashQBlock/2, flashKBlock/2
-				tileMul(p, flashKBlock, q[qo:], g.qv.s, 1, kt[kto:], d.KLen, top, left, d.HeadDim, g.scale, false)
-				tileMul(ds, flashKBlock, dout[oo:], g.ov.s, 1, vt[vto:], d.KLen, top, left, d.VDim, 1, false)
-			}
-			qb, ob, tb := qo+top*g.qv.s, oo+top*g.ov.s, top*flashKBlock
-			tileMul(p[tb:], flashKBlock, q[qb:], g.qv.s, 1, kt[kto:], d.KLen, rows-top, nk, d.HeadDim, g.scale, false)
-			tileMul(ds[tb:], flashKBlock, dout[ob:], g.ov.s, 1, vt[vto:], d.KLen, rows-top, nk, d.VDim, 1, false)
-			for r := range rows {
-				cols := nk
-				if r < top {
-					cols = left
+			scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
+			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
+			for r0 := 0; r0 < rows; r0 += stripRows {
+				r1 := min(r0+stripRows, rows)
+				// Whole vectors of the scores scoreStrips computed, which covers
+				// the strips of keys keyStrips reads a row over (those of which
+				// it sees one).
+				cols := roundUp8(stripCols(hi, r0, r1))
+				for r := r0; r < r1; r++ {
+					pr, dr := p[r*flashKBlock:][:cols], ds[r*flashKBlock:][:cols]
+					if lo[r] == hi[r] {
+						clear(pr)
+						clear(dr)
+						continue
+					}
+					fill(pr[:lo[r]], negInf[float32]())
+					fill(pr[hi[r]:], negInf[float32]())
+					li := (b*d.QHeads+h)*d.QLen + i0 + r
+					vecmath.SoftmaxGradRow(pr, dr, lse[li], delta[li], g.scale)
 				}
-				pr, dr := p[r*flashKBlock:][:cols], ds[r*flashKBlock:][:cols]
-				lo, hi := g.sp.clip(i0+r, j0, j0+cols)
-				if lo == hi {
-					clear(pr)
-					clear(dr)
-					continue
-				}
-				fill(pr[:lo-j0], negInf[float32]())
-				fill(pr[hi-j0:], negInf[float32]())
-				li := (b*d.QHeads+h)*d.QLen + i0 + r
-				gradRow(pr, dr, lse[li], delta[li], g.scale)
 			}
-			// dQ = dS·K over each row's keys; dK = dSᵀ·Q and dV = Pᵀ·dO with keys
-			// [0, left) seen by every row and keys [left, nk) by rows [top, rows).
-			hh, qb := h-hk*g.group, i0/flashQBlock
-			if top > 0 {
-				qProduct(hh, qb, 0, top, left, qo)
-			}
-			qProduct(hh, qb, top, rows, nk, qo)
-			kvProduct(0, left, 0, rows, qo, oo)
-			kvProduct(left, nk, top, rows, qo, oo)
+			// dQ = dS·K over each strip's keys; dK = dSᵀ·Q and dV = Pᵀ·dO over the
+			// query rows that see each strip of keys.
+			nqs := (d.QLen + stripRows - 1) / stripRows
+			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, hi, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:])
+			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk)
+			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk)
 		}
 	}
+	scatter(dk, g.kv.at(b, j0, hk), g.kv.s, gk, d.HeadDim, nk)
+	scatter(dv, g.vv.at(b, j0, hk), g.vv.s, gv, d.VDim, nk)
 }
 
 // tiledAttention is [FlashAttention] for float32 tensors on the tiled kernels.
@@ -388,7 +536,7 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
 		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
 	}
-	ktBuf := autodiff.Empty(autodiff.Float32, k.Len())
+	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.HeadDim))
 	kt := ktBuf.Float32s()
 	g := newGeometry[float32](d, opt)
 	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt)
@@ -423,49 +571,6 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 func fill(s []float32, v float32) {
 	for i := range s {
 		s[i] = v
-	}
-}
-
-func f32bits(v float32) uint32 { return math.Float32bits(v) }
-
-// expTile is e^x in float32 for x ≤ 0 (0 below −87.3, −Inf included), as the
-// tile kernels compute it: x = n·ln2 + r with |r| ≤ ln2/2 and e^r by its
-// degree-6 Taylor polynomial (relative error below 2e-7).
-func expTile(x float32) float32 {
-	if !(x >= -87.3) {
-		return 0
-	}
-	const (
-		log2e = 1.4426950408889634
-		ln2hi = 0.693145751953125
-		ln2lo = 1.428606765330187e-06
-	)
-	n := float32(math.RoundToEven(float64(x * log2e)))
-	r := x - n*ln2hi - n*ln2lo
-	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
-	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
-}
-
-// softmaxRowGo sets m = max(mOld, max s) and s[j] = e^(s[j] − m), returning m and
-// Σ s[j] (see expTile).
-func softmaxRowGo(s []float32, mOld float32) (m, sum float32) {
-	m = mOld
-	for _, x := range s {
-		m = max(m, x)
-	}
-	for j, x := range s {
-		s[j] = expTile(x - m)
-		sum += s[j]
-	}
-	return m, sum
-}
-
-// gradRowGo sets p[j] = e^(p[j] − lse) and ds[j] = p[j]·(ds[j] − delta)·scale.
-func gradRowGo(p, ds []float32, lse, delta, scale float32) {
-	ds = ds[:len(p)]
-	for j, x := range p {
-		p[j] = expTile(x - lse)
-		ds[j] = p[j] * scale * (ds[j] - delta)
 	}
 }
 
@@ -531,12 +636,24 @@ func projectQKV(x, wq, wk, wv, bq, bk, bv *autodiff.Tensor) *autodiff.Tensor {
 			gemm.Sgemm(false, false, rows, in, width, 1, gs, width, wc, in, 0, dx.Float32s(), in)
 			return dx
 		})
-		for i, w := range ws {
-			autodiff.Accumulate(w, func() *autodiff.Tensor {
-				dw := autodiff.Empty(autodiff.Float32, w.Shape()...)
-				gemm.Sgemm(true, false, w.Dim(0), in, rows, 1, gs[offs[i]:], width, xs, in, 0, dw.Float32s(), in)
-				return dw
-			})
+		// One GEMM for the three weight gradients side by side, (width, in): x is
+		// packed once instead of once per weight.
+		needW := false
+		for _, w := range ws {
+			needW = needW || autodiff.NeedsGrad(w)
+		}
+		if needW {
+			dwcat := autodiff.Empty(autodiff.Float32, width, in)
+			defer dwcat.Release()
+			dwc := dwcat.Float32s()
+			gemm.Sgemm(true, false, width, in, rows, 1, gs, width, xs, in, 0, dwc, in)
+			for i, w := range ws {
+				autodiff.Accumulate(w, func() *autodiff.Tensor {
+					dw := autodiff.Empty(autodiff.Float32, w.Shape()...)
+					copy(dw.Float32s(), dwc[offs[i]*in:offs[i+1]*in])
+					return dw
+				})
+			}
 		}
 		if bq == nil {
 			return
@@ -560,7 +677,7 @@ func columnSums32(dst, g []float32, rows, cols int) {
 	metal.ParallelFor(rows, max(1, (1<<15)/cols), func(lo, hi int) {
 		part := make([]float32, cols)
 		for r := lo; r < hi; r++ {
-			addTo32(part, g[r*cols:(r+1)*cols])
+			vecmath.AddTo(part, g[r*cols:(r+1)*cols])
 		}
 		mu.Lock()
 		for j, v := range part {
@@ -659,7 +776,7 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 		lse = make([]float32, bs*heads*seq)
 	}
 	x := qkv.Float32s()
-	ktBuf := autodiff.Empty(autodiff.Float32, bs*kvHeads*headDim*seq)
+	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, headDim))
 	kt := ktBuf.Float32s()
 	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt)
 	if !start.IsZero() {

@@ -10,13 +10,27 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
 )
 
 // TestTiledMatchesReference runs the GEMM-tile kernels over the flash test cases
 // (every length, head dim, GQA ratio, mask and layout) against the float64
 // reference, with the float32 bound of the flash kernels.
-func TestTiledMatchesReference(t *testing.T) {
+func TestTiledMatchesReference(t *testing.T) { bothPaths(t, testTiledMatchesReference) }
+
+// bothPaths runs f with the AVX2 kernels (where the CPU has them) and again on
+// the Go paths other CPUs take: row loops, tile products through gemm.
+func bothPaths(t *testing.T, f func(t *testing.T)) {
+	t.Run("simd", f)
+	if vecmath.AVX2FMA {
+		vecmath.AVX2FMA = false
+		defer func() { vecmath.AVX2FMA = true }()
+		t.Run("go", f)
+	}
+}
+
+func testTiledMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, c := range flashCases {
 		t.Run(c.String(), func(t *testing.T) {
@@ -24,10 +38,11 @@ func TestTiledMatchesReference(t *testing.T) {
 			a := newAttnData(rng, c)
 			lse := make([]float64, d.Batch*d.QHeads*d.QLen)
 			FlashForward(make([]float64, len(a.out)), lse, a.q, a.k, a.v, d, c.opt)
-			out := make([]float32, len(a.out))
-			lse32 := make([]float32, len(lse))
+			out := nans(len(a.out))
+			lse32 := nans(len(lse))
 			tiledForward(out, lse32, a.q32, a.k32, a.v32, d, c.opt)
-			dq, dk, dv := make([]float32, len(a.q)), make([]float32, len(a.k)), make([]float32, len(a.v))
+			// Outputs start as NaN: the kernels must write every element.
+			dq, dk, dv := nans(len(a.q)), nans(len(a.k)), nans(len(a.v))
 			tiledBackward(dq, dk, dv, a.q32, a.k32, a.v32, out, a.dout32, lse32, d, c.opt)
 			for _, x := range []struct {
 				name string
@@ -218,49 +233,6 @@ func TestTiledAttentionOp(t *testing.T) {
 	}
 }
 
-// TestTiledRowKernels compares the row kernels (AVX2 where available) with
-// their definitions in float64 over lengths that exercise the 8-lane body and
-// the tail, masked entries included.
-func TestTiledRowKernels(t *testing.T) {
-	rng := rand.New(rand.NewPCG(25, 26))
-	for _, n := range []int{1, 7, 8, 33, 64} {
-		s := to32(normals(rng, n))
-		for i := range s {
-			s[i] *= 4
-		}
-		if n > 2 {
-			s[1] = negInf[float32]()
-		}
-		ref := to64(s)
-		m, sum := softmaxRow(s, -3)
-		wantM := -3.0
-		for _, x := range ref {
-			wantM = math.Max(wantM, x)
-		}
-		assert.Equal(t, float32(wantM), m, "n=%d max", n)
-		wantSum := 0.0
-		for i, x := range ref {
-			// The difference is rounded to float32 first, as the kernels compute it.
-			e := math.Exp(float64(float32(x) - float32(wantM)))
-			wantSum += e
-			assert.InEpsilon(t, e+1e-30, float64(s[i])+1e-30, 4e-7, "n=%d exp %d", n, i)
-		}
-		assert.InEpsilon(t, wantSum, float64(sum), 1e-6, "n=%d sum", n)
-
-		p, ds := to32(normals(rng, n)), to32(normals(rng, n))
-		p0, ds0 := to64(p), to64(ds)
-		gradRow(p, ds, 1.5, 0.25, 0.3)
-		for i := range p {
-			e := math.Exp(float64(float32(p0[i]) - 1.5))
-			assert.InEpsilon(t, e, float64(p[i]), 4e-7, "n=%d p %d", n, i)
-			assert.InDelta(t, e*(ds0[i]-0.25)*0.3, float64(ds[i]), 1e-6, "n=%d ds %d", n, i)
-		}
-	}
-	assert.Equal(t, float32(0), expTile(-88))
-	assert.Equal(t, float32(0), expTile(negInf[float32]()))
-	assert.Equal(t, float32(1), expTile(0))
-}
-
 // A llama-style attention block: 4 query heads sharing 2 key/value heads, RoPE,
 // causal. In training the cache is nil; here a second call continues the first
 // through a cache, as generation does.
@@ -434,5 +406,51 @@ func TestBlockFloat32Cache(t *testing.T) {
 			}
 			near32(t, wantChunks, got, "cached")
 		})
+	}
+}
+
+// nans returns n float32 NaNs.
+func nans(n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(math.NaN())
+	}
+	return s
+}
+
+// TestGatherScatter checks the row copies of the tiled kernels (AVX2 for whole
+// vectors, Go otherwise) against plain indexing, and that scatter leaves the
+// elements between rows alone.
+func TestGatherScatter(t *testing.T) { bothPaths(t, testGatherScatter) }
+
+func testGatherScatter(t *testing.T) {
+	for _, width := range []int{1, 6, 8, 24, 80} {
+		for _, rows := range []int{0, 1, 5, 9} {
+			stride, off := width+13, 7
+			src := make([]float32, off+rows*stride+3)
+			for i := range src {
+				src[i] = float32(i)
+			}
+			dst := nans(rows * width)
+			gather(dst, width, src, off, stride, rows)
+			for r := range rows {
+				for c := range width {
+					require.Equal(t, src[off+r*stride+c], dst[r*width+c], "gather width %d rows %d [%d,%d]", width, rows, r, c)
+				}
+			}
+			back := make([]float32, len(src))
+			for i := range back {
+				back[i] = -1
+			}
+			scatter(back, off, stride, dst, width, rows)
+			for i, v := range back {
+				r, c := (i-off)/stride, (i-off)%stride
+				if i >= off && r < rows && c < width {
+					require.Equal(t, src[i], v, "scatter width %d rows %d at %d", width, rows, i)
+				} else {
+					require.Equal(t, float32(-1), v, "scatter width %d rows %d wrote %d", width, rows, i)
+				}
+			}
+		}
 	}
 }

@@ -2,7 +2,11 @@
 
 package attention
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
+)
 
 //go:noescape
 func halfToFloat32F16C(dst *float32, src *uint16, n int)
@@ -30,15 +34,13 @@ func halfRowsToFloat32(dst []float32, src []uint16, rows, d, stride int) {
 	}
 }
 
-// hasF16C reports the half-precision conversions (with AVX, which they need).
+// cpuid1ECX returns ECX of CPUID leaf 1.
+func cpuid1ECX() uint32
+
+// hasF16C reports the half-precision conversions (with AVX, which they need and
+// whose OS support vecmath.AVX includes).
 var hasF16C = sync.OnceValue(func() bool {
-	_, _, ecx1, _ := attnCPUID(1, 0)
-	const f16c, osxsave, avx = 1 << 29, 1 << 27, 1 << 28
-	if ecx1&(f16c|osxsave|avx) != f16c|osxsave|avx {
-		return false
-	}
-	xcr0, _ := attnXGETBV()
-	return xcr0&6 == 6
+	return vecmath.AVX && cpuid1ECX()&(1<<29) != 0
 })
 
 // halvesToFloat32 converts src to float32 into dst (same length).

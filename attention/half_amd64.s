@@ -59,3 +59,11 @@ colloop:
 	JNZ       rowloop
 	VZEROUPPER
 	RET
+
+// func cpuid1ECX() uint32: ECX of CPUID leaf 1 (the F16C bit is 29).
+TEXT ·cpuid1ECX(SB), NOSPLIT, $0-4
+	MOVL $1, AX
+	MOVL $0, CX
+	CPUID
+	MOVL CX, ret+0(FP)
+	RET

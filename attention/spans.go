@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 )
 
 // SpanAttention is attention for queries q (batch, n, heads, head dim; BSHD)
@@ -207,9 +208,9 @@ func spanAttendTiles(out, q []float32, spans [][]spanRef[float32], offsets []int
 					fill(p[:k0-c0], negInf[float32]())
 					fill(p[k1-c0:], negInf[float32]())
 					mOld := w.m[r]
-					mNew, sum := softmaxRow(p, mOld)
+					mNew, sum := vecmath.SoftmaxRow(p, mOld)
 					if mNew != mOld && w.l[r] != 0 {
-						c := expTile(mOld - mNew)
+						c := vecmath.Exp(mOld - mNew)
 						w.l[r] *= c
 						scaleVec(w.acc[r*D:(r+1)*D], c)
 					}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
@@ -18,7 +19,7 @@ type LayerNorm struct{ *layers.LayerNorm }
 
 // Forward normalises the last axis of x.
 func (n LayerNorm) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
-	if x.DType() != autodiff.Float32 || n.Bias == nil || x.Rank() == 0 || x.Dim(-1)%8 != 0 || !hasAVX2FMA() || layerNorm32Op.OnMetal(rowsOf(x)) {
+	if x.DType() != autodiff.Float32 || n.Bias == nil || x.Rank() == 0 || x.Dim(-1)%8 != 0 || !vecmath.AVX2FMA || layerNorm32Op.OnMetal(rowsOf(x)) {
 		return n.LayerNorm.Forward(c, x)
 	}
 	return layerNorm32(x, c.Param(n.Weight), c.Param(n.Bias), float32(n.Eps))

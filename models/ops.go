@@ -7,6 +7,7 @@ import (
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -124,9 +125,9 @@ func shapeOf(t *autodiff.Tensor) []int {
 
 // LinearGELU is the fused, differentiable gelu(x·Wᵀ + b) for x (..., in), W (out,
 // in) and b (out) or nil, with the exact (erf) GELU as PyTorch's nn.GELU computes
-// it. Forward runs one GEMM and then, row by row while the row is in cache, adds
-// the bias and evaluates the GELU and its derivative together (they share one
-// exponential). It keeps the derivative instead of the pre-activation, so
+// it. Forward runs one GEMM whose epilogue (float32: gemm.SgemmEpilogue) adds the
+// bias and evaluates the GELU and its derivative together (they share one
+// exponential) on each block of rows while it is in cache. It keeps the derivative instead of the pre-activation, so
 // backward is a product and the two GEMMs of a linear layer, with the bias
 // gradient summed in the same pass; the memory is that of the unfused pair.
 //
@@ -153,9 +154,18 @@ func linearGELU(x, w, b *autodiff.Tensor, store autodiff.DType) *autodiff.Tensor
 	y := autodiff.Empty(x.DType(), shape...)
 	deriv := autodiff.Empty(x.DType(), shape...)
 	if x.DType() == autodiff.Float32 {
-		gemm.Sgemm(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 0, y.Float32s(), out)
-		metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
-			geluRows32(y.Float32s()[lo*out:hi*out], deriv.Float32s()[lo*out:hi*out], optFloats[float32](b), out)
+		// The bias and the GELU run as the GEMM's epilogue, on each block of rows
+		// while it is in cache.
+		ys, ds, bias := y.Float32s(), deriv.Float32s(), optFloats[float32](b)
+		gemm.SgemmEpilogue(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 0, ys, out, func(i0, i1, j0, j1 int) {
+			var bj []float32
+			if bias != nil {
+				bj = bias[j0:j1]
+			}
+			for r := i0; r < i1; r++ {
+				row := ys[r*out+j0 : r*out+j1]
+				vecmath.GELU(row, ds[r*out+j0:r*out+j1], row, bj)
+			}
 		})
 	} else {
 		gemm.Dgemm(false, true, rows, out, in, 1, x.Float64s(), in, w.Float64s(), in, 0, y.Float64s(), out)
@@ -291,7 +301,7 @@ func linearGELUBackward[T autodiff.Float](dpre, db, g, deriv []T, rows, width in
 		for r := lo; r < hi; r++ {
 			d, gr, dr := dpre[r*width:(r+1)*width], g[r*width:(r+1)*width], deriv[r*width:(r+1)*width]
 			if d32, ok := any(d).([]float32); ok {
-				mulSum32(d32, any(part).([]float32), any(gr).([]float32), any(dr).([]float32))
+				vecmath.MulSum(d32, any(part).([]float32), any(gr).([]float32), any(dr).([]float32))
 			} else {
 				mulSumGo(d, part, gr, dr)
 			}
@@ -315,91 +325,9 @@ func mulSumGo[T autodiff.Float](dst, sum, a, b []T) {
 	}
 }
 
-// The constants of Abramowitz and Stegun 7.1.26:
-// erf(z) ≈ 1 − t(a1 + t(a2 + t(a3 + t(a4 + t·a5))))·e^(−z²), t = 1/(1 + p·z), z ≥ 0.
-const (
-	erfP  = 0.3275911
-	erfA1 = 0.254829592
-	erfA2 = -0.284496736
-	erfA3 = 1.421413741
-	erfA4 = -1.453152027
-	erfA5 = 1.061405429
-
-	invSqrt2   = 0.7071067811865476
-	invSqrt2Pi = 0.3989422804014327
-)
-
-// geluRows32 replaces each element v of y (rows of width, plus b when not nil) by
-// gelu(v) and stores gelu'(v) in d.
-func geluRows32(y, d, b []float32, width int) {
-	for r := 0; r < len(y); r += width {
-		geluRow32(y[r:r+width], d[r:r+width], b)
-	}
-}
-
-// geluRowGo is geluRow32 in Go.
-func geluRowGo(y, d, b []float32) {
-	for i, v := range y {
-		if b != nil {
-			v += b[i]
-		}
-		y[i], d[i] = gelu32(v)
-	}
-}
-
-// tail returns s[n:], or nil when s is nil.
-func tail(s []float32, n int) []float32 {
-	if s == nil {
-		return nil
-	}
-	return s[n:]
-}
-
-func float32bits(v float32) uint32 { return math.Float32bits(v) }
-
-// gelu32 returns gelu(x) = x·Φ(x) and its derivative Φ(x) + x·φ(x) in float32.
-// It has no branches on the data (the sign goes through bit operations): random
-// signs would mispredict half the time.
-func gelu32(x float32) (y, dy float32) {
-	bits := math.Float32bits(x)
-	a := math.Float32frombits(bits&0x7fffffff) * invSqrt2 // |x|/√2
-	t := 1 / (1 + erfP*a)
-	poly := t * (erfA1 + t*(erfA2+t*(erfA3+t*(erfA4+t*erfA5))))
-	e := expNeg32(-a * a)
-	tail := 0.5 * poly * e       // Φ(−|x|)
-	pos := float32(1 - bits>>31) // 1 when x ≥ 0
-	phi := tail + pos*(1-2*tail) // Φ(x)
-	return x * phi, phi + x*e*invSqrt2Pi
-}
-
-// expNeg32 is e^x for x ≤ 0 in float32 (relative error below 2e-7; below −87.3
-// it returns e^−87.3 ≈ 1.2e-38, the smallest normal): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n put
-// in the exponent.
-func expNeg32(x float32) float32 {
-	const (
-		log2e = 1.4426950408889634
-		ln2hi = 0.693145751953125
-		ln2lo = 1.428606765330187e-06
-	)
-	x = max(x, -87.3)
-	n := int32(x*log2e - 0.5)
-	fn := float32(n)
-	r := x - fn*ln2hi - fn*ln2lo
-	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
-	return p * math.Float32frombits(uint32(n+127)<<23)
-}
-
 func geluRows64(y, d, b []float64, width int) {
 	for r := 0; r < len(y); r += width {
-		yr, dr := y[r:r+width], d[r:r+width]
-		for i, v := range yr {
-			if b != nil {
-				v += b[i]
-			}
-			phi := 0.5 * (1 + math.Erf(v*invSqrt2))
-			yr[i] = v * phi
-			dr[i] = phi + v*invSqrt2Pi*math.Exp(-0.5*v*v)
-		}
+		vecmath.GELU64(y[r:r+width], d[r:r+width], y[r:r+width], b)
 	}
 }
 
@@ -446,7 +374,6 @@ func linearResidualStored(x, w, b, res *autodiff.Tensor, store autodiff.DType) *
 		xh = storeHalf(x, store)
 	}
 	yr := autodiff.Record(y, "linear_residual", func(g *autodiff.Tensor) {
-		autodiff.Accumulate(res, func() *autodiff.Tensor { return g.Clone() })
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
 			if x.DType() == autodiff.Float32 {
@@ -480,6 +407,10 @@ func linearResidualStored(x, w, b, res *autodiff.Tensor, store autodiff.DType) *
 				return db
 			})
 		}
+		// The residual's gradient is g itself: it shares g's storage instead of
+		// copying it, handed over last, once nothing here reads g any more (the
+		// tape may add into it in place, res being x say).
+		autodiff.Accumulate(res, func() *autodiff.Tensor { return g.Detached() })
 	}, inputs...)
 	if xh != nil {
 		own(yr, xh)
@@ -499,7 +430,7 @@ func residualRows[T autodiff.Float](y, res, b []T, width int) {
 			yr, rr := y[r*width:(r+1)*width], res[r*width:(r+1)*width]
 			if y32, ok := any(yr).([]float32); ok {
 				copy(y32, any(rr).([]float32))
-				addTo32(y32, any(b).([]float32))
+				vecmath.AddTo(y32, any(b).([]float32))
 				continue
 			}
 			for i, v := range rr {
@@ -518,7 +449,7 @@ func columnSums[T autodiff.Float](dst, g []T, rows, cols int) {
 		for r := lo; r < hi; r++ {
 			row := g[r*cols : (r+1)*cols]
 			if p32, ok := any(part).([]float32); ok {
-				addTo32(p32, any(row).([]float32))
+				vecmath.AddTo(p32, any(row).([]float32))
 				continue
 			}
 			for j, v := range row {

@@ -2,62 +2,19 @@ package models
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 func normal(seed uint64, dt autodiff.DType, mean, std float64, shape ...int) *autodiff.Tensor {
 	return autodiff.RandNormal(autodiff.NewRNG(seed), dt, mean, std, shape...)
-}
-
-// geluRef is the exact GELU and its derivative in float64.
-func geluRef(x float64) (y, dy float64) {
-	phi := 0.5 * (1 + math.Erf(x/math.Sqrt2))
-	return x * phi, phi + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
-}
-
-// TestGELUKernels checks the float32 GELU (the AVX2 kernel where the CPU has it
-// and the Go loop on the tail) and its derivative against the float64 formulas,
-// over lengths that exercise both, extreme arguments included.
-func TestGELUKernels(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, n := range []int{1, 7, 8, 33, 512} {
-		x := make([]float32, n)
-		b := make([]float32, n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64() * 4)
-			b[i] = float32(rng.NormFloat64())
-		}
-		x[0] = -30
-		if n > 3 {
-			x[1], x[2], x[3] = 30, 0, -9
-		}
-		for _, bias := range [][]float32{nil, b} {
-			y, d := append([]float32(nil), x...), make([]float32, n)
-			geluRow32(y, d, bias)
-			for i := range x {
-				v := x[i]
-				if bias != nil {
-					v += bias[i]
-				}
-				wy, wd := geluRef(float64(v))
-				assert.InDelta(t, wy, float64(y[i]), 3e-7*math.Max(1, math.Abs(wy)), "n=%d gelu(%g)", n, v)
-				assert.InDelta(t, wd, float64(d[i]), 3e-7, "n=%d gelu'(%g)", n, v)
-			}
-		}
-	}
-	// expNeg32 over its whole range, relative error.
-	for x := float32(-87); x <= 0; x += 0.37 {
-		want := math.Exp(float64(x))
-		assert.InEpsilon(t, want, float64(expNeg32(x)), 2e-7, "exp(%g)", x)
-	}
-	assert.Less(t, expNeg32(-200), float32(1.3e-38), "clamped at the smallest normal")
 }
 
 // TestLinearGELU compares the fused op with LinearOp followed by GELU, values and
@@ -120,7 +77,7 @@ func TestLinearGELU(t *testing.T) {
 // TestLayerNorm32 compares the AVX2 LayerNorm with layers.LayerNormOp in
 // float64, values and gradients, on rows that do not start centred.
 func TestLayerNorm32(t *testing.T) {
-	if !hasAVX2FMA() {
+	if !vecmath.AVX2FMA {
 		t.Skip("no AVX2")
 	}
 	for _, d := range []int{8, 128, 136} {
@@ -262,23 +219,7 @@ func TestLinearResidual(t *testing.T) {
 		}
 		seed := normal(17, autodiff.Float64, 0, 1, 2, 5, 16)
 		run := func(dt autodiff.DType, f func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor) [][]float64 {
-			tp := autodiff.NewTape()
-			defer tp.Release()
-			in := []*autodiff.Tensor{x, w, res, b}
-			for i, v := range in {
-				if v != nil {
-					in[i] = tp.Watch(autodiff.Cast(v, dt))
-				}
-			}
-			y := f(in[0], in[1], in[3], in[2])
-			tp.BackwardWith(y, autodiff.Cast(seed, dt))
-			out := [][]float64{y.Float64Values()}
-			for _, v := range in {
-				if v != nil {
-					out = append(out, tp.Grad(v).Float64Values())
-				}
-			}
-			return out
+			return valuesAndGrads(dt, seed, func(in []*autodiff.Tensor) *autodiff.Tensor { return f(in[0], in[1], in[3], in[2]) }, x, w, res, b)
 		}
 		want := run(autodiff.Float64, func(x, w, b, res *autodiff.Tensor) *autodiff.Tensor {
 			return autodiff.Add(res, layers.LinearOp(x, w, b))
@@ -305,4 +246,108 @@ func TestLinearResidual(t *testing.T) {
 			return linearResidual(in[0], in[1], bb, in[2])
 		}, inputs...))
 	}
+}
+
+// TestLinearResidualShared: the residual's gradient shares the output
+// gradient's storage, which must not disturb the other gradients when the
+// residual is the input itself, nor gradients that flow on through the
+// residual stream and into a second residual projection.
+func TestLinearResidualShared(t *testing.T) {
+	x := normal(21, autodiff.Float64, 0, 1, 3, 8)
+	w := normal(22, autodiff.Float64, 0, 0.5, 8, 8)
+	w2 := normal(23, autodiff.Float64, 0, 0.5, 8, 8)
+	b := normal(24, autodiff.Float64, 0, 0.5, 8)
+	f := func(in []*autodiff.Tensor) *autodiff.Tensor {
+		h := linearResidual(in[0], in[1], in[3], in[0]) // x + x·Wᵀ + b
+		return autodiff.Mul(linearResidual(h, in[2], nil, h), h)
+	}
+	composed := func(in []*autodiff.Tensor) *autodiff.Tensor {
+		h := autodiff.Add(in[0], layers.LinearOp(in[0], in[1], in[3]))
+		return autodiff.Mul(autodiff.Add(h, layers.LinearOp(h, in[2], nil)), h)
+	}
+	grads := func(fn func([]*autodiff.Tensor) *autodiff.Tensor, dt autodiff.DType) [][]float64 {
+		tp := autodiff.NewTape()
+		defer tp.Release()
+		in := []*autodiff.Tensor{x, w, w2, b}
+		for i, v := range in {
+			in[i] = tp.Watch(autodiff.Cast(v, dt))
+		}
+		tp.Backward(autodiff.Sum(fn(in), nil, false))
+		var out [][]float64
+		for _, v := range in {
+			out = append(out, tp.Grad(v).Float64Values())
+		}
+		return out
+	}
+	want := grads(composed, autodiff.Float64)
+	for _, dt := range []autodiff.DType{autodiff.Float64, autodiff.Float32} {
+		got := grads(f, dt)
+		for i := range want {
+			assert.InDeltaSlice(t, want[i], got[i], 1e-4, "%s gradient %d", dt, i)
+		}
+	}
+	assert.NoError(t, autodiff.GradCheck{}.Check(f, x, w, w2, b))
+}
+
+// TestLinearGELUFused32 runs the float32 LinearGELU at sizes where the GELU is
+// the GEMM's epilogue (with the system BLAS off, so that the packed kernel runs;
+// several blocks of rows, edges of the 6×16 tile, one and two workers) and where
+// it follows the BLAS GEMM, against the unfused composition in float32 and
+// float64, values and gradients.
+func TestLinearGELUFused32(t *testing.T) {
+	oldBLAS := metal.BLASEnabled()
+	defer metal.SetBLAS(oldBLAS)
+	for _, run := range []struct {
+		threads int
+		blas    bool
+	}{{1, false}, {2, false}, {1, true}, {2, true}} {
+		threads, bias := run.threads, false
+		old := metal.Threads()
+		metal.SetThreads(threads)
+		metal.SetBLAS(run.blas && oldBLAS)
+		for _, bias = range []bool{true, false} {
+			x := normal(31, autodiff.Float64, 0, 1, 2, 151, 40)
+			w := normal(32, autodiff.Float64, 0, 0.3, 70, 40)
+			var b *autodiff.Tensor
+			if bias {
+				b = normal(33, autodiff.Float64, 0, 0.5, 70)
+			}
+			seed := normal(34, autodiff.Float64, 0, 1, 2, 151, 70)
+			run := func(f func(x, w, b *autodiff.Tensor) *autodiff.Tensor, dt autodiff.DType) [][]float64 {
+				return valuesAndGrads(dt, seed, func(in []*autodiff.Tensor) *autodiff.Tensor { return f(in[0], in[1], in[2]) }, x, w, b)
+			}
+			composed := func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return autodiff.GELU(layers.LinearOp(x, w, b)) }
+			want := run(composed, autodiff.Float64)
+			unfused := run(composed, autodiff.Float32)
+			got := run(LinearGELU, autodiff.Float32)
+			for i := range want {
+				assert.InDeltaSlice(t, want[i], got[i], 2e-4, "threads %d bias %v: result %d against float64", threads, bias, i)
+				assert.InDeltaSlice(t, unfused[i], got[i], 2e-4, "threads %d bias %v: result %d against float32 composition", threads, bias, i)
+			}
+		}
+		metal.SetThreads(old)
+	}
+}
+
+// valuesAndGrads runs f on the inputs cast to dt and watched (nil ones stay
+// nil), back-propagates seed and returns f's values then the gradients of the
+// non-nil inputs, in float64.
+func valuesAndGrads(dt autodiff.DType, seed *autodiff.Tensor, f func(in []*autodiff.Tensor) *autodiff.Tensor, inputs ...*autodiff.Tensor) [][]float64 {
+	tp := autodiff.NewTape()
+	defer tp.Release()
+	in := make([]*autodiff.Tensor, len(inputs))
+	for i, v := range inputs {
+		if v != nil {
+			in[i] = tp.Watch(autodiff.Cast(v, dt))
+		}
+	}
+	y := f(in)
+	tp.BackwardWith(y, autodiff.Cast(seed, dt))
+	out := [][]float64{y.Float64Values()}
+	for _, v := range in {
+		if v != nil {
+			out = append(out, tp.Grad(v).Float64Values())
+		}
+	}
+	return out
 }

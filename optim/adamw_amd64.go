@@ -8,10 +8,6 @@ type adamwConsts struct {
 //go:noescape
 func adamwAVX(p, grad, m, v *float32, n int, c *adamwConsts)
 
-func cpuHasAVX() bool
-
-var hasAVX = cpuHasAVX()
-
 // adamwRangeAVX is adamwRange for float32 with 8 lanes a step; the last len(p)%8
 // elements go through the Go loop.
 func adamwRangeAVX(p, g, m, v []float32, c adamwConsts) {

@@ -52,26 +52,3 @@ loop:
 done:
 	VZEROUPPER
 	RET
-
-// func cpuHasAVX() bool
-//
-// AVX in the CPU (CPUID.1:ECX bit 28) and its registers saved by the OS (OSXSAVE,
-// bit 27, and XCR0 bits 1 and 2).
-TEXT ·cpuHasAVX(SB), NOSPLIT, $0-1
-	MOVL  $1, AX
-	XORL  CX, CX
-	CPUID
-	ANDL  $0x18000000, CX
-	CMPL  CX, $0x18000000
-	JNE   no
-	XORL  CX, CX
-	BYTE  $0x0f; BYTE $0x01; BYTE $0xd0 // XGETBV
-	ANDL  $6, AX
-	CMPL  AX, $6
-	JNE   no
-	MOVB  $1, ret+0(FP)
-	RET
-
-no:
-	MOVB $0, ret+0(FP)
-	RET

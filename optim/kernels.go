@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -59,7 +60,7 @@ func adamwGo[T autodiff.Float](p, g, m, v []T, stepSize, beta1, beta2, eps, rbc2
 // The device implementation (first) works on tensors: see adamwOnDevice.
 var adamwOp = metal.Kernels.Register("adamw", []string{"n"},
 	metal.DeviceImpl("adamw", adamwSelfTest),
-	&metal.Impl{Path: metal.PathAsm, Available: func() bool { return hasAVX }, Fn: adamwRangeAVX},
+	&metal.Impl{Path: metal.PathAsm, Available: func() bool { return vecmath.AVX }, Fn: adamwRangeAVX},
 	&metal.Impl{Path: metal.PathGo, Fn: adamwRange[float32]},
 )
 

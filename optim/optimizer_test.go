@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -662,7 +663,7 @@ func TestGradsFromTape(t *testing.T) {
 // The AVX path computes the same operations in the same order as the Go loop, so
 // it must agree bit for bit, edge values included.
 func TestAdamWAsmMatchesGo(t *testing.T) {
-	if !hasAVX {
+	if !vecmath.AVX {
 		t.Skip("no AVX path on this machine")
 	}
 	rng := rand.New(rand.NewPCG(4, 2))

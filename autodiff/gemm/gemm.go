@@ -96,6 +96,62 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	run(im.Path, im.Fn.(sgemmFunc), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// Epilogue finishes a block of C whose product is complete: rows [i0, i1) and
+// columns [j0, j1) of C hold α·op(A)·op(B) + β·C. The blocks of one product do
+// not overlap and cover C once; they may run concurrently, on the workers that
+// computed them. An epilogue may rewrite its block of C in place and write other
+// arrays at the same rows and columns.
+type Epilogue func(i0, i1, j0, j1 int)
+
+// SgemmEpilogue is Sgemm followed by ep over C (a bias and an activation, say).
+// Where Sgemm would run the packed assembly kernel, the two are fused: each worker
+// calls ep on a block of rows as soon as it is computed, while the block is in
+// its cache, instead of a second pass over C from memory. Elsewhere (the system
+// BLAS, no AVX2, a product too small to pack) it is Sgemm on its usual path, then
+// ep over blocks of rows on the workers: a faster library GEMM beats the fusion
+// (OpenBLAS's AVX-512 kernel on Zen4 gains more than the pass costs).
+func SgemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
+	checkArgs("SgemmEpilogue", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if !fuseEpilogue(m, n, k, alpha) {
+		Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		metal.ParallelFor(m, max(1, (1<<14)/n), func(lo, hi int) { ep(lo, hi, 0, n) })
+		return
+	}
+	if !metal.Profiling() {
+		packedSgemmEp(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+		return
+	}
+	start := time.Now()
+	packedSgemmEp(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+	metal.RecordOp("matmul_epilogue", metal.PathAsm, time.Since(start), int64(4*(m*k+k*n+2*m*n)))
+}
+
+// epilogueMinWork is the m·n·k below which SgemmEpilogue does not fuse: the
+// product is cheap next to its epilogue and C stays in cache anyway.
+var epilogueMinWork = 32 * 32 * 32
+
+// fuseEpilogue reports whether SgemmEpilogue fuses a product: when the packed
+// assembly kernel is what Sgemm would pick for it (or forceFuse, for tests).
+func fuseEpilogue(m, n, k int, alpha float32) bool {
+	if !asmAvailable() || k == 0 || alpha == 0 || m*n*k < epilogueMinWork {
+		return false
+	}
+	if forceFuse {
+		return true
+	}
+	op := matmulOp
+	if !metal.BLASEnabled() {
+		op = noBLASOp
+	}
+	return op.Pick(m, n, k).Path == metal.PathAsm
+}
+
+// forceFuse makes SgemmEpilogue fuse whatever Sgemm would pick.
+var forceFuse = false
+
 // SgemmPath is Sgemm on the given path, whatever the thresholds and MLXTRAIN_BLAS
 // say: tests and benchmarks compare the paths with it. It panics when the path is
 // not available here (see [Available]).

@@ -96,6 +96,12 @@ func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 // block never waits for the tiles of the current one. (Starting goroutines at each
 // step cost 50-100 µs a time on a virtual machine whose idle vCPU sleeps.)
 func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	packedSgemmEp(s, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+}
+
+// packedSgemmEp is packedSgemm calling ep (when not nil) on each block of rows and
+// columns of C as soon as its last depth slice is done.
+func packedSgemmEp(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	workers := metal.Threads()
 	if m*n*k < parallelMinWork {
 		workers = 1
@@ -104,7 +110,7 @@ func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a
 	var steps []packedStep
 	for jc := 0; jc < n; jc += s.nc {
 		for pc := 0; pc < k; pc += s.kc {
-			st := packedStep{jc: jc, nc: min(s.nc, n-jc), pc: pc, kc: min(s.kc, k-pc), beta: beta}
+			st := packedStep{jc: jc, nc: min(s.nc, n-jc), pc: pc, kc: min(s.kc, k-pc), beta: beta, last: pc+s.kc >= k}
 			if pc > 0 {
 				st.beta = 1
 			}
@@ -113,7 +119,7 @@ func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a
 		}
 	}
 	bpLen := min(s.kc, k) * roundUp(min(s.nc, n), nr)
-	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
+	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, ep: ep}
 	job.directB = !transB && m <= mr && s.kernelStrided != nil
 	if workers == 1 {
 		bp := getBuf(&bPool, bpLen)
@@ -161,6 +167,7 @@ type packedStep struct {
 	jc, nc, pc, kc int
 	panels         int     // B panels in the slab
 	beta           float32 // the caller's β in the first depth slice, then 1
+	last           bool    // the last depth slice: C's columns are then final
 }
 
 // packedJob is one product in progress: its operands and the current step with
@@ -174,7 +181,8 @@ type packedJob struct {
 	lda, ldb, ldc  int
 	packedStep
 	bp      []float32
-	directB bool // full panels of B are read in place; only a partial last one is packed
+	directB bool     // full panels of B are read in place; only a partial last one is packed
+	ep      Epilogue // finishes blocks of C after their last depth slice, or nil
 }
 
 // packB packs B's panels [lo, hi) of the current block.
@@ -239,6 +247,10 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 					}
 				}
 			}
+		}
+		if j.ep != nil && j.last {
+			// The block is still in this core's L2.
+			j.ep(ic, ic+mc, j.jc+jlo, j.jc+jhi)
 		}
 	}
 }

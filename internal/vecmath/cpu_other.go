@@ -1,0 +1,9 @@
+//go:build !amd64
+
+package vecmath
+
+// AVX2FMA is false off amd64: the Go loops run.
+var AVX2FMA = false
+
+// AVX is false off amd64.
+var AVX = false

@@ -1,0 +1,190 @@
+package vecmath
+
+import "math"
+
+// The constants of Abramowitz and Stegun 7.1.26:
+// erf(z) ≈ 1 − t(a1 + t(a2 + t(a3 + t(a4 + t·a5))))·e^(−z²), t = 1/(1 + p·z), z ≥ 0,
+// with |error| ≤ 1.5e-7.
+const (
+	erfP  = 0.3275911
+	erfA1 = 0.254829592
+	erfA2 = -0.284496736
+	erfA3 = 1.421413741
+	erfA4 = -1.453152027
+	erfA5 = 1.061405429
+
+	invSqrt2   = 0.7071067811865476
+	invSqrt2Pi = 0.3989422804014327
+)
+
+// ExpLow is the argument below which Exp returns 0: e^ExpLow ≈ 1.2e-38 is
+// near the smallest normal float32.
+const ExpLow = -87.3
+
+// Exp returns e^x in float32 for x ≤ 0, to a relative error below 2e-7, and 0
+// for x below ExpLow (−Inf and NaN included): x = n·ln2 + r with n rounded to
+// nearest and |r| ≤ ln2/2, e^r by its Taylor polynomial of degree 7, 2ⁿ put in
+// the exponent bits. The assembly kernels compute the same, 8 lanes at a time.
+func Exp(x float32) float32 {
+	if !(x >= ExpLow) {
+		return 0
+	}
+	const (
+		log2e = 1.4426950408889634
+		ln2hi = 0.693145751953125 // ln 2 = ln2hi + ln2lo; n·ln2hi is exact
+		ln2lo = 1.428606765330187e-06
+		round = 0x1.8p23 // adding it rounds a float32 below 2²² to an integer
+	)
+	n := float32(x*log2e+round) - round
+	r := x - n*ln2hi - n*ln2lo
+	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
+	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+}
+
+// GELU sets y[i] = gelu(v) = v·Φ(v) and, when d is not nil, d[i] = gelu′(v) =
+// Φ(v) + v·φ(v), for v = x[i] + b[i] (b may be nil; x may be y). This is the
+// exact (erf) GELU, as PyTorch's nn.GELU computes it, with erf from
+// Abramowitz and Stegun 7.1.26 so that one exponential e^(−v²/2) serves Φ and φ:
+// both agree with the float64 formulas to about 3e-7.
+func GELU(y, d, x, b []float32) {
+	n := len(y)
+	x = x[:n]
+	if d != nil {
+		d = d[:n]
+	}
+	if b != nil {
+		b = b[:n]
+	}
+	k := geluBody(y, d, x, b)
+	geluGo(y[k:], tail(d, k), x[k:], tail(b, k))
+}
+
+// geluGo is GELU in Go. It has no branches on the data (the sign goes through
+// bit operations): random signs would mispredict half the time.
+func geluGo(y, d, x, b []float32) {
+	for i, v := range x {
+		if b != nil {
+			v += b[i]
+		}
+		bits := math.Float32bits(v)
+		a := math.Float32frombits(bits&0x7fffffff) * invSqrt2 // |v|/√2
+		t := 1 / (1 + erfP*a)
+		poly := t * (erfA1 + t*(erfA2+t*(erfA3+t*(erfA4+t*erfA5))))
+		e := Exp(-a * a)
+		q := 0.5 * poly * e          // Φ(−|v|)
+		pos := float32(1 - bits>>31) // 1 when v ≥ 0
+		phi := q + pos*(1-2*q)       // Φ(v)
+		y[i] = v * phi
+		if d != nil {
+			d[i] = phi + v*e*invSqrt2Pi
+		}
+	}
+}
+
+// GELU64 is GELU in float64 with math.Erfc and math.Exp: the reference the
+// float32 kernel is held to, and the float64 path of the GELU ops.
+func GELU64(y, d, x, b []float64) {
+	x = x[:len(y)]
+	for i, v := range x {
+		if b != nil {
+			v += b[i]
+		}
+		phi := 0.5 * math.Erfc(-v*invSqrt2)
+		y[i] = v * phi
+		if d != nil {
+			d[i] = phi + v*invSqrt2Pi*math.Exp(-0.5*v*v)
+		}
+	}
+}
+
+// SoftmaxRow is one step of an online softmax over a row: it sets m = max(mOld,
+// max s) and s[j] = Exp(s[j] − m), and returns m and Σ s[j]. Entries of −Inf
+// (masked) become exactly 0.
+func SoftmaxRow(s []float32, mOld float32) (m, sum float32) {
+	n := len(s) &^ 7
+	if n == 0 || !AVX2FMA {
+		return softmaxRowGo(s, mOld)
+	}
+	if n == len(s) {
+		return softmaxRowBody(s, mOld)
+	}
+	m = mOld
+	for _, x := range s[n:] {
+		m = max(m, x)
+	}
+	m, sum = softmaxRowBody(s[:n], m)
+	for j, x := range s[n:] {
+		s[n+j] = Exp(x - m)
+		sum += s[n+j]
+	}
+	return m, sum
+}
+
+func softmaxRowGo(s []float32, mOld float32) (m, sum float32) {
+	m = mOld
+	for _, x := range s {
+		m = max(m, x)
+	}
+	for j, x := range s {
+		s[j] = Exp(x - m)
+		sum += s[j]
+	}
+	return m, sum
+}
+
+// SoftmaxGradRow turns a row of attention scores into probabilities and their
+// gradient: p[j] = Exp(p[j] − lse) and ds[j] = p[j]·(ds[j] − delta)·scale, for
+// lse the row's log-sum-exp, ds the gradient of the probabilities on entry and
+// delta = Σ p·ds.
+func SoftmaxGradRow(p, ds []float32, lse, delta, scale float32) {
+	ds = ds[:len(p)]
+	k := softmaxGradRowBody(p, ds, lse, delta, scale)
+	softmaxGradRowGo(p[k:], ds[k:], lse, delta, scale)
+}
+
+func softmaxGradRowGo(p, ds []float32, lse, delta, scale float32) {
+	ds = ds[:len(p)]
+	for j, x := range p {
+		p[j] = Exp(x - lse)
+		ds[j] = p[j] * scale * (ds[j] - delta)
+	}
+}
+
+// MulSum sets dst = a·b elementwise and adds dst to sum.
+func MulSum(dst, sum, a, b []float32) {
+	n := len(dst)
+	sum, a, b = sum[:n], a[:n], b[:n]
+	k := mulSumBody(dst, sum, a, b)
+	for i := k; i < n; i++ {
+		dst[i] = a[i] * b[i]
+		sum[i] += dst[i]
+	}
+}
+
+// AddTo adds src to dst elementwise.
+func AddTo(dst, src []float32) {
+	n := len(dst)
+	src = src[:n]
+	k := addToBody(dst, src)
+	for i := k; i < n; i++ {
+		dst[i] += src[i]
+	}
+}
+
+// tail returns s[n:], or nil when s is nil.
+func tail(s []float32, n int) []float32 {
+	if s == nil {
+		return nil
+	}
+	return s[n:]
+}
+
+// Dot returns Σ x[i]·y[i] over len(x) (y at least as long).
+func Dot(x, y []float32) float32 {
+	y = y[:len(x)]
+	k, s := dotBody(x, y)
+	for i := k; i < len(x); i++ {
+		s += x[i] * y[i]
+	}
+	return s
+}

@@ -1,0 +1,325 @@
+#include "textflag.h"
+
+// The float32 row kernels on AVX2 + FMA, 8 lanes a step. Each computes what its
+// Go loop in kernels.go computes, with fused multiply-adds.
+
+// SPLAT repeats a 32-bit constant over the 8 lanes at byte offset off of consts.
+#define SPLAT(off, bits) \
+	DATA consts<>+(off+0)(SB)/4, bits; DATA consts<>+(off+4)(SB)/4, bits; \
+	DATA consts<>+(off+8)(SB)/4, bits; DATA consts<>+(off+12)(SB)/4, bits; \
+	DATA consts<>+(off+16)(SB)/4, bits; DATA consts<>+(off+20)(SB)/4, bits; \
+	DATA consts<>+(off+24)(SB)/4, bits; DATA consts<>+(off+28)(SB)/4, bits
+
+#define LOW    0
+#define LOG2E  32
+#define LN2HI  64
+#define LN2LO  96
+#define C7     128
+#define C6     160
+#define C5     192
+#define C4     224
+#define C3     256
+#define HALF   288
+#define ONE    320
+#define BIAS   352
+#define ABS    384
+#define SIGN   416
+#define ISQ2   448
+#define ERFP   480
+#define A5     512
+#define A4     544
+#define A3     576
+#define A2     608
+#define A1     640
+#define ISQ2PI 672
+#define TWO    704
+
+SPLAT(LOW, $0xc2ae999a)    // -87.3: e^x is 0 below
+SPLAT(LOG2E, $0x3fb8aa3b)
+SPLAT(LN2HI, $0x3f317200)  // ln 2 = LN2HI + LN2LO
+SPLAT(LN2LO, $0x35bfbe8e)
+SPLAT(C7, $0x39500d01)     // 1/7!
+SPLAT(C6, $0x3ab60b61)     // 1/6!
+SPLAT(C5, $0x3c088889)     // 1/5!
+SPLAT(C4, $0x3d2aaaab)     // 1/4!
+SPLAT(C3, $0x3e2aaaab)     // 1/3!
+SPLAT(HALF, $0x3f000000)
+SPLAT(ONE, $0x3f800000)
+SPLAT(BIAS, $127)          // the float32 exponent bias, as integers
+SPLAT(ABS, $0x7fffffff)
+SPLAT(SIGN, $0x80000000)
+SPLAT(ISQ2, $0x3f3504f3)   // 1/√2
+SPLAT(ERFP, $0x3ea7ba05)   // p of Abramowitz and Stegun 7.1.26
+SPLAT(A5, $0x3f87dc22)
+SPLAT(A4, $0xbfba00e3)
+SPLAT(A3, $0x3fb5f0e3)
+SPLAT(A2, $0xbe91a98e)
+SPLAT(A1, $0x3e827906)
+SPLAT(ISQ2PI, $0x3ecc422a) // 1/√(2π)
+SPLAT(TWO, $0x40000000)
+GLOBL consts<>(SB), RODATA|NOPTR, $736
+
+// EXPBODY sets Y1 = e^Y0 for lanes with −87.3 ≤ Y0 ≤ 0 (e^−87.3, about 1e-38,
+// below), with AX at consts: Y0 = n·ln2 + r, e^r by its Taylor polynomial of
+// degree 7 in Estrin's form (a shorter chain of dependent operations than
+// Horner's), 2ⁿ built in the exponent bits. It uses Y0, Y2 and the six
+// temporaries named.
+#define EXPBODY(R2, Q0, Q1, Q2, Q3, R4) \
+	VMAXPS       LOW(AX), Y0, Y0   \
+	VMULPS       LOG2E(AX), Y0, Y2 \
+	VROUNDPS     $0, Y2, Y2        \
+	VFNMADD231PS LN2HI(AX), Y2, Y0 \
+	VFNMADD231PS LN2LO(AX), Y2, Y0 \
+	VMULPS       Y0, Y0, R2        \
+	VADDPS       ONE(AX), Y0, Q0   \
+	VMOVUPS      C3(AX), Q1        \
+	VFMADD213PS  HALF(AX), Y0, Q1  \
+	VMOVUPS      C5(AX), Q2        \
+	VFMADD213PS  C4(AX), Y0, Q2    \
+	VMOVUPS      C7(AX), Q3        \
+	VFMADD213PS  C6(AX), Y0, Q3    \
+	VMULPS       R2, R2, R4        \
+	VFMADD213PS  Q2, R2, Q3        \
+	VFMADD213PS  Q0, R2, Q1        \
+	VFMADD231PS  R4, Q3, Q1        \
+	VCVTPS2DQ    Y2, Y2            \
+	VPADDD       BIAS(AX), Y2, Y2  \
+	VPSLLD       $23, Y2, Y2       \
+	VMULPS       Y2, Q1, Y1
+
+// EXP sets Y1 = e^Y0 for lanes with Y0 ≤ 0, exactly 0 where Y0 < −87.3 (−Inf
+// and NaN included; see Exp), as the softmax rows need. It uses Y0, Y2, Y4 and
+// Y8-Y13.
+#define EXP \
+	VCMPPS $13, LOW(AX), Y0, Y4         \
+	EXPBODY(Y8, Y9, Y10, Y11, Y12, Y13) \
+	VANDPS Y4, Y1, Y1
+
+// EXPCLAMP is EXPBODY for the GELU's −x²/2 (where e^−87.3 for 0 is harmless),
+// on the registers the GELU kernel leaves free: Y0-Y4, Y6, Y7, Y9 and Y10.
+#define EXPCLAMP EXPBODY(Y9, Y3, Y4, Y6, Y7, Y10)
+
+// HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
+#define HREDUCE(op, Y, X) \
+	VEXTRACTF128 $1, Y, X15    \
+	op           X15, X, X     \
+	VPERMILPS    $0x4e, X, X15 \
+	op           X15, X, X     \
+	VPERMILPS    $0xb1, X, X15 \
+	op           X15, X, X
+
+// func geluAVX2(y, d, x, b *float32, n int)
+//
+// y[i] = gelu(x[i] + b[i]), d[i] = gelu′(x[i] + b[i]) for i < n, a multiple of
+// 8; b nil adds nothing, d nil keeps no derivative; x may be y.
+TEXT ·geluAVX2(SB), NOSPLIT, $0-40
+	MOVQ y+0(FP), DI
+	MOVQ d+8(FP), SI
+	MOVQ x+16(FP), DX
+	MOVQ b+24(FP), R8
+	MOVQ n+32(FP), CX
+	LEAQ consts<>(SB), AX
+	XORQ R10, R10 // byte offset
+	SHRQ $3, CX
+	JZ   gdone
+
+gloop:
+	VMOVUPS (DX)(R10*1), Y5 // x
+	TESTQ   R8, R8
+	JZ      gnobias
+	VADDPS  (R8)(R10*1), Y5, Y5
+
+gnobias:
+	VANDPS      ABS(AX), Y5, Y6  // |x|
+	VMULPS      ISQ2(AX), Y6, Y6 // a = |x|/√2
+	VMOVUPS     ERFP(AX), Y7
+	VFMADD213PS ONE(AX), Y6, Y7  // u = 1 + p·a
+	VRCPPS      Y7, Y8           // r ≈ 1/u to 12 bits
+	VFNMADD213PS TWO(AX), Y8, Y7 // 2 − u·r
+	VMULPS      Y8, Y7, Y7       // t = r·(2 − u·r) ≈ 1/(1 + p·a), one Newton step
+	VMOVUPS     A5(AX), Y8
+	VFMADD213PS A4(AX), Y7, Y8
+	VFMADD213PS A3(AX), Y7, Y8
+	VFMADD213PS A2(AX), Y7, Y8
+	VFMADD213PS A1(AX), Y7, Y8
+	VMULPS      Y7, Y8, Y8       // t·P(t)
+	VMULPS      Y6, Y6, Y0
+	VXORPS      SIGN(AX), Y0, Y0 // −a² = −x²/2
+	EXPCLAMP                     // Y1 = e = e^(−x²/2)
+	VMULPS      Y1, Y8, Y8
+	VMULPS      HALF(AX), Y8, Y8 // q = Φ(−|x|)
+	VMOVUPS     ONE(AX), Y9
+	VSUBPS      Y8, Y9, Y9       // 1 − q
+	VBLENDVPS   Y5, Y8, Y9, Y9   // Φ(x): q where x < 0, else 1 − q
+	VMULPS      Y9, Y5, Y10      // x·Φ(x)
+	VMOVUPS     Y10, (DI)(R10*1)
+	TESTQ       SI, SI
+	JZ          gnext
+	VMULPS      Y1, Y5, Y11         // x·e
+	VFMADD132PS ISQ2PI(AX), Y9, Y11 // Φ(x) + x·e/√(2π)
+	VMOVUPS     Y11, (SI)(R10*1)
+
+gnext:
+	ADDQ $32, R10
+	DECQ CX
+	JNZ  gloop
+
+gdone:
+	VZEROUPPER
+	RET
+
+// func softmaxRowAVX2(s *float32, n int, mOld float32) (m, sum float32)
+//
+// m = max(mOld, max s), s[j] = e^(s[j] − m), sum = Σ s[j]; n a multiple of 8,
+// at least 8.
+TEXT ·softmaxRowAVX2(SB), NOSPLIT, $0-32
+	MOVQ         s+0(FP), DI
+	MOVQ         n+8(FP), CX
+	LEAQ         consts<>(SB), AX
+	SHRQ         $3, CX
+	VBROADCASTSS mOld+16(FP), Y5
+	MOVQ         DI, SI
+	MOVQ         CX, DX
+
+smax:
+	VMAXPS (SI), Y5, Y5
+	ADDQ   $32, SI
+	DECQ   DX
+	JNZ    smax
+	HREDUCE(VMAXPS, Y5, X5)
+	VBROADCASTSS X5, Y5 // m
+	VMOVSS       X5, m+24(FP)
+	VXORPS       Y6, Y6, Y6 // sum
+
+sexp:
+	VMOVUPS (DI), Y0
+	VSUBPS  Y5, Y0, Y0
+	EXP
+	VMOVUPS Y1, (DI)
+	VADDPS  Y1, Y6, Y6
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     sexp
+	HREDUCE(VADDPS, Y6, X6)
+	VMOVSS  X6, sum+28(FP)
+	VZEROUPPER
+	RET
+
+// func softmaxGradRowAVX2(p, ds *float32, n int, lse, delta, scale float32)
+//
+// p[j] = e^(p[j] − lse), ds[j] = p[j]·(ds[j] − delta)·scale; n a multiple of 8,
+// at least 8.
+TEXT ·softmaxGradRowAVX2(SB), NOSPLIT, $0-36
+	MOVQ         p+0(FP), DI
+	MOVQ         ds+8(FP), SI
+	MOVQ         n+16(FP), CX
+	LEAQ         consts<>(SB), AX
+	SHRQ         $3, CX
+	VBROADCASTSS lse+24(FP), Y5
+	VBROADCASTSS delta+28(FP), Y6
+	VBROADCASTSS scale+32(FP), Y7
+
+gradloop:
+	VMOVUPS (DI), Y0
+	VSUBPS  Y5, Y0, Y0
+	EXP
+	VMOVUPS Y1, (DI)
+	VMOVUPS (SI), Y3
+	VSUBPS  Y6, Y3, Y3
+	VMULPS  Y7, Y1, Y1
+	VMULPS  Y3, Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     gradloop
+	VZEROUPPER
+	RET
+
+// func mulSumAVX2(dst, sum, a, b *float32, n int)
+//
+// dst[i] = a[i]·b[i] and sum[i] += dst[i] for i < n (a multiple of 8).
+TEXT ·mulSumAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ sum+8(FP), SI
+	MOVQ a+16(FP), DX
+	MOVQ b+24(FP), R8
+	MOVQ n+32(FP), CX
+	SHRQ $3, CX
+	JZ   mdone
+
+mloop:
+	VMOVUPS (DX), Y0
+	VMULPS  (R8), Y0, Y0
+	VMOVUPS Y0, (DI)
+	VADDPS  (SI), Y0, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	ADDQ    $32, R8
+	DECQ    CX
+	JNZ     mloop
+
+mdone:
+	VZEROUPPER
+	RET
+
+// func addToAVX2(dst, src *float32, n int)
+//
+// dst[i] += src[i] for i < n (a multiple of 8).
+TEXT ·addToAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ   adone
+
+aloop:
+	VMOVUPS (DI), Y0
+	VADDPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     aloop
+
+adone:
+	VZEROUPPER
+	RET
+
+// func dotAVX2(x, y *float32, n int) float32
+//
+// Σ x[i]·y[i] for i < n, a nonzero multiple of 8, in two lane-wise partial sums.
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	SHRQ   $3, CX
+
+dpair:
+	CMPQ        CX, $2
+	JLT         dlast
+	VMOVUPS     (SI), Y2
+	VFMADD231PS (DI), Y2, Y0
+	VMOVUPS     32(SI), Y3
+	VFMADD231PS 32(DI), Y3, Y1
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $2, CX
+	JMP         dpair
+
+dlast:
+	TESTQ       CX, CX
+	JZ          dsum
+	VMOVUPS     (SI), Y2
+	VFMADD231PS (DI), Y2, Y0
+
+dsum:
+	VADDPS  Y1, Y0, Y0
+	HREDUCE(VADDPS, Y0, X0)
+	VMOVSS  X0, ret+24(FP)
+	VZEROUPPER
+	RET
