@@ -38,8 +38,6 @@ func uploadQuant(t testing.TB, d metal.Compute, r *rand.Rand, bits, n, k, group 
 		Biases: Upload(t, d, m.Biases), N: n, K: k, Bits: bits, GroupSize: group}
 }
 
-
-
 func releaseQuant(w *metal.QuantMatrix) { release(w.Packed, w.Scales, w.Biases) }
 
 // Quant checks the quantized kernels against package quant's Go references for
