@@ -79,6 +79,32 @@ func Quant(t *testing.T, d metal.Compute) {
 			releaseQuant(w)
 		}
 	}
+	// One matrix of a stack, on rows of x and y from an offset on.
+	for _, rows := range []int{2, 18} {
+		p := quant.Params{GroupSize: 32, Bits: 5}
+		const n, k, skip = 7, 64, 3
+		m0, err := quant.Quantize(p, Random(r, n*k, -1, 1), n, k)
+		require.NoError(t, err)
+		m1, err := quant.Quantize(p, Random(r, n*k, -1, 1), n, k)
+		require.NoError(t, err)
+		w := &metal.QuantMatrix{Packed: UploadUint32(t, d, append(append([]uint32{}, m0.Packed...), m1.Packed...)),
+			Scales: Upload(t, d, append(append([]float32{}, m0.Scales...), m1.Scales...)),
+			Biases: Upload(t, d, append(append([]float32{}, m0.Biases...), m1.Biases...)),
+			N:      n, K: k, Bits: 5, GroupSize: 32, PackedOff: len(m0.Packed), GroupOff: len(m0.Scales)}
+		x, g := Random(r, (skip+rows)*k, -1, 1), Random(r, (skip+rows)*n, -1, 1)
+		xb, gb := Upload(t, d, x), Upload(t, d, g)
+		y, dx := Empty(t, d, (skip+rows)*n), Empty(t, d, (skip+rows)*k)
+		require.NoError(t, metal.RunQuantMatMulTAt(d, y, xb, skip*n, skip*k, w, rows))
+		require.NoError(t, metal.RunQuantMatMulAt(d, dx, gb, skip*k, skip*n, w, rows))
+		wantY, wantDX := make([]float32, rows*n), make([]float32, rows*k)
+		quant.MatMulTPath(metal.PathReference, wantY, x[skip*k:], rows, m1)
+		quant.MatMul(wantDX, g[skip*n:], rows, m1)
+		deq := m1.Dequantize()
+		AssertClose(t, Download(y, (skip+rows)*n)[skip*n:], f64(wantY), absProduct(x[skip*k:], deq, rows, n, k, false), "offsets y")
+		AssertClose(t, Download(dx, (skip+rows)*k)[skip*k:], f64(wantDX), absProduct(g[skip*n:], deq, rows, n, k, true), "offsets dx")
+		release(xb, gb, y, dx)
+		releaseQuant(w)
+	}
 	// Layouts the kernels do not take.
 	_, w := uploadQuant(t, d, r, 4, 3, 64, 32)
 	y, x := Empty(t, d, 64), Empty(t, d, 64)
