@@ -135,8 +135,9 @@ func quantSelfTest() error {
 				y, dx := autodiff.Empty(autodiff.Float32, rows, 37), autodiff.Empty(autodiff.Float32, rows, 128)
 				outs = append(outs, y, dx)
 				if d == nil {
-					MatMulT(y.Float32s(), x.Float32s(), rows, &w.Matrix)
-					MatMul(dx.Float32s(), g.Float32s(), rows, &w.Matrix)
+					// the unprofiled references: a self-test is no op call
+					referenceMatMul(y.Float32s(), x.Float32s(), rows, &w.Matrix)
+					referenceMatMulGrad(dx.Float32s(), g.Float32s(), rows, &w.Matrix)
 				} else {
 					err = metal.RunQuantMatMulT(d, y.Buffer(), x.Buffer(), w.onDevice(), rows)
 					if err == nil {
@@ -176,4 +177,24 @@ func (w *Weight) release() {
 	w.Packed.Release()
 	w.Scales.Release()
 	w.Biases.Release()
+}
+
+// referenceMatMulGrad is dx = g·W from the dequantized matrix, accumulating in
+// float64.
+func referenceMatMulGrad(dx, g []float32, rows int, m *Matrix) {
+	w := m.Dequantize()
+	K, N := m.Cols, m.Rows
+	acc := make([]float64, K)
+	for r := range rows {
+		clear(acc)
+		for o := range N {
+			gv := float64(g[r*N+o])
+			for k := range K {
+				acc[k] += gv * float64(w[o*K+k])
+			}
+		}
+		for k := range K {
+			dx[r*K+k] = float32(acc[k])
+		}
+	}
 }
