@@ -1,0 +1,98 @@
+package advanced
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	ad "github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
+	"github.com/mlxtrain/mlxtrain/metal/sim"
+)
+
+// TestCausalConv1dDevice checks the float32 op, forward and gradients, against
+// the float64 op (always the CPU's) on odd shapes. With an accelerator and the
+// thresholds at 0 (TestAdvancedOnSimulator) it runs the device kernels and
+// checks that they launched.
+func TestCausalConv1dDevice(t *testing.T) {
+	onDevice := metal.Offloading() && convOp.OnMetal(1, 1)
+	for _, c := range []struct{ B, L, C, K int }{{1, 1, 1, 1}, {2, 7, 5, 4}, {1, 33, 70, 4}, {2, 9, 3, 7}} {
+		for _, withBias := range []bool{false, true} {
+			name := fmt.Sprintf("%+v bias=%v", c, withBias)
+			rng := rand.New(rand.NewPCG(uint64(c.L), uint64(c.C)))
+			xs, ws, bs, gs := normals(rng, c.B*c.L*c.C), normals(rng, c.C*c.K), normals(rng, c.C), normals(rng, c.B*c.L*c.C)
+			run := func(dt ad.DType) (y, dx, dw, db []float64) {
+				mk := func(v []float64, shape ...int) *ad.Tensor {
+					t64 := ad.FromFloat64(v, shape...)
+					if dt == ad.Float64 {
+						return t64
+					}
+					defer t64.Release()
+					return ad.Cast(t64, dt)
+				}
+				x, w, g := mk(xs, c.B, c.L, c.C), mk(ws, c.C, c.K), mk(gs, c.B, c.L, c.C)
+				var bias *ad.Tensor
+				tp := ad.NewTape()
+				defer tp.Release()
+				if withBias {
+					bias = tp.Watch(mk(bs, c.C))
+				}
+				out := tp.Keep(CausalConv1d(tp.Watch(x), tp.Watch(w), bias))
+				defer out.Release()
+				y = out.Float64Values()
+				tp.BackwardWith(out, g)
+				dx, dw = tp.Grad(x).Float64Values(), tp.Grad(w).Float64Values()
+				if withBias {
+					db = tp.Grad(bias).Float64Values()
+				}
+				return
+			}
+			before := metal.Launches()
+			y, dx, dw, db := run(ad.Float32)
+			if onDevice {
+				assert.GreaterOrEqual(t, metal.Launches()-before, int64(3), name+": forward, dx and dw launched")
+			}
+			wy, wdx, wdw, wdb := run(ad.Float64)
+			assertClose(t, wy, y, 1e-5, name+" y")
+			assertClose(t, wdx, dx, 1e-5, name+" dx")
+			assertClose(t, wdw, dw, 1e-4, name+" dw")
+			if withBias {
+				assertClose(t, wdb, db, 1e-4, name+" db")
+			}
+		}
+	}
+	if onDevice {
+		report := strings.Join(metal.SelfTestReport(metal.Kernels.List()), "\n")
+		assert.Contains(t, report, "causal_conv1d: passed")
+	}
+}
+
+// TestAdvancedOnSimulator reruns the device tests and the Mamba tests in a
+// child process on the simulator with every threshold at 0. It skips without
+// clang unless MLXTRAIN_REQUIRE_CLANG=1.
+func TestAdvancedOnSimulator(t *testing.T) {
+	if metal.Offloading() {
+		t.Skip("this process already runs on a device")
+	}
+	if _, err := sim.FindCompiler(); err != nil {
+		if os.Getenv("MLXTRAIN_REQUIRE_CLANG") == "1" {
+			t.Fatalf("MLXTRAIN_REQUIRE_CLANG=1 but the simulator cannot build: %v", err)
+		}
+		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
+	}
+	tests := []string{"TestCausalConv1dDevice", "TestMambaMatchesReferenceAndNames", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
+	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, name := range tests {
+		assert.Contains(t, string(out), "--- PASS: "+name+" ", "%s", out)
+	}
+	assert.NotContains(t, string(out), "warning", "%s", out)
+}
