@@ -13,3 +13,9 @@ func TestConv1dKernels(t *testing.T) {
 	defer d.Close()
 	kerneltest.Conv1d(t, d)
 }
+
+func TestSSMKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.SSM(t, d)
+}

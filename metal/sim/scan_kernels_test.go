@@ -7,3 +7,5 @@ import (
 )
 
 func TestConv1dKernels(t *testing.T) { kerneltest.Conv1d(t, device(t)) }
+
+func TestSSMKernels(t *testing.T) { kerneltest.SSM(t, device(t)) }
