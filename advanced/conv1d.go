@@ -271,8 +271,11 @@ func startTimer() opTimer {
 	return opTimer{}
 }
 
-func (o opTimer) done(op string, bytes int) {
+func (o opTimer) done(op string, bytes int) { o.doneOn(op, metal.PathGo, bytes) }
+
+// doneOn records the op on the given path.
+func (o opTimer) doneOn(op string, path metal.Path, bytes int) {
 	if !o.start.IsZero() {
-		metal.RecordOp(op, metal.PathGo, time.Since(o.start), int64(bytes))
+		metal.RecordOp(op, path, time.Since(o.start), int64(bytes))
 	}
 }

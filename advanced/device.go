@@ -111,3 +111,67 @@ func convSelfTest() error {
 		return outs, metal.RunConv1dBackward(d, dx.Buffer(), dw.Buffer(), db.Buffer(), g.Buffer(), x.Buffer(), w.Buffer(), batch, length, channels, k)
 	})()
 }
+
+// "selective_scan_metal" (rows = batch·inner, state): the device path of
+// SelectiveScan, forward and backward (the CPU paths are op selective_scan's).
+var ssmDevOp = metal.Kernels.Register("selective_scan_metal", []string{"channels", "state"},
+	&metal.Impl{Path: metal.PathMetal, Available: metal.Offloading, Min: []int{256, 1}, SelfTest: ssmSelfTest},
+	&metal.Impl{Path: metal.PathGo})
+
+func bufOf(t *autodiff.Tensor) *metal.Buffer {
+	if t == nil {
+		return nil
+	}
+	return t.Buffer()
+}
+
+func ssmBuffers(x, dt, A, B, C, D, h0 *autodiff.Tensor) *metal.SSMBuffers {
+	return &metal.SSMBuffers{X: x.Buffer(), Dt: dt.Buffer(), A: A.Buffer(), B: B.Buffer(), C: C.Buffer(), D: bufOf(D), H0: bufOf(h0)}
+}
+
+// ssmDevice returns the device for a float32 scan of dims, or nil.
+func ssmDevice(d SSMDims, ts ...*autodiff.Tensor) metal.Compute {
+	if d.State > metal.SSMMaxState || d.Batch*d.Len*d.Inner == 0 || d.State == 0 {
+		return nil
+	}
+	return autodiff.DeviceFor(ssmDevOp, ts, d.Batch*d.Inner, d.State)
+}
+
+// ssmSelfTest compares the kernels with the CPU on a small scan with a skip,
+// several chunks and a state wider than a SIMD group.
+func ssmSelfTest() error {
+	return autodiff.DeviceSelfTest(func(dev metal.Compute) ([]*autodiff.Tensor, error) {
+		r := autodiff.SelfTestRand()
+		d := SSMDims{Batch: 2, Len: 21, Inner: 5, State: 36}
+		const chunk = 8
+		x, g := autodiff.RandomTensor(r, -1, 1, d.Batch, d.Len, d.Inner), autodiff.RandomTensor(r, -1, 1, d.Batch, d.Len, d.Inner)
+		dt := autodiff.RandomTensor(r, 0.01, 0.5, d.Batch, d.Len, d.Inner)
+		A := autodiff.RandomTensor(r, -2, -0.1, d.Inner, d.State)
+		B, C := autodiff.RandomTensor(r, -1, 1, d.Batch, d.Len, d.State), autodiff.RandomTensor(r, -1, 1, d.Batch, d.Len, d.State)
+		D := autodiff.RandomTensor(r, -1, 1, d.Inner)
+		ins := []*autodiff.Tensor{x, dt, A, B, C, D}
+		defer func() {
+			for _, t := range append(ins, g) {
+				t.Release()
+			}
+		}()
+		y, ckpt := autodiff.Empty(autodiff.Float32, x.Shape()...), autodiff.Empty(autodiff.Float32, SSMCheckpointLen(d, chunk))
+		grads := make([]*autodiff.Tensor, len(ins))
+		for i, t := range ins {
+			grads[i] = autodiff.Empty(autodiff.Float32, t.Shape()...)
+		}
+		outs := append([]*autodiff.Tensor{y, ckpt}, grads...)
+		if dev == nil {
+			in := ssmInputs(f32s, x, dt, A, B, C, D, nil)
+			SelectiveScanForward(y.Float32s(), ckpt.Float32s(), nil, in, d, chunk)
+			SelectiveScanBackward(ssmGrads(f32s, grads), g.Float32s(), ckpt.Float32s(), in, d, chunk)
+			return outs, nil
+		}
+		in := ssmBuffers(x, dt, A, B, C, D, nil)
+		if err := metal.RunSelectiveScan(dev, y.Buffer(), ckpt.Buffer(), nil, in, d.Batch, d.Len, d.Inner, d.State, chunk); err != nil {
+			return outs, err
+		}
+		gr := &metal.SSMGradBuffers{X: grads[0].Buffer(), Dt: grads[1].Buffer(), A: grads[2].Buffer(), B: grads[3].Buffer(), C: grads[4].Buffer(), D: grads[5].Buffer()}
+		return outs, metal.RunSelectiveScanBackward(dev, gr, g.Buffer(), ckpt.Buffer(), in, d.Batch, d.Len, d.Inner, d.State, chunk)
+	})()
+}

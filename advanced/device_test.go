@@ -73,6 +73,80 @@ func TestCausalConv1dDevice(t *testing.T) {
 	}
 }
 
+// TestSelectiveScanDevice checks the float32 op, forward and gradients,
+// against the float64 op (always the CPU's); with an accelerator and the
+// thresholds at 0 it runs the device kernels.
+func TestSelectiveScanDevice(t *testing.T) {
+	onDevice := metal.Offloading() && ssmDevOp.OnMetal(1, 1)
+	for _, c := range []struct{ B, L, D, N, chunk int }{{1, 1, 1, 1, 0}, {2, 23, 7, 16, 8}, {1, 40, 33, 40, 0}} {
+		for _, skip := range []bool{false, true} {
+			name := fmt.Sprintf("%+v skip=%v", c, skip)
+			rng := rand.New(rand.NewPCG(uint64(c.L), uint64(c.N)))
+			uniform := func(n int, lo, hi float64) []float64 {
+				v := make([]float64, n)
+				for i := range v {
+					v[i] = lo + (hi-lo)*rng.Float64()
+				}
+				return v
+			}
+			bld, bln := c.B*c.L*c.D, c.B*c.L*c.N
+			vals := [][]float64{uniform(bld, -1, 1), uniform(bld, 0.01, 0.5), uniform(c.D*c.N, -2, -0.1), uniform(bln, -1, 1), uniform(bln, -1, 1), uniform(c.D, -1, 1)}
+			shapes := [][]int{{c.B, c.L, c.D}, {c.B, c.L, c.D}, {c.D, c.N}, {c.B, c.L, c.N}, {c.B, c.L, c.N}, {c.D}}
+			gv := uniform(bld, -1, 1)
+			run := func(dt ad.DType) (y []float64, grads [][]float64) {
+				tp := ad.NewTape()
+				defer tp.Release()
+				ins := make([]*ad.Tensor, 6)
+				for i := range ins {
+					t64 := ad.FromFloat64(vals[i], shapes[i]...)
+					ins[i] = t64
+					if dt != ad.Float64 {
+						ins[i] = ad.Cast(t64, dt)
+						t64.Release()
+					}
+					ins[i] = tp.Watch(ins[i])
+				}
+				D := ins[5]
+				if !skip {
+					D = nil
+				}
+				out := tp.Keep(SelectiveScan(ins[0], ins[1], ins[2], ins[3], ins[4], D, SSMOptions{Chunk: c.chunk}))
+				defer out.Release()
+				y = out.Float64Values()
+				g64 := ad.FromFloat64(gv, c.B, c.L, c.D)
+				g := g64
+				if dt != ad.Float64 {
+					g = ad.Cast(g64, dt)
+					g64.Release()
+				}
+				tp.BackwardWith(out, g)
+				n := 5
+				if skip {
+					n = 6
+				}
+				for _, in := range ins[:n] {
+					grads = append(grads, tp.Grad(in).Float64Values())
+				}
+				return
+			}
+			before := metal.Launches()
+			y, grads := run(ad.Float32)
+			if onDevice {
+				assert.GreaterOrEqual(t, metal.Launches()-before, int64(3), name+": forward and backward launched")
+			}
+			wy, wgrads := run(ad.Float64)
+			assertClose(t, wy, y, 1e-4, name+" y")
+			for i, w := range wgrads {
+				assertClose(t, w, grads[i], 1e-3, fmt.Sprintf("%s grad %d", name, i))
+			}
+		}
+	}
+	if onDevice {
+		report := strings.Join(metal.SelfTestReport(metal.Kernels.List()), "\n")
+		assert.Contains(t, report, "selective_scan_metal: passed")
+	}
+}
+
 // TestAdvancedOnSimulator reruns the device tests and the Mamba tests in a
 // child process on the simulator with every threshold at 0. It skips without
 // clang unless MLXTRAIN_REQUIRE_CLANG=1.
@@ -86,7 +160,7 @@ func TestAdvancedOnSimulator(t *testing.T) {
 		}
 		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
 	}
-	tests := []string{"TestCausalConv1dDevice", "TestMambaMatchesReferenceAndNames", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
+	tests := []string{"TestCausalConv1dDevice", "TestSelectiveScanDevice", "TestMambaMatchesReferenceAndNames", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
 	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
 	out, err := cmd.CombinedOutput()

@@ -72,7 +72,8 @@ func releaseBuffers(bs []*Buffer) {
 // RunSelectiveScan writes y (batch, len, inner) of the selective scan, and,
 // when not nil, the states at the start of every chunk of `chunk` steps into
 // ckpt (batch, ⌈len/chunk⌉, inner, state) and the state after the last step
-// into final (batch, inner, state). One launch (ssm_fwd_f32): a SIMD group per
+// into final (batch, inner, state), which may be in.H0 (the state moves on in
+// place). One launch (ssm_fwd_f32): a SIMD group per
 // channel walks the time axis.
 func RunSelectiveScan(d Compute, y, ckpt, final *Buffer, in *SSMBuffers, batch, length, inner, state, chunk int) error {
 	const kernel = "ssm_fwd_f32"
@@ -93,9 +94,15 @@ func RunSelectiveScan(d Compute, y, ckpt, final *Buffer, in *SSMBuffers, batch, 
 	if batch*inner == 0 {
 		return nil
 	}
+	finalAccess, h0 := Write, in.H0
+	if h0 != nil && h0 == final {
+		// in place: the kernel reads each state before it overwrites it
+		p.Flags |= 16
+		finalAccess, h0 = ReadWrite, nil
+	}
 	var keep []*Buffer
 	defer func() { releaseBuffers(keep) }() // back to the pool once the launch is done
-	bufs := []*Buffer{ckpt, final, in.D, in.H0}
+	bufs := []*Buffer{ckpt, final, in.D, h0}
 	for i := range bufs {
 		if bufs[i], err = placeholder(d, bufs[i], &keep); err != nil {
 			return err
@@ -103,7 +110,7 @@ func RunSelectiveScan(d Compute, y, ckpt, final *Buffer, in *SSMBuffers, batch, 
 	}
 	return d.Dispatch(&Launch{
 		Kernel: kernel, Groups: [3]int{groupsFor(batch*inner, 8), 1, 1}, Threads: [3]int{256, 1, 1},
-		Args: []Arg{Out(0, y), Out(1, bufs[0]), Out(2, bufs[1]), In(3, in.X), In(4, in.Dt), In(5, in.A), In(6, in.B), In(7, in.C),
+		Args: []Arg{Out(0, y), Out(1, bufs[0]), {Index: 2, Buffer: bufs[1], Access: finalAccess}, In(3, in.X), In(4, in.Dt), In(5, in.A), In(6, in.B), In(7, in.C),
 			In(8, bufs[2]), In(9, bufs[3]), Params(10, p)},
 	})
 }

@@ -17,7 +17,7 @@ struct SSMParams {
   uint state;
   uint chunk;
   uint nchunks;
-  uint flags;  // 1: D, 2: h0, 4: checkpoints, 8: final state
+  uint flags;  // 1: D, 2: h0, 4: checkpoints, 8: final state, 16: h0 is the final state's buffer (in place)
   uint c;      // the backward's chunk
   uint ck;     // the backward: steps per chunk in the scratch (min(chunk, len))
   uint nblk;   // the backward: channel blocks per batch row
@@ -46,9 +46,10 @@ kernel void ssm_fwd_f32(device float* y [[buffer(0)]],
   uint d = u % p.inner;
   uint N = p.state;
   float h[SSM_SLOTS];
+  const device float* hsrc = (p.flags & 16u) != 0 ? final_h : h0;
   for (uint i = 0; i < SSM_SLOTS; i++) {
     uint n = lane + 32 * i;
-    h[i] = ((p.flags & 2u) != 0 && n < N) ? h0[(b * p.inner + d) * N + n] : 0.0f;
+    h[i] = ((p.flags & 2u) != 0 && n < N) ? hsrc[(b * p.inner + d) * N + n] : 0.0f;
   }
   float skip = (p.flags & 1u) != 0 ? dskip[d] : 0.0f;
   for (uint t = 0; t < p.len; t++) {

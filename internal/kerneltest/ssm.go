@@ -69,6 +69,15 @@ func ssmCase(t *testing.T, d metal.Compute, r *rand.Rand, dims advanced.SSMDims,
 	AssertClose(t, Download(y2, B*L*D), wantY, constant(B*L*D, float64(N)), what+" y from h0")
 	AssertClose(t, Download(final2, B*D*N), wantFinal, constant(B*D*N, float64(L)), what+" final state from h0")
 
+	// in place: the state moves on in its own buffer
+	inPlace := *bufs
+	inPlace.H0 = Upload(t, d, h0)
+	y3 := Empty(t, d, B*L*D)
+	require.NoError(t, metal.RunSelectiveScan(d, y3, nil, inPlace.H0, &inPlace, B, L, D, N, chunk), what)
+	AssertClose(t, Download(y3, B*L*D), wantY, constant(B*L*D, float64(N)), what+" y in place")
+	AssertClose(t, Download(inPlace.H0, B*D*N), wantFinal, constant(B*D*N, float64(L)), what+" final state in place")
+	release(y3, inPlace.H0)
+
 	// backward
 	gb := Upload(t, d, g)
 	gr := &metal.SSMGradBuffers{X: Empty(t, d, B*L*D), Dt: Empty(t, d, B*L*D), A: Empty(t, d, D*N), B: Empty(t, d, B*L*N), C: Empty(t, d, B*L*N)}
