@@ -175,3 +175,70 @@ func ssmSelfTest() error {
 		return outs, metal.RunSelectiveScanBackward(dev, gr, g.Buffer(), ckpt.Buffer(), in, d.Batch, d.Len, d.Inner, d.State, chunk)
 	})()
 }
+
+// "moe_dispatch" and "moe_combine" (tokens, dim): the gather into expert order
+// and the weighted scatter back (shaders/moe.metal), forward and backward. The
+// routing's index arrays are uploaded per call (tokens·k int32s).
+var (
+	moeDispatchOp = metal.Kernels.Register("moe_dispatch", []string{"tokens", "dim"},
+		&metal.Impl{Path: metal.PathMetal, Available: metal.Offloading, Min: []int{64, 64}, SelfTest: moeSelfTest},
+		&metal.Impl{Path: metal.PathGo})
+	moeCombineOp = metal.Kernels.Register("moe_combine", []string{"tokens", "dim"},
+		&metal.Impl{Path: metal.PathMetal, Available: metal.Offloading, Min: []int{64, 64}, SelfTest: moeSelfTest},
+		&metal.Impl{Path: metal.PathGo})
+)
+
+// indices uploads a routing's index array as an int32 tensor (device memory
+// while an accelerator is open).
+func indices(v []int32) *autodiff.Tensor { return autodiff.FromInt32(v, len(v)) }
+
+func moeDevice(op *metal.Op, r *Routing, dim int, ts ...*autodiff.Tensor) metal.Compute {
+	if r.Rows() == 0 || r.Tokens == 0 || dim == 0 {
+		return nil
+	}
+	return autodiff.DeviceFor(op, ts, r.Tokens, dim)
+}
+
+// moeSelfTest compares the dispatch and combine kernels with the CPU on a
+// small routing with dropped pairs.
+func moeSelfTest() error {
+	return autodiff.DeviceSelfTest(func(dev metal.Compute) ([]*autodiff.Tensor, error) {
+		rng := autodiff.SelfTestRand()
+		const tokens, k, dim = 13, 2, 37
+		experts := make([]int32, tokens*k)
+		for i := range experts {
+			experts[i] = int32(rng.IntN(4))
+		}
+		r := NewRouting(experts, tokens, k, 4, 5)
+		rows := r.Rows()
+		x, dxs := autodiff.RandomTensor(rng, -1, 1, tokens, dim), autodiff.RandomTensor(rng, -1, 1, rows, dim)
+		ys, gates, dy := autodiff.RandomTensor(rng, -1, 1, rows, dim), autodiff.RandomTensor(rng, 0, 1, tokens, k), autodiff.RandomTensor(rng, -1, 1, tokens, dim)
+		pos, tok := indices(r.Pos), indices(r.Token)
+		defer func() {
+			for _, t := range []*autodiff.Tensor{x, dxs, ys, gates, dy, pos, tok} {
+				t.Release()
+			}
+		}()
+		xs, dx, y := autodiff.Empty(autodiff.Float32, rows, dim), autodiff.Empty(autodiff.Float32, tokens, dim), autodiff.Empty(autodiff.Float32, tokens, dim)
+		dys, dg := autodiff.Empty(autodiff.Float32, rows, dim), autodiff.Empty(autodiff.Float32, tokens, k)
+		outs := []*autodiff.Tensor{xs, dx, y, dys, dg}
+		if dev == nil {
+			DispatchForward(xs.Float32s(), x.Float32s(), r.Token, dim)
+			DispatchBackward(dx.Float32s(), dxs.Float32s(), r.Pos, k, dim)
+			CombineForward(y.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, k, dim)
+			CombineBackward(dys.Float32s(), dg.Float32s(), dy.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, k, dim)
+			return outs, nil
+		}
+		for _, err := range []error{
+			metal.RunMoEDispatch(dev, xs.Buffer(), x.Buffer(), tok.Buffer(), tokens, rows, dim),
+			metal.RunMoEDispatchBackward(dev, dx.Buffer(), dxs.Buffer(), pos.Buffer(), tokens, k, rows, dim),
+			metal.RunMoECombine(dev, y.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), tokens, k, rows, dim),
+			metal.RunMoECombineBackward(dev, dys.Buffer(), dg.Buffer(), dy.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), tokens, k, rows, dim),
+		} {
+			if err != nil {
+				return outs, err
+			}
+		}
+		return outs, nil
+	})()
+}

@@ -147,6 +147,57 @@ func TestSelectiveScanDevice(t *testing.T) {
 	}
 }
 
+// TestMoEDispatchCombineDevice checks the float32 dispatch and combine,
+// forward and gradients, against the float64 ops (always the CPU's); with an
+// accelerator and the thresholds at 0 it runs the device kernels.
+func TestMoEDispatchCombineDevice(t *testing.T) {
+	onDevice := metal.Offloading() && moeDispatchOp.OnMetal(1, 1) && moeCombineOp.OnMetal(1, 1)
+	for _, c := range []struct{ tokens, k, experts, capacity, dim int }{{1, 1, 1, 0, 1}, {13, 2, 4, 5, 37}, {40, 3, 5, 0, 70}} {
+		name := fmt.Sprintf("%+v", c)
+		rng := rand.New(rand.NewPCG(uint64(c.tokens), uint64(c.dim)))
+		ids := make([]int32, c.tokens*c.k)
+		for i := range ids {
+			ids[i] = int32(rng.IntN(c.experts))
+		}
+		r := NewRouting(ids, c.tokens, c.k, c.experts, c.capacity)
+		xv, gv, sv := normals(rng, c.tokens*c.dim), normals(rng, c.tokens*c.k), normals(rng, r.Rows()*c.dim)
+		dyv := normals(rng, c.tokens*c.dim)
+		run := func(dt ad.DType) (y []float64, grads [][]float64) {
+			mk := func(v []float64, shape ...int) *ad.Tensor {
+				t64 := ad.FromFloat64(v, shape...)
+				if dt == ad.Float64 {
+					return t64
+				}
+				defer t64.Release()
+				return ad.Cast(t64, dt)
+			}
+			tp := ad.NewTape()
+			defer tp.Release()
+			x, gates, scale := tp.Watch(mk(xv, c.tokens, c.dim)), tp.Watch(mk(gv, c.tokens, c.k)), mk(sv, r.Rows(), c.dim)
+			xs := Dispatch(x, r)
+			ys := ad.Mul(xs, scale) // stands for the experts
+			out := tp.Keep(Combine(ys, gates, r))
+			defer out.Release()
+			y = out.Float64Values()
+			tp.BackwardWith(out, mk(dyv, c.tokens, c.dim))
+			return y, [][]float64{tp.Grad(x).Float64Values(), tp.Grad(gates).Float64Values()}
+		}
+		before := metal.Launches()
+		y, grads := run(ad.Float32)
+		if onDevice {
+			assert.GreaterOrEqual(t, metal.Launches()-before, int64(4), name+": dispatch, combine and backwards launched")
+		}
+		wy, wgrads := run(ad.Float64)
+		assertClose(t, wy, y, 1e-5, name+" y")
+		assertClose(t, wgrads[0], grads[0], 1e-5, name+" dx")
+		assertClose(t, wgrads[1], grads[1], 1e-4, name+" dgates")
+	}
+	if onDevice {
+		report := strings.Join(metal.SelfTestReport(metal.Kernels.List()), "\n")
+		assert.Contains(t, report, "moe_dispatch: passed")
+	}
+}
+
 // TestAdvancedOnSimulator reruns the device tests and the Mamba tests in a
 // child process on the simulator with every threshold at 0. It skips without
 // clang unless MLXTRAIN_REQUIRE_CLANG=1.
@@ -160,7 +211,7 @@ func TestAdvancedOnSimulator(t *testing.T) {
 		}
 		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
 	}
-	tests := []string{"TestCausalConv1dDevice", "TestSelectiveScanDevice", "TestMambaMatchesReferenceAndNames", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
+	tests := []string{"TestCausalConv1dDevice", "TestSelectiveScanDevice", "TestMoEDispatchCombineDevice", "TestDispatchGroupedCombine", "TestMoEFloat32MatchesDenseLoop", "ExampleMoE", "TestMambaMatchesReferenceAndNames", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
 	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
 	out, err := cmd.CombinedOutput()
