@@ -111,3 +111,69 @@ kernel void moe_combine_dgates_f32(device float* dgates [[buffer(0)]],
     dgates[i] = acc;
   }
 }
+
+// The grouped linear layers of the experts (rows in expert order, one weight
+// matrix per expert: the products are metal's matmul kernels on each group's
+// rows) need a per-group bias and activation, its gradient, and zeros.
+
+struct MoEGroupParams {
+  uint rows;
+  uint out;
+  uint experts;
+  uint flags; // 1: bias, 2: GELU, 4: keep GELU's derivative
+};
+
+// moe_bias_act_f32: y[i] = act(y[i] + b[expert[i]]) in place, with GELU (the
+// exact erf form) keeping GELU′ in deriv. Grid ceil(out/256) × rows.
+kernel void moe_bias_act_f32(device float* y [[buffer(0)]],
+                             device float* deriv [[buffer(1)]],
+                             const device float* b [[buffer(2)]],
+                             const device int* expert [[buffer(3)]],
+                             constant MoEGroupParams& p [[buffer(4)]],
+                             uint2 gid [[thread_position_in_grid]]) {
+  uint c = gid.x;
+  uint i = gid.y;
+  if (c >= p.out) {
+    return;
+  }
+  float v = y[i * p.out + c];
+  if ((p.flags & 1u) != 0) {
+    v += b[(uint)expert[i] * p.out + c];
+  }
+  if ((p.flags & 2u) != 0) {
+    float phi = 0.5f * (1.0f + erf_f32(v * 0.70710678118654752f));
+    if ((p.flags & 4u) != 0) {
+      deriv[i * p.out + c] = phi + v * 0.39894228040143268f * exp(-0.5f * v * v);
+    }
+    v = v * phi;
+  }
+  y[i * p.out + c] = v;
+}
+
+// moe_group_colsum_f32: db[e] = Σ of dy's rows [offsets[e], offsets[e+1]), in
+// row order. Grid ceil(out/256) × experts.
+kernel void moe_group_colsum_f32(device float* db [[buffer(0)]],
+                                 const device float* dy [[buffer(1)]],
+                                 const device int* offsets [[buffer(2)]],
+                                 constant MoEGroupParams& p [[buffer(3)]],
+                                 uint2 gid [[thread_position_in_grid]]) {
+  uint c = gid.x;
+  uint e = gid.y;
+  if (c >= p.out) {
+    return;
+  }
+  float acc = 0.0f;
+  for (int r = offsets[e]; r < offsets[e + 1]; r++) {
+    acc += dy[(uint)r * p.out + c];
+  }
+  db[e * p.out + c] = acc;
+}
+
+// moe_zero_f32: out[i] = 0 for i < n (an empty group's weight gradient).
+kernel void moe_zero_f32(device float* out [[buffer(0)]],
+                         constant uint& n [[buffer(1)]],
+                         uint i [[thread_position_in_grid]]) {
+  if (i < n) {
+    out[i] = 0.0f;
+  }
+}

@@ -2,6 +2,7 @@ package kerneltest
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -70,9 +71,61 @@ func MoE(t *testing.T, d metal.Compute) {
 			}
 		}
 	}
+	for _, offsets := range [][]int{{0, 1}, {0, 5, 5, 12, 40}, {0, 0, 33}} {
+		groupedCase(t, d, r, offsets, 37, 21)
+	}
 	b := Empty(t, d, 4)
 	assert.Error(t, metal.RunMoECombine(d, b, b, b, b, 1, 0, 1, 1), "k = 0")
 	assert.Error(t, metal.RunMoEDispatch(d, b, b, b, 1, 2, 4), "xs too small")
 	release(b)
 	require.NoError(t, d.Synchronize())
+}
+
+// groupedCase checks the experts' grouped products, bias, GELU and their
+// gradients on groups of rows (some empty) against float64 references.
+func groupedCase(t *testing.T, d metal.Compute, r *rand.Rand, offsets []int, in, out int) {
+	E, rows := len(offsets)-1, offsets[len(offsets)-1]
+	what := fmt.Sprintf("grouped offsets=%v in=%d out=%d", offsets, in, out)
+	x, w, bias, g := Random(r, rows*in+1, -1, 1), Random(r, E*out*in, -1, 1), Random(r, E*out, -1, 1), Random(r, rows*out+1, -1, 1)
+	expert := make([]int32, rows+1)
+	off32 := make([]int32, E+1)
+	for e := range E {
+		for i := offsets[e]; i < offsets[e+1]; i++ {
+			expert[i] = int32(e)
+		}
+		off32[e+1] = int32(offsets[e+1])
+	}
+	xb, wb, bb, gb := Upload(t, d, x), Upload(t, d, w), Upload(t, d, bias), Upload(t, d, g)
+	eb, ob := UploadInt32(t, d, expert), UploadInt32(t, d, off32)
+	y, deriv := Empty(t, d, rows*out+1), Empty(t, d, rows*out+1)
+	dx, dw, db := Empty(t, d, rows*in+1), Empty(t, d, E*out*in), Empty(t, d, E*out)
+	require.NoError(t, metal.RunGroupedMatMul(d, y, xb, wb, offsets, in, out), what)
+	require.NoError(t, metal.RunMoEBiasAct(d, y, deriv, bb, eb, rows, out, E, true), what)
+	require.NoError(t, metal.RunGroupedMatMulBackward(d, dx, dw, gb, xb, wb, offsets, in, out), what)
+	require.NoError(t, metal.RunMoEGroupColSum(d, db, gb, ob, rows, out, E), what)
+
+	pre := make([]float64, rows*out)
+	advanced.GroupedMatMulForward(pre, f64(x[:rows*in]), f64(w), offsets, in, out)
+	wantY, wantD := make([]float64, rows*out), make([]float64, rows*out)
+	for i := range rows {
+		for c := range out {
+			v := pre[i*out+c] + float64(bias[int(expert[i])*out+c])
+			phi := 0.5 * math.Erfc(-v/math.Sqrt2)
+			wantY[i*out+c] = v * phi
+			wantD[i*out+c] = phi + v*math.Exp(-0.5*v*v)/math.Sqrt(2*math.Pi)
+		}
+	}
+	wantDX, wantDW, wantDB := make([]float64, rows*in), make([]float64, E*out*in), make([]float64, E*out)
+	advanced.GroupedMatMulBackward(wantDX, wantDW, f64(g[:rows*out]), f64(x[:rows*in]), f64(w), offsets, in, out)
+	for i := range rows {
+		for c := range out {
+			wantDB[int(expert[i])*out+c] += float64(g[i*out+c])
+		}
+	}
+	AssertClose(t, Download(y, rows*out), wantY, constant(rows*out, float64(in)), what+" y")
+	AssertClose(t, Download(deriv, rows*out), wantD, constant(rows*out, float64(in)), what+" GELU'")
+	AssertClose(t, Download(dx, rows*in), wantDX, constant(rows*in, float64(out)), what+" dx")
+	AssertClose(t, Download(dw, E*out*in), wantDW, constant(E*out*in, float64(rows)), what+" dw")
+	AssertClose(t, Download(db, E*out), wantDB, constant(E*out, float64(rows)), what+" db")
+	release(xb, wb, bb, gb, eb, ob, y, deriv, dx, dw, db)
 }
