@@ -242,3 +242,94 @@ func moeSelfTest() error {
 		return outs, nil
 	})()
 }
+
+// "moe_grouped_linear" (rows, out): the experts' grouped products (a matmul
+// launch per group), bias and GELU, and their gradients on the device.
+var groupedOp = metal.Kernels.Register("moe_grouped_linear", []string{"rows", "out"},
+	&metal.Impl{Path: metal.PathMetal, Available: metal.Offloading, Min: []int{64, 64}, SelfTest: groupedSelfTest},
+	&metal.Impl{Path: metal.PathGo})
+
+// rowExperts is each row's group, as an int32 tensor.
+func rowExperts(offsets []int) *autodiff.Tensor {
+	rows := offsets[len(offsets)-1]
+	v := make([]int32, max(rows, 1))
+	for e := range len(offsets) - 1 {
+		for i := offsets[e]; i < offsets[e+1]; i++ {
+			v[i] = int32(e)
+		}
+	}
+	return indices(v)
+}
+
+func offsets32(offsets []int) *autodiff.Tensor {
+	v := make([]int32, len(offsets))
+	for i, o := range offsets {
+		v[i] = int32(o)
+	}
+	return indices(v)
+}
+
+// groupedForwardDevice records y = act(x·W_eᵀ + b_e) per group on dev.
+func groupedForwardDevice(dev metal.Compute, y, deriv, x, w, b *autodiff.Tensor, offsets []int, gelu bool) error {
+	E, out, in := w.Dim(0), w.Dim(1), w.Dim(2)
+	if err := metal.RunGroupedMatMul(dev, y.Buffer(), x.Buffer(), w.Buffer(), offsets, in, out); err != nil {
+		return err
+	}
+	if !gelu && b == nil {
+		return nil
+	}
+	ex := rowExperts(offsets)
+	defer ex.Release() // back to the pool once the launch is done
+	return metal.RunMoEBiasAct(dev, y.Buffer(), bufOf(deriv), bufOf(b), ex.Buffer(), x.Dim(0), out, E, gelu)
+}
+
+// groupedBackwardDevice records the gradients on dev: dy = g·GELU′ (into the
+// scratch dy when gelu), db per group, dx and dw per group.
+func groupedBackwardDevice(dev metal.Compute, dx, dw, db, dy, g, deriv, x, w *autodiff.Tensor, offsets []int, gelu bool) error {
+	E, out, in := w.Dim(0), w.Dim(1), w.Dim(2)
+	rows := x.Dim(0)
+	if gelu && rows*out > 0 {
+		if err := metal.RunBinary(dev, metal.BinaryMul, dy.Buffer(), g.Buffer(), deriv.Buffer(), rows*out, rows*out); err != nil {
+			return err
+		}
+	}
+	if db != nil {
+		off := offsets32(offsets)
+		defer off.Release()
+		if err := metal.RunMoEGroupColSum(dev, db.Buffer(), dy.Buffer(), off.Buffer(), rows, out, E); err != nil {
+			return err
+		}
+	}
+	return metal.RunGroupedMatMulBackward(dev, bufOf(dx), bufOf(dw), dy.Buffer(), x.Buffer(), w.Buffer(), offsets, in, out)
+}
+
+// groupedSelfTest compares the grouped kernels with the CPU on 3 groups (one
+// empty) with bias and GELU, forward and every gradient.
+func groupedSelfTest() error {
+	return autodiff.DeviceSelfTest(func(dev metal.Compute) ([]*autodiff.Tensor, error) {
+		r := autodiff.SelfTestRand()
+		offsets := []int{0, 7, 7, 19}
+		const in, out = 23, 17
+		x, w := autodiff.RandomTensor(r, -1, 1, 19, in), autodiff.RandomTensor(r, -1, 1, 3, out, in)
+		b, g := autodiff.RandomTensor(r, -1, 1, 3, out), autodiff.RandomTensor(r, -1, 1, 19, out)
+		defer func() {
+			for _, t := range []*autodiff.Tensor{x, w, b, g} {
+				t.Release()
+			}
+		}()
+		y, deriv, dy := autodiff.Empty(autodiff.Float32, 19, out), autodiff.Empty(autodiff.Float32, 19, out), autodiff.Empty(autodiff.Float32, 19, out)
+		dx, dw, db := autodiff.Empty(autodiff.Float32, 19, in), autodiff.Empty(autodiff.Float32, 3, out, in), autodiff.Zeros(autodiff.Float32, 3, out)
+		outs := []*autodiff.Tensor{y, deriv, dx, dw, db}
+		defer dy.Release()
+		if dev == nil {
+			GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
+			groupBiasAct(y.Float32s(), deriv.Float32s(), b.Float32s(), offsets, out, true)
+			groupedBackward(dx, dw, db, dy.Float32s(), g.Float32s(), deriv.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
+			return outs, nil
+		}
+		if err := groupedForwardDevice(dev, y, deriv, x, w, b, offsets, true); err != nil {
+			return outs, err
+		}
+		return outs, groupedBackwardDevice(dev, dx, dw, db, dy, g, deriv, x, w, offsets, true)
+	})()
+}

@@ -376,7 +376,10 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 	if gelu && tracked {
 		deriv = autodiff.Empty(x.DType(), rows, out)
 	}
-	if x.DType() == autodiff.Float32 {
+	dev := autodiff.DeviceFor(groupedOp, []*autodiff.Tensor{x, w, b, y, deriv}, rows, out)
+	if dev != nil && autodiff.Launched(op, groupedForwardDevice(dev, y, deriv, x, w, b, offsets, gelu)) {
+		// recorded on the device
+	} else if x.DType() == autodiff.Float32 {
 		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
 		if gelu || b != nil {
 			groupBiasAct(y.Float32s(), floats32(deriv), floats32(b), offsets, out, gelu)
@@ -411,7 +414,10 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 		if needB {
 			db = autodiff.Zeros(b.DType(), E, out)
 		}
-		if x.DType() == autodiff.Float32 {
+		dev := autodiff.DeviceFor(groupedOp, []*autodiff.Tensor{dx, dw, db, dy, g, deriv, x, w}, rows, out)
+		if dev != nil && autodiff.Launched(op, groupedBackwardDevice(dev, dx, dw, db, dy, g, deriv, x, w, offsets, gelu)) {
+			// recorded on the device
+		} else if x.DType() == autodiff.Float32 {
 			groupedBackward(dx, dw, db, dy.Float32s(), g.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), offsets, in, out)
 		} else {
 			groupedBackward(dx, dw, db, dy.Float64s(), g.Float64s(), floats64(deriv), x.Float64s(), w.Float64s(), offsets, in, out)
