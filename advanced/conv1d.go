@@ -206,12 +206,16 @@ func CausalConv1d(x, w, bias *autodiff.Tensor) *autodiff.Tensor {
 	batch, length, channels, k := x.Dim(0), x.Dim(1), x.Dim(2), w.Dim(-1)
 	tm := startTimer()
 	y := autodiff.Empty(x.DType(), x.Shape()...)
-	if x.DType() == autodiff.Float32 {
+	switch {
+	case x.DType() == autodiff.Float32 && convDevice(y, x, w, bias, batch, length, channels, k):
+		// recorded on the device (and in the profile)
+	case x.DType() == autodiff.Float32:
 		CausalConv1dForward(y.Float32s(), x.Float32s(), w.Float32s(), optional(bias, (*autodiff.Tensor).Float32s), nil, batch, length, channels, k)
-	} else {
+		tm.done("causal_conv1d", 2*x.Len()*x.DType().Size())
+	default:
 		CausalConv1dForward(y.Float64s(), x.Float64s(), w.Float64s(), optional(bias, (*autodiff.Tensor).Float64s), nil, batch, length, channels, k)
+		tm.done("causal_conv1d", 2*x.Len()*x.DType().Size())
 	}
-	tm.done("causal_conv1d", 2*x.Len()*x.DType().Size())
 	inputs := []*autodiff.Tensor{x, w}
 	if bias != nil {
 		inputs = append(inputs, bias)
@@ -227,7 +231,9 @@ func CausalConv1d(x, w, bias *autodiff.Tensor) *autodiff.Tensor {
 		if bias != nil && autodiff.NeedsGrad(bias) {
 			db = autodiff.Zeros(bias.DType(), bias.Shape()...)
 		}
-		if x.DType() == autodiff.Float32 {
+		if x.DType() == autodiff.Float32 && convBackwardDevice(dx, dw, db, g, x, w, batch, length, channels, k) {
+			// recorded on the device
+		} else if x.DType() == autodiff.Float32 {
 			f := (*autodiff.Tensor).Float32s
 			CausalConv1dBackward(optional(dx, f), optional(dw, f), optional(db, f), g.Float32s(), x.Float32s(), w.Float32s(), batch, length, channels, k)
 		} else {
@@ -265,8 +271,11 @@ func startTimer() opTimer {
 	return opTimer{}
 }
 
-func (o opTimer) done(op string, bytes int) {
+func (o opTimer) done(op string, bytes int) { o.doneOn(op, metal.PathGo, bytes) }
+
+// doneOn records the op on the given path.
+func (o opTimer) doneOn(op string, path metal.Path, bytes int) {
 	if !o.start.IsZero() {
-		metal.RecordOp(op, metal.PathGo, time.Since(o.start), int64(bytes))
+		metal.RecordOp(op, path, time.Since(o.start), int64(bytes))
 	}
 }

@@ -141,14 +141,29 @@ func Dispatch(x *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	}
 	d := x.Dim(-1)
 	xs := autodiff.Empty(x.DType(), r.Rows(), d)
-	if x.DType() == autodiff.Float32 {
+	tm, path := startTimer(), metal.PathGo
+	if dev := moeDevice(moeDispatchOp, r, d, x, xs); dev != nil && moeLaunch(func() error {
+		tok := indices(r.Token)
+		defer tok.Release() // back to the pool once the launch is done
+		return metal.RunMoEDispatch(dev, xs.Buffer(), x.Buffer(), tok.Buffer(), r.Tokens, r.Rows(), d)
+	}) {
+		path = metal.PathMetal
+	} else if x.DType() == autodiff.Float32 {
 		DispatchForward(xs.Float32s(), x.Float32s(), r.Token, d)
 	} else {
 		DispatchForward(xs.Float64s(), x.Float64s(), r.Token, d)
 	}
+	tm.doneOn("moe_dispatch", path, 2*xs.Len()*x.DType().Size())
 	return autodiff.Record(xs, "moe_dispatch", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
+			if dev := moeDevice(moeDispatchOp, r, d, dx, g); dev != nil && moeLaunch(func() error {
+				pos := indices(r.Pos)
+				defer pos.Release()
+				return metal.RunMoEDispatchBackward(dev, dx.Buffer(), g.Buffer(), pos.Buffer(), r.Tokens, r.K, r.Rows(), d)
+			}) {
+				return dx
+			}
 			if x.DType() == autodiff.Float32 {
 				DispatchBackward(dx.Float32s(), g.Float32s(), r.Pos, r.K, d)
 			} else {
@@ -171,11 +186,19 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	}
 	d := ys.Dim(1)
 	y := autodiff.Empty(ys.DType(), r.Tokens, d)
-	if ys.DType() == autodiff.Float32 {
+	tm, path := startTimer(), metal.PathGo
+	if dev := moeDevice(moeCombineOp, r, d, y, ys, gates); dev != nil && moeLaunch(func() error {
+		pos := indices(r.Pos)
+		defer pos.Release()
+		return metal.RunMoECombine(dev, y.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), r.Tokens, r.K, r.Rows(), d)
+	}) {
+		path = metal.PathMetal
+	} else if ys.DType() == autodiff.Float32 {
 		CombineForward(y.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, r.K, d)
 	} else {
 		CombineForward(y.Float64s(), ys.Float64s(), gates.Float64s(), r.Pos, r.K, d)
 	}
+	tm.doneOn("moe_combine", path, (ys.Len()+y.Len())*ys.DType().Size())
 	return autodiff.Record(y, "moe_combine", func(g *autodiff.Tensor) {
 		needYs, needG := autodiff.NeedsGrad(ys), autodiff.NeedsGrad(gates)
 		var dys, dg *autodiff.Tensor
@@ -188,7 +211,13 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 		if !needYs && !needG {
 			return
 		}
-		if ys.DType() == autodiff.Float32 {
+		if dev := moeDevice(moeCombineOp, r, d, dys, dg, g, ys, gates); dev != nil && moeLaunch(func() error {
+			pos := indices(r.Pos)
+			defer pos.Release()
+			return metal.RunMoECombineBackward(dev, bufOf(dys), bufOf(dg), g.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), r.Tokens, r.K, r.Rows(), d)
+		}) {
+			// recorded on the device
+		} else if ys.DType() == autodiff.Float32 {
 			CombineBackward(floats32(dys), floats32(dg), g.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, r.K, d)
 		} else {
 			CombineBackward(floats64(dys), floats64(dg), g.Float64s(), ys.Float64s(), gates.Float64s(), r.Pos, r.K, d)
@@ -201,6 +230,10 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 		}
 	}, ys, gates)
 }
+
+// moeLaunch runs a device launch of the dispatch or combine: true when it was
+// recorded, else (with a warning) the caller runs the CPU path.
+func moeLaunch(run func() error) bool { return autodiff.Launched("moe", run()) }
 
 func floats32(t *autodiff.Tensor) []float32 {
 	if t == nil {
@@ -343,7 +376,10 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 	if gelu && tracked {
 		deriv = autodiff.Empty(x.DType(), rows, out)
 	}
-	if x.DType() == autodiff.Float32 {
+	dev := autodiff.DeviceFor(groupedOp, []*autodiff.Tensor{x, w, b, y, deriv}, rows, out)
+	if dev != nil && autodiff.Launched(op, groupedForwardDevice(dev, y, deriv, x, w, b, offsets, gelu)) {
+		// recorded on the device
+	} else if x.DType() == autodiff.Float32 {
 		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
 		if gelu || b != nil {
 			groupBiasAct(y.Float32s(), floats32(deriv), floats32(b), offsets, out, gelu)
@@ -378,7 +414,10 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 		if needB {
 			db = autodiff.Zeros(b.DType(), E, out)
 		}
-		if x.DType() == autodiff.Float32 {
+		dev := autodiff.DeviceFor(groupedOp, []*autodiff.Tensor{dx, dw, db, dy, g, deriv, x, w}, rows, out)
+		if dev != nil && autodiff.Launched(op, groupedBackwardDevice(dev, dx, dw, db, dy, g, deriv, x, w, offsets, gelu)) {
+			// recorded on the device
+		} else if x.DType() == autodiff.Float32 {
 			groupedBackward(dx, dw, db, dy.Float32s(), g.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), offsets, in, out)
 		} else {
 			groupedBackward(dx, dw, db, dy.Float64s(), g.Float64s(), floats64(deriv), x.Float64s(), w.Float64s(), offsets, in, out)

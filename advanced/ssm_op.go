@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // SSMOptions tunes [SelectiveScan].
@@ -41,12 +42,18 @@ func SelectiveScan(x, dt, A, B, C, D *autodiff.Tensor, opt SSMOptions) *autodiff
 		ckpt = autodiff.Empty(x.DType(), SSMCheckpointLen(d, chunk))
 		tape.Own(ckpt)
 	}
-	if x.DType() == autodiff.Float32 {
+	dev := ssmDevice(d, x, dt, A, B, C, D, opt.H0, opt.Final, y, ckpt)
+	switch {
+	case dev != nil && autodiff.Launched("selective_scan", metal.RunSelectiveScan(dev, y.Buffer(), bufOf(ckpt), bufOf(opt.Final),
+		ssmBuffers(x, dt, A, B, C, D, opt.H0), d.Batch, d.Len, d.Inner, d.State, chunk)):
+		tm.doneOn("selective_scan", metal.PathMetal, (3*x.Len()+2*B.Len())*4)
+	case x.DType() == autodiff.Float32:
 		SelectiveScanForward(y.Float32s(), optional(ckpt, f32s), optional(opt.Final, f32s), ssmInputs(f32s, x, dt, A, B, C, D, opt.H0), d, chunk)
-	} else {
+		tm.done("selective_scan", (3*x.Len()+2*B.Len())*x.DType().Size())
+	default:
 		SelectiveScanForward(y.Float64s(), optional(ckpt, f64s), optional(opt.Final, f64s), ssmInputs(f64s, x, dt, A, B, C, D, opt.H0), d, chunk)
+		tm.done("selective_scan", (3*x.Len()+2*B.Len())*x.DType().Size())
 	}
-	tm.done("selective_scan", (3*x.Len()+2*B.Len())*x.DType().Size())
 	if tape == nil {
 		return y
 	}
@@ -59,12 +66,15 @@ func SelectiveScan(x, dt, A, B, C, D *autodiff.Tensor, opt SSMOptions) *autodiff
 		}
 		if need {
 			tm := startTimer()
-			if x.DType() == autodiff.Float32 {
+			dev := ssmDevice(d, append(append([]*autodiff.Tensor{g, ckpt}, inputs...), grads...)...)
+			if opt.H0 == nil && dev != nil && autodiff.Launched("selective_scan", ssmBackwardDevice(dev, grads, g, ckpt, x, dt, A, B, C, D, d, chunk)) {
+				tm.doneOn("selective_scan_backward", metal.PathMetal, (6*x.Len()+4*B.Len())*4)
+			} else if x.DType() == autodiff.Float32 {
 				SelectiveScanBackward(ssmGrads(f32s, grads), g.Float32s(), ckpt.Float32s(), ssmInputs(f32s, x, dt, A, B, C, D, opt.H0), d, chunk)
 			} else {
 				SelectiveScanBackward(ssmGrads(f64s, grads), g.Float64s(), ckpt.Float64s(), ssmInputs(f64s, x, dt, A, B, C, D, opt.H0), d, chunk)
+				tm.done("selective_scan_backward", (6*x.Len()+4*B.Len())*x.DType().Size())
 			}
-			tm.done("selective_scan_backward", (6*x.Len()+4*B.Len())*x.DType().Size())
 		}
 		for i, t := range inputs {
 			if autodiff.NeedsGrad(t) {
@@ -74,6 +84,15 @@ func SelectiveScan(x, dt, A, B, C, D *autodiff.Tensor, opt SSMOptions) *autodiff
 			}
 		}
 	}, inputs...)
+}
+
+// ssmBackwardDevice records the scan's backward on the device.
+func ssmBackwardDevice(dev metal.Compute, grads []*autodiff.Tensor, g, ckpt, x, dt, A, B, C, D *autodiff.Tensor, d SSMDims, chunk int) error {
+	gr := &metal.SSMGradBuffers{X: grads[0].Buffer(), Dt: grads[1].Buffer(), A: grads[2].Buffer(), B: grads[3].Buffer(), C: grads[4].Buffer()}
+	if len(grads) > 5 {
+		gr.D = grads[5].Buffer()
+	}
+	return metal.RunSelectiveScanBackward(dev, gr, g.Buffer(), ckpt.Buffer(), ssmBuffers(x, dt, A, B, C, D, nil), d.Batch, d.Len, d.Inner, d.State, chunk)
 }
 
 var (

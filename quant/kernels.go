@@ -42,6 +42,7 @@ var (
 
 func init() {
 	qmmOp = metal.Kernels.Register("quantized_matmul", []string{"M", "N", "K"},
+		qmmDeviceImpl(),
 		&metal.Impl{Path: metal.PathBLAS, Min: []int{blasMinM}, Fn: matmulFunc(tiledMatMul)},
 		&metal.Impl{Path: metal.PathAsm, Available: asmAvailable, Fn: matmulFunc(asmMatMul)},
 		&metal.Impl{Path: metal.PathGo, Fn: matmulFunc(goMatMul)},
@@ -57,7 +58,7 @@ func MatMulT(y, x []float32, rows int, m *Matrix) {
 	if rows == 0 || m.Rows == 0 {
 		return
 	}
-	im := qmmOp.Pick(rows, m.Rows, m.Cols)
+	im := cpuImpl(qmmOp, rows, m.Rows, m.Cols)
 	runMatMul(im.Path, im.Fn.(matmulFunc), y, x, rows, m)
 }
 
@@ -67,7 +68,7 @@ func MatMulTPath(path metal.Path, y, x []float32, rows int, m *Matrix) {
 	checkMatMul("MatMulTPath", y, x, rows, m)
 	for _, im := range qmmOp.Impls {
 		if im.Path == path {
-			if im.Available != nil && !im.Available() {
+			if im.Fn == nil || im.Available != nil && !im.Available() {
 				panic(fmt.Sprintf("quant: MatMulTPath: path %s is not available here", path))
 			}
 			if rows > 0 {

@@ -114,7 +114,9 @@ func (w *Weight) MatMulT(x *autodiff.Tensor) *autodiff.Tensor {
 	shape := append(append([]int(nil), x.Shape()[:x.Rank()-1]...), w.Rows)
 	y := autodiff.Empty(x.DType(), shape...)
 	if x.DType() == autodiff.Float32 {
-		MatMulT(y.Float32s(), x.Float32s(), rows, &w.Matrix)
+		if rows > 0 && !w.matMulTDevice(y, x, rows) {
+			MatMulT(y.Float32s(), x.Float32s(), rows, &w.Matrix)
+		}
 	} else if rows > 0 {
 		d := w.Dequantize(autodiff.Float64)
 		gemm.Dgemm(false, true, rows, w.Rows, w.Cols, 1, x.Float64s(), w.Cols, d.Float64s(), w.Cols, 0, y.Float64s(), w.Rows)
@@ -124,7 +126,9 @@ func (w *Weight) MatMulT(x *autodiff.Tensor) *autodiff.Tensor {
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
 			if x.DType() == autodiff.Float32 {
-				MatMul(dx.Float32s(), g.Float32s(), rows, &w.Matrix)
+				if rows == 0 || !w.matMulDevice(dx, g, rows) {
+					MatMul(dx.Float32s(), g.Float32s(), rows, &w.Matrix)
+				}
 			} else if rows > 0 {
 				d := w.Dequantize(autodiff.Float64)
 				gemm.Dgemm(false, false, rows, w.Cols, w.Rows, 1, g.Float64s(), w.Rows, d.Float64s(), w.Cols, 0, dx.Float64s(), w.Cols)
@@ -148,6 +152,9 @@ func (w *Weight) Gather(ids *autodiff.Tensor) *autodiff.Tensor {
 		}
 	}
 	out := autodiff.Empty(autodiff.Float32, append(append([]int(nil), ids.Shape()...), w.Cols)...)
+	if ids.Len() > 0 && w.gatherDevice(out, ids) {
+		return out
+	}
 	Gather(out.Float32s(), &w.Matrix, ids.Int32s())
 	return out
 }

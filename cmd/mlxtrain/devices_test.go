@@ -163,7 +163,7 @@ func TestDevicesSelfTest(t *testing.T) {
 	assert.NotContains(t, errOut, "warning")
 	assert.Contains(t, out, "simulated true")
 	for _, op := range []string{"binary", "unary", "activation", "reduce", "softmax", "cross_entropy", "embedding", "matmul",
-		"rms_norm", "layer_norm", "swiglu", "rope", "flash_attention", "adamw"} {
+		"rms_norm", "layer_norm", "swiglu", "rope", "flash_attention", "adamw", "quantized_matmul", "quantized_embedding"} {
 		assert.Regexp(t, regexp.MustCompile(`(?m)^self-test `+op+`: passed$`), out, op)
 	}
 	assert.NotContains(t, out, "failed")

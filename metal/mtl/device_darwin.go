@@ -55,6 +55,8 @@ type Device struct {
 	owned   []objc.ID          // the libraries
 	errs    map[string]error   // by file: the files that did not compile
 	kernelF map[string]string  // kernel name → file, for every kernel seen
+	prefix  string             // the common file, compiled in front of every file
+	added   map[string]string  // AddSource's sources by name; Metal thread only
 
 	pipes map[string]*pipeline // by metal.Launch.PipelineKey; Metal thread only
 
@@ -108,6 +110,7 @@ func OpenWith(o Options) (*Device, error) {
 		libs:    map[string]objc.ID{},
 		errs:    map[string]error{},
 		kernelF: map[string]string{},
+		added:   map[string]string{},
 		pipes:   map[string]*pipeline{},
 		free:    map[int][]freeBuffer{},
 	}
@@ -157,19 +160,18 @@ func (d *Device) readFacts() {
 	d.facts = f
 }
 
-// compile builds one library per .metal file (common in front), so a file that
-// fails disables only its own kernels.
-func (d *Device) compile(sources fs.FS, common string) error {
+// compileOptions returns new MTLCompileOptions for MSL 3.1 with IEEE math (the
+// caller releases them). Metal thread only.
+func (d *Device) compileOptions() (objc.ID, error) {
 	opts := newObject("MTLCompileOptions")
 	if opts == 0 {
-		return errors.New("mtl: no MTLCompileOptions")
+		return 0, errors.New("mtl: no MTLCompileOptions")
 	}
-	defer release(opts)
 	opts.Send(sel.setLanguageVersion, uint(languageVersion3_1))
 	if v := objc.Send[uint](opts, sel.languageVersion); v != languageVersion3_1 {
-		return fmt.Errorf("mtl: MSL 3.1 not available (the compiler reports %d.%d; macOS 14 or later is needed)", v>>16, v&0xffff)
+		release(opts)
+		return 0, fmt.Errorf("mtl: MSL 3.1 not available (the compiler reports %d.%d; macOS 14 or later is needed)", v>>16, v&0xffff)
 	}
-	d.facts.LanguageVersion = "3.1"
 	// IEEE semantics (NaN and infinity kept, precise math functions), as the
 	// simulator and the CPU references have.
 	if objc.Send[bool](opts, sel.respondsTo, sel.setMathMode) {
@@ -177,13 +179,24 @@ func (d *Device) compile(sources fs.FS, common string) error {
 	} else {
 		opts.Send(sel.setFastMath, false)
 	}
-	var prefix string
+	return opts, nil
+}
+
+// compile builds one library per .metal file (common in front), so a file that
+// fails disables only its own kernels.
+func (d *Device) compile(sources fs.FS, common string) error {
+	opts, err := d.compileOptions()
+	if err != nil {
+		return err
+	}
+	defer release(opts)
+	d.facts.LanguageVersion = "3.1"
 	if common != "" {
 		src, err := fs.ReadFile(sources, common)
 		if err != nil {
 			return fmt.Errorf("mtl: %w", err)
 		}
-		prefix = fmt.Sprintf("#line 1 %q\n%s\n", common, src)
+		d.prefix = fmt.Sprintf("#line 1 %q\n%s\n", common, src)
 	}
 	names, err := fs.Glob(sources, "*.metal")
 	if err != nil {
@@ -201,22 +214,8 @@ func (d *Device) compile(sources fs.FS, common string) error {
 		for _, k := range kernelNames(string(src)) {
 			d.kernelF[k] = name
 		}
-		text := fmt.Sprintf("%s#line 1 %q\n%s\n", prefix, name, src)
-		var nserr objc.ID
-		lib := objc.Send[objc.ID](d.dev, sel.newLibrary, nsString(text), opts, unsafe.Pointer(&nserr))
-		if lib == 0 {
-			err := nsError(nserr)
-			if err == nil {
-				err = errors.New("newLibraryWithSource failed")
-			}
-			d.errs[name] = fmt.Errorf("%s: %w", name, err)
-			continue
-		}
-		d.owned = append(d.owned, lib)
-		fnames := lib.Send(sel.functionNames)
-		n := objc.Send[uint](fnames, sel.count)
-		for i := uint(0); i < n; i++ {
-			d.libs[goString(fnames.Send(sel.object, i))] = lib
+		if _, err := d.compileFile(opts, name, string(src)); err != nil {
+			d.errs[name] = err
 		}
 	}
 	if len(d.libs) == 0 {
@@ -228,6 +227,67 @@ func (d *Device) compile(sources fs.FS, common string) error {
 		return fmt.Errorf("mtl: no kernel compiled: %s", strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+// compileFile builds the library of one file (d.prefix in front) and makes its
+// functions launchable; it returns their names. Metal thread only.
+func (d *Device) compileFile(opts objc.ID, name, src string) ([]string, error) {
+	text := fmt.Sprintf("%s#line 1 %q\n%s\n", d.prefix, name, src)
+	var nserr objc.ID
+	lib := objc.Send[objc.ID](d.dev, sel.newLibrary, nsString(text), opts, unsafe.Pointer(&nserr))
+	if lib == 0 {
+		err := nsError(nserr)
+		if err == nil {
+			err = errors.New("newLibraryWithSource failed")
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	d.owned = append(d.owned, lib)
+	fnames := lib.Send(sel.functionNames)
+	n := objc.Send[uint](fnames, sel.count)
+	var out []string
+	for i := uint(0); i < n; i++ {
+		f := goString(fnames.Send(sel.object, i))
+		d.libs[f] = lib
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// AddSource compiles src, MSL with the common file's helpers in front, as a
+// library of its own named name and makes its kernels launchable on d: the way
+// kernels defined outside package shaders (metal.AddSource,
+// autodiff.CustomKernel) reach the GPU. Adding the same source under the same
+// name again does nothing; a kernel name already launchable on d, or a source
+// that does not compile, is an error.
+func (d *Device) AddSource(name, src string) error {
+	return d.thread.do(func() error {
+		if prev, ok := d.added[name]; ok {
+			if prev == src {
+				return nil
+			}
+			return fmt.Errorf("mtl: library %s was added with another source", name)
+		}
+		for _, k := range kernelNames(src) {
+			if d.libs[k] != 0 {
+				return fmt.Errorf("mtl: %s: kernel %s is already defined on the device", name, k)
+			}
+		}
+		opts, err := d.compileOptions()
+		if err != nil {
+			return err
+		}
+		defer release(opts)
+		fns, err := d.compileFile(opts, name+".metal", src)
+		if err != nil {
+			return fmt.Errorf("mtl: %w", err)
+		}
+		if len(fns) == 0 {
+			return fmt.Errorf("mtl: %s defines no kernel", name)
+		}
+		d.added[name] = src
+		return nil
+	})
 }
 
 // kernelNames finds `kernel void name` declarations, to name the file of a

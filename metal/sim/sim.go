@@ -53,11 +53,16 @@ type Options struct {
 // a buffer they use, Flush, Synchronize, or a full batch), as Metal runs command
 // buffers: code that reads a result without waiting sees poison, not the result.
 type Device struct {
-	lib   *library
-	heap  bool // Options.HeapMemory
-	facts metal.Facts
-	pool  *metal.Pool
-	seed  maphash.Seed
+	lib    *library
+	common string // the common file's source, compiled in front of added sources
+
+	extraMu sync.Mutex
+	extra   map[string]*library // kernels of AddSource's libraries, by name
+	added   map[string]string   // AddSource's sources, by library name
+	heap    bool                // Options.HeapMemory
+	facts   metal.Facts
+	pool    *metal.Pool
+	seed    maphash.Seed
 
 	mu          sync.Mutex
 	idle        *sync.Cond // signalled when outstanding reaches zero
@@ -92,6 +97,12 @@ func Open() (*Device, error) { return OpenWith(Options{}) }
 func OpenWith(o Options) (*Device, error) {
 	var lib *library
 	var err error
+	var common []byte
+	if o.Sources == nil {
+		common, _ = fs.ReadFile(shaders.Sources, "common.metal")
+	} else if o.Common != "" {
+		common, _ = fs.ReadFile(o.Sources, o.Common)
+	}
 	if o.Sources == nil {
 		defaultOnce.Do(func() { defaultLib, defaultErr = loadLibrary(shaders.Sources, "common.metal") })
 		lib, err = defaultLib, defaultErr
@@ -110,8 +121,11 @@ func OpenWith(o Options) (*Device, error) {
 		fam = 7
 	}
 	d := &Device{
-		lib:  lib,
-		heap: o.HeapMemory,
+		lib:    lib,
+		common: string(common),
+		extra:  map[string]*library{},
+		added:  map[string]string{},
+		heap:   o.HeapMemory,
 		facts: metal.Facts{
 			Name:                 "MSL simulator (" + lib.compile + ")",
 			Family:               fam,
@@ -230,6 +244,7 @@ func (d *Device) recycle(m deviceMem) {
 // job is one recorded launch.
 type job struct {
 	k      *kernelFn
+	lib    *library // k's
 	c      cLaunch
 	poison [][]byte // Write arguments, filled with NaN before the launch
 	checks []check  // arguments that must not change before the launch runs
@@ -256,11 +271,12 @@ func (d *Device) Dispatch(l *metal.Launch) error {
 	if err := l.Check(d.facts); err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
-	k, err := d.lib.kernel(l.Kernel)
+	lib := d.libraryOf(l.Kernel)
+	k, err := lib.kernel(l.Kernel)
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
-	j := &job{k: k}
+	j := &job{k: k, lib: lib}
 	bound := map[int]*metal.Arg{}
 	for i := range l.Args {
 		bound[l.Args[i].Index] = &l.Args[i]
@@ -523,9 +539,9 @@ func (d *Device) execute(j *job) error {
 			p[i] = 0xff
 		}
 	}
-	d.lib.run.Lock()
+	j.lib.run.Lock()
 	rc := j.k.launch(unsafe.Pointer(&j.c))
-	d.lib.run.Unlock()
+	j.lib.run.Unlock()
 	if rc != 0 {
 		return fmt.Errorf("sim: %s", j.c.message())
 	}

@@ -1,0 +1,88 @@
+package metal
+
+import "fmt"
+
+type conv1dParams struct{ Batch, Length, Channels, K, HasBias uint32 }
+
+// Conv1dMaxK is the widest kernel [RunConv1dBackward] takes for dw.
+const Conv1dMaxK = 16
+
+func conv1dCheck(kernel string, batch, length, channels, k int) (conv1dParams, error) {
+	if err := checkCount(kernel, batch, length, channels); err != nil {
+		return conv1dParams{}, err
+	}
+	if k < 1 {
+		return conv1dParams{}, fmt.Errorf("%s: kernel width %d", kernel, k)
+	}
+	if err := checkCount(kernel, channels, k); err != nil {
+		return conv1dParams{}, err
+	}
+	return conv1dParams{uint32(batch), uint32(length), uint32(channels), uint32(k), 0}, nil
+}
+
+func conv1dGrid(rows, channels int) (groups, threads [3]int) {
+	t := min(256, max(1, groupsFor(channels, 32))*32)
+	return [3]int{groupsFor(channels, t), rows, 1}, [3]int{t, 1, 1}
+}
+
+// RunConv1d writes the causal depthwise convolution y (batch, length,
+// channels) of x (same shape) with w (channels, k) plus bias (channels; nil for
+// none). One launch (conv1d_fwd_f32).
+func RunConv1d(d Compute, y, x, w, bias *Buffer, batch, length, channels, k int) error {
+	const kernel = "conv1d_fwd_f32"
+	p, err := conv1dCheck(kernel, batch, length, channels, k)
+	if err != nil {
+		return err
+	}
+	n := batch * length * channels
+	if err := checkBuffers(kernel, need{"y", y, n, false}, need{"x", x, n, false}, need{"w", w, channels * k, false},
+		need{"bias", bias, channels, true}); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	if bias != nil {
+		p.HasBias = 1
+	} else {
+		bias = w // a placeholder the kernel does not read
+	}
+	groups, threads := conv1dGrid(batch*length, channels)
+	return d.Dispatch(&Launch{Kernel: kernel, Groups: groups, Threads: threads,
+		Args: []Arg{Out(0, y), In(1, x), In(2, w), In(3, bias), Params(4, p)}})
+}
+
+// RunConv1dBackward writes the gradients of [RunConv1d] from g = ∂L/∂y: dx
+// (batch, length, channels), dw (channels, k) and db (channels), overwriting
+// them; dx, or dw and db together, may be nil (db needs dw; k ≤ Conv1dMaxK for
+// them). One launch each (conv1d_bwd_dx_f32, conv1d_bwd_dw_f32).
+func RunConv1dBackward(d Compute, dx, dw, db, g, x, w *Buffer, batch, length, channels, k int) error {
+	const kernel = "conv1d_bwd_f32"
+	p, err := conv1dCheck(kernel, batch, length, channels, k)
+	if err != nil {
+		return err
+	}
+	n := batch * length * channels
+	if (dw == nil) != (db == nil) {
+		return fmt.Errorf("%s: dw and db go together", kernel)
+	}
+	if dw != nil && k > Conv1dMaxK {
+		return fmt.Errorf("%s: kernel width %d above %d", kernel, k, Conv1dMaxK)
+	}
+	if err := checkBuffers(kernel, need{"dx", dx, n, true}, need{"dw", dw, channels * k, true}, need{"db", db, channels, true},
+		need{"g", g, n, false}, need{"x", x, n, false}, need{"w", w, channels * k, false}); err != nil {
+		return err
+	}
+	if dx != nil && n > 0 {
+		groups, threads := conv1dGrid(batch*length, channels)
+		if err := d.Dispatch(&Launch{Kernel: "conv1d_bwd_dx_f32", Groups: groups, Threads: threads,
+			Args: []Arg{Out(0, dx), In(1, g), In(2, w), Params(3, p)}}); err != nil {
+			return err
+		}
+	}
+	if dw != nil && channels > 0 {
+		return d.Dispatch(&Launch{Kernel: "conv1d_bwd_dw_f32", Groups: [3]int{channels, 1, 1}, Threads: [3]int{256, 1, 1},
+			Args: []Arg{Out(0, dw), Out(1, db), In(2, g), In(3, x), Params(4, p)}})
+	}
+	return nil
+}

@@ -1,0 +1,21 @@
+//go:build darwin
+
+package mtl
+
+import (
+	"testing"
+
+	"github.com/mlxtrain/mlxtrain/internal/kerneltest"
+)
+
+func TestConv1dKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.Conv1d(t, d)
+}
+
+func TestSSMKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.SSM(t, d)
+}

@@ -1,0 +1,86 @@
+package quant
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
+	"github.com/mlxtrain/mlxtrain/metal/sim"
+)
+
+// TestQuantDevice runs with an accelerator only (MLXTRAIN_DEVICE=sim or a Mac,
+// thresholds at 0): Weight.MatMulT, its input gradient and Gather take the
+// quantized kernels for every bit width and agree with the CPU kernels.
+func TestQuantDevice(t *testing.T) {
+	if !metal.Offloading() {
+		t.Skip("no accelerator: set MLXTRAIN_DEVICE=sim (TestQuantOnSimulator does)")
+	}
+	if !qmmOp.OnMetal(1, 1, 1) {
+		t.Skip("below the device thresholds: set MLXTRAIN_METAL_MIN=0")
+	}
+	r := autodiff.SelfTestRand()
+	for _, bits := range ValidBits {
+		f := autodiff.RandomTensor(r, -1, 1, 37, 192)
+		w, err := QuantizeTensor(Params{GroupSize: 64, Bits: bits}, f)
+		f.Release()
+		require.NoError(t, err)
+		for _, rows := range []int{1, 21} {
+			x := autodiff.RandomTensor(r, -1, 1, rows, 192)
+			before := metal.Launches()
+			tp := autodiff.NewTape()
+			y := tp.Keep(w.MatMulT(tp.Watch(x)))
+			g := autodiff.RandomTensor(r, -1, 1, rows, 37)
+			gs := append([]float32(nil), g.Float32s()...)
+			tp.BackwardWith(y, g)
+			assert.GreaterOrEqual(t, metal.Launches()-before, int64(2), "bits %d rows %d: forward and backward launched", bits, rows)
+			wantY, wantDX := make([]float32, rows*37), make([]float32, rows*192)
+			MatMulTPath(metal.PathReference, wantY, x.Float32s(), rows, &w.Matrix)
+			MatMul(wantDX, gs, rows, &w.Matrix)
+			assert.InDeltaSlice(t, wantY, y.Float32s(), 1e-4, "bits %d rows %d y", bits, rows)
+			assert.InDeltaSlice(t, wantDX, tp.Grad(x).Float32s(), 1e-4, "bits %d rows %d dx", bits, rows)
+			tp.Release()
+			y.Release()
+			x.Release()
+		}
+		ids := autodiff.FromInt32([]int32{36, 0, 5, 5}, 2, 2)
+		got := w.Gather(ids)
+		want := make([]float32, 4*192)
+		Gather(want, &w.Matrix, ids.Int32s())
+		assert.Equal(t, want, got.Float32s(), "bits %d gather", bits)
+		got.Release()
+		ids.Release()
+	}
+	report := strings.Join(metal.SelfTestReport(metal.Kernels.List()), "\n")
+	assert.Contains(t, report, "quantized_matmul: passed")
+	assert.Contains(t, report, "quantized_embedding: passed")
+}
+
+// TestQuantOnSimulator reruns the layer tests and TestQuantDevice in a child
+// process on the simulator with every threshold at 0. It skips without clang
+// unless MLXTRAIN_REQUIRE_CLANG=1.
+func TestQuantOnSimulator(t *testing.T) {
+	if metal.Offloading() {
+		t.Skip("this process already runs on a device")
+	}
+	if _, err := sim.FindCompiler(); err != nil {
+		if os.Getenv("MLXTRAIN_REQUIRE_CLANG") == "1" {
+			t.Fatalf("MLXTRAIN_REQUIRE_CLANG=1 but the simulator cannot build: %v", err)
+		}
+		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
+	}
+	tests := []string{"TestQuantDevice", "TestQuantizedLayers", "TestWeightMatMulTGradCheck", "ExampleQuantizeLinear"}
+	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, name := range tests {
+		assert.Contains(t, string(out), "--- PASS: "+name+" ", "%s", out)
+	}
+	assert.NotContains(t, string(out), "warning", "%s", out)
+}

@@ -1,0 +1,109 @@
+// Causal depthwise 1-D convolution over time (Mamba's short convolution): x and
+// y are (batch, length, channels), w (channels, k), bias (channels):
+//   y[b,t,c] = bias[c] + Σ_{j<k} w[c,j]·x[b, t−(k−1)+j, c]   (x before t = 0 is 0)
+
+struct Conv1dParams {
+  uint batch;
+  uint length;
+  uint channels;
+  uint k;
+  uint has_bias; // 0: no bias (the bias buffer is a placeholder)
+};
+
+// conv1d_fwd_f32: a thread per (channel, row b·length + t).
+// Grid: ceil(channels/threads) × batch·length groups.
+kernel void conv1d_fwd_f32(device float* y [[buffer(0)]],
+                           const device float* x [[buffer(1)]],
+                           const device float* w [[buffer(2)]],
+                           const device float* bias [[buffer(3)]],
+                           constant Conv1dParams& p [[buffer(4)]],
+                           uint2 gid [[thread_position_in_grid]]) {
+  uint c = gid.x;
+  uint r = gid.y;
+  if (c >= p.channels) {
+    return;
+  }
+  uint b = r / p.length;
+  uint t = r % p.length;
+  float acc = p.has_bias != 0 ? bias[c] : 0.0f;
+  for (uint j = 0; j < p.k; j++) {
+    int s = (int)t - (int)(p.k - 1) + (int)j;
+    if (s >= 0) {
+      acc = fma(w[c * p.k + j], x[(b * p.length + (uint)s) * p.channels + c], acc);
+    }
+  }
+  y[r * p.channels + c] = acc;
+}
+
+// conv1d_bwd_dx_f32: dx[b,s,c] = Σ_j w[c,j]·g[b, s+(k−1)−j, c] over the taps
+// that saw x[b,s]. Grid as conv1d_fwd_f32.
+kernel void conv1d_bwd_dx_f32(device float* dx [[buffer(0)]],
+                              const device float* g [[buffer(1)]],
+                              const device float* w [[buffer(2)]],
+                              constant Conv1dParams& p [[buffer(3)]],
+                              uint2 gid [[thread_position_in_grid]]) {
+  uint c = gid.x;
+  uint r = gid.y;
+  if (c >= p.channels) {
+    return;
+  }
+  uint b = r / p.length;
+  uint s = r % p.length;
+  float acc = 0.0f;
+  for (uint j = 0; j < p.k; j++) {
+    uint t = s + (p.k - 1) - j;
+    if (t < p.length) {
+      acc = fma(w[c * p.k + j], g[(b * p.length + t) * p.channels + c], acc);
+    }
+  }
+  dx[r * p.channels + c] = acc;
+}
+
+// CONV1D_MAX_K is the widest kernel conv1d_bwd_dw_f32 takes.
+constant uint CONV1D_MAX_K = 16;
+
+// conv1d_bwd_dw_f32: dw[c,j] = Σ_{b,t} g[b,t,c]·x[b, t−(k−1)+j, c] and
+// db[c] = Σ_{b,t} g[b,t,c]. A threadgroup per channel: each thread sums a
+// strided share of the rows for every tap in registers, then the group adds
+// the shares (SIMD groups, then threadgroup memory).
+// Grid: channels groups of 256 threads.
+kernel void conv1d_bwd_dw_f32(device float* dw [[buffer(0)]],
+                              device float* db [[buffer(1)]],
+                              const device float* g [[buffer(2)]],
+                              const device float* x [[buffer(3)]],
+                              constant Conv1dParams& p [[buffer(4)]],
+                              uint c [[threadgroup_position_in_grid]],
+                              uint tid [[thread_index_in_threadgroup]],
+                              uint lane [[thread_index_in_simdgroup]],
+                              uint sg [[simdgroup_index_in_threadgroup]],
+                              uint nthreads [[threads_per_threadgroup]]) {
+  threadgroup float scratch[32];
+  float acc[CONV1D_MAX_K];
+  for (uint j = 0; j < CONV1D_MAX_K; j++) {
+    acc[j] = 0.0f;
+  }
+  float accb = 0.0f;
+  uint rows = p.batch * p.length;
+  for (uint r = tid; r < rows; r += nthreads) {
+    uint b = r / p.length;
+    uint t = r % p.length;
+    float gv = g[r * p.channels + c];
+    accb += gv;
+    for (uint j = 0; j < p.k; j++) {
+      int s = (int)t - (int)(p.k - 1) + (int)j;
+      if (s >= 0) {
+        acc[j] = fma(gv, x[(b * p.length + (uint)s) * p.channels + c], acc[j]);
+      }
+    }
+  }
+  for (uint j = 0; j < p.k; j++) {
+    float v = threadgroup_sum(acc[j], scratch, lane, sg, nthreads);
+    if (tid == 0) {
+      dw[c * p.k + j] = v;
+    }
+  }
+  float vb = threadgroup_sum(accb, scratch, lane, sg, nthreads);
+  if (tid == 0) {
+    db[c] = vb;
+  }
+}
