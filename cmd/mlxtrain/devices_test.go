@@ -114,7 +114,8 @@ func trainsLikeTheCPU(t *testing.T, family string, wantOps []string) {
 
 	// The weights after two AdamW steps: a step moves a weight by about lr at
 	// most (3e-3 here), so float32 differences in the gradients show up as a
-	// small fraction of that (4.5e-5 measured).
+	// small fraction of that (4.5e-5 measured, 1.03e-4 since the CPU's GELU
+	// and exp polynomials were shortened): a tenth of a step at most.
 	cpuCk, err := checkpoints.LoadDir(filepath.Join(dir, "cpu", "checkpoints", "step-000002"))
 	require.NoError(t, err)
 	simCk, err := checkpoints.LoadDir(filepath.Join(dir, "sim", "checkpoints", "step-000002"))
@@ -131,7 +132,7 @@ func trainsLikeTheCPU(t *testing.T, family string, wantOps []string) {
 		}
 	}
 	t.Logf("largest weight difference: %g", worst)
-	assert.Less(t, worst, 1e-4, "largest weight difference between the CPU and the simulated GPU")
+	assert.Less(t, worst, 3e-4, "largest weight difference between the CPU and the simulated GPU")
 
 	// The profile: op, path, calls, ...
 	onMetal := map[string]bool{}
