@@ -12,7 +12,7 @@ import (
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
-// TestReductionsFloat32MatchFloat64 runs every reduction over leading, middle,
+// TestReductionsFloat32MatchFloat64 runs every reduction (and pow) over leading, middle,
 // trailing, separate and all axes of odd and empty shapes, and the broadcasting
 // gradients SumTo sums over middle axes, forward and backward, on float32 and on
 // float64 (which stays on the CPU): they agree within float32 rounding. Under
@@ -39,6 +39,9 @@ func TestReductionsFloat32MatchFloat64(t *testing.T) {
 					tc{fmt.Sprintf("min %v", axes), []int{3, n, 5}, func(x *Tensor) *Tensor { return Min(x, axes, true) }})
 			}
 		}
+		cases = append(cases,
+			tc{"pow 3", []int{n, 3}, func(x *Tensor) *Tensor { return Pow(x, 3) }},
+			tc{"pow -1.5 of |x|+0.5", []int{n, 3}, func(x *Tensor) *Tensor { return Pow(AddScalar(Abs(x), 0.5), -1.5) }})
 		cases = append(cases, tc{"add broadcast over middle axes", []int{1, n, 1}, func(x *Tensor) *Tensor {
 			y := Full(x.dtype, 0.5, 3, n, 4)
 			defer y.Release()
