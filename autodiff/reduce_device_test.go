@@ -12,7 +12,8 @@ import (
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
-// TestReductionsFloat32MatchFloat64 runs every reduction (and pow) over leading, middle,
+// TestReductionsFloat32MatchFloat64 runs every reduction (and pow, where and
+// masked_fill) over leading, middle,
 // trailing, separate and all axes of odd and empty shapes, and the broadcasting
 // gradients SumTo sums over middle axes, forward and backward, on float32 and on
 // float64 (which stays on the CPU): they agree within float32 rounding. Under
@@ -42,6 +43,21 @@ func TestReductionsFloat32MatchFloat64(t *testing.T) {
 		cases = append(cases,
 			tc{"pow 3", []int{n, 3}, func(x *Tensor) *Tensor { return Pow(x, 3) }},
 			tc{"pow -1.5 of |x|+0.5", []int{n, 3}, func(x *Tensor) *Tensor { return Pow(AddScalar(Abs(x), 0.5), -1.5) }})
+		cases = append(cases,
+			tc{"where, int32 mask released before backward", []int{3, n}, func(x *Tensor) *Tensor {
+				cond := Empty(Int32, 1, n)
+				for i := range cond.Int32s() {
+					cond.Int32s()[i] = int32(i % 3)
+				}
+				defer cond.Release()
+				y := MulScalar(x, -2)
+				return Where(cond, x, y)
+			}},
+			tc{"masked_fill, float32 mask", []int{3, n}, func(x *Tensor) *Tensor {
+				mask := FromFloat32([]float32{0, 1, float32(math.Copysign(0, -1))}, 3, 1)
+				defer mask.Release()
+				return MaskedFill(x, mask, 7.5)
+			}})
 		cases = append(cases, tc{"add broadcast over middle axes", []int{1, n, 1}, func(x *Tensor) *Tensor {
 			y := Full(x.dtype, 0.5, 3, n, 4)
 			defer y.Release()
