@@ -12,8 +12,8 @@ import (
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
-// TestReductionsFloat32MatchFloat64 runs every reduction (and pow, where and
-// masked_fill) over leading, middle,
+// TestReductionsFloat32MatchFloat64 runs every reduction (and pow, where,
+// masked_fill and dropout, whose device mask must be the CPU's) over leading, middle,
 // trailing, separate and all axes of odd and empty shapes, and the broadcasting
 // gradients SumTo sums over middle axes, forward and backward, on float32 and on
 // float64 (which stays on the CPU): they agree within float32 rounding. Under
@@ -58,6 +58,11 @@ func TestReductionsFloat32MatchFloat64(t *testing.T) {
 				defer mask.Release()
 				return MaskedFill(x, mask, 7.5)
 			}})
+		cases = append(cases, tc{"dropout", []int{n, 33}, func(x *Tensor) *Tensor {
+			rng := NewRNG(0x5eed)
+			rng.Offset = 1<<32 - 40 // a draw across 2³²
+			return Dropout(x, 0.3, rng, true)
+		}})
 		cases = append(cases, tc{"add broadcast over middle axes", []int{1, n, 1}, func(x *Tensor) *Tensor {
 			y := Full(x.dtype, 0.5, 3, n, 4)
 			defer y.Release()

@@ -150,7 +150,7 @@ func TestDevicesSelfTest(t *testing.T) {
 	assert.NotContains(t, errOut, "warning")
 	assert.Contains(t, out, "simulated true")
 	for _, op := range []string{"binary", "unary", "activation", "reduce", "softmax", "cross_entropy", "embedding", "matmul",
-		"rms_norm", "layer_norm", "swiglu", "rope", "flash_attention", "adamw", "copy", "reduce_strided", "where"} {
+		"rms_norm", "layer_norm", "swiglu", "rope", "flash_attention", "adamw", "copy", "reduce_strided", "where", "dropout"} {
 		assert.Regexp(t, regexp.MustCompile(`(?m)^self-test `+op+`: passed$`), out, op)
 	}
 	assert.NotContains(t, out, "failed")

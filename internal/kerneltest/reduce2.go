@@ -13,10 +13,12 @@ import (
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
-// RunReduce2Kernels runs the checks of the strided reductions and of where_f32.
+// RunReduce2Kernels runs the checks of the strided reductions, where_f32 and
+// dropout_f32.
 func RunReduce2Kernels(t *testing.T, d metal.Compute) {
 	t.Run("ReduceStrided", func(t *testing.T) { ReduceStrided(t, d) })
 	t.Run("Where", func(t *testing.T) { Where(t, d) })
+	t.Run("Dropout", func(t *testing.T) { Dropout(t, d) })
 }
 
 // stridedReduceRef reduces x (contiguous, dims) over the reduced dims in float64: per
