@@ -154,4 +154,6 @@ func TestDevicesSelfTest(t *testing.T) {
 		assert.Regexp(t, regexp.MustCompile(`(?m)^self-test `+op+`: passed$`), out, op)
 	}
 	assert.NotContains(t, out, "failed")
+	// the ops left to the CPU, if any, are listed; none of those above is
+	assert.NotRegexp(t, regexp.MustCompile(`(?m)^no Metal kernel.*\b(copy|reduce_strided|where|dropout|matmul)\b`), out)
 }
