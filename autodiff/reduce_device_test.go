@@ -13,7 +13,8 @@ import (
 )
 
 // TestReductionsFloat32MatchFloat64 runs every reduction (and pow, where,
-// masked_fill and dropout, whose device mask must be the CPU's) over leading, middle,
+// masked_fill, dropout, whose device mask must be the CPU's, and the matmul
+// gradients of operands broadcast over batch axes) over leading, middle,
 // trailing, separate and all axes of odd and empty shapes, and the broadcasting
 // gradients SumTo sums over middle axes, forward and backward, on float32 and on
 // float64 (which stays on the CPU): they agree within float32 rounding. Under
@@ -57,6 +58,22 @@ func TestReductionsFloat32MatchFloat64(t *testing.T) {
 				mask := FromFloat32([]float32{0, 1, float32(math.Copysign(0, -1))}, 3, 1)
 				defer mask.Release()
 				return MaskedFill(x, mask, 7.5)
+			}})
+		cases = append(cases,
+			tc{"matmul, a shared by a batch of b", []int{n, 3}, func(x *Tensor) *Tensor {
+				b := Full(x.dtype, 0.25, 2, 3, 4)
+				defer b.Release()
+				return MatMul(x, AddScalar(b, 0.5))
+			}},
+			tc{"matmul, b shared by a batch of transposed a", []int{3, 5}, func(x *Tensor) *Tensor {
+				a := Full(x.dtype, 0.5, 2, 3, n)
+				defer a.Release()
+				return MatMulT(AddScalar(a, 0.25), x, true, false)
+			}},
+			tc{"matmul, 1-D b shared", []int{3}, func(x *Tensor) *Tensor {
+				a := Full(x.dtype, 0.5, 2, n, 3)
+				defer a.Release()
+				return MatMul(AddScalar(a, 0.25), x)
 			}})
 		cases = append(cases, tc{"dropout", []int{n, 33}, func(x *Tensor) *Tensor {
 			rng := NewRNG(0x5eed)
