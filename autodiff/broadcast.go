@@ -110,13 +110,28 @@ func SumTo(t *Tensor, shape []int) *Tensor {
 	if _, err := BroadcastShapes(shape, t.shape); err != nil || len(shape) > len(t.shape) {
 		panic(fmt.Sprintf("autodiff: SumTo: %s cannot reduce to %s", shapeString(t.shape), shapeString(shape)))
 	}
-	if t.dtype == Float32 && trailingOf(shape, t.shape) && numel(shape) > 0 {
+	if numel(shape) == 0 {
+		return Zeros(t.dtype, shape...) // nothing to sum, on any path
+	}
+	tm := startOp()
+	bytes := (t.Len() + numel(shape)) * t.dtype.Size()
+	if t.dtype == Float32 {
 		out := Empty(t.dtype, shape...)
-		if tryDevice("sum_to", DeviceFor(reduceOp, []*Tensor{out, t}, t.Len()), func(d metal.Compute) error { return sumToDevice(out, t, d) }) {
+		if trailingOf(shape, t.shape) {
+			if tryDevice("sum_to", DeviceFor(reduceOp, []*Tensor{out, t}, t.Len()), func(d metal.Compute) error { return sumToDevice(out, t, d) }) {
+				tm.done("sum_to", metal.PathMetal, bytes)
+				return out
+			}
+		} else if mask := sumToMask(t.shape, shape); metal.ReduceLayoutFits(t.shape, mask) &&
+			tryDevice("sum_to", DeviceFor(reduceStridedOp, []*Tensor{out, t}, t.Len()), func(d metal.Compute) error {
+				return metal.RunReduceStrided(d, metal.ReduceSum, out.buf, nil, t.buf, t.shape, mask)
+			}) {
+			tm.done("sum_to", metal.PathMetal, bytes)
 			return out
 		}
 		out.Release()
 	}
+	defer tm.done("sum_to", metal.PathGo, bytes)
 	out := Zeros(t.dtype, shape...)
 	st := broadcastStrides(shape, t.shape)
 	switch t.dtype {

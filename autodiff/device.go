@@ -231,13 +231,10 @@ func binarySelfTest() error {
 var activationKinds = map[UnaryKind]metal.ActivationOp{UnGELU: metal.ActGELU, UnGELUTanh: metal.ActGELUTanh, UnSiLU: metal.ActSiLU}
 
 // unaryDeviceOp is the registry entry of a unary function's device path: the
-// activation kernels for GELU and SiLU, map.metal for the others but pow.
+// activation kernels for GELU and SiLU, map.metal for the others.
 func unaryDeviceOp(k UnaryKind) *metal.Op {
 	if _, ok := activationKinds[k]; ok {
 		return activationOp
-	}
-	if k == UnPow {
-		return nil
 	}
 	return unaryDevOp
 }
@@ -272,7 +269,7 @@ func unarySelfTest() error {
 		defer releaseAll([]*Tensor{x, g})
 		var outs []*Tensor
 		for k := UnNeg; k <= UnMulScalar; k++ {
-			if _, act := activationKinds[k]; act || k == UnPow { // their own self-test; no kernel
+			if _, act := activationKinds[k]; act { // their own self-test
 				continue
 			}
 			p, q := 0.5, 2.0

@@ -11,7 +11,7 @@ import (
 // dropout mask for n elements at offset off of seed's stream: element i is kept
 // when its 32-bit word is at least p·2³². It is the same mask at any thread count.
 func DropoutMask(keep []uint64, seed, off uint64, n int, p float64) {
-	thr := uint32(math.Min(math.Round(p*(1<<32)), math.MaxUint32))
+	thr := dropoutThreshold(p)
 	words := (n + 63) / 64
 	metal.ParallelFor(words, rngGrain/64, func(lo, hi int) {
 		var w [64]uint32
@@ -27,6 +27,11 @@ func DropoutMask(keep []uint64, seed, off uint64, n int, p float64) {
 			keep[k] = bitsK
 		}
 	})
+}
+
+// dropoutThreshold is the smallest word dropout keeps at drop rate p: p·2³².
+func dropoutThreshold(p float64) uint32 {
+	return uint32(math.Min(math.Round(p*(1<<32)), math.MaxUint32))
 }
 
 // DropoutKernel sets out[i] = x[i]·scale where bit i of keep is set, 0 elsewhere.
@@ -69,24 +74,44 @@ func Dropout(x *Tensor, p float64, rng *RNG, train bool) *Tensor {
 	}
 	tm := startOp()
 	n := x.Len()
-	keep := make([]uint64, (n+63)/64)
 	seed, off := rng.Seed, rng.advance(n)
-	DropoutMask(keep, seed, off, n, p)
+	var keep []uint64 // the mask on the CPU, drawn when a CPU path needs it
+	mask := func() []uint64 {
+		if keep == nil {
+			keep = make([]uint64, (n+63)/64)
+			DropoutMask(keep, seed, off, n, p)
+		}
+		return keep
+	}
 	out := Empty(x.dtype, x.shape...)
 	scale := 1 / (1 - p)
-	if x.dtype == Float32 {
-		DropoutKernel(out.Float32s(), x.Float32s(), keep, float32(scale))
-	} else {
-		DropoutKernel(out.Float64s(), x.Float64s(), keep, scale)
+	// On a device the kernel draws the same Philox words and the mask is drawn
+	// again for the backward, never stored.
+	onDevice := func(dst, src *Tensor) bool {
+		return tryDevice("dropout", DeviceFor(dropoutOp, []*Tensor{dst, src}, n), func(d metal.Compute) error {
+			return metal.RunDropout(d, dst.buf, src.buf, n, seed, off, dropoutThreshold(p), float32(scale))
+		})
 	}
-	tm.done("dropout", metal.PathGo, 2*n*x.dtype.Size())
+	path := metal.PathMetal
+	switch {
+	case onDevice(out, x):
+	case x.dtype == Float32:
+		path = metal.PathGo
+		DropoutKernel(out.Float32s(), x.Float32s(), mask(), float32(scale))
+	default:
+		path = metal.PathGo
+		DropoutKernel(out.Float64s(), x.Float64s(), mask(), scale)
+	}
+	tm.done("dropout", path, 2*n*x.dtype.Size())
 	return record(out, "dropout", func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(g.dtype, g.shape...)
-			if g.dtype == Float32 {
-				DropoutKernel(dx.Float32s(), g.Float32s(), keep, float32(scale))
-			} else {
-				DropoutKernel(dx.Float64s(), g.Float64s(), keep, scale)
+			switch {
+			case onDevice(dx, g):
+			case g.dtype == Float32:
+				DropoutKernel(dx.Float32s(), g.Float32s(), mask(), float32(scale))
+			default:
+				DropoutKernel(dx.Float64s(), g.Float64s(), mask(), scale)
 			}
 			return dx
 		})

@@ -409,21 +409,61 @@ func Where(cond, a, b *Tensor) *Tensor {
 	if err != nil {
 		panic(fmt.Sprintf("autodiff: Where: cond %s, a %s and b %s do not broadcast", shapeString(cond.shape), shapeString(a.shape), shapeString(b.shape)))
 	}
-	m := idxMask("Where", cond)
+	if cond.dtype != Float32 && cond.dtype != Float64 && cond.dtype != Int32 && cond.dtype != Uint32 {
+		idxMask("Where", cond) // panics
+	}
 	tm := startOp()
 	shape := ab
 	sm, sa, sb := broadcastStrides(cond.shape, shape), broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape)
 	out := Empty(a.dtype, shape...)
-	if a.dtype == Float32 {
-		idxWhereKernel(out.Float32s(), m, a.Float32s(), b.Float32s(), 0, shape, sm, sa, sb)
-	} else {
-		idxWhereKernel(out.Float64s(), m, a.Float64s(), b.Float64s(), 0, shape, sm, sa, sb)
+	var m []bool      // the mask on the CPU, read when a CPU path needs it
+	var saved *Tensor // what the backward reads the mask from (idxSaveMask)
+	mask := func() []bool {
+		if m == nil {
+			m = idxMask("Where", saved)
+		}
+		return m
 	}
-	tm.done("where", metal.PathGo, 3*out.Len()*out.dtype.Size())
-	return record(out, "where", func(g *Tensor) {
-		accumulate(a, func() *Tensor { return idxMaskedGrad(g, m, sm, true, a.shape) })
-		accumulate(b, func() *Tensor { return idxMaskedGrad(g, m, sm, false, b.shape) })
+	saved = cond
+	path := metal.PathMetal
+	switch {
+	case tryDevice("where", whereDevice(out, cond, a, b), func(d metal.Compute) error { return whereOn(d, out, cond, a, b, 0, sm, sa, sb) }):
+	case a.dtype == Float32:
+		path = metal.PathGo
+		idxWhereKernel(out.Float32s(), mask(), a.Float32s(), b.Float32s(), 0, shape, sm, sa, sb)
+	default:
+		path = metal.PathGo
+		idxWhereKernel(out.Float64s(), mask(), a.Float64s(), b.Float64s(), 0, shape, sm, sa, sb)
+	}
+	tm.done("where", path, 3*out.Len()*out.dtype.Size())
+	saved = idxSaveMask(cond, m)
+	record(out, "where", func(g *Tensor) {
+		accumulate(a, func() *Tensor { return idxMaskedGradOf(g, saved, mask, sm, true, a.shape) })
+		accumulate(b, func() *Tensor { return idxMaskedGradOf(g, saved, mask, sm, false, b.shape) })
 	}, cond, a, b)
+	if saved != cond {
+		Own(out, saved)
+	}
+	return out
+}
+
+// idxSaveMask returns the mask tensor the backward reads: cond itself when the
+// forward read it on the CPU (m), else an alias of cond's storage, which keeps
+// it alive should the caller release cond before the backward.
+func idxSaveMask(cond *Tensor, m []bool) *Tensor {
+	if m != nil {
+		return cond
+	}
+	return shpShare(cond, cond.shape)
+}
+
+// idxMaskedGradOf is idxMaskedGrad on the device when it can run there, else on
+// the CPU with the mask from mask().
+func idxMaskedGradOf(g, cond *Tensor, mask func() []bool, sm []int, keep bool, shape []int) *Tensor {
+	if z := maskedGradOn(g, cond, sm, keep, shape); z != nil {
+		return z
+	}
+	return idxMaskedGrad(g, mask(), sm, keep, shape)
 }
 
 // MaskedFill returns x with value wherever mask (float or integer, broadcast to
@@ -433,24 +473,45 @@ func MaskedFill(x, mask *Tensor, value float64) *Tensor {
 	if s, err := BroadcastShapes(mask.shape, x.shape); err != nil || !sameShape(s, x.shape) {
 		panic(fmt.Sprintf("autodiff: MaskedFill: mask %s does not broadcast to x %s", shapeString(mask.shape), shapeString(x.shape)))
 	}
-	m := idxMask("MaskedFill", mask)
+	if mask.dtype != Float32 && mask.dtype != Float64 && mask.dtype != Int32 && mask.dtype != Uint32 {
+		idxMask("MaskedFill", mask) // panics
+	}
 	tm := startOp()
 	shape := x.shape
 	sm, sx := broadcastStrides(mask.shape, shape), broadcastStrides(shape, shape)
 	zero := make([]int, len(shape))
 	out := Empty(x.dtype, shape...)
-	// out = (not m) ? x : value, written as where(m, value, x) with a scalar operand
-	if x.dtype == Float32 {
-		v := []float32{float32(value)}
-		idxWhereKernel(out.Float32s(), m, v, x.Float32s(), 0, shape, sm, zero, sx)
-	} else {
-		v := []float64{value}
-		idxWhereKernel(out.Float64s(), m, v, x.Float64s(), 0, shape, sm, zero, sx)
+	var m []bool      // the mask on the CPU, read when a CPU path needs it
+	var saved *Tensor // what the backward reads the mask from (idxSaveMask)
+	flags := func() []bool {
+		if m == nil {
+			m = idxMask("MaskedFill", saved)
+		}
+		return m
 	}
-	tm.done("masked_fill", metal.PathGo, 2*out.Len()*out.dtype.Size())
-	return record(out, "masked_fill", func(g *Tensor) {
-		accumulate(x, func() *Tensor { return idxMaskedGrad(g, m, sm, false, x.shape) })
+	saved = mask
+	// out = (not m) ? x : value, written as where(m, value, x) with a scalar operand
+	path := metal.PathMetal
+	switch {
+	case tryDevice("masked_fill", whereDevice(out, mask, x), func(d metal.Compute) error { return whereOn(d, out, mask, nil, x, value, sm, zero, sx) }):
+	case x.dtype == Float32:
+		path = metal.PathGo
+		v := []float32{float32(value)}
+		idxWhereKernel(out.Float32s(), flags(), v, x.Float32s(), 0, shape, sm, zero, sx)
+	default:
+		path = metal.PathGo
+		v := []float64{value}
+		idxWhereKernel(out.Float64s(), flags(), v, x.Float64s(), 0, shape, sm, zero, sx)
+	}
+	tm.done("masked_fill", path, 2*out.Len()*out.dtype.Size())
+	saved = idxSaveMask(mask, m)
+	record(out, "masked_fill", func(g *Tensor) {
+		accumulate(x, func() *Tensor { return idxMaskedGradOf(g, saved, flags, sm, false, x.shape) })
 	}, mask, x)
+	if saved != mask {
+		Own(out, saved)
+	}
+	return out
 }
 
 // OneHot returns ids.shape + (depth) with 1 at each id and 0 elsewhere, in dtype

@@ -40,6 +40,8 @@ type matmulPlan struct {
 	aShared        bool // some matrix of a serves more than one product (broadcast)
 	bShared        bool
 	outShape       []int
+	batch          []int // the broadcast batch shape of the products (nil when folded)
+	aMat, bMat     []int // the stored matrices' shapes (rows, cols)
 }
 
 func planMatMul(a, b *Tensor, transA, transB bool) *matmulPlan {
@@ -90,6 +92,8 @@ func planMatMul(a, b *Tensor, transA, transB bool) *matmulPlan {
 		batch = nil
 	}
 	p.count = count
+	p.batch = batch
+	p.aMat, p.bMat = []int{aRows, aCols}, []int{bRows, bCols}
 	p.aShared, p.bShared = countA < count, countB < count
 	p.aOffs = batchOffsets(batchA, batch, aRows*aCols)
 	p.bOffs = batchOffsets(batchB, batch, bRows*bCols)
@@ -146,18 +150,21 @@ func (p *matmulPlan) forward(a, b, out *Tensor) {
 // dA = g·op(B)ᵀ, or op(B)·gᵀ when A is stored transposed. Products that share a's
 // matrix (broadcast batch axes) add into it.
 func (p *matmulPlan) gradA(a, b, g *Tensor) *Tensor {
-	if d := p.device(a, b, g); d != nil && !p.aShared {
-		da := Empty(a.dtype, a.shape...)
+	if d := p.device(a, b, g); d != nil {
+		// A shared matrix gets each product's gradient in a scratch of the batch's
+		// shape, which SumTo then reduces to a's.
+		shared := p.aShared && a.Len() > 0 // (an empty a is "shared" by a folded batch)
+		da, offs := p.gradTarget(a, shared, p.aOffs, p.aMat)
 		mn := p.m * p.n
 		if tryDevice("matmul", d, func(d metal.Compute) error {
 			return p.onDevice(d, func(i int, d metal.Compute) error {
 				if p.transA {
-					return matmulDeviceAt(da, b, g, p.aOffs[i], p.bOffs[i], i*mn, p.k, p.m, p.n, p.transB, true, d)
+					return matmulDeviceAt(da, b, g, offs[i], p.bOffs[i], i*mn, p.k, p.m, p.n, p.transB, true, d)
 				}
-				return matmulDeviceAt(da, g, b, p.aOffs[i], i*mn, p.bOffs[i], p.m, p.k, p.n, false, !p.transB, d)
+				return matmulDeviceAt(da, g, b, offs[i], i*mn, p.bOffs[i], p.m, p.k, p.n, false, !p.transB, d)
 			})
 		}) {
-			return da
+			return p.gradReduce(da, a, shared)
 		}
 		da.Release()
 	}
@@ -183,18 +190,19 @@ func (p *matmulPlan) gradA(a, b, g *Tensor) *Tensor {
 // stored transposed. With a's batch folded into m this one product also sums over
 // the batch.
 func (p *matmulPlan) gradB(a, b, g *Tensor) *Tensor {
-	if d := p.device(a, b, g); d != nil && !p.bShared {
-		db := Empty(b.dtype, b.shape...)
+	if d := p.device(a, b, g); d != nil {
+		shared := p.bShared && b.Len() > 0
+		db, offs := p.gradTarget(b, shared, p.bOffs, p.bMat)
 		mn := p.m * p.n
 		if tryDevice("matmul", d, func(d metal.Compute) error {
 			return p.onDevice(d, func(i int, d metal.Compute) error {
 				if p.transB {
-					return matmulDeviceAt(db, g, a, p.bOffs[i], i*mn, p.aOffs[i], p.n, p.k, p.m, true, p.transA, d)
+					return matmulDeviceAt(db, g, a, offs[i], i*mn, p.aOffs[i], p.n, p.k, p.m, true, p.transA, d)
 				}
-				return matmulDeviceAt(db, a, g, p.bOffs[i], p.aOffs[i], i*mn, p.k, p.n, p.m, !p.transA, false, d)
+				return matmulDeviceAt(db, a, g, offs[i], p.aOffs[i], i*mn, p.k, p.n, p.m, !p.transA, false, d)
 			})
 		}) {
-			return db
+			return p.gradReduce(db, b, shared)
 		}
 		db.Release()
 	}
@@ -214,6 +222,32 @@ func (p *matmulPlan) gradB(a, b, g *Tensor) *Tensor {
 		}
 	})
 	return db
+}
+
+// gradTarget returns the tensor the device writes an operand's gradient to and
+// each product's offset in it: the gradient itself, or, for an operand whose
+// matrices serve several products (shared), a scratch with a matrix per product
+// (batch + x's matrix axes) that gradReduce sums.
+func (p *matmulPlan) gradTarget(x *Tensor, shared bool, offs []int, mat []int) (*Tensor, []int) {
+	if !shared {
+		return Empty(x.dtype, x.shape...), offs
+	}
+	tail := x.shape[len(x.shape)-min(2, len(x.shape)):] // the matrix axes (one for a 1-D operand)
+	scratch := Empty(x.dtype, append(append([]int(nil), p.batch...), tail...)...)
+	own := make([]int, p.count)
+	for i := range own {
+		own[i] = i * mat[0] * mat[1]
+	}
+	return scratch, own
+}
+
+// gradReduce turns gradTarget's tensor into x's gradient.
+func (p *matmulPlan) gradReduce(t, x *Tensor, shared bool) *Tensor {
+	if !shared {
+		return t
+	}
+	defer t.Release()
+	return SumTo(t, x.shape)
 }
 
 // gemmCall computes C = op(X)·op(Y) + β·C on the matrices of x, y and c that start

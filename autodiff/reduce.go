@@ -495,9 +495,23 @@ func reduce(kind redKind, x *Tensor, axes []int, keepDims bool, ddof int) *Tenso
 	tm := startOp()
 	out := Empty(x.dtype, p.out...)
 	var s redSaved
+	var aux *Tensor // what the backward needs from a device forward (redAux)
 	path := metal.PathMetal
 	switch {
 	case (kind == redSum || kind == redMean) && tryDevice(name, DeviceFor(reduceOp, []*Tensor{out, x}, x.Len()), func(d metal.Compute) error { return reduceDevice(kind, p, out, x, d) }):
+	case x.dtype == Float32 && func() bool {
+		aux = redAux(kind, p)
+		if tryDevice(name, DeviceFor(reduceStridedOp, []*Tensor{out, x, aux}, x.Len()), func(d metal.Compute) error {
+			return reduceStridedDevice(kind, p, out, x, aux, ddof, d)
+		}) {
+			return true
+		}
+		if aux != nil {
+			aux.Release()
+			aux = nil
+		}
+		return false
+	}():
 	case x.dtype == Float32:
 		path = metal.PathGo
 		s = redForward(kind, p, x.Float32s(), out.Float32s(), ddof)
@@ -506,9 +520,17 @@ func reduce(kind redKind, x *Tensor, axes []int, keepDims bool, ddof int) *Tenso
 		s = redForward(kind, p, x.Float64s(), out.Float64s(), ddof)
 	}
 	tm.done(name, path, (x.Len()+out.Len())*x.dtype.Size())
-	return record(out, name, func(g *Tensor) {
+	record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(x.dtype, x.shape...)
+			if tryDevice(name, DeviceFor(reduceStridedOp, []*Tensor{dx, g, x, aux}, x.Len()), func(d metal.Compute) error {
+				return reduceBackwardDevice(kind, p, dx, g, x, aux, ddof, d)
+			}) {
+				return dx
+			}
+			if aux != nil {
+				s = redSavedFrom(kind, aux)
+			}
 			if x.dtype == Float32 {
 				redBackward(kind, p, dx.Float32s(), g.Float32s(), x.Float32s(), s, ddof)
 			} else {
@@ -517,6 +539,10 @@ func reduce(kind redKind, x *Tensor, axes []int, keepDims bool, ddof int) *Tenso
 			return dx
 		})
 	}, x)
+	if aux != nil {
+		Own(out, aux)
+	}
+	return out
 }
 
 // Sum adds the elements of x over axes (nil: all axes; negative axes count from

@@ -344,8 +344,8 @@ func shpPermute(op string, x *Tensor, perm []int) *Tensor {
 		shape[k] = x.shape[a]
 	}
 	out := Empty(x.dtype, shape...)
-	shpPermuteAny(out, x, perm)
-	tm.done(op, metal.PathGo, 2*out.Len()*out.dtype.Size())
+	path := shpPermuteOn(op, out, x, perm)
+	tm.done(op, path, 2*out.Len()*out.dtype.Size())
 	if !shpDiff(x) {
 		return out
 	}
@@ -356,7 +356,7 @@ func shpPermute(op string, x *Tensor, perm []int) *Tensor {
 				inv[a] = k
 			}
 			dx := Empty(g.dtype, x.shape...)
-			shpPermuteAny(dx, g, inv)
+			shpPermuteOn(op, dx, g, inv)
 			return dx
 		})
 	}, x)
@@ -460,15 +460,15 @@ func SliceStep(x *Tensor, axis, start, end, step int) *Tensor {
 	shape[a] = count
 	out := Empty(x.dtype, shape...)
 	outer, _, inner := shpSplitAt(x.shape, a)
-	shpAxisCopyAny(out, count, 0, 1, x, dim, s, step, count, outer, inner)
-	tm.done("slice", metal.PathGo, 2*out.Len()*out.dtype.Size())
+	path := shpAxisCopyOn("slice", copyDevice(out.Len(), out, x), out, count, 0, 1, x, dim, s, step, count, outer, inner, true)
+	tm.done("slice", path, 2*out.Len()*out.dtype.Size())
 	if !shpDiff(x) {
 		return out
 	}
 	return record(out, "slice", func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Zeros(x.dtype, x.shape...)
-			shpAxisCopyAny(dx, dim, s, step, g, count, 0, 1, count, outer, inner)
+			shpAxisCopyOn("slice", copyDevice(g.Len(), dx, g), dx, dim, s, step, g, count, 0, 1, count, outer, inner, false)
 			return dx
 		})
 	}, x)
@@ -496,12 +496,16 @@ func shpJoin(op string, out *Tensor, xs []*Tensor, sizes []int, outer, inner int
 	}
 	offs := make([]int, len(xs))
 	off := 0
+	d := copyDevice(out.Len(), append([]*Tensor{out}, xs...)...)
+	path := metal.PathMetal
 	for i, x := range xs {
 		offs[i] = off
-		shpAxisCopyAny(out, total, off, 1, x, sizes[i], 0, 1, sizes[i], outer, inner)
+		// The first block's launch may poison all of out (the simulator does); the
+		// others keep what is there.
+		path = joinPaths(path, shpAxisCopyOn(op, d, out, total, off, 1, x, sizes[i], 0, 1, sizes[i], outer, inner, i == 0))
 		off += sizes[i]
 	}
-	tm.done(op, metal.PathGo, 2*out.Len()*out.dtype.Size())
+	tm.done(op, path, 2*out.Len()*out.dtype.Size())
 	if !shpDiff(out) {
 		return out
 	}
@@ -509,7 +513,7 @@ func shpJoin(op string, out *Tensor, xs []*Tensor, sizes []int, outer, inner int
 		for i, x := range xs {
 			accumulate(x, func() *Tensor {
 				dx := Empty(x.dtype, x.shape...)
-				shpAxisCopyAny(dx, sizes[i], 0, 1, g, total, offs[i], 1, sizes[i], outer, inner)
+				shpAxisCopyOn(op, copyDevice(dx.Len(), dx, g), dx, sizes[i], 0, 1, g, total, offs[i], 1, sizes[i], outer, inner, true)
 				return dx
 			})
 		}
@@ -597,11 +601,15 @@ func Split(x *Tensor, axis int, sizes ...int) []*Tensor {
 		shape := append([]int(nil), x.shape...)
 		shape[a] = s
 		pieces[i] = Empty(x.dtype, shape...)
-		shpAxisCopyAny(pieces[i], s, 0, 1, x, dim, off, 1, s, outer, inner)
+	}
+	d := copyDevice(x.Len(), append([]*Tensor{x}, pieces...)...)
+	path := metal.PathMetal
+	for i, s := range sizes {
+		path = joinPaths(path, shpAxisCopyOn("split", d, pieces[i], s, 0, 1, x, dim, off, 1, s, outer, inner, true))
 		offs[i] = off
 		off += s
 	}
-	tm.done("split", metal.PathGo, 2*x.Len()*x.dtype.Size())
+	tm.done("split", path, 2*x.Len()*x.dtype.Size())
 	if !shpDiff(x) {
 		return pieces
 	}
@@ -619,7 +627,7 @@ func Split(x *Tensor, axis int, sizes ...int) []*Tensor {
 					// Every consumer of a piece was recorded after Split, so when
 					// backward reaches the pieces their gradients are complete.
 					if gq := tp.grads[q.id]; gq != nil {
-						shpAxisCopyAny(dx, dim, offs[i], 1, gq, sizes[i], 0, 1, sizes[i], outer, inner)
+						shpAxisCopyOn("split", copyDevice(dx.Len(), dx, gq), dx, dim, offs[i], 1, gq, sizes[i], 0, 1, sizes[i], outer, inner, false)
 					}
 				}
 				return dx
@@ -644,15 +652,19 @@ func BroadcastTo(x *Tensor, shape ...int) *Tensor {
 	tm := startOp()
 	out := Empty(x.dtype, shape...)
 	st := broadcastStrides(x.shape, shape)
-	switch x.dtype.Size() {
-	case 2:
-		shpBroadcastKernel(shpElems[uint16](out), shpElems[uint16](x), shape, st)
-	case 4:
-		shpBroadcastKernel(shpElems[uint32](out), shpElems[uint32](x), shape, st)
-	default:
-		shpBroadcastKernel(shpElems[uint64](out), shpElems[uint64](x), shape, st)
+	path := metal.PathMetal
+	if !broadcastOn(out, x, st) {
+		path = metal.PathGo
+		switch x.dtype.Size() {
+		case 2:
+			shpBroadcastKernel(shpElems[uint16](out), shpElems[uint16](x), shape, st)
+		case 4:
+			shpBroadcastKernel(shpElems[uint32](out), shpElems[uint32](x), shape, st)
+		default:
+			shpBroadcastKernel(shpElems[uint64](out), shpElems[uint64](x), shape, st)
+		}
 	}
-	tm.done("broadcast_to", metal.PathGo, 2*out.Len()*out.dtype.Size())
+	tm.done("broadcast_to", path, 2*out.Len()*out.dtype.Size())
 	if !shpDiff(x) {
 		return out
 	}

@@ -21,7 +21,7 @@ const (
 	MapGELUTanh               // the tanh approximation of GELU
 	MapSiLU                   // x·σ(x)
 	MapSoftplus               // ln(1+eˣ), x above p
-	MapPow                    // xᵖ: no kernel (MSL's pow is undefined for x < 0)
+	MapPow                    // xᵖ, with math.Pow's special cases (a negative x to an integer p)
 	MapClamp                  // min(max(x, p), q) (gradient 1 strictly inside)
 	MapAddScalar              // x + p
 	MapMulScalar              // x·p
@@ -33,7 +33,7 @@ type mapParams struct {
 }
 
 func mapCheck(kernel string, op MapOp) error {
-	if op > MapMulScalar || op == MapPow {
+	if op > MapMulScalar {
 		return fmt.Errorf("%s: no kernel for function %d", kernel, op)
 	}
 	return nil

@@ -2,8 +2,8 @@
 // float32, one thread per element, forward and backward. MAP_OP numbers them as
 // autodiff.UnaryKind does (metal.MapOp): 0 neg, 1 exp, 2 log, 3 sqrt, 4 rsqrt,
 // 5 abs, 6 tanh, 7 sigmoid, 8 relu, 9 GELU (erf), 10 GELU (tanh), 11 SiLU,
-// 12 softplus (linear above p), 13 pow (not offered: MSL's pow is undefined for
-// x < 0), 14 clamp to [p, q], 15 x + p, 16 x·p. NaN inputs give NaN outputs, as
+// 12 softplus (linear above p), 13 xᵖ (map_pow: MSL's pow is undefined for
+// x < 0, so the sign and the special cases are handled first), 14 clamp to [p, q], 15 x + p, 16 x·p. NaN inputs give NaN outputs, as
 // the CPU kernels do (hence the comparisons instead of fmax/fmin).
 constant uint MAP_OP [[function_constant(0)]];
 
@@ -23,6 +23,34 @@ inline float map_sigmoid(float x) {
   }
   float e = exp(x);
   return e / (1.0f + e);
+}
+
+// map_pow is xᵖ with the special cases of Go's math.Pow: x⁰ = 1 (NaN too); a
+// negative base takes an integer power only (the sign from its parity; else NaN,
+// but −∞ is taken as −0 to the power −p);
+// 0 to a negative power is ±∞.
+inline float map_pow(float x, float p) {
+  if (p == 0.0f) {
+    return 1.0f;
+  }
+  if (isnan(x) || isnan(p)) {
+    return NAN;
+  }
+  bool integer = floor(p) == p;
+  bool odd = integer && fmod(fabs(p), 2.0f) == 1.0f;
+  if (x == 0.0f) {
+    float m = p > 0.0f ? 0.0f : INFINITY;
+    return odd ? copysign(m, x) : m;
+  }
+  if (x < 0.0f) {
+    if (!integer) {
+      // −∞ as −0 to the power −p; any other negative base: NaN
+      return x == -INFINITY ? (p > 0.0f ? INFINITY : 0.0f) : NAN;
+    }
+    float r = pow(-x, p);
+    return odd ? -r : r;
+  }
+  return pow(x, p);
 }
 
 inline float map_value(float x, float p, float q) {
@@ -57,6 +85,8 @@ inline float map_value(float x, float p, float q) {
       }
       // ln(1 + e^x); below −15, e^x itself (1 + e^x rounds to 1 there)
       return x < -15.0f ? exp(x) : log(1.0f + exp(x));
+    case 13:
+      return map_pow(x, p);
     case 14: {
       float t = x < p ? p : x;
       return t > q ? q : t;
@@ -101,6 +131,8 @@ inline float map_deriv(float x, float y, float p, float q) {
     }
     case 12:
       return x > p ? 1.0f : map_sigmoid(x);
+    case 13:
+      return p == 0.0f ? 0.0f : p * map_pow(x, p - 1.0f);
     case 14:
       return (x > p && x < q) ? 1.0f : 0.0f;
     case 15:

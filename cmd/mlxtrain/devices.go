@@ -46,6 +46,9 @@ func devicesCommand() *cli.Command {
 				ops = metal.Kernels.SelfTest()
 			}
 			writeOps(w, ops)
+			if none := withoutDeviceImpl(ops); len(none) > 0 {
+				fmt.Fprintf(w, "no Metal kernel (CPU only): %s\n", strings.Join(none, ", "))
+			}
 			if c.Bool("selftest") {
 				if !metal.Offloading() {
 					fmt.Fprintln(w, "self-tests: no accelerator open (MLXTRAIN_DEVICE=metal on a Mac, sim with clang-16), nothing to test")
@@ -90,4 +93,19 @@ func writeOps(w io.Writer, ops []metal.OpInfo) {
 		}
 		fmt.Fprintf(w, "%-22s %s\n", op.Name, strings.Join(parts, " → "))
 	}
+}
+
+// withoutDeviceImpl lists the ops that have no device (Metal) implementation.
+func withoutDeviceImpl(ops []metal.OpInfo) []string {
+	var out []string
+	for _, op := range ops {
+		has := false
+		for _, im := range op.Impls {
+			has = has || im.Path == metal.PathMetal
+		}
+		if !has {
+			out = append(out, op.Name)
+		}
+	}
+	return out
 }

@@ -99,6 +99,8 @@ func RunKernels(t *testing.T, d metal.Compute) {
 	t.Run("EmptySizes", func(t *testing.T) { EmptySizes(t, d) })
 	t.Run("BadLaunches", func(t *testing.T) { BadLaunches(t, d) })
 	RunDenseKernels(t, d)
+	RunCopyKernels(t, d)
+	RunReduce2Kernels(t, d)
 }
 
 // Binary checks add, sub, mul and div, with b full and b a broadcast row.

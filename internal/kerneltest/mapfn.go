@@ -77,6 +77,12 @@ func mapRefs() []mapRef {
 				}
 				return 0
 			}},
+		{op: metal.MapPow, p: 3, lo: -3, hi: 3, f: func(x, p, _ float64) float64 { return math.Pow(x, p) },
+			df: func(x, p, _ float64) float64 { return p * math.Pow(x, p-1) }},
+		{op: metal.MapPow, p: 2.5, lo: 0.01, hi: 5, f: func(x, p, _ float64) float64 { return math.Pow(x, p) },
+			df: func(x, p, _ float64) float64 { return p * math.Pow(x, p-1) }},
+		{op: metal.MapPow, p: -2, lo: -4, hi: 4, f: func(x, p, _ float64) float64 { return math.Pow(x, p) },
+			df: func(x, p, _ float64) float64 { return p * math.Pow(x, p-1) }},
 		{op: metal.MapAddScalar, p: 0.75, lo: -5, hi: 5, f: func(x, p, _ float64) float64 { return x + p }, df: func(_, _, _ float64) float64 { return 1 }},
 		{op: metal.MapMulScalar, p: -1.25, lo: -5, hi: 5, f: func(x, p, _ float64) float64 { return x * p }, df: func(_, p, _ float64) float64 { return p }},
 	}
@@ -113,7 +119,22 @@ func Map(t *testing.T, d metal.Compute) {
 			release(xb, gb, y, dx)
 		}
 	}
-	for _, op := range []metal.MapOp{metal.MapPow, metal.MapMulScalar + 1} {
+	// xᵖ's special cases, as Go's math.Pow has them
+	inf := math.Inf(1)
+	special := []float32{0, float32(math.Copysign(0, -1)), -2, 2, float32(inf), float32(-inf), 0.5, -0.5}
+	xb, y := Upload(t, d, special), Empty(t, d, len(special))
+	for _, p := range []float64{0, 1, 2, 3, -1, -2, 0.5, -1.5} {
+		require.NoError(t, metal.RunMap(d, metal.MapPow, y, xb, len(special), float32(p), 0))
+		got := Download(y, len(special))
+		for i, v := range special {
+			want := math.Pow(float64(v), p)
+			ok := float64(got[i]) == want || Close(got[i], want, 0)
+			require.True(t, ok && (math.IsNaN(want) || math.Signbit(float64(got[i])) == math.Signbit(want)),
+				"pow(%v, %v) = %v, want %v", v, p, got[i], want)
+		}
+	}
+	release(xb, y)
+	for _, op := range []metal.MapOp{metal.MapMulScalar + 1} {
 		b := Empty(t, d, 4)
 		require.Error(t, metal.RunMap(d, op, b, b, 4, 2, 0), "no kernel for %d", op)
 		b.Release()
