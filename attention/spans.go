@@ -121,19 +121,26 @@ func spanAttend[T Float](out, q []T, qt *autodiff.Tensor, cache SpanCache, offse
 				}
 			}
 		}
-		for r := range rows {
-			i, h := r%n, hk*group+r/n
-			o := out[((b*n+i)*H+h)*D:][:D]
-			if w.l[r] == 0 {
-				clear(o)
-				continue
-			}
-			inv := 1 / w.l[r]
-			for c, x := range w.acc[r*D : (r+1)*D] {
-				o[c] = x * inv
-			}
-		}
+		normaliseRows(out, w.acc, w.l, rows, n, H, D, b*n, hk*group)
 	})
+}
+
+// normaliseRows writes the accumulated output rows of one kv head's query group
+// (row r: query r%n of head h0+r/n) divided by their softmax sums into out
+// (batch-major from row b0, heads H, width D); a row with no key gets zeros.
+func normaliseRows[T Float](out, acc, l []T, rows, n, H, D, b0, h0 int) {
+	for r := range rows {
+		i, h := r%n, h0+r/n
+		o := out[((b0+i)*H+h)*D:][:D]
+		if l[r] == 0 {
+			clear(o)
+			continue
+		}
+		inv := 1 / l[r]
+		for c, x := range acc[r*D : (r+1)*D] {
+			o[c] = x * inv
+		}
+	}
 }
 
 // spanWindow is the keys [lo, hi) a query at position p attends.
@@ -220,17 +227,6 @@ func spanAttendTiles(out, q []float32, spans [][]spanRef[float32], offsets []int
 				tileMul(w.acc, D, w.p, spanKeys, 1, values[at:], stride, rows, D, nk, 1, true)
 			}
 		}
-		for r := range rows {
-			i, h := r%n, hk*group+r/n
-			o := out[((b*n+i)*H+h)*D:][:D]
-			if w.l[r] == 0 {
-				clear(o)
-				continue
-			}
-			inv := 1 / w.l[r]
-			for c, x := range w.acc[r*D : (r+1)*D] {
-				o[c] = x * inv
-			}
-		}
+		normaliseRows(out, w.acc, w.l, rows, n, H, D, b*n, hk*group)
 	})
 }
