@@ -6,6 +6,7 @@ import (
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -96,6 +97,10 @@ func CombineBackward[T autodiff.Float](dys, dgates, dy, ys, gates []T, pos []int
 }
 
 func addTo[T autodiff.Float](dst, src []T) {
+	if d, ok := any(dst).([]float32); ok {
+		vecmath.AddTo(d, any(src).([]float32))
+		return
+	}
 	src = src[:len(dst)]
 	for i, v := range src {
 		dst[i] += v
@@ -117,6 +122,9 @@ func scaleTo[T autodiff.Float](dst []T, a T, x []T) {
 }
 
 func dot[T autodiff.Float](a, b []T) T {
+	if a, ok := any(a).([]float32); ok {
+		return T(vecmath.Dot(a, any(b).([]float32)))
+	}
 	b = b[:len(a)]
 	var s0, s1, s2, s3 T
 	i := 0
@@ -325,24 +333,42 @@ func groupOf(offsets []int, i int) int {
 // groupGradBias sets dy = g·deriv (when deriv is not nil; dy is g otherwise) and
 // adds each group's column sums of dy to db (when db is not nil).
 func groupGradBias[T autodiff.Float](dy, g, deriv, db []T, offsets []int, out int) {
-	rows := offsets[len(offsets)-1]
-	if deriv != nil {
-		metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
-			mulTo(dy[lo*out:hi*out], g[lo*out:hi*out], deriv[lo*out:hi*out])
-		})
-	}
+	E := len(offsets) - 1
 	if db == nil {
+		if deriv != nil {
+			rows := offsets[E]
+			metal.ParallelFor(rows, rowsGrain(out), func(lo, hi int) {
+				mulTo(dy[lo*out:hi*out], g[lo*out:hi*out], deriv[lo*out:hi*out])
+			})
+		}
 		return
 	}
-	E := len(offsets) - 1
+	// One pass per group: each row's product goes to dy and into the group's sum.
 	metal.ParallelFor(E, 1, func(elo, ehi int) {
 		for e := elo; e < ehi; e++ {
 			sum := db[e*out : (e+1)*out]
 			for i := offsets[e]; i < offsets[e+1]; i++ {
-				addTo(sum, dy[i*out:(i+1)*out])
+				if deriv != nil {
+					mulSum(dy[i*out:(i+1)*out], sum, g[i*out:(i+1)*out], deriv[i*out:(i+1)*out])
+				} else {
+					addTo(sum, dy[i*out:(i+1)*out])
+				}
 			}
 		}
 	})
+}
+
+// mulSum sets dst = a·b elementwise and adds dst to sum.
+func mulSum[T autodiff.Float](dst, sum, a, b []T) {
+	if d, ok := any(dst).([]float32); ok {
+		vecmath.MulSum(d, any(sum).([]float32), any(a).([]float32), any(b).([]float32))
+		return
+	}
+	sum, a, b = sum[:len(dst)], a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
+		sum[i] += dst[i]
+	}
 }
 
 func mulTo[T autodiff.Float](dst, a, b []T) {
