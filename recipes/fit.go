@@ -519,9 +519,9 @@ func (ru *run) checkMemory() error {
 	return nil
 }
 
-// estimateMemory is weights + gradients + two optimizer moments, plus the
-// activations a step keeps (about 16 tensors of batch×seq×d_model per layer and
-// the logits with their gradient), all float32.
+// estimateMemory is the weights, the gradients and two optimizer moments of the
+// trained parameters, and the activations a step keeps (about 16 tensors of
+// batch×seq×d_model per layer and the logits with their gradient), all float32.
 func (ru *run) estimateMemory() int64 {
 	r := ru.r
 	p := int64(ru.model.NumParams())
@@ -531,7 +531,13 @@ func (ru *run) estimateMemory() int64 {
 		per = int64(2 * r.Model.DModel)
 	}
 	act := tokens*per*int64(r.Model.Layers) + 3*tokens*int64(ru.model.Config.VocabSize)
-	return 4 * (4*p + act)
+	// Gradients and moments exist for the trained parameters only (a LoRA
+	// run's adapters), the weights for all of them.
+	var trained int64
+	for _, q := range ru.params {
+		trained += int64(q.Value.Len())
+	}
+	return 4 * (p + 3*trained + act)
 }
 
 // EvalResult is what Evaluate measured.

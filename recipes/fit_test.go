@@ -12,7 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/checkpoints"
+	"github.com/mlxtrain/mlxtrain/models"
 )
 
 // tinyRecipe is a small addition run that takes well under a second per 10 steps.
@@ -129,4 +131,20 @@ func TestFitStopSavesACheckpoint(t *testing.T) {
 	assert.True(t, res.Stopped)
 	assert.Equal(t, 0, res.Step)
 	assert.DirExists(t, res.Checkpoint)
+}
+
+// The memory estimate counts gradients and optimizer moments only for the
+// trained parameters: training a part of the weights (as LoRA does) lowers it by
+// three float32 copies of the rest.
+func TestEstimateMemoryCountsTrainedParameters(t *testing.T) {
+	r := tinyRecipe(t, 1)
+	cfg, err := r.ModelConfig(259)
+	require.NoError(t, err)
+	m, err := models.New(cfg, autodiff.NewRNG(1))
+	require.NoError(t, err)
+	all := m.Params()
+	full := (&run{r: r, model: m, params: all}).estimateMemory()
+	part := (&run{r: r, model: m, params: all[:1]}).estimateMemory()
+	rest := int64(m.NumParams() - all[0].Value.Len())
+	assert.Equal(t, 4*3*rest, full-part)
 }
