@@ -26,13 +26,7 @@ func elementwise(d Compute, kernel string, consts []Constant, n int, args []Arg,
 	if n == 0 {
 		return nil
 	}
-	return d.Dispatch(&Launch{
-		Kernel:    kernel,
-		Constants: consts,
-		Groups:    [3]int{groupsFor(n, elementwiseGroup), 1, 1},
-		Threads:   [3]int{elementwiseGroup, 1, 1},
-		Args:      append(args, Params(len(args), actParams{uint32(n)})),
-	})
+	return d.Dispatch(elementwiseLaunch(kernel, consts, n, append(args, Params(len(args), actParams{uint32(n)}))...))
 }
 
 // RunActivation writes out[i] = f(x[i]) for i < n. One launch (act_fwd_f32).

@@ -87,14 +87,7 @@ func RunBinary(d Compute, op BinaryOp, out, a, b *Buffer, n, bn int) error {
 	if n == 0 {
 		return nil
 	}
-	return d.Dispatch(&Launch{
-		Kernel:    kernel,
-		Constants: []Constant{{Index: 0, Value: uint32(op)}},
-		Groups:    [3]int{groupsFor(n, elementwiseGroup), 1, 1},
-		Threads:   [3]int{elementwiseGroup, 1, 1},
-		Args: []Arg{Out(0, out), In(1, a), In(2, b),
-			Params(3, struct{ N, BN uint32 }{uint32(n), uint32(bn)})},
-	})
+	return d.Dispatch(elementwiseLaunch(kernel, opConst(uint32(op)), n, Out(0, out), In(1, a), In(2, b), Params(3, struct{ N, BN uint32 }{uint32(n), uint32(bn)})))
 }
 
 // RunUnary writes out[i] = op(x[i]) for i < n.
@@ -228,11 +221,19 @@ func RunBinaryBroadcast(d Compute, op BinaryOp, out, a, b *Buffer, dims, sa, sb 
 		return err
 	}
 	p.N = uint32(n)
-	return d.Dispatch(&Launch{
+	return d.Dispatch(elementwiseLaunch(kernel, opConst(uint32(op)), n, Out(0, out), In(1, a), In(2, b), Params(3, p)))
+}
+
+// elementwiseLaunch is the launch of a kernel with one thread per element of n.
+func elementwiseLaunch(kernel string, consts []Constant, n int, args ...Arg) *Launch {
+	return &Launch{
 		Kernel:    kernel,
-		Constants: []Constant{{Index: 0, Value: uint32(op)}},
+		Constants: consts,
 		Groups:    [3]int{groupsFor(n, elementwiseGroup), 1, 1},
 		Threads:   [3]int{elementwiseGroup, 1, 1},
-		Args:      []Arg{Out(0, out), In(1, a), In(2, b), Params(3, p)},
-	})
+		Args:      args,
+	}
 }
+
+// opConst sets function constant 0 (the op a kernel computes: a uint32 or a bool).
+func opConst(c any) []Constant { return []Constant{{Index: 0, Value: c}} }

@@ -54,13 +54,7 @@ func RunMap(d Compute, op MapOp, out, x *Buffer, n int, p, q float32) error {
 	if n == 0 {
 		return nil
 	}
-	return d.Dispatch(&Launch{
-		Kernel:    kernel,
-		Constants: []Constant{{Index: 0, Value: uint32(op)}},
-		Groups:    [3]int{groupsFor(n, elementwiseGroup), 1, 1},
-		Threads:   [3]int{elementwiseGroup, 1, 1},
-		Args:      []Arg{Out(0, out), In(1, x), Params(2, mapParams{uint32(n), p, q})},
-	})
+	return d.Dispatch(elementwiseLaunch(kernel, opConst(uint32(op)), n, Out(0, out), In(1, x), Params(2, mapParams{uint32(n), p, q})))
 }
 
 // RunMapBackward writes dx[i] = g[i]·f′(x[i]) for i < n, with y = f(x) the
@@ -79,11 +73,5 @@ func RunMapBackward(d Compute, op MapOp, dx, g, x, y *Buffer, n int, p, q float3
 	if n == 0 {
 		return nil
 	}
-	return d.Dispatch(&Launch{
-		Kernel:    kernel,
-		Constants: []Constant{{Index: 0, Value: uint32(op)}},
-		Groups:    [3]int{groupsFor(n, elementwiseGroup), 1, 1},
-		Threads:   [3]int{elementwiseGroup, 1, 1},
-		Args:      []Arg{Out(0, dx), In(1, g), In(2, x), In(3, y), Params(4, mapParams{uint32(n), p, q})},
-	})
+	return d.Dispatch(elementwiseLaunch(kernel, opConst(uint32(op)), n, Out(0, dx), In(1, g), In(2, x), In(3, y), Params(4, mapParams{uint32(n), p, q})))
 }

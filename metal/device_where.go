@@ -51,11 +51,5 @@ func RunWhere(d Compute, out, mask, a, b *Buffer, maskFloat bool, dims, sm, sa, 
 		return err
 	}
 	p.N = uint32(n)
-	return d.Dispatch(&Launch{
-		Kernel:    kernel,
-		Constants: []Constant{{Index: 0, Value: maskFloat}},
-		Groups:    [3]int{groupsFor(n, elementwiseGroup), 1, 1},
-		Threads:   [3]int{elementwiseGroup, 1, 1},
-		Args:      []Arg{Out(0, out), In(1, mask), In(2, a), In(3, b), Params(4, p)},
-	})
+	return d.Dispatch(elementwiseLaunch(kernel, opConst(maskFloat), n, Out(0, out), In(1, mask), In(2, a), In(3, b), Params(4, p)))
 }
