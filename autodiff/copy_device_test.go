@@ -20,11 +20,7 @@ import (
 // the profile.
 func TestCopyOpsFloat32MatchFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 32))
-	type tc struct {
-		name  string
-		shape []int
-		f     func(x *Tensor) *Tensor
-	}
+	type tc = deviceCase
 	var cases []tc
 	for _, n := range []int{1, 7, 33, 127, 0} {
 		cases = append(cases,
@@ -42,7 +38,32 @@ func TestCopyOpsFloat32MatchFloat64(t *testing.T) {
 			tc{"broadcast_to", []int{1, n, 4}, func(x *Tensor) *Tensor { return BroadcastTo(x, 3, n, 4) }},
 		)
 	}
-	run := func(c tc, x, g *Tensor) (y, dx *Tensor) {
+	checkFloat32MatchesFloat64(t, r, cases, nil, true, func(what string, y32, y64, dx32, dx64 *Tensor) {
+		assert.Equal(t, Cast(y64, Float32).Float32s(), y32.Float32s(), what)
+		want := dx64.Float64s()
+		for i, v := range dx32.Float32s() {
+			assert.InDelta(t, want[i], float64(v), 1e-6*(1+abs(want[i])), "%s: dx[%d]", what, i)
+		}
+	})
+}
+
+// deviceCase is one op of the float32-against-float64 device tests: f applied
+// to a random input of shape.
+type deviceCase struct {
+	name  string
+	shape []int
+	f     func(x *Tensor) *Tensor
+}
+
+// checkFloat32MatchesFloat64 runs each case forward and backward (with a random
+// output gradient) on float32, which is the device when one is offloading, and
+// on float64, which stays on the CPU, and hands both results to compare. prepare
+// (if not nil) edits the float32 input first. When offloading, every profiled
+// op of the float32 run must have taken the Metal path (and, with nonEmpty,
+// there must be some).
+func checkFloat32MatchesFloat64(t *testing.T, r *rand.Rand, cases []deviceCase, prepare func(x *Tensor), nonEmpty bool,
+	compare func(what string, y32, y64, dx32, dx64 *Tensor)) {
+	run := func(c deviceCase, x, g *Tensor) (y, dx *Tensor) {
 		tp := NewTape()
 		defer tp.Release()
 		out := c.f(tp.Watch(x))
@@ -53,6 +74,9 @@ func TestCopyOpsFloat32MatchFloat64(t *testing.T) {
 	for _, c := range cases {
 		what := fmt.Sprintf("%s %v", c.name, c.shape)
 		x32 := RandomTensor(r, -3, 3, c.shape...)
+		if prepare != nil {
+			prepare(x32)
+		}
 		x64 := Cast(x32, Float64)
 		probe := c.f(x64)
 		g32 := RandomTensor(r, -1, 1, probe.shape...)
@@ -65,18 +89,16 @@ func TestCopyOpsFloat32MatchFloat64(t *testing.T) {
 		metal.SetProfiling(false)
 		if metal.Offloading() {
 			snap := metal.ProfileSnapshot()
-			assert.NotEmpty(t, snap, what)
+			if nonEmpty {
+				assert.NotEmpty(t, snap, what)
+			}
 			for _, e := range snap {
 				assert.Equal(t, metal.PathMetal, e.Path, "%s: %s took the %s path", what, e.Op, e.Path)
 			}
 		}
 		y64, dx64 := run(c, x64, g64)
 		require.Equal(t, y64.shape, y32.shape, what)
-		assert.Equal(t, Cast(y64, Float32).Float32s(), y32.Float32s(), what)
-		want := dx64.Float64s()
-		for i, v := range dx32.Float32s() {
-			assert.InDelta(t, want[i], float64(v), 1e-6*(1+abs(want[i])), "%s: dx[%d]", what, i)
-		}
+		compare(what, y32, y64, dx32, dx64)
 		releaseAll([]*Tensor{x32, x64, g32, g64, y32, y64, dx32, dx64})
 	}
 	metal.ResetProfile()

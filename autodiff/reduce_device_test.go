@@ -7,9 +7,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // TestReductionsFloat32MatchFloat64 runs every reduction (and pow, where,
@@ -22,11 +19,7 @@ import (
 // on the simulated GPU, and every op of it must say so in the profile.
 func TestReductionsFloat32MatchFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(51, 52))
-	type tc struct {
-		name  string
-		shape []int
-		f     func(x *Tensor) *Tensor
-	}
+	type tc = deviceCase
 	var cases []tc
 	for _, n := range []int{1, 7, 33, 127, 0} {
 		for _, axes := range [][]int{{1}, {0, 2}, {2}, {0}, nil} {
@@ -86,52 +79,25 @@ func TestReductionsFloat32MatchFloat64(t *testing.T) {
 			return Add(y, x)
 		}})
 	}
-	run := func(c tc, x, g *Tensor) (y, dx *Tensor) {
-		tp := NewTape()
-		defer tp.Release()
-		out := c.f(tp.Watch(x))
-		tp.Keep(out)
-		tp.BackwardWith(out, g)
-		return out, tp.Grad(x).Clone()
-	}
 	close := func(want, got float64) bool {
 		if math.IsNaN(want) {
 			return math.IsNaN(got)
 		}
 		return math.Abs(want-got) <= 1e-5*(1+math.Abs(want))
 	}
-	for _, c := range cases {
-		what := fmt.Sprintf("%s %v", c.name, c.shape)
-		x32 := RandomTensor(r, -3, 3, c.shape...)
-		for i := range x32.Float32s() {
+	ties := func(x *Tensor) {
+		for i := range x.Float32s() {
 			if i%4 == 1 {
-				x32.Float32s()[i] = 1.25 // ties for max and min
+				x.Float32s()[i] = 1.25 // ties for max and min
 			}
 		}
-		x64 := Cast(x32, Float64)
-		probe := c.f(x64)
-		g32 := RandomTensor(r, -1, 1, probe.shape...)
-		g64 := Cast(g32, Float64)
-		probe.Release()
-
-		metal.ResetProfile()
-		metal.SetProfiling(true)
-		y32, dx32 := run(c, x32, g32)
-		metal.SetProfiling(false)
-		if metal.Offloading() {
-			for _, e := range metal.ProfileSnapshot() {
-				assert.Equal(t, metal.PathMetal, e.Path, "%s: %s took the %s path", what, e.Op, e.Path)
-			}
-		}
-		y64, dx64 := run(c, x64, g64)
-		require.Equal(t, y64.shape, y32.shape, what)
+	}
+	checkFloat32MatchesFloat64(t, r, cases, ties, false, func(what string, y32, y64, dx32, dx64 *Tensor) {
 		for i, v := range y32.Float64Values() {
 			assert.True(t, close(y64.Float64Values()[i], v), "%s: y[%d] = %v, want %v", what, i, v, y64.Float64Values()[i])
 		}
 		for i, v := range dx32.Float64Values() {
 			assert.True(t, close(dx64.Float64Values()[i], v), "%s: dx[%d] = %v, want %v", what, i, v, dx64.Float64Values()[i])
 		}
-		releaseAll([]*Tensor{x32, x64, g32, g64, y32, y64, dx32, dx64})
-	}
-	metal.ResetProfile()
+	})
 }
