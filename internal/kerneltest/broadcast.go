@@ -23,27 +23,10 @@ func BinaryBroadcast(t *testing.T, d metal.Compute) {
 		{[]int{2, 3, 1, 4, 5, 3}, []int{2, 1, 1, 4, 1, 3}, []int{1, 3, 1, 1, 5, 1}},
 		{[]int{4, 0, 3}, []int{4, 0, 3}, []int{1, 1, 3}},
 	}
-	strides := func(shape, out []int) []int {
-		s, step := make([]int, len(out)), 1
-		for i := len(out) - 1; i >= 0; i-- {
-			if shape[i] != 1 {
-				s[i] = step
-			}
-			step *= shape[i]
-		}
-		return s
-	}
-	numel := func(s []int) int {
-		n := 1
-		for _, v := range s {
-			n *= v
-		}
-		return n
-	}
 	for _, c := range cases {
 		n, an, bn := numel(c.out), numel(c.a), numel(c.b)
 		x, y := Random(r, an, -4, 4), Random(r, bn, 0.5, 3)
-		sa, sb := strides(c.a, c.out), strides(c.b, c.out)
+		sa, sb := bcastStrides(c.a, c.out), bcastStrides(c.b, c.out)
 		a, b := Upload(t, d, x), Upload(t, d, y)
 		for op := metal.BinaryAdd; op <= metal.BinaryDiv; op++ {
 			out := Empty(t, d, n)
@@ -81,4 +64,26 @@ func BinaryBroadcast(t *testing.T, d metal.Compute) {
 	require.Error(t, metal.RunBinaryBroadcast(d, metal.BinaryAdd, out, out, out, []int{2, 8}, []int{8, 1}, []int{0, 1}), "a too short")
 	out.Release()
 	require.NoError(t, d.Synchronize())
+}
+
+// bcastStrides is the element strides of a tensor of shape (same rank as out)
+// read as broadcast to out: 0 along its axes of size 1.
+func bcastStrides(shape, out []int) []int {
+	s, step := make([]int, len(out)), 1
+	for i := len(out) - 1; i >= 0; i-- {
+		if shape[i] != 1 {
+			s[i] = step
+		}
+		step *= shape[i]
+	}
+	return s
+}
+
+// numel is the number of elements of shape s.
+func numel(s []int) int {
+	n := 1
+	for _, v := range s {
+		n *= v
+	}
+	return n
 }

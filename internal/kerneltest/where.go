@@ -17,23 +17,6 @@ import (
 // empty sizes, exactly against a Go reference.
 func Where(t *testing.T, d metal.Compute) {
 	r := rand.New(rand.NewPCG(61, 62))
-	strides := func(shape, out []int) []int {
-		s, step := make([]int, len(out)), 1
-		for i := len(out) - 1; i >= 0; i-- {
-			if shape[i] != 1 {
-				s[i] = step
-			}
-			step *= shape[i]
-		}
-		return s
-	}
-	numel := func(s []int) int {
-		n := 1
-		for _, v := range s {
-			n *= v
-		}
-		return n
-	}
 	type tc struct{ out, m, a, b []int }
 	var cases []tc
 	for _, n := range append(Sizes, 0) {
@@ -62,7 +45,7 @@ func Where(t *testing.T, d metal.Compute) {
 				mi[i] = int32(i)
 			}
 		}
-		sm, sa, sb := strides(c.m, c.out), strides(c.a, c.out), strides(c.b, c.out)
+		sm, sa, sb := bcastStrides(c.m, c.out), bcastStrides(c.a, c.out), bcastStrides(c.b, c.out)
 		a, b := Upload(t, d, x), Upload(t, d, y)
 		for _, float := range []bool{true, false} {
 			var mb *metal.Buffer
