@@ -309,7 +309,10 @@ func (m *Model) StateDict() map[string]*autodiff.Tensor {
 }
 
 // LoadStateDict copies weights by name into the model. Every parameter must be
-// present with its shape and dtype and no other name may appear (lm_head.weight of
+// present with its shape and a dtype that converts to the parameter's exactly
+// (its own, or float16/bfloat16 for a float32 or float64 parameter, or float32
+// for a float64 one: MLX and Hugging Face checkpoints often store half-precision
+// weights, scales and biases), and no other name may appear (lm_head.weight of
 // a tied model is ignored, as Hugging Face writes it sometimes); otherwise it
 // returns an error listing the problems and changes nothing. A module whose
 // "<path>.scales" sd has becomes quantized as sd's shapes say (MLX's rule), and
@@ -328,7 +331,7 @@ func (m *Model) LoadStateDict(sd map[string]*autodiff.Tensor) error {
 			errs = append(errs, fmt.Sprintf("%s is missing", p.Name))
 		case t == nil || t.Released():
 			errs = append(errs, fmt.Sprintf("%s has no tensor", p.Name))
-		case t.DType() != p.Value.DType():
+		case !widens(t.DType(), p.Value.DType()):
 			errs = append(errs, fmt.Sprintf("%s is %s, want %s", p.Name, t.DType(), p.Value.DType()))
 		case !sameShape(t.Shape(), p.Value.Shape()):
 			errs = append(errs, fmt.Sprintf("%s has shape %v, want %v", p.Name, t.Shape(), p.Value.Shape()))
@@ -351,9 +354,31 @@ func (m *Model) LoadStateDict(sd map[string]*autodiff.Tensor) error {
 		return fmt.Errorf("models: LoadStateDict: %s", msg)
 	}
 	for _, p := range m.Params() {
-		p.Value.CopyFrom(sd[p.Name])
+		t := sd[p.Name]
+		if t.DType() == p.Value.DType() {
+			p.Value.CopyFrom(t)
+			continue
+		}
+		c := autodiff.Cast(t, p.Value.DType())
+		p.Value.CopyFrom(c)
+		c.Release()
 	}
 	return nil
+}
+
+// widens reports whether a tensor of dtype from converts to dtype to without
+// loss: the same dtype, or a float dtype to a wider one.
+func widens(from, to autodiff.DType) bool {
+	if from == to {
+		return true
+	}
+	switch to {
+	case autodiff.Float32:
+		return from == autodiff.Float16 || from == autodiff.BFloat16
+	case autodiff.Float64:
+		return from == autodiff.Float16 || from == autodiff.BFloat16 || from == autodiff.Float32
+	}
+	return false
 }
 
 func sameShape(a, b []int) bool {

@@ -344,3 +344,47 @@ func TestLoadStateDictFollowsScales(t *testing.T) {
 	_, err = plain.Quantize(quant.Config{Params: quant.Params{GroupSize: 64, Bits: 8}}, nil)
 	require.NoError(t, err, "the config had no quantization")
 }
+
+// TestLoadHalfPrecisionStateDict loads a 4-bit checkpoint written as MLX and
+// Hugging Face often write them: float weights in bfloat16, quantization scales
+// and biases in float16. Every parameter gets the exact widening of the stored
+// value, and the model's logits equal those of the model the rounded values came
+// from. Narrowing (float64 into float32) stays an error (TestStateDict).
+func TestLoadHalfPrecisionStateDict(t *testing.T) {
+	cfg := models.LlamaConfig(64, 64, 2, 4, 2, 128, 32)
+	src, err := models.New(cfg, autodiff.NewRNG(1))
+	require.NoError(t, err)
+	_, err = src.Quantize(quant.Config{Params: quant.Params{GroupSize: 32, Bits: 4}}, nil)
+	require.NoError(t, err)
+	half := map[string]*autodiff.Tensor{}
+	halves := 0
+	for name, v := range src.StateDict() {
+		switch {
+		case v.DType() != autodiff.Float32:
+			half[name] = v // the packed uint32 weights
+		case strings.HasSuffix(name, ".scales") || strings.HasSuffix(name, ".biases"):
+			half[name] = autodiff.Cast(v, autodiff.Float16)
+			halves++
+		default:
+			half[name] = autodiff.Cast(v, autodiff.BFloat16)
+			halves++
+		}
+		// src keeps exactly what the half tensors hold, to compare with.
+		if h := half[name]; h != v {
+			back := autodiff.Cast(h, autodiff.Float32)
+			v.CopyFrom(back)
+			back.Release()
+		}
+	}
+	require.Greater(t, halves, 10)
+	dst, err := models.New(cfg, autodiff.NewRNG(2))
+	require.NoError(t, err)
+	require.NoError(t, dst.LoadStateDict(half))
+	want := src.StateDict()
+	for name, v := range dst.StateDict() {
+		require.Equal(t, want[name].DType(), v.DType(), name)
+		require.Equal(t, want[name].Bytes(), v.Bytes(), name)
+	}
+	ids := autodiff.FromInt32([]int32{1, 5, 9, 33, 2, 60, 7}, 1, 7)
+	assert.Equal(t, src.Forward(nil, ids).Float32s(), dst.Forward(nil, ids).Float32s())
+}
