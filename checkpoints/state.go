@@ -11,10 +11,18 @@ import (
 	"strconv"
 )
 
-// StateVersion is the trainer_state.json format this package writes. Readers
-// accept it and every older version they know; a newer one is an error, since its
-// fields may change what resuming means.
-const StateVersion = 1
+// StateVersion is the newest trainer_state.json format this package writes.
+// Readers accept it and every older version they know; a newer one is an error,
+// since its fields may change what resuming means.
+//
+// Version 2 added loss_scale (float16 training). A state without it is written
+// as version 1, so older builds keep reading every checkpoint they can resume,
+// and refuse a float16 run's with the "newer version" message instead of an
+// unknown field.
+const StateVersion = 2
+
+// lossScaleVersion is the first version with loss_scale.
+const lossScaleVersion = 2
 
 // TrainerState is everything besides tensors that a run needs to continue exactly
 // where it stopped. It is stored as trainer_state.json.
@@ -140,10 +148,14 @@ func floatPtr(p *number) *float64 {
 }
 
 // MarshalJSON writes the state in the trainer_state.json layout, with
-// format_version set to [StateVersion].
+// format_version the oldest version that holds it (see [StateVersion]).
 func (s TrainerState) MarshalJSON() ([]byte, error) {
+	version := 1
+	if s.LossScale != nil {
+		version = lossScaleVersion
+	}
 	j := stateJSON{
-		Version:       StateVersion,
+		Version:       version,
 		Step:          s.Step,
 		OptimizerStep: s.OptimizerStep,
 		ScheduleStep:  s.ScheduleStep,

@@ -77,7 +77,7 @@ func TestStateRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name, json, want string
 	}{
-		{"newer version", `{"format_version":2,"step":1,"something_new":true}`, "format_version 2 is newer than this build of mlxtrain reads (1)"},
+		{"newer version", `{"format_version":3,"step":1,"something_new":true}`, "format_version 3 is newer than this build of mlxtrain reads (2)"},
 		{"no version", `{"step":1}`, "no format_version"},
 		{"zero version", `{"format_version":0}`, "format_version 0 is not a valid version"},
 		{"unknown field", `{"format_version":1,"stepp":1}`, `unknown field "stepp"`},
@@ -145,4 +145,26 @@ func FuzzState(f *testing.F) {
 			t.Fatalf("state changed on a second round trip:\n%s\n%s", out, again)
 		}
 	})
+}
+
+// TestStateVersionFollowsContent: a float16 run's state (loss_scale) is version
+// 2, every other state version 1, so builds that predate loss_scale still read
+// what they can resume and refuse the rest by its version.
+func TestStateVersionFollowsContent(t *testing.T) {
+	for _, tc := range []struct {
+		s    TrainerState
+		want float64
+	}{
+		{TrainerState{Step: 1}, 1},
+		{TrainerState{Step: 1, LossScale: &LossScaleState{Scale: 65536, GoodSteps: 3}}, 2},
+	} {
+		b, err := tc.s.MarshalJSON()
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		assert.Equal(t, tc.want, m["format_version"])
+		var got TrainerState
+		require.NoError(t, json.Unmarshal(b, &got))
+		assert.Equal(t, tc.s, got)
+	}
 }
