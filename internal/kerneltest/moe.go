@@ -71,9 +71,11 @@ func MoE(t *testing.T, d metal.Compute) {
 			}
 		}
 	}
-	for _, offsets := range [][]int{{0, 1}, {0, 5, 5, 12, 40}, {0, 0, 33}} {
+	for _, offsets := range [][]int{{0, 1}, {0, 5, 5, 12, 40}, {0, 0, 33}, {0, 0, 0, 0}, {0, 7, 7, 134}, {0, 127, 127, 127}} {
 		groupedCase(t, d, r, offsets, 37, 21)
 	}
+	groupedCase(t, d, r, []int{0, 3, 20, 20, 33}, 1, 17)
+	groupedCase(t, d, r, []int{0, 16, 33}, 16, 1)
 	b := Empty(t, d, 4)
 	assert.Error(t, metal.RunMoECombine(d, b, b, b, b, 1, 0, 1, 1), "k = 0")
 	assert.Error(t, metal.RunMoEDispatch(d, b, b, b, 1, 2, 4), "xs too small")
@@ -99,9 +101,8 @@ func groupedCase(t *testing.T, d metal.Compute, r *rand.Rand, offsets []int, in,
 	eb, ob := UploadInt32(t, d, expert), UploadInt32(t, d, off32)
 	y, deriv := Empty(t, d, rows*out+1), Empty(t, d, rows*out+1)
 	dx, dw, db := Empty(t, d, rows*in+1), Empty(t, d, E*out*in), Empty(t, d, E*out)
-	require.NoError(t, metal.RunGroupedMatMul(d, y, xb, wb, offsets, in, out), what)
-	require.NoError(t, metal.RunMoEBiasAct(d, y, deriv, bb, eb, rows, out, E, true), what)
-	require.NoError(t, metal.RunGroupedMatMulBackward(d, dx, dw, gb, xb, wb, offsets, in, out), what)
+	require.NoError(t, metal.RunGatherMM(d, y, xb, wb, ob, bb, deriv, rows, in, out, E, true), what)
+	require.NoError(t, metal.RunGatherMMBackward(d, dx, dw, gb, xb, wb, ob, rows, in, out, E), what)
 	require.NoError(t, metal.RunMoEGroupColSum(d, db, gb, ob, rows, out, E), what)
 
 	pre := make([]float64, rows*out)
