@@ -1,6 +1,8 @@
 package advanced
 
 import (
+	"errors"
+
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
@@ -251,18 +253,12 @@ func routerSelfTest() error {
 		mode := routerMode(score, norm)
 		sums, lse, probs := autodiff.Empty(autodiff.Float32, 2*E+1), autodiff.Empty(autodiff.Float32, rows), autodiff.Empty(autodiff.Float32, rows, E)
 		defer releaseTensors(sums, lse, probs)
-		for _, err := range []error{
+		return outs, errors.Join(
 			metal.RunRouterGates(dev, gates.Buffer(), experts.Buffer(), logits.Buffer(), rows, E, k, mode),
 			metal.RunRouterGatesBackward(dev, dl.Buffer(), dg.Buffer(), gates.Buffer(), experts.Buffer(), logits.Buffer(), rows, E, k, mode),
 			metal.RunRouterStats(dev, sums.Buffer(), lse.Buffer(), probs.Buffer(), logits.Buffer(), experts.Buffer(), rows, E, k, mode),
 			metal.RunLoadBalanceBackward(dev, dlb.Buffer(), g.Buffer(), logits.Buffer(), sums.Buffer(), rows, E, mode),
-			metal.RunRouterZBackward(dev, dlz.Buffer(), g.Buffer(), logits.Buffer(), lse.Buffer(), rows, E),
-		} {
-			if err != nil {
-				return outs, err
-			}
-		}
-		return outs, nil
+			metal.RunRouterZBackward(dev, dlz.Buffer(), g.Buffer(), logits.Buffer(), lse.Buffer(), rows, E))
 	})()
 }
 
@@ -326,17 +322,11 @@ func moeSelfTest() error {
 			CombineBackward(dys.Float32s(), dg.Float32s(), dy.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, k, dim)
 			return outs, nil
 		}
-		for _, err := range []error{
+		return outs, errors.Join(
 			metal.RunMoEDispatch(dev, xs.Buffer(), x.Buffer(), tok.Buffer(), tokens, rows, dim),
 			metal.RunMoEDispatchBackward(dev, dx.Buffer(), dxs.Buffer(), pos.Buffer(), tokens, k, rows, dim),
 			metal.RunMoECombine(dev, y.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), tokens, k, rows, dim),
-			metal.RunMoECombineBackward(dev, dys.Buffer(), dg.Buffer(), dy.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), tokens, k, rows, dim),
-		} {
-			if err != nil {
-				return outs, err
-			}
-		}
-		return outs, nil
+			metal.RunMoECombineBackward(dev, dys.Buffer(), dg.Buffer(), dy.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), tokens, k, rows, dim))
 	})()
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -12,16 +11,6 @@ import (
 	"github.com/mlxtrain/mlxtrain/advanced"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
-
-// downloadInt32 waits for b and returns a copy of its first n int32.
-func downloadInt32(b *metal.Buffer, n int) []int32 {
-	b.Wait()
-	out := make([]int32, n)
-	if n > 0 {
-		copy(out, unsafe.Slice((*int32)(b.Pointer()), n))
-	}
-	return out
-}
 
 // routerLogits returns rows × E logits with ties: values on a coarse grid, so
 // that the tie-breaking of the top-k is exercised.
@@ -85,7 +74,7 @@ func routerCase(t *testing.T, d metal.Compute, r *rand.Rand, rows, E, k int, sco
 	wantG, wantE, wantDL := make([]float64, rows*k), make([]int32, rows*k), make([]float64, rows*E)
 	advanced.RouterGatesForward(wantG, wantE, f64(logits), rows, E, k, score, norm)
 	advanced.RouterGatesBackward(wantDL, f64(dg), wantG, wantE, f64(logits), rows, E, k, score, norm)
-	assert.Equal(t, wantE, downloadInt32(experts, rows*k), what+" experts")
+	assert.Equal(t, wantE, download[int32](experts, rows*k), what+" experts")
 	AssertClose(t, Download(gates, rows*k), wantG, constant(rows*k, 1), what+" gates")
 	AssertClose(t, Download(dl, rows*E), wantDL, constant(rows*E, float64(k)), what+" dlogits")
 
@@ -148,7 +137,7 @@ func sortCase(t *testing.T, d metal.Compute, r *rand.Rand, tokens, E, k, capacit
 	pos, token, info := Empty(t, d, tokens*k+1), Empty(t, d, tokens*k+1), Empty(t, d, 2*E+2)
 	require.NoError(t, metal.RunRouteSort(d, pos, token, info, eb, tokens, k, E, capacity), what)
 	want := advanced.NewRouting(ids, tokens, k, E, capacity)
-	gotInfo := downloadInt32(info, 2*E+2)
+	gotInfo := download[int32](info, 2*E+2)
 	offsets := make([]int, E+1)
 	routed := make([]int, E)
 	for e := range E + 1 {
@@ -160,7 +149,7 @@ func sortCase(t *testing.T, d metal.Compute, r *rand.Rand, tokens, E, k, capacit
 	assert.Equal(t, want.Offsets, offsets, what+" offsets")
 	assert.Equal(t, want.Routed, routed, what+" routed")
 	assert.Equal(t, want.Dropped, int(gotInfo[2*E+1]), what+" dropped")
-	assert.Equal(t, want.Pos, downloadInt32(pos, tokens*k), what+" pos")
-	assert.Equal(t, want.Token, downloadInt32(token, want.Rows()), what+" token")
+	assert.Equal(t, want.Pos, download[int32](pos, tokens*k), what+" pos")
+	assert.Equal(t, want.Token, download[int32](token, want.Rows()), what+" token")
 	release(eb, pos, token, info)
 }
