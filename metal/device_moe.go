@@ -153,11 +153,17 @@ func gatherMMCheck(kernel string, x, w, offsets *Buffer, rows, in, out, experts 
 // RunGatherMM writes y = act(x_e·W_eᵀ + b_e) for the rows of each expert e,
 // rows [offsets[e], offsets[e+1]) of x (rows × in) and y (rows × out), W_e =
 // w[e] (experts × out × in), b_e = b[e] (experts × out; nil for none): MLX's
-// gather_mm over sorted rows, in one launch over every expert
-// (moe_gather_mm_f32). With gelu, act is GELU (the erf form) and GELU′ goes to
-// deriv unless nil; else act is the identity.
+// gather_mm over sorted rows, in one launch over every expert with the kernel
+// [MatMulFor] picks for d (moe_gather_mm_f32 on 16×16 tiles, or
+// moe_gather_mm_sg8_f32 on 32×32 with simdgroup_matrix). With gelu, act is GELU
+// (the erf form) and GELU′ goes to deriv unless nil; else act is the identity.
 func RunGatherMM(d Compute, y, x, w, offsets, b, deriv *Buffer, rows, in, out, experts int, gelu bool) error {
-	const kernel = "moe_gather_mm_f32"
+	return RunGatherMMWith(d, MatMulFor(d.Facts()), y, x, w, offsets, b, deriv, rows, in, out, experts, gelu)
+}
+
+// RunGatherMMWith is [RunGatherMM] with a chosen kind of kernel.
+func RunGatherMMWith(d Compute, kern MatMulKernel, y, x, w, offsets, b, deriv *Buffer, rows, in, out, experts int, gelu bool) error {
+	const kernel = "moe_gather_mm"
 	if err := gatherMMCheck(kernel, x, w, offsets, rows, in, out, experts); err != nil {
 		return err
 	}
@@ -175,32 +181,52 @@ func RunGatherMM(d Compute, y, x, w, offsets, b, deriv *Buffer, rows, in, out, e
 			p.Flags |= 4
 		}
 	}
-	return gatherMMLaunch(d, kernel, y, x, w, offsets, b, deriv, p)
+	return gatherMMLaunch(d, kern, y, x, w, offsets, b, deriv, p)
 }
 
-func gatherMMLaunch(d Compute, kernel string, c, a, w, offsets, b, deriv *Buffer, p moeMMParams) error {
+// gatherTile is the side of a gather_mm kernel's tile and its threadgroup.
+func gatherTile(d Compute, kern MatMulKernel) (tile int, threads [3]int, suffix string, err error) {
+	switch kern {
+	case MatMulTiled:
+		return 16, [3]int{16, 16, 1}, "", nil
+	case MatMulSimdgroup:
+		if !d.Facts().SimdgroupMatrix() {
+			return 0, threads, "", fmt.Errorf("moe_gather_mm: the device (GPU family %d) has no simdgroup_matrix", d.Facts().Family)
+		}
+		return 32, [3]int{128, 1, 1}, "_sg8", nil
+	}
+	return 0, threads, "", fmt.Errorf("unknown matmul kernel %q", kern)
+}
+
+func gatherMMLaunch(d Compute, kern MatMulKernel, c, a, w, offsets, b, deriv *Buffer, p moeMMParams) error {
 	rows, n, experts := int(p.Rows), int(p.N), int(p.Experts)
-	if rows*n == 0 {
-		return nil
+	tile, threads, suffix, err := gatherTile(d, kern)
+	if err != nil || rows*n == 0 {
+		return err
 	}
 	var keep []*Buffer
 	defer func() { releaseBuffers(keep) }()
-	var err error
 	if b, err = placeholder(d, b, &keep); err != nil {
 		return err
 	}
 	if deriv, err = placeholder(d, deriv, &keep); err != nil {
 		return err
 	}
-	return d.Dispatch(&Launch{Kernel: kernel, Groups: [3]int{groupsFor(n, 16), groupsFor(rows, 16) + experts, 1}, Threads: [3]int{16, 16, 1},
+	return d.Dispatch(&Launch{Kernel: "moe_gather_mm" + suffix + "_f32", Groups: [3]int{groupsFor(n, tile), groupsFor(rows, tile) + experts, 1}, Threads: threads,
 		Args: []Arg{Out(0, c), In(1, a), In(2, w), In(3, offsets), In(4, b), Out(5, deriv), Params(6, p)}})
 }
 
 // RunGatherMMBackward writes, from dy (rows × out), dx_e = dy_e·W_e when dx is
-// not nil (one launch, moe_gather_mm_f32) and dW_e = dy_eᵀ·x_e when dw is not nil
-// (zeros for an expert without rows; one launch over experts × tiles of W,
-// moe_gather_mm_dw_f32): the gradients of [RunGatherMM] without its epilogue.
+// not nil (one launch over every expert) and dW_e = dy_eᵀ·x_e when dw is not nil
+// (zeros for an expert without rows; one launch over experts × tiles of W):
+// the gradients of [RunGatherMM] without its epilogue, with the kernels
+// [MatMulFor] picks for d.
 func RunGatherMMBackward(d Compute, dx, dw, dy, x, w, offsets *Buffer, rows, in, out, experts int) error {
+	return RunGatherMMBackwardWith(d, MatMulFor(d.Facts()), dx, dw, dy, x, w, offsets, rows, in, out, experts)
+}
+
+// RunGatherMMBackwardWith is [RunGatherMMBackward] with a chosen kind of kernel.
+func RunGatherMMBackwardWith(d Compute, kern MatMulKernel, dx, dw, dy, x, w, offsets *Buffer, rows, in, out, experts int) error {
 	const kernel = "moe_gather_mm_backward"
 	if err := gatherMMCheck(kernel, x, w, offsets, rows, in, out, experts); err != nil {
 		return err
@@ -211,14 +237,15 @@ func RunGatherMMBackward(d Compute, dx, dw, dy, x, w, offsets *Buffer, rows, in,
 	}
 	if dx != nil {
 		p := moeMMParams{Rows: uint32(rows), N: uint32(in), K: uint32(out), Experts: uint32(experts), BRS: uint32(in), BCS: 1}
-		if err := gatherMMLaunch(d, "moe_gather_mm_f32", dx, dy, w, offsets, nil, nil, p); err != nil {
+		if err := gatherMMLaunch(d, kern, dx, dy, w, offsets, nil, nil, p); err != nil {
 			return err
 		}
 	}
-	if dw == nil || out*in == 0 {
-		return nil
+	tile, threads, suffix, err := gatherTile(d, kern)
+	if err != nil || dw == nil || out*in == 0 {
+		return err
 	}
 	p := moeMMParams{Rows: uint32(rows), N: uint32(in), K: uint32(out), Experts: uint32(experts)}
-	return d.Dispatch(&Launch{Kernel: "moe_gather_mm_dw_f32", Groups: [3]int{groupsFor(in, 16), groupsFor(out, 16), experts}, Threads: [3]int{16, 16, 1},
+	return d.Dispatch(&Launch{Kernel: "moe_gather_mm_dw" + suffix + "_f32", Groups: [3]int{groupsFor(in, tile), groupsFor(out, tile), experts}, Threads: threads,
 		Args: []Arg{Out(0, dw), In(1, dy), In(2, x), In(3, offsets), Params(4, p)}})
 }

@@ -71,11 +71,18 @@ func MoE(t *testing.T, d metal.Compute) {
 			}
 		}
 	}
-	for _, offsets := range [][]int{{0, 1}, {0, 5, 5, 12, 40}, {0, 0, 33}, {0, 0, 0, 0}, {0, 7, 7, 134}, {0, 127, 127, 127}} {
-		groupedCase(t, d, r, offsets, 37, 21)
+	kernels := []metal.MatMulKernel{metal.MatMulTiled}
+	if d.Facts().SimdgroupMatrix() {
+		kernels = append(kernels, metal.MatMulSimdgroup)
 	}
-	groupedCase(t, d, r, []int{0, 3, 20, 20, 33}, 1, 17)
-	groupedCase(t, d, r, []int{0, 16, 33}, 16, 1)
+	for _, kern := range kernels {
+		for _, offsets := range [][]int{{0, 1}, {0, 5, 5, 12, 40}, {0, 0, 33}, {0, 0, 0, 0}, {0, 7, 7, 134}, {0, 127, 127, 127}} {
+			groupedCase(t, d, kern, r, offsets, 37, 21)
+		}
+		groupedCase(t, d, kern, r, []int{0, 3, 20, 20, 33}, 1, 17)
+		groupedCase(t, d, kern, r, []int{0, 16, 33}, 16, 1)
+		groupedCase(t, d, kern, r, []int{0, 40, 71}, 33, 64)
+	}
 	b := Empty(t, d, 4)
 	assert.Error(t, metal.RunMoECombine(d, b, b, b, b, 1, 0, 1, 1), "k = 0")
 	assert.Error(t, metal.RunMoEDispatch(d, b, b, b, 1, 2, 4), "xs too small")
@@ -85,9 +92,9 @@ func MoE(t *testing.T, d metal.Compute) {
 
 // groupedCase checks the experts' grouped products, bias, GELU and their
 // gradients on groups of rows (some empty) against float64 references.
-func groupedCase(t *testing.T, d metal.Compute, r *rand.Rand, offsets []int, in, out int) {
+func groupedCase(t *testing.T, d metal.Compute, kern metal.MatMulKernel, r *rand.Rand, offsets []int, in, out int) {
 	E, rows := len(offsets)-1, offsets[len(offsets)-1]
-	what := fmt.Sprintf("grouped offsets=%v in=%d out=%d", offsets, in, out)
+	what := fmt.Sprintf("grouped %s offsets=%v in=%d out=%d", kern, offsets, in, out)
 	x, w, bias, g := Random(r, rows*in+1, -1, 1), Random(r, E*out*in, -1, 1), Random(r, E*out, -1, 1), Random(r, rows*out+1, -1, 1)
 	expert := make([]int32, rows+1)
 	off32 := make([]int32, E+1)
@@ -101,8 +108,8 @@ func groupedCase(t *testing.T, d metal.Compute, r *rand.Rand, offsets []int, in,
 	eb, ob := UploadInt32(t, d, expert), UploadInt32(t, d, off32)
 	y, deriv := Empty(t, d, rows*out+1), Empty(t, d, rows*out+1)
 	dx, dw, db := Empty(t, d, rows*in+1), Empty(t, d, E*out*in), Empty(t, d, E*out)
-	require.NoError(t, metal.RunGatherMM(d, y, xb, wb, ob, bb, deriv, rows, in, out, E, true), what)
-	require.NoError(t, metal.RunGatherMMBackward(d, dx, dw, gb, xb, wb, ob, rows, in, out, E), what)
+	require.NoError(t, metal.RunGatherMMWith(d, kern, y, xb, wb, ob, bb, deriv, rows, in, out, E, true), what)
+	require.NoError(t, metal.RunGatherMMBackwardWith(d, kern, dx, dw, gb, xb, wb, ob, rows, in, out, E), what)
 	require.NoError(t, metal.RunMoEGroupColSum(d, db, gb, ob, rows, out, E), what)
 
 	pre := make([]float64, rows*out)
