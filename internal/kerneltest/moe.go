@@ -39,7 +39,7 @@ func randomRouting(r *rand.Rand, tokens, k int) (pos, token []int32) {
 // tolerance.
 func MoE(t *testing.T, d metal.Compute) {
 	r := rand.New(rand.NewPCG(71, 72))
-	for _, tokens := range []int{1, 7, 33} {
+	for _, tokens := range []int{1, 7, 33, 127} {
 		for _, k := range []int{1, 2, 3} {
 			for _, dim := range []int{1, 7, 70} {
 				what := fmt.Sprintf("moe tokens=%d k=%d dim=%d", tokens, k, dim)
