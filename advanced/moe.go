@@ -113,6 +113,11 @@ func (c MoEConfig) Validate() error {
 // per expert and projection ([GroupedLinearGELU], [GroupedLinear]), and a
 // weighted scatter back ([Combine]), each with its own backward.
 //
+// On a device (Metal, or MLXTRAIN_DEVICE=sim) every step has a kernel: the
+// router's top-k, the sort by expert (the host reads back only the group
+// offsets), the auxiliary losses, and each projection as one launch over
+// every expert (MLX's gather_mm).
+//
 // Parameter names follow mlx-lm's SwitchGLU/SwitchMLP layout, one stacked
 // tensor per projection: gate.weight (E, Dim) for the router;
 // switch_mlp.gate_proj.weight (E, Hidden, Dim) with SwiGLU,
