@@ -8,6 +8,7 @@ import (
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // MoEConfig sizes and configures a [MoE] feed-forward. Zero fields take the
@@ -111,6 +112,11 @@ func (c MoEConfig) Validate() error {
 // gathering each expert's tokens into a contiguous block ([Dispatch]), one GEMM
 // per expert and projection ([GroupedLinearGELU], [GroupedLinear]), and a
 // weighted scatter back ([Combine]), each with its own backward.
+//
+// On a device (Metal, or MLXTRAIN_DEVICE=sim) every step has a kernel: the
+// router's top-k, the sort by expert (the host reads back only the group
+// offsets), the auxiliary losses, and each projection as one launch over
+// every expert (MLX's gather_mm).
 //
 // Parameter names follow mlx-lm's SwitchGLU/SwitchMLP layout, one stacked
 // tensor per projection: gate.weight (E, Dim) for the router;
@@ -330,11 +336,11 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 	if c.Training() {
 		capacity = ExpertCapacity(cfg.CapacityFactor, N, k, E)
 	}
-	r := NewRouting(experts.Int32s(), N, k, E, capacity)
+	r := route(experts, N, k, E, capacity)
 
 	xs := tmp.add(Dispatch(x, r))
 	h := m.hidden(c, xs, r, &tmp)
-	ys := tmp.add(m.grouped(c, h, m.DownProj, m.DownPacked, m.DownBias, r.Offsets))
+	ys := tmp.add(m.grouped(c, h, m.DownProj, m.DownPacked, m.DownBias, r))
 	y := autodiff.Reshape(tmp.add(Combine(ys, gates, r)), x.Shape()...)
 	if m.Shared != nil {
 		y = autodiff.Add(tmp.add(y), tmp.add(m.shared(c, x, &tmp)))
@@ -343,19 +349,23 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 	if !recorded {
 		// Nothing recorded: the intermediates are ours to release.
 		defer tmp.release()
+		defer releaseTensors(r.tensors()...)
+	} else {
+		autodiff.Own(y, r.tensors()...) // the backward ops use the routing
 	}
 	if !recorded && !always {
 		return y, nil, MoEStats{}
 	}
 
 	st := MoEStats{Tokens: N, TopK: k, Routed: r.Routed, Load: r.Load(), Dropped: r.Dropped}
+	if cfg.AuxLossCoef == 0 || cfg.ZLossCoef == 0 {
+		st.Balance, st.ZLoss = routerStatValues(logits, experts, k, cfg.Score)
+	}
 	var aux *autodiff.Tensor
 	if cfg.AuxLossCoef > 0 {
 		lb := tmp.add(LoadBalanceLoss(logits, experts, cfg.Score))
 		st.Balance = lb.Item()
 		aux = tmp.add(autodiff.MulScalar(lb, cfg.AuxLossCoef))
-	} else {
-		st.Balance = loadBalanceValue(logits, experts, k, cfg.Score)
 	}
 	if cfg.ZLossCoef > 0 {
 		z := tmp.add(RouterZLoss(logits))
@@ -366,10 +376,6 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 		} else {
 			aux = tmp.add(autodiff.Add(aux, zc))
 		}
-	} else if logits.DType() == autodiff.Float32 {
-		st.ZLoss = RouterZForward(logits.Float32s(), N, E, nil)
-	} else {
-		st.ZLoss = RouterZForward(logits.Float64s(), N, E, nil)
 	}
 	if aux != nil && !recorded {
 		aux = aux.Clone() // tmp releases the original
@@ -377,35 +383,50 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 	return y, aux, st
 }
 
-func loadBalanceValue(logits, experts *autodiff.Tensor, k int, score RouterScore) float64 {
+// routerStatValues returns the load-balancing loss and the router z-loss of a
+// batch, without recording them: for the statistics.
+func routerStatValues(logits, experts *autodiff.Tensor, k int, score RouterScore) (balance, z float64) {
 	E := logits.Dim(-1)
 	rows := logits.Len() / E
-	if logits.DType() == autodiff.Float32 {
-		return LoadBalanceForward(logits.Float32s(), experts.Int32s(), rows, E, k, score, nil, nil)
+	tm := startTimer()
+	if sums, lse := routerStatsDevice(logits, experts, k, score); sums != nil {
+		v := sums.Float32s()
+		balance, z = balanceOf(v, rows, E), float64(v[2*E])/float64(rows)
+		releaseTensors(sums, lse)
+		tm.doneOn("moe_router_stats", metal.PathMetal, logits.Len()*4)
+		return balance, z
 	}
-	return LoadBalanceForward(logits.Float64s(), experts.Int32s(), rows, E, k, score, nil, nil)
+	if logits.DType() == autodiff.Float32 {
+		balance = LoadBalanceForward(logits.Float32s(), experts.Int32s(), rows, E, k, score, nil, nil)
+		z = RouterZForward(logits.Float32s(), rows, E, nil)
+	} else {
+		balance = LoadBalanceForward(logits.Float64s(), experts.Int32s(), rows, E, k, score, nil, nil)
+		z = RouterZForward(logits.Float64s(), rows, E, nil)
+	}
+	tm.done("moe_router_stats", logits.Len()*logits.DType().Size())
+	return balance, z
 }
 
 // hidden is the experts' activations on the dispatched rows xs.
 func (m *MoE) hidden(c *layers.Ctx, xs *autodiff.Tensor, r *Routing, tmp *scratchTensors) *autodiff.Tensor {
 	switch {
 	case m.Config.Act == layers.ActGELU && m.UpPacked == nil:
-		return tmp.add(GroupedLinearGELU(xs, c.Param(m.UpProj), c.Param(m.UpBias), r.Offsets))
+		return tmp.add(groupedLinear("moe_grouped_linear_gelu", xs, c.Param(m.UpProj), c.Param(m.UpBias), r.Offsets, r, true))
 	case m.Config.Act == layers.ActSwiGLU:
-		g := tmp.add(m.grouped(c, xs, m.GateProj, m.GatePacked, m.GateBias, r.Offsets))
-		u := tmp.add(m.grouped(c, xs, m.UpProj, m.UpPacked, m.UpBias, r.Offsets))
+		g := tmp.add(m.grouped(c, xs, m.GateProj, m.GatePacked, m.GateBias, r))
+		u := tmp.add(m.grouped(c, xs, m.UpProj, m.UpPacked, m.UpBias, r))
 		return tmp.add(layers.SwiGLUOp(g, u))
 	}
-	pre := tmp.add(m.grouped(c, xs, m.UpProj, m.UpPacked, m.UpBias, r.Offsets))
+	pre := tmp.add(m.grouped(c, xs, m.UpProj, m.UpPacked, m.UpBias, r))
 	return tmp.add(activate(m.Config.Act, pre))
 }
 
 // grouped is GroupedLinear with the stacked weight w, or with its packed form.
-func (m *MoE) grouped(c *layers.Ctx, x, w *autodiff.Tensor, p PackedExperts, b *autodiff.Tensor, offsets []int) *autodiff.Tensor {
+func (m *MoE) grouped(c *layers.Ctx, x, w *autodiff.Tensor, p PackedExperts, b *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	if p != nil {
-		return p.GroupedLinear(x, c.Param(b), offsets)
+		return p.GroupedLinear(x, c.Param(b), r.Offsets)
 	}
-	return GroupedLinear(x, c.Param(w), c.Param(b), offsets)
+	return groupedLinear("moe_grouped_linear", x, c.Param(w), c.Param(b), r.Offsets, r, false)
 }
 
 func activate(act layers.Activation, x *autodiff.Tensor) *autodiff.Tensor {

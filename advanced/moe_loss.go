@@ -137,6 +137,12 @@ func LoadBalanceLoss(logits, experts *autodiff.Tensor, score RouterScore) *autod
 	}
 	E, k := logits.Dim(-1), experts.Dim(-1)
 	rows := logits.Len() / E
+	if k <= metal.RouterMaxK {
+		if sums, lse := routerStatsDevice(logits, experts, k, score); sums != nil {
+			return loadBalanceDevice(logits, sums, lse, rows, E, score)
+		}
+	}
+	tm := startTimer()
 	frac := make([]float64, E)
 	var v float64
 	if logits.DType() == autodiff.Float32 {
@@ -144,17 +150,64 @@ func LoadBalanceLoss(logits, experts *autodiff.Tensor, score RouterScore) *autod
 	} else {
 		v = LoadBalanceForward(logits.Float64s(), experts.Int32s(), rows, E, k, score, frac, nil)
 	}
+	tm.done("moe_load_balance", logits.Len()*logits.DType().Size())
 	return autodiff.Record(autodiff.Scalar(logits.DType(), v), "moe_load_balance", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(logits, func() *autodiff.Tensor {
+			tm := startTimer()
 			dl := autodiff.Zeros(logits.DType(), logits.Shape()...)
 			if logits.DType() == autodiff.Float32 {
 				LoadBalanceBackward(dl.Float32s(), g.Item(), logits.Float32s(), frac, rows, E, score)
 			} else {
 				LoadBalanceBackward(dl.Float64s(), g.Item(), logits.Float64s(), frac, rows, E, score)
 			}
+			tm.done("moe_load_balance_backward", 2*logits.Len()*logits.DType().Size())
 			return dl
 		})
 	}, logits)
+}
+
+// loadBalanceDevice is LoadBalanceLoss from the device's sums (which the op
+// then owns; lse is not needed): the value is read back, the gradient is one
+// launch.
+func loadBalanceDevice(logits, sums, lse *autodiff.Tensor, rows, E int, score RouterScore) *autodiff.Tensor {
+	lse.Release()
+	tm := startTimer()
+	v := balanceOf(sums.Float32s(), rows, E)
+	tm.doneOn("moe_load_balance", metal.PathMetal, logits.Len()*4)
+	out := autodiff.Record(autodiff.Scalar(logits.DType(), v), "moe_load_balance", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(logits, func() *autodiff.Tensor {
+			return lossGradDevice("moe_load_balance_backward", logits, g, func(dev metal.Compute, dl *autodiff.Tensor) error {
+				return metal.RunLoadBalanceBackward(dev, dl.Buffer(), g.Buffer(), logits.Buffer(), sums.Buffer(), rows, E, routerMode(score, ""))
+			}, func(dl *autodiff.Tensor) {
+				frac := make([]float64, E)
+				for e := range frac {
+					frac[e] = float64(sums.Float32s()[E+e]) / float64(rows)
+				}
+				LoadBalanceBackward(dl.Float32s(), g.Item(), logits.Float32s(), frac, rows, E, score)
+			})
+		})
+	}, logits)
+	autodiff.Own(out, sums)
+	return out
+}
+
+// lossGradDevice returns the gradient of a router loss with respect to the
+// logits (float32): from the device launch, or else from the CPU kernel.
+func lossGradDevice(op string, logits, g *autodiff.Tensor, launch func(metal.Compute, *autodiff.Tensor) error, cpu func(dl *autodiff.Tensor)) *autodiff.Tensor {
+	E := logits.Dim(-1)
+	tm := startTimer()
+	if dev := autodiff.DeviceFor(moeRouterLossOp, []*autodiff.Tensor{logits, g}, logits.Len()/E, E); dev != nil {
+		dl := autodiff.Empty(autodiff.Float32, logits.Shape()...)
+		if autodiff.Launched(op, launch(dev, dl)) {
+			tm.doneOn(op, metal.PathMetal, 2*logits.Len()*4)
+			return dl
+		}
+		dl.Release()
+	}
+	dl := autodiff.Zeros(autodiff.Float32, logits.Shape()...)
+	cpu(dl)
+	tm.done(op, 2*logits.Len()*4)
+	return dl
 }
 
 // RouterZForward returns the router z-loss of rows rows of E logits, the mean
@@ -202,6 +255,28 @@ func RouterZLoss(logits *autodiff.Tensor) *autodiff.Tensor {
 	}
 	E := logits.Dim(-1)
 	rows := logits.Len() / E
+	if sums, lse := routerStatsDevice(logits, nil, 0, ScoreSoftmax); sums != nil {
+		tm := startTimer()
+		v := float64(sums.Float32s()[2*E]) / float64(rows)
+		sums.Release()
+		tm.doneOn("moe_router_z", metal.PathMetal, logits.Len()*4)
+		out := autodiff.Record(autodiff.Scalar(logits.DType(), v), "moe_router_z", func(g *autodiff.Tensor) {
+			autodiff.Accumulate(logits, func() *autodiff.Tensor {
+				return lossGradDevice("moe_router_z_backward", logits, g, func(dev metal.Compute, dl *autodiff.Tensor) error {
+					return metal.RunRouterZBackward(dev, dl.Buffer(), g.Buffer(), logits.Buffer(), lse.Buffer(), rows, E)
+				}, func(dl *autodiff.Tensor) {
+					l := make([]float64, rows)
+					for i, v := range lse.Float32s() {
+						l[i] = float64(v)
+					}
+					RouterZBackward(dl.Float32s(), g.Item(), logits.Float32s(), l, rows, E)
+				})
+			})
+		}, logits)
+		autodiff.Own(out, lse)
+		return out
+	}
+	tm := startTimer()
 	lse := make([]float64, rows)
 	var v float64
 	if logits.DType() == autodiff.Float32 {
@@ -209,14 +284,17 @@ func RouterZLoss(logits *autodiff.Tensor) *autodiff.Tensor {
 	} else {
 		v = RouterZForward(logits.Float64s(), rows, E, lse)
 	}
+	tm.done("moe_router_z", logits.Len()*logits.DType().Size())
 	return autodiff.Record(autodiff.Scalar(logits.DType(), v), "moe_router_z", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(logits, func() *autodiff.Tensor {
+			tm := startTimer()
 			dl := autodiff.Zeros(logits.DType(), logits.Shape()...)
 			if logits.DType() == autodiff.Float32 {
 				RouterZBackward(dl.Float32s(), g.Item(), logits.Float32s(), lse, rows, E)
 			} else {
 				RouterZBackward(dl.Float64s(), g.Item(), logits.Float64s(), lse, rows, E)
 			}
+			tm.done("moe_router_z_backward", 2*logits.Len()*logits.DType().Size())
 			return dl
 		})
 	}, logits)

@@ -151,8 +151,8 @@ func Dispatch(x *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	xs := autodiff.Empty(x.DType(), r.Rows(), d)
 	tm, path := startTimer(), metal.PathGo
 	if dev := moeDevice(moeDispatchOp, r, d, x, xs); dev != nil && moeLaunch(func() error {
-		tok := indices(r.Token)
-		defer tok.Release() // back to the pool once the launch is done
+		tok, done := r.tokenIndex()
+		defer done()
 		return metal.RunMoEDispatch(dev, xs.Buffer(), x.Buffer(), tok.Buffer(), r.Tokens, r.Rows(), d)
 	}) {
 		path = metal.PathMetal
@@ -165,18 +165,19 @@ func Dispatch(x *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	return autodiff.Record(xs, "moe_dispatch", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(x, func() *autodiff.Tensor {
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
+			tm, path := startTimer(), metal.PathGo
 			if dev := moeDevice(moeDispatchOp, r, d, dx, g); dev != nil && moeLaunch(func() error {
-				pos := indices(r.Pos)
-				defer pos.Release()
+				pos, done := r.posIndex()
+				defer done()
 				return metal.RunMoEDispatchBackward(dev, dx.Buffer(), g.Buffer(), pos.Buffer(), r.Tokens, r.K, r.Rows(), d)
 			}) {
-				return dx
-			}
-			if x.DType() == autodiff.Float32 {
+				path = metal.PathMetal
+			} else if x.DType() == autodiff.Float32 {
 				DispatchBackward(dx.Float32s(), g.Float32s(), r.Pos, r.K, d)
 			} else {
 				DispatchBackward(dx.Float64s(), g.Float64s(), r.Pos, r.K, d)
 			}
+			tm.doneOn("moe_dispatch_backward", path, 2*dx.Len()*x.DType().Size())
 			return dx
 		})
 	}, x)
@@ -196,8 +197,8 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	y := autodiff.Empty(ys.DType(), r.Tokens, d)
 	tm, path := startTimer(), metal.PathGo
 	if dev := moeDevice(moeCombineOp, r, d, y, ys, gates); dev != nil && moeLaunch(func() error {
-		pos := indices(r.Pos)
-		defer pos.Release()
+		pos, done := r.posIndex()
+		defer done()
 		return metal.RunMoECombine(dev, y.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), r.Tokens, r.K, r.Rows(), d)
 	}) {
 		path = metal.PathMetal
@@ -219,17 +220,19 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 		if !needYs && !needG {
 			return
 		}
+		tm, path := startTimer(), metal.PathGo
 		if dev := moeDevice(moeCombineOp, r, d, dys, dg, g, ys, gates); dev != nil && moeLaunch(func() error {
-			pos := indices(r.Pos)
-			defer pos.Release()
+			pos, done := r.posIndex()
+			defer done()
 			return metal.RunMoECombineBackward(dev, bufOf(dys), bufOf(dg), g.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), r.Tokens, r.K, r.Rows(), d)
 		}) {
-			// recorded on the device
+			path = metal.PathMetal
 		} else if ys.DType() == autodiff.Float32 {
 			CombineBackward(floats32(dys), floats32(dg), g.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, r.K, d)
 		} else {
 			CombineBackward(floats64(dys), floats64(dg), g.Float64s(), ys.Float64s(), gates.Float64s(), r.Pos, r.K, d)
 		}
+		tm.doneOn("moe_combine_backward", path, (ys.Len()+g.Len())*ys.DType().Size())
 		if needYs {
 			autodiff.Accumulate(ys, func() *autodiff.Tensor { return dys })
 		}
@@ -380,19 +383,32 @@ func mulTo[T autodiff.Float](dst, a, b []T) {
 
 // GroupedLinear is x·W_eᵀ + b_e on each expert's rows: x (rows, in) in expert
 // order, w (E, out, in), b (E, out) or nil, offsets (E+1) the groups' row ranges
-// (a [Routing]'s Offsets). One GEMM per expert forward, two backward.
+// (a [Routing]'s Offsets). One GEMM per expert forward, two backward on the
+// CPU; one launch over every expert per product on a device.
 func GroupedLinear(x, w, b *autodiff.Tensor, offsets []int) *autodiff.Tensor {
-	return groupedLinear("moe_grouped_linear", x, w, b, offsets, false)
+	return groupedLinear("moe_grouped_linear", x, w, b, offsets, nil, false)
 }
 
 // GroupedLinearGELU is GELU(GroupedLinear(x, w, b, offsets)) (the exact erf
 // form) with the bias and activation applied in one pass after each GEMM, and
 // the activation's derivative kept for backward instead of its input.
 func GroupedLinearGELU(x, w, b *autodiff.Tensor, offsets []int) *autodiff.Tensor {
-	return groupedLinear("moe_grouped_linear_gelu", x, w, b, offsets, true)
+	return groupedLinear("moe_grouped_linear_gelu", x, w, b, offsets, nil, true)
 }
 
-func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool) *autodiff.Tensor {
+// groupOffsets is the offsets on the device: the routing's when it has them
+// (r may be nil), else an upload that done releases.
+func groupOffsets(r *Routing, offsets []int) (*autodiff.Tensor, func()) {
+	if r != nil {
+		return r.offsetIndex()
+	}
+	t := offsets32(offsets)
+	return t, t.Release
+}
+
+// groupedLinear is GroupedLinear(GELU); r, when not nil, is the routing whose
+// offsets these are (its device copy serves the kernels).
+func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, r *Routing, gelu bool) *autodiff.Tensor {
 	checkGrouped(op, x, w, b, offsets)
 	E, out, in := w.Dim(0), w.Dim(1), w.Dim(2)
 	rows := x.Dim(0)
@@ -402,9 +418,14 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 	if gelu && tracked {
 		deriv = autodiff.Empty(x.DType(), rows, out)
 	}
+	tm, path := startTimer(), metal.PathGo
 	dev := autodiff.DeviceFor(groupedOp, []*autodiff.Tensor{x, w, b, y, deriv}, rows, out)
-	if dev != nil && autodiff.Launched(op, groupedForwardDevice(dev, y, deriv, x, w, b, offsets, gelu)) {
-		// recorded on the device
+	if dev != nil && autodiff.Launched(op, func() error {
+		off, done := groupOffsets(r, offsets)
+		defer done()
+		return groupedForwardDevice(dev, y, deriv, x, w, b, off, gelu)
+	}()) {
+		path = metal.PathMetal
 	} else if x.DType() == autodiff.Float32 {
 		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
 		if gelu || b != nil {
@@ -416,6 +437,7 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 			groupBiasAct(y.Float64s(), floats64(deriv), floats64(b), offsets, out, gelu)
 		}
 	}
+	tm.doneOn(op, path, (x.Len()+w.Len()+y.Len())*x.DType().Size())
 	inputs := []*autodiff.Tensor{x, w}
 	if b != nil {
 		inputs = append(inputs, b)
@@ -440,14 +462,20 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 		if needB {
 			db = autodiff.Zeros(b.DType(), E, out)
 		}
+		tm, path := startTimer(), metal.PathGo
 		dev := autodiff.DeviceFor(groupedOp, []*autodiff.Tensor{dx, dw, db, dy, g, deriv, x, w}, rows, out)
-		if dev != nil && autodiff.Launched(op, groupedBackwardDevice(dev, dx, dw, db, dy, g, deriv, x, w, offsets, gelu)) {
-			// recorded on the device
+		if dev != nil && autodiff.Launched(op, func() error {
+			off, done := groupOffsets(r, offsets)
+			defer done()
+			return groupedBackwardDevice(dev, dx, dw, db, dy, g, deriv, x, w, off, gelu)
+		}()) {
+			path = metal.PathMetal
 		} else if x.DType() == autodiff.Float32 {
 			groupedBackward(dx, dw, db, dy.Float32s(), g.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), offsets, in, out)
 		} else {
 			groupedBackward(dx, dw, db, dy.Float64s(), g.Float64s(), floats64(deriv), x.Float64s(), w.Float64s(), offsets, in, out)
 		}
+		tm.doneOn(op+"_backward", path, (2*x.Len()+2*w.Len()+2*g.Len())*x.DType().Size())
 		if needX {
 			autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
 		}

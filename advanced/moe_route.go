@@ -212,23 +212,43 @@ func RouterGates(logits *autodiff.Tensor, k int, score RouterScore, norm GateNor
 	shape := append(append([]int(nil), logits.Shape()[:logits.Rank()-1]...), k)
 	gates = autodiff.Empty(logits.DType(), shape...)
 	experts = autodiff.Empty(autodiff.Int32, shape...)
-	if logits.DType() == autodiff.Float32 {
-		RouterGatesForward(gates.Float32s(), experts.Int32s(), logits.Float32s(), rows, E, k, score, norm)
+	ids := autodiff.Empty(autodiff.Int32, shape...) // the backward's: the caller may release experts
+	mode := routerMode(score, norm)
+	tm, path := startTimer(), metal.PathGo
+	if dev := autodiff.DeviceFor(moeRouterOp, []*autodiff.Tensor{logits, gates, experts, ids}, rows, E); dev != nil && rows > 0 && k <= metal.RouterMaxK &&
+		autodiff.Launched("moe_router_gates", routerGatesDevice(dev, gates, experts, ids, logits, rows, E, k, mode)) {
+		path = metal.PathMetal
 	} else {
-		RouterGatesForward(gates.Float64s(), experts.Int32s(), logits.Float64s(), rows, E, k, score, norm)
+		if logits.DType() == autodiff.Float32 {
+			RouterGatesForward(gates.Float32s(), experts.Int32s(), logits.Float32s(), rows, E, k, score, norm)
+		} else {
+			RouterGatesForward(gates.Float64s(), experts.Int32s(), logits.Float64s(), rows, E, k, score, norm)
+		}
+		copy(ids.Int32s(), experts.Int32s())
 	}
-	ids := append([]int32(nil), experts.Int32s()...) // the caller may release experts
+	tm.doneOn("moe_router_gates", path, (logits.Len()+2*gates.Len())*4)
 	gates = autodiff.Record(gates, "moe_router_gates", func(g *autodiff.Tensor) {
 		autodiff.Accumulate(logits, func() *autodiff.Tensor {
+			tm, path := startTimer(), metal.PathGo
+			if dev := autodiff.DeviceFor(moeRouterOp, []*autodiff.Tensor{logits, gates, ids, g}, rows, E); dev != nil && rows > 0 && k <= metal.RouterMaxK {
+				dl := autodiff.Empty(logits.DType(), logits.Shape()...)
+				if autodiff.Launched("moe_router_gates", metal.RunRouterGatesBackward(dev, dl.Buffer(), g.Buffer(), gates.Buffer(), ids.Buffer(), logits.Buffer(), rows, E, k, mode)) {
+					tm.doneOn("moe_router_gates_backward", metal.PathMetal, 2*logits.Len()*4)
+					return dl
+				}
+				dl.Release()
+			}
 			dl := autodiff.Zeros(logits.DType(), logits.Shape()...)
 			if logits.DType() == autodiff.Float32 {
-				RouterGatesBackward(dl.Float32s(), g.Float32s(), gates.Float32s(), ids, logits.Float32s(), rows, E, k, score, norm)
+				RouterGatesBackward(dl.Float32s(), g.Float32s(), gates.Float32s(), ids.Int32s(), logits.Float32s(), rows, E, k, score, norm)
 			} else {
-				RouterGatesBackward(dl.Float64s(), g.Float64s(), gates.Float64s(), ids, logits.Float64s(), rows, E, k, score, norm)
+				RouterGatesBackward(dl.Float64s(), g.Float64s(), gates.Float64s(), ids.Int32s(), logits.Float64s(), rows, E, k, score, norm)
 			}
+			tm.doneOn("moe_router_gates_backward", path, 2*logits.Len()*logits.DType().Size())
 			return dl
 		})
 	}, logits)
+	autodiff.Own(gates, ids)
 	return gates, experts
 }
 
@@ -256,6 +276,8 @@ type Routing struct {
 	Token   []int32 // the token of each row (Offsets[E])
 	Pos     []int32 // the row of pair n·K+j, −1 when dropped (Tokens·K)
 	Dropped int     // pairs dropped
+
+	dev *routeTensors // the index arrays on the device, when it sorted them
 }
 
 // NewRouting sorts the pairs of experts (tokens×k expert ids, as [RouterGates]
@@ -291,6 +313,21 @@ func NewRouting(experts []int32, tokens, k, numExperts, capacity int) *Routing {
 		r.Token[p] = int32(i / k)
 		next[e]++
 	}
+	return r
+}
+
+// route is NewRouting on an expert-id tensor: a counting sort on the device
+// when it takes it (the host then reads back only the offsets and counts; the
+// index arrays stay on the device until the caller releases r.tensors()), else
+// on the CPU.
+func route(experts *autodiff.Tensor, tokens, k, numExperts, capacity int) *Routing {
+	tm := startTimer()
+	if r := routeDevice(experts, tokens, k, numExperts, capacity); r != nil {
+		tm.doneOn("moe_route_sort", metal.PathMetal, 3*tokens*k*4)
+		return r
+	}
+	r := NewRouting(experts.Int32s(), tokens, k, numExperts, capacity)
+	tm.doneOn("moe_route_sort", metal.PathGo, 3*tokens*k*4)
 	return r
 }
 

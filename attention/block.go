@@ -182,7 +182,12 @@ func (b *Block) attendSpans(q, k, v *autodiff.Tensor, cache SpanCache) *autodiff
 	opt := Options{Causal: b.Causal, Window: b.Window, Layout: BSHD}
 	if same && q.DType() == autodiff.Float32 && q.Dim(1) >= tiledMinRows && consecutive(cache) {
 		keys, values := gatherSpans(cache, q.DType())
-		o := tiledAttention(q, keys, values, opt)
+		var o *autodiff.Tensor
+		if packedOp.OnMetal(q.Dim(0) * q.Dim(1)) { // a device runs FlashAttention's kernel
+			o = FlashAttention(q, keys, values, opt)
+		} else {
+			o = tiledAttention(q, keys, values, opt)
+		}
 		keys.Release()
 		values.Release()
 		return o

@@ -111,46 +111,6 @@ func RunMoECombineBackward(d Compute, dys, dgates, dy, ys, gates, pos *Buffer, t
 
 type moeGroupParams struct{ Rows, Out, Experts, Flags uint32 }
 
-// RunMoEBiasAct applies, in place on y (rows × out, rows in expert order),
-// the bias of each row's expert (b: experts × out, nil for none; expert: an
-// int32 per row) and then, with gelu, GELU (the erf form), writing GELU′ into
-// deriv unless nil. One launch (moe_bias_act_f32).
-func RunMoEBiasAct(d Compute, y, deriv, b, expert *Buffer, rows, out, experts int, gelu bool) error {
-	const kernel = "moe_bias_act_f32"
-	if err := checkCount(kernel, rows, out); err != nil {
-		return err
-	}
-	if err := checkBuffers(kernel, need{"y", y, rows * out, false}, need{"deriv", deriv, rows * out, true},
-		need{"b", b, experts * out, true}, need{"expert", expert, rows, false}); err != nil {
-		return err
-	}
-	p := moeGroupParams{uint32(rows), uint32(out), uint32(experts), 0}
-	if b != nil {
-		p.Flags |= 1
-	}
-	if gelu {
-		p.Flags |= 2
-		if deriv != nil {
-			p.Flags |= 4
-		}
-	}
-	if rows*out == 0 || p.Flags == 0 {
-		return nil
-	}
-	var keep []*Buffer
-	defer func() { releaseBuffers(keep) }()
-	var err error
-	if deriv, err = placeholder(d, deriv, &keep); err != nil {
-		return err
-	}
-	if b, err = placeholder(d, b, &keep); err != nil {
-		return err
-	}
-	g, t := rowGrid(rows, out)
-	return d.Dispatch(&Launch{Kernel: kernel, Groups: g, Threads: t,
-		Args: []Arg{InOut(0, y), Out(1, deriv), In(2, b), In(3, expert), Params(4, p)}})
-}
-
 // RunMoEGroupColSum writes db[e] = the sum of dy's rows [offsets[e],
 // offsets[e+1]) (dy: rows × out; offsets: experts+1 int32s). One launch
 // (moe_group_colsum_f32).
@@ -171,61 +131,121 @@ func RunMoEGroupColSum(d Compute, db, dy, offsets *Buffer, rows, out, experts in
 		Args: []Arg{Out(0, db), In(1, dy), In(2, offsets), Params(3, moeGroupParams{uint32(rows), uint32(out), uint32(experts), 0})}})
 }
 
-// RunZeroAt writes n zeros into b from element off on (and, as every Write
-// binding, leaves what follows undefined for the launches after it).
-func RunZeroAt(d Compute, b *Buffer, off, n int) error {
-	const kernel = "moe_zero_f32"
-	if err := checkCount(kernel, n); err != nil {
+type moeMMParams struct{ Rows, N, K, Experts, BRS, BCS, Flags, Pad uint32 }
+
+// gatherMMCheck validates the operands of the grouped products: offsets holds
+// experts+1 int32 row offsets (non-decreasing, from 0 to rows; the kernels
+// trust them), w is experts × out × in.
+func gatherMMCheck(kernel string, x, w, offsets *Buffer, rows, in, out, experts int) error {
+	if experts < 1 {
+		return fmt.Errorf("%s: %d experts", kernel, experts)
+	}
+	if err := checkCount(kernel, experts, out, in); err != nil {
 		return err
 	}
-	if off < 0 || b == nil || b.Size() < 4*(off+n) {
-		return fmt.Errorf("%s: %d elements from %d", kernel, n, off)
+	if err := checkCount(kernel, max(rows, 1), max(in, out)); err != nil {
+		return err
 	}
-	if n == 0 {
-		return nil
-	}
-	return d.Dispatch(&Launch{Kernel: kernel, Groups: [3]int{groupsFor(n, 256), 1, 1}, Threads: [3]int{256, 1, 1},
-		Args: []Arg{{Index: 0, Buffer: b, Offset: 4 * off, Access: Write}, Params(1, uint32(n))}})
+	return checkBuffers(kernel, need{"x", x, rows * in, false}, need{"w", w, experts * out * in, false},
+		need{"offsets", offsets, experts + 1, false})
 }
 
-// RunGroupedMatMul writes y_e = x_e·W_eᵀ for each expert e, x_e and y_e the rows
-// [offsets[e], offsets[e+1]) of x (rows × in) and y (rows × out), W_e = w[e]
-// (experts × out × in): a matmul launch per non-empty group, in group order.
-func RunGroupedMatMul(d Compute, y, x, w *Buffer, offsets []int, in, out int) error {
-	for e := range len(offsets) - 1 {
-		lo, hi := offsets[e], offsets[e+1]
-		if hi > lo {
-			if err := RunMatMulTAt(d, y, x, w, lo*out, lo*in, e*out*in, hi-lo, out, in, false, true); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+// RunGatherMM writes y = act(x_e·W_eᵀ + b_e) for the rows of each expert e,
+// rows [offsets[e], offsets[e+1]) of x (rows × in) and y (rows × out), W_e =
+// w[e] (experts × out × in), b_e = b[e] (experts × out; nil for none): MLX's
+// gather_mm over sorted rows, in one launch over every expert with the kernel
+// [MatMulFor] picks for d (moe_gather_mm_f32 on 16×16 tiles, or
+// moe_gather_mm_sg8_f32 on 32×32 with simdgroup_matrix). With gelu, act is GELU
+// (the erf form) and GELU′ goes to deriv unless nil; else act is the identity.
+func RunGatherMM(d Compute, y, x, w, offsets, b, deriv *Buffer, rows, in, out, experts int, gelu bool) error {
+	return RunGatherMMWith(d, MatMulFor(d.Facts()), y, x, w, offsets, b, deriv, rows, in, out, experts, gelu)
 }
 
-// RunGroupedMatMulBackward writes, from dy (rows × out), dx_e = dy_e·W_e when
-// dx is not nil and dW_e = dy_eᵀ·x_e when dw is not nil (zeros for an empty
-// group), a launch per group and product, in group order.
-func RunGroupedMatMulBackward(d Compute, dx, dw, dy, x, w *Buffer, offsets []int, in, out int) error {
-	for e := range len(offsets) - 1 {
-		lo, hi := offsets[e], offsets[e+1]
-		if dx != nil && hi > lo {
-			if err := RunMatMulTAt(d, dx, dy, w, lo*in, lo*out, e*out*in, hi-lo, in, out, false, false); err != nil {
-				return err
-			}
+// RunGatherMMWith is [RunGatherMM] with a chosen kind of kernel.
+func RunGatherMMWith(d Compute, kern MatMulKernel, y, x, w, offsets, b, deriv *Buffer, rows, in, out, experts int, gelu bool) error {
+	const kernel = "moe_gather_mm"
+	if err := gatherMMCheck(kernel, x, w, offsets, rows, in, out, experts); err != nil {
+		return err
+	}
+	if err := checkBuffers(kernel, need{"y", y, rows * out, false}, need{"b", b, experts * out, true},
+		need{"deriv", deriv, rows * out, true}); err != nil {
+		return err
+	}
+	p := moeMMParams{Rows: uint32(rows), N: uint32(out), K: uint32(in), Experts: uint32(experts), BRS: 1, BCS: uint32(in)}
+	if b != nil {
+		p.Flags |= 1
+	}
+	if gelu {
+		p.Flags |= 2
+		if deriv != nil {
+			p.Flags |= 4
 		}
-		if dw == nil {
-			continue
+	}
+	return gatherMMLaunch(d, kern, y, x, w, offsets, b, deriv, p)
+}
+
+// gatherTile is the side of a gather_mm kernel's tile and its threadgroup.
+func gatherTile(d Compute, kern MatMulKernel) (tile int, threads [3]int, suffix string, err error) {
+	switch kern {
+	case MatMulTiled:
+		return 16, [3]int{16, 16, 1}, "", nil
+	case MatMulSimdgroup:
+		if !d.Facts().SimdgroupMatrix() {
+			return 0, threads, "", fmt.Errorf("moe_gather_mm: the device (GPU family %d) has no simdgroup_matrix", d.Facts().Family)
 		}
-		var err error
-		if hi > lo {
-			err = RunMatMulTAt(d, dw, dy, x, e*out*in, lo*out, lo*in, out, in, hi-lo, true, false)
-		} else {
-			err = RunZeroAt(d, dw, e*out*in, out*in)
-		}
-		if err != nil {
+		return 32, [3]int{128, 1, 1}, "_sg8", nil
+	}
+	return 0, threads, "", fmt.Errorf("unknown matmul kernel %q", kern)
+}
+
+func gatherMMLaunch(d Compute, kern MatMulKernel, c, a, w, offsets, b, deriv *Buffer, p moeMMParams) error {
+	rows, n, experts := int(p.Rows), int(p.N), int(p.Experts)
+	tile, threads, suffix, err := gatherTile(d, kern)
+	if err != nil || rows*n == 0 {
+		return err
+	}
+	var keep []*Buffer
+	defer func() { releaseBuffers(keep) }()
+	if b, err = placeholder(d, b, &keep); err != nil {
+		return err
+	}
+	if deriv, err = placeholder(d, deriv, &keep); err != nil {
+		return err
+	}
+	return d.Dispatch(&Launch{Kernel: "moe_gather_mm" + suffix + "_f32", Groups: [3]int{groupsFor(n, tile), groupsFor(rows, tile) + experts, 1}, Threads: threads,
+		Args: []Arg{Out(0, c), In(1, a), In(2, w), In(3, offsets), In(4, b), Out(5, deriv), Params(6, p)}})
+}
+
+// RunGatherMMBackward writes, from dy (rows × out), dx_e = dy_e·W_e when dx is
+// not nil (one launch over every expert) and dW_e = dy_eᵀ·x_e when dw is not nil
+// (zeros for an expert without rows; one launch over experts × tiles of W):
+// the gradients of [RunGatherMM] without its epilogue, with the kernels
+// [MatMulFor] picks for d.
+func RunGatherMMBackward(d Compute, dx, dw, dy, x, w, offsets *Buffer, rows, in, out, experts int) error {
+	return RunGatherMMBackwardWith(d, MatMulFor(d.Facts()), dx, dw, dy, x, w, offsets, rows, in, out, experts)
+}
+
+// RunGatherMMBackwardWith is [RunGatherMMBackward] with a chosen kind of kernel.
+func RunGatherMMBackwardWith(d Compute, kern MatMulKernel, dx, dw, dy, x, w, offsets *Buffer, rows, in, out, experts int) error {
+	const kernel = "moe_gather_mm_backward"
+	if err := gatherMMCheck(kernel, x, w, offsets, rows, in, out, experts); err != nil {
+		return err
+	}
+	if err := checkBuffers(kernel, need{"dx", dx, rows * in, true}, need{"dw", dw, experts * out * in, true},
+		need{"dy", dy, rows * out, false}); err != nil {
+		return err
+	}
+	if dx != nil {
+		p := moeMMParams{Rows: uint32(rows), N: uint32(in), K: uint32(out), Experts: uint32(experts), BRS: uint32(in), BCS: 1}
+		if err := gatherMMLaunch(d, kern, dx, dy, w, offsets, nil, nil, p); err != nil {
 			return err
 		}
 	}
-	return nil
+	tile, threads, suffix, err := gatherTile(d, kern)
+	if err != nil || dw == nil || out*in == 0 {
+		return err
+	}
+	p := moeMMParams{Rows: uint32(rows), N: uint32(in), K: uint32(out), Experts: uint32(experts)}
+	return d.Dispatch(&Launch{Kernel: "moe_gather_mm_dw" + suffix + "_f32", Groups: [3]int{groupsFor(in, tile), groupsFor(out, tile), experts}, Threads: threads,
+		Args: []Arg{Out(0, dw), In(1, dy), In(2, x), In(3, offsets), Params(4, p)}})
 }

@@ -64,6 +64,15 @@ var Tunings = map[string]Tuning{
 	"rope":            {0: {1 << 14}},
 	"flash_attention": {0: {64, 64}, 9: {32, 32}},
 	"adamw":           {0: {1 << 16}, 9: {1 << 15}},
+	// mixture of experts: (rows, experts) for the router and its losses, pairs
+	// for the sort (one threadgroup: worth it once the copy back would cost
+	// more than the sort), (tokens, dim) and (rows, out) for the rest
+	"moe_router":         {0: {256, 1}, 9: {128, 1}},
+	"moe_router_loss":    {0: {256, 1}, 9: {128, 1}},
+	"moe_route_sort":     {0: {1024}, 9: {512}},
+	"moe_dispatch":       {0: {64, 64}, 9: {32, 64}},
+	"moe_combine":        {0: {64, 64}, 9: {32, 64}},
+	"moe_grouped_linear": {0: {64, 64}, 9: {32, 64}},
 	// composites (CompositeImpl): rows of the model width
 	"embed_positions":  {0: {256}},
 	"linear_gelu":      {0: {64}, 9: {32}},

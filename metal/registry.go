@@ -120,8 +120,11 @@ func (o *Op) usable(i *Impl) bool {
 	return i.disabled == ""
 }
 
-// runSelfTest runs a self-test, turning a panic into an error.
+// runSelfTest runs a self-test, turning a panic into an error. The ops it
+// runs are not profiled (they are not the program's work).
 func runSelfTest(f func() error) (err error) {
+	selfTesting.Add(1)
+	defer selfTesting.Add(-1)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)

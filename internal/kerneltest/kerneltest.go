@@ -38,11 +38,14 @@ func Empty(t testing.TB, d metal.Compute, n int) *metal.Buffer {
 }
 
 // Download waits for b and returns a copy of its first n float32.
-func Download(b *metal.Buffer, n int) []float32 {
+func Download(b *metal.Buffer, n int) []float32 { return download[float32](b, n) }
+
+// download waits for b and returns a copy of its first n elements of 4 bytes.
+func download[T float32 | int32](b *metal.Buffer, n int) []T {
 	b.Wait()
-	out := make([]float32, n)
+	out := make([]T, n)
 	if n > 0 {
-		copy(out, unsafe.Slice((*float32)(b.Pointer()), n))
+		copy(out, unsafe.Slice((*T)(b.Pointer()), n))
 	}
 	return out
 }

@@ -39,7 +39,7 @@ func randomRouting(r *rand.Rand, tokens, k int) (pos, token []int32) {
 // tolerance.
 func MoE(t *testing.T, d metal.Compute) {
 	r := rand.New(rand.NewPCG(71, 72))
-	for _, tokens := range []int{1, 7, 33} {
+	for _, tokens := range []int{1, 7, 33, 127} {
 		for _, k := range []int{1, 2, 3} {
 			for _, dim := range []int{1, 7, 70} {
 				what := fmt.Sprintf("moe tokens=%d k=%d dim=%d", tokens, k, dim)
@@ -71,8 +71,17 @@ func MoE(t *testing.T, d metal.Compute) {
 			}
 		}
 	}
-	for _, offsets := range [][]int{{0, 1}, {0, 5, 5, 12, 40}, {0, 0, 33}} {
-		groupedCase(t, d, r, offsets, 37, 21)
+	kernels := []metal.MatMulKernel{metal.MatMulTiled}
+	if d.Facts().SimdgroupMatrix() {
+		kernels = append(kernels, metal.MatMulSimdgroup)
+	}
+	for _, kern := range kernels {
+		for _, offsets := range [][]int{{0, 1}, {0, 5, 5, 12, 40}, {0, 0, 33}, {0, 0, 0, 0}, {0, 7, 7, 134}, {0, 127, 127, 127}} {
+			groupedCase(t, d, kern, r, offsets, 37, 21)
+		}
+		groupedCase(t, d, kern, r, []int{0, 3, 20, 20, 33}, 1, 17)
+		groupedCase(t, d, kern, r, []int{0, 16, 33}, 16, 1)
+		groupedCase(t, d, kern, r, []int{0, 40, 71}, 33, 64)
 	}
 	b := Empty(t, d, 4)
 	assert.Error(t, metal.RunMoECombine(d, b, b, b, b, 1, 0, 1, 1), "k = 0")
@@ -83,9 +92,9 @@ func MoE(t *testing.T, d metal.Compute) {
 
 // groupedCase checks the experts' grouped products, bias, GELU and their
 // gradients on groups of rows (some empty) against float64 references.
-func groupedCase(t *testing.T, d metal.Compute, r *rand.Rand, offsets []int, in, out int) {
+func groupedCase(t *testing.T, d metal.Compute, kern metal.MatMulKernel, r *rand.Rand, offsets []int, in, out int) {
 	E, rows := len(offsets)-1, offsets[len(offsets)-1]
-	what := fmt.Sprintf("grouped offsets=%v in=%d out=%d", offsets, in, out)
+	what := fmt.Sprintf("grouped %s offsets=%v in=%d out=%d", kern, offsets, in, out)
 	x, w, bias, g := Random(r, rows*in+1, -1, 1), Random(r, E*out*in, -1, 1), Random(r, E*out, -1, 1), Random(r, rows*out+1, -1, 1)
 	expert := make([]int32, rows+1)
 	off32 := make([]int32, E+1)
@@ -99,9 +108,8 @@ func groupedCase(t *testing.T, d metal.Compute, r *rand.Rand, offsets []int, in,
 	eb, ob := UploadInt32(t, d, expert), UploadInt32(t, d, off32)
 	y, deriv := Empty(t, d, rows*out+1), Empty(t, d, rows*out+1)
 	dx, dw, db := Empty(t, d, rows*in+1), Empty(t, d, E*out*in), Empty(t, d, E*out)
-	require.NoError(t, metal.RunGroupedMatMul(d, y, xb, wb, offsets, in, out), what)
-	require.NoError(t, metal.RunMoEBiasAct(d, y, deriv, bb, eb, rows, out, E, true), what)
-	require.NoError(t, metal.RunGroupedMatMulBackward(d, dx, dw, gb, xb, wb, offsets, in, out), what)
+	require.NoError(t, metal.RunGatherMMWith(d, kern, y, xb, wb, ob, bb, deriv, rows, in, out, E, true), what)
+	require.NoError(t, metal.RunGatherMMBackwardWith(d, kern, dx, dw, gb, xb, wb, ob, rows, in, out, E), what)
 	require.NoError(t, metal.RunMoEGroupColSum(d, db, gb, ob, rows, out, E), what)
 
 	pre := make([]float64, rows*out)

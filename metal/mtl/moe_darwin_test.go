@@ -13,3 +13,9 @@ func TestMoEKernels(t *testing.T) {
 	defer d.Close()
 	kerneltest.MoE(t, d)
 }
+
+func TestMoERoutingKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.MoERouting(t, d)
+}

@@ -7,3 +7,5 @@ import (
 )
 
 func TestMoEKernels(t *testing.T) { kerneltest.MoE(t, device(t)) }
+
+func TestMoERoutingKernels(t *testing.T) { kerneltest.MoERouting(t, device(t)) }

@@ -1,0 +1,97 @@
+package advanced
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	ad "github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
+)
+
+// TestMoERoutingDevice checks the routing in float32 (the device's path with
+// an accelerator and the thresholds at 0) against float64 (always the CPU's):
+// the experts and the sort exactly, the gates, the auxiliary losses and the
+// gradient of all three within float32 tolerance, on odd shapes with ties and
+// capacity drops.
+func TestMoERoutingDevice(t *testing.T) {
+	onDevice := metal.Offloading() && moeRouterOp.OnMetal(1, 1) && moeSortOp.OnMetal(1) && moeRouterLossOp.OnMetal(1, 1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	modes := []struct {
+		score RouterScore
+		norm  GateNorm
+	}{{ScoreSoftmax, GateSoftmaxTopK}, {ScoreSoftmax, GateScores}, {ScoreSigmoid, GateRenormalize}, {ScoreSigmoid, GateScores}}
+	for _, rows := range []int{1, 7, 33, 127} {
+		for _, E := range []int{1, 3, 8} {
+			for _, k := range []int{1, 2} {
+				if k > E {
+					continue
+				}
+				m := modes[rng.IntN(len(modes))]
+				capacity := []int{0, 1, max(1, rows*k/E)}[rng.IntN(3)]
+				name := fmt.Sprintf("rows=%d E=%d k=%d %s/%s capacity=%d", rows, E, k, m.score, m.norm, capacity)
+				lv, wv := make([]float64, rows*E), normals(rng, rows*k)
+				for i := range lv {
+					lv[i] = float64(rng.IntN(9)-4) * 0.25 // ties, exact in float32
+				}
+				type result struct {
+					gates, loss, dl []float64
+					experts         []int32
+					r               *Routing
+				}
+				run := func(dt ad.DType) result {
+					tp := ad.NewTape()
+					defer tp.Release()
+					l64 := ad.FromFloat64(lv, rows, E)
+					l := l64
+					if dt == ad.Float32 {
+						l = ad.Cast(l64, dt)
+						l64.Release()
+					}
+					l = tp.Watch(l)
+					w := ad.FromFloat64(wv, rows, k)
+					if dt == ad.Float32 {
+						w32 := ad.Cast(w, dt)
+						w.Release()
+						w = w32
+					}
+					defer w.Release()
+					gates, experts := RouterGates(l, k, m.score, m.norm)
+					defer experts.Release()
+					r := route(experts, rows, k, E, capacity)
+					res := result{gates: gates.Float64Values(), experts: append([]int32(nil), experts.Int32s()...)}
+					res.r = &Routing{Tokens: r.Tokens, K: r.K, Experts: r.Experts, Capacity: r.Capacity, Routed: r.Routed,
+						Offsets: r.Offsets, Token: append([]int32(nil), r.Token...), Pos: append([]int32(nil), r.Pos...), Dropped: r.Dropped}
+					releaseTensors(r.tensors()...)
+					lb, z := LoadBalanceLoss(l, experts, m.score), RouterZLoss(l)
+					loss := ad.Add(ad.Add(ad.MeanAll(ad.Mul(gates, w)), ad.MulScalar(lb, 0.3)), ad.MulScalar(z, 0.2))
+					res.loss = []float64{lb.Item(), z.Item(), loss.Item()}
+					tp.Backward(loss)
+					res.dl = tp.Grad(l).Float64Values()
+					return res
+				}
+				before := metal.Launches()
+				got := run(ad.Float32)
+				if onDevice {
+					assert.GreaterOrEqual(t, metal.Launches()-before, int64(9), name+": the routing launched")
+				}
+				want := run(ad.Float64)
+				require.Equal(t, want.experts, got.experts, name+" experts")
+				assert.Equal(t, NewRouting(want.experts, rows, k, E, capacity), got.r, name+" routing")
+				assertClose(t, want.gates, got.gates, 1e-5, name+" gates")
+				assertClose(t, want.loss, got.loss, 1e-5, name+" losses")
+				assertClose(t, want.dl, got.dl, 1e-5, name+" dlogits")
+			}
+		}
+	}
+	if onDevice {
+		report := strings.Join(metal.SelfTestReport(metal.Kernels.List()), "\n")
+		for _, op := range []string{"moe_router", "moe_router_loss", "moe_route_sort"} {
+			assert.Contains(t, report, op+": passed")
+		}
+	}
+}
