@@ -19,3 +19,11 @@ func TestSSMKernels(t *testing.T) {
 	defer d.Close()
 	kerneltest.SSM(t, d)
 }
+
+func TestScanKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.Scan(t, d)
+	kerneltest.ScanLong(t, d)
+	kerneltest.LinearScan(t, d)
+}
