@@ -228,15 +228,23 @@ func Cumsum(x *Tensor, axis int, reverse bool) *Tensor {
 	a, n, b := smLayout(name, x.shape, axis)
 	tm := startOp()
 	out := Empty(x.dtype, x.shape...)
-	if x.dtype == Float32 {
+	path := metal.PathMetal
+	switch {
+	case cumsumDevice(out, x, a, n, b, reverse):
+	case x.dtype == Float32:
+		path = metal.PathGo
 		CumsumAxis(out.Float32s(), x.Float32s(), a, n, b, reverse)
-	} else {
+	default:
+		path = metal.PathGo
 		CumsumAxis(out.Float64s(), x.Float64s(), a, n, b, reverse)
 	}
-	tm.done(name, metal.PathGo, 2*out.Len()*out.dtype.Size())
+	tm.done(name, path, 2*out.Len()*out.dtype.Size())
 	return record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(x.dtype, x.shape...)
+			if cumsumDevice(dx, g, a, n, b, !reverse) {
+				return dx
+			}
 			if x.dtype == Float32 {
 				CumsumAxis(dx.Float32s(), g.Float32s(), a, n, b, !reverse)
 			} else {

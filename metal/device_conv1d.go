@@ -2,6 +2,11 @@ package metal
 
 import "fmt"
 
+func init() {
+	// "causal_conv1d" (rows = batch·length, channels)
+	Tunings["causal_conv1d"] = Tuning{0: {256, 64}}
+}
+
 type conv1dParams struct{ Batch, Length, Channels, K, HasBias uint32 }
 
 // Conv1dMaxK is the widest kernel [RunConv1dBackward] takes for dw.

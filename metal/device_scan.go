@@ -2,6 +2,13 @@ package metal
 
 import "fmt"
 
+func init() {
+	// "cumsum" (n elements), "linear_scan" (n elements): as the other
+	// memory-bound ops, a launch pays once the work clearly exceeds its cost.
+	Tunings["cumsum"] = Tuning{0: {1 << 15}, 9: {1 << 14}}
+	Tunings["linear_scan"] = Tuning{0: {1 << 15}, 9: {1 << 14}}
+}
+
 // ScanOp selects the associative operator of [RunScan].
 type ScanOp uint8
 

@@ -2,6 +2,11 @@ package metal
 
 import "fmt"
 
+func init() {
+	// "selective_scan_metal" (channels = batch·inner, state)
+	Tunings["selective_scan_metal"] = Tuning{0: {256, 1}}
+}
+
 // SSMMaxState is the largest state size the selective-scan kernels take.
 const SSMMaxState = 128
 
