@@ -244,11 +244,7 @@ func (m *Mamba) Step(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *auto
 	parts := autodiff.Split(xz, -1, E, E)
 	xi, z := tmp.add(parts[0]), tmp.add(parts[1])
 	xc := tmp.add(autodiff.Empty(x.DType(), B, E))
-	if x.DType() == autodiff.Float32 {
-		CausalConv1dStep(xc.Float32s(), state.Conv.Float32s(), xi.Float32s(), m.ConvWeight.Float32s(), m.ConvBias.Float32s(), B, E, K)
-	} else {
-		CausalConv1dStep(xc.Float64s(), state.Conv.Float64s(), xi.Float64s(), m.ConvWeight.Float64s(), m.ConvBias.Float64s(), B, E, K)
-	}
+	convStep(xc, state.Conv, xi, m.ConvWeight, m.ConvBias, B, E, K)
 	xa := tmp.add(autodiff.SiLU(xc))
 	xdbl := tmp.add(m.XProj.Forward(nil, xa))
 	parts = autodiff.Split(xdbl, -1, R, N, N)
@@ -256,11 +252,7 @@ func (m *Mamba) Step(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *auto
 	dt := tmp.add(autodiff.Softplus(tmp.add(m.DTProj.Forward(nil, dtr))))
 	A := tmp.add(autodiff.Neg(tmp.add(autodiff.Exp(m.ALog))))
 	y := tmp.add(autodiff.Empty(x.DType(), B, E))
-	if x.DType() == autodiff.Float32 {
-		SelectiveScanStep(y.Float32s(), state.SSM.Float32s(), xa.Float32s(), dt.Float32s(), A.Float32s(), bm.Float32s(), cm.Float32s(), m.D.Float32s(), B, E, N)
-	} else {
-		SelectiveScanStep(y.Float64s(), state.SSM.Float64s(), xa.Float64s(), dt.Float64s(), A.Float64s(), bm.Float64s(), cm.Float64s(), m.D.Float64s(), B, E, N)
-	}
+	ssmStep(y, state.SSM, xa, dt, A, bm, cm, m.D, B, E, N)
 	gated := tmp.add(autodiff.Mul(y, tmp.add(autodiff.SiLU(z))))
 	return m.OutProj.Forward(nil, gated)
 }

@@ -5,6 +5,9 @@ import "fmt"
 func init() {
 	// "causal_conv1d" (rows = batch·length, channels)
 	Tunings["causal_conv1d"] = Tuning{0: {256, 64}}
+	// "causal_conv1d_step" (batch·channels): a decoding step is one small
+	// launch; it pays for the state staying on the device
+	Tunings["causal_conv1d_step"] = Tuning{0: {1024}, 9: {512}}
 }
 
 type conv1dParams struct{ Batch, Length, Channels, K, HasBias uint32 }
@@ -90,4 +93,40 @@ func RunConv1dBackward(d Compute, dx, dw, db, g, x, w *Buffer, batch, length, ch
 			Args: []Arg{Out(0, dw), Out(1, db), In(2, g), In(3, x), Params(4, p)}})
 	}
 	return nil
+}
+
+// RunConv1dStep runs one decoding step of [RunConv1d]: y and x are (batch,
+// channels), state (batch, k−1, channels) the k−1 previous inputs, oldest
+// first, which the step then moves on by x in place; bias may be nil. One
+// launch (conv1d_step_f32).
+func RunConv1dStep(d Compute, y, state, x, w, bias *Buffer, batch, channels, k int) error {
+	const kernel = "conv1d_step_f32"
+	p, err := conv1dCheck(kernel, batch, 1, channels, k)
+	if err != nil {
+		return err
+	}
+	n := batch * channels
+	if err := checkBuffers(kernel, need{"y", y, n, false}, need{"state", state, batch * (k - 1) * channels, k == 1},
+		need{"x", x, n, false}, need{"w", w, channels * k, false}, need{"bias", bias, channels, true}); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	var keep []*Buffer
+	defer func() { releaseBuffers(keep) }() // back to the pool once the launch is done
+	if bias != nil {
+		p.HasBias = 1
+	}
+	if bias, err = placeholder(d, bias, &keep); err != nil {
+		return err
+	}
+	if k == 1 || state == nil {
+		if state, err = placeholder(d, nil, &keep); err != nil {
+			return err
+		}
+	}
+	groups, threads := conv1dGrid(batch, channels)
+	return d.Dispatch(&Launch{Kernel: kernel, Groups: groups, Threads: threads,
+		Args: []Arg{Out(0, y), InOut(1, state), In(2, x), In(3, w), In(4, bias), Params(5, p)}})
 }

@@ -27,3 +27,9 @@ func TestScanKernels(t *testing.T) {
 	kerneltest.ScanLong(t, d)
 	kerneltest.LinearScan(t, d)
 }
+
+func TestStepKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.Steps(t, d)
+}

@@ -20,3 +20,5 @@ func TestScanKernelsLong(t *testing.T) {
 }
 
 func TestLinearScanKernels(t *testing.T) { kerneltest.LinearScan(t, device(t)) }
+
+func TestStepKernels(t *testing.T) { kerneltest.Steps(t, device(t)) }
