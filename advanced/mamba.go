@@ -180,6 +180,15 @@ func (m *Mamba) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 func (m *Mamba) Prefill(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *autodiff.Tensor {
 	m.checkInput("Prefill", x, 3)
 	m.checkState("Prefill", c, state, x.Dim(0))
+	if x.Dim(1) == 1 {
+		// a decoding step: the recurrent form, on the device's step kernels when
+		// it takes them
+		xt := autodiff.Reshape(x, x.Dim(0), x.Dim(2))
+		defer xt.Release()
+		y := m.Step(nil, xt, state)
+		defer y.Release()
+		return autodiff.Reshape(y, y.Dim(0), 1, y.Dim(1))
+	}
 	return m.run(nil, x, state)
 }
 
@@ -219,10 +228,16 @@ func (m *Mamba) run(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *autod
 func (m *Mamba) convFrom(xi *autodiff.Tensor, state *MambaState) *autodiff.Tensor {
 	B, L, E, K := xi.Dim(0), xi.Dim(1), xi.Dim(2), m.Config.DConv
 	out := autodiff.Empty(xi.DType(), xi.Shape()...)
-	if xi.DType() == autodiff.Float32 {
+	if convContinueDevice(out, state.Conv, xi, m.ConvWeight, m.ConvBias, B, L, E, K) {
+		return out
+	}
+	tm := startTimer()
+	defer tm.done("causal_conv1d_continue", 3*xi.Len()*xi.DType().Size())
+	switch {
+	case xi.DType() == autodiff.Float32:
 		CausalConv1dForward(out.Float32s(), xi.Float32s(), m.ConvWeight.Float32s(), m.ConvBias.Float32s(), state.Conv.Float32s(), B, L, E, K)
 		CausalConv1dAdvance(state.Conv.Float32s(), xi.Float32s(), B, L, E, K)
-	} else {
+	default:
 		CausalConv1dForward(out.Float64s(), xi.Float64s(), m.ConvWeight.Float64s(), m.ConvBias.Float64s(), state.Conv.Float64s(), B, L, E, K)
 		CausalConv1dAdvance(state.Conv.Float64s(), xi.Float64s(), B, L, E, K)
 	}

@@ -14,6 +14,10 @@ var (
 	// "causal_conv1d_step" (channels = batch·channels)
 	convStepOp = metal.Kernels.Register("causal_conv1d_step", []string{"channels"},
 		metal.DeviceImpl("causal_conv1d_step", convStepSelfTest), &metal.Impl{Path: metal.PathGo})
+	// "causal_conv1d_continue" (rows = batch·length, channels): the
+	// convolution of a prompt continuing from a decoding state, which it moves on
+	convContinueOp = metal.Kernels.Register("causal_conv1d_continue", []string{"rows", "channels"},
+		metal.DeviceImpl("causal_conv1d_continue", convContinueSelfTest), &metal.Impl{Path: metal.PathGo})
 	// "selective_scan_step" (channels = batch·inner, state)
 	ssmStepOp = metal.Kernels.Register("selective_scan_step", []string{"channels", "state"},
 		metal.DeviceImpl("selective_scan_step", ssmStepSelfTest), &metal.Impl{Path: metal.PathGo})
@@ -33,6 +37,21 @@ func convStep(y, state, x, w, bias *autodiff.Tensor, batch, channels, k int) {
 		CausalConv1dStep(y.Float64s(), state.Float64s(), x.Float64s(), w.Float64s(), optional(bias, f64s), batch, channels, k)
 	}
 	tm.done("causal_conv1d_step", (2*k+2)*batch*channels*x.DType().Size())
+}
+
+// convContinueDevice records y = the convolution of x after state, and state
+// moved on past x, on the device, if it takes them.
+func convContinueDevice(y, state, x, w, bias *autodiff.Tensor, batch, length, channels, k int) bool {
+	d := autodiff.DeviceFor(convContinueOp, []*autodiff.Tensor{y, state, x, w, bias}, batch*length, channels)
+	if d == nil {
+		return false
+	}
+	start := profileStart()
+	if !autodiff.Launched("causal_conv1d_continue", metal.RunConv1dContinue(d, y.Buffer(), state.Buffer(), x.Buffer(), w.Buffer(), bufOf(bias), batch, length, channels, k)) {
+		return false
+	}
+	profiled("causal_conv1d_continue", start, 3*x.Len()*4)
+	return true
 }
 
 // ssmStep runs SelectiveScanStep on tensors: on the device when it takes it.
@@ -78,6 +97,38 @@ func convStepSelfTest() error {
 			return outs, err
 		}
 		return outs, metal.RunConv1dStep(d, y2.Buffer(), state.Buffer(), x2.Buffer(), w.Buffer(), bias.Buffer(), batch, channels, k)
+	})()
+}
+
+// convContinueSelfTest compares the kernels with the CPU over a prompt
+// shorter than the state and one longer, with bias.
+func convContinueSelfTest() error {
+	return autodiff.DeviceSelfTest(func(d metal.Compute) ([]*autodiff.Tensor, error) {
+		r := autodiff.SelfTestRand()
+		const batch, channels, k = 2, 37, 4
+		w, bias := autodiff.RandomTensor(r, -1, 1, channels, k), autodiff.RandomTensor(r, -1, 1, channels)
+		state := autodiff.RandomTensor(r, -1, 1, batch, k-1, channels)
+		outs := []*autodiff.Tensor{state}
+		var xs []*autodiff.Tensor
+		defer func() {
+			for _, t := range append(xs, w, bias) {
+				t.Release()
+			}
+		}()
+		for _, length := range []int{2, 9} {
+			x := autodiff.RandomTensor(r, -1, 1, batch, length, channels)
+			y := autodiff.Empty(autodiff.Float32, batch, length, channels)
+			xs, outs = append(xs, x), append(outs, y)
+			if d == nil {
+				CausalConv1dForward(y.Float32s(), x.Float32s(), w.Float32s(), bias.Float32s(), state.Float32s(), batch, length, channels, k)
+				CausalConv1dAdvance(state.Float32s(), x.Float32s(), batch, length, channels, k)
+				continue
+			}
+			if err := metal.RunConv1dContinue(d, y.Buffer(), state.Buffer(), x.Buffer(), w.Buffer(), bias.Buffer(), batch, length, channels, k); err != nil {
+				return outs, err
+			}
+		}
+		return outs, nil
 	})()
 }
 

@@ -10,20 +10,23 @@ import (
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
-// TestMambaStepPaths profiles a float32 decoding step: both step ops are
-// recorded, on the Metal path when an accelerator takes them (with the
-// thresholds at 0, TestAdvancedOnSimulator), else on the CPU's; the values are
+// TestMambaStepPaths profiles a float32 prefill and decoding step: the
+// convolution continuing from the state and both step ops are recorded, on the
+// Metal path when an accelerator takes them (with the thresholds at 0,
+// TestAdvancedOnSimulator), else on the CPU's; the values are
 // TestMambaStepReproducesForward's to check.
 func TestMambaStepPaths(t *testing.T) {
-	onDevice := metal.Offloading() && convStepOp.OnMetal(1) && ssmStepOp.OnMetal(1, 1)
+	onDevice := metal.Offloading() && convStepOp.OnMetal(1) && ssmStepOp.OnMetal(1, 1) && convContinueOp.OnMetal(1, 1)
 	m, err := NewMamba(ad.NewRNG(5), ad.Float32, MambaConfig{DModel: 8, DState: 16})
 	require.NoError(t, err)
 	st := m.NewState(2)
 	defer st.Release()
-	x := ad.Zeros(ad.Float32, 2, 8)
+	x, prompt := ad.Zeros(ad.Float32, 2, 8), ad.Zeros(ad.Float32, 2, 3, 8)
 	defer x.Release()
+	defer prompt.Release()
 	metal.ResetProfile()
 	metal.SetProfiling(true)
+	m.Prefill(nil, prompt, st).Release()
 	m.Step(nil, x, st).Release()
 	metal.SetProfiling(false)
 	paths := map[string]metal.Path{}
@@ -35,7 +38,7 @@ func TestMambaStepPaths(t *testing.T) {
 	if onDevice {
 		want = metal.PathMetal
 	}
-	for _, op := range []string{"causal_conv1d_step", "selective_scan_step"} {
+	for _, op := range []string{"causal_conv1d_continue", "causal_conv1d_step", "selective_scan_step"} {
 		assert.Equal(t, want, paths[op], op)
 	}
 }

@@ -8,6 +8,8 @@ func init() {
 	// "causal_conv1d_step" (batch·channels): a decoding step is one small
 	// launch; it pays for the state staying on the device
 	Tunings["causal_conv1d_step"] = Tuning{0: {1024}, 9: {512}}
+	// "causal_conv1d_continue" (rows = batch·length, channels): a prompt's
+	Tunings["causal_conv1d_continue"] = Tuning{0: {256, 64}}
 }
 
 type conv1dParams struct{ Batch, Length, Channels, K, HasBias uint32 }
@@ -129,4 +131,49 @@ func RunConv1dStep(d Compute, y, state, x, w, bias *Buffer, batch, channels, k i
 	groups, threads := conv1dGrid(batch, channels)
 	return d.Dispatch(&Launch{Kernel: kernel, Groups: groups, Threads: threads,
 		Args: []Arg{Out(0, y), InOut(1, state), In(2, x), In(3, w), In(4, bias), Params(5, p)}})
+}
+
+// RunConv1dContinue is [RunConv1d] continuing a sequence: the k−1 inputs
+// before x[b,0] come from state (batch, k−1, channels, oldest first), which
+// then moves on past x in place (as [RunConv1dStep] on each input would). Two
+// launches (conv1d_fwd_prev_f32, conv1d_advance_f32).
+func RunConv1dContinue(d Compute, y, state, x, w, bias *Buffer, batch, length, channels, k int) error {
+	const kernel = "conv1d_fwd_prev_f32"
+	p, err := conv1dCheck(kernel, batch, length, channels, k)
+	if err != nil {
+		return err
+	}
+	n := batch * length * channels
+	if err := checkBuffers(kernel, need{"y", y, n, false}, need{"state", state, batch * (k - 1) * channels, k == 1},
+		need{"x", x, n, false}, need{"w", w, channels * k, false}, need{"bias", bias, channels, true}); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	var keep []*Buffer
+	defer func() { releaseBuffers(keep) }() // back to the pool once the launches are done
+	if bias != nil {
+		p.HasBias = 1
+	}
+	if bias, err = placeholder(d, bias, &keep); err != nil {
+		return err
+	}
+	prev := state
+	if k == 1 || prev == nil { // no state to read or move on
+		if prev, err = placeholder(d, nil, &keep); err != nil {
+			return err
+		}
+	}
+	groups, threads := conv1dGrid(batch*length, channels)
+	if err := d.Dispatch(&Launch{Kernel: kernel, Groups: groups, Threads: threads,
+		Args: []Arg{Out(0, y), In(1, x), In(2, w), In(3, bias), Params(4, p), In(5, prev)}}); err != nil {
+		return err
+	}
+	if k == 1 {
+		return nil
+	}
+	groups, threads = conv1dGrid(batch, channels)
+	return d.Dispatch(&Launch{Kernel: "conv1d_advance_f32", Groups: groups, Threads: threads,
+		Args: []Arg{InOut(0, state), In(1, x), Params(2, p)}})
 }

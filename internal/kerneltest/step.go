@@ -90,3 +90,58 @@ func ssmStepCase(t *testing.T, d metal.Compute, r *rand.Rand, batch, inner, stat
 		release(db)
 	}
 }
+
+// Conv1dContinue checks the convolution continuing from a decoding state (and
+// moving it on), against package advanced's CausalConv1dForward with prev and
+// CausalConv1dAdvance in float64, over two calls in a row: lengths shorter and
+// longer than the state.
+func Conv1dContinue(t *testing.T, d metal.Compute) {
+	r := rand.New(rand.NewPCG(69, 70))
+	for _, batch := range []int{1, 2} {
+		for _, channels := range []int{1, 7, 33} {
+			for _, k := range []int{1, 4, 7} {
+				for _, withBias := range []bool{false, true} {
+					conv1dContinueCase(t, d, r, batch, channels, k, withBias)
+				}
+			}
+		}
+	}
+	y := Empty(t, d, 8)
+	assert.Error(t, metal.RunConv1dContinue(d, y, y, y, y, nil, 2, 1, 8, 2), "state too small")
+	release(y)
+	require.NoError(t, d.Synchronize())
+}
+
+func conv1dContinueCase(t *testing.T, d metal.Compute, r *rand.Rand, batch, channels, k int, withBias bool) {
+	what := fmt.Sprintf("conv1d continue B=%d C=%d k=%d bias=%v", batch, channels, k, withBias)
+	ns := batch * (k - 1) * channels
+	w, st := Random(r, channels*k, -1, 1), Random(r, ns, -1, 1)
+	var bb *metal.Buffer
+	var bias64 []float64
+	if withBias {
+		bias := Random(r, channels, -1, 1)
+		bb, bias64 = Upload(t, d, bias), f64(bias)
+	}
+	wb, stb := Upload(t, d, w), Upload(t, d, st)
+	wantSt := f64(st)
+	for _, length := range []int{2, 9, 0, 1} {
+		n := batch * length * channels
+		x := Random(r, n, -1, 1)
+		xb, y := Upload(t, d, x), Empty(t, d, n)
+		require.NoError(t, metal.RunConv1dContinue(d, y, stb, xb, wb, bb, batch, length, channels, k), what)
+		want := make([]float64, n)
+		var prev []float64
+		if k > 1 {
+			prev = wantSt
+		}
+		advanced.CausalConv1dForward(want, f64(x), f64(w), bias64, prev, batch, length, channels, k)
+		advanced.CausalConv1dAdvance(wantSt, f64(x), batch, length, channels, k)
+		AssertClose(t, Download(y, n), want, nil, fmt.Sprintf("%s length %d y", what, length))
+		AssertClose(t, Download(stb, ns), wantSt, nil, fmt.Sprintf("%s length %d state", what, length))
+		release(xb, y)
+	}
+	release(wb, stb)
+	if bb != nil {
+		release(bb)
+	}
+}

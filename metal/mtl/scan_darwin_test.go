@@ -32,4 +32,5 @@ func TestStepKernels(t *testing.T) {
 	d := open(t)
 	defer d.Close()
 	kerneltest.Steps(t, d)
+	kerneltest.Conv1dContinue(t, d)
 }

@@ -21,4 +21,7 @@ func TestScanKernelsLong(t *testing.T) {
 
 func TestLinearScanKernels(t *testing.T) { kerneltest.LinearScan(t, device(t)) }
 
-func TestStepKernels(t *testing.T) { kerneltest.Steps(t, device(t)) }
+func TestStepKernels(t *testing.T) {
+	kerneltest.Steps(t, device(t))
+	kerneltest.Conv1dContinue(t, device(t))
+}
