@@ -2,6 +2,7 @@ package advanced
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 )
@@ -68,7 +69,7 @@ func linearCheck(a, b, h0 *autodiff.Tensor, axis int) (outer, n, inner int) {
 	fail := func(why string) {
 		panic(fmt.Sprintf("advanced: linear_scan: %s: a %s, b %s, h0 %s, axis %d", why, shape(a), shape(b), shape(h0), axis))
 	}
-	if !a.DType().IsFloat() || b.DType() != a.DType() || !sameShape(a.Shape(), b.Shape()) {
+	if !a.DType().IsFloat() || b.DType() != a.DType() || !slices.Equal(a.Shape(), b.Shape()) {
 		fail("a and b must be one float shape")
 	}
 	if axis < 0 {
@@ -88,23 +89,11 @@ func linearCheck(a, b, h0 *autodiff.Tensor, axis int) (outer, n, inner int) {
 	}
 	if h0 != nil {
 		want := append(append([]int(nil), a.Shape()[:axis]...), a.Shape()[axis+1:]...)
-		if h0.DType() != a.DType() || !sameShape(h0.Shape(), want) {
+		if h0.DType() != a.DType() || !slices.Equal(h0.Shape(), want) {
 			fail(fmt.Sprintf("h0 must be %v", want))
 		}
 	}
 	return outer, n, inner
-}
-
-func sameShape(x, y []int) bool {
-	if len(x) != len(y) {
-		return false
-	}
-	for i := range x {
-		if x[i] != y[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // linearForward runs LinearScan on each of the outer slabs (n, inner).

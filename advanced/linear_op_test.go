@@ -120,14 +120,7 @@ func TestLinearRecurrenceDevice(t *testing.T) {
 			av[i] = math.Tanh(av[i]) // a stable recurrence over thousands of steps
 		}
 		run := func(dt ad.DType) (h, da, db, dh0 []float64) {
-			mk := func(v []float64, shape ...int) *ad.Tensor {
-				t64 := ad.FromFloat64(v, shape...)
-				if dt == ad.Float64 {
-					return t64
-				}
-				defer t64.Release()
-				return ad.Cast(t64, dt)
-			}
+			mk := func(v []float64, shape ...int) *ad.Tensor { return tensorIn(dt, v, shape...) }
 			tp := ad.NewTape()
 			defer tp.Release()
 			a, b, g := tp.Watch(mk(av, c.shape...)), tp.Watch(mk(bv, c.shape...)), mk(gv, c.shape...)
@@ -159,4 +152,14 @@ func TestLinearRecurrenceDevice(t *testing.T) {
 			assertClose(t, wdh0, dh0, tol, name+" dh0")
 		}
 	}
+}
+
+// tensorIn returns the values v as a tensor of dtype dt.
+func tensorIn(dt ad.DType, v []float64, shape ...int) *ad.Tensor {
+	t64 := ad.FromFloat64(v, shape...)
+	if dt == ad.Float64 {
+		return t64
+	}
+	defer t64.Release()
+	return ad.Cast(t64, dt)
 }

@@ -39,13 +39,7 @@ func conv1dStepCase(t *testing.T, d metal.Compute, r *rand.Rand, batch, channels
 	what := fmt.Sprintf("conv1d step B=%d C=%d k=%d bias=%v", batch, channels, k, withBias)
 	n, ns := batch*channels, batch*(k-1)*channels
 	w, st := Random(r, channels*k, -1, 1), Random(r, ns, -1, 1)
-	var bias []float32
-	var bb *metal.Buffer
-	var bias64 []float64
-	if withBias {
-		bias = Random(r, channels, -1, 1)
-		bb, bias64 = Upload(t, d, bias), f64(bias)
-	}
+	bb, bias64 := maybeRandom(t, d, r, channels, withBias)
 	wb, stb, y := Upload(t, d, w), Upload(t, d, st), Empty(t, d, n)
 	want, wantSt := make([]float64, n), f64(st)
 	for step := range 3 {
@@ -67,13 +61,7 @@ func ssmStepCase(t *testing.T, d metal.Compute, r *rand.Rand, batch, inner, stat
 	what := fmt.Sprintf("ssm step B=%d D=%d N=%d skip=%v", batch, inner, state, skip)
 	a, h := Random(r, inner*state, -2, -0.1), Random(r, batch*inner*state, -1, 1)
 	ab, hb, y := Upload(t, d, a), Upload(t, d, h), Empty(t, d, batch*inner)
-	var ds []float32
-	var db *metal.Buffer
-	var ds64 []float64
-	if skip {
-		ds = Random(r, inner, -1, 1)
-		db, ds64 = Upload(t, d, ds), f64(ds)
-	}
+	db, ds64 := maybeRandom(t, d, r, inner, skip)
 	want, wantH := make([]float64, batch*inner), f64(h)
 	for step := range 3 {
 		x, dt := Random(r, batch*inner, -1, 1), Random(r, batch*inner, 0.01, 0.5)
@@ -116,12 +104,7 @@ func conv1dContinueCase(t *testing.T, d metal.Compute, r *rand.Rand, batch, chan
 	what := fmt.Sprintf("conv1d continue B=%d C=%d k=%d bias=%v", batch, channels, k, withBias)
 	ns := batch * (k - 1) * channels
 	w, st := Random(r, channels*k, -1, 1), Random(r, ns, -1, 1)
-	var bb *metal.Buffer
-	var bias64 []float64
-	if withBias {
-		bias := Random(r, channels, -1, 1)
-		bb, bias64 = Upload(t, d, bias), f64(bias)
-	}
+	bb, bias64 := maybeRandom(t, d, r, channels, withBias)
 	wb, stb := Upload(t, d, w), Upload(t, d, st)
 	wantSt := f64(st)
 	for _, length := range []int{2, 9, 0, 1} {
@@ -144,4 +127,14 @@ func conv1dContinueCase(t *testing.T, d metal.Compute, r *rand.Rand, batch, chan
 	if bb != nil {
 		release(bb)
 	}
+}
+
+// maybeRandom returns n random values in [−1, 1) on the device and in float64
+// when on, for an optional operand; else nil and nil.
+func maybeRandom(t *testing.T, d metal.Compute, r *rand.Rand, n int, on bool) (*metal.Buffer, []float64) {
+	if !on {
+		return nil, nil
+	}
+	v := Random(r, n, -1, 1)
+	return Upload(t, d, v), f64(v)
 }
