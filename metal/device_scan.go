@@ -33,6 +33,7 @@ const (
 	scanSeeds
 	scanInit
 	scanShift
+	scanSerial
 )
 
 // scanPer is the elements a thread scans in registers (SCAN_PER); scanMaxThreads
@@ -41,6 +42,15 @@ const (
 const (
 	scanPer        = 4
 	scanMaxThreads = 256
+)
+
+// A strided axis (Inner ≥ scanSerialInner) with many rows (≥ scanSerialRows,
+// and at least a quarter of the length) is scanned a row per thread, walking
+// it (SCAN_SERIAL): neighbouring threads then read neighbouring addresses, and
+// there are enough rows to fill the GPU. Estimates, as the tunings.
+const (
+	scanSerialInner = 32
+	scanSerialRows  = 1024
 )
 
 type scanParams struct{ Rows, N, Inner, NBlocks, Flags uint32 }
@@ -171,9 +181,10 @@ func scanThreads(n int) int {
 	return min(scanMaxThreads, max(1, groupsFor(groupsFor(n, scanPer), 32))*32)
 }
 
-// runScan runs a scan kernel family over layout l: one launch when a row fits
-// a block, else reduce the blocks to totals, scan the totals exclusively
-// (recursively), and scan the blocks from their prefixes.
+// runScan runs a scan kernel family over layout l: many strided rows a row per
+// thread; else one launch when a row fits a block, else reduce the blocks to
+// totals, scan the totals exclusively (recursively), and scan the blocks from
+// their prefixes.
 func runScan(d Compute, k scanKernel, y, x, init *Buffer, l ScanLayout, flags uint32) error {
 	rows := l.Outer * l.Inner
 	if rows == 0 || l.N == 0 {
@@ -185,40 +196,47 @@ func runScan(d Compute, k scanKernel, y, x, init *Buffer, l ScanLayout, flags ui
 	if err != nil {
 		return err
 	}
+	// totals and seeds of a single launch: placeholders the kernel does not
+	// touch (apart, as a buffer written must be bound once)
+	unused, err := placeholder(d, nil, &keep)
+	if err != nil {
+		return err
+	}
+	unusedOut, err := placeholder(d, nil, &keep)
+	if err != nil {
+		return err
+	}
 	threads := scanThreads(l.N)
 	nb := groupsFor(l.N, threads*scanPer)
 	p := scanParams{Rows: uint32(rows), N: uint32(l.N), Inner: uint32(l.Inner), NBlocks: uint32(nb), Flags: flags | scanOut}
 	launch := func(p scanParams, totals, seeds *Buffer) error {
-		return d.Dispatch(&Launch{Kernel: k.main, Groups: [3]int{nb, rows, 1}, Threads: [3]int{threads, 1, 1},
+		groups, threads := [3]int{nb, rows, 1}, [3]int{threads, 1, 1}
+		if p.Flags&scanSerial != 0 {
+			groups, threads = [3]int{groupsFor(rows, scanMaxThreads), 1, 1}, [3]int{scanMaxThreads, 1, 1}
+		}
+		return d.Dispatch(&Launch{Kernel: k.main, Groups: groups, Threads: threads,
 			Args: append([]Arg{Out(0, y), In(1, x), Out(2, totals), In(3, seeds), In(4, init), Params(5, p)}, k.extra...)})
 	}
+	if l.Inner >= scanSerialInner && rows >= scanSerialRows && l.N <= 4*rows {
+		p.NBlocks, p.Flags = 1, p.Flags|scanSerial
+		return launch(p, unusedOut, unused)
+	}
 	if nb == 1 {
-		// totals and seeds: placeholders the kernel does not touch (apart, as a
-		// buffer written must be bound once)
-		totals, err := placeholder(d, nil, &keep)
-		if err != nil {
-			return err
-		}
-		seeds, err := placeholder(d, nil, &keep)
-		if err != nil {
-			return err
-		}
-		return launch(p, totals, seeds)
+		return launch(p, unusedOut, unused)
 	}
 	totals, err := d.NewBuffer(k.elemBytes * rows * nb)
 	if err != nil {
 		return fmt.Errorf("%s: scratch: %w", k.main, err)
 	}
+	keep = append(keep, totals) // released now, the scratch returns to its pool once the launches using it complete
 	seeds, err := d.NewBuffer(k.elemBytes * rows * nb)
 	if err != nil {
-		totals.Release()
 		return fmt.Errorf("%s: scratch: %w", k.main, err)
 	}
-	// Released now, the scratch returns to its pool once the launches using it complete.
-	keep = append(keep, totals, seeds)
+	keep = append(keep, seeds)
 	reduce := p
 	reduce.Flags = flags&^scanExclusive | scanTotals
-	if err := launch(reduce, totals, seeds); err != nil {
+	if err := launch(reduce, totals, unused); err != nil {
 		return err
 	}
 	tk := scanKernel{main: k.totals, totals: k.totals, elemBytes: k.elemBytes}

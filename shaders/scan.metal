@@ -29,6 +29,7 @@ constant uint SCAN_TOTALS = 8;    // write each block's total to totals[row, blo
 constant uint SCAN_SEEDS = 16;    // each block starts from seeds[row, block]
 constant uint SCAN_INIT = 32;     // each row starts from init[row]
 constant uint SCAN_SHIFT = 64;    // affine: element t is (a[t+1], b[t]), a past the end 0
+constant uint SCAN_SERIAL = 128;  // a thread per row walks it (rows many, each strided)
 
 struct ScanParams {
   uint rows;    // outer·inner
@@ -40,28 +41,36 @@ struct ScanParams {
 
 struct ScanSumF32 {
   float identity() { return 0.0f; }
+  float from_init(float v) { return v; }
   float combine(float a, float b) { return a + b; }
 };
 struct ScanProdF32 {
   float identity() { return 1.0f; }
+  float from_init(float v) { return v; }
   float combine(float a, float b) { return a * b; }
 };
 struct ScanMaxF32 {
   float identity() { return -INFINITY; }
+  float from_init(float v) { return v; }
   float combine(float a, float b) { return max(a, b); }
 };
 struct ScanMinF32 {
   float identity() { return INFINITY; }
+  float from_init(float v) { return v; }
   float combine(float a, float b) { return min(a, b); }
 };
 struct ScanSumI32 {
   int identity() { return 0; }
+  int from_init(int v) { return v; }
   int combine(int a, int b) { return a + b; }
 };
 // ScanAffine composes the maps h ↦ x·h + y of h_t = a_t·h_{t−1} + b_t, stored as
-// (x, y) = (a, b): f then g is (f.x·g.x, g.x·f.y + g.y).
+// (x, y) = (a, b): f then g is (f.x·g.x, g.x·f.y + g.y). A start h_{−1} is the
+// constant map (0, h_{−1}).
 struct ScanAffine {
   float2 identity() { return make_float2(1.0f, 0.0f); }
+  float2 from_init(float h) { return make_float2(0.0f, h); }
+  float2 from_init(float2 f) { return f; }
   float2 combine(float2 f, float2 g) { return make_float2(f.x * g.x, fma(g.x, f.y, g.y)); }
 };
 
@@ -182,9 +191,49 @@ inline void scan_block(Op op, IO io, T pre, device T* totals, const device T* se
   }
 }
 
+// scan_serial walks row `row` in one thread from pre (SCAN_SERIAL: with many
+// strided rows, neighbouring threads read neighbouring addresses).
+template <typename Op, typename T, typename IO>
+inline void scan_serial(Op op, IO io, T acc, constant ScanParams& p, uint row) {
+  uint base = (row / p.inner) * p.n * p.inner + row % p.inner;
+  bool reverse = (p.flags & SCAN_REVERSE) != 0;
+  bool exclusive = (p.flags & SCAN_EXCLUSIVE) != 0;
+  for (uint s = 0; s < p.n; s++) {
+    uint pos = reverse ? p.n - 1 - s : s;
+    uint addr = base + pos * p.inner;
+    T v = io.at(addr, addr + p.inner, pos + 1 < p.n);
+    if (exclusive) {
+      io.put(addr, acc);
+      acc = op.combine(acc, v);
+    } else {
+      acc = op.combine(acc, v);
+      io.put(addr, acc);
+    }
+  }
+}
+
+// scan_entry is every scan kernel's body: the row's start (init) and either
+// the serial walk (grid ⌈rows/threads⌉ groups) or the block scan (grid
+// nblocks × rows groups).
+template <typename Op, typename T, typename IO, typename I>
+inline void scan_entry(Op op, IO io, const device I* init, device T* totals, const device T* seeds, constant ScanParams& p,
+                       uint2 gid, uint tid, uint lane, uint sg, uint nthreads, threadgroup T* shared) {
+  bool serial = (p.flags & SCAN_SERIAL) != 0;
+  uint row = serial ? gid.x * nthreads + tid : gid.y;
+  if (serial && row >= p.rows) {
+    return; // no barrier on the serial path
+  }
+  T pre = (p.flags & SCAN_INIT) != 0 ? op.from_init(init[row]) : op.identity();
+  if (serial) {
+    scan_serial(op, io, pre, p, row);
+    return;
+  }
+  scan_block(op, io, pre, totals, seeds, p, gid.x, row, tid, lane, sg, nthreads, shared);
+}
+
 // The kernels: y = scan of x (same layout); totals and seeds are (rows,
-// nblocks); init (rows) is read with SCAN_INIT. Grid: nblocks × rows groups of
-// a multiple of 32 threads (at most 1024).
+// nblocks); init (rows) is read with SCAN_INIT. Grid (block scan): nblocks ×
+// rows groups of a multiple of 32 threads (at most 1024).
 
 kernel void scan_sum_f32(device float* y [[buffer(0)]],
                          const device float* x [[buffer(1)]],
@@ -200,8 +249,7 @@ kernel void scan_sum_f32(device float* y [[buffer(0)]],
   threadgroup float shared[33];
   ScanSumF32 op;
   ScanF32 io = {x, y};
-  float pre = (p.flags & SCAN_INIT) != 0 ? init[gid.y] : op.identity();
-  scan_block(op, io, pre, totals, seeds, p, gid.x, gid.y, tid, lane, sg, nthreads, shared);
+  scan_entry(op, io, init, totals, seeds, p, gid, tid, lane, sg, nthreads, shared);
 }
 
 kernel void scan_prod_f32(device float* y [[buffer(0)]],
@@ -218,8 +266,7 @@ kernel void scan_prod_f32(device float* y [[buffer(0)]],
   threadgroup float shared[33];
   ScanProdF32 op;
   ScanF32 io = {x, y};
-  float pre = (p.flags & SCAN_INIT) != 0 ? init[gid.y] : op.identity();
-  scan_block(op, io, pre, totals, seeds, p, gid.x, gid.y, tid, lane, sg, nthreads, shared);
+  scan_entry(op, io, init, totals, seeds, p, gid, tid, lane, sg, nthreads, shared);
 }
 
 kernel void scan_max_f32(device float* y [[buffer(0)]],
@@ -236,8 +283,7 @@ kernel void scan_max_f32(device float* y [[buffer(0)]],
   threadgroup float shared[33];
   ScanMaxF32 op;
   ScanF32 io = {x, y};
-  float pre = (p.flags & SCAN_INIT) != 0 ? init[gid.y] : op.identity();
-  scan_block(op, io, pre, totals, seeds, p, gid.x, gid.y, tid, lane, sg, nthreads, shared);
+  scan_entry(op, io, init, totals, seeds, p, gid, tid, lane, sg, nthreads, shared);
 }
 
 kernel void scan_min_f32(device float* y [[buffer(0)]],
@@ -254,8 +300,7 @@ kernel void scan_min_f32(device float* y [[buffer(0)]],
   threadgroup float shared[33];
   ScanMinF32 op;
   ScanF32 io = {x, y};
-  float pre = (p.flags & SCAN_INIT) != 0 ? init[gid.y] : op.identity();
-  scan_block(op, io, pre, totals, seeds, p, gid.x, gid.y, tid, lane, sg, nthreads, shared);
+  scan_entry(op, io, init, totals, seeds, p, gid, tid, lane, sg, nthreads, shared);
 }
 
 kernel void scan_sum_i32(device int* y [[buffer(0)]],
@@ -272,8 +317,7 @@ kernel void scan_sum_i32(device int* y [[buffer(0)]],
   threadgroup int shared[33];
   ScanSumI32 op;
   ScanI32 io = {x, y};
-  int pre = (p.flags & SCAN_INIT) != 0 ? init[gid.y] : op.identity();
-  scan_block(op, io, pre, totals, seeds, p, gid.x, gid.y, tid, lane, sg, nthreads, shared);
+  scan_entry(op, io, init, totals, seeds, p, gid, tid, lane, sg, nthreads, shared);
 }
 
 // scan_affine_f32: h_t = a_t·h_{t−1} + b_t from h_{−1} = init[row] (0 without
@@ -294,11 +338,7 @@ kernel void scan_affine_f32(device float* h [[buffer(0)]],
   threadgroup float2 shared[33];
   ScanAffine op;
   ScanLinear io = {a, b, h, (p.flags & SCAN_SHIFT) != 0};
-  float2 pre = op.identity();
-  if ((p.flags & SCAN_INIT) != 0) {
-    pre = make_float2(0.0f, init[gid.y]);
-  }
-  scan_block(op, io, pre, totals, seeds, p, gid.x, gid.y, tid, lane, sg, nthreads, shared);
+  scan_entry(op, io, init, totals, seeds, p, gid, tid, lane, sg, nthreads, shared);
 }
 
 // scan_affine_pairs_f32: the scan of an array of (a, b) pairs (the grid level
@@ -317,8 +357,7 @@ kernel void scan_affine_pairs_f32(device float2* y [[buffer(0)]],
   threadgroup float2 shared[33];
   ScanAffine op;
   ScanPairs io = {x, y};
-  float2 pre = (p.flags & SCAN_INIT) != 0 ? init[gid.y] : op.identity();
-  scan_block(op, io, pre, totals, seeds, p, gid.x, gid.y, tid, lane, sg, nthreads, shared);
+  scan_entry(op, io, init, totals, seeds, p, gid, tid, lane, sg, nthreads, shared);
 }
 
 // linear_scan_grad_f32: from u (the backward recurrence's result, which is

@@ -18,8 +18,12 @@ import (
 var ScanLengths = []int{0, 1, 7, 33, 127, 1000, 4097}
 
 // scanLayouts are the (outer, inner) around a scanned axis: rows alone, several
-// rows, and a strided middle axis.
-var scanLayouts = [][2]int{{1, 1}, {3, 1}, {2, 3}}
+// rows, a strided middle axis, and enough strided rows to take a thread each
+// (tried on the lengths up to 127 only: its work grows 1034-fold).
+var scanLayouts = [][2]int{{1, 1}, {3, 1}, {2, 3}, {2, 517}}
+
+// scanLayoutFits reports whether layout lo is tried at length n.
+func scanLayoutFits(lo [2]int, n int) bool { return lo[0]*lo[1] < 1000 || n <= 127 }
 
 // Scan checks the general associative scan (every operator, inclusive and
 // exclusive, forward and reverse) against a sequential float64 reference, on
@@ -28,6 +32,9 @@ func Scan(t *testing.T, d metal.Compute) {
 	r := rand.New(rand.NewPCG(61, 62))
 	for _, n := range ScanLengths {
 		for _, lo := range scanLayouts {
+			if !scanLayoutFits(lo, n) {
+				continue
+			}
 			l := metal.ScanLayout{Outer: lo[0], N: n, Inner: lo[1]}
 			for _, op := range []metal.ScanOp{metal.ScanSum, metal.ScanProd, metal.ScanMax, metal.ScanMin} {
 				for _, excl := range []bool{false, true} {
@@ -156,6 +163,9 @@ func LinearScan(t *testing.T, d metal.Compute) {
 	r := rand.New(rand.NewPCG(65, 66))
 	for _, n := range ScanLengths {
 		for _, lo := range scanLayouts {
+			if !scanLayoutFits(lo, n) {
+				continue
+			}
 			for _, withH0 := range []bool{false, true} {
 				linearCase(t, d, r, metal.ScanLayout{Outer: lo[0], N: n, Inner: lo[1]}, withH0)
 			}
