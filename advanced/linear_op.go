@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // LinearRecurrence is the differentiable form of [LinearScan]: along axis of a
@@ -109,40 +110,50 @@ func linearForward[T autodiff.Float](h, a, b, h0 []T, outer, n, inner int) {
 }
 
 // linearBackward writes the gradients of linearForward for g: db = u (the
-// recurrence run backwards), da, and dh0 when not nil.
+// recurrence run backwards), da, and dh0 when not nil. Blocks of channels of
+// each outer slab go to the workers.
 func linearBackward[T autodiff.Float](da, db, dh0, g, a, h, h0 []T, outer, n, inner int) {
 	clear(dh0)
-	for i := range outer {
-		for t := n - 1; t >= 0; t-- {
-			row := (i*n + t) * inner
-			us, gs, das := db[row:row+inner], g[row:row+inner], da[row:row+inner]
-			copy(us, gs)
-			if t < n-1 {
-				next, an := db[row+inner:row+2*inner], a[row+inner:row+2*inner]
-				for j := range us {
-					us[j] += an[j] * next[j]
-				}
-			}
-			switch {
-			case t > 0:
-				prev := h[row-inner : row]
-				for j := range das {
-					das[j] = us[j] * prev[j]
-				}
-			case h0 != nil:
-				prev := h0[i*inner : (i+1)*inner]
-				for j := range das {
-					das[j] = us[j] * prev[j]
-				}
-			default:
-				clear(das)
+	cols := max(linearMinCols, ceilDiv(inner, max(1, metal.Threads())))
+	blocks := ceilDiv(inner, cols)
+	metal.ParallelFor(outer*blocks, max(1, linearGrain/max(1, n*cols)), func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			i, j0 := u/blocks, u%blocks*cols
+			linearBackwardBlock(da, db, dh0, g, a, h, h0, i, n, inner, j0, min(j0+cols, inner))
+		}
+	})
+}
+
+// linearBackwardBlock is linearBackward for channels [j0, j1) of slab i.
+func linearBackwardBlock[T autodiff.Float](da, db, dh0, g, a, h, h0 []T, i, n, inner, j0, j1 int) {
+	for t := n - 1; t >= 0; t-- {
+		row := (i*n + t) * inner
+		us, gs, das := db[row+j0:row+j1], g[row+j0:row+j1], da[row+j0:row+j1]
+		copy(us, gs)
+		if t < n-1 {
+			next, an := db[row+inner+j0:row+inner+j1], a[row+inner+j0:row+inner+j1]
+			for j := range us {
+				us[j] += an[j] * next[j]
 			}
 		}
-		if dh0 != nil && n > 0 {
-			row := i * n * inner
-			for j := range inner {
-				dh0[i*inner+j] = a[row+j] * db[row+j]
-			}
+		var prev []T
+		switch {
+		case t > 0:
+			prev = h[row-inner+j0 : row-inner+j1]
+		case h0 != nil:
+			prev = h0[i*inner+j0 : i*inner+j1]
+		default:
+			clear(das)
+			continue
+		}
+		for j := range das {
+			das[j] = us[j] * prev[j]
+		}
+	}
+	if dh0 != nil && n > 0 {
+		row := i * n * inner
+		for j := j0; j < j1; j++ {
+			dh0[i*inner+j] = a[row+j] * db[row+j]
 		}
 	}
 }

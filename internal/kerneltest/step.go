@@ -27,6 +27,8 @@ func Steps(t *testing.T, d metal.Compute) {
 			}
 		}
 	}
+	conv1dStepCase(t, d, r, 0, 7, 4, true) // an empty batch
+	ssmStepCase(t, d, r, 0, 7, 16, true)
 	y := Empty(t, d, 8)
 	assert.Error(t, metal.RunConv1dStep(d, y, y, y, y, nil, 1, 4, 0), "k = 0")
 	assert.Error(t, metal.RunConv1dStep(d, y, y, y, y, nil, 2, 8, 2), "state too small")
