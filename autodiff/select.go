@@ -221,7 +221,9 @@ func CumsumAxis[T Float](out, x []T, a, n, b int, reverse bool) {
 
 // Cumsum returns the running sums of x along axis (negative counts from the end),
 // from the start, or from the end when reverse. Its VJP is the cumsum of the
-// gradient in the opposite direction.
+// gradient in the opposite direction. The CPU sums in float64; on a device
+// (float32, above op cumsum's thresholds) the scan kernels sum in float32, in a
+// tree of a few levels, so the last bits may differ.
 func Cumsum(x *Tensor, axis int, reverse bool) *Tensor {
 	const name = "cumsum"
 	checkFloat(name, x)

@@ -84,10 +84,10 @@ type scanKernel struct {
 
 // RunScan writes y, the inclusive (or exclusive) prefix scan of x under op
 // along the middle axis of layout. x and y hold float32, or int32 for
-// ScanSumInt32; y may not be x. One launch per row block level: a row that
-// fits a threadgroup's block (1024 elements) takes one, a longer row three
-// (block totals, their scan, the seeded block scans) and more when the totals
-// themselves outgrow a block.
+// ScanSumInt32; y may not be x. Many strided rows take one launch, a thread
+// walking each row; otherwise a row that fits a threadgroup's block (1024
+// elements) takes one launch, a longer row three (block totals, their scan,
+// the seeded block scans) and more when the totals themselves outgrow a block.
 func RunScan(d Compute, op ScanOp, y, x *Buffer, l ScanLayout) error {
 	if int(op) >= len(scanKernels) {
 		return fmt.Errorf("scan: operator %d", op)
