@@ -176,7 +176,8 @@ func (m *Mamba) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 
 // Prefill is Forward for generation: it starts from state (the block's memory of
 // the tokens before x) and leaves in it the state after x's last token, ready for
-// [Mamba.Step]. It records nothing, and panics if c has a tape.
+// [Mamba.Step]. A one-token x takes Step's recurrent form (and its device
+// kernels). It records nothing, and panics if c has a tape.
 func (m *Mamba) Prefill(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *autodiff.Tensor {
 	m.checkInput("Prefill", x, 3)
 	m.checkState("Prefill", c, state, x.Dim(0))
