@@ -12,11 +12,10 @@ import (
 // an accelerator is open).
 //
 // "causal_conv1d" (rows = batch·length, channels): the forward and its three
-// gradients. The thresholds are estimates (no Mac has measured them);
-// MLXTRAIN_CAUSAL_CONV1D_MIN_ROWS and MLXTRAIN_METAL_MIN override them.
+// gradients. The thresholds are metal.Tunings' estimates (no Mac has measured
+// them); MLXTRAIN_CAUSAL_CONV1D_MIN_ROWS and MLXTRAIN_METAL_MIN override them.
 var convOp = metal.Kernels.Register("causal_conv1d", []string{"rows", "channels"},
-	&metal.Impl{Path: metal.PathMetal, Available: metal.Offloading, Min: []int{256, 64}, SelfTest: convSelfTest},
-	&metal.Impl{Path: metal.PathGo})
+	metal.DeviceImpl("causal_conv1d", convSelfTest), &metal.Impl{Path: metal.PathGo})
 
 // profiled records a device op's encoding time for MLXTRAIN_PROFILE.
 func profiled(op string, start time.Time, bytes int) {
@@ -115,8 +114,7 @@ func convSelfTest() error {
 // "selective_scan_metal" (rows = batch·inner, state): the device path of
 // SelectiveScan, forward and backward (the CPU paths are op selective_scan's).
 var ssmDevOp = metal.Kernels.Register("selective_scan_metal", []string{"channels", "state"},
-	&metal.Impl{Path: metal.PathMetal, Available: metal.Offloading, Min: []int{256, 1}, SelfTest: ssmSelfTest},
-	&metal.Impl{Path: metal.PathGo})
+	metal.DeviceImpl("selective_scan_metal", ssmSelfTest), &metal.Impl{Path: metal.PathGo})
 
 func bufOf(t *autodiff.Tensor) *metal.Buffer {
 	if t == nil {

@@ -176,10 +176,20 @@ func (m *Mamba) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 
 // Prefill is Forward for generation: it starts from state (the block's memory of
 // the tokens before x) and leaves in it the state after x's last token, ready for
-// [Mamba.Step]. It records nothing, and panics if c has a tape.
+// [Mamba.Step]. A one-token x takes Step's recurrent form (and its device
+// kernels). It records nothing, and panics if c has a tape.
 func (m *Mamba) Prefill(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *autodiff.Tensor {
 	m.checkInput("Prefill", x, 3)
 	m.checkState("Prefill", c, state, x.Dim(0))
+	if x.Dim(1) == 1 {
+		// a decoding step: the recurrent form, on the device's step kernels when
+		// it takes them
+		xt := autodiff.Reshape(x, x.Dim(0), x.Dim(2))
+		defer xt.Release()
+		y := m.Step(nil, xt, state)
+		defer y.Release()
+		return autodiff.Reshape(y, y.Dim(0), 1, y.Dim(1))
+	}
 	return m.run(nil, x, state)
 }
 
@@ -219,10 +229,16 @@ func (m *Mamba) run(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *autod
 func (m *Mamba) convFrom(xi *autodiff.Tensor, state *MambaState) *autodiff.Tensor {
 	B, L, E, K := xi.Dim(0), xi.Dim(1), xi.Dim(2), m.Config.DConv
 	out := autodiff.Empty(xi.DType(), xi.Shape()...)
-	if xi.DType() == autodiff.Float32 {
+	if convContinueDevice(out, state.Conv, xi, m.ConvWeight, m.ConvBias, B, L, E, K) {
+		return out
+	}
+	tm := startTimer()
+	defer tm.done("causal_conv1d_continue", 3*xi.Len()*xi.DType().Size())
+	switch {
+	case xi.DType() == autodiff.Float32:
 		CausalConv1dForward(out.Float32s(), xi.Float32s(), m.ConvWeight.Float32s(), m.ConvBias.Float32s(), state.Conv.Float32s(), B, L, E, K)
 		CausalConv1dAdvance(state.Conv.Float32s(), xi.Float32s(), B, L, E, K)
-	} else {
+	default:
 		CausalConv1dForward(out.Float64s(), xi.Float64s(), m.ConvWeight.Float64s(), m.ConvBias.Float64s(), state.Conv.Float64s(), B, L, E, K)
 		CausalConv1dAdvance(state.Conv.Float64s(), xi.Float64s(), B, L, E, K)
 	}
@@ -244,11 +260,7 @@ func (m *Mamba) Step(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *auto
 	parts := autodiff.Split(xz, -1, E, E)
 	xi, z := tmp.add(parts[0]), tmp.add(parts[1])
 	xc := tmp.add(autodiff.Empty(x.DType(), B, E))
-	if x.DType() == autodiff.Float32 {
-		CausalConv1dStep(xc.Float32s(), state.Conv.Float32s(), xi.Float32s(), m.ConvWeight.Float32s(), m.ConvBias.Float32s(), B, E, K)
-	} else {
-		CausalConv1dStep(xc.Float64s(), state.Conv.Float64s(), xi.Float64s(), m.ConvWeight.Float64s(), m.ConvBias.Float64s(), B, E, K)
-	}
+	convStep(xc, state.Conv, xi, m.ConvWeight, m.ConvBias, B, E, K)
 	xa := tmp.add(autodiff.SiLU(xc))
 	xdbl := tmp.add(m.XProj.Forward(nil, xa))
 	parts = autodiff.Split(xdbl, -1, R, N, N)
@@ -256,11 +268,7 @@ func (m *Mamba) Step(c *layers.Ctx, x *autodiff.Tensor, state *MambaState) *auto
 	dt := tmp.add(autodiff.Softplus(tmp.add(m.DTProj.Forward(nil, dtr))))
 	A := tmp.add(autodiff.Neg(tmp.add(autodiff.Exp(m.ALog))))
 	y := tmp.add(autodiff.Empty(x.DType(), B, E))
-	if x.DType() == autodiff.Float32 {
-		SelectiveScanStep(y.Float32s(), state.SSM.Float32s(), xa.Float32s(), dt.Float32s(), A.Float32s(), bm.Float32s(), cm.Float32s(), m.D.Float32s(), B, E, N)
-	} else {
-		SelectiveScanStep(y.Float64s(), state.SSM.Float64s(), xa.Float64s(), dt.Float64s(), A.Float64s(), bm.Float64s(), cm.Float64s(), m.D.Float64s(), B, E, N)
-	}
+	ssmStep(y, state.SSM, xa, dt, A, bm, cm, m.D, B, E, N)
 	gated := tmp.add(autodiff.Mul(y, tmp.add(autodiff.SiLU(z))))
 	return m.OutProj.Forward(nil, gated)
 }

@@ -236,6 +236,9 @@ func TestMambaInferenceReleasesIntermediates(t *testing.T) {
 	m.Forward(nil, u).Release()
 	m.Prefill(nil, u, st).Release()
 	m.Step(nil, tok, st).Release()
+	one := ad.Zeros(ad.Float32, 2, 1, 16)
+	m.Prefill(nil, one, st).Release() // the step's path
+	one.Release()
 	assert.Equal(t, before, metal.HostPool.InUse())
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mlxtrain/mlxtrain/advanced"
+	"github.com/mlxtrain/mlxtrain/autodiff"
 )
 
 // Running sums, and the running products of 2×2 matrices: the operator only has
@@ -61,4 +62,20 @@ func ExampleLinearScan() {
 	advanced.LinearScan(h, a, b, []float32{10, 0}, 3, 2)
 	fmt.Println(h)
 	// Output: [5 1 2.5 2 1.25 3]
+}
+
+// A decaying running sum h_t = 0.5·h_{t−1} + b_t, and the gradient of its last
+// value with respect to each input: 0.5 to the power of the steps left.
+func ExampleLinearRecurrence() {
+	tp := autodiff.NewTape()
+	defer tp.Release()
+	a := autodiff.Full(autodiff.Float64, 0.5, 4)
+	b := tp.Watch(autodiff.FromFloat64([]float64{1, 2, 3, 4}, 4))
+	h := tp.Keep(advanced.LinearRecurrence(a, b, nil, 0))
+	fmt.Println(h.Float64s())
+	tp.BackwardWith(h, autodiff.FromFloat64([]float64{0, 0, 0, 1}, 4))
+	fmt.Println(tp.Grad(b).Float64s())
+	// Output:
+	// [1 2.5 4.25 6.125]
+	// [0.125 0.25 0.5 1]
 }

@@ -221,22 +221,32 @@ func CumsumAxis[T Float](out, x []T, a, n, b int, reverse bool) {
 
 // Cumsum returns the running sums of x along axis (negative counts from the end),
 // from the start, or from the end when reverse. Its VJP is the cumsum of the
-// gradient in the opposite direction.
+// gradient in the opposite direction. The CPU sums in float64; on a device
+// (float32, above op cumsum's thresholds) the scan kernels sum in float32, in a
+// tree of a few levels, so the last bits may differ.
 func Cumsum(x *Tensor, axis int, reverse bool) *Tensor {
 	const name = "cumsum"
 	checkFloat(name, x)
 	a, n, b := smLayout(name, x.shape, axis)
 	tm := startOp()
 	out := Empty(x.dtype, x.shape...)
-	if x.dtype == Float32 {
+	path := metal.PathMetal
+	switch {
+	case cumsumDevice(out, x, a, n, b, reverse):
+	case x.dtype == Float32:
+		path = metal.PathGo
 		CumsumAxis(out.Float32s(), x.Float32s(), a, n, b, reverse)
-	} else {
+	default:
+		path = metal.PathGo
 		CumsumAxis(out.Float64s(), x.Float64s(), a, n, b, reverse)
 	}
-	tm.done(name, metal.PathGo, 2*out.Len()*out.dtype.Size())
+	tm.done(name, path, 2*out.Len()*out.dtype.Size())
 	return record(out, name, func(g *Tensor) {
 		accumulate(x, func() *Tensor {
 			dx := Empty(x.dtype, x.shape...)
+			if cumsumDevice(dx, g, a, n, b, !reverse) {
+				return dx
+			}
 			if x.dtype == Float32 {
 				CumsumAxis(dx.Float32s(), g.Float32s(), a, n, b, !reverse)
 			} else {

@@ -2,6 +2,13 @@ package metal
 
 import "fmt"
 
+func init() {
+	// "selective_scan_metal" (channels = batch·inner, state)
+	Tunings["selective_scan_metal"] = Tuning{0: {256, 1}}
+	// "selective_scan_step" (channels = batch·inner, state)
+	Tunings["selective_scan_step"] = Tuning{0: {256, 1}}
+}
+
 // SSMMaxState is the largest state size the selective-scan kernels take.
 const SSMMaxState = 128
 
@@ -197,4 +204,18 @@ func RunSelectiveScanBackward(d Compute, gr *SSMGradBuffers, g, ckpt *Buffer, in
 		return RunReduceCols(d, ReduceSum, gr.D, ddpart, batch, inner)
 	}
 	return nil
+}
+
+// RunSelectiveScanStep advances the state h (batch, inner, state) by one step
+// of the selective scan and writes y (batch, inner): x and dt are (batch,
+// inner), B and C (batch, state); in.H0 is ignored (the state is h, updated in
+// place). It is [RunSelectiveScan] over one step from h into h: one launch
+// (ssm_fwd_f32), a SIMD group per channel.
+func RunSelectiveScanStep(d Compute, y, h *Buffer, in *SSMBuffers, batch, inner, state int) error {
+	if h == nil {
+		return fmt.Errorf("ssm_fwd_f32: the step needs a state")
+	}
+	step := *in
+	step.H0 = h
+	return RunSelectiveScan(d, y, nil, h, &step, batch, 1, inner, state, 1)
 }

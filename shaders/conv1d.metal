@@ -107,3 +107,88 @@ kernel void conv1d_bwd_dw_f32(device float* dw [[buffer(0)]],
     db[c] = vb;
   }
 }
+
+// conv1d_step_f32: one decoding step. x and y are (batch, channels), state
+// (batch, k−1, channels) the k−1 previous inputs, oldest first:
+//   y[b,c] = bias[c] + w[c,k−1]·x[b,c] + Σ_{j<k−1} w[c,j]·state[b,j,c]
+// and the state then moves on by one input (in place: each thread owns its
+// (b, c) column). A thread per (channel, batch row); grid as conv1d_fwd_f32
+// with batch rows.
+kernel void conv1d_step_f32(device float* y [[buffer(0)]],
+                            device float* state [[buffer(1)]],
+                            const device float* x [[buffer(2)]],
+                            const device float* w [[buffer(3)]],
+                            const device float* bias [[buffer(4)]],
+                            constant Conv1dParams& p [[buffer(5)]],
+                            uint2 gid [[thread_position_in_grid]]) {
+  uint c = gid.x;
+  uint b = gid.y;
+  if (c >= p.channels) {
+    return;
+  }
+  uint C = p.channels;
+  uint base = b * (p.k - 1) * C + c;
+  float xv = x[b * C + c];
+  float acc = p.has_bias != 0 ? bias[c] : 0.0f;
+  acc = fma(w[c * p.k + p.k - 1], xv, acc);
+  for (uint j = 0; j + 1 < p.k; j++) {
+    acc = fma(w[c * p.k + j], state[base + j * C], acc);
+  }
+  y[b * C + c] = acc;
+  if (p.k > 1) {
+    for (uint j = 0; j + 2 < p.k; j++) {
+      state[base + j * C] = state[base + (j + 1) * C];
+    }
+    state[base + (p.k - 2) * C] = xv;
+  }
+}
+
+// conv1d_fwd_prev_f32: conv1d_fwd_f32 continuing a sequence: the k−1 inputs
+// before x[b,0] come from prev (batch, k−1, channels), oldest first, instead
+// of zeros. Grid as conv1d_fwd_f32.
+kernel void conv1d_fwd_prev_f32(device float* y [[buffer(0)]],
+                                const device float* x [[buffer(1)]],
+                                const device float* w [[buffer(2)]],
+                                const device float* bias [[buffer(3)]],
+                                constant Conv1dParams& p [[buffer(4)]],
+                                const device float* prev [[buffer(5)]],
+                                uint2 gid [[thread_position_in_grid]]) {
+  uint c = gid.x;
+  uint r = gid.y;
+  if (c >= p.channels) {
+    return;
+  }
+  uint b = r / p.length;
+  uint t = r % p.length;
+  float acc = p.has_bias != 0 ? bias[c] : 0.0f;
+  for (uint j = 0; j < p.k; j++) {
+    int s = (int)t - (int)(p.k - 1) + (int)j;
+    float xv = s >= 0 ? x[(b * p.length + (uint)s) * p.channels + c]
+                      : prev[(b * (p.k - 1) + (uint)((int)(p.k - 1) + s)) * p.channels + c];
+    acc = fma(w[c * p.k + j], xv, acc);
+  }
+  y[r * p.channels + c] = acc;
+}
+
+// conv1d_advance_f32: moves a decoding state (batch, k−1, channels) past the
+// inputs x (batch, length, channels): it then holds the last k−1 of the old
+// state followed by x. In place, a thread per (channel, batch row) owning its
+// column (entry i takes entry length+i of old state ++ x, which is not yet
+// overwritten as i rises). Grid as conv1d_fwd_f32 with batch rows.
+kernel void conv1d_advance_f32(device float* state [[buffer(0)]],
+                               const device float* x [[buffer(1)]],
+                               constant Conv1dParams& p [[buffer(2)]],
+                               uint2 gid [[thread_position_in_grid]]) {
+  uint c = gid.x;
+  uint b = gid.y;
+  if (c >= p.channels) {
+    return;
+  }
+  uint C = p.channels;
+  uint keep = p.k - 1;
+  for (uint i = 0; i < keep; i++) {
+    uint q = p.length + i; // in old state ++ x
+    float v = q < keep ? state[(b * keep + q) * C + c] : x[(b * p.length + q - keep) * C + c];
+    state[(b * keep + i) * C + c] = v;
+  }
+}

@@ -65,6 +65,9 @@ func Close(got float32, want, scale float64) bool {
 	if math.IsNaN(want) {
 		return math.IsNaN(float64(got))
 	}
+	if float64(got) == want { // infinities too
+		return true
+	}
 	return math.Abs(float64(got)-want) <= 1e-6+1e-5*math.Max(math.Abs(want), scale)
 }
 

@@ -19,3 +19,18 @@ func TestSSMKernels(t *testing.T) {
 	defer d.Close()
 	kerneltest.SSM(t, d)
 }
+
+func TestScanKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.Scan(t, d)
+	kerneltest.ScanLong(t, d)
+	kerneltest.LinearScan(t, d)
+}
+
+func TestStepKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.Steps(t, d)
+	kerneltest.Conv1dContinue(t, d)
+}
