@@ -102,3 +102,26 @@ func RunCopy(d Compute, dst, src *Buffer, dims, dstStrides, srcStrides []int, ds
 		Args:    []Arg{{Index: 0, Buffer: dst, Access: access}, In(1, src), Params(2, p)},
 	})
 }
+
+// RunFill writes n copies of value into the float32 buffer b from element off
+// on. One launch (fill_f32), none when n is 0.
+func RunFill(d Compute, b *Buffer, off, n int, value float32) error {
+	const kernel = "fill_f32"
+	if err := checkCount(kernel, n); err != nil {
+		return err
+	}
+	if off < 0 || b == nil || b.Size() < 4*(off+n) {
+		return fmt.Errorf("%s: %d elements from %d of a buffer too small or missing", kernel, n, off)
+	}
+	if n == 0 {
+		return nil
+	}
+	return d.Dispatch(&Launch{Kernel: kernel, Groups: [3]int{groupsFor(n, 256), 1, 1}, Threads: [3]int{256, 1, 1},
+		Args: []Arg{{Index: 0, Buffer: b, Offset: 4 * off, Access: ReadWrite}, Params(1, struct {
+			N     uint32
+			Value float32
+		}{uint32(n), value})}})
+}
+
+// RunZeroAt is [RunFill] with zeros.
+func RunZeroAt(d Compute, b *Buffer, off, n int) error { return RunFill(d, b, off, n, 0) }

@@ -32,3 +32,18 @@ kernel void copy_strided_u32(device uint* dst [[buffer(0)]],
   }
   dst[d] = src[s];
 }
+
+// fill_f32: b[off + i] = value for i < n (the offset is the binding's). One
+// thread per element, groups of 256.
+struct FillParams {
+  uint n;
+  float value;
+};
+
+kernel void fill_f32(device float* b [[buffer(0)]],
+                     constant FillParams& p [[buffer(1)]],
+                     uint i [[thread_position_in_grid]]) {
+  if (i < p.n) {
+    b[i] = p.value;
+  }
+}

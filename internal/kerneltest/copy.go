@@ -16,6 +16,32 @@ import (
 func RunCopyKernels(t *testing.T, d metal.Compute) {
 	t.Run("Copy", func(t *testing.T) { Copy(t, d) })
 	t.Run("CopyMerge", func(t *testing.T) { CopyMerge(t) })
+	t.Run("Fill", func(t *testing.T) { Fill(t, d) })
+}
+
+// Fill checks fill_f32: n values written from an offset, every other element of
+// the buffer kept, on sizes 1, 7, 33, 127 and 0, and an error for a range past
+// the buffer's end.
+func Fill(t *testing.T, d metal.Compute) {
+	for _, n := range append(Sizes, 0) {
+		for _, off := range []int{0, 3} {
+			size := off + n + 5
+			init := make([]float32, size)
+			for i := range init {
+				init[i] = float32(i) + 0.5
+			}
+			b := Upload(t, d, init)
+			require.NoError(t, metal.RunFill(d, b, off, n, -2.25), "n %d off %d", n, off)
+			require.NoError(t, d.Synchronize())
+			want := append([]float32(nil), init...)
+			for i := off; i < off+n; i++ {
+				want[i] = -2.25
+			}
+			assert.Equal(t, want, Download(b, size), "n %d off %d", n, off)
+			assert.Error(t, metal.RunFill(d, b, off, b.Size()/4-off+1, 1), "past the end of the buffer")
+			b.Release()
+		}
+	}
 }
 
 // copyRef is the reference strided copy: dst[dOff + Σ i·ds] = src[sOff + Σ i·ss].
