@@ -74,7 +74,7 @@ func TestQuantOnSimulator(t *testing.T) {
 		}
 		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
 	}
-	tests := []string{"TestQuantDevice", "TestQuantizedLayers", "TestWeightMatMulTGradCheck", "ExampleQuantizeLinear"}
+	tests := []string{"TestQuantDevice", "TestExpertsDevice", "TestExpertsGroupedLinear", "TestQuantizedLayers", "TestWeightMatMulTGradCheck", "ExampleQuantizeLinear"}
 	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
 	out, err := cmd.CombinedOutput()
@@ -83,4 +83,54 @@ func TestQuantOnSimulator(t *testing.T) {
 		assert.Contains(t, string(out), "--- PASS: "+name+" ", "%s", out)
 	}
 	assert.NotContains(t, string(out), "warning", "%s", out)
+}
+
+// TestExpertsDevice runs with an accelerator only (thresholds at 0):
+// Experts.GroupedLinear, its input and bias gradients take the grouped
+// kernels for every bit width, with empty experts and a group over several
+// tiles, and agree with the CPU kernels expert by expert.
+func TestExpertsDevice(t *testing.T) {
+	if !metal.Offloading() {
+		t.Skip("no accelerator: set MLXTRAIN_DEVICE=sim (TestQuantOnSimulator does)")
+	}
+	if !groupedOp.OnMetal(1, 1) {
+		t.Skip("below the device thresholds: set MLXTRAIN_METAL_MIN=0")
+	}
+	r := autodiff.SelfTestRand()
+	const E, R, C = 4, 21, 128
+	for _, bits := range ValidBits {
+		for _, offsets := range [][]int{{0, 0, 1, 1, 1}, {0, 7, 7, 40, 41}} {
+			f := autodiff.RandomTensor(r, -1, 1, E, R, C)
+			x, err := QuantizeExperts(Params{GroupSize: 64, Bits: bits}, f)
+			f.Release()
+			require.NoError(t, err)
+			rows := offsets[E]
+			in, b := autodiff.RandomTensor(r, -1, 1, rows, C), autodiff.RandomTensor(r, -1, 1, E, R)
+			before := metal.Launches()
+			tp := autodiff.NewTape()
+			y := tp.Keep(x.GroupedLinear(tp.Watch(in), tp.Watch(b), offsets))
+			g := autodiff.RandomTensor(r, -1, 1, rows, R)
+			gs := append([]float32(nil), g.Float32s()...)
+			tp.BackwardWith(y, g)
+			assert.GreaterOrEqual(t, metal.Launches()-before, int64(3), "bits %d: forward and backward launched", bits)
+			wantY, wantDX, wantDB := make([]float32, rows*R), make([]float32, rows*C), make([]float32, E*R)
+			for e := range E {
+				lo, hi := offsets[e], offsets[e+1]
+				MatMulTPath(metal.PathReference, wantY[lo*R:hi*R], in.Float32s()[lo*C:hi*C], hi-lo, x.Expert(e))
+				addRows(wantY[lo*R:hi*R], b.Float32s()[e*R:(e+1)*R])
+				MatMul(wantDX[lo*C:hi*C], gs[lo*R:hi*R], hi-lo, x.Expert(e))
+				sumRows(wantDB[e*R:(e+1)*R], gs[lo*R:hi*R])
+			}
+			what := []any{"bits %d offsets %v", bits, offsets}
+			assert.InDeltaSlice(t, wantY, y.Float32s(), 1e-4, what...)
+			assert.InDeltaSlice(t, wantDX, tp.Grad(in).Float32s(), 1e-4, what...)
+			assert.InDeltaSlice(t, wantDB, tp.Grad(b).Float32s(), 1e-5, what...)
+			tp.Release()
+			for _, t := range []*autodiff.Tensor{y, in, b, x.Packed, x.Scales, x.Biases} {
+				t.Release()
+			}
+		}
+	}
+	report := strings.Join(metal.SelfTestReport(metal.Kernels.List()), "\n")
+	assert.Contains(t, report, "quantized_grouped_linear: passed")
 }
