@@ -30,8 +30,10 @@ func TestSpanAttentionDevice(t *testing.T) {
 	r := autodiff.SelfTestRand()
 	const H, kvh, D = 4, 2, 16
 	for name, mk := range map[string]func() SpanCache{
-		"growing":  func() SpanCache { return &GrowingCache{} },
-		"paged3":   func() SpanCache { return &RowsCache{Seqs: []SpanCache{NewPagedCache(NewBlockPool(3)), NewPagedCache(NewBlockPool(3))}} },
+		"growing": func() SpanCache { return &GrowingCache{} },
+		"paged3": func() SpanCache {
+			return &RowsCache{Seqs: []SpanCache{NewPagedCache(NewBlockPool(3)), NewPagedCache(NewBlockPool(3))}}
+		},
 		"rotating": func() SpanCache { return NewRotatingCache(64, 0) },
 	} {
 		cache := mk()
