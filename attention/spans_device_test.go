@@ -2,17 +2,14 @@ package attention
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/simtest"
 	"github.com/mlxtrain/mlxtrain/metal"
-	"github.com/mlxtrain/mlxtrain/metal/sim"
 )
 
 // TestSpanAttentionDevice runs with an accelerator only (thresholds at 0):
@@ -73,22 +70,5 @@ func TestSpanAttentionDevice(t *testing.T) {
 // in a child process on the simulator with every threshold at 0. It skips
 // without clang unless MLXTRAIN_REQUIRE_CLANG=1.
 func TestAttentionOnSimulator(t *testing.T) {
-	if metal.Offloading() {
-		t.Skip("this process already runs on a device")
-	}
-	if _, err := sim.FindCompiler(); err != nil {
-		if os.Getenv("MLXTRAIN_REQUIRE_CLANG") == "1" {
-			t.Fatalf("MLXTRAIN_REQUIRE_CLANG=1 but the simulator cannot build: %v", err)
-		}
-		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
-	}
-	tests := []string{"TestSpanAttentionDevice", "TestSpanCachesEqualRecompute", "TestRotatingCacheSpans", "TestPagedCacheSharesPrefixes", "TestRowsCacheRaggedBatch"}
-	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	for _, name := range tests {
-		assert.Contains(t, string(out), "--- PASS: "+name+" ", "%s", out)
-	}
-	assert.NotContains(t, string(out), "warning", "%s", out)
+	simtest.Rerun(t, "TestSpanAttentionDevice", "TestSpanCachesEqualRecompute", "TestRotatingCacheSpans", "TestPagedCacheSharesPrefixes", "TestRowsCacheRaggedBatch")
 }

@@ -1,8 +1,6 @@
 package quant
 
 import (
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -10,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/simtest"
 	"github.com/mlxtrain/mlxtrain/metal"
-	"github.com/mlxtrain/mlxtrain/metal/sim"
 )
 
 // TestQuantDevice runs with an accelerator only (MLXTRAIN_DEVICE=sim or a Mac,
@@ -65,24 +63,7 @@ func TestQuantDevice(t *testing.T) {
 // process on the simulator with every threshold at 0. It skips without clang
 // unless MLXTRAIN_REQUIRE_CLANG=1.
 func TestQuantOnSimulator(t *testing.T) {
-	if metal.Offloading() {
-		t.Skip("this process already runs on a device")
-	}
-	if _, err := sim.FindCompiler(); err != nil {
-		if os.Getenv("MLXTRAIN_REQUIRE_CLANG") == "1" {
-			t.Fatalf("MLXTRAIN_REQUIRE_CLANG=1 but the simulator cannot build: %v", err)
-		}
-		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
-	}
-	tests := []string{"TestQuantDevice", "TestExpertsDevice", "TestExpertsGroupedLinear", "TestQuantizedLayers", "TestWeightMatMulTGradCheck", "ExampleQuantizeLinear"}
-	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	for _, name := range tests {
-		assert.Contains(t, string(out), "--- PASS: "+name+" ", "%s", out)
-	}
-	assert.NotContains(t, string(out), "warning", "%s", out)
+	simtest.Rerun(t, "TestQuantDevice", "TestExpertsDevice", "TestExpertsGroupedLinear", "TestQuantizedLayers", "TestWeightMatMulTGradCheck", "ExampleQuantizeLinear")
 }
 
 // TestExpertsDevice runs with an accelerator only (thresholds at 0):
