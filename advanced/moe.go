@@ -361,14 +361,23 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 	if cfg.AuxLossCoef == 0 || cfg.ZLossCoef == 0 {
 		st.Balance, st.ZLoss = routerStatValues(logits, experts, k, cfg.Score)
 	}
-	var aux *autodiff.Tensor
+	var aux, lb, z *autodiff.Tensor
+	if cfg.AuxLossCoef > 0 && cfg.ZLossCoef > 0 {
+		lb, z = routerLossesDevice(logits, experts, cfg.Score) // one pass over the logits for both
+	}
 	if cfg.AuxLossCoef > 0 {
-		lb := tmp.add(LoadBalanceLoss(logits, experts, cfg.Score))
+		if lb == nil {
+			lb = LoadBalanceLoss(logits, experts, cfg.Score)
+		}
+		tmp.add(lb)
 		st.Balance = lb.Item()
 		aux = tmp.add(autodiff.MulScalar(lb, cfg.AuxLossCoef))
 	}
 	if cfg.ZLossCoef > 0 {
-		z := tmp.add(RouterZLoss(logits))
+		if z == nil {
+			z = RouterZLoss(logits)
+		}
+		tmp.add(z)
 		st.ZLoss = z.Item()
 		zc := tmp.add(autodiff.MulScalar(z, cfg.ZLossCoef))
 		if aux == nil {

@@ -95,3 +95,52 @@ func TestMoERoutingDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterLossesOnePass runs with an accelerator only: routerLossesDevice
+// (what MoE.Forward uses when both auxiliary losses are on) computes the
+// statistics once (two launches, not four) and gives LoadBalanceLoss's and
+// RouterZLoss's values and logits gradients.
+func TestRouterLossesOnePass(t *testing.T) {
+	if !metal.Offloading() || !moeRouterLossOp.OnMetal(1, 1) {
+		t.Skip("no accelerator, or below the device thresholds (MLXTRAIN_METAL_MIN=0)")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	const rows, E, k = 37, 5, 2
+	for _, score := range []RouterScore{ScoreSoftmax, ScoreSigmoid} {
+		l64 := ad.FromFloat64(normals(rng, rows*E), rows, E)
+		logits := ad.Cast(l64, ad.Float32)
+		l64.Release()
+		ids := make([]int32, rows*k)
+		for n := range rows {
+			ids[n*k], ids[n*k+1] = int32(n%E), int32((n+1+n/E)%E)
+		}
+		experts := ad.FromInt32(ids, rows, k)
+		losses := func(both bool) (lb, z float64, dl []float32, launches int64) {
+			tp := ad.NewTape()
+			x := tp.Watch(logits)
+			before := metal.Launches()
+			var bt, zt *ad.Tensor
+			if both {
+				bt, zt = routerLossesDevice(x, experts, score)
+				require.NotNil(t, bt)
+			} else {
+				bt, zt = LoadBalanceLoss(x, experts, score), RouterZLoss(x)
+			}
+			launches = metal.Launches() - before
+			lb, z = bt.Item(), zt.Item()
+			tp.Backward(ad.Add(ad.MulScalar(bt, 0.3), ad.MulScalar(zt, 0.7)))
+			dl = append([]float32(nil), tp.Grad(x).Float32s()...)
+			tp.Release()
+			return lb, z, dl, launches
+		}
+		lb, z, dl, n := losses(true)
+		wlb, wz, wdl, wn := losses(false)
+		assert.Equal(t, int64(2), n, "%s: one computation of the statistics", score)
+		assert.Equal(t, int64(4), wn, "%s: two computations apart", score)
+		assert.InDelta(t, wlb, lb, 1e-6, "%s balance", score)
+		assert.InDelta(t, wz, z, 1e-6, "%s z", score)
+		assert.InDeltaSlice(t, wdl, dl, 1e-6, "%s dlogits", score)
+		logits.Release()
+		experts.Release()
+	}
+}
