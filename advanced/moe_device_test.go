@@ -62,7 +62,7 @@ func TestMoERoutingDevice(t *testing.T) {
 					defer w.Release()
 					gates, experts := RouterGates(l, k, m.score, m.norm)
 					defer experts.Release()
-					r := route(experts, rows, k, E, capacity)
+					r := route(experts, rows, k, E, capacity).host() // read the device sort back
 					res := result{gates: gates.Float64Values(), experts: append([]int32(nil), experts.Int32s()...)}
 					res.r = &Routing{Tokens: r.Tokens, K: r.K, Experts: r.Experts, Capacity: r.Capacity, Routed: r.Routed,
 						Offsets: r.Offsets, Token: append([]int32(nil), r.Token...), Pos: append([]int32(nil), r.Pos...), Dropped: r.Dropped}
@@ -143,4 +143,44 @@ func TestRouterLossesOnePass(t *testing.T) {
 		logits.Release()
 		experts.Release()
 	}
+}
+
+// TestDroplessRoutingStaysOnDevice runs with an accelerator only: an
+// untracked dropless MoE pass (route, dispatch, the two grouped products,
+// combine) runs from the device sort without reading the routing back, and
+// gives what the CPU's routing gives.
+func TestDroplessRoutingStaysOnDevice(t *testing.T) {
+	if !metal.Offloading() || !moeSortOp.OnMetal(1) || !groupedOp.OnMetal(1, 1) || !moeDispatchOp.OnMetal(1, 1) || !moeCombineOp.OnMetal(1, 1) {
+		t.Skip("no accelerator, or below the device thresholds (MLXTRAIN_METAL_MIN=0)")
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	const tokens, k, E, D, H = 37, 2, 4, 16, 24
+	f32 := func(shape ...int) *ad.Tensor {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		t64 := ad.FromFloat64(normals(rng, n), shape...)
+		defer t64.Release()
+		return ad.Cast(t64, ad.Float32)
+	}
+	logits, x, up, down := f32(tokens, E), f32(tokens, D), f32(E, H, D), f32(E, D, H)
+	gates, experts := RouterGates(logits, k, ScoreSoftmax, GateSoftmaxTopK)
+	pass := func(r *Routing, offsets []int) []float64 {
+		xs := Dispatch(x, r)
+		h := groupedLinear("moe_grouped_linear_gelu", xs, up, nil, offsets, r, true)
+		ys := groupedLinear("moe_grouped_linear", h, down, nil, offsets, r, false)
+		y := Combine(ys, gates, r)
+		out := y.Float64Values()
+		releaseTensors(xs, h, ys, y)
+		return out
+	}
+	r := route(experts, tokens, k, E, 0)
+	require.NotNil(t, r.dev, "the device sorted")
+	got := pass(r, nil)
+	assert.Nil(t, r.Offsets, "nothing read the routing back")
+	releaseTensors(r.tensors()...)
+	rc := NewRouting(experts.Int32s(), tokens, k, E, 0)
+	assertClose(t, pass(rc, rc.Offsets), got, 1e-5, "y")
+	releaseTensors(logits, x, up, down, gates, experts)
 }

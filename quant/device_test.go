@@ -103,6 +103,12 @@ func TestExpertsDevice(t *testing.T) {
 				sumRows(wantDB[e*R:(e+1)*R], gs[lo*R:hi*R])
 			}
 			what := []any{"bits %d offsets %v", bits, offsets}
+			// The offsets from a device tensor: the host's are never asked for.
+			off := autodiff.FromInt32(int32s(offsets), E+1)
+			y2 := x.GroupedLinearOffsets(in, b, func() []int { t.Error("a device forward asked for the host's offsets"); return offsets }, off)
+			assert.Equal(t, y.Float32s(), y2.Float32s(), what...)
+			y2.Release()
+			off.Release()
 			assert.InDeltaSlice(t, wantY, y.Float32s(), 1e-4, what...)
 			assert.InDeltaSlice(t, wantDX, tp.Grad(in).Float32s(), 1e-4, what...)
 			assert.InDeltaSlice(t, wantDB, tp.Grad(b).Float32s(), 1e-5, what...)

@@ -110,18 +110,45 @@ func (x *Experts) Dequantize(dtype autodiff.DType) *autodiff.Tensor {
 // or nil, offsets (E+1) the experts' row ranges. It is differentiable with
 // respect to in and b (the weights are frozen).
 func (x *Experts) GroupedLinear(in, b *autodiff.Tensor, offsets []int) *autodiff.Tensor {
-	if in.Rank() != 2 || in.Dim(1) != x.Cols || !in.DType().IsFloat() || len(offsets) != x.E+1 || offsets[0] != 0 || offsets[x.E] != in.Dim(0) {
+	x.check(in, b, offsets)
+	return x.groupedLinear(in, b, func() []int { return offsets }, nil)
+}
+
+// GroupedLinearOffsets is [Experts.GroupedLinear] with the offsets in a device
+// tensor (int32, at least E+1 entries, as advanced's device routing keeps
+// them): the device paths read them there, and only a CPU path calls offsets
+// for the host's, so a forward on the device reads nothing back.
+func (x *Experts) GroupedLinearOffsets(in, b *autodiff.Tensor, offsets func() []int, dev *autodiff.Tensor) *autodiff.Tensor {
+	if dev == nil || dev.DType() != autodiff.Int32 || dev.Len() < x.E+1 {
+		return x.GroupedLinear(in, b, offsets())
+	}
+	x.check(in, b, nil)
+	return x.groupedLinear(in, b, func() []int {
+		o := offsets()
+		x.check(in, b, o)
+		return o
+	}, dev)
+}
+
+// check panics unless in, b and offsets (when not nil) fit the stack.
+func (x *Experts) check(in, b *autodiff.Tensor, offsets []int) {
+	if in.Rank() != 2 || in.Dim(1) != x.Cols || !in.DType().IsFloat() || offsets != nil && (len(offsets) != x.E+1 || offsets[0] != 0 || offsets[x.E] != in.Dim(0)) {
 		panic(fmt.Sprintf("quant: Experts.GroupedLinear: input %s %v, offsets %v for %d experts of %d×%d", in.DType(), in.Shape(), offsets, x.E, x.Rows, x.Cols))
 	}
 	if b != nil && (b.Rank() != 2 || b.Dim(0) != x.E || b.Dim(1) != x.Rows || b.DType() != in.DType()) {
 		panic(fmt.Sprintf("quant: Experts.GroupedLinear: bias %v for %d experts of %d outputs", b.Shape(), x.E, x.Rows))
 	}
+}
+
+// groupedLinear is GroupedLinear with the offsets from offsets (a CPU path)
+// or dev (the device paths; nil: an upload of offsets()).
+func (x *Experts) groupedLinear(in, b *autodiff.Tensor, offsets func() []int, dev *autodiff.Tensor) *autodiff.Tensor {
 	rows := in.Dim(0)
 	y := autodiff.Empty(in.DType(), rows, x.Rows)
 	start, path := profileStart(), metal.PathMetal
-	if !x.groupedDevice(y, in, b, offsets) {
+	if !x.groupedDevice(y, in, b, offsets, dev) {
 		path = metal.PathGo
-		x.groupedForward(y, in, b, offsets)
+		x.groupedForward(y, in, b, offsets())
 	}
 	x.record("quantized_grouped_linear", path, start, rows)
 	inputs := []*autodiff.Tensor{in}
@@ -141,9 +168,9 @@ func (x *Experts) GroupedLinear(in, b *autodiff.Tensor, offsets []int) *autodiff
 			db = autodiff.Zeros(b.DType(), x.E, x.Rows)
 		}
 		start, path := profileStart(), metal.PathMetal
-		if !x.groupedBackwardDevice(dx, db, g, offsets) {
+		if !x.groupedBackwardDevice(dx, db, g, offsets, dev) {
 			path = metal.PathGo
-			x.groupedBackward(dx, db, g, offsets)
+			x.groupedBackward(dx, db, g, offsets())
 		}
 		x.record("quantized_grouped_linear_backward", path, start, rows)
 		if needX {

@@ -33,35 +33,39 @@ func (x *Experts) onDevice() *metal.QuantMatrix {
 		N: x.Rows, K: x.Cols, Bits: x.Quant.Bits, GroupSize: x.Quant.GroupSize}
 }
 
-// launchGrouped records launch with the offsets uploaded as int32s; false
-// (after a warning) when it fails, for the caller to run the CPU path.
-func launchGrouped(op string, offsets []int, launch func(off *metal.Buffer) error) bool {
-	off := autodiff.FromInt32(int32s(offsets), len(offsets))
-	defer off.Release() // back to the pool once the launches are done
-	return autodiff.Launched(op, launch(off.Buffer()))
+// launchGrouped records launch with the offsets of dev, or else uploaded
+// from offsets() as int32s; false (after a warning) when it fails, for the
+// caller to run the CPU path.
+func launchGrouped(op string, offsets func() []int, dev *autodiff.Tensor, launch func(off *metal.Buffer) error) bool {
+	if dev == nil {
+		o := offsets()
+		dev = autodiff.FromInt32(int32s(o), len(o))
+		defer dev.Release() // back to the pool once the launches are done
+	}
+	return autodiff.Launched(op, launch(dev.Buffer()))
 }
 
 // groupedDevice records y = in·W_eᵀ + b_e on the device, if it takes it.
-func (x *Experts) groupedDevice(y, in, b *autodiff.Tensor, offsets []int) bool {
+func (x *Experts) groupedDevice(y, in, b *autodiff.Tensor, offsets func() []int, off *autodiff.Tensor) bool {
 	rows := in.Dim(0)
-	d := x.device([]*autodiff.Tensor{y, in, b}, rows)
+	d := x.device([]*autodiff.Tensor{y, in, b, off}, rows)
 	if d == nil {
 		return false
 	}
-	return launchGrouped("quantized_grouped_linear", offsets, func(off *metal.Buffer) error {
+	return launchGrouped("quantized_grouped_linear", offsets, off, func(off *metal.Buffer) error {
 		return metal.RunQuantGatherMM(d, y.Buffer(), in.Buffer(), off, bufOf(b), x.onDevice(), rows, x.E)
 	})
 }
 
 // groupedBackwardDevice records dx = g·W_e and db_e = Σ g_e (either may be
 // nil) on the device, if it takes them.
-func (x *Experts) groupedBackwardDevice(dx, db, g *autodiff.Tensor, offsets []int) bool {
+func (x *Experts) groupedBackwardDevice(dx, db, g *autodiff.Tensor, offsets func() []int, off *autodiff.Tensor) bool {
 	rows := g.Dim(0)
-	d := x.device([]*autodiff.Tensor{dx, db, g}, rows)
+	d := x.device([]*autodiff.Tensor{dx, db, g, off}, rows)
 	if d == nil {
 		return false
 	}
-	return launchGrouped("quantized_grouped_linear_backward", offsets, func(off *metal.Buffer) error {
+	return launchGrouped("quantized_grouped_linear_backward", offsets, off, func(off *metal.Buffer) error {
 		var err error
 		if dx != nil {
 			err = metal.RunQuantGatherMMBackward(d, dx.Buffer(), g.Buffer(), off, x.onDevice(), rows, x.E)
