@@ -211,7 +211,7 @@ func TestAdvancedOnSimulator(t *testing.T) {
 		}
 		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
 	}
-	tests := []string{"TestCausalConv1dDevice", "TestSelectiveScanDevice", "TestMoEDispatchCombineDevice", "TestMoERoutingDevice", "TestRouterLossesOnePass", "TestDroplessRoutingStaysOnDevice", "TestDispatchGroupedCombine", "TestMoEFloat32MatchesDenseLoop", "TestMoEGradCheck", "ExampleMoE", "ExampleGroupedLinear", "TestMambaMatchesReferenceAndNames", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
+	tests := []string{"TestCausalConv1dDevice", "TestSelectiveScanDevice", "TestMoEDispatchCombineDevice", "TestMoERoutingDevice", "TestDispatchGroupedCombine", "TestMoEFloat32MatchesDenseLoop", "TestMoEGradCheck", "ExampleMoE", "ExampleGroupedLinear", "TestMambaMatchesReferenceAndNames", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
 	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
 	out, err := cmd.CombinedOutput()

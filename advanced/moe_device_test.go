@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ad "github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/simtest"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -183,4 +184,11 @@ func TestDroplessRoutingStaysOnDevice(t *testing.T) {
 	rc := NewRouting(experts.Int32s(), tokens, k, E, 0)
 	assertClose(t, pass(rc, rc.Offsets), got, 1e-5, "y")
 	releaseTensors(logits, x, up, down, gates, experts)
+}
+
+// TestMoEDeviceOnSimulator reruns TestRouterLossesOnePass and
+// TestDroplessRoutingStaysOnDevice on the simulator with every threshold at 0
+// (TestAdvancedOnSimulator reruns the other device tests).
+func TestMoEDeviceOnSimulator(t *testing.T) {
+	simtest.Rerun(t, "TestRouterLossesOnePass", "TestDroplessRoutingStaysOnDevice")
 }
