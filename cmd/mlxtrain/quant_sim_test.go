@@ -37,9 +37,9 @@ func profilePaths(stderr string) (onMetal map[string]bool, onCPU []string) {
 // CPU and on the simulated GPU with every threshold at 0: dense float models
 // (GPT, and llama with RoPE), the first quantized to 4 bits (embeddings too), a
 // mixture of experts quantized to 4 bits (its experts through
-// quantized_grouped_linear) and a Mamba model. The same tokens, and every op
-// of the decode path (attention over the KV cache and its appends included) on
-// the Metal path.
+// quantized_grouped_linear). The same tokens, and every op of the decode path
+// (attention over the KV cache and its appends included) on the Metal path.
+// (Mamba: TestSimulatedMetalGeneratesMambaLikeTheCPU, on main.)
 func TestSimulatedMetalGeneratesLikeTheCPU(t *testing.T) {
 	requireClang(t)
 	fit := []string{"--quiet", "--set", "train.iters=10", "--set", "lr_schedule.warmup=0", "--set", "model.d_model=32",
@@ -55,10 +55,6 @@ func TestSimulatedMetalGeneratesLikeTheCPU(t *testing.T) {
 		{"dense_q4", nil, 4, []string{"span_attention", "kv_cache_append", "quantized_matmul", "quantized_embedding"}},
 		{"moe_q4", []string{filepath.Join(examples, "moe.toml"), "--set", "train.batch_size=8", "--set", "train.val_batches=1", "--set", "data.task.held_out=4"},
 			4, []string{"span_attention", "kv_cache_append", "quantized_grouped_linear", "moe_route_sort", "moe_dispatch", "moe_combine"}},
-		// Mamba's decode steps (causal_conv1d_step, selective_scan_step) have
-		// their kernels on main (branch metalscan); here they are recorded there.
-		{"mamba", []string{filepath.Join(examples, "mamba.toml"), "--set", "train.batch_size=4", "--set", "train.val_batches=1", "--set", "data.task.held_out=4"},
-			0, []string{"selective_scan", "matmul"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
