@@ -239,6 +239,14 @@ type PackedExperts interface {
 	Params(prefix string) []autodiff.Param
 }
 
+// deviceOffsetExperts is a PackedExperts whose grouped products also take
+// the offsets as a device tensor (int32, at least E+1: a device routing's),
+// calling offsets only on a CPU path (quant.Experts): a forward on the device
+// then reads the routing back only for the statistics.
+type deviceOffsetExperts interface {
+	GroupedLinearOffsets(x, b *autodiff.Tensor, offsets func() []int, dev *autodiff.Tensor) *autodiff.Tensor
+}
+
 // Params lists the parameters: the router, the experts' stacked projections,
 // the shared experts.
 func (m *MoE) Params(prefix string) []autodiff.Param {
@@ -357,18 +365,28 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 		return y, nil, MoEStats{}
 	}
 
+	r.host() // the statistics read the routing back
 	st := MoEStats{Tokens: N, TopK: k, Routed: r.Routed, Load: r.Load(), Dropped: r.Dropped}
 	if cfg.AuxLossCoef == 0 || cfg.ZLossCoef == 0 {
 		st.Balance, st.ZLoss = routerStatValues(logits, experts, k, cfg.Score)
 	}
-	var aux *autodiff.Tensor
+	var aux, lb, z *autodiff.Tensor
+	if cfg.AuxLossCoef > 0 && cfg.ZLossCoef > 0 {
+		lb, z = routerLossesDevice(logits, experts, cfg.Score) // one pass over the logits for both
+	}
 	if cfg.AuxLossCoef > 0 {
-		lb := tmp.add(LoadBalanceLoss(logits, experts, cfg.Score))
+		if lb == nil {
+			lb = LoadBalanceLoss(logits, experts, cfg.Score)
+		}
+		tmp.add(lb)
 		st.Balance = lb.Item()
 		aux = tmp.add(autodiff.MulScalar(lb, cfg.AuxLossCoef))
 	}
 	if cfg.ZLossCoef > 0 {
-		z := tmp.add(RouterZLoss(logits))
+		if z == nil {
+			z = RouterZLoss(logits)
+		}
+		tmp.add(z)
 		st.ZLoss = z.Item()
 		zc := tmp.add(autodiff.MulScalar(z, cfg.ZLossCoef))
 		if aux == nil {
@@ -411,7 +429,7 @@ func routerStatValues(logits, experts *autodiff.Tensor, k int, score RouterScore
 func (m *MoE) hidden(c *layers.Ctx, xs *autodiff.Tensor, r *Routing, tmp *scratchTensors) *autodiff.Tensor {
 	switch {
 	case m.Config.Act == layers.ActGELU && m.UpPacked == nil:
-		return tmp.add(groupedLinear("moe_grouped_linear_gelu", xs, c.Param(m.UpProj), c.Param(m.UpBias), r.Offsets, r, true))
+		return tmp.add(groupedLinear("moe_grouped_linear_gelu", xs, c.Param(m.UpProj), c.Param(m.UpBias), nil, r, true))
 	case m.Config.Act == layers.ActSwiGLU:
 		g := tmp.add(m.grouped(c, xs, m.GateProj, m.GatePacked, m.GateBias, r))
 		u := tmp.add(m.grouped(c, xs, m.UpProj, m.UpPacked, m.UpBias, r))
@@ -424,9 +442,12 @@ func (m *MoE) hidden(c *layers.Ctx, xs *autodiff.Tensor, r *Routing, tmp *scratc
 // grouped is GroupedLinear with the stacked weight w, or with its packed form.
 func (m *MoE) grouped(c *layers.Ctx, x, w *autodiff.Tensor, p PackedExperts, b *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	if p != nil {
-		return p.GroupedLinear(x, c.Param(b), r.Offsets)
+		if q, ok := p.(deviceOffsetExperts); ok && r.dev != nil {
+			return q.GroupedLinearOffsets(x, c.Param(b), func() []int { return r.host().Offsets }, r.dev.info)
+		}
+		return p.GroupedLinear(x, c.Param(b), r.host().Offsets)
 	}
-	return groupedLinear("moe_grouped_linear", x, c.Param(w), c.Param(b), r.Offsets, r, false)
+	return groupedLinear("moe_grouped_linear", x, c.Param(w), c.Param(b), nil, r, false)
 }
 
 func activate(act layers.Activation, x *autodiff.Tensor) *autodiff.Tensor {

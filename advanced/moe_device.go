@@ -107,9 +107,9 @@ func balanceOf(sums []float32, rows, E int) float64 {
 }
 
 // routeDevice sorts the pairs on the device (a counting sort: one launch of
-// one threadgroup) and reads back what the host needs (the offsets, routed
-// counts and drops); the index arrays stay on the device, and r.Pos and r.Token
-// are views of them. nil when the device does not take it.
+// one threadgroup); the index arrays and the offsets stay on the device, and
+// the host reads them back only when a CPU path or the statistics need them
+// (Routing.host). nil when the device does not take it.
 func routeDevice(experts *autodiff.Tensor, tokens, k, E, capacity int) *Routing {
 	if tokens == 0 || E > metal.RouteSortMaxExperts {
 		return nil
@@ -125,17 +125,25 @@ func routeDevice(experts *autodiff.Tensor, tokens, k, E, capacity int) *Routing 
 		info.Release()
 		return nil
 	}
-	v := info.Int32s() // waits for the sort only
-	r := &Routing{Tokens: tokens, K: k, Experts: E, Capacity: capacity,
-		Routed: make([]int, E), Offsets: make([]int, E+1), Dropped: int(v[2*E+1])}
+	return &Routing{Tokens: tokens, K: k, Experts: E, Capacity: capacity, dev: &routeTensors{pos: pos, token: token, info: info}}
+}
+
+// host fills a device routing's host fields from the sort's results (waiting
+// for the sort) the first time it is called, and returns r.
+func (r *Routing) host() *Routing {
+	if r.Offsets != nil || r.dev == nil {
+		return r
+	}
+	E := r.Experts
+	v := r.dev.info.Int32s() // waits for the sort only
+	r.Routed, r.Offsets, r.Dropped = make([]int, E), make([]int, E+1), int(v[2*E+1])
 	for e := range E + 1 {
 		r.Offsets[e] = int(v[e])
 	}
 	for e := range E {
 		r.Routed[e] = int(v[E+1+e])
 	}
-	r.Pos, r.Token = pos.Int32s(), token.Int32s()[:r.Offsets[E]]
-	r.dev = &routeTensors{pos: pos, token: token, info: info}
+	r.Pos, r.Token = r.dev.pos.Int32s(), r.dev.token.Int32s()[:r.Offsets[E]]
 	return r
 }
 

@@ -167,10 +167,12 @@ func LoadBalanceLoss(logits, experts *autodiff.Tensor, score RouterScore) *autod
 }
 
 // loadBalanceDevice is LoadBalanceLoss from the device's sums (which the op
-// then owns; lse is not needed): the value is read back, the gradient is one
-// launch.
+// then owns; lse, not needed, is released unless nil): the value is read back,
+// the gradient is one launch.
 func loadBalanceDevice(logits, sums, lse *autodiff.Tensor, rows, E int, score RouterScore) *autodiff.Tensor {
-	lse.Release()
+	if lse != nil {
+		lse.Release()
+	}
 	tm := startTimer()
 	v := balanceOf(sums.Float32s(), rows, E)
 	tm.doneOn("moe_load_balance", metal.PathMetal, logits.Len()*4)
@@ -189,6 +191,47 @@ func loadBalanceDevice(logits, sums, lse *autodiff.Tensor, rows, E int, score Ro
 	}, logits)
 	autodiff.Own(out, sums)
 	return out
+}
+
+// routerZDevice is RouterZLoss of value v from the rows' logsumexp lse that
+// the device computed (the op then owns lse): the gradient is one launch.
+func routerZDevice(logits, lse *autodiff.Tensor, v float64) *autodiff.Tensor {
+	E := logits.Dim(-1)
+	rows := logits.Len() / E
+	tm := startTimer()
+	tm.doneOn("moe_router_z", metal.PathMetal, logits.Len()*4)
+	out := autodiff.Record(autodiff.Scalar(logits.DType(), v), "moe_router_z", func(g *autodiff.Tensor) {
+		autodiff.Accumulate(logits, func() *autodiff.Tensor {
+			return lossGradDevice("moe_router_z_backward", logits, g, func(dev metal.Compute, dl *autodiff.Tensor) error {
+				return metal.RunRouterZBackward(dev, dl.Buffer(), g.Buffer(), logits.Buffer(), lse.Buffer(), rows, E)
+			}, func(dl *autodiff.Tensor) {
+				l := make([]float64, rows)
+				for i, v := range lse.Float32s() {
+					l[i] = float64(v)
+				}
+				RouterZBackward(dl.Float32s(), g.Item(), logits.Float32s(), l, rows, E)
+			})
+		})
+	}, logits)
+	autodiff.Own(out, lse)
+	return out
+}
+
+// routerLossesDevice is LoadBalanceLoss and RouterZLoss of one batch from one
+// computation of the statistics on the device (and one read of them), or nils
+// when the device does not take it.
+func routerLossesDevice(logits, experts *autodiff.Tensor, score RouterScore) (balance, z *autodiff.Tensor) {
+	E, k := logits.Dim(-1), experts.Dim(-1)
+	rows := logits.Len() / E
+	if k > metal.RouterMaxK {
+		return nil, nil
+	}
+	sums, lse := routerStatsDevice(logits, experts, k, score)
+	if sums == nil {
+		return nil, nil
+	}
+	v := float64(sums.Float32s()[2*E]) / float64(rows) // before the balance's op may free sums
+	return loadBalanceDevice(logits, sums, nil, rows, E, score), routerZDevice(logits, lse, v)
 }
 
 // lossGradDevice returns the gradient of a router loss with respect to the
@@ -256,25 +299,9 @@ func RouterZLoss(logits *autodiff.Tensor) *autodiff.Tensor {
 	E := logits.Dim(-1)
 	rows := logits.Len() / E
 	if sums, lse := routerStatsDevice(logits, nil, 0, ScoreSoftmax); sums != nil {
-		tm := startTimer()
 		v := float64(sums.Float32s()[2*E]) / float64(rows)
 		sums.Release()
-		tm.doneOn("moe_router_z", metal.PathMetal, logits.Len()*4)
-		out := autodiff.Record(autodiff.Scalar(logits.DType(), v), "moe_router_z", func(g *autodiff.Tensor) {
-			autodiff.Accumulate(logits, func() *autodiff.Tensor {
-				return lossGradDevice("moe_router_z_backward", logits, g, func(dev metal.Compute, dl *autodiff.Tensor) error {
-					return metal.RunRouterZBackward(dev, dl.Buffer(), g.Buffer(), logits.Buffer(), lse.Buffer(), rows, E)
-				}, func(dl *autodiff.Tensor) {
-					l := make([]float64, rows)
-					for i, v := range lse.Float32s() {
-						l[i] = float64(v)
-					}
-					RouterZBackward(dl.Float32s(), g.Item(), logits.Float32s(), l, rows, E)
-				})
-			})
-		}, logits)
-		autodiff.Own(out, lse)
-		return out
+		return routerZDevice(logits, lse, v)
 	}
 	tm := startTimer()
 	lse := make([]float64, rows)

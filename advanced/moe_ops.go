@@ -157,9 +157,9 @@ func Dispatch(x *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	}) {
 		path = metal.PathMetal
 	} else if x.DType() == autodiff.Float32 {
-		DispatchForward(xs.Float32s(), x.Float32s(), r.Token, d)
+		DispatchForward(xs.Float32s(), x.Float32s(), r.host().Token, d)
 	} else {
-		DispatchForward(xs.Float64s(), x.Float64s(), r.Token, d)
+		DispatchForward(xs.Float64s(), x.Float64s(), r.host().Token, d)
 	}
 	tm.doneOn("moe_dispatch", path, 2*xs.Len()*x.DType().Size())
 	return autodiff.Record(xs, "moe_dispatch", func(g *autodiff.Tensor) {
@@ -173,9 +173,9 @@ func Dispatch(x *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 			}) {
 				path = metal.PathMetal
 			} else if x.DType() == autodiff.Float32 {
-				DispatchBackward(dx.Float32s(), g.Float32s(), r.Pos, r.K, d)
+				DispatchBackward(dx.Float32s(), g.Float32s(), r.host().Pos, r.K, d)
 			} else {
-				DispatchBackward(dx.Float64s(), g.Float64s(), r.Pos, r.K, d)
+				DispatchBackward(dx.Float64s(), g.Float64s(), r.host().Pos, r.K, d)
 			}
 			tm.doneOn("moe_dispatch_backward", path, 2*dx.Len()*x.DType().Size())
 			return dx
@@ -203,9 +203,9 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 	}) {
 		path = metal.PathMetal
 	} else if ys.DType() == autodiff.Float32 {
-		CombineForward(y.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, r.K, d)
+		CombineForward(y.Float32s(), ys.Float32s(), gates.Float32s(), r.host().Pos, r.K, d)
 	} else {
-		CombineForward(y.Float64s(), ys.Float64s(), gates.Float64s(), r.Pos, r.K, d)
+		CombineForward(y.Float64s(), ys.Float64s(), gates.Float64s(), r.host().Pos, r.K, d)
 	}
 	tm.doneOn("moe_combine", path, (ys.Len()+y.Len())*ys.DType().Size())
 	return autodiff.Record(y, "moe_combine", func(g *autodiff.Tensor) {
@@ -228,9 +228,9 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 		}) {
 			path = metal.PathMetal
 		} else if ys.DType() == autodiff.Float32 {
-			CombineBackward(floats32(dys), floats32(dg), g.Float32s(), ys.Float32s(), gates.Float32s(), r.Pos, r.K, d)
+			CombineBackward(floats32(dys), floats32(dg), g.Float32s(), ys.Float32s(), gates.Float32s(), r.host().Pos, r.K, d)
 		} else {
-			CombineBackward(floats64(dys), floats64(dg), g.Float64s(), ys.Float64s(), gates.Float64s(), r.Pos, r.K, d)
+			CombineBackward(floats64(dys), floats64(dg), g.Float64s(), ys.Float64s(), gates.Float64s(), r.host().Pos, r.K, d)
 		}
 		tm.doneOn("moe_combine_backward", path, (ys.Len()+g.Len())*ys.DType().Size())
 		if needYs {
@@ -397,7 +397,8 @@ func GroupedLinearGELU(x, w, b *autodiff.Tensor, offsets []int) *autodiff.Tensor
 }
 
 // groupOffsets is the offsets on the device: the routing's when it has them
-// (r may be nil), else an upload that done releases.
+// (r may be nil), else an upload that done releases. offsets may be nil only
+// with a routing.
 func groupOffsets(r *Routing, offsets []int) (*autodiff.Tensor, func()) {
 	if r != nil {
 		return r.offsetIndex()
@@ -409,7 +410,19 @@ func groupOffsets(r *Routing, offsets []int) (*autodiff.Tensor, func()) {
 // groupedLinear is GroupedLinear(GELU); r, when not nil, is the routing whose
 // offsets these are (its device copy serves the kernels).
 func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, r *Routing, gelu bool) *autodiff.Tensor {
-	checkGrouped(op, x, w, b, offsets)
+	shape := offsets
+	if shape == nil && r.Experts == w.Dim(0) { // a device routing's, not read back: check its row count
+		shape = make([]int, r.Experts+1)
+		shape[r.Experts] = r.Rows()
+	}
+	checkGrouped(op, x, w, b, shape)
+	// hostOffsets is offsets for a CPU path (a device routing's read back).
+	hostOffsets := func() []int {
+		if offsets == nil {
+			offsets = r.host().Offsets
+		}
+		return offsets
+	}
 	E, out, in := w.Dim(0), w.Dim(1), w.Dim(2)
 	rows := x.Dim(0)
 	y := autodiff.Empty(x.DType(), rows, out)
@@ -427,14 +440,14 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, r *Routin
 	}()) {
 		path = metal.PathMetal
 	} else if x.DType() == autodiff.Float32 {
-		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
+		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), hostOffsets(), in, out)
 		if gelu || b != nil {
-			groupBiasAct(y.Float32s(), floats32(deriv), floats32(b), offsets, out, gelu)
+			groupBiasAct(y.Float32s(), floats32(deriv), floats32(b), hostOffsets(), out, gelu)
 		}
 	} else {
-		GroupedMatMulForward(y.Float64s(), x.Float64s(), w.Float64s(), offsets, in, out)
+		GroupedMatMulForward(y.Float64s(), x.Float64s(), w.Float64s(), hostOffsets(), in, out)
 		if gelu || b != nil {
-			groupBiasAct(y.Float64s(), floats64(deriv), floats64(b), offsets, out, gelu)
+			groupBiasAct(y.Float64s(), floats64(deriv), floats64(b), hostOffsets(), out, gelu)
 		}
 	}
 	tm.doneOn(op, path, (x.Len()+w.Len()+y.Len())*x.DType().Size())
@@ -471,9 +484,9 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, r *Routin
 		}()) {
 			path = metal.PathMetal
 		} else if x.DType() == autodiff.Float32 {
-			groupedBackward(dx, dw, db, dy.Float32s(), g.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), offsets, in, out)
+			groupedBackward(dx, dw, db, dy.Float32s(), g.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), hostOffsets(), in, out)
 		} else {
-			groupedBackward(dx, dw, db, dy.Float64s(), g.Float64s(), floats64(deriv), x.Float64s(), w.Float64s(), offsets, in, out)
+			groupedBackward(dx, dw, db, dy.Float64s(), g.Float64s(), floats64(deriv), x.Float64s(), w.Float64s(), hostOffsets(), in, out)
 		}
 		tm.doneOn(op+"_backward", path, (2*x.Len()+2*w.Len()+2*g.Len())*x.DType().Size())
 		if needX {

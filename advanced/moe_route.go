@@ -277,7 +277,9 @@ type Routing struct {
 	Pos     []int32 // the row of pair n·K+j, −1 when dropped (Tokens·K)
 	Dropped int     // pairs dropped
 
-	dev *routeTensors // the index arrays on the device, when it sorted them
+	// dev holds the index arrays on the device, when it sorted them; the
+	// fields above are then filled by host(), on the first CPU use.
+	dev *routeTensors
 }
 
 // NewRouting sorts the pairs of experts (tokens×k expert ids, as [RouterGates]
@@ -331,11 +333,18 @@ func route(experts *autodiff.Tensor, tokens, k, numExperts, capacity int) *Routi
 	return r
 }
 
-// Rows is the number of kept pairs: the rows of the dispatched batch.
-func (r *Routing) Rows() int { return r.Offsets[r.Experts] }
+// Rows is the number of kept pairs: the rows of the dispatched batch. A
+// dropless routing has Tokens·K rows: a device sort's is not read back.
+func (r *Routing) Rows() int {
+	if r.Offsets == nil && r.Capacity == 0 {
+		return r.Tokens * r.K
+	}
+	return r.host().Offsets[r.Experts]
+}
 
 // Load returns the pairs each expert keeps (after the capacity).
 func (r *Routing) Load() []int {
+	r.host()
 	out := make([]int, r.Experts)
 	for e := range out {
 		out[e] = r.Offsets[e+1] - r.Offsets[e]

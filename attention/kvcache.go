@@ -74,12 +74,14 @@ func gatherSpans(c SpanCache, dt autodiff.DType) (keys, values *autodiff.Tensor)
 	}
 	keys, values = autodiff.Empty(dt, rows, n, kvh, hd), autodiff.Empty(dt, rows, n, kvh, hd)
 	row := kvh * hd
+	cp := newKVCopy("kv_cache_gather", 2*rows*n*row)
+	defer cp.done()
 	for b := range rows {
 		at := b * n * row
 		got := 0
 		for _, s := range c.Spans(b) {
-			copyElems(keys, at, s.K, s.Off, s.Rows*row)
-			copyElems(values, at, s.V, s.Off, s.Rows*row)
+			cp.copy(keys, at, s.K, s.Off, s.Rows*row)
+			cp.copy(values, at, s.V, s.Off, s.Rows*row)
 			at += s.Rows * row
 			got += s.Rows
 		}
@@ -180,9 +182,11 @@ func (c *GrowingCache) Append(k, v *autodiff.Tensor) {
 	}
 	row := c.kvh * c.hd
 	capa := c.Capacity()
+	cp := newKVCopy("kv_cache_append", 2*c.rows*n*row)
+	defer cp.done()
 	for b := range c.rows {
-		copyElems(c.k, (b*capa+c.n)*row, k, b*n*row, n*row)
-		copyElems(c.v, (b*capa+c.n)*row, v, b*n*row, n*row)
+		cp.copy(c.k, (b*capa+c.n)*row, k, b*n*row, n*row)
+		cp.copy(c.v, (b*capa+c.n)*row, v, b*n*row, n*row)
 	}
 	c.n += n
 }
@@ -195,10 +199,12 @@ func (c *GrowingCache) grow(need int, dt autodiff.DType) {
 	if c.k != nil {
 		row := c.kvh * c.hd
 		old := c.Capacity()
+		cp := newKVCopy("kv_cache_append", 2*c.rows*c.n*row)
 		for b := range c.rows {
-			copyElems(k, b*capa*row, c.k, b*old*row, c.n*row)
-			copyElems(v, b*capa*row, c.v, b*old*row, c.n*row)
+			cp.copy(k, b*capa*row, c.k, b*old*row, c.n*row)
+			cp.copy(v, b*capa*row, c.v, b*old*row, c.n*row)
 		}
+		cp.done()
 		c.k.Release()
 		c.v.Release()
 	}
@@ -303,6 +309,8 @@ func (c *RotatingCache) commit() {
 	}
 	n := c.pk.Dim(1)
 	row := c.kvh * c.hd
+	cp := newKVCopy("kv_cache_append", 2*c.rows*n*row)
+	defer cp.done()
 	// Only the last Max − Keep of a long chunk survive beyond the sinks.
 	for i := range n {
 		p := c.seen + i
@@ -311,8 +319,8 @@ func (c *RotatingCache) commit() {
 		}
 		s := c.slot(p)
 		for b := range c.rows {
-			copyElems(c.k, (b*c.Max+s)*row, c.pk, (b*n+i)*row, row)
-			copyElems(c.v, (b*c.Max+s)*row, c.pv, (b*n+i)*row, row)
+			cp.copy(c.k, (b*c.Max+s)*row, c.pk, (b*n+i)*row, row)
+			cp.copy(c.v, (b*c.Max+s)*row, c.pv, (b*n+i)*row, row)
 		}
 	}
 	c.seen += n
@@ -335,7 +343,11 @@ func (c *RotatingCache) Append(k, v *autodiff.Tensor) {
 		sameGeometry("RotatingCache.Append", k, c.rows, c.kvh, c.hd, c.in)
 	}
 	c.commit()
-	c.pk, c.pv = k.Clone(), v.Clone()
+	c.pk, c.pv = autodiff.Empty(k.DType(), k.Shape()...), autodiff.Empty(v.DType(), v.Shape()...)
+	cp := newKVCopy("kv_cache_append", 2*k.Len())
+	cp.copy(c.pk, 0, k, 0, k.Len())
+	cp.copy(c.pv, 0, v, 0, v.Len())
+	cp.done()
 }
 
 // Spans lists the sinks, the ring oldest first, and the last Append.

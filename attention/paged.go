@@ -103,20 +103,22 @@ func (c *PagedCache) Append(k, v *autodiff.Tensor) {
 	sameGeometry("PagedCache.Append", k, 1, p.kvh, p.hd, p.in)
 	row := p.kvh * p.hd
 	bs := p.BlockSize
+	cp := newKVCopy("kv_cache_append", 2*k.Dim(1)*row)
+	defer cp.done()
 	for i := range k.Dim(1) {
 		at := c.n % bs
 		if at == 0 {
 			c.table = append(c.table, p.alloc())
 		} else if last := c.table[len(c.table)-1]; p.refs[last] > 1 {
 			id := p.alloc()
-			copyElems(p.k[id], 0, p.k[last], 0, at*row)
-			copyElems(p.v[id], 0, p.v[last], 0, at*row)
+			cp.copy(p.k[id], 0, p.k[last], 0, at*row)
+			cp.copy(p.v[id], 0, p.v[last], 0, at*row)
 			p.drop(last)
 			c.table[len(c.table)-1] = id
 		}
 		id := c.table[len(c.table)-1]
-		copyElems(p.k[id], at*row, k, i*row, row)
-		copyElems(p.v[id], at*row, v, i*row, row)
+		cp.copy(p.k[id], at*row, k, i*row, row)
+		cp.copy(p.v[id], at*row, v, i*row, row)
 		c.n++
 	}
 }

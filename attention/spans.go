@@ -3,9 +3,11 @@ package attention
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/internal/vecmath"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // SpanAttention is attention for queries q (batch, n, heads, head dim; BSHD)
@@ -19,11 +21,27 @@ func SpanAttention(q *autodiff.Tensor, cache SpanCache, offsets []int, opt Optio
 	if q.Rank() != 4 || len(offsets) != q.Dim(0) || opt.Layout != BSHD {
 		panic(fmt.Sprintf("attention: SpanAttention: q %v with %d offsets, layout %s: want BSHD (batch, n, heads, head dim) and one offset per row", q.Shape(), len(offsets), opt.Layout))
 	}
-	out := autodiff.Empty(q.DType(), q.Shape()...)
-	if q.DType() == autodiff.Float32 {
-		spanAttend(out.Float32s(), q.Float32s(), q, cache, offsets, opt, (*autodiff.Tensor).Float32s)
-	} else {
-		spanAttend(out.Float64s(), q.Float64s(), q, cache, offsets, opt, (*autodiff.Tensor).Float64s)
+	var start time.Time
+	if metal.Profiling() {
+		start = time.Now()
+	}
+	out, path := spanAttentionDevice(q, cache, offsets, opt), metal.PathMetal
+	if out == nil {
+		out, path = autodiff.Empty(q.DType(), q.Shape()...), metal.PathGo
+		if q.DType() == autodiff.Float32 {
+			spanAttend(out.Float32s(), q.Float32s(), q, cache, offsets, opt, (*autodiff.Tensor).Float32s)
+		} else {
+			spanAttend(out.Float64s(), q.Float64s(), q, cache, offsets, opt, (*autodiff.Tensor).Float64s)
+		}
+	}
+	if !start.IsZero() {
+		elems := 2 * q.Len()
+		for b := range q.Dim(0) {
+			for _, s := range cache.Spans(b) {
+				elems += 2 * s.Rows * s.K.Dim(-2) * s.K.Dim(-1)
+			}
+		}
+		metal.RecordOp("span_attention", path, time.Since(start), int64(elems*q.DType().Size()))
 	}
 	return out
 }

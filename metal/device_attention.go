@@ -20,6 +20,14 @@ type Attention struct {
 	Layout                                            AttentionLayout
 }
 
+func init() {
+	// Generation's decode path (package attention): attention over a KV cache
+	// (rows = batch·heads·queries, keys) as flash attention; the caches'
+	// appends and gathers (elements) as copies. Estimates, like the rest.
+	Tunings["span_attention"] = Tuning{0: {64, 64}, 9: {32, 32}}
+	Tunings["kv_cache_copy"] = Tuning{0: {1 << 15}, 9: {1 << 14}}
+}
+
 // AttentionMaxHeadDim is the largest HeadDim and VDim the kernels take.
 const AttentionMaxHeadDim = 128
 
@@ -94,12 +102,34 @@ func (a Attention) params(kernel string) (attnParams, error) {
 // [RunFlashAttentionBackward] needs. One launch (flash_fwd_f32, a group per 16
 // query rows of a head); memory beyond the inputs and outputs is O(1).
 func RunFlashAttention(d Compute, out, lse, q, k, v *Buffer, a Attention) error {
+	return runFlash(d, out, lse, q, k, v, a, 0, 0)
+}
+
+// RunFlashAttentionKV is [RunFlashAttention] (layout BSHD, VDim = HeadDim) on
+// keys and values read in place from a KV cache's storage: row b's KLen keys
+// and values start at element kvOff + b·kvStride of k and v, kvStride ≥
+// KLen·KVHeads·HeadDim (the cache's capacity may exceed KLen).
+func RunFlashAttentionKV(d Compute, out, lse, q, k, v *Buffer, a Attention, kvOff, kvStride int) error {
+	if a.Layout != LayoutBSHD || a.VDim != a.HeadDim || kvOff < 0 || kvStride < a.KLen*a.KVHeads*a.HeadDim {
+		return fmt.Errorf("flash_fwd_f32: cache rows %d apart from %d for %d keys of %d×%d (layout %d, value dim %d)", kvStride, kvOff, a.KLen, a.KVHeads, a.HeadDim, a.Layout, a.VDim)
+	}
+	return runFlash(d, out, lse, q, k, v, a, kvOff, kvStride)
+}
+
+// runFlash is RunFlashAttention, with k and v rows kvStride elements apart
+// from kvOff on when kvStride > 0.
+func runFlash(d Compute, out, lse, q, k, v *Buffer, a Attention, kvOff, kvStride int) error {
 	const kernel = "flash_fwd_f32"
 	p, err := a.params(kernel)
 	if err != nil {
 		return err
 	}
 	nq, nk, nv, no, rows := a.sizes()
+	if kvStride > 0 && a.Batch > 0 {
+		p.KB, p.VB = uint32(kvStride), uint32(kvStride)
+		nk = kvOff + (a.Batch-1)*kvStride + a.KLen*a.KVHeads*a.HeadDim
+		nv = nk
+	}
 	if err := checkBuffers(kernel, need{"out", out, no, false}, need{"lse", lse, rows, false},
 		need{"q", q, nq, false}, need{"k", k, nk, false}, need{"v", v, nv, false}); err != nil {
 		return err
@@ -111,7 +141,7 @@ func RunFlashAttention(d Compute, out, lse, q, k, v *Buffer, a Attention) error 
 		Kernel:  kernel,
 		Groups:  [3]int{groupsFor(a.QLen, attnFwdQ), a.QHeads, a.Batch},
 		Threads: [3]int{attnThreads, 1, 1},
-		Args:    []Arg{Out(0, out), Out(1, lse), In(2, q), In(3, k), In(4, v), Params(5, p)},
+		Args:    []Arg{Out(0, out), Out(1, lse), In(2, q), at(In(3, k), kvOff), at(In(4, v), kvOff), Params(5, p)},
 	})
 }
 

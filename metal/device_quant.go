@@ -148,3 +148,86 @@ func RunQuantGather(d Compute, out, ids *Buffer, w *QuantMatrix, tokens int) err
 		Groups: [3]int{groupsFor(w.K, 256), tokens, 1}, Threads: [3]int{256, 1, 1},
 	})
 }
+
+func init() {
+	// (rows, out): rows of every expert, outputs of each
+	Tunings["quantized_grouped_linear"] = Tuning{0: {64, 64}, 9: {32, 64}}
+}
+
+type quantGatherParams struct{ Rows, N, K, Bits, Group, Stride, Experts, Flags uint32 }
+
+// stack checks w as the first of experts stacked matrices (expert e's from
+// PackedOff + e·N·stride and GroupOff + e·N·K/GroupSize on) and offsets.
+func (w *QuantMatrix) stack(kernel string, offsets *Buffer, rows, experts int) (quantGatherParams, error) {
+	if experts < 1 {
+		return quantGatherParams{}, fmt.Errorf("%s: %d experts", kernel, experts)
+	}
+	all := *w
+	all.N *= experts
+	p, err := all.check(kernel, rows)
+	if err != nil {
+		return quantGatherParams{}, err
+	}
+	if err := checkBuffers(kernel, need{"offsets", offsets, experts + 1, false}); err != nil {
+		return quantGatherParams{}, err
+	}
+	return quantGatherParams{p.Rows, uint32(w.N), p.K, p.Bits, p.Group, p.Stride, uint32(experts), 0}, nil
+}
+
+func (w *QuantMatrix) gatherLaunch(d Compute, kernel string, out, in, offsets, b *Buffer, p quantGatherParams, cols int) error {
+	args := w.args(Out(0, out), In(1, in), quantParams{})[:5]
+	args = append(args, In(5, offsets))
+	if b != nil {
+		args = append(args, In(6, b))
+	}
+	args = append(args, Params(len(args), p))
+	return d.Dispatch(&Launch{Kernel: kernel, Args: args,
+		Groups: [3]int{groupsFor(cols, 16), groupsFor(int(p.Rows), 16) + int(p.Experts), 1}, Threads: [3]int{16, 16, 1}})
+}
+
+// RunQuantGatherMM writes y = x_e·W_eᵀ + b_e for the rows of each expert e,
+// rows [offsets[e], offsets[e+1]) of x (rows × K) and y (rows × N): MLX's
+// gather_qmm over sorted rows, one launch over every expert
+// (qgather_mm_t_f32). w is expert 0's matrix of a stack of experts (expert e's
+// packed words, scales and biases follow at e·N rows); offsets holds
+// experts+1 int32 row offsets (non-decreasing, from 0 to rows; the kernel
+// trusts them); b (experts × N) may be nil.
+func RunQuantGatherMM(d Compute, y, x, offsets, b *Buffer, w *QuantMatrix, rows, experts int) error {
+	const kernel = "qgather_mm_t_f32"
+	p, err := w.stack(kernel, offsets, rows, experts)
+	if err != nil {
+		return err
+	}
+	if err := checkBuffers(kernel, need{"y", y, rows * w.N, false}, need{"x", x, rows * w.K, false}, need{"b", b, experts * w.N, true}); err != nil {
+		return err
+	}
+	if rows == 0 || w.N == 0 {
+		return nil
+	}
+	var keep []*Buffer
+	defer func() { releaseBuffers(keep) }()
+	if b != nil {
+		p.Flags = 1
+	} else if b, err = placeholder(d, b, &keep); err != nil {
+		return err
+	}
+	return w.gatherLaunch(d, kernel, y, x, offsets, b, p, w.N)
+}
+
+// RunQuantGatherMMBackward writes dx = g_e·W_e for the rows of each expert
+// (g rows × N, dx rows × K): the input gradient of [RunQuantGatherMM], one
+// launch over every expert (qgather_mm_f32).
+func RunQuantGatherMMBackward(d Compute, dx, g, offsets *Buffer, w *QuantMatrix, rows, experts int) error {
+	const kernel = "qgather_mm_f32"
+	p, err := w.stack(kernel, offsets, rows, experts)
+	if err != nil {
+		return err
+	}
+	if err := checkBuffers(kernel, need{"dx", dx, rows * w.K, false}, need{"g", g, rows * w.N, false}); err != nil {
+		return err
+	}
+	if rows == 0 || w.K == 0 {
+		return nil
+	}
+	return w.gatherLaunch(d, kernel, dx, g, offsets, nil, p, w.K)
+}

@@ -161,3 +161,129 @@ kernel void qgather_f32(device float* out [[buffer(0)]],
   }
   out[i * p.k + c] = dq_at(packed, scales, biases, p.stride, p.k / p.group, p.group, p.bits, (uint)id, c);
 }
+
+// The grouped products of a stack of quantized experts (MLX's gather_qmm over
+// sorted rows), each as one launch over every expert: expert e's matrix is
+// rows [e·n, (e+1)·n) of the stacked packed words, scales and biases, and its
+// rows of x (or g) are [offsets[e], offsets[e+1]). A threadgroup computes a
+// 16×16 tile of one expert's rows; it finds its expert from its row tile
+// (expert e has ⌈n_e/16⌉ tiles, in expert order), so the grid needs no
+// host-side list and the offsets stay on the device.
+struct QuantGatherParams {
+  uint rows;    // rows of x (or g), every expert's
+  uint n;       // rows of each W_e: outputs
+  uint k;       // columns of each W_e
+  uint bits;
+  uint group;   // group size: a multiple of 16
+  uint stride;  // uint32 words per row of W_e
+  uint experts;
+  uint flags;   // 1: add bias[e]
+};
+
+// qgm_expert returns the expert of row tile ty and its tile's rows [lo, hi),
+// or experts when ty is past the last tile.
+inline uint qgm_expert(const device int* offsets, uint experts, uint ty, thread uint& lo, thread uint& hi) {
+  uint seen = 0;
+  for (uint x = 0; x < experts; x++) {
+    uint l = (uint)offsets[x];
+    uint h = (uint)offsets[x + 1];
+    uint tiles = (h - l + 15) / 16;
+    if (ty < seen + tiles) {
+      lo = l + (ty - seen) * 16;
+      hi = h;
+      return x;
+    }
+    seen += tiles;
+  }
+  return experts;
+}
+
+// qgather_mm_t_f32: y[r] = x[r]·W_eᵀ (+ bias[e]) for each row r of expert e,
+// as qmm_t_f32 stages it. Grid ⌈n/16⌉ × (⌈rows/16⌉ + experts) groups of 16×16
+// (the groups past the last tile return).
+kernel void qgather_mm_t_f32(device float* y [[buffer(0)]],
+                             const device float* x [[buffer(1)]],
+                             const device uint* packed [[buffer(2)]],
+                             const device float* scales [[buffer(3)]],
+                             const device float* biases [[buffer(4)]],
+                             const device int* offsets [[buffer(5)]],
+                             const device float* bias [[buffer(6)]],
+                             constant QuantGatherParams& p [[buffer(7)]],
+                             uint2 group [[threadgroup_position_in_grid]],
+                             uint2 t [[thread_position_in_threadgroup]]) {
+  threadgroup float tx[16][17];
+  threadgroup float tw[16][17];
+  uint lo = 0;
+  uint hi = 0;
+  uint e = qgm_expert(offsets, p.experts, group.y, lo, hi);
+  if (e == p.experts) {
+    return; // the whole group: past the last tile
+  }
+  uint ngroups = p.k / p.group;
+  const device uint* pe = packed + e * p.n * p.stride;
+  const device float* se = scales + e * p.n * ngroups;
+  const device float* be = biases + e * p.n * ngroups;
+  uint row = lo + t.y;
+  uint col = group.x * 16 + t.x;
+  uint wrow = group.x * 16 + t.y; // the row of W_e thread (y, x) stages
+  float acc = 0.0f;
+  for (uint k0 = 0; k0 < p.k; k0 += 16) {
+    uint c = k0 + t.x;
+    tx[t.y][t.x] = row < hi ? x[row * p.k + c] : 0.0f;
+    tw[t.y][t.x] = wrow < p.n ? dq_at(pe, se, be, p.stride, ngroups, p.group, p.bits, wrow, c) : 0.0f;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint kk = 0; kk < 16; kk++) {
+      acc = fma(tx[t.y][kk], tw[t.x][kk], acc);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  if (row < hi && col < p.n) {
+    if ((p.flags & 1u) != 0u) {
+      acc += bias[e * p.n + col];
+    }
+    y[row * p.n + col] = acc;
+  }
+}
+
+// qgather_mm_f32: dx[r] = g[r]·W_e for each row r of expert e, the input
+// gradient of qgather_mm_t_f32, as qmm_f32 stages it. Grid ⌈k/16⌉ ×
+// (⌈rows/16⌉ + experts) groups of 16×16.
+kernel void qgather_mm_f32(device float* dx [[buffer(0)]],
+                           const device float* g [[buffer(1)]],
+                           const device uint* packed [[buffer(2)]],
+                           const device float* scales [[buffer(3)]],
+                           const device float* biases [[buffer(4)]],
+                           const device int* offsets [[buffer(5)]],
+                           constant QuantGatherParams& p [[buffer(6)]],
+                           uint2 group [[threadgroup_position_in_grid]],
+                           uint2 t [[thread_position_in_threadgroup]]) {
+  threadgroup float tg[16][17];
+  threadgroup float tw[16][17];
+  uint lo = 0;
+  uint hi = 0;
+  uint e = qgm_expert(offsets, p.experts, group.y, lo, hi);
+  if (e == p.experts) {
+    return; // the whole group: past the last tile
+  }
+  uint ngroups = p.k / p.group;
+  const device uint* pe = packed + e * p.n * p.stride;
+  const device float* se = scales + e * p.n * ngroups;
+  const device float* be = biases + e * p.n * ngroups;
+  uint row = lo + t.y;
+  uint col = group.x * 16 + t.x; // < k: k is a multiple of 16
+  float acc = 0.0f;
+  for (uint o0 = 0; o0 < p.n; o0 += 16) {
+    uint og = o0 + t.x;
+    tg[t.y][t.x] = (row < hi && og < p.n) ? g[row * p.n + og] : 0.0f;
+    uint ow = o0 + t.y;
+    tw[t.y][t.x] = ow < p.n ? dq_at(pe, se, be, p.stride, ngroups, p.group, p.bits, ow, col) : 0.0f;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint oo = 0; oo < 16; oo++) {
+      acc = fma(tg[t.y][oo], tw[oo][t.x], acc);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  if (row < hi) {
+    dx[row * p.k + col] = acc;
+  }
+}

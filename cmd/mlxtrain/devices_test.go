@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -124,19 +123,8 @@ func trainsLikeTheCPU(t *testing.T, family string, wantOps []string) {
 	t.Logf("largest weight difference: %g", worst)
 	assert.Less(t, worst, 3e-4, "largest weight difference between the CPU and the simulated GPU")
 
-	// The profile: op, path, calls, ...
-	onMetal := map[string]bool{}
-	for _, line := range strings.Split(simErr, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 3 || f[0] == "op" || f[0] == "device" {
-			continue
-		}
-		if _, err := strconv.Atoi(f[2]); err != nil {
-			continue
-		}
-		assert.Equal(t, "metal", f[1], "every op takes the simulated-Metal path: %s", line)
-		onMetal[f[0]] = f[1] == "metal"
-	}
+	onMetal, onCPU := profilePaths(simErr)
+	assert.Empty(t, onCPU, "every op takes the simulated-Metal path")
 	for _, op := range wantOps {
 		assert.True(t, onMetal[op], "%s ran on the simulated GPU", op)
 	}

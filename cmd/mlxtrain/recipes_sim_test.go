@@ -2,9 +2,7 @@ package main
 
 import (
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -45,29 +43,10 @@ func TestSimulatedMetalTrainsExampleRecipes(t *testing.T) {
 				sl, _ := strconv.ParseFloat(simLoss[i][2], 64)
 				assert.InDelta(t, cl, sl, 2e-4, "loss of step %s", cpuLoss[i][1])
 			}
-			onMetal, onCPU := map[string]bool{}, map[string]bool{}
-			for _, line := range strings.Split(simErr, "\n") {
-				f := strings.Fields(line)
-				if len(f) < 3 || f[0] == "op" || f[0] == "device" {
-					continue
-				}
-				if _, err := strconv.Atoi(f[2]); err != nil {
-					continue
-				}
-				if f[1] == "metal" {
-					onMetal[f[0]] = true
-				} else {
-					onCPU[f[0]+" ("+f[1]+")"] = true
-				}
-			}
+			onMetal, cpu := profilePaths(simErr)
 			for _, op := range c.ops {
 				assert.True(t, onMetal[op], "%s ran on the simulated GPU", op)
 			}
-			var cpu []string
-			for op := range onCPU {
-				cpu = append(cpu, op)
-			}
-			sort.Strings(cpu)
 			assert.Empty(t, cpu, "%s: ops on a CPU path", c.recipe)
 		})
 	}

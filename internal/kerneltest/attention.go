@@ -187,8 +187,40 @@ func FlashAttention(t *testing.T, d metal.Compute) {
 		AssertClose(t, Download(dk, nk*a.HeadDim), ref.dk, ref.dkScale, what+" dk")
 		AssertClose(t, Download(dv, nk*a.VDim), ref.dv, ref.dvScale, what+" dv")
 		release(qb, kb, vb, gb, out, lse, dq, dk, dv)
+		if a.Layout == metal.LayoutBSHD && a.VDim == a.HeadDim {
+			flashKV(t, d, a, q, k, v, ref, what)
+		}
 	}
 	require.NoError(t, d.Synchronize())
+}
+
+// flashKV checks metal.RunFlashAttentionKV: the keys and values of a in the
+// storage of a KV cache (a capacity of KLen+3 rows per batch row, from element
+// 5 on, the rest NaN) give the output of the packed ones.
+func flashKV(t *testing.T, d metal.Compute, a metal.Attention, q, k, v []float32, ref attnRef, what string) {
+	const off = 5
+	row := a.KVHeads * a.HeadDim
+	stride := (a.KLen + 3) * row
+	ck, cv := nans(off+a.Batch*stride), nans(off+a.Batch*stride)
+	for b := range a.Batch {
+		copy(ck[off+b*stride:], k[b*a.KLen*row:(b+1)*a.KLen*row])
+		copy(cv[off+b*stride:], v[b*a.KLen*row:(b+1)*a.KLen*row])
+	}
+	nq := a.Batch * a.QLen * a.QHeads
+	qb, kb, vb := Upload(t, d, q), Upload(t, d, ck), Upload(t, d, cv)
+	out, lse := Empty(t, d, nq*a.VDim), Empty(t, d, nq)
+	require.NoError(t, metal.RunFlashAttentionKV(d, out, lse, qb, kb, vb, a, off, stride), what)
+	AssertClose(t, Download(out, nq*a.VDim), ref.out, ref.outScale, what+" out from a cache's storage")
+	assert.Error(t, metal.RunFlashAttentionKV(d, out, lse, qb, kb, vb, a, off, a.KLen*row-1), what+" rows overlapping")
+	release(qb, kb, vb, out, lse)
+}
+
+func nans(n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(math.NaN())
+	}
+	return s
 }
 
 // checkAgainstSDPA asserts that the test's reference follows the conventions of

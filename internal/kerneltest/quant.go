@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/metal"
 	"github.com/mlxtrain/mlxtrain/quant"
 )
@@ -147,4 +148,78 @@ func absProduct(a, w []float32, rows, n, k int, back bool) []float64 {
 		}
 	}
 	return out
+}
+
+// QuantExpertRows are the rows per expert QuantExperts tries: empty groups,
+// one row, partial tiles and a group over several tiles.
+var QuantExpertRows = [][]int{{1}, {0, 7, 0, 33}, {127, 0, 1}, {0, 0}}
+
+// QuantExperts checks the grouped quantized kernels (metal.RunQuantGatherMM
+// and its input gradient) against package quant's Go references expert by
+// expert (quant.MatMulTPath on the reference path, quant.MatMul) for every
+// bit width, with and without a bias, on the groups of QuantExpertRows.
+func QuantExperts(t *testing.T, d metal.Compute) {
+	r := rand.New(rand.NewPCG(43, 44))
+	for _, bits := range quant.ValidBits {
+		for gi, groups := range QuantExpertRows {
+			E := len(groups)
+			n, k, group := []int{7, 33, 5, 16}[gi], []int{64, 96, 256, 32}[gi], []int{32, 32, 128, 32}[gi]
+			offsets := []int32{0}
+			for _, g := range groups {
+				offsets = append(offsets, offsets[len(offsets)-1]+int32(g))
+			}
+			rows := int(offsets[E])
+			what := fmt.Sprintf("bits=%d experts=%v N=%d K=%d G=%d", bits, groups, n, k, group)
+			ex, err := quant.QuantizeExperts(quant.Params{GroupSize: group, Bits: bits}, autodiff.FromFloat32(Random(r, E*n*k, -1, 1), E, n, k))
+			require.NoError(t, err, what)
+			w := &metal.QuantMatrix{Packed: UploadUint32(t, d, ex.Packed.Uint32s()), Scales: Upload(t, d, ex.Scales.Float32s()),
+				Biases: Upload(t, d, ex.Biases.Float32s()), N: n, K: k, Bits: bits, GroupSize: group}
+			x, g, b := Random(r, rows*k, -1, 1), Random(r, rows*n, -1, 1), Random(r, E*n, -1, 1)
+			xb, gb, bb, ob := Upload(t, d, append(x, 0)), Upload(t, d, append(g, 0)), Upload(t, d, b), UploadInt32(t, d, offsets)
+			y, yb, dx := Empty(t, d, rows*n+1), Empty(t, d, rows*n+1), Empty(t, d, rows*k+1)
+			require.NoError(t, metal.RunQuantGatherMM(d, y, xb, ob, nil, w, rows, E), what)
+			require.NoError(t, metal.RunQuantGatherMM(d, yb, xb, ob, bb, w, rows, E), what)
+			require.NoError(t, metal.RunQuantGatherMMBackward(d, dx, gb, ob, w, rows, E), what)
+			wantY, wantYB, wantDX := make([]float64, rows*n), make([]float64, rows*n), make([]float64, rows*k)
+			scaleY, scaleDX := make([]float64, 0, rows*n), make([]float64, 0, rows*k)
+			for e := range E {
+				lo, hi := int(offsets[e]), int(offsets[e+1])
+				m := ex.Expert(e)
+				ye, dxe := make([]float32, (hi-lo)*n), make([]float32, (hi-lo)*k)
+				quant.MatMulTPath(metal.PathReference, ye, x[lo*k:hi*k], hi-lo, m)
+				quant.MatMul(dxe, g[lo*n:hi*n], hi-lo, m)
+				for i, v := range ye {
+					wantY[lo*n+i] = float64(v)
+					wantYB[lo*n+i] = float64(v) + float64(b[e*n+i%n])
+				}
+				copy(wantDX[lo*k:hi*k], f64(dxe))
+				deq := m.Dequantize()
+				scaleY = append(scaleY, absProduct(x[lo*k:hi*k], deq, hi-lo, n, k, false)...)
+				scaleDX = append(scaleDX, absProduct(g[lo*n:hi*n], deq, hi-lo, n, k, true)...)
+			}
+			scaleYB := make([]float64, len(scaleY))
+			for i, s := range scaleY {
+				scaleYB[i] = s + 1
+			}
+			AssertClose(t, Download(y, rows*n), wantY, scaleY, what+" y=x·W_eᵀ")
+			AssertClose(t, Download(yb, rows*n), wantYB, scaleYB, what+" y=x·W_eᵀ+b_e")
+			AssertClose(t, Download(dx, rows*k), wantDX, scaleDX, what+" dx=g·W_e")
+			release(xb, gb, bb, ob, y, yb, dx)
+			releaseQuant(w)
+			ex.Packed.Release()
+			ex.Scales.Release()
+			ex.Biases.Release()
+		}
+	}
+	// Operands the kernels do not take.
+	_, w := uploadQuant(t, d, r, 4, 6, 64, 32) // 3 experts of 2 rows
+	w.N = 2
+	y, x, off := Empty(t, d, 64), Empty(t, d, 128), UploadInt32(t, d, []int32{0, 1, 1, 2})
+	assert.NoError(t, metal.RunQuantGatherMM(d, y, x, off, nil, w, 2, 3))
+	assert.Error(t, metal.RunQuantGatherMM(d, y, x, off, nil, w, 2, 4), "a stack of 4 experts")
+	assert.Error(t, metal.RunQuantGatherMM(d, y, x, off, nil, w, 2, 0), "no experts")
+	assert.Error(t, metal.RunQuantGatherMMBackward(d, y, x, off, w, 3, 3), "dx too small")
+	release(y, x, off)
+	releaseQuant(w)
+	require.NoError(t, d.Synchronize())
 }

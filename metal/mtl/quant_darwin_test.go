@@ -13,3 +13,9 @@ func TestQuantKernels(t *testing.T) {
 	defer d.Close()
 	kerneltest.Quant(t, d)
 }
+
+func TestQuantExpertKernels(t *testing.T) {
+	d := open(t)
+	defer d.Close()
+	kerneltest.QuantExperts(t, d)
+}

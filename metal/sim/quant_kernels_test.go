@@ -7,3 +7,5 @@ import (
 )
 
 func TestQuantKernels(t *testing.T) { kerneltest.Quant(t, device(t)) }
+
+func TestQuantExpertKernels(t *testing.T) { kerneltest.QuantExperts(t, device(t)) }
