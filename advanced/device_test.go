@@ -2,18 +2,15 @@ package advanced
 
 import (
 	"fmt"
+	"github.com/mlxtrain/mlxtrain/internal/simtest"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	ad "github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/metal"
-	"github.com/mlxtrain/mlxtrain/metal/sim"
 )
 
 // TestCausalConv1dDevice checks the float32 op, forward and gradients, against
@@ -202,22 +199,5 @@ func TestMoEDispatchCombineDevice(t *testing.T) {
 // child process on the simulator with every threshold at 0. It skips without
 // clang unless MLXTRAIN_REQUIRE_CLANG=1.
 func TestAdvancedOnSimulator(t *testing.T) {
-	if metal.Offloading() {
-		t.Skip("this process already runs on a device")
-	}
-	if _, err := sim.FindCompiler(); err != nil {
-		if os.Getenv("MLXTRAIN_REQUIRE_CLANG") == "1" {
-			t.Fatalf("MLXTRAIN_REQUIRE_CLANG=1 but the simulator cannot build: %v", err)
-		}
-		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
-	}
-	tests := []string{"TestCausalConv1dDevice", "TestSelectiveScanDevice", "TestLinearRecurrenceDevice", "ExampleLinearRecurrence", "TestMoEDispatchCombineDevice", "TestMoERoutingDevice", "TestDispatchGroupedCombine", "TestMoEFloat32MatchesDenseLoop", "TestMoEGradCheck", "ExampleMoE", "ExampleGroupedLinear", "TestMambaMatchesReferenceAndNames", "TestMambaStepReproducesForward", "TestMambaStepPaths", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba"}
-	cmd := exec.Command(os.Args[0], "-test.run=^("+strings.Join(tests, "|")+")$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	for _, name := range tests {
-		assert.Contains(t, string(out), "--- PASS: "+name+" ", "%s", out)
-	}
-	assert.NotContains(t, string(out), "warning", "%s", out)
+	simtest.Rerun(t, "TestCausalConv1dDevice", "TestSelectiveScanDevice", "TestLinearRecurrenceDevice", "ExampleLinearRecurrence", "TestMoEDispatchCombineDevice", "TestMoERoutingDevice", "TestDispatchGroupedCombine", "TestMoEFloat32MatchesDenseLoop", "TestMoEGradCheck", "ExampleMoE", "ExampleGroupedLinear", "TestMambaMatchesReferenceAndNames", "TestMambaStepReproducesForward", "TestMambaStepPaths", "TestMambaTrainingStepUsesTape", "ExampleCausalConv1d", "ExampleMamba")
 }

@@ -1,9 +1,8 @@
 package autodiff_test
 
 import (
+	"github.com/mlxtrain/mlxtrain/internal/simtest"
 	"math"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -12,7 +11,6 @@ import (
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/metal"
-	"github.com/mlxtrain/mlxtrain/metal/sim"
 )
 
 // sqReLUWant is an independent reference of the example's op and its gradient.
@@ -122,21 +120,5 @@ func TestCustomOpDevice(t *testing.T) {
 // process on the simulator with every threshold at 0: the example must print
 // the CPU's losses. It skips without clang unless MLXTRAIN_REQUIRE_CLANG=1.
 func TestCustomOpOnSimulator(t *testing.T) {
-	if metal.Offloading() {
-		t.Skip("this process already runs on a device")
-	}
-	if _, err := sim.FindCompiler(); err != nil {
-		if os.Getenv("MLXTRAIN_REQUIRE_CLANG") == "1" {
-			t.Fatalf("MLXTRAIN_REQUIRE_CLANG=1 but the simulator cannot build: %v", err)
-		}
-		t.Skipf("skipping the shader simulator: %v (set MLXTRAIN_REQUIRE_CLANG=1 to make this a failure)", err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^(ExampleNewCustomOp|TestCustomOp|TestCustomOpDevice)$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "MLXTRAIN_DEVICE=sim", "MLXTRAIN_METAL_MIN=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	for _, name := range []string{"ExampleNewCustomOp", "TestCustomOp", "TestCustomOpDevice"} {
-		assert.Contains(t, string(out), "--- PASS: "+name+" ", "%s", out)
-	}
-	assert.NotContains(t, string(out), "warning", "%s", out)
+	simtest.Rerun(t, "ExampleNewCustomOp", "TestCustomOp", "TestCustomOpDevice")
 }
