@@ -65,7 +65,11 @@ func devicesCommand() *cli.Command {
 // writeOps prints each op's implementations in the order they are tried, with
 // their thresholds, and marks the one a call above every threshold takes.
 func writeOps(w io.Writer, ops []metal.OpInfo) {
-	fmt.Fprintf(w, "%-22s %s\n", "op", "implementations (first usable wins; thresholds per dim; * = taken above them)")
+	width := len("op")
+	for _, op := range ops {
+		width = max(width, len(op.Name))
+	}
+	fmt.Fprintf(w, "%-*s %s\n", width, "op", "implementations (first usable wins; thresholds per dim; * = taken above them)")
 	for _, op := range ops {
 		var parts []string
 		chosen := false
@@ -91,14 +95,24 @@ func writeOps(w io.Writer, ops []metal.OpInfo) {
 			}
 			parts = append(parts, p)
 		}
-		fmt.Fprintf(w, "%-22s %s\n", op.Name, strings.Join(parts, " → "))
+		fmt.Fprintf(w, "%-*s %s\n", width, op.Name, strings.Join(parts, " → "))
 	}
 }
 
 // withoutDeviceImpl lists the ops that have no device (Metal) implementation.
+// An op X whose device path is registered as its own op "X_metal" (the
+// selective scan's CPU kernels and its device kernels have different dims) has
+// one.
 func withoutDeviceImpl(ops []metal.OpInfo) []string {
 	var out []string
+	names := map[string]bool{}
 	for _, op := range ops {
+		names[op.Name] = true
+	}
+	for _, op := range ops {
+		if names[op.Name+"_metal"] {
+			continue
+		}
 		has := false
 		for _, im := range op.Impls {
 			has = has || im.Path == metal.PathMetal
