@@ -12,3 +12,11 @@ func asmKernel(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 func asmKernelStrided(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
 	panic("gemm: no assembly micro-kernel on this architecture")
 }
+
+// Without the assembly the packing routines are the Go loops (only the Go
+// blocking's packers run here, but packA6 and packB16 still compile).
+func packA6NFast(d, a []float32, lda, kc int) { packA6NGo(d, a, lda, 0, kc) }
+
+func packA6TFast(d, a []float32, lda, kc int) { packA6TGo(d, a, lda, kc) }
+
+func packB16NFast(d, b []float32, ldb, kc int) { packB16NGo(d, b, ldb, kc) }

@@ -279,31 +279,50 @@ func getBuf(pool *sync.Pool, n int) *[]float32 {
 
 // packA6 packs rows [i0, i0+rows) × columns [p0, p0+kc) of op(A) into 6-row panels:
 // panel r holds, for each p, the six values op(A)[i0+6r+i][p0+p] (zeros past rows).
+// Full panels go through the vector routines of packA6NFast and packA6TFast.
 func packA6(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int) {
 	for ir := 0; ir < rows; ir += 6 {
 		d := dst[(ir/6)*kc*6:][:kc*6]
 		n := min(6, rows-ir)
 		switch {
 		case transA && n == 6:
-			for p := range kc {
-				src := a[(p0+p)*lda+i0+ir:]
-				*(*[6]float32)(d[p*6 : p*6+6]) = *(*[6]float32)(src[:6])
-			}
+			packA6TFast(d, a[p0*lda+i0+ir:], lda, kc)
 		case !transA && n == 6:
-			base := (i0+ir)*lda + p0
-			r0 := a[base : base+kc]
-			r1 := a[base+lda : base+lda+kc]
-			r2 := a[base+2*lda : base+2*lda+kc]
-			r3 := a[base+3*lda : base+3*lda+kc]
-			r4 := a[base+4*lda : base+4*lda+kc]
-			r5 := a[base+5*lda : base+5*lda+kc]
-			for p := range kc {
-				q := d[p*6 : p*6+6]
-				q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
-			}
+			packA6NFast(d, a[(i0+ir)*lda+p0:], lda, kc)
 		default:
 			packAEdge(d, 6, n, transA, a, lda, i0+ir, p0, kc)
 		}
+	}
+}
+
+// packA6NGo sets d[6p+i] = a[i·lda+p] for p in [from, kc), i < 6.
+func packA6NGo(d, a []float32, lda, from, kc int) {
+	if from >= kc {
+		return
+	}
+	r0 := a[0:kc]
+	r1 := a[lda : lda+kc]
+	r2 := a[2*lda : 2*lda+kc]
+	r3 := a[3*lda : 3*lda+kc]
+	r4 := a[4*lda : 4*lda+kc]
+	r5 := a[5*lda : 5*lda+kc]
+	for p := from; p < kc; p++ {
+		q := d[p*6 : p*6+6]
+		q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
+	}
+}
+
+// packA6TGo sets d[6p+i] = a[p·lda+i] for p < kc, i < 6.
+func packA6TGo(d, a []float32, lda, kc int) {
+	for p := range kc {
+		*(*[6]float32)(d[p*6 : p*6+6]) = *(*[6]float32)(a[p*lda : p*lda+6])
+	}
+}
+
+// packB16NGo sets d[16p+j] = b[p·ldb+j] for p < kc, j < 16.
+func packB16NGo(d, b []float32, ldb, kc int) {
+	for p := range kc {
+		*(*[16]float32)(d[p*16 : p*16+16]) = *(*[16]float32)(b[p*ldb : p*ldb+16])
 	}
 }
 
@@ -330,10 +349,7 @@ func packB16(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 		n := min(16, cols-jr)
 		switch {
 		case !transB && n == 16:
-			for p := range kc {
-				src := b[(p0+p)*ldb+j0+jr:]
-				*(*[16]float32)(d[p*16 : p*16+16]) = *(*[16]float32)(src[:16])
-			}
+			packB16NFast(d, b[p0*ldb+j0+jr:], ldb, kc)
 		case transB:
 			// Column j of the panel is row j0+jr+j of B: read rows, scatter by 16.
 			for j := range n {

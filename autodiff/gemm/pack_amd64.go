@@ -1,0 +1,50 @@
+package gemm
+
+// The packing routines in assembly (pack_amd64.s). They run only where
+// asmAvailable (AVX2) is true, as the micro-kernel does.
+
+//go:noescape
+func packA6N8(dst, a *float32, lda, blocks int)
+
+//go:noescape
+func packA6T(dst, a *float32, lda, kc int)
+
+//go:noescape
+func packB16N(dst, b *float32, ldb, kc int)
+
+// packA6NFast packs 6 rows of A stored row-major (row i at a[i·lda:]) × kc
+// columns into d: d[6p+i] = a[i·lda+p].
+func packA6NFast(d, a []float32, lda, kc int) {
+	if kc == 0 {
+		return
+	}
+	d = d[:6*kc]
+	_ = a[5*lda+kc-1] // the assembly reads within these bounds
+	blocks := kc / 8
+	if blocks > 0 {
+		packA6N8(&d[0], &a[0], lda, blocks)
+	}
+	packA6NGo(d, a, lda, blocks*8, kc)
+}
+
+// packA6TFast packs 6 columns of A stored transposed (k×m; row p at a[p·lda:]) ×
+// kc rows into d: d[6p+i] = a[p·lda+i].
+func packA6TFast(d, a []float32, lda, kc int) {
+	if kc == 0 {
+		return
+	}
+	d = d[:6*kc]
+	_ = a[(kc-1)*lda+5]
+	packA6T(&d[0], &a[0], lda, kc)
+}
+
+// packB16NFast packs kc rows × 16 columns of B stored row-major into d:
+// d[16p+j] = b[p·ldb+j].
+func packB16NFast(d, b []float32, ldb, kc int) {
+	if kc == 0 {
+		return
+	}
+	d = d[:16*kc]
+	_ = b[(kc-1)*ldb+15]
+	packB16N(&d[0], &b[0], ldb, kc)
+}

@@ -1,0 +1,147 @@
+#include "textflag.h"
+
+// Packing routines of the AVX2 path (packed.go): they copy blocks of A and B into
+// the panel layouts the micro-kernel reads, with vector moves instead of one float
+// at a time.
+
+// func packA6N8(dst, a *float32, lda, blocks int)
+//
+// Packs 6 rows of A (lda floats apart) × 8·blocks columns into a 6-row panel:
+// dst[6p+i] = a[i·lda+p]. Each block of 8 columns is a 6×8 transpose: the first
+// four rows by 4×4 transposes within each 128-bit lane, the last two by unpacking.
+TEXT ·packA6N8(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11 // 3 rows
+	LEAQ (R10)(R10*4), R12 // 5 rows
+	MOVQ blocks+24(FP), CX
+	TESTQ CX, CX
+	JEQ  done
+
+loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R10*1), Y1
+	VMOVUPS (SI)(R10*2), Y2
+	VMOVUPS (SI)(R11*1), Y3
+	VMOVUPS (SI)(R10*4), Y4
+	VMOVUPS (SI)(R12*1), Y5
+
+	VUNPCKLPS Y1, Y0, Y6 // r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5]
+	VUNPCKHPS Y1, Y0, Y7 // r0[2] r1[2] r0[3] r1[3] | r0[6] ...
+	VUNPCKLPS Y3, Y2, Y8 // r2[0] r3[0] r2[1] r3[1] | ...
+	VUNPCKHPS Y3, Y2, Y9
+	VSHUFPS   $0x44, Y8, Y6, Y10 // columns 0 | 4 of rows 0-3
+	VSHUFPS   $0xEE, Y8, Y6, Y11 // columns 1 | 5
+	VSHUFPS   $0x44, Y9, Y7, Y12 // columns 2 | 6
+	VSHUFPS   $0xEE, Y9, Y7, Y13 // columns 3 | 7
+	VUNPCKLPS Y5, Y4, Y14        // r4[0] r5[0] r4[1] r5[1] | r4[4] r5[4] r4[5] r5[5]
+	VUNPCKHPS Y5, Y4, Y15        // r4[2] r5[2] r4[3] r5[3] | r4[6] ...
+
+	VMOVUPS X10, 0(DI)
+	VMOVLPS X14, 16(DI)
+	VMOVUPS X11, 24(DI)
+	VMOVHPS X14, 40(DI)
+	VMOVUPS X12, 48(DI)
+	VMOVLPS X15, 64(DI)
+	VMOVUPS X13, 72(DI)
+	VMOVHPS X15, 88(DI)
+
+	VEXTRACTF128 $1, Y10, 96(DI)
+	VEXTRACTF128 $1, Y11, 120(DI)
+	VEXTRACTF128 $1, Y12, 144(DI)
+	VEXTRACTF128 $1, Y13, 168(DI)
+	VEXTRACTF128 $1, Y14, X14
+	VEXTRACTF128 $1, Y15, X15
+	VMOVLPS X14, 112(DI)
+	VMOVHPS X14, 136(DI)
+	VMOVLPS X15, 160(DI)
+	VMOVHPS X15, 184(DI)
+
+	ADDQ $32, SI
+	ADDQ $192, DI
+	DECQ CX
+	JNE  loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func packA6T(dst, a *float32, lda, kc int)
+//
+// Packs a 6-row panel of op(A) = Aᵀ, A stored k×m: dst[6p+i] = a[p·lda+i] for
+// p < kc, six consecutive floats of each of kc rows lda floats apart.
+TEXT ·packA6T(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ kc+24(FP), CX
+	CMPQ CX, $2
+	JLT  tail
+
+loop2:
+	VMOVUPS (SI), X0
+	VMOVSD  16(SI), X1
+	VMOVUPS (SI)(R10*1), X2
+	VMOVSD  16(SI)(R10*1), X3
+	VMOVUPS X0, 0(DI)
+	VMOVSD  X1, 16(DI)
+	VMOVUPS X2, 24(DI)
+	VMOVSD  X3, 40(DI)
+	LEAQ    (SI)(R10*2), SI
+	ADDQ    $48, DI
+	SUBQ    $2, CX
+	CMPQ    CX, $2
+	JGE     loop2
+
+tail:
+	TESTQ CX, CX
+	JEQ   done
+	VMOVUPS (SI), X0
+	VMOVSD  16(SI), X1
+	VMOVUPS X0, 0(DI)
+	VMOVSD  X1, 16(DI)
+
+done:
+	RET
+
+// func packB16N(dst, b *float32, ldb, kc int)
+//
+// Packs a 16-column panel of B stored k×n: dst[16p+j] = b[p·ldb+j] for p < kc.
+TEXT ·packB16N(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ b+8(FP), SI
+	MOVQ ldb+16(FP), R10
+	SHLQ $2, R10
+	MOVQ kc+24(FP), CX
+	CMPQ CX, $2
+	JLT  tail
+
+loop2:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS (SI)(R10*1), Y2
+	VMOVUPS 32(SI)(R10*1), Y3
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	LEAQ    (SI)(R10*2), SI
+	ADDQ    $128, DI
+	SUBQ    $2, CX
+	CMPQ    CX, $2
+	JGE     loop2
+
+tail:
+	TESTQ CX, CX
+	JEQ   done
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+
+done:
+	VZEROUPPER
+	RET
