@@ -1,10 +1,11 @@
 // Package gemm is the CPU matrix multiply behind autodiff's MatMul: C = α·op(A)·op(B)
 // + β·C on row-major float32 (Sgemm) and float64 (Dgemm) slices.
 //
-// Sgemm takes, in order of preference, the system BLAS found at run time through
-// purego (OpenBLAS on Linux, Accelerate on macOS; MLXTRAIN_BLAS=off turns it off),
-// a packed, cache-blocked kernel with an AVX2/FMA micro-kernel in assembly (amd64),
-// the same blocking with a Go micro-kernel (every CPU), and SgemmReference. The
+// Sgemm takes, in order of preference, a packed, cache-blocked kernel with an
+// AVX2/FMA micro-kernel in assembly (amd64; all but thin products), the system BLAS
+// found at run time through purego (OpenBLAS on Linux, Accelerate on macOS;
+// MLXTRAIN_BLAS=off turns it off), the same blocking with a Go micro-kernel (every
+// CPU), and SgemmReference. The
 // choice goes through the "matmul" op of metal.Kernels, whose thresholds
 // MLXTRAIN_MATMUL_MIN_{M,N,K}[_PATH] override; every path splits its work across
 // metal.Threads() workers.
@@ -12,6 +13,7 @@ package gemm
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -24,36 +26,50 @@ type sgemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32
 var (
 	registered *metal.Op // every implementation, the device one first, as registered
 	matmulOp   *metal.Op // the CPU implementations, which Sgemm picks from
-	noBLASOp   *metal.Op // the same implementations without the BLAS one, for MLXTRAIN_BLAS=off
+	noBLASOp   *metal.Op // the same without the BLAS, the assembly taking every size, for MLXTRAIN_BLAS=off
 )
 
-// Thresholds, measured with BenchmarkGemmSmall on a 2-core Zen4 (sizes are the
-// op's dims M, N, K). A call into the system BLAS costs about 1 µs (purego and the
-// library's own checks), the packed assembly about 0.25 µs, the Go loop less: the
-// BLAS loses below about 32³ (16³: 1.2 µs against 0.8 µs for the assembly) but wins
-// on thin products that stay in cache, such as a vector times a matrix (1×256×256:
-// 4.6 µs against 9 µs, through cblas_sgemv), where only K is large. So K alone
-// gates the BLAS; the assembly and Go take everything else, and the reference is
-// only reached through overrides (MLXTRAIN_MATMUL_MIN_K_GO=..., say) or SgemmPath.
+// Thresholds (sizes are the op's dims M, N, K), measured on a 2-core Zen4 with
+// BenchmarkGemmSmall and BenchmarkGemmModelShapes. Since its packing moved to
+// vector code, the assembly runs the products of a training step as fast as
+// OpenBLAS 0.3.21's AVX-512 kernels on one thread (≈ 100 GFLOP/s) and faster on
+// two (its workers share one packed B block, where the BLAS calls split C and pack
+// B each), and only the assembly fuses an epilogue (SgemmEpilogue); so it comes
+// first. The BLAS keeps thin products, where the assembly's 6×16 tile is mostly
+// padding: fewer than 6 rows or 16 columns (1×256×256: 4.6 µs against 9.7 µs,
+// through cblas_sgemv; 2×512×64: 2.8 µs against 13.6 µs), from K = 32 (a call
+// into the BLAS costs about 1 µs, purego and the library's own checks). The Go
+// loops take the rest, which is small. Without the BLAS (MLXTRAIN_BLAS=off, or no
+// library) the assembly takes every size: asmMinNoBLAS, whose dims follow the
+// MLXTRAIN_MATMUL_MIN_<DIM>[_ASM] variables too. The reference is only reached
+// through overrides (MLXTRAIN_MATMUL_MIN_K_GO=..., say) or SgemmPath.
 var (
-	blasMin = []int{0, 0, 32}
-	asmMin  = []int{0, 0, 0}
-	goMin   = []int{0, 0, 0}
+	asmMin       = []int{6, 16, 0}
+	blasMin      = []int{0, 0, 32}
+	goMin        = []int{0, 0, 0}
+	asmMinNoBLAS = []int{0, 0, 0}
 )
 
 func init() {
 	// The device implementation works on tensors (autodiff.MatMulT and the
 	// layers' linear ops use it), not on the slices Sgemm takes.
-	registered = metal.Kernels.Register("matmul", []string{"M", "N", "K"},
-		metal.DeviceImpl("matmul", nil),
-		&metal.Impl{Path: metal.PathBLAS, Min: append([]int(nil), blasMin...), Available: blasAvailable, Fn: sgemmFunc(sgemmBLAS)},
-		&metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMin...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)},
-		&metal.Impl{Path: metal.PathGo, Min: append([]int(nil), goMin...), Fn: sgemmFunc(sgemmGo)},
-		&metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(sgemmReference)},
-	)
+	asm := &metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMin...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)}
+	blas := &metal.Impl{Path: metal.PathBLAS, Min: append([]int(nil), blasMin...), Available: blasAvailable, Fn: sgemmFunc(sgemmBLAS)}
+	goImpl := &metal.Impl{Path: metal.PathGo, Min: append([]int(nil), goMin...), Fn: sgemmFunc(sgemmGo)}
+	ref := &metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(sgemmReference)}
+	registered = metal.Kernels.Register("matmul", []string{"M", "N", "K"}, metal.DeviceImpl("matmul", nil), asm, blas, goImpl, ref)
 	// Share the Impl values, so thresholds and Disable apply to all.
 	matmulOp = &metal.Op{Name: registered.Name, Dims: registered.Dims, Impls: registered.Impls[1:]}
-	noBLASOp = &metal.Op{Name: matmulOp.Name, Dims: matmulOp.Dims, Impls: matmulOp.Impls[1:]}
+	asmNoBLAS := &metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMinNoBLAS...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)}
+	for d, dim := range registered.Dims {
+		for _, key := range []string{"MLXTRAIN_MATMUL_MIN_" + dim + "_ASM", "MLXTRAIN_MATMUL_MIN_" + dim} {
+			if _, ok := os.LookupEnv(key); ok {
+				asmNoBLAS.Min[d] = asm.Min[d] // Register parsed it
+				break
+			}
+		}
+	}
+	noBLASOp = &metal.Op{Name: matmulOp.Name, Dims: matmulOp.Dims, Impls: []*metal.Impl{asmNoBLAS, goImpl, ref}}
 }
 
 // MatMulOp is the registry's "matmul" op with its device implementation first:
@@ -89,7 +105,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		return
 	}
 	op := matmulOp
-	if !metal.BLASEnabled() {
+	if !metal.BLASEnabled() || !blasAvailable() {
 		op = noBLASOp
 	}
 	im := op.Pick(m, n, k)
@@ -108,8 +124,7 @@ type Epilogue func(i0, i1, j0, j1 int)
 // calls ep on a block of rows as soon as it is computed, while the block is in
 // its cache, instead of a second pass over C from memory. Elsewhere (the system
 // BLAS, no AVX2, a product too small to pack) it is Sgemm on its usual path, then
-// ep over blocks of rows on the workers: a faster library GEMM beats the fusion
-// (OpenBLAS's AVX-512 kernel on Zen4 gains more than the pass costs).
+// ep over blocks of rows on the workers.
 func SgemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	checkArgs("SgemmEpilogue", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 	if m == 0 || n == 0 {
@@ -143,7 +158,7 @@ func fuseEpilogue(m, n, k int, alpha float32) bool {
 		return true
 	}
 	op := matmulOp
-	if !metal.BLASEnabled() {
+	if !metal.BLASEnabled() || !blasAvailable() {
 		op = noBLASOp
 	}
 	return op.Pick(m, n, k).Path == metal.PathAsm

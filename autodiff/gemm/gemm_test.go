@@ -267,7 +267,7 @@ func TestGemmPicksThroughTheRegistry(t *testing.T) {
 		paths = append(paths, im.Path)
 	}
 	// the device implementation (tensors only; Sgemm never takes it) comes first
-	assert.Equal(t, []metal.Path{metal.PathMetal, metal.PathBLAS, metal.PathAsm, metal.PathGo, metal.PathReference}, paths)
+	assert.Equal(t, []metal.Path{metal.PathMetal, metal.PathAsm, metal.PathBLAS, metal.PathGo, metal.PathReference}, paths)
 
 	old := metal.BLASEnabled()
 	defer metal.SetBLAS(old)
@@ -277,12 +277,22 @@ func TestGemmPicksThroughTheRegistry(t *testing.T) {
 	}
 	metal.SetBLAS(false)
 	assert.Equal(t, fast, pathOf(t, 64, 64, 64), "BLAS switched off")
-	assert.Equal(t, fast, pathOf(t, 1, 1, 1))
+	assert.Equal(t, fast, pathOf(t, 1, 1, 1), "without the BLAS the assembly takes every size")
+	assert.Equal(t, fast, pathOf(t, 1, 300, 64), "without the BLAS the assembly takes every size")
 	if Available(metal.PathBLAS) {
 		metal.SetBLAS(true)
-		assert.Equal(t, metal.PathBLAS, pathOf(t, 64, 64, 64), "BLAS switched back on")
+		big := metal.PathBLAS
+		if Available(metal.PathAsm) {
+			big = metal.PathAsm
+		}
+		assert.Equal(t, big, pathOf(t, 64, 64, 64), "BLAS switched back on")
+		assert.Equal(t, big, pathOf(t, 6, 16, 64), "the assembly's tile")
 		assert.Equal(t, metal.PathBLAS, pathOf(t, 1, 300, 64), "a vector times a matrix")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 300, 1, 64), "a matrix times a vector")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 5, 300, 64), "fewer rows than the assembly's tile")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 300, 15, 64), "fewer columns than the assembly's tile")
 		assert.Equal(t, fast, pathOf(t, 64, 64, 16), "K below the BLAS threshold")
+		assert.Equal(t, metal.PathGo, pathOf(t, 5, 15, 16), "thin and K below the BLAS threshold")
 	}
 }
 
