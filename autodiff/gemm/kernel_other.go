@@ -20,3 +20,15 @@ func packA6NFast(d, a []float32, lda, kc int) { packA6NGo(d, a, lda, 0, kc) }
 func packA6TFast(d, a []float32, lda, kc int) { packA6TGo(d, a, lda, kc) }
 
 func packB16NFast(d, b []float32, ldb, kc int) { packB16NGo(d, b, ldb, kc) }
+
+func packA6TPanels(d, a []float32, lda, kc, panels int) {
+	for r := range panels {
+		packA6TGo(d[6*kc*r:], a[6*r:], lda, kc)
+	}
+}
+
+func packB16NPanels(d, b []float32, ldb, kc, panels int) {
+	for r := range panels {
+		packB16NGo(d[16*kc*r:], b[16*r:], ldb, kc)
+	}
+}

@@ -48,3 +48,31 @@ func packB16NFast(d, b []float32, ldb, kc int) {
 	_ = b[(kc-1)*ldb+15]
 	packB16N(&d[0], &b[0], ldb, kc)
 }
+
+//go:noescape
+func packA6TBlock(dst, a *float32, lda, kc, panels int)
+
+//go:noescape
+func packB16NBlock(dst, b *float32, ldb, kc, panels int)
+
+// packA6TPanels is packA6TFast for panels consecutive panels (6·panels columns of
+// A stored k×m), row by row: panel r at d[6·kc·r:].
+func packA6TPanels(d, a []float32, lda, kc, panels int) {
+	if kc == 0 || panels == 0 {
+		return
+	}
+	d = d[:6*kc*panels]
+	_ = a[(kc-1)*lda+6*panels-1]
+	packA6TBlock(&d[0], &a[0], lda, kc, panels)
+}
+
+// packB16NPanels is packB16NFast for panels consecutive panels (16·panels
+// columns of B stored k×n), row by row: panel r at d[16·kc·r:].
+func packB16NPanels(d, b []float32, ldb, kc, panels int) {
+	if kc == 0 || panels == 0 {
+		return
+	}
+	d = d[:16*kc*panels]
+	_ = b[(kc-1)*ldb+16*panels-1]
+	packB16NBlock(&d[0], &b[0], ldb, kc, panels)
+}

@@ -145,3 +145,125 @@ tail:
 done:
 	VZEROUPPER
 	RET
+
+// func packA6TBlock(dst, a *float32, lda, kc, panels int)
+//
+// packA6T for `panels` consecutive panels at once (6·panels columns of A, the
+// panels 6·kc floats apart in dst), by groups of 8 rows: for each panel, the 8
+// rows' six-float pieces fill 192 consecutive bytes of it. Panel by panel, the
+// reads would walk down a column of rows lda apart, and row by row the writes
+// would hop 24·kc bytes at a time: both strides map onto a few sets of the L1
+// cache when they are multiples of 2 KiB.
+TEXT ·packA6TBlock(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), R9
+	MOVQ a+8(FP), R8
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ kc+24(FP), BX
+	LEAQ (BX)(BX*2), R11
+	SHLQ $3, R11 // a panel: 24·kc bytes
+	MOVQ panels+32(FP), DX
+	TESTQ BX, BX
+	JEQ   done
+	TESTQ DX, DX
+	JEQ   done
+
+group:
+	MOVQ $8, R12
+	CMPQ BX, R12
+	CMOVQLT BX, R12 // rows in this group
+	MOVQ R8, AX     // the group's rows, at the current panel's columns
+	MOVQ R9, R14    // the current panel, at the group's first row
+	MOVQ DX, CX
+
+panel:
+	MOVQ AX, SI
+	MOVQ R14, DI
+	MOVQ R12, R13
+
+piece:
+	VMOVUPS (SI), X0
+	VMOVSD  16(SI), X1
+	VMOVUPS X0, 0(DI)
+	VMOVSD  X1, 16(DI)
+	ADDQ    R10, SI
+	ADDQ    $24, DI
+	DECQ    R13
+	JNE     piece
+
+	ADDQ $24, AX
+	ADDQ R11, R14
+	DECQ CX
+	JNE  panel
+
+	MOVQ  R12, R13
+	IMULQ R10, R13
+	ADDQ  R13, R8 // the next group of rows
+	LEAQ  (R12)(R12*2), R13
+	SHLQ  $3, R13
+	ADDQ  R13, R9
+	SUBQ  R12, BX
+	JNE   group
+
+done:
+	RET
+
+// func packB16NBlock(dst, b *float32, ldb, kc, panels int)
+//
+// packB16N for `panels` consecutive panels at once (16·panels columns of B, the
+// panels 16·kc floats apart in dst), by groups of 4 rows as packA6TBlock: each
+// panel gets 256 consecutive bytes at a time.
+TEXT ·packB16NBlock(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), R9
+	MOVQ b+8(FP), R8
+	MOVQ ldb+16(FP), R10
+	SHLQ $2, R10
+	MOVQ kc+24(FP), BX
+	MOVQ BX, R11
+	SHLQ $6, R11 // a panel: 64·kc bytes
+	MOVQ panels+32(FP), DX
+	TESTQ BX, BX
+	JEQ   done
+	TESTQ DX, DX
+	JEQ   done
+
+group:
+	MOVQ $4, R12
+	CMPQ BX, R12
+	CMOVQLT BX, R12
+	MOVQ R8, AX
+	MOVQ R9, R14
+	MOVQ DX, CX
+
+panel:
+	MOVQ AX, SI
+	MOVQ R14, DI
+	MOVQ R12, R13
+
+piece:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ    R10, SI
+	ADDQ    $64, DI
+	DECQ    R13
+	JNE     piece
+
+	ADDQ $64, AX
+	ADDQ R11, R14
+	DECQ CX
+	JNE  panel
+
+	MOVQ  R12, R13
+	IMULQ R10, R13
+	ADDQ  R13, R8
+	MOVQ  R12, R13
+	SHLQ  $6, R13
+	ADDQ  R13, R9
+	SUBQ  R12, BX
+	JNE   group
+
+done:
+	VZEROUPPER
+	RET

@@ -76,4 +76,45 @@ func TestPackFast(t *testing.T) {
 			})
 		}
 	}
+
+	// Several panels at once, row by row.
+	for _, kc := range []int{1, 7, 33, 127} {
+		for _, panels := range []int{0, 1, 2, 5} {
+			for _, pad := range []int{0, 3} {
+				t.Run(fmt.Sprintf("panels%d_kc%d_pad%d", panels, kc, pad), func(t *testing.T) {
+					lda := 6*panels + pad
+					a := make([]float32, max(kc*lda, 1))
+					for i := range a {
+						a[i] = float32(rng.Float64()*2 - 1)
+					}
+					d := make([]float32, 6*kc*panels+8)
+					packA6TPanels(d, a, lda, kc, panels)
+					for r := range panels {
+						for p := range kc {
+							for i := range 6 {
+								require.Equal(t, a[p*lda+6*r+i], d[6*kc*r+6*p+i], "packA6TPanels r=%d p=%d i=%d", r, p, i)
+							}
+						}
+					}
+					require.Equal(t, make([]float32, 8), d[6*kc*panels:], "packA6TPanels wrote past the panels")
+
+					ldb := 16*panels + pad
+					b := make([]float32, max(kc*ldb, 1))
+					for i := range b {
+						b[i] = float32(rng.Float64()*2 - 1)
+					}
+					d = make([]float32, 16*kc*panels+8)
+					packB16NPanels(d, b, ldb, kc, panels)
+					for r := range panels {
+						for p := range kc {
+							for j := range 16 {
+								require.Equal(t, b[p*ldb+16*r+j], d[16*kc*r+16*p+j], "packB16NPanels r=%d p=%d j=%d", r, p, j)
+							}
+						}
+					}
+					require.Equal(t, make([]float32, 8), d[16*kc*panels:], "packB16NPanels wrote past the panels")
+				})
+			}
+		}
+	}
 }

@@ -279,9 +279,15 @@ func getBuf(pool *sync.Pool, n int) *[]float32 {
 
 // packA6 packs rows [i0, i0+rows) × columns [p0, p0+kc) of op(A) into 6-row panels:
 // panel r holds, for each p, the six values op(A)[i0+6r+i][p0+p] (zeros past rows).
-// Full panels go through the vector routines of packA6NFast and packA6TFast.
+// Full panels go through the vector routines (packA6NFast, packA6TPanels).
 func packA6(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int) {
-	for ir := 0; ir < rows; ir += 6 {
+	start := 0
+	if transA {
+		full := rows / 6
+		packA6TPanels(dst, a[p0*lda+i0:], lda, kc, full)
+		start = 6 * full
+	}
+	for ir := start; ir < rows; ir += 6 {
 		d := dst[(ir/6)*kc*6:][:kc*6]
 		n := min(6, rows-ir)
 		switch {
@@ -344,7 +350,13 @@ func packAEdge(d []float32, mr, n int, transA bool, a []float32, lda, i0, p0, kc
 // packB16 packs rows [p0, p0+kc) × columns [j0, j0+cols) of op(B) into 16-column
 // panels: panel r holds, for each p, op(B)[p0+p][j0+16r : j0+16r+16] (zeros past cols).
 func packB16(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int) {
-	for jr := 0; jr < cols; jr += 16 {
+	start := 0
+	if !transB {
+		full := cols / 16
+		packB16NPanels(dst, b[p0*ldb+j0:], ldb, kc, full)
+		start = 16 * full
+	}
+	for jr := start; jr < cols; jr += 16 {
 		d := dst[(jr/16)*kc*16:][:kc*16]
 		n := min(16, cols-jr)
 		switch {
