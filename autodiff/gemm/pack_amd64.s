@@ -17,10 +17,22 @@ TEXT ·packA6N8(SB), NOSPLIT, $0-32
 	LEAQ (R10)(R10*2), R11 // 3 rows
 	LEAQ (R10)(R10*4), R12 // 5 rows
 	MOVQ blocks+24(FP), CX
+	LEAQ (R11)(R11*1), R13 // 6 rows: the next panel
 	TESTQ CX, CX
 	JEQ  done
 
 loop:
+	// Bring in the next panel's rows while this one is packed: a panel of a
+	// short row block reads each row for only a few lines, too few for the
+	// hardware prefetcher to catch on.
+	LEAQ       (SI)(R13*1), R14
+	PREFETCHT0 (R14)
+	PREFETCHT0 (R14)(R10*1)
+	PREFETCHT0 (R14)(R10*2)
+	PREFETCHT0 (R14)(R11*1)
+	PREFETCHT0 (R14)(R10*4)
+	PREFETCHT0 (R14)(R12*1)
+
 	VMOVUPS (SI), Y0
 	VMOVUPS (SI)(R10*1), Y1
 	VMOVUPS (SI)(R10*2), Y2
@@ -162,6 +174,8 @@ TEXT ·packA6TBlock(SB), NOSPLIT, $0-40
 	MOVQ kc+24(FP), BX
 	LEAQ (BX)(BX*2), R11
 	SHLQ $3, R11 // a panel: 24·kc bytes
+	MOVQ R10, R15
+	SHLQ $3, R15 // 8 rows
 	MOVQ panels+32(FP), DX
 	TESTQ BX, BX
 	JEQ   done
@@ -182,14 +196,15 @@ panel:
 	MOVQ R12, R13
 
 piece:
-	VMOVUPS (SI), X0
-	VMOVSD  16(SI), X1
-	VMOVUPS X0, 0(DI)
-	VMOVSD  X1, 16(DI)
-	ADDQ    R10, SI
-	ADDQ    $24, DI
-	DECQ    R13
-	JNE     piece
+	PREFETCHT0 (SI)(R15*1) // the same columns of the next group of rows
+	VMOVUPS    (SI), X0
+	VMOVSD     16(SI), X1
+	VMOVUPS    X0, 0(DI)
+	VMOVSD     X1, 16(DI)
+	ADDQ       R10, SI
+	ADDQ       $24, DI
+	DECQ       R13
+	JNE        piece
 
 	ADDQ $24, AX
 	ADDQ R11, R14
@@ -241,14 +256,15 @@ panel:
 	MOVQ R12, R13
 
 piece:
-	VMOVUPS (SI), Y0
-	VMOVUPS 32(SI), Y1
-	VMOVUPS Y0, 0(DI)
-	VMOVUPS Y1, 32(DI)
-	ADDQ    R10, SI
-	ADDQ    $64, DI
-	DECQ    R13
-	JNE     piece
+	PREFETCHT0 (SI)(R10*4) // the same columns of the next group of rows
+	VMOVUPS    (SI), Y0
+	VMOVUPS    32(SI), Y1
+	VMOVUPS    Y0, 0(DI)
+	VMOVUPS    Y1, 32(DI)
+	ADDQ       R10, SI
+	ADDQ       $64, DI
+	DECQ       R13
+	JNE        piece
 
 	ADDQ $64, AX
 	ADDQ R11, R14
