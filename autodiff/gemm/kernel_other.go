@@ -32,3 +32,5 @@ func packB16NPanels(d, b []float32, ldb, kc, panels int) {
 		packB16NGo(d[16*kc*r:], b[16*r:], ldb, kc)
 	}
 }
+
+func packB16TFast(d, b []float32, ldb, kc int) { packB16TGo(d, b, ldb, 0, kc) }

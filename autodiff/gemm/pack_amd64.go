@@ -76,3 +76,21 @@ func packB16NPanels(d, b []float32, ldb, kc, panels int) {
 	_ = b[(kc-1)*ldb+16*panels-1]
 	packB16NBlock(&d[0], &b[0], ldb, kc, panels)
 }
+
+//go:noescape
+func packB16T8(dst, b *float32, ldb, blocks int)
+
+// packB16TFast packs 16 columns of op(B) = Bᵀ, B stored n×k (row j of B at
+// b[j·ldb:]), × kc depths into d: d[16p+j] = b[j·ldb+p].
+func packB16TFast(d, b []float32, ldb, kc int) {
+	if kc == 0 {
+		return
+	}
+	d = d[:16*kc]
+	_ = b[15*ldb+kc-1]
+	blocks := kc / 8
+	if blocks > 0 {
+		packB16T8(&d[0], &b[0], ldb, blocks)
+	}
+	packB16TGo(d, b, ldb, blocks*8, kc)
+}

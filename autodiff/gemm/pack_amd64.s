@@ -283,3 +283,89 @@ piece:
 done:
 	VZEROUPPER
 	RET
+
+// TRANSPOSE8 transposes the 8×8 block in Y0..Y7 (row r in Yr) into Y8..Y15
+// (column c in Y(8+c)), through Y0..Y7.
+#define TRANSPOSE8 \
+	VUNPCKLPS  Y1, Y0, Y8;         \
+	VUNPCKHPS  Y1, Y0, Y9;         \
+	VUNPCKLPS  Y3, Y2, Y10;        \
+	VUNPCKHPS  Y3, Y2, Y11;        \
+	VUNPCKLPS  Y5, Y4, Y12;        \
+	VUNPCKHPS  Y5, Y4, Y13;        \
+	VUNPCKLPS  Y7, Y6, Y14;        \
+	VUNPCKHPS  Y7, Y6, Y15;        \
+	VSHUFPS    $0x44, Y10, Y8, Y0; \
+	VSHUFPS    $0xEE, Y10, Y8, Y1; \
+	VSHUFPS    $0x44, Y11, Y9, Y2; \
+	VSHUFPS    $0xEE, Y11, Y9, Y3; \
+	VSHUFPS    $0x44, Y14, Y12, Y4; \
+	VSHUFPS    $0xEE, Y14, Y12, Y5; \
+	VSHUFPS    $0x44, Y15, Y13, Y6; \
+	VSHUFPS    $0xEE, Y15, Y13, Y7; \
+	VPERM2F128 $0x20, Y4, Y0, Y8;  \
+	VPERM2F128 $0x20, Y5, Y1, Y9;  \
+	VPERM2F128 $0x20, Y6, Y2, Y10; \
+	VPERM2F128 $0x20, Y7, Y3, Y11; \
+	VPERM2F128 $0x31, Y4, Y0, Y12; \
+	VPERM2F128 $0x31, Y5, Y1, Y13; \
+	VPERM2F128 $0x31, Y6, Y2, Y14; \
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+// LOAD8 loads 8 floats of each of the 8 rows at base (rows R10 bytes apart; R11
+// = 3, R12 = 5, R13 = 7 rows) into Y0..Y7.
+#define LOAD8(base) \
+	VMOVUPS (base), Y0;         \
+	VMOVUPS (base)(R10*1), Y1;  \
+	VMOVUPS (base)(R10*2), Y2;  \
+	VMOVUPS (base)(R11*1), Y3;  \
+	VMOVUPS (base)(R10*4), Y4;  \
+	VMOVUPS (base)(R12*1), Y5;  \
+	VMOVUPS (base)(R11*2), Y6;  \
+	VMOVUPS (base)(R13*1), Y7
+
+// STORE8 stores Y8..Y15 to eight rows of the panel, 64 bytes apart, from off(DI).
+#define STORE8(off) \
+	VMOVUPS Y8, (off)(DI);      \
+	VMOVUPS Y9, (off+64)(DI);   \
+	VMOVUPS Y10, (off+128)(DI); \
+	VMOVUPS Y11, (off+192)(DI); \
+	VMOVUPS Y12, (off+256)(DI); \
+	VMOVUPS Y13, (off+320)(DI); \
+	VMOVUPS Y14, (off+384)(DI); \
+	VMOVUPS Y15, (off+448)(DI)
+
+// func packB16T8(dst, b *float32, ldb, blocks int)
+//
+// Packs a 16-column panel of op(B) = Bᵀ, B stored n×k (column j of the panel is
+// row j of B, ldb floats apart), for 8·blocks depths: dst[16p+j] = b[j·ldb+p].
+// Each block of 8 depths is two 8×8 transposes.
+TEXT ·packB16T8(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ b+8(FP), SI
+	MOVQ ldb+16(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11 // 3 rows
+	LEAQ (R10)(R10*4), R12 // 5 rows
+	LEAQ (R11)(R10*4), R13 // 7 rows
+	LEAQ (SI)(R10*8), R14  // rows 8..15
+	MOVQ blocks+24(FP), CX
+	TESTQ CX, CX
+	JEQ   done
+
+loop:
+	LOAD8(SI)
+	TRANSPOSE8
+	STORE8(0)
+	LOAD8(R14)
+	TRANSPOSE8
+	STORE8(32)
+	ADDQ $32, SI
+	ADDQ $32, R14
+	ADDQ $512, DI
+	DECQ CX
+	JNE  loop
+
+done:
+	VZEROUPPER
+	RET

@@ -60,9 +60,23 @@ func TestPackFast(t *testing.T) {
 					require.Equal(t, guard, v, "packA6TFast wrote past the panel")
 				}
 
+				// B stored n×k: 16 rows of kc values, ldb apart.
+				ldb := kc + pad
+				b := fill(16 * max(ldb, 1))
+				d = dst(16 * kc)
+				packB16TFast(d, b, ldb, kc)
+				for p := range kc {
+					for j := range 16 {
+						require.Equal(t, b[j*ldb+p], d[16*p+j], "packB16TFast p=%d j=%d", p, j)
+					}
+				}
+				for _, v := range d[16*kc:] {
+					require.Equal(t, guard, v, "packB16TFast wrote past the panel")
+				}
+
 				// B stored k×n: kc rows of 16 values, ldb apart.
-				ldb := 16 + pad
-				b := fill(max(kc*ldb, 1))
+				ldb = 16 + pad
+				b = fill(max(kc*ldb, 1))
 				d = dst(16 * kc)
 				packB16NFast(d, b, ldb, kc)
 				for p := range kc {

@@ -325,6 +325,16 @@ func packA6TGo(d, a []float32, lda, kc int) {
 	}
 }
 
+// packB16TGo sets d[16p+j] = b[j·ldb+p] for p in [from, kc), j < 16.
+func packB16TGo(d, b []float32, ldb, from, kc int) {
+	for j := range 16 {
+		src := b[j*ldb : j*ldb+kc]
+		for p := from; p < kc; p++ {
+			d[p*16+j] = src[p]
+		}
+	}
+}
+
 // packB16NGo sets d[16p+j] = b[p·ldb+j] for p < kc, j < 16.
 func packB16NGo(d, b []float32, ldb, kc int) {
 	for p := range kc {
@@ -362,6 +372,8 @@ func packB16(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 		switch {
 		case !transB && n == 16:
 			packB16NFast(d, b[p0*ldb+j0+jr:], ldb, kc)
+		case transB && n == 16:
+			packB16TFast(d, b[(j0+jr)*ldb+p0:], ldb, kc)
 		case transB:
 			// Column j of the panel is row j0+jr+j of B: read rows, scatter by 16.
 			for j := range n {
