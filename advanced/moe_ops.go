@@ -295,6 +295,47 @@ func GroupedMatMulBackward[T autodiff.Float](dx, dw, dy, x, w []T, offsets []int
 	}
 }
 
+// groupedForward32 is GroupedMatMulForward followed by groupBiasAct in float32,
+// the bias and GELU running as each GEMM's epilogue (gemm.SgemmEpilogue) on
+// blocks of rows while they are in cache rather than in a second pass over y.
+func groupedForward32(y, deriv, x, w, b []float32, offsets []int, in, out int, gelu bool) {
+	if !gelu && b == nil {
+		GroupedMatMulForward(y, x, w, offsets, in, out)
+		return
+	}
+	for e := range len(offsets) - 1 {
+		lo, hi := offsets[e], offsets[e+1]
+		if hi == lo {
+			continue
+		}
+		ye := y[lo*out : hi*out]
+		var de, be []float32
+		if deriv != nil {
+			de = deriv[lo*out : hi*out]
+		}
+		if b != nil {
+			be = b[e*out : (e+1)*out]
+		}
+		gemm.SgemmEpilogue(false, true, hi-lo, out, in, 1, x[lo*in:hi*in], in, w[e*out*in:(e+1)*out*in], in, 0, ye, out, func(i0, i1, j0, j1 int) {
+			var bj []float32
+			if be != nil {
+				bj = be[j0:j1]
+			}
+			for r := i0; r < i1; r++ {
+				row := ye[r*out+j0 : r*out+j1]
+				switch {
+				case !gelu:
+					addTo(row, bj)
+				case de != nil:
+					vecmath.GELU(row, de[r*out+j0:r*out+j1], row, bj)
+				default:
+					vecmath.GELU(row, nil, row, bj)
+				}
+			}
+		})
+	}
+}
+
 // groupBiasAct adds each group's bias row (b may be nil) to y's rows and, with
 // gelu, applies GELU in place, keeping its derivative in deriv unless nil.
 func groupBiasAct[T autodiff.Float](y, deriv, b []T, offsets []int, out int, gelu bool) {
@@ -406,10 +447,7 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, gelu bool
 	if dev != nil && autodiff.Launched(op, groupedForwardDevice(dev, y, deriv, x, w, b, offsets, gelu)) {
 		// recorded on the device
 	} else if x.DType() == autodiff.Float32 {
-		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), offsets, in, out)
-		if gelu || b != nil {
-			groupBiasAct(y.Float32s(), floats32(deriv), floats32(b), offsets, out, gelu)
-		}
+		groupedForward32(y.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), floats32(b), offsets, in, out, gelu)
 	} else {
 		GroupedMatMulForward(y.Float64s(), x.Float64s(), w.Float64s(), offsets, in, out)
 		if gelu || b != nil {
