@@ -29,12 +29,13 @@ func (c gemmCase) String() string {
 }
 
 // gemmShapes covers single elements, the 6×16 tile and its edges, odd sizes around
-// the blocking (kc 256, mc 144), the column slab (nc 3072), both ways of splitting
-// across workers and empty dimensions.
+// the blocking (kc 256, mc 144), the column slab (nc 3072), the three ways of
+// splitting across workers (rows, columns, k) and empty dimensions.
 var gemmShapes = [][3]int{
 	{1, 1, 1}, {1, 7, 33}, {7, 1, 127}, {33, 127, 7}, {127, 33, 1}, {7, 7, 7}, {33, 33, 33},
 	{6, 16, 5}, {12, 32, 256}, {6, 16, 300}, {7, 17, 257}, {5, 15, 4}, {97, 65, 130},
 	{127, 127, 127}, {150, 70, 520}, {8, 2000, 40}, {3, 3100, 3}, {2, 3000, 100}, {1, 300, 1000},
+	{33, 17, 1100}, {5, 40, 1030}, {40, 50, 1300}, // k split across the workers
 	{0, 5, 3}, {5, 0, 3}, {5, 3, 0}, {0, 0, 0},
 }
 
@@ -200,6 +201,28 @@ func TestGemmPathsMatchReference(t *testing.T) {
 							SgemmPath(path, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
 						})
 					}
+				})
+			}
+		})
+	}
+}
+
+// TestGemmAsmPackedAMatchesReference runs the assembly path with A packed
+// (directA off), as it is for a transposed A, on the row-major cases too.
+func TestGemmAsmPackedAMatchesReference(t *testing.T) {
+	if !Available(metal.PathAsm) {
+		t.Skip("no AVX2/FMA on this CPU")
+	}
+	old := directA
+	directA = false
+	defer func() { directA = old }()
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
+			withThreads(t, threads)
+			rng := rand.New(rand.NewPCG(11, uint64(threads)))
+			for _, c := range gemmCases() {
+				checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+					SgemmPath(metal.PathAsm, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
 				})
 			}
 		})

@@ -24,3 +24,17 @@ func sgemmKernel6x16Strided(k int, a, b, c *float32, ldb, ldc int, alpha, beta f
 func asmKernelStrided(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
 	sgemmKernel6x16Strided(k, &a[0], &b[0], &c[0], ldb, ldc, alpha, beta)
 }
+
+// sgemmKernel6x16A is sgemmKernel6x16 reading six rows of A in place, lda apart.
+//
+//go:noescape
+func sgemmKernel6x16A(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)
+
+// asmKernelA runs the in-place micro-kernel on a full tile: a holds six rows of
+// k values, lda apart.
+func asmKernelA(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+	_ = a[5*lda+k-1]
+	_ = b[16*k-1]
+	_ = c[5*ldc+15]
+	sgemmKernel6x16A(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+}

@@ -242,3 +242,113 @@ done:
 	MOVL         beta+52(FP), AX
 	VBROADCASTSS beta+52(FP), Y15
 	EPILOGUE
+
+// One step of the in-place kernel: the same as STEP, the six A values read from
+// six rows of A (at SI + aoff, rows R10 bytes apart; R11 = 3 rows, R12 = 5).
+#define STEP_A(aoff, boff) \
+	VMOVUPS      boff(DI), Y12;           \
+	VMOVUPS      (boff+32)(DI), Y13;      \
+	VBROADCASTSS aoff(SI), Y14;           \
+	VFMADD231PS  Y12, Y14, Y0;            \
+	VFMADD231PS  Y13, Y14, Y1;            \
+	VBROADCASTSS aoff(SI)(R10*1), Y15;    \
+	VFMADD231PS  Y12, Y15, Y2;            \
+	VFMADD231PS  Y13, Y15, Y3;            \
+	VBROADCASTSS aoff(SI)(R10*2), Y14;    \
+	VFMADD231PS  Y12, Y14, Y4;            \
+	VFMADD231PS  Y13, Y14, Y5;            \
+	VBROADCASTSS aoff(SI)(R11*1), Y15;    \
+	VFMADD231PS  Y12, Y15, Y6;            \
+	VFMADD231PS  Y13, Y15, Y7;            \
+	VBROADCASTSS aoff(SI)(R10*4), Y14;    \
+	VFMADD231PS  Y12, Y14, Y8;            \
+	VFMADD231PS  Y13, Y14, Y9;            \
+	VBROADCASTSS aoff(SI)(R12*1), Y15;    \
+	VFMADD231PS  Y12, Y15, Y10;           \
+	VFMADD231PS  Y13, Y15, Y11
+
+// func sgemmKernel6x16A(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)
+//
+// sgemmKernel6x16 reading A in place: six rows of a row-major A, lda floats
+// apart, k consecutive values each (no packing of A).
+TEXT ·sgemmKernel6x16A(SB), NOSPLIT, $0-56
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), R12
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+
+	MOVQ       DX, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+	CMPQ CX, $4
+	JLT  tail
+
+loop4:
+	// A's rows come from memory on the first panel of B: fetch three lines ahead.
+	PREFETCHT0 192(SI)
+	PREFETCHT0 192(SI)(R10*1)
+	PREFETCHT0 192(SI)(R10*2)
+	STEP_A(0, 0)
+	STEP_A(4, 64)
+	PREFETCHT0 192(SI)(R11*1)
+	PREFETCHT0 192(SI)(R10*4)
+	PREFETCHT0 192(SI)(R12*1)
+	STEP_A(8, 128)
+	STEP_A(12, 192)
+	ADDQ $16, SI
+	ADDQ $256, DI
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE  loop4
+
+tail:
+	TESTQ CX, CX
+	JEQ   done
+
+tail1:
+	STEP_A(0, 0)
+	ADDQ $4, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNE  tail1
+
+done:
+	VBROADCASTSS alpha+48(FP), Y14
+	MOVL         beta+52(FP), AX
+	VBROADCASTSS beta+52(FP), Y15
+	EPILOGUE

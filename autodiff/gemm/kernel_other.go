@@ -34,3 +34,14 @@ func packB16NPanels(d, b []float32, ldb, kc, panels int) {
 }
 
 func packB16TFast(d, b []float32, ldb, kc int) { packB16TGo(d, b, ldb, 0, kc) }
+
+func asmKernelA(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+	panic("gemm: no assembly micro-kernel on this architecture")
+}
+
+func addRow(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}

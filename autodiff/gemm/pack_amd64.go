@@ -1,5 +1,7 @@
 package gemm
 
+import "github.com/mlxtrain/mlxtrain/internal/vecmath"
+
 // The packing routines in assembly (pack_amd64.s). They run only where
 // asmAvailable (AVX2) is true, as the micro-kernel does.
 
@@ -94,3 +96,6 @@ func packB16TFast(d, b []float32, ldb, kc int) {
 	}
 	packB16TGo(d, b, ldb, blocks*8, kc)
 }
+
+// addRow adds src to dst (the same length).
+func addRow(dst, src []float32) { vecmath.AddTo(dst, src) }

@@ -28,8 +28,11 @@ type blocking struct {
 	// kernelStrided, when set, is kernel reading B in place (rows ldb apart); it
 	// serves products of at most mr rows, whose B would be read once anyway.
 	kernelStrided func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
-	packA         func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
-	packB         func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
+	// kernelA, when set, is kernel reading mr rows of a row-major A in place
+	// (lda apart), so that A need not be packed.
+	kernelA func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32)
+	packA   func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
+	packB   func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 }
 
 // asmBlocking is the AVX2 kernel's blocking for Zen-class cores (32 KiB L1d, ≥ 512
@@ -40,6 +43,7 @@ var asmBlocking = blocking{
 	mr: 6, nr: 16, mc: 144, kc: 256, nc: 3072,
 	kernel:        asmKernel,
 	kernelStrided: asmKernelStrided,
+	kernelA:       asmKernelA,
 	packA:         packA6,
 	packB:         packB16,
 }
@@ -70,6 +74,10 @@ const directMaxWork = 16 * 16 * 16
 // one, 256³ does (250 against 336 µs). Callers with many smaller products (batched
 // matmuls) should split the products among the workers instead.
 const MinParallelWork = 1 << 23
+
+// directA lets the assembly path read a row-major A in place (kernelA) instead
+// of packing it; tests and benchmarks turn it off to compare.
+var directA = true
 
 // parallelMinWork is MinParallelWork; tests lower it to run the parallel code on
 // small products.
@@ -106,6 +114,61 @@ func packedSgemmEp(s *blocking, transA, transB bool, m, n, k int, alpha float32,
 	if m*n*k < parallelMinWork {
 		workers = 1
 	}
+	if workers > 1 && ep == nil && splitsK(s, m, n, k) {
+		splitKSgemm(s, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	packedSgemmW(s, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+}
+
+// splitsK reports whether a product is split across the workers along k rather
+// than C: a small C with a long k (a weight gradient dYᵀ·X over many tokens,
+// 128×128×2048, say) has few tiles per depth slice to share out and a barrier per
+// slice, where halves of k run without meeting until their sum.
+func splitsK(s *blocking, m, n, k int) bool {
+	return k >= 4*s.kc && k >= 2*max(m, n)
+}
+
+// splitKSgemm runs the product as one sequential product per worker over its
+// share of k (whole kc slices), the first into C with β, the others into
+// scratch, then adds the scratch into C, the workers sharing its rows.
+func splitKSgemm(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	slices := (k + s.kc - 1) / s.kc
+	workers = min(workers, slices)
+	bounds := make([]int, workers+1)
+	for w := range workers + 1 {
+		bounds[w] = min(k, w*slices/workers*s.kc)
+	}
+	scratch := getBuf(&cPool, (workers-1)*m*n)
+	defer cPool.Put(scratch)
+	bar := newBarrier(workers)
+	runWorkers(workers, bar, func(w int) {
+		k0, k1 := bounds[w], bounds[w+1]
+		aOff, bOff := k0, k0*ldb // A's columns and B's rows from k0
+		if transA {
+			aOff = k0 * lda
+		}
+		if transB {
+			bOff = k0
+		}
+		aw, bw := a[aOff:], b[bOff:]
+		if w == 0 {
+			packedSgemmW(s, 1, transA, transB, m, n, k1-k0, alpha, aw, lda, bw, ldb, beta, c, ldc, nil)
+		} else {
+			packedSgemmW(s, 1, transA, transB, m, n, k1-k0, alpha, aw, lda, bw, ldb, 0, (*scratch)[(w-1)*m*n:w*m*n], n, nil)
+		}
+		bar.wait()
+		for i := w * m / workers; i < (w+1)*m/workers; i++ {
+			row := c[i*ldc : i*ldc+n]
+			for p := range workers - 1 {
+				addRow(row, (*scratch)[p*m*n+i*n:p*m*n+(i+1)*n])
+			}
+		}
+	})
+}
+
+// packedSgemmW is packedSgemmEp on the given number of workers.
+func packedSgemmW(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	mr, nr := s.mr, s.nr
 	var steps []packedStep
 	for jc := 0; jc < n; jc += s.nc {
@@ -121,6 +184,7 @@ func packedSgemmEp(s *blocking, transA, transB bool, m, n, k int, alpha float32,
 	bpLen := min(s.kc, k) * roundUp(min(s.nc, n), nr)
 	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, ep: ep}
 	job.directB = !transB && m <= mr && s.kernelStrided != nil
+	job.directA = !transA && !job.directB && s.kernelA != nil && directA
 	if workers == 1 {
 		bp := getBuf(&bPool, bpLen)
 		defer bPool.Put(bp)
@@ -182,6 +246,7 @@ type packedJob struct {
 	packedStep
 	bp      []float32
 	directB bool     // full panels of B are read in place; only a partial last one is packed
+	directA bool     // full panels of A are read in place; only a partial last one is packed
 	ep      Epilogue // finishes blocks of C after their last depth slice, or nil
 }
 
@@ -210,7 +275,11 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 	c, ldc, alpha, beta := j.c, j.ldc, j.alpha, j.beta
 	for ic := i0; ic < i1; ic += s.mc {
 		mc := min(s.mc, i1-ic)
-		s.packA(*ap, j.transA, j.a, j.lda, ic, mc, j.pc, kc)
+		if !j.directA {
+			s.packA(*ap, j.transA, j.a, j.lda, ic, mc, j.pc, kc)
+		} else if full := mc / mr * mr; full < mc {
+			s.packA((*ap)[(full/mr)*kc*mr:], false, j.a, j.lda, ic+full, mc-full, j.pc, kc)
+		}
 		for jr := jlo; jr < jhi; jr += nr {
 			cols := min(nr, jhi-jr)
 			bpanel := j.bp[(jr/nr)*kc*nr:][:kc*nr]
@@ -224,12 +293,17 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 					bOff := j.pc*j.ldb + j.jc + jr
 					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
 					continue
+				case full && j.directA:
+					s.kernelA(kc, j.a[(ic+ir)*j.lda+j.pc:], j.lda, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
+					continue
 				case full:
 					s.kernel(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
 					continue
 				case j.directB && cols == nr:
 					bOff := j.pc*j.ldb + j.jc + jr
 					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, edge, nr, 1, 0)
+				case j.directA && rows == mr:
+					s.kernelA(kc, j.a[(ic+ir)*j.lda+j.pc:], j.lda, bpanel, edge, nr, 1, 0)
 				default:
 					s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
 				}
@@ -258,8 +332,9 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
 // Packing buffers are recycled, A blocks and B blocks apart as their sizes differ:
-// a product of 1024³ packs 3 MiB of B per step.
-var aPool, bPool sync.Pool
+// a product of 1024³ packs 3 MiB of B per step. cPool holds the partial products
+// of splitKSgemm.
+var aPool, bPool, cPool sync.Pool
 
 // getBuf returns a buffer of n floats from pool starting on a 64-byte boundary, so
 // that every 16-float row of a B panel is one cache line.
