@@ -38,3 +38,21 @@ func asmKernelA(k int, a []float32, lda int, b, c []float32, ldc int, alpha, bet
 	_ = c[5*ldc+15]
 	sgemmKernel6x16A(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
 }
+
+// sgemmPanels6x16A is sgemmKernel6x16A on panels tiles down a column of C.
+//
+//go:noescape
+func sgemmPanels6x16A(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
+
+// asmPanelsA runs the in-place micro-kernel on panels full tiles down a column
+// of C: tile t reads rows 6t..6t+5 of a (lda apart) and writes rows 6t..6t+5 of
+// c (ldc apart), all against the packed B panel b.
+func asmPanelsA(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int) {
+	if panels == 0 {
+		return
+	}
+	_ = a[(6*panels-1)*lda+k-1]
+	_ = b[16*k-1]
+	_ = c[(6*panels-1)*ldc+15]
+	sgemmPanels6x16A(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
+}
