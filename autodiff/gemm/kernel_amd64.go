@@ -56,3 +56,21 @@ func asmPanelsA(k int, a []float32, lda int, b, c []float32, ldc int, alpha, bet
 	_ = c[(6*panels-1)*ldc+15]
 	sgemmPanels6x16A(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
 }
+
+// sgemmPanels6x16 is sgemmKernel6x16 on panels tiles down a column of C.
+//
+//go:noescape
+func sgemmPanels6x16(k int, a, b, c *float32, ldc int, alpha, beta float32, panels int)
+
+// asmPanels runs the micro-kernel on panels full tiles down a column of C: tile
+// t reads the packed A panel a[6·k·t:] and writes rows 6t..6t+5 of c, all
+// against the packed B panel b.
+func asmPanels(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int) {
+	if panels == 0 {
+		return
+	}
+	_ = a[6*k*panels-1]
+	_ = b[16*k-1]
+	_ = c[(6*panels-1)*ldc+15]
+	sgemmPanels6x16(k, &a[0], &b[0], &c[0], ldc, alpha, beta, panels)
+}

@@ -485,3 +485,127 @@ next:
 alldone:
 	VZEROUPPER
 	RET
+
+// func sgemmPanels6x16(k int, a, b, c *float32, ldc int, alpha, beta float32, panels int)
+//
+// sgemmKernel6x16 on `panels` tiles down a column of C: the packed A panels
+// follow each other (6·k floats each), tile t writes rows 6t..6t+5 of C, all
+// against the same packed B panel.
+TEXT ·sgemmPanels6x16(SB), NOSPLIT, $0-56
+	MOVQ a+8(FP), SI
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	MOVQ c+24(FP), R15
+	MOVQ panels+48(FP), R13
+	TESTQ R13, R13
+	JEQ   alldone
+
+tile:
+	MOVQ k+0(FP), CX
+	MOVQ b+16(FP), DI
+	MOVQ R15, DX
+
+	MOVQ       DX, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+	ADDQ       R8, R9
+	PREFETCHT0 (R9)
+	PREFETCHT0 63(R9)
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+	CMPQ CX, $4
+	JLT  tail
+
+loop4:
+	PREFETCHT0 384(SI)
+	STEP(0, 0)
+	STEP(24, 64)
+	PREFETCHT0 448(SI)
+	STEP(48, 128)
+	STEP(72, 192)
+	ADDQ $96, SI
+	ADDQ $256, DI
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE  loop4
+
+tail:
+	TESTQ CX, CX
+	JEQ   done
+
+tail1:
+	STEP(0, 0)
+	ADDQ $24, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNE  tail1
+
+done:
+	// SI is now at the next panel of A.
+	VBROADCASTSS alpha+40(FP), Y14
+	MOVL         beta+44(FP), AX
+	VBROADCASTSS beta+44(FP), Y15
+	VMULPS       Y14, Y0, Y0
+	VMULPS       Y14, Y1, Y1
+	VMULPS       Y14, Y2, Y2
+	VMULPS       Y14, Y3, Y3
+	VMULPS       Y14, Y4, Y4
+	VMULPS       Y14, Y5, Y5
+	VMULPS       Y14, Y6, Y6
+	VMULPS       Y14, Y7, Y7
+	VMULPS       Y14, Y8, Y8
+	VMULPS       Y14, Y9, Y9
+	VMULPS       Y14, Y10, Y10
+	VMULPS       Y14, Y11, Y11
+	SHLL         $1, AX
+	JEQ          nobeta
+	STORE_BETA(Y0, Y1)
+	STORE_BETA(Y2, Y3)
+	STORE_BETA(Y4, Y5)
+	STORE_BETA(Y6, Y7)
+	STORE_BETA(Y8, Y9)
+	STORE_BETA(Y10, Y11)
+	JMP          next
+
+nobeta:
+	STORE(Y0, Y1)
+	STORE(Y2, Y3)
+	STORE(Y4, Y5)
+	STORE(Y6, Y7)
+	STORE(Y8, Y9)
+	STORE(Y10, Y11)
+
+next:
+	MOVQ R8, R9
+	LEAQ (R9)(R9*2), R9
+	LEAQ (R15)(R9*2), R15 // six rows of C down
+	DECQ R13
+	JNE  tile
+
+alldone:
+	VZEROUPPER
+	RET

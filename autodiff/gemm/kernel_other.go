@@ -49,3 +49,7 @@ func addRow(dst, src []float32) {
 func asmPanelsA(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int) {
 	panic("gemm: no assembly micro-kernel on this architecture")
 }
+
+func asmPanels(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int) {
+	panic("gemm: no assembly micro-kernel on this architecture")
+}

@@ -31,7 +31,9 @@ type blocking struct {
 	// kernelA, when set, is kernel reading mr rows of a row-major A in place
 	// (lda apart), so that A need not be packed.
 	kernelA func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32)
-	// panelsA, with kernelA, runs it on a number of full tiles down a column of C.
+	// panels and panelsA, when set, run kernel and kernelA on a number of full
+	// tiles down a column of C.
+	panels  func(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int)
 	panelsA func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int)
 	packA   func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
 	packB   func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
@@ -46,6 +48,7 @@ var asmBlocking = blocking{
 	kernel:        asmKernel,
 	kernelStrided: asmKernelStrided,
 	kernelA:       asmKernelA,
+	panels:        asmPanels,
 	panelsA:       asmPanelsA,
 	packA:         packA6,
 	packB:         packB16,
@@ -287,12 +290,17 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 			cols := min(nr, jhi-jr)
 			bpanel := j.bp[(jr/nr)*kc*nr:][:kc*nr]
 			ir := 0
-			if j.directA && cols == nr && s.panelsA != nil && mc >= mr {
+			if full := mc / mr; cols == nr && !j.directB && full > 0 {
 				// The full tiles of the column in one call.
-				full := mc / mr
 				off := ic*ldc + j.jc + jr
-				s.panelsA(kc, j.a[ic*j.lda+j.pc:], j.lda, bpanel, c[off:], ldc, alpha, beta, full)
-				ir = full * mr
+				switch {
+				case j.directA && s.panelsA != nil:
+					s.panelsA(kc, j.a[ic*j.lda+j.pc:], j.lda, bpanel, c[off:], ldc, alpha, beta, full)
+					ir = full * mr
+				case !j.directA && s.panels != nil:
+					s.panels(kc, *ap, bpanel, c[off:], ldc, alpha, beta, full)
+					ir = full * mr
+				}
 			}
 			for ; ir < mc; ir += mr {
 				rows := min(mr, mc-ir)
