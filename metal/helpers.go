@@ -25,7 +25,9 @@ var (
 )
 
 // Go runs fn on an idle helper goroutine, or on a new one when none is idle: a
-// go statement for the workers of a parallel region, which returns at once.
+// go statement for the workers of a parallel region, which returns at once. As
+// with a go statement, a panic that escapes fn ends the program (ParallelFor and
+// the matmul recover theirs and re-raise them in the caller).
 func Go(fn func()) {
 	helpersMu.Lock()
 	var h *helper
