@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	ad "github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/metal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -15,8 +16,25 @@ import (
 // epilogue: against float64 formulas written here, on groups of 0, 1, 7, 33 and
 // 127 rows (the larger ones fuse, the smaller ones do not), with and without a
 // bias, on and off a tape (the derivative kept only on one), and the backward
-// through the kept derivative against the float64 op's gradients.
+// through the kept derivative against the float64 op's gradients; on one worker
+// (each expert's GEMM after the other) and on two (the experts side by side).
 func TestGroupedLinearFloat32Fused(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
+			old := metal.Threads()
+			metal.SetThreads(threads)
+			defer metal.SetThreads(old)
+			// Freed buffers hold NaNs, so a gradient left unwritten (an empty
+			// expert's) shows.
+			metal.SetPoison(true)
+			defer metal.SetPoison(false)
+			testGroupedLinearFloat32Fused(t)
+			testGroupedLinearFloat32Fused(t) // on recycled buffers
+		})
+	}
+}
+
+func testGroupedLinearFloat32Fused(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	sizes := []int{33, 0, 1, 127, 7}
 	offsets := []int{0}

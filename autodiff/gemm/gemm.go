@@ -21,7 +21,7 @@ import (
 
 // sgemmFunc is the signature every float32 implementation shares. Arguments have
 // been checked and m, n, k are positive and alpha non-zero when it runs.
-type sgemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+type sgemmFunc func(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
 
 var (
 	registered *metal.Op // every implementation, the device one first, as registered
@@ -56,7 +56,9 @@ func init() {
 	asm := &metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMin...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)}
 	blas := &metal.Impl{Path: metal.PathBLAS, Min: append([]int(nil), blasMin...), Available: blasAvailable, Fn: sgemmFunc(sgemmBLAS)}
 	goImpl := &metal.Impl{Path: metal.PathGo, Min: append([]int(nil), goMin...), Fn: sgemmFunc(sgemmGo)}
-	ref := &metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(sgemmReference)}
+	ref := &metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(func(_ int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+		sgemmReference(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	})}
 	registered = metal.Kernels.Register("matmul", []string{"M", "N", "K"}, metal.DeviceImpl("matmul", nil), asm, blas, goImpl, ref)
 	// Share the Impl values, so thresholds and Disable apply to all.
 	matmulOp = &metal.Op{Name: registered.Name, Dims: registered.Dims, Impls: registered.Impls[1:]}
@@ -101,6 +103,19 @@ func Available(path metal.Path) bool {
 // β is 0, C is only written (NaNs in it do not propagate). Bad sizes panic.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkArgs("Sgemm", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemm(metal.Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SgemmSerial is Sgemm on the calling goroutine alone, for callers that run
+// several products at once, one per worker (a mixture of experts' expert
+// products, say): each is then computed where it was started instead of being
+// split across workers that are busy with the others.
+func SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs("SgemmSerial", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemm(1, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+func sgemm(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if trivial(m, n, k, alpha, beta, c, ldc) {
 		return
 	}
@@ -109,7 +124,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		op = noBLASOp
 	}
 	im := op.Pick(m, n, k)
-	run(im.Path, im.Fn.(sgemmFunc), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	run(im.Path, im.Fn.(sgemmFunc), workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // Epilogue finishes a block of C whose product is complete: rows [i0, i1) and
@@ -127,20 +142,35 @@ type Epilogue func(i0, i1, j0, j1 int)
 // ep over blocks of rows on the workers.
 func SgemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	checkArgs("SgemmEpilogue", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemmEpilogue(metal.Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+}
+
+// SgemmEpilogueSerial is SgemmEpilogue on the calling goroutine alone (see
+// SgemmSerial).
+func SgemmEpilogueSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
+	checkArgs("SgemmEpilogueSerial", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemmEpilogue(1, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+}
+
+func sgemmEpilogue(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	if m == 0 || n == 0 {
 		return
 	}
 	if !fuseEpilogue(m, n, k, alpha) {
-		Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		sgemm(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		if workers <= 1 {
+			ep(0, m, 0, n)
+			return
+		}
 		metal.ParallelFor(m, max(1, (1<<14)/n), func(lo, hi int) { ep(lo, hi, 0, n) })
 		return
 	}
 	if !metal.Profiling() {
-		packedSgemmEp(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+		packedSgemmEp(&asmBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
 		return
 	}
 	start := time.Now()
-	packedSgemmEp(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+	packedSgemmEp(&asmBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
 	metal.RecordOp("matmul_epilogue", metal.PathAsm, time.Since(start), int64(4*(m*k+k*n+2*m*n)))
 }
 
@@ -180,20 +210,20 @@ func SgemmPath(path metal.Path, transA, transB bool, m, n, k int, alpha float32,
 	}
 	for _, im := range matmulOp.Impls {
 		if im.Path == path {
-			run(path, im.Fn.(sgemmFunc), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+			run(path, im.Fn.(sgemmFunc), metal.Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 			return
 		}
 	}
 	panic(fmt.Sprintf("gemm: SgemmPath: no %s implementation", path))
 }
 
-func run(path metal.Path, fn sgemmFunc, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func run(path metal.Path, fn sgemmFunc, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if !metal.Profiling() {
-		fn(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		fn(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	start := time.Now()
-	fn(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	fn(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	metal.RecordOp("matmul", path, time.Since(start), int64(4*(m*k+k*n+2*m*n)))
 }
 

@@ -446,37 +446,61 @@ func TestGemmWorkersBarrier(t *testing.T) {
 func TestGemmEpilogue(t *testing.T) {
 	for _, fuse := range []bool{true, false} {
 		for _, threads := range []int{1, 2} {
-			t.Run(fmt.Sprintf("fuse%v_threads%d", fuse, threads), func(t *testing.T) {
-				withThreads(t, threads)
-				old, oldForce := epilogueMinWork, forceFuse
-				if fuse {
-					epilogueMinWork, forceFuse = 0, true
-				} else {
-					epilogueMinWork = math.MaxInt
+			for _, serial := range []bool{false, true} {
+				if serial && threads == 1 {
+					continue
 				}
-				defer func() { epilogueMinWork, forceFuse = old, oldForce }()
-				rng := rand.New(rand.NewPCG(31, uint64(threads)))
-				for _, c := range gemmCases() {
-					checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
-						visits := make([]atomic.Int32, m*n)
-						SgemmEpilogue(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc, func(i0, i1, j0, j1 int) {
-							require.True(t, 0 <= i0 && i0 < i1 && i1 <= m && 0 <= j0 && j0 < j1 && j1 <= n, "block [%d,%d)×[%d,%d) of %d×%d", i0, i1, j0, j1, m, n)
-							for i := i0; i < i1; i++ {
-								for j := j0; j < j1; j++ {
-									visits[i*n+j].Add(1)
-									cc[i*ldc+j] *= 2
+				t.Run(fmt.Sprintf("fuse%v_threads%d_serial%v", fuse, threads, serial), func(t *testing.T) {
+					withThreads(t, threads)
+					old, oldForce := epilogueMinWork, forceFuse
+					if fuse {
+						epilogueMinWork, forceFuse = 0, true
+					} else {
+						epilogueMinWork = math.MaxInt
+					}
+					defer func() { epilogueMinWork, forceFuse = old, oldForce }()
+					rng := rand.New(rand.NewPCG(31, uint64(threads)))
+					for _, c := range gemmCases() {
+						checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+							visits := make([]atomic.Int32, m*n)
+							f := SgemmEpilogue
+							if serial {
+								f = SgemmEpilogueSerial
+							}
+							f(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc, func(i0, i1, j0, j1 int) {
+								require.True(t, 0 <= i0 && i0 < i1 && i1 <= m && 0 <= j0 && j0 < j1 && j1 <= n, "block [%d,%d)×[%d,%d) of %d×%d", i0, i1, j0, j1, m, n)
+								for i := i0; i < i1; i++ {
+									for j := j0; j < j1; j++ {
+										visits[i*n+j].Add(1)
+										cc[i*ldc+j] *= 2
+									}
+								}
+							})
+							for i := range m {
+								for j := range n {
+									require.Equal(t, int32(1), visits[i*n+j].Load(), "%v: C[%d,%d] visits", c, i, j)
+									cc[i*ldc+j] /= 2
 								}
 							}
 						})
-						for i := range m {
-							for j := range n {
-								require.Equal(t, int32(1), visits[i*n+j].Load(), "%v: C[%d,%d] visits", c, i, j)
-								cc[i*ldc+j] /= 2
-							}
-						}
-					})
-				}
-			})
+					}
+				})
+			}
+		}
+	}
+}
+
+// SgemmSerial against the reference, with two workers configured and products
+// small enough to be split: it must compute them alone, whatever the path.
+func TestGemmSerialMatchesReference(t *testing.T) {
+	withThreads(t, 2)
+	old := metal.BLASEnabled()
+	defer metal.SetBLAS(old)
+	for _, on := range []bool{true, false} {
+		metal.SetBLAS(on && old)
+		rng := rand.New(rand.NewPCG(41, 42))
+		for _, c := range gemmCases() {
+			checkAgainstReference(t, rng, c, SgemmSerial)
 		}
 	}
 }

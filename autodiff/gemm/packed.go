@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
-
-	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // The packed algorithm (Goto; BLIS's five loops): for each nc-wide slab of C's
@@ -89,16 +87,16 @@ var directA = true
 // small products.
 var parallelMinWork = MinParallelWork
 
-func sgemmAsm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	packedSgemm(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+func sgemmAsm(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	packedSgemm(&asmBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func sgemmGo(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m < goBlocking.mr || m*n*k <= directMaxWork {
-		directSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		directSgemm(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	packedSgemm(&goBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	packedSgemm(&goBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // packedSgemm runs the blocked algorithm for m, n, k > 0. On several workers each
@@ -109,14 +107,13 @@ func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 // barrier per step: B's blocks alternate between two buffers, so packing the next
 // block never waits for the tiles of the current one. (Starting goroutines at each
 // step cost 50-100 µs a time on a virtual machine whose idle vCPU sleeps.)
-func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	packedSgemmEp(s, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+func packedSgemm(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	packedSgemmEp(s, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
 }
 
 // packedSgemmEp is packedSgemm calling ep (when not nil) on each block of rows and
 // columns of C as soon as its last depth slice is done.
-func packedSgemmEp(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
-	workers := metal.Threads()
+func packedSgemmEp(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	if m*n*k < parallelMinWork {
 		workers = 1
 	}
