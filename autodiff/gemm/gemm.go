@@ -2,13 +2,13 @@
 // + β·C on row-major float32 (Sgemm) and float64 (Dgemm) slices.
 //
 // Sgemm takes, in order of preference, a packed, cache-blocked kernel with an
-// AVX2/FMA micro-kernel in assembly (amd64; all but thin products), the system BLAS
-// found at run time through purego (OpenBLAS on Linux, Accelerate on macOS;
+// AVX2/FMA micro-kernel in assembly (amd64; all but thin products), the system
+// BLAS found at run time through purego (OpenBLAS on Linux, Accelerate on macOS;
 // MLXTRAIN_BLAS=off turns it off), the same blocking with a Go micro-kernel (every
-// CPU), and SgemmReference. The
-// choice goes through the "matmul" op of metal.Kernels, whose thresholds
-// MLXTRAIN_MATMUL_MIN_{M,N,K}[_PATH] override; every path splits its work across
-// metal.Threads() workers.
+// CPU), and SgemmReference. The choice goes through the "matmul" op of
+// metal.Kernels, whose thresholds MLXTRAIN_MATMUL_MIN_{M,N,K}[_PATH] override;
+// every path splits its work across metal.Threads() workers (SgemmSerial keeps a
+// product on the calling goroutine).
 package gemm
 
 import (
