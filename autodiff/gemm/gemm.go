@@ -309,3 +309,47 @@ func checkArgs(fn string, transA, transB bool, m, n, k, la, lda, lb, ldb, lc, ld
 	check("b", br, bc, ldb, lb)
 	check("c", m, n, ldc, lc)
 }
+
+// Product is one float32 product for SgemmBoth: C = α·op(A)·op(B) + β·C, with
+// Sgemm's arguments.
+type Product struct {
+	TransA, TransB bool
+	M, N, K        int
+	Alpha          float32
+	A              []float32
+	LDA            int
+	B              []float32
+	LDB            int
+	Beta           float32
+	C              []float32
+	LDC            int
+}
+
+// SgemmBoth computes two independent products (neither C may overlap the other's
+// operands): on two or more workers side by side, each whole on one worker
+// (SgemmSerial), otherwise one after the other. For a linear layer's input and
+// weight gradients, dY·W and dYᵀ·X, which take the same work: each then runs
+// without the barriers and shared packing of a product split across workers.
+func SgemmBoth(p, q Product) {
+	for _, r := range []*Product{&p, &q} {
+		checkArgs("SgemmBoth", r.TransA, r.TransB, r.M, r.N, r.K, len(r.A), r.LDA, len(r.B), r.LDB, len(r.C), r.LDC)
+	}
+	if metal.Threads() < 2 {
+		p.sgemm(metal.Threads())
+		q.sgemm(metal.Threads())
+		return
+	}
+	metal.ParallelFor(2, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if i == 0 {
+				p.sgemm(1)
+			} else {
+				q.sgemm(1)
+			}
+		}
+	})
+}
+
+func (p *Product) sgemm(workers int) {
+	sgemm(workers, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, p.A, p.LDA, p.B, p.LDB, p.Beta, p.C, p.LDC)
+}

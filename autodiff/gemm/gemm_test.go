@@ -504,3 +504,27 @@ func TestGemmSerialMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// SgemmBoth computes each of its two products as Sgemm would, on one worker and
+// on two: every case paired with the next.
+func TestGemmBothMatchesReference(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
+			withThreads(t, threads)
+			rng := rand.New(rand.NewPCG(51, uint64(threads)))
+			cases := gemmCases()
+			for i := range cases {
+				first, second := cases[i], cases[(i+1)%len(cases)]
+				// The first product runs inside the second's check, so both are
+				// computed by one SgemmBoth call.
+				checkAgainstReference(t, rng, second, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+					checkAgainstReference(t, rng, first, func(transA1, transB1 bool, m1, n1, k1 int, alpha1 float32, a1 []float32, lda1 int, b1 []float32, ldb1 int, beta1 float32, cc1 []float32, ldc1 int) {
+						SgemmBoth(
+							Product{TransA: transA1, TransB: transB1, M: m1, N: n1, K: k1, Alpha: alpha1, A: a1, LDA: lda1, B: b1, LDB: ldb1, Beta: beta1, C: cc1, LDC: ldc1},
+							Product{TransA: transA, TransB: transB, M: m, N: n, K: k, Alpha: alpha, A: a, LDA: lda, B: b, LDB: ldb, Beta: beta, C: cc, LDC: ldc})
+					})
+				})
+			}
+		})
+	}
+}
