@@ -3,6 +3,7 @@ package advanced
 import (
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
@@ -272,8 +273,19 @@ func gemmT[T autodiff.Float](transA, transB bool, m, n, k int, a []T, lda int, b
 
 // GroupedMatMulForward computes y_e = x_e·W_eᵀ for each expert e, where x_e and
 // y_e are rows [offsets[e], offsets[e+1]) of x (rows×in) and y (rows×out) and W_e
-// is w[e] (E×out×in): one GEMM per non-empty group.
+// is w[e] (E×out×in): one GEMM per non-empty group. In float32 with enough
+// experts for the workers (forExperts), the experts' GEMMs run side by side, one
+// per worker, rather than one after the other each split across the workers.
 func GroupedMatMulForward[T autodiff.Float](y, x, w []T, offsets []int, in, out int) {
+	if y32, ok := any(y).([]float32); ok {
+		x32, w32 := any(x).([]float32), any(w).([]float32)
+		if forExperts(offsets, func(e int) {
+			lo, hi := offsets[e], offsets[e+1]
+			gemm.SgemmSerial(false, true, hi-lo, out, in, 1, x32[lo*in:hi*in], in, w32[e*out*in:(e+1)*out*in], in, 0, y32[lo*out:hi*out], out)
+		}) {
+			return
+		}
+	}
 	for e := range len(offsets) - 1 {
 		lo, hi := offsets[e], offsets[e+1]
 		if hi > lo {
@@ -284,7 +296,29 @@ func GroupedMatMulForward[T autodiff.Float](y, x, w []T, offsets []int, in, out 
 
 // GroupedMatMulBackward computes, from dy (rows×out), dx_e = dy_e·W_e (when dx
 // is not nil) and dW_e = dy_eᵀ·x_e (when dw is not nil; zero for an empty group).
+// Experts run side by side as in GroupedMatMulForward.
 func GroupedMatMulBackward[T autodiff.Float](dx, dw, dy, x, w []T, offsets []int, in, out int) {
+	if dy32, ok := any(dy).([]float32); ok {
+		dx32, dw32, x32, w32 := any(dx).([]float32), any(dw).([]float32), any(x).([]float32), any(w).([]float32)
+		if forExperts(offsets, func(e int) {
+			lo, hi := offsets[e], offsets[e+1]
+			if dx32 != nil {
+				gemm.SgemmSerial(false, false, hi-lo, in, out, 1, dy32[lo*out:hi*out], out, w32[e*out*in:(e+1)*out*in], in, 0, dx32[lo*in:hi*in], in)
+			}
+			if dw32 != nil {
+				gemm.SgemmSerial(true, false, out, in, hi-lo, 1, dy32[lo*out:hi*out], out, x32[lo*in:hi*in], in, 0, dw32[e*out*in:(e+1)*out*in], in)
+			}
+		}) {
+			if dw32 != nil {
+				for e := range len(offsets) - 1 {
+					if offsets[e+1] == offsets[e] {
+						clear(dw32[e*out*in : (e+1)*out*in])
+					}
+				}
+			}
+			return
+		}
+	}
 	for e := range len(offsets) - 1 {
 		lo, hi := offsets[e], offsets[e+1]
 		we := w[e*out*in : (e+1)*out*in]
@@ -294,6 +328,90 @@ func GroupedMatMulBackward[T autodiff.Float](dx, dw, dy, x, w []T, offsets []int
 		if dw != nil {
 			// k = hi−lo may be 0: the GEMM then writes zeros.
 			gemmT(true, false, out, in, hi-lo, dy[lo*out:hi*out], out, x[lo*in:hi*in], in, 0, dw[e*out*in:(e+1)*out*in], in)
+		}
+	}
+}
+
+// forExperts runs fn(e) for every expert e with rows, on the workers side by
+// side, each taking the largest expert left as it comes free, and reports true;
+// or does nothing and reports false when there are fewer than two such experts
+// per worker (or one worker): the experts' GEMMs should then each be split
+// across the workers. Side by side, each GEMM runs whole on one core (no
+// barriers, no sharing of its packed blocks), and the sizes balance out.
+func forExperts(offsets []int, fn func(e int)) bool {
+	workers := metal.Threads()
+	if workers <= 1 {
+		return false
+	}
+	var order []int
+	for e := range len(offsets) - 1 {
+		if offsets[e+1] > offsets[e] {
+			order = append(order, e)
+		}
+	}
+	if len(order) < 2*workers {
+		return false
+	}
+	rows := func(e int) int { return offsets[e+1] - offsets[e] }
+	sort.SliceStable(order, func(i, j int) bool { return rows(order[i]) > rows(order[j]) })
+	var next atomic.Int64
+	metal.ParallelFor(workers, 1, func(lo, hi int) {
+		for range hi - lo {
+			for q := int(next.Add(1) - 1); q < len(order); q = int(next.Add(1) - 1) {
+				fn(order[q])
+			}
+		}
+	})
+	return true
+}
+
+// groupedForward32 is GroupedMatMulForward followed by groupBiasAct in float32,
+// the bias and GELU running as each GEMM's epilogue (gemm.SgemmEpilogue) on
+// blocks of rows while they are in cache rather than in a second pass over y;
+// experts side by side as in GroupedMatMulForward.
+func groupedForward32(y, deriv, x, w, b []float32, offsets []int, in, out int, gelu bool) {
+	if !gelu && b == nil {
+		GroupedMatMulForward(y, x, w, offsets, in, out)
+		return
+	}
+	expert := func(e int, serial bool) {
+		lo, hi := offsets[e], offsets[e+1]
+		ye := y[lo*out : hi*out]
+		var de, be []float32
+		if deriv != nil {
+			de = deriv[lo*out : hi*out]
+		}
+		if b != nil {
+			be = b[e*out : (e+1)*out]
+		}
+		f := gemm.SgemmEpilogue
+		if serial {
+			f = gemm.SgemmEpilogueSerial
+		}
+		f(false, true, hi-lo, out, in, 1, x[lo*in:hi*in], in, w[e*out*in:(e+1)*out*in], in, 0, ye, out, func(i0, i1, j0, j1 int) {
+			var bj []float32
+			if be != nil {
+				bj = be[j0:j1]
+			}
+			for r := i0; r < i1; r++ {
+				row := ye[r*out+j0 : r*out+j1]
+				switch {
+				case !gelu:
+					addTo(row, bj)
+				case de != nil:
+					vecmath.GELU(row, de[r*out+j0:r*out+j1], row, bj)
+				default:
+					vecmath.GELU(row, nil, row, bj)
+				}
+			}
+		})
+	}
+	if forExperts(offsets, func(e int) { expert(e, true) }) {
+		return
+	}
+	for e := range len(offsets) - 1 {
+		if offsets[e+1] > offsets[e] {
+			expert(e, false)
 		}
 	}
 }
@@ -440,10 +558,7 @@ func groupedLinear(op string, x, w, b *autodiff.Tensor, offsets []int, r *Routin
 	}()) {
 		path = metal.PathMetal
 	} else if x.DType() == autodiff.Float32 {
-		GroupedMatMulForward(y.Float32s(), x.Float32s(), w.Float32s(), hostOffsets(), in, out)
-		if gelu || b != nil {
-			groupBiasAct(y.Float32s(), floats32(deriv), floats32(b), hostOffsets(), out, gelu)
-		}
+		groupedForward32(y.Float32s(), floats32(deriv), x.Float32s(), w.Float32s(), floats32(b), hostOffsets(), in, out, gelu)
 	} else {
 		GroupedMatMulForward(y.Float64s(), x.Float64s(), w.Float64s(), hostOffsets(), in, out)
 		if gelu || b != nil {

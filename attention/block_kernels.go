@@ -631,22 +631,36 @@ func projectQKV(x, wq, wk, wv, bq, bk, bv *autodiff.Tensor) *autodiff.Tensor {
 	}
 	out := autodiff.Record(y, "project_qkv", func(g *autodiff.Tensor) {
 		gs := g.Float32s()
-		autodiff.Accumulate(x, func() *autodiff.Tensor {
-			dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
-			gemm.Sgemm(false, false, rows, in, width, 1, gs, width, wc, in, 0, dx.Float32s(), in)
-			return dx
-		})
 		// One GEMM for the three weight gradients side by side, (width, in): x is
 		// packed once instead of once per weight.
 		needW := false
 		for _, w := range ws {
 			needW = needW || autodiff.NeedsGrad(w)
 		}
+		var dwcat *autodiff.Tensor
 		if needW {
-			dwcat := autodiff.Empty(autodiff.Float32, width, in)
+			dwcat = autodiff.Empty(autodiff.Float32, width, in)
 			defer dwcat.Release()
+		}
+		if needW && autodiff.NeedsGrad(x) && metal.Threads() > 1 {
+			// The input and weight gradients side by side, one per worker.
+			dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
+			gemm.SgemmBoth(
+				gemm.Product{M: rows, N: in, K: width, Alpha: 1, A: gs, LDA: width, B: wc, LDB: in, C: dx.Float32s(), LDC: in},
+				gemm.Product{TransA: true, M: width, N: in, K: rows, Alpha: 1, A: gs, LDA: width, B: xs, LDB: in, C: dwcat.Float32s(), LDC: in})
+			autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
+		} else {
+			autodiff.Accumulate(x, func() *autodiff.Tensor {
+				dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
+				gemm.Sgemm(false, false, rows, in, width, 1, gs, width, wc, in, 0, dx.Float32s(), in)
+				return dx
+			})
+			if needW {
+				gemm.Sgemm(true, false, width, in, rows, 1, gs, width, xs, in, 0, dwcat.Float32s(), in)
+			}
+		}
+		if needW {
 			dwc := dwcat.Float32s()
-			gemm.Sgemm(true, false, width, in, rows, 1, gs, width, xs, in, 0, dwc, in)
 			for i, w := range ws {
 				autodiff.Accumulate(w, func() *autodiff.Tensor {
 					dw := autodiff.Empty(autodiff.Float32, w.Shape()...)

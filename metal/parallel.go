@@ -73,10 +73,11 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	}
 	wg.Add(chunks - 1)
 	for c := 1; c < chunks; c++ {
-		go func(b [2]int) {
+		b := bounds[c]
+		Go(func() {
 			defer wg.Done()
 			run(b[0], b[1])
-		}(bounds[c])
+		})
 	}
 	run(bounds[0][0], bounds[0][1])
 	wg.Wait()

@@ -201,6 +201,17 @@ func linearGELU(x, w, b *autodiff.Tensor, store autodiff.DType) *autodiff.Tensor
 		}
 		if x.DType() == autodiff.Float32 {
 			linearGELUBackward(dpre.Float32s(), optFloats[float32](db), g.Float32s(), deriv.Float32s(), rows, out)
+			if needX && needW && metal.Threads() > 1 {
+				// The two GEMMs side by side, one per worker.
+				dx := autodiff.Empty(x.DType(), x.Shape()...)
+				dw := autodiff.Empty(w.DType(), out, in)
+				gemm.SgemmBoth(
+					gemm.Product{M: rows, N: in, K: out, Alpha: 1, A: dpre.Float32s(), LDA: out, B: w.Float32s(), LDB: in, C: dx.Float32s(), LDC: in},
+					gemm.Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, A: dpre.Float32s(), LDA: out, B: x.Float32s(), LDB: in, C: dw.Float32s(), LDC: in})
+				autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
+				autodiff.Accumulate(w, func() *autodiff.Tensor { return dw })
+				needX, needW = false, false
+			}
 			if needX {
 				dx := autodiff.Empty(x.DType(), x.Shape()...)
 				gemm.Sgemm(false, false, rows, in, out, 1, dpre.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
@@ -374,28 +385,39 @@ func linearResidualStored(x, w, b, res *autodiff.Tensor, store autodiff.DType) *
 		xh = storeHalf(x, store)
 	}
 	yr := autodiff.Record(y, "linear_residual", func(g *autodiff.Tensor) {
-		autodiff.Accumulate(x, func() *autodiff.Tensor {
+		if x.DType() == autodiff.Float32 && xh == nil && autodiff.NeedsGrad(x) && autodiff.NeedsGrad(w) && metal.Threads() > 1 {
+			// The two GEMMs side by side, one per worker.
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
-			if x.DType() == autodiff.Float32 {
-				gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
-			} else {
-				gemm.Dgemm(false, false, rows, in, out, 1, g.Float64s(), out, w.Float64s(), in, 0, dx.Float64s(), in)
-			}
-			return dx
-		})
-		autodiff.Accumulate(w, func() *autodiff.Tensor {
 			dw := autodiff.Empty(w.DType(), out, in)
-			if xh != nil {
-				x32 := widen(xh, autodiff.Float32)
-				defer x32.Release()
-				gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x32.Float32s(), in, 0, dw.Float32s(), in)
-			} else if x.DType() == autodiff.Float32 {
-				gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x.Float32s(), in, 0, dw.Float32s(), in)
-			} else {
-				gemm.Dgemm(true, false, out, in, rows, 1, g.Float64s(), out, x.Float64s(), in, 0, dw.Float64s(), in)
-			}
-			return dw
-		})
+			gemm.SgemmBoth(
+				gemm.Product{M: rows, N: in, K: out, Alpha: 1, A: g.Float32s(), LDA: out, B: w.Float32s(), LDB: in, C: dx.Float32s(), LDC: in},
+				gemm.Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, A: g.Float32s(), LDA: out, B: x.Float32s(), LDB: in, C: dw.Float32s(), LDC: in})
+			autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
+			autodiff.Accumulate(w, func() *autodiff.Tensor { return dw })
+		} else {
+			autodiff.Accumulate(x, func() *autodiff.Tensor {
+				dx := autodiff.Empty(x.DType(), x.Shape()...)
+				if x.DType() == autodiff.Float32 {
+					gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
+				} else {
+					gemm.Dgemm(false, false, rows, in, out, 1, g.Float64s(), out, w.Float64s(), in, 0, dx.Float64s(), in)
+				}
+				return dx
+			})
+			autodiff.Accumulate(w, func() *autodiff.Tensor {
+				dw := autodiff.Empty(w.DType(), out, in)
+				if xh != nil {
+					x32 := widen(xh, autodiff.Float32)
+					defer x32.Release()
+					gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x32.Float32s(), in, 0, dw.Float32s(), in)
+				} else if x.DType() == autodiff.Float32 {
+					gemm.Sgemm(true, false, out, in, rows, 1, g.Float32s(), out, x.Float32s(), in, 0, dw.Float32s(), in)
+				} else {
+					gemm.Dgemm(true, false, out, in, rows, 1, g.Float64s(), out, x.Float64s(), in, 0, dw.Float64s(), in)
+				}
+				return dw
+			})
+		}
 		if b != nil {
 			autodiff.Accumulate(b, func() *autodiff.Tensor {
 				db := autodiff.Zeros(b.DType(), out)

@@ -3,8 +3,6 @@ package gemm
 import (
 	"runtime"
 	"sync"
-
-	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // blasLib is a system BLAS opened at run time.
@@ -80,9 +78,8 @@ func cblasTranspose(t bool) int32 {
 	return cblasNoTrans
 }
 
-func sgemmBLAS(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func sgemmBLAS(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	lib, _ := loadBLAS()
-	workers := metal.Threads()
 	if !lib.split || m*n*k < parallelMinWork {
 		workers = 1
 	}

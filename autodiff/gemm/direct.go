@@ -6,9 +6,8 @@ import "github.com/mlxtrain/mlxtrain/metal"
 // accumulated from rows of op(B) (axpy form) or, when B is stored transposed, as dot
 // products of contiguous rows. For tiny products and for a few rows against a large
 // B (a vector-matrix product reads B once, so packing it would double the traffic).
-func directSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	workers := metal.Threads()
-	if m*n*k < parallelMinWork {
+func directSgemm(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if workers <= 1 || m*n*k < parallelMinWork {
 		directBlock(transA, transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}

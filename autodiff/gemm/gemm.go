@@ -1,17 +1,19 @@
 // Package gemm is the CPU matrix multiply behind autodiff's MatMul: C = α·op(A)·op(B)
 // + β·C on row-major float32 (Sgemm) and float64 (Dgemm) slices.
 //
-// Sgemm takes, in order of preference, the system BLAS found at run time through
-// purego (OpenBLAS on Linux, Accelerate on macOS; MLXTRAIN_BLAS=off turns it off),
-// a packed, cache-blocked kernel with an AVX2/FMA micro-kernel in assembly (amd64),
-// the same blocking with a Go micro-kernel (every CPU), and SgemmReference. The
-// choice goes through the "matmul" op of metal.Kernels, whose thresholds
-// MLXTRAIN_MATMUL_MIN_{M,N,K}[_PATH] override; every path splits its work across
-// metal.Threads() workers.
+// Sgemm takes, in order of preference, a packed, cache-blocked kernel with an
+// AVX2/FMA micro-kernel in assembly (amd64; all but thin products), the system
+// BLAS found at run time through purego (OpenBLAS on Linux, Accelerate on macOS;
+// MLXTRAIN_BLAS=off turns it off), the same blocking with a Go micro-kernel (every
+// CPU), and SgemmReference. The choice goes through the "matmul" op of
+// metal.Kernels, whose thresholds MLXTRAIN_MATMUL_MIN_{M,N,K}[_PATH] override;
+// every path splits its work across metal.Threads() workers (SgemmSerial keeps a
+// product on the calling goroutine).
 package gemm
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -19,41 +21,57 @@ import (
 
 // sgemmFunc is the signature every float32 implementation shares. Arguments have
 // been checked and m, n, k are positive and alpha non-zero when it runs.
-type sgemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+type sgemmFunc func(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
 
 var (
 	registered *metal.Op // every implementation, the device one first, as registered
 	matmulOp   *metal.Op // the CPU implementations, which Sgemm picks from
-	noBLASOp   *metal.Op // the same implementations without the BLAS one, for MLXTRAIN_BLAS=off
+	noBLASOp   *metal.Op // the same without the BLAS, the assembly taking every size, for MLXTRAIN_BLAS=off
 )
 
-// Thresholds, measured with BenchmarkGemmSmall on a 2-core Zen4 (sizes are the
-// op's dims M, N, K). A call into the system BLAS costs about 1 µs (purego and the
-// library's own checks), the packed assembly about 0.25 µs, the Go loop less: the
-// BLAS loses below about 32³ (16³: 1.2 µs against 0.8 µs for the assembly) but wins
-// on thin products that stay in cache, such as a vector times a matrix (1×256×256:
-// 4.6 µs against 9 µs, through cblas_sgemv), where only K is large. So K alone
-// gates the BLAS; the assembly and Go take everything else, and the reference is
-// only reached through overrides (MLXTRAIN_MATMUL_MIN_K_GO=..., say) or SgemmPath.
+// Thresholds (sizes are the op's dims M, N, K), measured on a 2-core Zen4 with
+// BenchmarkGemmSmall and BenchmarkGemmModelShapes. Since its packing moved to
+// vector code, the assembly runs the products of a training step as fast as
+// OpenBLAS 0.3.21's AVX-512 kernels on one thread (≈ 100 GFLOP/s) and faster on
+// two (its workers share one packed B block, where the BLAS calls split C and pack
+// B each), and only the assembly fuses an epilogue (SgemmEpilogue); so it comes
+// first. The BLAS keeps thin products, where the assembly's 6×16 tile is mostly
+// padding: fewer than 6 rows or 16 columns (1×256×256: 4.6 µs against 9.7 µs,
+// through cblas_sgemv; 2×512×64: 2.8 µs against 13.6 µs), from K = 32 (a call
+// into the BLAS costs about 1 µs, purego and the library's own checks). The Go
+// loops take the rest, which is small. Without the BLAS (MLXTRAIN_BLAS=off, or no
+// library) the assembly takes every size: asmMinNoBLAS, whose dims follow the
+// MLXTRAIN_MATMUL_MIN_<DIM>[_ASM] variables too. The reference is only reached
+// through overrides (MLXTRAIN_MATMUL_MIN_K_GO=..., say) or SgemmPath.
 var (
-	blasMin = []int{0, 0, 32}
-	asmMin  = []int{0, 0, 0}
-	goMin   = []int{0, 0, 0}
+	asmMin       = []int{6, 16, 0}
+	blasMin      = []int{0, 0, 32}
+	goMin        = []int{0, 0, 0}
+	asmMinNoBLAS = []int{0, 0, 0}
 )
 
 func init() {
 	// The device implementation works on tensors (autodiff.MatMulT and the
 	// layers' linear ops use it), not on the slices Sgemm takes.
-	registered = metal.Kernels.Register("matmul", []string{"M", "N", "K"},
-		metal.DeviceImpl("matmul", nil),
-		&metal.Impl{Path: metal.PathBLAS, Min: append([]int(nil), blasMin...), Available: blasAvailable, Fn: sgemmFunc(sgemmBLAS)},
-		&metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMin...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)},
-		&metal.Impl{Path: metal.PathGo, Min: append([]int(nil), goMin...), Fn: sgemmFunc(sgemmGo)},
-		&metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(sgemmReference)},
-	)
+	asm := &metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMin...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)}
+	blas := &metal.Impl{Path: metal.PathBLAS, Min: append([]int(nil), blasMin...), Available: blasAvailable, Fn: sgemmFunc(sgemmBLAS)}
+	goImpl := &metal.Impl{Path: metal.PathGo, Min: append([]int(nil), goMin...), Fn: sgemmFunc(sgemmGo)}
+	ref := &metal.Impl{Path: metal.PathReference, Fn: sgemmFunc(func(_ int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+		sgemmReference(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	})}
+	registered = metal.Kernels.Register("matmul", []string{"M", "N", "K"}, metal.DeviceImpl("matmul", nil), asm, blas, goImpl, ref)
 	// Share the Impl values, so thresholds and Disable apply to all.
 	matmulOp = &metal.Op{Name: registered.Name, Dims: registered.Dims, Impls: registered.Impls[1:]}
-	noBLASOp = &metal.Op{Name: matmulOp.Name, Dims: matmulOp.Dims, Impls: matmulOp.Impls[1:]}
+	asmNoBLAS := &metal.Impl{Path: metal.PathAsm, Min: append([]int(nil), asmMinNoBLAS...), Available: asmAvailable, Fn: sgemmFunc(sgemmAsm)}
+	for d, dim := range registered.Dims {
+		for _, key := range []string{"MLXTRAIN_MATMUL_MIN_" + dim + "_ASM", "MLXTRAIN_MATMUL_MIN_" + dim} {
+			if _, ok := os.LookupEnv(key); ok {
+				asmNoBLAS.Min[d] = asm.Min[d] // Register parsed it
+				break
+			}
+		}
+	}
+	noBLASOp = &metal.Op{Name: matmulOp.Name, Dims: matmulOp.Dims, Impls: []*metal.Impl{asmNoBLAS, goImpl, ref}}
 }
 
 // MatMulOp is the registry's "matmul" op with its device implementation first:
@@ -85,15 +103,28 @@ func Available(path metal.Path) bool {
 // β is 0, C is only written (NaNs in it do not propagate). Bad sizes panic.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkArgs("Sgemm", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemm(metal.Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SgemmSerial is Sgemm on the calling goroutine alone, for callers that run
+// several products at once, one per worker (a mixture of experts' expert
+// products, say): each is then computed where it was started instead of being
+// split across workers that are busy with the others.
+func SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs("SgemmSerial", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemm(1, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+func sgemm(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if trivial(m, n, k, alpha, beta, c, ldc) {
 		return
 	}
 	op := matmulOp
-	if !metal.BLASEnabled() {
+	if !metal.BLASEnabled() || !blasAvailable() {
 		op = noBLASOp
 	}
 	im := op.Pick(m, n, k)
-	run(im.Path, im.Fn.(sgemmFunc), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	run(im.Path, im.Fn.(sgemmFunc), workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // Epilogue finishes a block of C whose product is complete: rows [i0, i1) and
@@ -108,24 +139,38 @@ type Epilogue func(i0, i1, j0, j1 int)
 // calls ep on a block of rows as soon as it is computed, while the block is in
 // its cache, instead of a second pass over C from memory. Elsewhere (the system
 // BLAS, no AVX2, a product too small to pack) it is Sgemm on its usual path, then
-// ep over blocks of rows on the workers: a faster library GEMM beats the fusion
-// (OpenBLAS's AVX-512 kernel on Zen4 gains more than the pass costs).
+// ep over blocks of rows on the workers.
 func SgemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	checkArgs("SgemmEpilogue", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemmEpilogue(metal.Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+}
+
+// SgemmEpilogueSerial is SgemmEpilogue on the calling goroutine alone (see
+// SgemmSerial).
+func SgemmEpilogueSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
+	checkArgs("SgemmEpilogueSerial", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	sgemmEpilogue(1, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+}
+
+func sgemmEpilogue(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	if m == 0 || n == 0 {
 		return
 	}
 	if !fuseEpilogue(m, n, k, alpha) {
-		Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		sgemm(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		if workers <= 1 {
+			ep(0, m, 0, n)
+			return
+		}
 		metal.ParallelFor(m, max(1, (1<<14)/n), func(lo, hi int) { ep(lo, hi, 0, n) })
 		return
 	}
 	if !metal.Profiling() {
-		packedSgemmEp(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+		packedSgemmEp(&asmBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
 		return
 	}
 	start := time.Now()
-	packedSgemmEp(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+	packedSgemmEp(&asmBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
 	metal.RecordOp("matmul_epilogue", metal.PathAsm, time.Since(start), int64(4*(m*k+k*n+2*m*n)))
 }
 
@@ -143,7 +188,7 @@ func fuseEpilogue(m, n, k int, alpha float32) bool {
 		return true
 	}
 	op := matmulOp
-	if !metal.BLASEnabled() {
+	if !metal.BLASEnabled() || !blasAvailable() {
 		op = noBLASOp
 	}
 	return op.Pick(m, n, k).Path == metal.PathAsm
@@ -165,20 +210,20 @@ func SgemmPath(path metal.Path, transA, transB bool, m, n, k int, alpha float32,
 	}
 	for _, im := range matmulOp.Impls {
 		if im.Path == path {
-			run(path, im.Fn.(sgemmFunc), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+			run(path, im.Fn.(sgemmFunc), metal.Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 			return
 		}
 	}
 	panic(fmt.Sprintf("gemm: SgemmPath: no %s implementation", path))
 }
 
-func run(path metal.Path, fn sgemmFunc, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func run(path metal.Path, fn sgemmFunc, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if !metal.Profiling() {
-		fn(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		fn(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	start := time.Now()
-	fn(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	fn(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	metal.RecordOp("matmul", path, time.Since(start), int64(4*(m*k+k*n+2*m*n)))
 }
 
@@ -263,4 +308,48 @@ func checkArgs(fn string, transA, transB bool, m, n, k, la, lda, lb, ldb, lc, ld
 	check("a", ar, ac, lda, la)
 	check("b", br, bc, ldb, lb)
 	check("c", m, n, ldc, lc)
+}
+
+// Product is one float32 product for SgemmBoth: C = α·op(A)·op(B) + β·C, with
+// Sgemm's arguments.
+type Product struct {
+	TransA, TransB bool
+	M, N, K        int
+	Alpha          float32
+	A              []float32
+	LDA            int
+	B              []float32
+	LDB            int
+	Beta           float32
+	C              []float32
+	LDC            int
+}
+
+// SgemmBoth computes two independent products (neither C may overlap the other's
+// operands): on two or more workers side by side, each whole on one worker
+// (SgemmSerial), otherwise one after the other. For a linear layer's input and
+// weight gradients, dY·W and dYᵀ·X, which take the same work: each then runs
+// without the barriers and shared packing of a product split across workers.
+func SgemmBoth(p, q Product) {
+	for _, r := range []*Product{&p, &q} {
+		checkArgs("SgemmBoth", r.TransA, r.TransB, r.M, r.N, r.K, len(r.A), r.LDA, len(r.B), r.LDB, len(r.C), r.LDC)
+	}
+	if metal.Threads() < 2 {
+		p.sgemm(metal.Threads())
+		q.sgemm(metal.Threads())
+		return
+	}
+	metal.ParallelFor(2, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if i == 0 {
+				p.sgemm(1)
+			} else {
+				q.sgemm(1)
+			}
+		}
+	})
+}
+
+func (p *Product) sgemm(workers int) {
+	sgemm(workers, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, p.A, p.LDA, p.B, p.LDB, p.Beta, p.C, p.LDC)
 }

@@ -166,3 +166,38 @@ func BenchmarkGemmBlocking(b *testing.B) {
 		}
 	}
 }
+
+// modelShapes are the products of a training step of the tiny GPT of
+// models.BenchmarkTinyGPTStep (2048 tokens, d 128, MLP 512, QKV 384): the forward
+// X·Wᵀ (transB), the input gradient dY·W and the weight gradient dYᵀ·X (transA).
+var modelShapes = []struct {
+	m, n, k        int
+	transA, transB bool
+}{
+	{2048, 384, 128, false, true}, {2048, 128, 128, false, true}, {2048, 512, 128, false, true}, {2048, 128, 512, false, true},
+	{2048, 128, 384, false, false}, {2048, 128, 128, false, false}, {2048, 128, 512, false, false}, {2048, 512, 128, false, false},
+	{384, 128, 2048, true, false}, {128, 128, 2048, true, false}, {512, 128, 2048, true, false}, {128, 512, 2048, true, false},
+}
+
+// BenchmarkGemmModelShapes reports GFLOP/s of the BLAS and assembly paths on the
+// products of a tiny GPT training step, on 1 and 2 threads:
+//
+//	go test -run '^$' -bench 'GemmModelShapes' -benchtime 200x -count 3 ./autodiff/gemm/
+func BenchmarkGemmModelShapes(b *testing.B) {
+	for _, s := range modelShapes {
+		tr := "nn"
+		switch {
+		case s.transA:
+			tr = "tn"
+		case s.transB:
+			tr = "nt"
+		}
+		for _, path := range []string{"blas", "asm"} {
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%dx%dx%d_%s/%s/threads%d", s.m, s.n, s.k, tr, path, threads), func(b *testing.B) {
+					benchGemm(b, path, threads, s.transA, s.transB, s.m, s.n, s.k)
+				})
+			}
+		}
+	}
+}

@@ -29,12 +29,13 @@ func (c gemmCase) String() string {
 }
 
 // gemmShapes covers single elements, the 6×16 tile and its edges, odd sizes around
-// the blocking (kc 256, mc 144), the column slab (nc 3072), both ways of splitting
-// across workers and empty dimensions.
+// the blocking (kc 256, mc 144), the column slab (nc 3072), the three ways of
+// splitting across workers (rows, columns, k) and empty dimensions.
 var gemmShapes = [][3]int{
 	{1, 1, 1}, {1, 7, 33}, {7, 1, 127}, {33, 127, 7}, {127, 33, 1}, {7, 7, 7}, {33, 33, 33},
 	{6, 16, 5}, {12, 32, 256}, {6, 16, 300}, {7, 17, 257}, {5, 15, 4}, {97, 65, 130},
 	{127, 127, 127}, {150, 70, 520}, {8, 2000, 40}, {3, 3100, 3}, {2, 3000, 100}, {1, 300, 1000},
+	{33, 17, 1100}, {5, 40, 1030}, {40, 50, 1300}, // k split across the workers
 	{0, 5, 3}, {5, 0, 3}, {5, 3, 0}, {0, 0, 0},
 }
 
@@ -206,6 +207,28 @@ func TestGemmPathsMatchReference(t *testing.T) {
 	}
 }
 
+// TestGemmAsmPackedAMatchesReference runs the assembly path with A packed
+// (directA off), as it is for a transposed A, on the row-major cases too.
+func TestGemmAsmPackedAMatchesReference(t *testing.T) {
+	if !Available(metal.PathAsm) {
+		t.Skip("no AVX2/FMA on this CPU")
+	}
+	old := directA
+	directA = false
+	defer func() { directA = old }()
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
+			withThreads(t, threads)
+			rng := rand.New(rand.NewPCG(11, uint64(threads)))
+			for _, c := range gemmCases() {
+				checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+					SgemmPath(metal.PathAsm, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
+				})
+			}
+		})
+	}
+}
+
 // TestGemmGoKernelsMatchReference runs the Go path with each Go micro-kernel, not
 // only the one this architecture uses.
 func TestGemmGoKernelsMatchReference(t *testing.T) {
@@ -267,7 +290,7 @@ func TestGemmPicksThroughTheRegistry(t *testing.T) {
 		paths = append(paths, im.Path)
 	}
 	// the device implementation (tensors only; Sgemm never takes it) comes first
-	assert.Equal(t, []metal.Path{metal.PathMetal, metal.PathBLAS, metal.PathAsm, metal.PathGo, metal.PathReference}, paths)
+	assert.Equal(t, []metal.Path{metal.PathMetal, metal.PathAsm, metal.PathBLAS, metal.PathGo, metal.PathReference}, paths)
 
 	old := metal.BLASEnabled()
 	defer metal.SetBLAS(old)
@@ -277,12 +300,22 @@ func TestGemmPicksThroughTheRegistry(t *testing.T) {
 	}
 	metal.SetBLAS(false)
 	assert.Equal(t, fast, pathOf(t, 64, 64, 64), "BLAS switched off")
-	assert.Equal(t, fast, pathOf(t, 1, 1, 1))
+	assert.Equal(t, fast, pathOf(t, 1, 1, 1), "without the BLAS the assembly takes every size")
+	assert.Equal(t, fast, pathOf(t, 1, 300, 64), "without the BLAS the assembly takes every size")
 	if Available(metal.PathBLAS) {
 		metal.SetBLAS(true)
-		assert.Equal(t, metal.PathBLAS, pathOf(t, 64, 64, 64), "BLAS switched back on")
+		big := metal.PathBLAS
+		if Available(metal.PathAsm) {
+			big = metal.PathAsm
+		}
+		assert.Equal(t, big, pathOf(t, 64, 64, 64), "BLAS switched back on")
+		assert.Equal(t, big, pathOf(t, 6, 16, 64), "the assembly's tile")
 		assert.Equal(t, metal.PathBLAS, pathOf(t, 1, 300, 64), "a vector times a matrix")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 300, 1, 64), "a matrix times a vector")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 5, 300, 64), "fewer rows than the assembly's tile")
+		assert.Equal(t, metal.PathBLAS, pathOf(t, 300, 15, 64), "fewer columns than the assembly's tile")
 		assert.Equal(t, fast, pathOf(t, 64, 64, 16), "K below the BLAS threshold")
+		assert.Equal(t, metal.PathGo, pathOf(t, 5, 15, 16), "thin and K below the BLAS threshold")
 	}
 }
 
@@ -413,37 +446,85 @@ func TestGemmWorkersBarrier(t *testing.T) {
 func TestGemmEpilogue(t *testing.T) {
 	for _, fuse := range []bool{true, false} {
 		for _, threads := range []int{1, 2} {
-			t.Run(fmt.Sprintf("fuse%v_threads%d", fuse, threads), func(t *testing.T) {
-				withThreads(t, threads)
-				old, oldForce := epilogueMinWork, forceFuse
-				if fuse {
-					epilogueMinWork, forceFuse = 0, true
-				} else {
-					epilogueMinWork = math.MaxInt
+			for _, serial := range []bool{false, true} {
+				if serial && threads == 1 {
+					continue
 				}
-				defer func() { epilogueMinWork, forceFuse = old, oldForce }()
-				rng := rand.New(rand.NewPCG(31, uint64(threads)))
-				for _, c := range gemmCases() {
-					checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
-						visits := make([]atomic.Int32, m*n)
-						SgemmEpilogue(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc, func(i0, i1, j0, j1 int) {
-							require.True(t, 0 <= i0 && i0 < i1 && i1 <= m && 0 <= j0 && j0 < j1 && j1 <= n, "block [%d,%d)×[%d,%d) of %d×%d", i0, i1, j0, j1, m, n)
-							for i := i0; i < i1; i++ {
-								for j := j0; j < j1; j++ {
-									visits[i*n+j].Add(1)
-									cc[i*ldc+j] *= 2
+				t.Run(fmt.Sprintf("fuse%v_threads%d_serial%v", fuse, threads, serial), func(t *testing.T) {
+					withThreads(t, threads)
+					old, oldForce := epilogueMinWork, forceFuse
+					if fuse {
+						epilogueMinWork, forceFuse = 0, true
+					} else {
+						epilogueMinWork = math.MaxInt
+					}
+					defer func() { epilogueMinWork, forceFuse = old, oldForce }()
+					rng := rand.New(rand.NewPCG(31, uint64(threads)))
+					for _, c := range gemmCases() {
+						checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+							visits := make([]atomic.Int32, m*n)
+							f := SgemmEpilogue
+							if serial {
+								f = SgemmEpilogueSerial
+							}
+							f(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc, func(i0, i1, j0, j1 int) {
+								require.True(t, 0 <= i0 && i0 < i1 && i1 <= m && 0 <= j0 && j0 < j1 && j1 <= n, "block [%d,%d)×[%d,%d) of %d×%d", i0, i1, j0, j1, m, n)
+								for i := i0; i < i1; i++ {
+									for j := j0; j < j1; j++ {
+										visits[i*n+j].Add(1)
+										cc[i*ldc+j] *= 2
+									}
+								}
+							})
+							for i := range m {
+								for j := range n {
+									require.Equal(t, int32(1), visits[i*n+j].Load(), "%v: C[%d,%d] visits", c, i, j)
+									cc[i*ldc+j] /= 2
 								}
 							}
 						})
-						for i := range m {
-							for j := range n {
-								require.Equal(t, int32(1), visits[i*n+j].Load(), "%v: C[%d,%d] visits", c, i, j)
-								cc[i*ldc+j] /= 2
-							}
-						}
-					})
-				}
-			})
+					}
+				})
+			}
 		}
+	}
+}
+
+// SgemmSerial against the reference, with two workers configured and products
+// small enough to be split: it must compute them alone, whatever the path.
+func TestGemmSerialMatchesReference(t *testing.T) {
+	withThreads(t, 2)
+	old := metal.BLASEnabled()
+	defer metal.SetBLAS(old)
+	for _, on := range []bool{true, false} {
+		metal.SetBLAS(on && old)
+		rng := rand.New(rand.NewPCG(41, 42))
+		for _, c := range gemmCases() {
+			checkAgainstReference(t, rng, c, SgemmSerial)
+		}
+	}
+}
+
+// SgemmBoth computes each of its two products as Sgemm would, on one worker and
+// on two: every case paired with the next.
+func TestGemmBothMatchesReference(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
+			withThreads(t, threads)
+			rng := rand.New(rand.NewPCG(51, uint64(threads)))
+			cases := gemmCases()
+			for i := range cases {
+				first, second := cases[i], cases[(i+1)%len(cases)]
+				// The first product runs inside the second's check, so both are
+				// computed by one SgemmBoth call.
+				checkAgainstReference(t, rng, second, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+					checkAgainstReference(t, rng, first, func(transA1, transB1 bool, m1, n1, k1 int, alpha1 float32, a1 []float32, lda1 int, b1 []float32, ldb1 int, beta1 float32, cc1 []float32, ldc1 int) {
+						SgemmBoth(
+							Product{TransA: transA1, TransB: transB1, M: m1, N: n1, K: k1, Alpha: alpha1, A: a1, LDA: lda1, B: b1, LDB: ldb1, Beta: beta1, C: cc1, LDC: ldc1},
+							Product{TransA: transA, TransB: transB, M: m, N: n, K: k, Alpha: alpha, A: a, LDA: lda, B: b, LDB: ldb, Beta: beta, C: cc, LDC: ldc})
+					})
+				})
+			}
+		})
 	}
 }

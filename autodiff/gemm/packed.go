@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
-
-	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // The packed algorithm (Goto; BLIS's five loops): for each nc-wide slab of C's
@@ -28,8 +26,15 @@ type blocking struct {
 	// kernelStrided, when set, is kernel reading B in place (rows ldb apart); it
 	// serves products of at most mr rows, whose B would be read once anyway.
 	kernelStrided func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
-	packA         func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
-	packB         func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
+	// kernelA, when set, is kernel reading mr rows of a row-major A in place
+	// (lda apart), so that A need not be packed.
+	kernelA func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32)
+	// panels and panelsA, when set, run kernel and kernelA on a number of full
+	// tiles down a column of C.
+	panels  func(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int)
+	panelsA func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int)
+	packA   func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
+	packB   func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 }
 
 // asmBlocking is the AVX2 kernel's blocking for Zen-class cores (32 KiB L1d, ≥ 512
@@ -40,6 +45,9 @@ var asmBlocking = blocking{
 	mr: 6, nr: 16, mc: 144, kc: 256, nc: 3072,
 	kernel:        asmKernel,
 	kernelStrided: asmKernelStrided,
+	kernelA:       asmKernelA,
+	panels:        asmPanels,
+	panelsA:       asmPanelsA,
 	packA:         packA6,
 	packB:         packB16,
 }
@@ -71,20 +79,24 @@ const directMaxWork = 16 * 16 * 16
 // matmuls) should split the products among the workers instead.
 const MinParallelWork = 1 << 23
 
+// directA lets the assembly path read a row-major A in place (kernelA) instead
+// of packing it; tests and benchmarks turn it off to compare.
+var directA = true
+
 // parallelMinWork is MinParallelWork; tests lower it to run the parallel code on
 // small products.
 var parallelMinWork = MinParallelWork
 
-func sgemmAsm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	packedSgemm(&asmBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+func sgemmAsm(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	packedSgemm(&asmBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func sgemmGo(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m < goBlocking.mr || m*n*k <= directMaxWork {
-		directSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		directSgemm(workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	packedSgemm(&goBlocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	packedSgemm(&goBlocking, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // packedSgemm runs the blocked algorithm for m, n, k > 0. On several workers each
@@ -95,17 +107,71 @@ func sgemmGo(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 // barrier per step: B's blocks alternate between two buffers, so packing the next
 // block never waits for the tiles of the current one. (Starting goroutines at each
 // step cost 50-100 µs a time on a virtual machine whose idle vCPU sleeps.)
-func packedSgemm(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	packedSgemmEp(s, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+func packedSgemm(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	packedSgemmEp(s, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
 }
 
 // packedSgemmEp is packedSgemm calling ep (when not nil) on each block of rows and
 // columns of C as soon as its last depth slice is done.
-func packedSgemmEp(s *blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
-	workers := metal.Threads()
+func packedSgemmEp(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	if m*n*k < parallelMinWork {
 		workers = 1
 	}
+	if workers > 1 && ep == nil && splitsK(s, m, n, k) {
+		splitKSgemm(s, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	packedSgemmW(s, workers, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep)
+}
+
+// splitsK reports whether a product is split across the workers along k rather
+// than C: a small C with a long k (a weight gradient dYᵀ·X over many tokens,
+// 128×128×2048, say) has few tiles per depth slice to share out and a barrier per
+// slice, where halves of k run without meeting until their sum.
+func splitsK(s *blocking, m, n, k int) bool {
+	return k >= 4*s.kc && k >= 2*max(m, n)
+}
+
+// splitKSgemm runs the product as one sequential product per worker over its
+// share of k (whole kc slices), the first into C with β, the others into
+// scratch, then adds the scratch into C, the workers sharing its rows.
+func splitKSgemm(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	slices := (k + s.kc - 1) / s.kc
+	workers = min(workers, slices)
+	bounds := make([]int, workers+1)
+	for w := range workers + 1 {
+		bounds[w] = min(k, w*slices/workers*s.kc)
+	}
+	scratch := getBuf(&cPool, (workers-1)*m*n)
+	defer cPool.Put(scratch)
+	bar := newBarrier(workers)
+	runWorkers(workers, bar, func(w int) {
+		k0, k1 := bounds[w], bounds[w+1]
+		aOff, bOff := k0, k0*ldb // A's columns and B's rows from k0
+		if transA {
+			aOff = k0 * lda
+		}
+		if transB {
+			bOff = k0
+		}
+		aw, bw := a[aOff:], b[bOff:]
+		if w == 0 {
+			packedSgemmW(s, 1, transA, transB, m, n, k1-k0, alpha, aw, lda, bw, ldb, beta, c, ldc, nil)
+		} else {
+			packedSgemmW(s, 1, transA, transB, m, n, k1-k0, alpha, aw, lda, bw, ldb, 0, (*scratch)[(w-1)*m*n:w*m*n], n, nil)
+		}
+		bar.wait()
+		for i := w * m / workers; i < (w+1)*m/workers; i++ {
+			row := c[i*ldc : i*ldc+n]
+			for p := range workers - 1 {
+				addRow(row, (*scratch)[p*m*n+i*n:p*m*n+(i+1)*n])
+			}
+		}
+	})
+}
+
+// packedSgemmW is packedSgemmEp on the given number of workers.
+func packedSgemmW(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	mr, nr := s.mr, s.nr
 	var steps []packedStep
 	for jc := 0; jc < n; jc += s.nc {
@@ -121,6 +187,7 @@ func packedSgemmEp(s *blocking, transA, transB bool, m, n, k int, alpha float32,
 	bpLen := min(s.kc, k) * roundUp(min(s.nc, n), nr)
 	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, ep: ep}
 	job.directB = !transB && m <= mr && s.kernelStrided != nil
+	job.directA = !transA && !job.directB && s.kernelA != nil && directA
 	if workers == 1 {
 		bp := getBuf(&bPool, bpLen)
 		defer bPool.Put(bp)
@@ -182,6 +249,7 @@ type packedJob struct {
 	packedStep
 	bp      []float32
 	directB bool     // full panels of B are read in place; only a partial last one is packed
+	directA bool     // full panels of A are read in place; only a partial last one is packed
 	ep      Epilogue // finishes blocks of C after their last depth slice, or nil
 }
 
@@ -210,11 +278,28 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 	c, ldc, alpha, beta := j.c, j.ldc, j.alpha, j.beta
 	for ic := i0; ic < i1; ic += s.mc {
 		mc := min(s.mc, i1-ic)
-		s.packA(*ap, j.transA, j.a, j.lda, ic, mc, j.pc, kc)
+		if !j.directA {
+			s.packA(*ap, j.transA, j.a, j.lda, ic, mc, j.pc, kc)
+		} else if full := mc / mr * mr; full < mc {
+			s.packA((*ap)[(full/mr)*kc*mr:], false, j.a, j.lda, ic+full, mc-full, j.pc, kc)
+		}
 		for jr := jlo; jr < jhi; jr += nr {
 			cols := min(nr, jhi-jr)
 			bpanel := j.bp[(jr/nr)*kc*nr:][:kc*nr]
-			for ir := 0; ir < mc; ir += mr {
+			ir := 0
+			if full := mc / mr; cols == nr && !j.directB && full > 0 {
+				// The full tiles of the column in one call.
+				off := ic*ldc + j.jc + jr
+				switch {
+				case j.directA && s.panelsA != nil:
+					s.panelsA(kc, j.a[ic*j.lda+j.pc:], j.lda, bpanel, c[off:], ldc, alpha, beta, full)
+					ir = full * mr
+				case !j.directA && s.panels != nil:
+					s.panels(kc, *ap, bpanel, c[off:], ldc, alpha, beta, full)
+					ir = full * mr
+				}
+			}
+			for ; ir < mc; ir += mr {
 				rows := min(mr, mc-ir)
 				apanel := (*ap)[(ir/mr)*kc*mr:][:kc*mr]
 				off := (ic+ir)*ldc + j.jc + jr
@@ -224,12 +309,17 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 					bOff := j.pc*j.ldb + j.jc + jr
 					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
 					continue
+				case full && j.directA:
+					s.kernelA(kc, j.a[(ic+ir)*j.lda+j.pc:], j.lda, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
+					continue
 				case full:
 					s.kernel(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, alpha, beta)
 					continue
 				case j.directB && cols == nr:
 					bOff := j.pc*j.ldb + j.jc + jr
 					s.kernelStrided(kc, apanel, j.b[bOff:bOff+(kc-1)*j.ldb+nr], j.ldb, edge, nr, 1, 0)
+				case j.directA && rows == mr:
+					s.kernelA(kc, j.a[(ic+ir)*j.lda+j.pc:], j.lda, bpanel, edge, nr, 1, 0)
 				default:
 					s.kernel(kc, apanel, bpanel, edge, nr, 1, 0)
 				}
@@ -258,8 +348,9 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
 // Packing buffers are recycled, A blocks and B blocks apart as their sizes differ:
-// a product of 1024³ packs 3 MiB of B per step.
-var aPool, bPool sync.Pool
+// a product of 1024³ packs 3 MiB of B per step. cPool holds the partial products
+// of splitKSgemm.
+var aPool, bPool, cPool sync.Pool
 
 // getBuf returns a buffer of n floats from pool starting on a 64-byte boundary, so
 // that every 16-float row of a B panel is one cache line.
@@ -279,31 +370,66 @@ func getBuf(pool *sync.Pool, n int) *[]float32 {
 
 // packA6 packs rows [i0, i0+rows) × columns [p0, p0+kc) of op(A) into 6-row panels:
 // panel r holds, for each p, the six values op(A)[i0+6r+i][p0+p] (zeros past rows).
+// Full panels go through the vector routines (packA6NFast, packA6TPanels).
 func packA6(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int) {
-	for ir := 0; ir < rows; ir += 6 {
+	start := 0
+	if transA {
+		full := rows / 6
+		packA6TPanels(dst, a[p0*lda+i0:], lda, kc, full)
+		start = 6 * full
+	}
+	for ir := start; ir < rows; ir += 6 {
 		d := dst[(ir/6)*kc*6:][:kc*6]
 		n := min(6, rows-ir)
 		switch {
 		case transA && n == 6:
-			for p := range kc {
-				src := a[(p0+p)*lda+i0+ir:]
-				*(*[6]float32)(d[p*6 : p*6+6]) = *(*[6]float32)(src[:6])
-			}
+			packA6TFast(d, a[p0*lda+i0+ir:], lda, kc)
 		case !transA && n == 6:
-			base := (i0+ir)*lda + p0
-			r0 := a[base : base+kc]
-			r1 := a[base+lda : base+lda+kc]
-			r2 := a[base+2*lda : base+2*lda+kc]
-			r3 := a[base+3*lda : base+3*lda+kc]
-			r4 := a[base+4*lda : base+4*lda+kc]
-			r5 := a[base+5*lda : base+5*lda+kc]
-			for p := range kc {
-				q := d[p*6 : p*6+6]
-				q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
-			}
+			packA6NFast(d, a[(i0+ir)*lda+p0:], lda, kc)
 		default:
 			packAEdge(d, 6, n, transA, a, lda, i0+ir, p0, kc)
 		}
+	}
+}
+
+// packA6NGo sets d[6p+i] = a[i·lda+p] for p in [from, kc), i < 6.
+func packA6NGo(d, a []float32, lda, from, kc int) {
+	if from >= kc {
+		return
+	}
+	r0 := a[0:kc]
+	r1 := a[lda : lda+kc]
+	r2 := a[2*lda : 2*lda+kc]
+	r3 := a[3*lda : 3*lda+kc]
+	r4 := a[4*lda : 4*lda+kc]
+	r5 := a[5*lda : 5*lda+kc]
+	for p := from; p < kc; p++ {
+		q := d[p*6 : p*6+6]
+		q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
+	}
+}
+
+// packA6TGo sets d[6p+i] = a[p·lda+i] for p < kc, i < 6.
+func packA6TGo(d, a []float32, lda, kc int) {
+	for p := range kc {
+		*(*[6]float32)(d[p*6 : p*6+6]) = *(*[6]float32)(a[p*lda : p*lda+6])
+	}
+}
+
+// packB16TGo sets d[16p+j] = b[j·ldb+p] for p in [from, kc), j < 16.
+func packB16TGo(d, b []float32, ldb, from, kc int) {
+	for j := range 16 {
+		src := b[j*ldb : j*ldb+kc]
+		for p := from; p < kc; p++ {
+			d[p*16+j] = src[p]
+		}
+	}
+}
+
+// packB16NGo sets d[16p+j] = b[p·ldb+j] for p < kc, j < 16.
+func packB16NGo(d, b []float32, ldb, kc int) {
+	for p := range kc {
+		*(*[16]float32)(d[p*16 : p*16+16]) = *(*[16]float32)(b[p*ldb : p*ldb+16])
 	}
 }
 
@@ -325,15 +451,20 @@ func packAEdge(d []float32, mr, n int, transA bool, a []float32, lda, i0, p0, kc
 // packB16 packs rows [p0, p0+kc) × columns [j0, j0+cols) of op(B) into 16-column
 // panels: panel r holds, for each p, op(B)[p0+p][j0+16r : j0+16r+16] (zeros past cols).
 func packB16(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int) {
-	for jr := 0; jr < cols; jr += 16 {
+	start := 0
+	if !transB {
+		full := cols / 16
+		packB16NPanels(dst, b[p0*ldb+j0:], ldb, kc, full)
+		start = 16 * full
+	}
+	for jr := start; jr < cols; jr += 16 {
 		d := dst[(jr/16)*kc*16:][:kc*16]
 		n := min(16, cols-jr)
 		switch {
 		case !transB && n == 16:
-			for p := range kc {
-				src := b[(p0+p)*ldb+j0+jr:]
-				*(*[16]float32)(d[p*16 : p*16+16]) = *(*[16]float32)(src[:16])
-			}
+			packB16NFast(d, b[p0*ldb+j0+jr:], ldb, kc)
+		case transB && n == 16:
+			packB16TFast(d, b[(j0+jr)*ldb+p0:], ldb, kc)
 		case transB:
 			// Column j of the panel is row j0+jr+j of B: read rows, scatter by 16.
 			for j := range n {

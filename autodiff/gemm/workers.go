@@ -43,10 +43,10 @@ func runWorkers(workers int, bar *barrier, fn func(w int)) {
 	}
 	wg.Add(workers - 1)
 	for w := 1; w < workers; w++ {
-		go func() {
+		metal.Go(func() {
 			defer wg.Done()
 			run(w)
-		}()
+		})
 	}
 	run(0)
 	wg.Wait()
