@@ -13,7 +13,7 @@ import (
 )
 
 // The float32 attention kernels of Block: flash attention as [FlashForward] and
-// [FlashBackward] compute it — 64×64 tiles of queries and keys, online softmax,
+// [FlashBackward] compute it — tiles of 64 queries and tiledKBlock keys, online softmax,
 // only the per-row log-sum-exp kept (plus the keys in a transposed layout) — with
 // each tile's products (QKᵀ and PV forward; QKᵀ, dO·Vᵀ, dS·K, dSᵀ·Q and Pᵀ·dO
 // backward) run as small matrix products (tileMul: an AVX2/FMA strip kernel of 4
@@ -21,6 +21,10 @@ import (
 // softmax rows in AVX2. Work is split over (batch, query head, query tile) forward
 // and (batch, key/value head) backward, as in FlashBackward; each product runs on
 // the calling worker.
+//
+// A tile spans tiledKBlock keys: at the lengths a small model trains on (128)
+// the whole causal block of a head is one tile wide, so each query and key row
+// is gathered once per head and no running maximum is rescaled.
 //
 // Two things keep the products near the kernel's speed:
 //
@@ -34,6 +38,10 @@ import (
 //     are 2ᵏ cache lines apart, which maps a tile onto a few L1 sets and evicts it
 //     while the kernel reuses it), and the transposed keys and values are stored
 //     with a row stride of an odd number of cache lines (see ldT).
+
+// tiledKBlock is the key count of a tile: a 64×128 score tile (32 KiB) stays in
+// L2 next to its operands, and one tile covers a 128-token causal block.
+const tiledKBlock = 128
 
 // stripRows is the row count of the tile kernel's strips.
 const stripRows = 4
@@ -83,8 +91,8 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
 	parallelUnits(nqb*heads, func() *tiledFwdScratch {
 		return &tiledFwdScratch{
 			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
-			s: make([]float32, flashQBlock*flashKBlock), acc: make([]float32, flashQBlock*d.VDim),
-			qc: make([]float32, flashQBlock*d.HeadDim), vc: make([]float32, flashKBlock*d.VDim),
+			s: make([]float32, flashQBlock*tiledKBlock), acc: make([]float32, flashQBlock*d.VDim),
+			qc: make([]float32, flashQBlock*d.HeadDim), vc: make([]float32, tiledKBlock*d.VDim),
 			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
 		}
 	}, func(w *tiledFwdScratch, u int) {
@@ -182,7 +190,7 @@ func stripCols(hi []int, r0, r1 int) int {
 	return c
 }
 
-// scoreStrips sets the scores s (rows × ≤64, rows flashKBlock apart) of the
+// scoreStrips sets the scores s (rows × ≤tiledKBlock, rows tiledKBlock apart) of the
 // rows [0, rows) of a tile to alpha·a·b: a the rows' contiguous query (or output
 // gradient) rows of width dim, b the transposed keys (or values) of the tile,
 // rows ldb apart; each strip of rows only over the columns it needs (rounded up to
@@ -195,14 +203,14 @@ func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows i
 			r1 = min(r1+stripRows, rows)
 		}
 		if n > 0 {
-			tileMul(s[r0*flashKBlock:], flashKBlock, a[r0*dim:], dim, 1, b, ldb, r1-r0, n, dim, alpha, false)
+			tileMul(s[r0*tiledKBlock:], tiledKBlock, a[r0*dim:], dim, 1, b, ldb, r1-r0, n, dim, alpha, false)
 		}
 		r0 = r1
 	}
 }
 
 // rowStrips adds, for each strip of the rows [0, rows), the product of its rows
-// of p (rows flashKBlock apart) over the keys the strip needs with the first
+// of p (rows tiledKBlock apart) over the keys the strip needs with the first
 // rows of b (width n, rows ldb apart) to c (rows ldc apart). When set is not nil
 // it says which strips of c hold a value already: the others are written, not
 // added to, and then marked.
@@ -217,7 +225,7 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []
 			r1 = min(r1+stripRows, rows)
 		}
 		if k > 0 {
-			tileMul(c[r0*ldc:], ldc, p[r0*flashKBlock:], flashKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0))
+			tileMul(c[r0*ldc:], ldc, p[r0*tiledKBlock:], tiledKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0))
 			if set != nil {
 				for r := r0; r < r1; r += stripRows {
 					set[r/stripRows] = true
@@ -229,7 +237,7 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []
 }
 
 // keyStrips adds, for each strip of the keys [0, nk) of a tile, the product of
-// the transposed p (rows × keys, rows flashKBlock apart) with b (a row per query
+// the transposed p (rows × keys, rows tiledKBlock apart) with b (a row per query
 // row, width n, rows ldb apart) to c (a row per key, rows ldc apart), over the
 // query rows that see one of the strip's keys only.
 func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int) {
@@ -266,7 +274,7 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 			j1 = min(j1+stripRows, nk)
 		}
 		if p0 < p1 {
-			tileMul(c[j0*ldc:], ldc, p[p0*flashKBlock+j0:], 1, flashKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true)
+			tileMul(c[j0*ldc:], ldc, p[p0*tiledKBlock+j0:], 1, tiledKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true)
 		}
 		j0, p0, p1 = j1, q0, q1
 	}
@@ -289,12 +297,12 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	ulo, _ := g.sp.rows(i0)
 	_, uhi := g.sp.rows(i1 - 1)
-	for j0 := ulo; j0 < uhi; j0 += flashKBlock {
-		j1 := min(j0+flashKBlock, uhi)
+	for j0 := ulo; j0 < uhi; j0 += tiledKBlock {
+		j1 := min(j0+tiledKBlock, uhi)
 		nk := j1 - j0
 		vc := w.vc[:nk*d.VDim]
 		gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
-		s := w.s[:rows*flashKBlock]
+		s := w.s[:rows*tiledKBlock]
 		g.visible(lo, hi, i0, rows, j0, j1)
 		scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
 		for r0 := 0; r0 < rows; r0 += stripRows {
@@ -302,7 +310,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
 			cols := roundUp8(stripCols(hi, r0, r1))
 			for r := r0; r < r1; r++ {
-				row := s[r*flashKBlock : r*flashKBlock+cols]
+				row := s[r*tiledKBlock : r*tiledKBlock+cols]
 				if lo[r] == hi[r] {
 					clear(row)
 					continue
@@ -397,7 +405,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 			}
 		}
 	})
-	nkb := (d.KLen + flashKBlock - 1) / flashKBlock
+	nkb := (d.KLen + tiledKBlock - 1) / tiledKBlock
 	units := d.Batch * d.KVHeads
 	parts := backwardParts(units, nkb)
 	dqs := make([][]float32, parts)
@@ -407,10 +415,10 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	}
 	parallelUnits(units*parts, func() *tiledScratch {
 		return &tiledScratch{
-			p: make([]float32, flashQBlock*flashKBlock), ds: make([]float32, flashQBlock*flashKBlock),
+			p: make([]float32, flashQBlock*tiledKBlock), ds: make([]float32, flashQBlock*tiledKBlock),
 			qc: make([]float32, flashQBlock*d.HeadDim), oc: make([]float32, flashQBlock*d.VDim),
-			kc: make([]float32, flashKBlock*d.HeadDim),
-			dk: make([]float32, flashKBlock*d.HeadDim), dv: make([]float32, flashKBlock*d.VDim),
+			kc: make([]float32, tiledKBlock*d.HeadDim),
+			dk: make([]float32, tiledKBlock*d.HeadDim), dv: make([]float32, tiledKBlock*d.VDim),
 			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
 			dqSet: make([]bool, g.group*((d.QLen+stripRows-1)/stripRows)),
 		}
@@ -422,8 +430,8 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		// it, and strips no key of this part reaches are cleared at the end.
 		clear(w.dqSet)
 		for kb := c; kb < nkb; kb += parts {
-			j0 := kb * flashKBlock
-			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+flashKBlock, d.KLen))
+			j0 := kb * tiledKBlock
+			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+tiledKBlock, d.KLen))
 		}
 		nqs := (d.QLen + stripRows - 1) / stripRows
 		for i, set := range w.dqSet {
@@ -487,7 +495,7 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			qc, oc := w.qc[:rows*d.HeadDim], w.oc[:rows*d.VDim]
 			gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 			gather(oc, d.VDim, dout, g.ov.at(b, i0, h), g.ov.s, rows)
-			p, ds := w.p[:rows*flashKBlock], w.ds[:rows*flashKBlock]
+			p, ds := w.p[:rows*tiledKBlock], w.ds[:rows*tiledKBlock]
 			scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
 			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
 			for r0 := 0; r0 < rows; r0 += stripRows {
@@ -497,7 +505,7 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				// it sees one).
 				cols := roundUp8(stripCols(hi, r0, r1))
 				for r := r0; r < r1; r++ {
-					pr, dr := p[r*flashKBlock:][:cols], ds[r*flashKBlock:][:cols]
+					pr, dr := p[r*tiledKBlock:][:cols], ds[r*tiledKBlock:][:cols]
 					if lo[r] == hi[r] {
 						clear(pr)
 						clear(dr)

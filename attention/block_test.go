@@ -17,7 +17,29 @@ import (
 // TestTiledMatchesReference runs the GEMM-tile kernels over the flash test cases
 // (every length, head dim, GQA ratio, mask and layout) against the float64
 // reference, with the float32 bound of the flash kernels.
-func TestTiledMatchesReference(t *testing.T) { bothPaths(t, testTiledMatchesReference) }
+func TestTiledMatchesReference(t *testing.T) {
+	bothPaths(t, func(t *testing.T) { testTiledMatchesReference(t, flashCases) })
+}
+
+// tileEdgeCases put sequence lengths on both sides of the tiles' edges (64 query
+// rows, tiledKBlock keys, strips of 4 rows and 8 keys) for every head dim the
+// kernels special-case, with causal and window masks and grouped queries.
+var tileEdgeCases = []attnCase{
+	{B: 1, Tq: 1, Tk: 1, Hq: 2, Hkv: 1, D: 80, opt: Options{Causal: true}},
+	{B: 2, Tq: 7, Tk: 7, Hq: 2, Hkv: 2, D: 32, opt: Options{Causal: true}},
+	{B: 1, Tq: 33, Tk: 33, Hq: 4, Hkv: 2, D: 64, opt: Options{Causal: true, Window: 9}},
+	{B: 1, Tq: 127, Tk: 127, Hq: 2, Hkv: 1, D: 80, opt: Options{Causal: true}},
+	{B: 2, Tq: 128, Tk: 128, Hq: 4, Hkv: 4, D: 32, opt: Options{Causal: true}},
+	{B: 1, Tq: 128, Tk: 128, Hq: 4, Hkv: 2, D: 64},
+	{B: 1, Tq: 129, Tk: 129, Hq: 2, Hkv: 1, D: 32, opt: Options{Causal: true, Window: 70}},
+	{B: 1, Tq: 129, Tk: 129, Hq: 4, Hkv: 1, D: 80, opt: Options{Causal: true, Layout: BHSD}},
+	{B: 1, Tq: 33, Tk: 129, Hq: 2, Hkv: 2, D: 64, opt: Options{Causal: true}},
+	{B: 1, Tq: 257, Tk: 257, Hq: 2, Hkv: 1, D: 32, opt: Options{Causal: true}},
+}
+
+func TestTiledTileEdges(t *testing.T) {
+	bothPaths(t, func(t *testing.T) { testTiledMatchesReference(t, tileEdgeCases) })
+}
 
 // bothPaths runs f with the AVX2 kernels (where the CPU has them) and again on
 // the Go paths other CPUs take: row loops, tile products through gemm.
@@ -30,9 +52,9 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-func testTiledMatchesReference(t *testing.T) {
+func testTiledMatchesReference(t *testing.T, cases []attnCase) {
 	rng := rand.New(rand.NewPCG(21, 22))
-	for _, c := range flashCases {
+	for _, c := range cases {
 		t.Run(c.String(), func(t *testing.T) {
 			d := c.dims()
 			a := newAttnData(rng, c)
