@@ -330,23 +330,46 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 		}
 		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
 	}
-	for r := range rows {
-		o := out[g.ov.at(b, i0+r, h):][:d.VDim]
-		li := (b*d.QHeads+h)*d.QLen + i0 + r
-		if l[r] == 0 {
+	var rowLSE []float32
+	if lse != nil {
+		li := (b*d.QHeads+h)*d.QLen + i0
+		rowLSE = lse[li : li+rows]
+	}
+	finishRows(out, g.ov.at(b, i0, h), g.ov.s, acc, d.VDim, m, l, rowLSE)
+}
+
+// finishRows writes the output rows (width, stride apart in out from off) as
+// the accumulator rows over their softmax denominators l, and their
+// log-sum-exps m + ln l into lse when it is not nil; a row with l = 0 saw no key
+// (zeros, −Inf). A function of its own: inlined in the tile loop, the
+// compiler spilled this loop's variables to the stack on every element.
+func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, lse []float32) {
+	for r, lr := range l {
+		o := out[off+r*stride:][:width]
+		if lr == 0 {
 			clear(o)
 			if lse != nil {
-				lse[li] = negInf[float32]()
+				lse[r] = negInf[float32]()
 			}
 			continue
 		}
-		inv := 1 / l[r]
-		for c, x := range acc[r*d.VDim : (r+1)*d.VDim] {
-			o[c] = x * inv
-		}
+		scaleInto(o, acc[r*width:(r+1)*width], 1/lr)
 		if lse != nil {
-			lse[li] = m[r] + logTile(l[r])
+			lse[r] = m[r] + logTile(lr)
 		}
+	}
+}
+
+// scaleInto sets dst[i] = a·src[i] for i < len(dst).
+func scaleInto(dst, src []float32, a float32) {
+	src = src[:len(dst)]
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		d, s := dst[i:i+4:i+4], src[i:i+4:i+4]
+		d[0], d[1], d[2], d[3] = a*s[0], a*s[1], a*s[2], a*s[3]
+	}
+	for ; i < len(dst); i++ {
+		dst[i] = a * src[i]
 	}
 }
 
