@@ -14,6 +14,7 @@ package gemm
 import (
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/mlxtrain/mlxtrain/metal"
@@ -326,10 +327,15 @@ type Product struct {
 }
 
 // SgemmBoth computes two independent products (neither C may overlap the other's
-// operands): on two or more workers side by side, each whole on one worker
-// (SgemmSerial), otherwise one after the other. For a linear layer's input and
-// weight gradients, dY·W and dYᵀ·X, which take the same work: each then runs
-// without the barriers and shared packing of a product split across workers.
+// operands): on two or more workers side by side, otherwise one after the other.
+// For a linear layer's input and weight gradients, dY·W and dYᵀ·X, which take
+// about the same work. Each product is cut into pieces that run whole on one
+// worker, without the barriers and shared packing of a product split across
+// workers: a long-k product (the weight gradient over many tokens) into two
+// halves of k, summed at the end, the others into blocks of rows. The workers
+// take the pieces in turn as they come free, the halves of k first, so that
+// neither waits long for the other at the end: the two products rarely take the
+// same time, and a worker may start late (a helper that had gone to sleep).
 func SgemmBoth(p, q Product) {
 	for _, r := range []*Product{&p, &q} {
 		checkArgs("SgemmBoth", r.TransA, r.TransB, r.M, r.N, r.K, len(r.A), r.LDA, len(r.B), r.LDB, len(r.C), r.LDC)
@@ -339,16 +345,74 @@ func SgemmBoth(p, q Product) {
 		q.sgemm(metal.Threads())
 		return
 	}
-	metal.ParallelFor(2, 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if i == 0 {
-				p.sgemm(1)
-			} else {
-				q.sgemm(1)
-			}
+	var pieces, rows []Product
+	var sums []bothSum
+	for _, r := range []Product{p, q} {
+		if r.M == 0 || r.N == 0 {
+			continue
+		}
+		if r.K >= 4*bothKc && r.K >= 2*max(r.M, r.N) && r.Alpha != 0 {
+			// Two halves of k, in whole slices of the kernel's depth: the first
+			// into C with β, the second into scratch, added to C at the end.
+			k0 := (r.K + bothKc - 1) / bothKc / 2 * bothKc
+			scratch := getBuf(&cPool, r.M*r.N)
+			lo, hi := r, r
+			lo.K, hi.K = k0, r.K-k0
+			hi.A, hi.B = r.A[bothOffset(r.TransA, k0, 1, r.LDA):], r.B[bothOffset(r.TransB, k0, r.LDB, 1):]
+			hi.Beta, hi.C, hi.LDC = 0, *scratch, r.N
+			pieces = append(pieces, lo, hi)
+			sums = append(sums, bothSum{r, scratch})
+			continue
+		}
+		per := max(bothMinRows, roundUp((r.M+bothPieces-1)/bothPieces, asmBlocking.mr))
+		for i0 := 0; i0 < r.M; i0 += per {
+			s := r
+			s.M = min(per, r.M-i0)
+			s.A = r.A[bothOffset(r.TransA, i0, r.LDA, 1):]
+			s.C = r.C[i0*r.LDC:]
+			rows = append(rows, s)
+		}
+	}
+	pieces = append(pieces, rows...)
+	var next atomic.Int64
+	workers := min(metal.Threads(), len(pieces))
+	metal.ParallelFor(workers, 1, func(int, int) {
+		for i := int(next.Add(1) - 1); i < len(pieces); i = int(next.Add(1) - 1) {
+			pieces[i].sgemm(1)
 		}
 	})
+	for _, s := range sums {
+		for i := range s.M {
+			addRow(s.C[i*s.LDC:i*s.LDC+s.N], (*s.scratch)[i*s.N:(i+1)*s.N])
+		}
+		cPool.Put(s.scratch)
+	}
 }
+
+// bothSum is a product SgemmBoth split along k: the second half's sum, in
+// scratch, is still to be added to C.
+type bothSum struct {
+	Product
+	scratch *[]float32
+}
+
+// bothOffset is i·notTrans, or i·isTrans when trans: where row or column i of
+// op(X) starts in X, a row-major matrix op(X) reads as it is or transposed.
+func bothOffset(trans bool, i, notTrans, isTrans int) int {
+	if trans {
+		return i * isTrans
+	}
+	return i * notTrans
+}
+
+// SgemmBoth's pieces: a product is cut into about bothPieces blocks of at least
+// bothMinRows rows, and split along k from 4 slices of depth bothKc. Tests lower
+// them to cut small products.
+var (
+	bothPieces  = 8
+	bothMinRows = 48
+	bothKc      = 256
+)
 
 func (p *Product) sgemm(workers int) {
 	sgemm(workers, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, p.A, p.LDA, p.B, p.LDB, p.Beta, p.C, p.LDC)

@@ -506,11 +506,19 @@ func TestGemmSerialMatchesReference(t *testing.T) {
 }
 
 // SgemmBoth computes each of its two products as Sgemm would, on one worker and
-// on two: every case paired with the next.
+// on two, with its usual pieces and with small ones (blocks of 6 rows, k split
+// from 32): every case paired with the next.
 func TestGemmBothMatchesReference(t *testing.T) {
-	for _, threads := range []int{1, 2} {
-		t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
-			withThreads(t, threads)
+	for _, cfg := range []struct {
+		threads          int
+		pieces, rows, kc int
+	}{{1, 8, 48, 256}, {2, 8, 48, 256}, {2, 4, 6, 8}, {3, 3, 6, 8}} {
+		t.Run(fmt.Sprintf("threads%d_pieces%d_rows%d_kc%d", cfg.threads, cfg.pieces, cfg.rows, cfg.kc), func(t *testing.T) {
+			withThreads(t, cfg.threads)
+			oldPieces, oldRows, oldKc := bothPieces, bothMinRows, bothKc
+			bothPieces, bothMinRows, bothKc = cfg.pieces, cfg.rows, cfg.kc
+			t.Cleanup(func() { bothPieces, bothMinRows, bothKc = oldPieces, oldRows, oldKc })
+			threads := cfg.threads
 			rng := rand.New(rand.NewPCG(51, uint64(threads)))
 			cases := gemmCases()
 			for i := range cases {
