@@ -64,3 +64,27 @@ func TestGoRunsEveryTaskConcurrently(t *testing.T) {
 		time.Sleep(pause)
 	}
 }
+
+// Join.Wait returns only after every worker's Done, and sees what the workers
+// wrote before it: workers that finish at once (Wait polling), after Wait has
+// stopped polling and blocked, and none at all.
+func TestJoinWaitsForEveryWorker(t *testing.T) {
+	for _, delay := range []time.Duration{0, 50 * time.Microsecond, 2 * joinSpin} {
+		for _, workers := range []int{0, 1, 3} {
+			var j Join
+			done := make([]int, workers)
+			j.Add(workers)
+			for w := range workers {
+				Go(func() {
+					defer j.Done()
+					time.Sleep(delay * time.Duration(w+1))
+					done[w] = w + 1
+				})
+			}
+			j.Wait()
+			for w := range workers {
+				assert.Equal(t, w+1, done[w], "delay %v, worker %d of %d", delay, w, workers)
+			}
+		}
+	}
+}

@@ -39,7 +39,7 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 		return
 	}
 	var (
-		wg    sync.WaitGroup
+		wg    Join
 		mu    sync.Mutex
 		first *WorkerPanic
 	)

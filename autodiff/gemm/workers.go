@@ -17,7 +17,7 @@ import (
 // the others stop waiting) and is re-raised in the caller as *metal.WorkerPanic.
 func runWorkers(workers int, bar *barrier, fn func(w int)) {
 	var (
-		wg    sync.WaitGroup
+		wg    metal.Join
 		mu    sync.Mutex
 		first *metal.WorkerPanic
 	)
