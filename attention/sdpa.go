@@ -138,6 +138,12 @@ func attentionOp(op string, q, k, v *autodiff.Tensor, opt Options, flash bool) *
 		if out := flashOnDevice(op, q, k, v, d, opt); out != nil {
 			return out
 		}
+		// float32 runs the Block's tile kernels (AVX2 where the CPU has them): the
+		// same flash algorithm, O(T) memory, several times the speed of the
+		// generic loops below, which float64 and decoding steps keep.
+		if dt == autodiff.Float32 && d.VDim == d.HeadDim && d.QLen >= tiledMinRows {
+			return tiledAttention(q, k, v, opt)
+		}
 	}
 	var start time.Time
 	if metal.Profiling() {
