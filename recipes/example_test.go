@@ -84,7 +84,7 @@ func ExampleDefault() {
 	}
 	fmt.Println(r.Train.Iters)
 	// Output:
-	// addition 3 64 4 2500
+	// addition 3 64 4 3000
 	// 20
 }
 
