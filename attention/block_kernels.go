@@ -676,9 +676,7 @@ func projectQKV(x, wq, wk, wv, bq, bk, bv *autodiff.Tensor) *autodiff.Tensor {
 		if needW && autodiff.NeedsGrad(x) && metal.Threads() > 1 {
 			// The input and weight gradients side by side, one per worker.
 			dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
-			gemm.SgemmBoth(
-				gemm.Product{M: rows, N: in, K: width, Alpha: 1, A: gs, LDA: width, B: wc, LDB: in, C: dx.Float32s(), LDC: in},
-				gemm.Product{TransA: true, M: width, N: in, K: rows, Alpha: 1, A: gs, LDA: width, B: xs, LDB: in, C: dwcat.Float32s(), LDC: in})
+			gemm.LinearGrads(rows, in, width, gs, wc, xs, dx.Float32s(), dwcat.Float32s())
 			autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
 		} else {
 			autodiff.Accumulate(x, func() *autodiff.Tensor {

@@ -205,9 +205,7 @@ func linearGELU(x, w, b *autodiff.Tensor, store autodiff.DType) *autodiff.Tensor
 				// The two GEMMs side by side, one per worker.
 				dx := autodiff.Empty(x.DType(), x.Shape()...)
 				dw := autodiff.Empty(w.DType(), out, in)
-				gemm.SgemmBoth(
-					gemm.Product{M: rows, N: in, K: out, Alpha: 1, A: dpre.Float32s(), LDA: out, B: w.Float32s(), LDB: in, C: dx.Float32s(), LDC: in},
-					gemm.Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, A: dpre.Float32s(), LDA: out, B: x.Float32s(), LDB: in, C: dw.Float32s(), LDC: in})
+				gemm.LinearGrads(rows, in, out, dpre.Float32s(), w.Float32s(), x.Float32s(), dx.Float32s(), dw.Float32s())
 				autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
 				autodiff.Accumulate(w, func() *autodiff.Tensor { return dw })
 				needX, needW = false, false
@@ -389,9 +387,7 @@ func linearResidualStored(x, w, b, res *autodiff.Tensor, store autodiff.DType) *
 			// The two GEMMs side by side, one per worker.
 			dx := autodiff.Empty(x.DType(), x.Shape()...)
 			dw := autodiff.Empty(w.DType(), out, in)
-			gemm.SgemmBoth(
-				gemm.Product{M: rows, N: in, K: out, Alpha: 1, A: g.Float32s(), LDA: out, B: w.Float32s(), LDB: in, C: dx.Float32s(), LDC: in},
-				gemm.Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, A: g.Float32s(), LDA: out, B: x.Float32s(), LDB: in, C: dw.Float32s(), LDC: in})
+			gemm.LinearGrads(rows, in, out, g.Float32s(), w.Float32s(), x.Float32s(), dx.Float32s(), dw.Float32s())
 			autodiff.Accumulate(x, func() *autodiff.Tensor { return dx })
 			autodiff.Accumulate(w, func() *autodiff.Tensor { return dw })
 		} else {

@@ -417,3 +417,12 @@ var (
 func (p *Product) sgemm(workers int) {
 	sgemm(workers, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, p.A, p.LDA, p.B, p.LDB, p.Beta, p.C, p.LDC)
 }
+
+// LinearGrads computes both gradients of a linear layer y = x·Wᵀ side by side
+// ([SgemmBoth]): dx = g·W and dw = gᵀ·x, for g (rows × out), w (out × in), x
+// (rows × in), dx (rows × in) and dw (out × in), all row-major and dense.
+func LinearGrads(rows, in, out int, g, w, x, dx, dw []float32) {
+	SgemmBoth(
+		Product{M: rows, N: in, K: out, Alpha: 1, A: g, LDA: out, B: w, LDB: in, C: dx, LDC: in},
+		Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, A: g, LDA: out, B: x, LDB: in, C: dw, LDC: in})
+}
