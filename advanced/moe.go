@@ -414,15 +414,77 @@ func routerStatValues(logits, experts *autodiff.Tensor, k int, score RouterScore
 		tm.doneOn("moe_router_stats", metal.PathMetal, logits.Len()*4)
 		return balance, z
 	}
-	if logits.DType() == autodiff.Float32 {
+	switch {
+	case score == ScoreSoftmax && logits.DType() == autodiff.Float32:
+		balance, z = routerStatsSoftmax(logits.Float32s(), experts.Int32s(), rows, E)
+	case score == ScoreSoftmax:
+		balance, z = routerStatsSoftmax(logits.Float64s(), experts.Int32s(), rows, E)
+	case logits.DType() == autodiff.Float32:
 		balance = LoadBalanceForward(logits.Float32s(), experts.Int32s(), rows, E, k, score, nil, nil)
 		z = RouterZForward(logits.Float32s(), rows, E, nil)
-	} else {
+	default:
 		balance = LoadBalanceForward(logits.Float64s(), experts.Int32s(), rows, E, k, score, nil, nil)
 		z = RouterZForward(logits.Float64s(), rows, E, nil)
 	}
 	tm.done("moe_router_stats", logits.Len()*logits.DType().Size())
 	return balance, z
+}
+
+// routerStatsSoftmax is LoadBalanceForward (softmax scores) and RouterZForward
+// of the same logits in one pass: each row's exponentials give both its
+// probabilities and its log-sum-exp. The partial sums cover lossBlock rows, as
+// LoadBalanceForward's do, so the result does not depend on the thread count.
+func routerStatsSoftmax[T autodiff.Float](logits []T, experts []int32, rows, E int) (balance, z float64) {
+	if rows <= 0 || E < 1 {
+		return 0, 0
+	}
+	f := make([]float64, E)
+	for _, e := range experts {
+		if e < 0 || int(e) >= E {
+			panic(fmt.Sprintf("advanced: router statistics: expert %d of %d", e, E))
+		}
+		f[e]++
+	}
+	blocks := ceilDiv(rows, lossBlock)
+	part := make([]float64, blocks*(E+1)) // per block: Σ p[e] over its rows, then Σ lse²
+	metal.ParallelFor(blocks, 1, func(lo, hi int) {
+		p := make([]float64, E)
+		for b := lo; b < hi; b++ {
+			sum := part[b*(E+1) : (b+1)*(E+1)]
+			for n := b * lossBlock; n < min(rows, (b+1)*lossBlock); n++ {
+				row := logits[n*E : (n+1)*E]
+				top := math.Inf(-1)
+				for _, v := range row {
+					top = math.Max(top, float64(v))
+				}
+				var s float64
+				for e, v := range row {
+					p[e] = math.Exp(float64(v) - top)
+					s += p[e]
+				}
+				inv := 1 / s
+				for e, v := range p {
+					sum[e] += v * inv
+				}
+				lse := top
+				if !math.IsInf(top, 0) {
+					lse += math.Log(s)
+				}
+				sum[E] += lse * lse
+			}
+		}
+	})
+	for e := range E {
+		var P float64
+		for b := range blocks {
+			P += part[b*(E+1)+e]
+		}
+		balance += f[e] / float64(rows) * (P / float64(rows))
+	}
+	for b := range blocks {
+		z += part[b*(E+1)+E]
+	}
+	return float64(E) * balance, z / float64(rows)
 }
 
 // hidden is the experts' activations on the dispatched rows xs.
