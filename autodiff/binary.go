@@ -164,8 +164,17 @@ func reduceGrad(t, g *Tensor) *Tensor {
 func Add(a, b *Tensor) *Tensor {
 	out := binaryForward(BinAdd, a, b)
 	return record(out, "add", func(g *Tensor) {
-		accumulate(a, func() *Tensor { return reduceGrad(a, g) })
-		accumulate(b, func() *Tensor { return reduceGrad(b, g) })
+		// g is freed after this VJP: the first input of its shape may share it.
+		shared := false
+		grad := func(t *Tensor) *Tensor {
+			if !shared && sameShape(t.shape, g.shape) {
+				shared = true
+				return shpShare(g, t.shape)
+			}
+			return reduceGrad(t, g)
+		}
+		accumulate(a, func() *Tensor { return grad(a) })
+		accumulate(b, func() *Tensor { return grad(b) })
 	}, a, b)
 }
 

@@ -17,5 +17,25 @@ func Record(out *Tensor, op string, back func(g *Tensor), inputs ...*Tensor) *Te
 // grad runs only then; the tensor it returns is owned by the tape from then on.
 func Accumulate(t *Tensor, grad func() *Tensor) { accumulate(t, grad) }
 
+// AccumulateInPlace adds a gradient to t, when t needs one (call inside a VJP),
+// by letting write put it straight into t's gradient: with fresh set, dst is a
+// new tensor of t's shape and dtype whose every element write must set (the
+// tape owns it after); otherwise dst is the gradient accumulated so far, which
+// write must add to. A kernel that can add as it writes so saves the separate
+// gradient tensor and the pass that adds it.
+func AccumulateInPlace(t *Tensor, write func(dst *Tensor, fresh bool)) {
+	if !needsGrad(t) {
+		return
+	}
+	tp := t.tape
+	if cur := tp.grads[t.id]; cur != nil {
+		write(cur, false)
+		return
+	}
+	dst := Empty(t.dtype, t.shape...)
+	write(dst, true)
+	tp.addGrad(t, dst)
+}
+
 // NeedsGrad reports whether backward needs a gradient for t (call inside a VJP).
 func NeedsGrad(t *Tensor) bool { return needsGrad(t) }

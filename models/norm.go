@@ -46,23 +46,42 @@ func layerNorm32(x, w, b *autodiff.Tensor, eps float32) *autodiff.Tensor {
 		if !autodiff.NeedsGrad(x) && !needW && !needB {
 			return
 		}
-		dx := autodiff.Empty(autodiff.Float32, x.Shape()...)
 		dw, db := autodiff.Zeros(autodiff.Float32, d), autodiff.Zeros(autodiff.Float32, d)
-		dxs, gs, dws, dbs := dx.Float32s(), g.Float32s(), dw.Float32s(), db.Float32s()
-		var mu sync.Mutex
-		metal.ParallelFor(rows, rowsGrain(4*d), func(lo, hi int) {
-			pw, pb := make([]float32, d), make([]float32, d)
-			for r := lo; r < hi; r++ {
-				lnBackwardAVX2(&dxs[r*d], &pw[0], &pb[0], &gs[r*d], &xs[r*d], &ws[0], d, st[2*r], st[2*r+1])
-			}
-			mu.Lock()
-			for i := range pw {
-				dws[i] += pw[i]
-				dbs[i] += pb[i]
-			}
-			mu.Unlock()
-		})
-		for _, p := range [][2]*autodiff.Tensor{{x, dx}, {w, dw}, {b, db}} {
+		gs, dws, dbs := g.Float32s(), dw.Float32s(), db.Float32s()
+		// dx goes straight into x's gradient: written when it is the first,
+		// else formed a row at a time in scratch (in L1) and added.
+		run := func(dxs []float32, add bool) {
+			var mu sync.Mutex
+			metal.ParallelFor(rows, rowsGrain(4*d), func(lo, hi int) {
+				pw, pb := make([]float32, d), make([]float32, d)
+				var tmp []float32
+				if add || dxs == nil {
+					tmp = make([]float32, d)
+				}
+				for r := lo; r < hi; r++ {
+					dst := tmp
+					if tmp == nil {
+						dst = dxs[r*d : (r+1)*d]
+					}
+					lnBackwardAVX2(&dst[0], &pw[0], &pb[0], &gs[r*d], &xs[r*d], &ws[0], d, st[2*r], st[2*r+1])
+					if add {
+						vecmath.AddTo(dxs[r*d:(r+1)*d], tmp)
+					}
+				}
+				mu.Lock()
+				for i := range pw {
+					dws[i] += pw[i]
+					dbs[i] += pb[i]
+				}
+				mu.Unlock()
+			})
+		}
+		if autodiff.NeedsGrad(x) {
+			autodiff.AccumulateInPlace(x, func(dx *autodiff.Tensor, fresh bool) { run(dx.Float32s(), !fresh) })
+		} else {
+			run(nil, false)
+		}
+		for _, p := range [][2]*autodiff.Tensor{{w, dw}, {b, db}} {
 			if autodiff.NeedsGrad(p[0]) {
 				autodiff.Accumulate(p[0], func() *autodiff.Tensor { return p[1] })
 			} else {

@@ -80,11 +80,24 @@ func TestLayerNorm32(t *testing.T) {
 	if !vecmath.AVX2FMA {
 		t.Skip("no AVX2")
 	}
-	for _, d := range []int{8, 128, 136} {
-		x := normal(5, autodiff.Float64, 0.5, 2, 3, 7, d)
+	// wraps: the norm alone (its dx is x's first gradient) and with a second
+	// use of x recorded after it (dx is added to the gradient that use left).
+	wraps := map[string]func(ln func(x, w, b *autodiff.Tensor) *autodiff.Tensor) func(x, w, b *autodiff.Tensor) *autodiff.Tensor{
+		"alone": func(ln func(x, w, b *autodiff.Tensor) *autodiff.Tensor) func(x, w, b *autodiff.Tensor) *autodiff.Tensor {
+			return ln
+		},
+		"residual": func(ln func(x, w, b *autodiff.Tensor) *autodiff.Tensor) func(x, w, b *autodiff.Tensor) *autodiff.Tensor {
+			return func(x, w, b *autodiff.Tensor) *autodiff.Tensor {
+				return autodiff.Add(ln(x, w, b), autodiff.MulScalar(x, 0.5))
+			}
+		},
+	}
+	for _, sh := range [][2]int{{21, 8}, {21, 128}, {21, 136}, {1, 8}, {33, 16}, {127, 24}, {0, 8}} {
+		rows, d := sh[0], sh[1]
+		x := normal(5, autodiff.Float64, 0.5, 2, rows, d)
 		w := normal(6, autodiff.Float64, 1, 0.3, d)
 		b := normal(7, autodiff.Float64, 0, 0.3, d)
-		seed := normal(8, autodiff.Float64, 0, 1, 3, 7, d)
+		seed := normal(8, autodiff.Float64, 0, 1, rows, d)
 		run := func(dt autodiff.DType, f func(x, w, b *autodiff.Tensor) *autodiff.Tensor) [][]float64 {
 			tp := autodiff.NewTape()
 			defer tp.Release()
@@ -93,14 +106,16 @@ func TestLayerNorm32(t *testing.T) {
 			tp.BackwardWith(y, autodiff.Cast(seed, dt))
 			return [][]float64{y.Float64Values(), tp.Grad(xs).Float64Values(), tp.Grad(ws).Float64Values(), tp.Grad(bs).Float64Values()}
 		}
-		want := run(autodiff.Float64, func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return layers.LayerNormOp(x, w, b, 1e-5) })
-		got := run(autodiff.Float32, func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return layerNorm32(x, w, b, 1e-5) })
-		for i, name := range []string{"y", "dx", "dw", "db"} {
-			scale := 1.0
-			for _, v := range want[i] {
-				scale = math.Max(scale, math.Abs(v))
+		for wname, wrap := range wraps {
+			want := run(autodiff.Float64, wrap(func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return layers.LayerNormOp(x, w, b, 1e-5) }))
+			got := run(autodiff.Float32, wrap(func(x, w, b *autodiff.Tensor) *autodiff.Tensor { return layerNorm32(x, w, b, 1e-5) }))
+			for i, name := range []string{"y", "dx", "dw", "db"} {
+				scale := 1.0
+				for _, v := range want[i] {
+					scale = math.Max(scale, math.Abs(v))
+				}
+				assert.InDeltaSlice(t, want[i], got[i], 2e-6*scale, "%d×%d %s %s", rows, d, wname, name)
 			}
-			assert.InDeltaSlice(t, want[i], got[i], 2e-6*scale, "d=%d %s", d, name)
 		}
 	}
 	// The Go row kernels (machines without AVX2) against the assembly.
