@@ -171,6 +171,25 @@ func AddTo(dst, src []float32) {
 	}
 }
 
+// Scale sets dst = a·x elementwise over len(dst) (x at least as long).
+func Scale(dst []float32, a float32, x []float32) {
+	x = x[:len(dst)]
+	k := scaleBody(dst, a, x)
+	for i := k; i < len(dst); i++ {
+		dst[i] = a * x[i]
+	}
+}
+
+// AddScaled adds a·x to dst elementwise over len(dst) (x at least as long); the
+// assembly fuses each multiply-add, so the two paths agree to rounding.
+func AddScaled(dst []float32, a float32, x []float32) {
+	x = x[:len(dst)]
+	k := addScaledBody(dst, a, x)
+	for i := k; i < len(dst); i++ {
+		dst[i] += a * x[i]
+	}
+}
+
 // tail returns s[n:], or nil when s is nil.
 func tail(s []float32, n int) []float32 {
 	if s == nil {

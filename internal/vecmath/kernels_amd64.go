@@ -79,3 +79,27 @@ func dotBody(x, y []float32) (int, float32) {
 	}
 	return n, dotAVX2(&x[0], &y[0], n)
 }
+
+//go:noescape
+func scaleAVX2(dst, x *float32, n int, a float32)
+
+//go:noescape
+func addScaledAVX2(dst, x *float32, n int, a float32)
+
+func scaleBody(dst []float32, a float32, x []float32) int {
+	n := len(dst) &^ 7
+	if n == 0 || !AVX2FMA {
+		return 0
+	}
+	scaleAVX2(&dst[0], &x[0], n, a)
+	return n
+}
+
+func addScaledBody(dst []float32, a float32, x []float32) int {
+	n := len(dst) &^ 7
+	if n == 0 || !AVX2FMA {
+		return 0
+	}
+	addScaledAVX2(&dst[0], &x[0], n, a)
+	return n
+}

@@ -323,3 +323,50 @@ dsum:
 	VMOVSS  X0, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func scaleAVX2(dst, x *float32, n int, a float32)
+//
+// dst[i] = a·x[i] for i < n (a multiple of 8).
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-28
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y1
+	SHRQ         $3, CX
+	JZ           sdone
+
+sloop:
+	VMULPS  (SI), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     sloop
+
+sdone:
+	VZEROUPPER
+	RET
+
+// func addScaledAVX2(dst, x *float32, n int, a float32)
+//
+// dst[i] += a·x[i] for i < n (a multiple of 8), one fused multiply-add each.
+TEXT ·addScaledAVX2(SB), NOSPLIT, $0-28
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y1
+	SHRQ         $3, CX
+	JZ           xdone
+
+xloop:
+	VMOVUPS     (DI), Y0
+	VFMADD231PS (SI), Y1, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $32, DI
+	ADDQ        $32, SI
+	DECQ        CX
+	JNZ         xloop
+
+xdone:
+	VZEROUPPER
+	RET

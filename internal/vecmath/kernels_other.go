@@ -15,3 +15,7 @@ func mulSumBody(dst, sum, a, b []float32) int { return 0 }
 func addToBody(dst, src []float32) int { return 0 }
 
 func dotBody(x, y []float32) (int, float32) { return 0, 0 }
+
+func scaleBody(dst []float32, a float32, x []float32) int { return 0 }
+
+func addScaledBody(dst []float32, a float32, x []float32) int { return 0 }

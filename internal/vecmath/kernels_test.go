@@ -234,3 +234,26 @@ func TestDot(t *testing.T) {
 		}
 	})
 }
+
+func TestScaleAddScaled(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(13, 14))
+		for _, n := range append(sizes, 16, 128) {
+			x, acc := normals(rng, n+3, 1), normals(rng, n, 1)
+			a := float32(rng.NormFloat64())
+			dst := make([]float32, n)
+			Scale(dst, a, x)
+			for i := range dst {
+				require.Equal(t, a*x[i], dst[i], "n=%d scale %d", n, i)
+			}
+			want := make([]float64, n)
+			for i := range want {
+				want[i] = float64(acc[i]) + float64(a)*float64(x[i])
+			}
+			AddScaled(acc, a, x)
+			for i := range acc {
+				assert.InDelta(t, want[i], float64(acc[i]), 1e-6*(1+math.Abs(want[i])), "n=%d add scaled %d", n, i)
+			}
+		}
+	})
+}
