@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
@@ -290,7 +291,7 @@ func (m *MoE) Linears(prefix string) []layers.NamedLinear {
 // coefficient is set) and the statistics for [MoE.Stats], replacing those of
 // the previous training forward; otherwise it keeps nothing.
 func (m *MoE) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
-	y, aux, stats := m.forward(c, x, false)
+	y, aux, stats := m.forward(c, x, nil, false)
 	if y.Tape() != nil {
 		m.mu.Lock()
 		m.pending, m.stats = aux, stats
@@ -304,7 +305,17 @@ func (m *MoE) Forward(c *layers.Ctx, x *autodiff.Tensor) *autodiff.Tensor {
 // the tape as y is; nil when both coefficients are 0) and the statistics of
 // this call.
 func (m *MoE) ForwardAux(c *layers.Ctx, x *autodiff.Tensor) (y, aux *autodiff.Tensor, stats MoEStats) {
-	return m.forward(c, x, true)
+	return m.forward(c, x, nil, true)
+}
+
+// ForwardAuxResidual is ForwardAux with the residual connection: y = res +
+// MoE(x), res shaped like x, the sum formed as the experts' outputs are
+// combined rather than in a pass of its own.
+func (m *MoE) ForwardAuxResidual(c *layers.Ctx, x, res *autodiff.Tensor) (y, aux *autodiff.Tensor, stats MoEStats) {
+	if !slices.Equal(x.Shape(), res.Shape()) || res.DType() != x.DType() {
+		panic(fmt.Sprintf("advanced: MoE.ForwardAuxResidual: residual %s %v for input %s %v", res.DType(), res.Shape(), x.DType(), x.Shape()))
+	}
+	return m.forward(c, x, res, true)
 }
 
 // TakeAuxLoss returns the auxiliary loss of the last training Forward and
@@ -326,9 +337,9 @@ func (m *MoE) Stats() MoEStats {
 	return m.stats
 }
 
-// forward computes the output and, when it records or always is set, the
-// auxiliary loss and the statistics.
-func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff.Tensor, *autodiff.Tensor, MoEStats) {
+// forward computes the output (plus res, when not nil) and, when it records or
+// always is set, the auxiliary loss and the statistics.
+func (m *MoE) forward(c *layers.Ctx, x, res *autodiff.Tensor, always bool) (*autodiff.Tensor, *autodiff.Tensor, MoEStats) {
 	cfg := m.Config
 	if x.Rank() == 0 || x.Dim(-1) != cfg.Dim || x.DType() != m.Router.DType() {
 		panic(fmt.Sprintf("advanced: MoE.Forward: input %s %v for a layer of width %d in %s", x.DType(), x.Shape(), cfg.Dim, m.Router.DType()))
@@ -349,7 +360,13 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 	xs := tmp.add(Dispatch(x, r))
 	h := m.hidden(c, xs, r, &tmp)
 	ys := tmp.add(m.grouped(c, h, m.DownProj, m.DownPacked, m.DownBias, r))
-	y := autodiff.Reshape(tmp.add(Combine(ys, gates, r)), x.Shape()...)
+	var y *autodiff.Tensor
+	if res != nil {
+		res2 := tmp.add(autodiff.Reshape(res, N, cfg.Dim))
+		y = autodiff.Reshape(tmp.add(CombineResidual(ys, gates, r, res2)), x.Shape()...)
+	} else {
+		y = autodiff.Reshape(tmp.add(Combine(ys, gates, r)), x.Shape()...)
+	}
 	if m.Shared != nil {
 		y = autodiff.Add(tmp.add(y), tmp.add(m.shared(c, x, &tmp)))
 	}

@@ -57,10 +57,21 @@ func DispatchBackward[T autodiff.Float](dx, dxs []T, pos []int32, k, d int) {
 // CombineForward is the weighted scatter back to tokens: y[n] = Σ_j gates[n·k+j]·
 // ys[pos[n·k+j]] over the kept pairs.
 func CombineForward[T autodiff.Float](y, ys, gates []T, pos []int32, k, d int) {
+	CombineResidualForward(y, nil, ys, gates, pos, k, d)
+}
+
+// CombineResidualForward is CombineForward added to res (as long as y; nil for
+// none): y[n] = res[n] + Σ_j gates[n·k+j]·ys[pos[n·k+j]], the residual
+// connection around a mixture of experts in the same pass.
+func CombineResidualForward[T autodiff.Float](y, res, ys, gates []T, pos []int32, k, d int) {
 	metal.ParallelFor(len(pos)/k, rowsGrain(d*k), func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			out := y[n*d : (n+1)*d]
-			clear(out)
+			if res != nil {
+				copy(out, res[n*d:(n+1)*d])
+			} else {
+				clear(out)
+			}
 			for j, p := range pos[n*k : (n+1)*k] {
 				if p < 0 {
 					continue
@@ -109,6 +120,10 @@ func addTo[T autodiff.Float](dst, src []T) {
 }
 
 func addScaled[T autodiff.Float](dst []T, a T, x []T) {
+	if d, ok := any(dst).([]float32); ok {
+		vecmath.AddScaled(d, float32(a), any(x).([]float32))
+		return
+	}
 	x = x[:len(dst)]
 	for i, v := range x {
 		dst[i] += a * v
@@ -116,6 +131,10 @@ func addScaled[T autodiff.Float](dst []T, a T, x []T) {
 }
 
 func scaleTo[T autodiff.Float](dst []T, a T, x []T) {
+	if d, ok := any(dst).([]float32); ok {
+		vecmath.Scale(d, float32(a), any(x).([]float32))
+		return
+	}
 	x = x[:len(dst)]
 	for i, v := range x {
 		dst[i] = a * v
@@ -189,27 +208,59 @@ func Dispatch(x *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 // (r.Tokens, D): y[n] = Σ_j gates[n, j]·ys[r.Pos[n·K+j]] over the kept pairs. It
 // is differentiable in ys and gates.
 func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
+	return combine(ys, gates, r, nil)
+}
+
+// CombineResidual is Combine added to res (r.Tokens, D), in one pass: res +
+// Combine(ys, gates, r), differentiable in res as well.
+func CombineResidual(ys, gates *autodiff.Tensor, r *Routing, res *autodiff.Tensor) *autodiff.Tensor {
+	if res.Rank() != 2 || res.Dim(0) != r.Tokens || ys.Rank() != 2 || res.Dim(1) != ys.Dim(1) || res.DType() != ys.DType() {
+		panic(fmt.Sprintf("advanced: CombineResidual: residual %s %v for outputs %s %v and a routing of %d tokens",
+			res.DType(), res.Shape(), ys.DType(), ys.Shape(), r.Tokens))
+	}
+	return combine(ys, gates, r, res)
+}
+
+func combine(ys, gates *autodiff.Tensor, r *Routing, res *autodiff.Tensor) *autodiff.Tensor {
 	if ys.Rank() != 2 || ys.Dim(0) != r.Rows() || gates.Len() != r.Tokens*r.K || gates.Dim(-1) != r.K ||
 		!ys.DType().IsFloat() || gates.DType() != ys.DType() {
 		panic(fmt.Sprintf("advanced: Combine: outputs %s %v, gates %s %v for a routing of %d tokens × %d slots (%d rows kept)",
 			ys.DType(), ys.Shape(), gates.DType(), gates.Shape(), r.Tokens, r.K, r.Rows()))
 	}
 	d := ys.Dim(1)
+	if res != nil && moeDevice(moeCombineOp, r, d, res, ys, gates) != nil {
+		y := combine(ys, gates, r, nil) // the device kernel has no residual
+		defer func() {
+			if y.Tape() == nil {
+				y.Release()
+			}
+		}()
+		return autodiff.Add(res, y)
+	}
 	y := autodiff.Empty(ys.DType(), r.Tokens, d)
 	tm, path := startTimer(), metal.PathGo
-	if dev := moeDevice(moeCombineOp, r, d, y, ys, gates); dev != nil && moeLaunch(func() error {
+	if dev := moeDevice(moeCombineOp, r, d, y, ys, gates); res == nil && dev != nil && moeLaunch(func() error {
 		pos, done := r.posIndex()
 		defer done()
 		return metal.RunMoECombine(dev, y.Buffer(), ys.Buffer(), gates.Buffer(), pos.Buffer(), r.Tokens, r.K, r.Rows(), d)
 	}) {
 		path = metal.PathMetal
 	} else if ys.DType() == autodiff.Float32 {
-		CombineForward(y.Float32s(), ys.Float32s(), gates.Float32s(), r.host().Pos, r.K, d)
+		CombineResidualForward(y.Float32s(), floats32(res), ys.Float32s(), gates.Float32s(), r.host().Pos, r.K, d)
 	} else {
-		CombineForward(y.Float64s(), ys.Float64s(), gates.Float64s(), r.host().Pos, r.K, d)
+		CombineResidualForward(y.Float64s(), floats64(res), ys.Float64s(), gates.Float64s(), r.host().Pos, r.K, d)
 	}
-	tm.doneOn("moe_combine", path, (ys.Len()+y.Len())*ys.DType().Size())
-	return autodiff.Record(y, "moe_combine", func(g *autodiff.Tensor) {
+	name, inputs := "moe_combine", []*autodiff.Tensor{ys, gates}
+	if res != nil {
+		name, inputs = "moe_combine_residual", append(inputs, res)
+	}
+	tm.doneOn(name, path, (ys.Len()+y.Len())*ys.DType().Size())
+	return autodiff.Record(y, name, func(g *autodiff.Tensor) {
+		if res != nil {
+			// Last, after every read of g: res's gradient is g itself, which
+			// is freed after this VJP, so it may share g's buffer.
+			defer autodiff.Accumulate(res, func() *autodiff.Tensor { return autodiff.Reshape(g, res.Shape()...) })
+		}
 		needYs, needG := autodiff.NeedsGrad(ys), autodiff.NeedsGrad(gates)
 		var dys, dg *autodiff.Tensor
 		if needYs {
@@ -240,7 +291,7 @@ func Combine(ys, gates *autodiff.Tensor, r *Routing) *autodiff.Tensor {
 		if needG {
 			autodiff.Accumulate(gates, func() *autodiff.Tensor { return dg })
 		}
-	}, ys, gates)
+	}, inputs...)
 }
 
 // moeLaunch runs a device launch of the dispatch or combine: true when it was

@@ -7,6 +7,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	ad "github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/layers"
 )
 
 // refRouterStats is the load-balancing loss E·Σ_e f_e·P_e and the z-loss mean
@@ -67,5 +71,73 @@ func TestRouterStatsSoftmax(t *testing.T) {
 				assert.InDelta(t, RouterZForward(l32, rows, E, nil), z, 1e-6*math.Max(1, z))
 			})
 		}
+	}
+}
+
+// CombineResidual against a plain reference (values), against Add(res,
+// Combine) in float32, and its float64 gradients (res, ys, gates) by finite
+// differences; with dropped pairs, odd widths and no tokens.
+func TestCombineResidual(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sz := range [][2]int{{9, 1}, {9, 7}, {33, 33}, {5, 127}, {0, 7}} {
+		N, D := sz[0], sz[1]
+		const k, E = 2, 5
+		t.Run(fmt.Sprintf("N%d/D%d", N, D), func(t *testing.T) {
+			experts := make([]int32, N*k)
+			for n := range N {
+				experts[n*k], experts[n*k+1] = int32(rng.IntN(3)), 4
+			}
+			r := NewRouting(experts, N, k, E, 3) // capacity 3: drops pairs
+			ys := ad.FromFloat64(normals(rng, r.Rows()*D), r.Rows(), D)
+			gates := ad.FromFloat64(normals(rng, N*k), N, k)
+			res := ad.FromFloat64(normals(rng, N*D), N, D)
+			y := CombineResidual(ys, gates, r, res)
+			for n := range N {
+				for j := range D {
+					v := res.Float64s()[n*D+j]
+					for s := range k {
+						if p := r.Pos[n*k+s]; p >= 0 {
+							v += gates.Float64s()[n*k+s] * ys.Float64s()[int(p)*D+j]
+						}
+					}
+					assert.InDelta(t, v, y.Float64s()[n*D+j], 1e-14)
+				}
+			}
+			y32 := CombineResidual(ad.Cast(ys, ad.Float32), ad.Cast(gates, ad.Float32), r, ad.Cast(res, ad.Float32))
+			assert.InDeltaSlice(t, y.Float64Values(), y32.Float64Values(), 1e-5)
+			if N > 0 {
+				require.NoError(t, ad.GradCheck{Seed: 7}.Check(func(in []*ad.Tensor) *ad.Tensor {
+					return CombineResidual(in[0], in[1], r, in[2])
+				}, ys, gates, res))
+			}
+			assert.Panics(t, func() { CombineResidual(ys, gates, r, ad.Zeros(ad.Float64, N+1, D)) })
+		})
+	}
+}
+
+// ForwardAuxResidual is x + Forward(x) (the residual the input itself, so x
+// gets two gradients), values and gradients, for every configuration.
+func TestMoEForwardAuxResidual(t *testing.T) {
+	const B, T = 2, 7
+	for i, tc := range moeCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newTestMoE(t, ad.Float64, tc.cfg, uint64(10+i))
+			rng := ad.NewRNG(uint64(100 + i))
+			x := ad.RandNormal(rng, ad.Float64, 0, 1, B, T, tc.cfg.Dim)
+			seed := ad.RandNormal(rng, ad.Float64, 0, 1, B, T, tc.cfg.Dim)
+			want, wantG := moeGrads(t, m, x, seed, func(c *layers.Ctx, x *ad.Tensor) *ad.Tensor {
+				y, _, _ := m.ForwardAux(c, x)
+				return ad.Add(x, y)
+			})
+			got, gotG := moeGrads(t, m, x, seed, func(c *layers.Ctx, x *ad.Tensor) *ad.Tensor {
+				y, _, _ := m.ForwardAuxResidual(c, x, x)
+				return y
+			})
+			moeClose(t, want, got, 1e-12, 1e-12, "output")
+			require.Equal(t, len(wantG), len(gotG), "the same inputs get gradients")
+			for name, g := range wantG {
+				moeClose(t, g, gotG[name], 1e-10, 1e-12, "grad "+name)
+			}
+		})
 	}
 }

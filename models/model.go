@@ -269,6 +269,12 @@ type auxFeedForward interface {
 	ForwardAux(c *layers.Ctx, x *autodiff.Tensor) (y, aux *autodiff.Tensor, stats advanced.MoEStats)
 }
 
+// auxResidualFeedForward is an auxFeedForward that also adds the residual
+// connection as it forms its output ([advanced.MoE]).
+type auxResidualFeedForward interface {
+	ForwardAuxResidual(c *layers.Ctx, x, res *autodiff.Tensor) (y, aux *autodiff.Tensor, stats advanced.MoEStats)
+}
+
 // lmLoss is autodiff.CrossEntropy over the positions that mask selects: the
 // others get the ignore index as target.
 func lmLoss(logits, targets, mask *autodiff.Tensor) *autodiff.Tensor {

@@ -246,10 +246,17 @@ func (m *Model) layer(c *layers.Ctx, s stepCtx, i int, x *autodiff.Tensor, lc *L
 	n = s.round(c, l.PostNorm.Forward(c, h))
 	var out *autodiff.Tensor
 	if af, ok := l.FeedForward.(auxFeedForward); ok && acc != nil {
-		y, aux, st := af.ForwardAux(c, n)
-		d := m.dropout(c, s, y)
-		out = autodiff.Add(h, d)
-		release(c, y, d)
+		var aux *autodiff.Tensor
+		var st advanced.MoEStats
+		if rf, ok := l.FeedForward.(auxResidualFeedForward); ok && s.drop == 0 {
+			out, aux, st = rf.ForwardAuxResidual(c, n, h)
+		} else {
+			var y *autodiff.Tensor
+			y, aux, st = af.ForwardAux(c, n)
+			d := m.dropout(c, s, y)
+			out = autodiff.Add(h, d)
+			release(c, y, d)
+		}
 		if aux != nil {
 			acc.aux = append(acc.aux, aux)
 		}
