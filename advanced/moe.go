@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/mlxtrain/mlxtrain/autodiff"
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
@@ -451,6 +452,7 @@ func routerStatValues(logits, experts *autodiff.Tensor, k int, score RouterScore
 // of the same logits in one pass: each row's exponentials give both its
 // probabilities and its log-sum-exp. The partial sums cover lossBlock rows, as
 // LoadBalanceForward's do, so the result does not depend on the thread count.
+// Float32 logits take vecmath's exponential (relative error below 2e-7).
 func routerStatsSoftmax[T autodiff.Float](logits []T, experts []int32, rows, E int) (balance, z float64) {
 	if rows <= 0 || E < 1 {
 		return 0, 0
@@ -464,11 +466,30 @@ func routerStatsSoftmax[T autodiff.Float](logits []T, experts []int32, rows, E i
 	}
 	blocks := ceilDiv(rows, lossBlock)
 	part := make([]float64, blocks*(E+1)) // per block: Σ p[e] over its rows, then Σ lse²
+	l32, _ := any(logits).([]float32)
 	metal.ParallelFor(blocks, 1, func(lo, hi int) {
 		p := make([]float64, E)
+		var e32 []float32
+		if l32 != nil {
+			e32 = make([]float32, E)
+		}
 		for b := lo; b < hi; b++ {
 			sum := part[b*(E+1) : (b+1)*(E+1)]
 			for n := b * lossBlock; n < min(rows, (b+1)*lossBlock); n++ {
+				if l32 != nil { // float32: the exponentials 8 lanes at a time
+					copy(e32, l32[n*E:(n+1)*E])
+					top, s32 := vecmath.SoftmaxRow(e32, float32(math.Inf(-1)))
+					inv := 1 / float64(s32)
+					for e, v := range e32 {
+						sum[e] += float64(v) * inv
+					}
+					lse := float64(top)
+					if !math.IsInf(lse, 0) {
+						lse += math.Log(float64(s32))
+					}
+					sum[E] += lse * lse
+					continue
+				}
 				row := logits[n*E : (n+1)*E]
 				top := math.Inf(-1)
 				for _, v := range row {

@@ -42,7 +42,7 @@ func refRouterStats(logits []float64, experts []int32, rows, E int) (balance, z 
 
 func TestRouterStatsSoftmax(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, E := range []int{1, 3, 8} {
+	for _, E := range []int{1, 3, 8, 11} {
 		for _, rows := range []int{0, 1, 7, 33, 127, 200} {
 			k := min(2, E)
 			logits := make([]float64, rows*E)
@@ -67,7 +67,7 @@ func TestRouterStatsSoftmax(t *testing.T) {
 				assert.InDelta(t, wantB, b, 1e-6*math.Max(1, wantB))
 				assert.InDelta(t, wantZ, z, 1e-6*math.Max(1, wantZ))
 				// The separate kernels agree.
-				assert.InDelta(t, LoadBalanceForward(l32, experts, rows, E, k, ScoreSoftmax, nil, nil), b, 1e-9*math.Max(1, b))
+				assert.InDelta(t, LoadBalanceForward(l32, experts, rows, E, k, ScoreSoftmax, nil, nil), b, 1e-6*math.Max(1, b))
 				assert.InDelta(t, RouterZForward(l32, rows, E, nil), z, 1e-6*math.Max(1, z))
 			})
 		}
