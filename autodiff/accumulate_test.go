@@ -2,6 +2,7 @@ package autodiff
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -66,4 +67,39 @@ func TestGradientSharing(t *testing.T) {
 	x := tp.Watch(FromFloat64([]float64{1, 2, 3}, 3))
 	tp.BackwardWith(Add(x, x), FromFloat64([]float64{0.5, -1, 4}, 3))
 	assert.Equal(t, []float64{1, -2, 8}, tp.Grad(x).Float64s())
+}
+
+// ceLogSumExp32 (8 lanes) against smLogSumExp, and the float32 row gradient
+// against the float64 formula, on rows of every length class and with the
+// special values the fast path hands back (NaN, ±Inf) or must keep (−Inf
+// entries of a masked row become 0).
+func TestCrossEntropyRows32(t *testing.T) {
+	rng := NewRNG(4)
+	for _, v := range []int{8, 9, 33, 65, 127} {
+		x := RandNormal(rng, Float32, 0, 3, v).Float32s()
+		tmp, zeros := make([]float32, v), make([]float32, v)
+		l := ceLogSumExp32(x, tmp, zeros)
+		assert.InDelta(t, smLogSumExp(x), l, 3e-7*(1+math.Abs(l)), "v=%d", v)
+		d := make([]float32, v)
+		ceRowGrad(d, x, l, 0.25, 0.01)
+		for j := range v {
+			want := 0.25*math.Exp(float64(x[j])-l) - 0.01
+			assert.InDelta(t, want, float64(d[j]), 1e-7, "v=%d grad %d", v, j)
+		}
+		for _, special := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+			y := append([]float32(nil), x...)
+			y[v/2] = special
+			want, got := smLogSumExp(y), ceLogSumExp32(y, tmp, zeros)
+			if math.IsNaN(want) {
+				assert.True(t, math.IsNaN(got), "v=%d %v", v, special)
+			} else {
+				assert.InDelta(t, want, got, 3e-7*(1+math.Abs(want)), "v=%d %v", v, special)
+			}
+		}
+		masked := append([]float32(nil), x...)
+		masked[1] = float32(math.Inf(-1))
+		lm := smLogSumExp(masked)
+		ceRowGrad(d, masked, lm, 1, 0)
+		assert.Zero(t, d[1], "v=%d masked", v)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -44,7 +45,12 @@ type CrossEntropyOptions struct {
 // get loss 0 and lse 0 and are not read. Other targets must lie in [0, v): the
 // caller checks them. The softmax itself is never stored.
 func CrossEntropyRows[T Float](loss, lse []float64, logits []T, targets []int32, rows, v int, ignore int32, smoothing float64) {
+	l32, _ := any(logits).([]float32)
 	metal.ParallelFor(rows, redRowsGrain(v), func(lo, hi int) {
+		var tmp, zeros []float32
+		if l32 != nil && v >= 8 {
+			tmp, zeros = make([]float32, v), make([]float32, v)
+		}
 		for i := lo; i < hi; i++ {
 			t := targets[i]
 			if t == ignore {
@@ -52,7 +58,12 @@ func CrossEntropyRows[T Float](loss, lse []float64, logits []T, targets []int32,
 				continue
 			}
 			row := logits[i*v : (i+1)*v]
-			l := smLogSumExp(row)
+			var l float64
+			if tmp != nil {
+				l = ceLogSumExp32(l32[i*v:(i+1)*v], tmp, zeros)
+			} else {
+				l = smLogSumExp(row)
+			}
 			li := l - (1-smoothing)*float64(row[t])
 			if smoothing != 0 {
 				li -= smoothing / float64(v) * redSumRow(row)
@@ -87,6 +98,18 @@ func CrossEntropyBackwardRows[T Float](dlogits, logits []T, targets []int32, lse
 	})
 }
 
+// ceLogSumExp32 is smLogSumExp of a float32 row with vecmath's 8-lane
+// exponential, given a scratch row tmp and a row of zeros as long. A row with
+// a NaN or an infinity (x·0 is then not 0) takes smLogSumExp.
+func ceLogSumExp32(row, tmp, zeros []float32) float64 {
+	if vecmath.Dot(row, zeros) != 0 {
+		return smLogSumExp(row)
+	}
+	copy(tmp, row)
+	m, s := vecmath.SoftmaxRow(tmp, float32(math.Inf(-1)))
+	return float64(m) + math.Log(float64(s))
+}
+
 // ceRowGrad sets d[j] = sc·e^(x[j]−lse) − off. The exponent is formed in float64
 // and rounded once, so float32 probabilities carry an absolute error below 1e-7.
 func ceRowGrad[T Float](d, x []T, lse, sc, off float64) {
@@ -94,6 +117,20 @@ func ceRowGrad[T Float](d, x []T, lse, sc, off float64) {
 	if xs, ok := any(x).([]float32); ok {
 		ds := any(d).([]float32)
 		sc32, off32 := float32(sc), float32(off)
+		if len(xs) >= 8 && vecmath.AVX2FMA && !math.IsInf(lse, 0) && lse == lse {
+			// 8 lanes at a time: e^(x − lse) with lse rounded to float32
+			// (lse ≥ every x, so SoftmaxRow's running maximum stays lse, or
+			// a max x within rounding of it).
+			copy(ds, xs)
+			vecmath.SoftmaxRow(ds, float32(lse))
+			vecmath.Scale(ds, sc32, ds)
+			if off32 != 0 {
+				for j := range ds {
+					ds[j] -= off32
+				}
+			}
+			return
+		}
 		for j, v := range xs {
 			a := float32(float64(v) - lse)
 			var e float32
