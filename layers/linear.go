@@ -149,18 +149,32 @@ func LinearOp(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 		if dev != nil {
 			dev = linearOnDevice(rows, in, out, g, x, w)
 		}
-		autodiff.Accumulate(x, func() *autodiff.Tensor {
-			dx := autodiff.Empty(x.DType(), x.Shape()...)
-			if tryDevice("linear", dev, func(d metal.Compute) error { return autodiff.MatMulDevice(d, dx, g, w, rows, in, out, false, false) }) {
+		if dev == nil { // on the CPU dx goes straight into x's gradient (β = 1 when it has one)
+			autodiff.AccumulateInPlace(x, func(dx *autodiff.Tensor, fresh bool) {
+				beta := 1.0
+				if fresh {
+					beta = 0
+				}
+				if x.DType() == autodiff.Float32 {
+					gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, float32(beta), dx.Float32s(), in)
+				} else {
+					gemm.Dgemm(false, false, rows, in, out, 1, g.Float64s(), out, w.Float64s(), in, beta, dx.Float64s(), in)
+				}
+			})
+		} else {
+			autodiff.Accumulate(x, func() *autodiff.Tensor {
+				dx := autodiff.Empty(x.DType(), x.Shape()...)
+				if tryDevice("linear", dev, func(d metal.Compute) error { return autodiff.MatMulDevice(d, dx, g, w, rows, in, out, false, false) }) {
+					return dx
+				}
+				if x.DType() == autodiff.Float32 {
+					gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
+				} else {
+					gemm.Dgemm(false, false, rows, in, out, 1, g.Float64s(), out, w.Float64s(), in, 0, dx.Float64s(), in)
+				}
 				return dx
-			}
-			if x.DType() == autodiff.Float32 {
-				gemm.Sgemm(false, false, rows, in, out, 1, g.Float32s(), out, w.Float32s(), in, 0, dx.Float32s(), in)
-			} else {
-				gemm.Dgemm(false, false, rows, in, out, 1, g.Float64s(), out, w.Float64s(), in, 0, dx.Float64s(), in)
-			}
-			return dx
-		})
+			})
+		}
 		autodiff.Accumulate(w, func() *autodiff.Tensor {
 			dw := autodiff.Empty(w.DType(), out, in)
 			if tryDevice("linear", dev, func(d metal.Compute) error { return autodiff.MatMulDevice(d, dw, g, x, out, in, rows, true, false) }) {
