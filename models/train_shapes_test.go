@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,7 +27,28 @@ func TestFloat32GradientsAtTrainingShapes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a full-size batch")
 	}
-	cfg := models.GPT2Config(259, 64, 4, 4, 16)
+	checkFloat32Gradients(t, models.GPT2Config(259, 64, 4, 4, 16), 256, 15)
+}
+
+// TestFloat32MoEGradientsAtTrainingShapes is TestFloat32GradientsAtTrainingShapes
+// for the mixture-of-experts model (top-2 of 8 experts in every layer) on
+// 2048 tokens: the router statistics, the residual combine and the row
+// kernels then run in parallel chunks.
+func TestFloat32MoEGradientsAtTrainingShapes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a full-size batch")
+	}
+	cfg := models.GPT2Config(259, 64, 2, 4, 16)
+	cfg.FeedForwardTypes = slices.Repeat([]string{models.FeedForwardMoE}, cfg.NumHiddenLayers)
+	cfg.NumLocalExperts, cfg.NumExpertsPerTok = 8, 2
+	cfg.ScoringFunc = models.ScoringSoftmax
+	checkFloat32Gradients(t, cfg, 128, 16)
+}
+
+// checkFloat32Gradients compares the float32 gradients of the model cfg
+// describes on one random batch (B sequences of T tokens) with the float64
+// gradients of the same weights.
+func checkFloat32Gradients(t *testing.T, cfg models.Config, B, T int) {
 	m32, err := models.New(cfg, autodiff.NewRNG(1))
 	require.NoError(t, err)
 	cfg64 := cfg
@@ -39,12 +61,11 @@ func TestFloat32GradientsAtTrainingShapes(t *testing.T) {
 	}
 	require.NoError(t, m64.LoadStateDict(sd))
 	rng := autodiff.NewRNG(3)
-	const B, T = 256, 15
 	u := make([]uint32, 2*B*T)
 	rng.Uint32s(u)
 	in, tg := make([]int32, B*T), make([]int32, B*T)
 	for i := range in {
-		in[i], tg[i] = int32(u[i]%259), int32(u[B*T+i]%259)
+		in[i], tg[i] = int32(u[i]%uint32(cfg.VocabSize)), int32(u[B*T+i]%uint32(cfg.VocabSize))
 	}
 	x, y := autodiff.FromInt32(in, B, T), autodiff.FromInt32(tg, B, T)
 	grads := func(m *models.Model) map[string][]float64 {
