@@ -476,18 +476,7 @@ func routerStatsSoftmax[T autodiff.Float](logits []T, experts []int32, rows, E i
 		for b := lo; b < hi; b++ {
 			sum := part[b*(E+1) : (b+1)*(E+1)]
 			for n := b * lossBlock; n < min(rows, (b+1)*lossBlock); n++ {
-				if l32 != nil { // float32: the exponentials 8 lanes at a time
-					copy(e32, l32[n*E:(n+1)*E])
-					top, s32 := vecmath.SoftmaxRow(e32, float32(math.Inf(-1)))
-					inv := 1 / float64(s32)
-					for e, v := range e32 {
-						sum[e] += float64(v) * inv
-					}
-					lse := float64(top)
-					if !math.IsInf(lse, 0) {
-						lse += math.Log(float64(s32))
-					}
-					sum[E] += lse * lse
+				if l32 != nil && routerStatsRow32(sum, e32, l32[n*E:(n+1)*E]) {
 					continue
 				}
 				row := logits[n*E : (n+1)*E]
@@ -523,6 +512,36 @@ func routerStatsSoftmax[T autodiff.Float](logits []T, experts []int32, rows, E i
 		z += part[b*(E+1)+E]
 	}
 	return float64(E) * balance, z / float64(rows)
+}
+
+// routerStatsRow32 adds one float32 row's probabilities to sum[:E] and its
+// lse² to sum[E], with vecmath's (inlined) exponential; e32 is scratch of E.
+// It returns false, adding nothing, for a row holding a NaN or +Inf or all
+// −Inf, which the float64 path then takes.
+func routerStatsRow32(sum []float64, e32, row []float32) bool {
+	top := row[0]
+	for _, v := range row {
+		if v != v {
+			return false
+		}
+		top = max(top, v)
+	}
+	if math.IsInf(float64(top), 0) {
+		return false
+	}
+	var s float32
+	for e, v := range row {
+		x := vecmath.Exp(v - top)
+		e32[e] = x
+		s += x
+	}
+	inv := 1 / s
+	for e, v := range e32 {
+		sum[e] += float64(v * inv)
+	}
+	lse := float64(top) + math.Log(float64(s))
+	sum[len(e32)] += lse * lse
+	return true
 }
 
 // hidden is the experts' activations on the dispatched rows xs.

@@ -53,6 +53,9 @@ func TestRouterStatsSoftmax(t *testing.T) {
 			for i := range experts {
 				experts[i] = int32(rng.IntN(E))
 			}
+			if rows > 3 && E > 1 {
+				logits[E+1] = math.Inf(-1) // a masked logit weighs 0
+			}
 			t.Run(fmt.Sprintf("E%d/rows%d", E, rows), func(t *testing.T) {
 				wantB, wantZ := refRouterStats(logits, experts, rows, E)
 				b, z := routerStatsSoftmax(logits, experts, rows, E)
@@ -69,6 +72,13 @@ func TestRouterStatsSoftmax(t *testing.T) {
 				// The separate kernels agree.
 				assert.InDelta(t, LoadBalanceForward(l32, experts, rows, E, k, ScoreSoftmax, nil, nil), b, 1e-6*math.Max(1, b))
 				assert.InDelta(t, RouterZForward(l32, rows, E, nil), z, 1e-6*math.Max(1, z))
+				if rows > 0 { // a NaN logit makes both NaN, on either path
+					l32[0], logits[0] = float32(math.NaN()), math.NaN()
+					b, z = routerStatsSoftmax(l32, experts, rows, E)
+					assert.True(t, math.IsNaN(b) && math.IsNaN(z), "float32 %v %v", b, z)
+					b, z = routerStatsSoftmax(logits, experts, rows, E)
+					assert.True(t, math.IsNaN(b) && math.IsNaN(z), "float64 %v %v", b, z)
+				}
 			})
 		}
 	}
@@ -140,4 +150,74 @@ func TestMoEForwardAuxResidual(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The float32 softmax over the chosen logits (vecmath's exponential) against
+// the float64 formula, and its fallbacks: a NaN or infinite best logit takes
+// the float64 path, a −Inf chosen logit weighs 0.
+func TestSoftmaxTopK32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, E := range []int{1, 2, 3, 8, 33} {
+		for _, k := range []int{1, 2, 3} {
+			if k > E {
+				continue
+			}
+			for trial := range 20 {
+				row := to32(normals(rng, E))
+				for i := range row {
+					row[i] *= 4
+				}
+				switch trial {
+				case 1:
+					row[E-1] = float32(math.Inf(-1))
+				case 2:
+					row[0] = float32(math.NaN())
+				case 3:
+					row[E/2] = float32(math.Inf(1))
+				}
+				ids := make([]int32, k)
+				selectTopK(ids, row)
+				got := make([]float32, k)
+				gateWeights(got, ids, row, ScoreSoftmax, GateSoftmaxTopK)
+				r64 := make([]float64, E)
+				for i, v := range row {
+					r64[i] = float64(v)
+				}
+				want := make([]float64, k)
+				gateWeights(want, ids, r64, ScoreSoftmax, GateSoftmaxTopK)
+				for j := range k {
+					if math.IsNaN(want[j]) {
+						assert.True(t, math.IsNaN(float64(got[j])), "E%d k%d trial %d gate %d", E, k, trial, j)
+						continue
+					}
+					assert.InDelta(t, want[j], float64(got[j]), 3e-7, "E%d k%d trial %d gate %d", E, k, trial, j)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkRouterRows: the router's per-token work at the tiny MoE GPT's
+// shapes (2048 tokens, top-2 of 8): the routing statistics and the gates.
+//
+//	MLXTRAIN_THREADS=1 go test ./advanced -run '^$' -bench RouterRows
+func BenchmarkRouterRows(b *testing.B) {
+	const N, E, k = 2048, 8, 2
+	rng := rand.New(rand.NewPCG(1, 1))
+	logits := to32(normals(rng, N*E))
+	experts := make([]int32, N*k)
+	gates := make([]float32, N*k)
+	for i := range experts {
+		experts[i] = int32(rng.IntN(E))
+	}
+	b.Run("stats", func(b *testing.B) {
+		for b.Loop() {
+			routerStatsSoftmax(logits, experts, N, E)
+		}
+	})
+	b.Run("gates", func(b *testing.B) {
+		for b.Loop() {
+			RouterGatesForward(gates, experts, logits, N, E, k, ScoreSoftmax, GateSoftmaxTopK)
+		}
+	})
 }
