@@ -221,3 +221,29 @@ func BenchmarkRouterRows(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCombineBackward: the tiny MoE GPT's shapes (2048 tokens, top-2 of
+// 8, width 128), from cold caches as in a training step.
+//
+//	MLXTRAIN_THREADS=1 go test ./advanced -run '^$' -bench CombineBackward -benchtime 200x
+func BenchmarkCombineBackward(b *testing.B) {
+	const N, D, k, E = 2048, 128, 2, 8
+	rng := rand.New(rand.NewPCG(1, 1))
+	experts := make([]int32, N*k)
+	for n := range N {
+		perm := rng.Perm(E)
+		experts[n*k], experts[n*k+1] = int32(perm[0]), int32(perm[1])
+	}
+	r := NewRouting(experts, N, k, E, 0)
+	ys, dy, gates := to32(normals(rng, r.Rows()*D)), to32(normals(rng, N*D)), to32(normals(rng, N*k))
+	dys, dg := make([]float32, len(ys)), make([]float32, len(gates))
+	flush := make([]float32, 16<<20) // 64 MB
+	for b.Loop() {
+		b.StopTimer()
+		for i := range flush {
+			flush[i]++
+		}
+		b.StartTimer()
+		CombineBackward(dys, dg, dy, ys, gates, r.Pos, k, D)
+	}
+}

@@ -103,3 +103,14 @@ func addScaledBody(dst []float32, a float32, x []float32) int {
 	addScaledAVX2(&dst[0], &x[0], n, a)
 	return n
 }
+
+//go:noescape
+func prefetchAVX(p *float32, n int)
+
+// Prefetch asks the CPU to bring s into the cache ahead of its use: rows
+// about to be read out of order.
+func Prefetch(s []float32) {
+	if len(s) > 0 {
+		prefetchAVX(&s[0], len(s))
+	}
+}

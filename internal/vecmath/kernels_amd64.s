@@ -370,3 +370,18 @@ xloop:
 xdone:
 	VZEROUPPER
 	RET
+
+// func prefetchAVX(p *float32, n int)
+//
+// PREFETCHT0 on every 64-byte line of p[:n] (n > 0).
+TEXT ·prefetchAVX(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	LEAQ (SI)(CX*4), DX
+
+ploop:
+	PREFETCHT0 (SI)
+	ADDQ       $64, SI
+	CMPQ       SI, DX
+	JB         ploop
+	RET

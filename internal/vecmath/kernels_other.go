@@ -19,3 +19,6 @@ func dotBody(x, y []float32) (int, float32) { return 0, 0 }
 func scaleBody(dst []float32, a float32, x []float32) int { return 0 }
 
 func addScaledBody(dst []float32, a float32, x []float32) int { return 0 }
+
+// Prefetch does nothing off amd64.
+func Prefetch(s []float32) {}

@@ -257,3 +257,15 @@ func TestScaleAddScaled(t *testing.T) {
 		}
 	})
 }
+
+// Prefetch is a hint: it changes nothing, on any length.
+func TestPrefetch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, n := range append(sizes, 16, 128) {
+		s := normals(rng, n, 1)
+		want := append([]float32(nil), s...)
+		Prefetch(s)
+		Prefetch(s[:n/2])
+		assert.Equal(t, want, s, "n=%d", n)
+	}
+}
