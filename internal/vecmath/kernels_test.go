@@ -263,7 +263,7 @@ func TestPrefetch(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	for _, n := range append(sizes, 16, 128) {
 		s := normals(rng, n, 1)
-		want := append([]float32(nil), s...)
+		want := append([]float32{}, s...)
 		Prefetch(s)
 		Prefetch(s[:n/2])
 		assert.Equal(t, want, s, "n=%d", n)
