@@ -30,6 +30,9 @@ func rowsGrain(d int) int { return max(1, 16384/max(d, 1)) }
 func DispatchForward[T autodiff.Float](xs, x []T, token []int32, d int) {
 	metal.ParallelFor(len(token), rowsGrain(d), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
+			if i+prefetchAhead < hi {
+				prefetchPairs(x, token[i+prefetchAhead:i+prefetchAhead+1], d)
+			}
 			t := int(token[i])
 			copy(xs[i*d:(i+1)*d], x[t*d:(t+1)*d])
 		}
