@@ -345,8 +345,14 @@ func NewRouting(experts []int32, tokens, k, numExperts, capacity int) *Routing {
 			continue
 		}
 		r.Pos[i] = int32(p)
-		r.Token[p] = int32(i / k)
 		next[e]++
+	}
+	for n := range tokens { // the tokens of the kept rows, without a division per pair
+		for _, p := range r.Pos[n*k : (n+1)*k] {
+			if p >= 0 {
+				r.Token[p] = int32(n)
+			}
+		}
 	}
 	return r
 }
