@@ -3,6 +3,7 @@ package autodiff
 import (
 	"fmt"
 
+	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/metal"
 )
 
@@ -105,6 +106,10 @@ func idxScatterRows[T Float](dst, src []T, idx []int32, inner, c0, c1, r0, r1 in
 		}
 		d := dst[r*inner+c0 : r*inner+c1]
 		s := src[k*inner+c0 : k*inner+c1]
+		if d32, ok := any(d).([]float32); ok {
+			vecmath.AddTo(d32, any(s).([]float32))
+			continue
+		}
 		for i := range d {
 			d[i] += s[i]
 		}

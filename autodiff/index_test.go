@@ -117,6 +117,8 @@ func TestEmbeddingBackwardParallel(t *testing.T) {
 		{1, 3000, 8, 9000}, // rows
 		{6, 40, 16, 2000},  // slabs
 		{1, 7, 1, 33},
+		{1, 9, 33, 40}, // rows of 8 lanes and a tail
+		{2, 5, 127, 20},
 	} {
 		src := make([]float32, c.outer*c.nk*c.inner)
 		for i := range src {

@@ -95,6 +95,10 @@ func positionsBackward[T autodiff.Float](dp, g []T, bs, t, d, offset int) {
 			row := dp[(offset+s)*d:][:d]
 			for b := range bs {
 				gr := g[(b*t+s)*d:][:d]
+				if r32, ok := any(row).([]float32); ok {
+					vecmath.AddTo(r32, any(gr).([]float32))
+					continue
+				}
 				for i := range row {
 					row[i] += gr[i]
 				}

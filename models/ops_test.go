@@ -219,6 +219,23 @@ func TestEmbedPositions(t *testing.T) {
 	assert.NoError(t, autodiff.GradCheck{Skip: []int{2}}.Check(func(in []*autodiff.Tensor) *autodiff.Tensor {
 		return embedPositions(in[0], in[1], in[2], 1)
 	}, table, pos, ids))
+	// float32 gradients (the row sums in 8 lanes) against float64, on widths
+	// with and without a tail.
+	for _, d := range []int{3, 8, 33} {
+		table := normal(13, autodiff.Float64, 0, 1, 5, d)
+		pos := normal(14, autodiff.Float64, 0, 1, 6, d)
+		seed := normal(15, autodiff.Float64, 0, 1, 2, 3, d)
+		grads := func(dt autodiff.DType) [][]float64 {
+			tp := autodiff.NewTape()
+			defer tp.Release()
+			tw, pw := tp.Watch(autodiff.Cast(table, dt)), tp.Watch(autodiff.Cast(pos, dt))
+			tp.BackwardWith(embedPositions(tw, pw, ids, 2), autodiff.Cast(seed, dt))
+			return [][]float64{tp.Grad(tw).Float64Values(), tp.Grad(pw).Float64Values()}
+		}
+		want, got := grads(autodiff.Float64), grads(autodiff.Float32)
+		assert.InDeltaSlice(t, want[0], got[0], 1e-6, "d=%d table", d)
+		assert.InDeltaSlice(t, want[1], got[1], 1e-6, "d=%d positions", d)
+	}
 }
 
 // TestLinearResidual compares the fused res + x·Wᵀ + b with LinearOp and Add,
