@@ -347,8 +347,7 @@ func (m *MoE) forward(c *layers.Ctx, x *autodiff.Tensor, always bool) (*autodiff
 	r := route(experts, N, k, E, capacity)
 
 	xs := tmp.add(Dispatch(x, r))
-	h := m.hidden(c, xs, r, &tmp)
-	ys := tmp.add(m.grouped(c, h, m.DownProj, m.DownPacked, m.DownBias, r))
+	ys := tmp.add(m.experts(c, xs, r, &tmp))
 	y := autodiff.Reshape(tmp.add(Combine(ys, gates, r)), x.Shape()...)
 	if m.Shared != nil {
 		y = autodiff.Add(tmp.add(y), tmp.add(m.shared(c, x, &tmp)))
