@@ -191,6 +191,8 @@ pz_tail1:
 	DECQ CX
 	JNE pz_tail1
 pz_done:
+	CMPL alpha+40(FP), $0x3f800000 // alpha = 1: nothing to scale
+	JEQ pz_scaled
 	VMULPS Z16, Z0, Z0
 	VMULPS Z16, Z1, Z1
 	VMULPS Z16, Z2, Z2
@@ -203,6 +205,7 @@ pz_done:
 	VMULPS Z16, Z9, Z9
 	VMULPS Z16, Z10, Z10
 	VMULPS Z16, Z11, Z11
+pz_scaled:
 	TESTL AX, AX
 	JEQ pz_nobeta
 	VFMADD231PS (DX), Z17, Z0
@@ -457,6 +460,8 @@ az_tail1:
 	DECQ CX
 	JNE az_tail1
 az_done:
+	CMPL alpha+48(FP), $0x3f800000 // alpha = 1: nothing to scale
+	JEQ az_scaled
 	VMULPS Z16, Z0, Z0
 	VMULPS Z16, Z1, Z1
 	VMULPS Z16, Z2, Z2
@@ -469,6 +474,7 @@ az_done:
 	VMULPS Z16, Z9, Z9
 	VMULPS Z16, Z10, Z10
 	VMULPS Z16, Z11, Z11
+az_scaled:
 	TESTL AX, AX
 	JEQ az_nobeta
 	VFMADD231PS (DX), Z17, Z0
