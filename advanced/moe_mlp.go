@@ -199,7 +199,8 @@ func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *auto
 	gs, xs, w1s, w2s, hs, ds := slice[T](g), slice[T](x), slice[T](w1), slice[T](w2), slice[T](hT), slice[T](derivT)
 	dxs, dw1s, dw2s, db1s, db2s, dys := slice[T](dx), slice[T](dw1), slice[T](dw2), slice[T](db1), slice[T](db2), slice[T](dy)
 	tm := startTimer()
-	forEachExpert[T](offsets, func(e int, serial bool) {
+	// The second projection's gradients: db2 = Σ g, dW2 = gᵀ·h.
+	grads2 := func(e int, serial bool) {
 		lo, hi := offsets[e], offsets[e+1]
 		n := hi - lo
 		ge := gs[lo*D : hi*D]
@@ -209,12 +210,18 @@ func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *auto
 				addTo(sum, ge[r*D:(r+1)*D])
 			}
 		}
-		if dw2s != nil { // dW2 = gᵀ·h
+		if dw2s != nil {
 			gemmOn(serial, true, false, D, H, n, ge, D, hs[lo*H:hi*H], H, dw2s[e*D*H:(e+1)*D*H], H)
 		}
+	}
+	// The first projection's: dy, then dx = dy·W1, dW1 = dyᵀ·x, db1 = Σ dy.
+	grads1 := func(e int, serial bool) {
 		if !needDy {
 			return
 		}
+		lo, hi := offsets[e], offsets[e+1]
+		n := hi - lo
+		ge := gs[lo*D : hi*D]
 		// dy = (g·W2) ⊙ GELU′, and db1 its column sums: in the product's epilogue
 		// when it runs on one goroutine (its blocks then come in row order), after
 		// it otherwise (blocks of one column range may run concurrently).
@@ -248,7 +255,19 @@ func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *auto
 		if dw1s != nil { // dW1 = dyᵀ·x
 			gemmOn(serial, true, false, H, D, n, dye, H, xs[lo*D:hi*D], D, dw1s[e*H*D:(e+1)*H*D], D)
 		}
-	})
+	}
+	var z T
+	if _, f32 := any(z).(float32); f32 && forExperts(offsets, func(e int) { grads1(e, true) }) {
+		// Experts side by side: the second projection's gradients in a pass of
+		// their own, whose smaller pieces even out the workers' ends.
+		forExperts(offsets, func(e int) { grads2(e, true) })
+	} else {
+		// One expert after the other, g still in cache for its second product.
+		forEachExpert[T](offsets, func(e int, serial bool) {
+			grads2(e, serial)
+			grads1(e, serial)
+		})
+	}
 	// Experts without rows get zero weight gradients.
 	for e := range E {
 		if offsets[e+1] == offsets[e] {
