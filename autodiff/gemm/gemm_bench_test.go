@@ -106,10 +106,16 @@ func benchGemm(b *testing.B, path string, threads int, transA, transB bool, m, n
 	}
 	run() // warm up: library loading, packing buffers
 	b.ResetTimer()
+	cpu := cpuSeconds()
 	for range b.N {
 		run()
 	}
-	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	flop := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu >= 0 && threads == 1 {
+		// Per second of the process's CPU time: steadier on a shared machine.
+		b.ReportMetric(flop/(cpuSeconds()-cpu)/1e9, "cpu-GFLOP/s")
+	}
 }
 
 // BenchmarkGemmSmall times small and thin products on every path (one thread), to
@@ -220,7 +226,8 @@ var expertShapes = []struct {
 // expert's products of the MoE step, on one thread. "warm" runs one product
 // over and over (its operands stay in cache); "cold" cycles through copies of
 // the operands and C spanning 64 MiB, as in a training step, where each
-// expert's activations were last touched several experts ago:
+// expert's activations were last touched several experts ago. cpu-GFLOP/s
+// counts the process's CPU time instead of the wall clock:
 //
 //	go test -run '^$' -bench 'GemmExpertShapes' -benchtime 400x -count 3 ./autodiff/gemm/
 func BenchmarkGemmExpertShapes(b *testing.B) {
@@ -289,8 +296,14 @@ func benchExpert(b *testing.B, cold bool, transA, transB bool, m, n, k int) {
 	}
 	run(0)
 	b.ResetTimer()
+	cpu := cpuSeconds()
 	for i := range b.N {
 		run(i + 1)
 	}
-	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	flop := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu >= 0 {
+		// Per second of the process's CPU time: steadier on a shared machine.
+		b.ReportMetric(flop/(cpuSeconds()-cpu)/1e9, "cpu-GFLOP/s")
+	}
 }
