@@ -359,8 +359,7 @@ func (m *MoE) forward(c *layers.Ctx, x, res *autodiff.Tensor, always bool) (*aut
 	r := route(experts, N, k, E, capacity)
 
 	xs := tmp.add(Dispatch(x, r))
-	h := m.hidden(c, xs, r, &tmp)
-	ys := tmp.add(m.grouped(c, h, m.DownProj, m.DownPacked, m.DownBias, r))
+	ys := tmp.add(m.experts(c, xs, r, &tmp))
 	var y *autodiff.Tensor
 	if res != nil {
 		res2 := tmp.add(autodiff.Reshape(res, N, cfg.Dim))

@@ -21,7 +21,8 @@ import (
 //
 // Rows of one expert are contiguous, so each expert's product is one GEMM call
 // on its block of rows and its own weight matrix (MLX's gather_mm after a sort);
-// nothing loops over tokens outside the row-parallel gather and scatter.
+// nothing loops over tokens outside the row-parallel gather and scatter. On the
+// CPU, a GELU MLP's two grouped linears run as one op, [GroupedMLP].
 
 // rowsGrain is a ParallelFor grain of about 16k elements for rows of width d.
 func rowsGrain(d int) int { return max(1, 16384/max(d, 1)) }

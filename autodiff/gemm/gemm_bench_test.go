@@ -106,10 +106,16 @@ func benchGemm(b *testing.B, path string, threads int, transA, transB bool, m, n
 	}
 	run() // warm up: library loading, packing buffers
 	b.ResetTimer()
+	cpu := cpuSeconds()
 	for range b.N {
 		run()
 	}
-	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	flop := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu >= 0 && threads == 1 {
+		// Per second of the process's CPU time: steadier on a shared machine.
+		b.ReportMetric(flop/(cpuSeconds()-cpu)/1e9, "cpu-GFLOP/s")
+	}
 }
 
 // BenchmarkGemmSmall times small and thin products on every path (one thread), to
@@ -199,5 +205,105 @@ func BenchmarkGemmModelShapes(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// expertShapes are one expert's products in the top-2-of-8 MoE of the tiny GPT
+// (models.BenchmarkTinyMoEStep): about 512 rows per expert (2048 tokens × 2 / 8,
+// here 514, not a multiple of the tile), d 128, hidden 512. Forward x·W1ᵀ and
+// h·W2ᵀ (transB), input gradients dy·W2 and dh·W1, weight gradients dyᵀ·h and
+// dhᵀ·x (transA).
+var expertShapes = []struct {
+	m, n, k        int
+	transA, transB bool
+}{
+	{514, 512, 128, false, true}, {514, 128, 512, false, true},
+	{514, 512, 128, false, false}, {514, 128, 512, false, false},
+	{128, 512, 514, true, false}, {512, 128, 514, true, false},
+}
+
+// BenchmarkGemmExpertShapes reports GFLOP/s of the assembly path on one
+// expert's products of the MoE step, on one thread. "warm" runs one product
+// over and over (its operands stay in cache); "cold" cycles through copies of
+// the operands and C spanning 64 MiB, as in a training step, where each
+// expert's activations were last touched several experts ago. cpu-GFLOP/s
+// counts the process's CPU time instead of the wall clock:
+//
+//	go test -run '^$' -bench 'GemmExpertShapes' -benchtime 400x -count 3 ./autodiff/gemm/
+func BenchmarkGemmExpertShapes(b *testing.B) {
+	for _, s := range expertShapes {
+		tr := "nn"
+		switch {
+		case s.transA:
+			tr = "tn"
+		case s.transB:
+			tr = "nt"
+		}
+		for _, cold := range []bool{false, true} {
+			name := "warm"
+			if cold {
+				name = "cold"
+			}
+			for _, zmm := range []bool{false, true} {
+				kern := "avx2"
+				if zmm {
+					kern = "avx512"
+				}
+				b.Run(fmt.Sprintf("%dx%dx%d_%s/%s/%s", s.m, s.n, s.k, tr, name, kern), func(b *testing.B) {
+					if zmm && !avx512Available() {
+						b.Skip("no AVX-512 here")
+					}
+					defer useAVX512(asmBlocking.panels2 != nil)
+					useAVX512(zmm)
+					benchExpert(b, cold, s.transA, s.transB, s.m, s.n, s.k)
+				})
+			}
+		}
+	}
+}
+
+func benchExpert(b *testing.B, cold bool, transA, transB bool, m, n, k int) {
+	old := metal.Threads()
+	metal.SetThreads(1)
+	defer metal.SetThreads(old)
+	copies := 1
+	if cold {
+		copies = max(1, (64<<20)/(4*(m*k+k*n+m*n)))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	type operands struct{ a, b, c []float32 }
+	ops := make([]operands, copies)
+	for i := range ops {
+		o := operands{make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)}
+		for j := range o.a {
+			o.a[j] = float32(rng.Float64() - 0.5)
+		}
+		for j := range o.b {
+			o.b[j] = float32(rng.Float64() - 0.5)
+		}
+		ops[i] = o
+	}
+	lda, ldb := k, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	run := func(i int) {
+		o := ops[i%copies]
+		SgemmPath(metal.PathAsm, transA, transB, m, n, k, 1, o.a, lda, o.b, ldb, 0, o.c, n)
+	}
+	run(0)
+	b.ResetTimer()
+	cpu := cpuSeconds()
+	for i := range b.N {
+		run(i + 1)
+	}
+	flop := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu >= 0 {
+		// Per second of the process's CPU time: steadier on a shared machine.
+		b.ReportMetric(flop/(cpuSeconds()-cpu)/1e9, "cpu-GFLOP/s")
 	}
 }

@@ -229,6 +229,87 @@ func TestGemmAsmPackedAMatchesReference(t *testing.T) {
 	}
 }
 
+// TestGemmAsmKernelsMatchReference runs the assembly path with the AVX2 kernels
+// alone and with the AVX-512 ones (where the CPU has them), A read in place and
+// packed, on 1, 2 and 3 workers, on the shared cases and on shapes whose column
+// panels pair up for the 6×32 kernel with an odd or partial panel left over.
+func TestGemmAsmKernelsMatchReference(t *testing.T) {
+	if !Available(metal.PathAsm) {
+		t.Skip("no AVX2/FMA on this CPU")
+	}
+	cases := gemmCases()
+	for _, s := range [][3]int{{13, 48, 9}, {20, 40, 130}, {64, 80, 33}, {127, 33, 127}, {49, 96, 260}, {7, 64, 1}} {
+		for tr := range 4 {
+			cases = append(cases, gemmCase{m: s[0], n: s[1], k: s[2], transA: tr&1 != 0, transB: tr&2 != 0, alpha: 1, beta: float32(tr % 2), padA: tr, padB: 1, padC: 3})
+		}
+	}
+	for _, zmm := range []bool{false, true} {
+		for _, inPlace := range []bool{true, false} {
+			for _, threads := range []int{1, 2, 3} {
+				t.Run(fmt.Sprintf("avx512_%v/directA_%v/threads%d", zmm, inPlace, threads), func(t *testing.T) {
+					if zmm && !avx512Available() {
+						t.Skip("no AVX-512 on this CPU")
+					}
+					withAVX512(t, zmm)
+					old := directA
+					directA = inPlace
+					defer func() { directA = old }()
+					withThreads(t, threads)
+					rng := rand.New(rand.NewPCG(17, uint64(threads)))
+					for _, c := range cases {
+						checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+							SgemmPath(metal.PathAsm, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
+						})
+					}
+				})
+			}
+		}
+	}
+}
+
+// withAVX512 installs the AVX-512 kernels (or removes them) for a test.
+func withAVX512(t *testing.T, on bool) {
+	was := asmBlocking.panels2 != nil
+	useAVX512(on)
+	t.Cleanup(func() { useAVX512(was) })
+}
+
+// TestGemmAVX512SameAsAVX2 checks that the 6×32 kernels sum in the AVX2
+// kernels' order: the same bits on an expert's products of the MoE step.
+func TestGemmAVX512SameAsAVX2(t *testing.T) {
+	if !avx512Available() {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	withThreads(t, 1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []gemmCase{
+		{m: 514, n: 512, k: 128, transB: true, alpha: 1}, {m: 514, n: 128, k: 512, alpha: 1},
+		{m: 128, n: 512, k: 514, transA: true, alpha: 1}, {m: 61, n: 80, k: 300, alpha: 0.5, beta: 2},
+	} {
+		o := makeOperands(rng, c)
+		run := func(zmm bool) []float32 {
+			withAVX512(t, zmm)
+			cc := append([]float32(nil), o.c...)
+			for i := range cc {
+				if c.beta == 0 && cc[i] != sentinel {
+					cc[i] = 0
+				}
+			}
+			SgemmPath(metal.PathAsm, c.transA, c.transB, c.m, c.n, c.k, c.alpha, o.a, o.lda, o.b, o.ldb, c.beta, cc, o.ldc)
+			return cc
+		}
+		want := run(false)
+		got := run(true)
+		require.Equal(t, want, got, "%v", c)
+	}
+}
+
+func TestSliceDepth(t *testing.T) {
+	for _, c := range [][3]int{{256, 1, 1}, {256, 256, 256}, {256, 257, 257}, {256, 300, 300}, {256, 330, 165}, {256, 514, 257}, {256, 575, 288}, {256, 576, 192}, {256, 2048, 256}, {256, 2050, 257}} {
+		assert.Equal(t, c[2], sliceDepth(c[0], c[1]), "kc %d, k %d", c[0], c[1])
+	}
+}
+
 // TestGemmGoKernelsMatchReference runs the Go path with each Go micro-kernel, not
 // only the one this architecture uses.
 func TestGemmGoKernelsMatchReference(t *testing.T) {

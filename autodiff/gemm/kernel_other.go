@@ -53,3 +53,7 @@ func asmPanelsA(k int, a []float32, lda int, b, c []float32, ldc int, alpha, bet
 func asmPanels(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int) {
 	panic("gemm: no assembly micro-kernel on this architecture")
 }
+
+func avx512Available() bool { return false }
+
+func useAVX512(bool) {}

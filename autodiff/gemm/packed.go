@@ -33,8 +33,12 @@ type blocking struct {
 	// tiles down a column of C.
 	panels  func(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int)
 	panelsA func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int)
-	packA   func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
-	packB   func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
+	// panels2 and panels2A, when set, are panels and panelsA on two adjacent
+	// B panels at once (b holds both, 2·nr·k floats), writing 2·nr columns of C.
+	panels2  func(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int)
+	panels2A func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int)
+	packA    func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
+	packB    func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 }
 
 // asmBlocking is the AVX2 kernel's blocking for Zen-class cores (32 KiB L1d, ≥ 512
@@ -173,10 +177,11 @@ func splitKSgemm(s *blocking, workers int, transA, transB bool, m, n, k int, alp
 // packedSgemmW is packedSgemmEp on the given number of workers.
 func packedSgemmW(s *blocking, workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	mr, nr := s.mr, s.nr
+	kcs := sliceDepth(s.kc, k)
 	var steps []packedStep
 	for jc := 0; jc < n; jc += s.nc {
-		for pc := 0; pc < k; pc += s.kc {
-			st := packedStep{jc: jc, nc: min(s.nc, n-jc), pc: pc, kc: min(s.kc, k-pc), beta: beta, last: pc+s.kc >= k}
+		for pc := 0; pc < k; pc += kcs {
+			st := packedStep{jc: jc, nc: min(s.nc, n-jc), pc: pc, kc: min(kcs, k-pc), beta: beta, last: pc+kcs >= k}
 			if pc > 0 {
 				st.beta = 1
 			}
@@ -184,8 +189,8 @@ func packedSgemmW(s *blocking, workers int, transA, transB bool, m, n, k int, al
 			steps = append(steps, st)
 		}
 	}
-	bpLen := min(s.kc, k) * roundUp(min(s.nc, n), nr)
-	job := packedJob{s: s, transA: transA, transB: transB, m: m, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, ep: ep}
+	bpLen := min(kcs, k) * roundUp(min(s.nc, n), nr)
+	job := packedJob{s: s, transA: transA, transB: transB, m: m, k: k, kcs: kcs, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, ep: ep}
 	job.directB = !transB && m <= mr && s.kernelStrided != nil
 	job.directA = !transA && !job.directB && s.kernelA != nil && directA
 	if workers == 1 {
@@ -228,6 +233,18 @@ func packedSgemmW(s *blocking, workers int, transA, transB bool, m, n, k int, al
 	})
 }
 
+// sliceDepth is the depth of the k slices of a product of depth k, at most
+// about kc: ⌈k/kc⌉ slices of equal depth, one fewer when the last would be
+// shorter than kc/4 (k = 514 runs as two slices of 257, not 256, 256 and 2):
+// each slice is a pass over C and a start of the micro-kernel's pipeline.
+func sliceDepth(kc, k int) int {
+	n := (k + kc - 1) / kc
+	if n > 1 && k-(n-1)*kc < kc/4 {
+		n--
+	}
+	return (k + n - 1) / max(n, 1)
+}
+
 // packedStep is one (column slab, depth slice) step of a product: C's columns
 // [jc, jc+nc) get the product of A's columns and B's rows [pc, pc+kc).
 type packedStep struct {
@@ -242,7 +259,8 @@ type packedStep struct {
 type packedJob struct {
 	s              *blocking
 	transA, transB bool
-	m              int
+	m, k           int
+	kcs            int // the depth of the k slices (sliceDepth)
 	alpha          float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
@@ -283,6 +301,7 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 		} else if full := mc / mr * mr; full < mc {
 			s.packA((*ap)[(full/mr)*kc*mr:], false, j.a, j.lda, ic+full, mc-full, j.pc, kc)
 		}
+		skip := -1 // a column panel whose full tiles the two-panel kernel computed
 		for jr := jlo; jr < jhi; jr += nr {
 			cols := min(nr, jhi-jr)
 			bpanel := j.bp[(jr/nr)*kc*nr:][:kc*nr]
@@ -290,7 +309,16 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 			if full := mc / mr; cols == nr && !j.directB && full > 0 {
 				// The full tiles of the column in one call.
 				off := ic*ldc + j.jc + jr
+				pair := jr+2*nr <= jhi // this panel and the next are full
 				switch {
+				case jr == skip:
+					ir = full * mr
+				case pair && j.directA && s.panels2A != nil:
+					s.panels2A(kc, j.a[ic*j.lda+j.pc:], j.lda, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[off:], ldc, alpha, beta, full)
+					ir, skip = full*mr, jr+nr
+				case pair && !j.directA && s.panels2 != nil:
+					s.panels2(kc, *ap, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[off:], ldc, alpha, beta, full)
+					ir, skip = full*mr, jr+nr
 				case j.directA && s.panelsA != nil:
 					s.panelsA(kc, j.a[ic*j.lda+j.pc:], j.lda, bpanel, c[off:], ldc, alpha, beta, full)
 					ir = full * mr

@@ -1,0 +1,59 @@
+package gemm
+
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
+
+// The AVX-512 kernels (kernel_avx512_amd64.s) compute a 6×32 tile from two
+// adjacent 16-column B panels: on a Zen4 core, whose 512-bit FMAs are
+// double-pumped (the same FLOPs per cycle as 256-bit ones), they need half the
+// loads per FMA of the 6×16 AVX2 kernel. They run where the CPU and OS support
+// AVX-512F, unless MLXTRAIN_GEMM_AVX512=off; the AVX2 kernels do the rest (edge
+// tiles, a last odd panel).
+
+//go:noescape
+func sgemmPanels6x32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, panels int)
+
+//go:noescape
+func sgemmPanels6x32ZA(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
+
+// avx512Available reports whether the AVX-512 kernels can run here.
+func avx512Available() bool { return asmAvailable() && cpu.X86.HasAVX512F }
+
+// useAVX512 installs the AVX-512 kernels in asmBlocking (on) or removes them.
+func useAVX512(on bool) {
+	if on && avx512Available() {
+		asmBlocking.panels2, asmBlocking.panels2A = asmPanels2, asmPanels2A
+		return
+	}
+	asmBlocking.panels2, asmBlocking.panels2A = nil, nil
+}
+
+func init() { useAVX512(os.Getenv("MLXTRAIN_GEMM_AVX512") != "off") }
+
+// asmPanels2 runs the AVX-512 kernel on panels full 6×32 tiles down two columns
+// of tiles: tile t reads the packed A panel a[6·k·t:] and the two packed B
+// panels in b (16·k floats each) and writes rows 6t..6t+5, 32 columns, of c.
+func asmPanels2(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int) {
+	if panels == 0 {
+		return
+	}
+	_ = a[6*k*panels-1]
+	_ = b[32*k-1]
+	_ = c[(6*panels-1)*ldc+31]
+	sgemmPanels6x32Z(k, &a[0], &b[0], &c[0], ldc, alpha, beta, panels)
+}
+
+// asmPanels2A is asmPanels2 reading six rows of A in place per tile (rows
+// 6t..6t+5 of a, lda apart).
+func asmPanels2A(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int) {
+	if panels == 0 {
+		return
+	}
+	_ = a[(6*panels-1)*lda+k-1]
+	_ = b[32*k-1]
+	_ = c[(6*panels-1)*ldc+31]
+	sgemmPanels6x32ZA(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
+}
