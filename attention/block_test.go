@@ -41,10 +41,16 @@ func TestTiledTileEdges(t *testing.T) {
 	bothPaths(t, func(t *testing.T) { testTiledMatchesReference(t, tileEdgeCases) })
 }
 
-// bothPaths runs f with the AVX2 kernels (where the CPU has them) and again on
-// the Go paths other CPUs take: row loops, tile products through gemm.
+// bothPaths runs f with the SIMD kernels (where the CPU has them: AVX-512, then
+// AVX2 alone) and again on the Go paths other CPUs take: row loops, tile products
+// through gemm.
 func bothPaths(t *testing.T, f func(t *testing.T)) {
 	t.Run("simd", f)
+	if avx512 {
+		avx512 = false
+		t.Run("avx2", f)
+		avx512 = true
+	}
 	if vecmath.AVX2FMA {
 		vecmath.AVX2FMA = false
 		defer func() { vecmath.AVX2FMA = true }()
@@ -294,10 +300,14 @@ func ExampleConcatCache() {
 
 // TestTileMul checks the tile products (AVX2 strips, their row tails, and the
 // gemm fallback) against a float64 triple loop, for row-major and transposed A,
-// overwriting and accumulating.
-func TestTileMul(t *testing.T) {
+// overwriting and accumulating; column counts cover every block size of the
+// AVX-512 and AVX2 strips (32, 16 and 8 columns).
+func TestTileMul(t *testing.T) { bothPaths(t, testTileMul) }
+
+func testTileMul(t *testing.T) {
 	rng := rand.New(rand.NewPCG(27, 28))
-	for _, s := range []struct{ m, n, k int }{{64, 64, 32}, {64, 32, 64}, {7, 16, 5}, {3, 8, 1}, {5, 24, 130}, {6, 12, 9}, {1, 200, 3}} {
+	for _, s := range []struct{ m, n, k int }{{64, 64, 32}, {64, 32, 64}, {7, 16, 5}, {3, 8, 1}, {5, 24, 130}, {6, 12, 9}, {1, 200, 3},
+		{8, 56, 33}, {4, 40, 127}, {12, 128, 32}, {4, 120, 1}, {9, 48, 7}} {
 		for _, trans := range []bool{false, true} {
 			for _, acc := range []bool{false, true} {
 				ldc, ldb := s.n+3, s.n+5
