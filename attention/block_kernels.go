@@ -309,6 +309,21 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 			r1 := min(r0+stripRows, rows)
 			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
 			cols := roundUp8(stripCols(hi, r0, r1))
+			if r1-r0 == stripRows && allSee(lo[r0:r1], hi[r0:r1]) {
+				// A whole strip of rows that each see a key: the four rows
+				// at once (their latencies overlap).
+				for r := r0; r < r1; r++ {
+					row := s[r*tiledKBlock : r*tiledKBlock+cols]
+					fill(row[:lo[r]], negInf[float32]())
+					fill(row[hi[r]:], negInf[float32]())
+				}
+				mNew, sums := [4]float32(m[r0:r1]), [4]float32{}
+				vecmath.SoftmaxRows4(s[r0*tiledKBlock:], tiledKBlock, cols, &mNew, &sums)
+				for i := range stripRows {
+					rescaleRow(acc, d.VDim, m, l, r0+i, mNew[i], sums[i])
+				}
+				continue
+			}
 			for r := r0; r < r1; r++ {
 				row := s[r*tiledKBlock : r*tiledKBlock+cols]
 				if lo[r] == hi[r] {
@@ -317,15 +332,8 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 				}
 				fill(row[:lo[r]], negInf[float32]())
 				fill(row[hi[r]:], negInf[float32]())
-				mOld := m[r]
-				mNew, sum := vecmath.SoftmaxRow(row, mOld)
-				if mNew != mOld && l[r] != 0 {
-					c := vecmath.Exp(mOld - mNew)
-					l[r] *= c
-					scaleVec(acc[r*d.VDim:(r+1)*d.VDim], c)
-				}
-				l[r] += sum
-				m[r] = mNew
+				mNew, sum := vecmath.SoftmaxRow(row, m[r])
+				rescaleRow(acc, d.VDim, m, l, r, mNew, sum)
 			}
 		}
 		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
@@ -336,6 +344,30 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 		rowLSE = lse[li : li+rows]
 	}
 	finishRows(out, g.ov.at(b, i0, h), g.ov.s, acc, d.VDim, m, l, rowLSE)
+}
+
+// allSee reports whether every row sees a key: lo[r] < hi[r] for all r.
+func allSee(lo, hi []int) bool {
+	for r, h := range hi {
+		if lo[r] == h {
+			return false
+		}
+	}
+	return true
+}
+
+// rescaleRow does the online-softmax step of row r after its scores of a tile
+// became exponentials against the maximum mNew (sum their sum): the row's
+// accumulator (width wide in acc) and running sum l[r] are rescaled from the old
+// maximum m[r] to mNew, sum added and m[r] set to mNew.
+func rescaleRow(acc []float32, width int, m, l []float32, r int, mNew, sum float32) {
+	if mOld := m[r]; mNew != mOld && l[r] != 0 {
+		c := vecmath.Exp(mOld - mNew)
+		l[r] *= c
+		scaleVec(acc[r*width:(r+1)*width], c)
+	}
+	l[r] += sum
+	m[r] = mNew
 }
 
 // finishRows writes the output rows (width, stride apart in out from off) as
@@ -527,6 +559,18 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				// the strips of keys keyStrips reads a row over (those of which
 				// it sees one).
 				cols := roundUp8(stripCols(hi, r0, r1))
+				if r1-r0 == stripRows && allSee(lo[r0:r1], hi[r0:r1]) {
+					// Four rows at once, as forward.
+					for r := r0; r < r1; r++ {
+						pr := p[r*tiledKBlock:][:cols]
+						fill(pr[:lo[r]], negInf[float32]())
+						fill(pr[hi[r]:], negInf[float32]())
+					}
+					li := (b*d.QHeads+h)*d.QLen + i0 + r0
+					rl, rd := [4]float32(lse[li:li+stripRows]), [4]float32(delta[li:li+stripRows])
+					vecmath.SoftmaxGradRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rl, &rd, g.scale)
+					continue
+				}
 				for r := r0; r < r1; r++ {
 					pr, dr := p[r*tiledKBlock:][:cols], ds[r*tiledKBlock:][:cols]
 					if lo[r] == hi[r] {

@@ -1,0 +1,39 @@
+package vecmath
+
+// SoftmaxRows4 is SoftmaxRow on four rows at once: rows r < 4 of s, lds apart,
+// each n long (the first 4·… elements from s[0]), with m[r] the old maximum of
+// row r on entry and its new one on return, and sum[r] set to the row's sum.
+// Each row gets exactly what SoftmaxRow computes for it; on AVX2 the four rows
+// are interleaved, so their latencies overlap (a row of a causal tile is short).
+func SoftmaxRows4(s []float32, lds, n int, m, sum *[4]float32) {
+	if n <= 0 {
+		*sum = [4]float32{}
+		return
+	}
+	_ = s[3*lds+n-1]
+	if n%8 == 0 && AVX2FMA {
+		softmaxRows4Body(s, lds, n, m, sum)
+		return
+	}
+	for r := range 4 {
+		m[r], sum[r] = SoftmaxRow(s[r*lds:r*lds+n], m[r])
+	}
+}
+
+// SoftmaxGradRows4 is SoftmaxGradRow on four rows at once: rows r < 4 of p and
+// ds, lds apart, each n long, with their log-sum-exps lse[r] and deltas
+// delta[r]. Each row gets exactly what SoftmaxGradRow computes for it.
+func SoftmaxGradRows4(p, ds []float32, lds, n int, lse, delta *[4]float32, scale float32) {
+	if n <= 0 {
+		return
+	}
+	_ = p[3*lds+n-1]
+	_ = ds[3*lds+n-1]
+	if n%8 == 0 && AVX2FMA {
+		softmaxGradRows4Body(p, ds, lds, n, lse, delta, scale)
+		return
+	}
+	for r := range 4 {
+		SoftmaxGradRow(p[r*lds:r*lds+n], ds[r*lds:r*lds+n], lse[r], delta[r], scale)
+	}
+}

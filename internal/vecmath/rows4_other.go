@@ -1,0 +1,15 @@
+//go:build !amd64
+
+package vecmath
+
+func softmaxRows4Body(s []float32, lds, n int, m, sum *[4]float32) {
+	for r := range 4 {
+		m[r], sum[r] = softmaxRowGo(s[r*lds:r*lds+n], m[r])
+	}
+}
+
+func softmaxGradRows4Body(p, ds []float32, lds, n int, lse, delta *[4]float32, scale float32) {
+	for r := range 4 {
+		softmaxGradRowGo(p[r*lds:r*lds+n], ds[r*lds:r*lds+n], lse[r], delta[r], scale)
+	}
+}
