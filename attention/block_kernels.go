@@ -65,10 +65,11 @@ func transposedLen(d Dims, dim int) int { return d.Batch * d.KVHeads * dim * ldT
 // roundUp8 rounds n up to a multiple of 8 (the kernel's lanes).
 func roundUp8(n int) int { return (n + 7) &^ 7 }
 
-// tiledForward is FlashForward for float32 on tile products.
-func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
+// tiledForward is FlashForward for float32 on tile products, keeping the
+// probabilities in ps when it is not nil (pStoreLen long).
+func tiledForward(out, lse, q, k, v, ps []float32, d Dims, opt Options) {
 	d.check("tiledForward", len(q), len(k), len(v), len(out))
-	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, transposedLen(d, d.HeadDim)))
+	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, transposedLen(d, d.HeadDim)), ps)
 }
 
 // tiledFwdScratch is a forward worker's scratch: the running maximum and sum
@@ -82,8 +83,10 @@ type tiledFwdScratch struct {
 
 // tiledForwardG is tiledForward on a geometry whose views may be any strides
 // (packed q, k and v). It writes the keys transposed into kt (see transposeKV;
-// transposedLen(d, HeadDim) long), which tiledBackwardG can reuse.
-func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
+// transposedLen(d, HeadDim) long), which tiledBackwardG can reuse, and, when ps
+// is not nil (pStoreLen long, not 0), the probabilities of every tile for
+// tiledBackwardG (see pStoreLen).
+func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 	d := g.d
 	transposeKV(kt, k, g.kv, d, d.HeadDim)
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
@@ -102,7 +105,11 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
 		qb := nqb - 1 - u%nqb
 		b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
 		i0 := qb * flashQBlock
-		tiledForwardBlock(g, w, out, lse, q, kt, v, b, h, i0, min(i0+flashQBlock, d.QLen))
+		var tp []float32
+		if len(ps) > 0 {
+			tp = ps[u*pTileLen(d):][:pTileLen(d)]
+		}
+		tiledForwardBlock(g, w, out, lse, q, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
 	})
 }
 
@@ -280,7 +287,34 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 	}
 }
 
-func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt, v []float32, b, h, i0, i1 int) {
+// pStoreLen is the length of the probability store of a forward for d and opt:
+// a tile of pTileLen for each (batch, query head, query tile), or 0 when the
+// keys do not fit one tile or a window moves the first key of a tile (a tile is
+// then not the same forward and backward). With a store the forward keeps each
+// tile's probabilities, strip by strip over the keys the strip needs (as
+// scoreStrips computes them), and the backward reads them instead of computing
+// the scores and their exponentials again: at the lengths a small model trains
+// on this saves one of the backward's five tile products. The store is bounded
+// by tiledKBlock keys a query row (no T² buffers for long sequences).
+func pStoreLen(d Dims, opt Options) int {
+	if opt.Window != 0 || d.KLen == 0 || d.KLen > tiledKBlock {
+		return 0
+	}
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	return d.Batch * d.QHeads * nqb * pTileLen(d)
+}
+
+// pTileLen is the room a query tile's probabilities take in the store.
+func pTileLen(d Dims) int { return flashQBlock * roundUp8(d.KLen) }
+
+// pTileUnit is the index of the tile of query rows from i0 of head h in batch b
+// in the store: the forward's unit order.
+func pTileUnit(d Dims, b, h, i0 int) int {
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	return (b*d.QHeads+h)*nqb + nqb - 1 - i0/flashQBlock
+}
+
+func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt, v, tp []float32, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
@@ -297,6 +331,10 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	ulo, _ := g.sp.rows(i0)
 	_, uhi := g.sp.rows(i1 - 1)
+	if tp != nil && (ulo != 0 || uhi > tiledKBlock) {
+		panic(fmt.Sprintf("attention: tiled forward: a probability store for keys [%d, %d)", ulo, uhi))
+	}
+	po := 0 // the store's next strip
 	for j0 := ulo; j0 < uhi; j0 += tiledKBlock {
 		j1 := min(j0+tiledKBlock, uhi)
 		nk := j1 - j0
@@ -322,6 +360,12 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 				for i := range stripRows {
 					rescaleRow(acc, d.VDim, m, l, r0+i, mNew[i], sums[i])
 				}
+				if tp != nil {
+					// One tile: the sums are the softmax denominators.
+					inv := [4]float32{1 / l[r0], 1 / l[r0+1], 1 / l[r0+2], 1 / l[r0+3]}
+					vecmath.ScaleRows4(tp[po:], cols, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
+					po += stripRows * cols
+				}
 				continue
 			}
 			for r := r0; r < r1; r++ {
@@ -334,6 +378,17 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 				fill(row[hi[r]:], negInf[float32]())
 				mNew, sum := vecmath.SoftmaxRow(row, m[r])
 				rescaleRow(acc, d.VDim, m, l, r, mNew, sum)
+			}
+			if tp != nil {
+				for r := r0; r < r1; r++ {
+					dst := tp[po+(r-r0)*cols:][:cols]
+					if l[r] == 0 {
+						clear(dst)
+						continue
+					}
+					scaleInto(dst, s[r*tiledKBlock:], 1/l[r])
+				}
+				po += (r1 - r0) * cols
 			}
 		}
 		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
@@ -423,21 +478,21 @@ func logTile(x float32) float32 {
 }
 
 // tiledBackward is FlashBackward for float32 on tile products.
-func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Options) {
+func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse, ps []float32, d Dims, opt Options) {
 	d.check("tiledBackward", len(q), len(k), len(v), len(out))
 	d.check("tiledBackward", len(dq), len(dk), len(dv), len(dout))
 	if nrows := d.Batch * d.QHeads * d.QLen; len(lse) != nrows {
 		panic(fmt.Sprintf("attention: tiledBackward: lse has %d elements, want %d for %+v", len(lse), nrows, d))
 	}
-	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse, nil)
+	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse, nil, ps)
 }
 
 // tiledBackwardG is tiledBackward on a geometry whose views may be any strides
 // (dq, dk and dv may be the query, key and value columns of one packed tensor).
 //
 // kt holds the keys transposed by tiledForwardG, or is nil (then they are
-// transposed here).
-func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt []float32) {
+// transposed here); ps is the forward's probability store, or nil.
+func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt, ps []float32) {
 	d := g.d
 	nrows := d.Batch * d.QHeads * d.QLen
 	if kt == nil {
@@ -486,7 +541,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		clear(w.dqSet)
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * tiledKBlock
-			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+tiledKBlock, d.KLen))
+			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, ps, b, hk, j0, min(j0+tiledKBlock, d.KLen))
 		}
 		nqs := (d.QLen + stripRows - 1) / stripRows
 		for i, set := range w.dqSet {
@@ -521,7 +576,7 @@ type tiledScratch struct {
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
 // batch b and adds their part of dq, over every query head of the group and every
 // query tile that sees one of the keys.
-func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, kt, vt, dout, lse, delta []float32, b, hk, j0, j1 int) {
+func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, kt, vt, dout, lse, delta, ps []float32, b, hk, j0, j1 int) {
 	d := g.d
 	nk := j1 - j0
 	ldk := ldT(d.KLen)
@@ -551,14 +606,39 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 			gather(oc, d.VDim, dout, g.ov.at(b, i0, h), g.ov.s, rows)
 			p, ds := w.p[:rows*tiledKBlock], w.ds[:rows*tiledKBlock]
-			scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
+			var tp []float32 // the forward's probabilities of this tile
+			if len(ps) > 0 {
+				tp = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:pTileLen(d)]
+			} else {
+				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
+			}
 			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
+			po := 0 // tp's next strip
 			for r0 := 0; r0 < rows; r0 += stripRows {
 				r1 := min(r0+stripRows, rows)
 				// Whole vectors of the scores scoreStrips computed, which covers
 				// the strips of keys keyStrips reads a row over (those of which
 				// it sees one).
 				cols := roundUp8(stripCols(hi, r0, r1))
+				if tp != nil {
+					for r := r0; r < r1; r++ {
+						copy(p[r*tiledKBlock:][:cols], tp[po+(r-r0)*cols:][:cols])
+					}
+					po += (r1 - r0) * cols
+					li := (b*d.QHeads+h)*d.QLen + i0 + r0
+					if r1-r0 == stripRows {
+						rd := [4]float32(delta[li : li+stripRows])
+						vecmath.SoftmaxGradPRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
+						continue
+					}
+					for r := r0; r < r1; r++ {
+						pr, dr := p[r*tiledKBlock:][:cols], ds[r*tiledKBlock:][:cols]
+						for j, x := range pr {
+							dr[j] = x * g.scale * (dr[j] - delta[li+r-r0])
+						}
+					}
+					continue
+				}
 				if r1-r0 == stripRows && allSee(lo[r0:r1], hi[r0:r1]) {
 					// Four rows at once, as forward.
 					for r := r0; r < r1; r++ {
@@ -614,7 +694,8 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.HeadDim))
 	kt := ktBuf.Float32s()
 	g := newGeometry[float32](d, opt)
-	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt)
+	saved, ps := probStore(d, opt, lse != nil, ktBuf)
+	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("tiled_attention", metal.PathBLAS, time.Since(start), int64(q.Len()+k.Len()+v.Len()+out.Len())*4)
 	}
@@ -627,7 +708,7 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 			start = time.Now()
 		}
 		dq, dk, dv := autodiff.Empty(autodiff.Float32, q.Shape()...), autodiff.Empty(autodiff.Float32, k.Shape()...), autodiff.Empty(autodiff.Float32, v.Shape()...)
-		tiledBackwardG(g, dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), gr.Float32s(), lse, kt)
+		tiledBackwardG(g, dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), gr.Float32s(), lse, kt, ps)
 		if !start.IsZero() {
 			metal.RecordOp("tiled_attention_backward", metal.PathBLAS, time.Since(start), int64(2*(q.Len()+k.Len()+v.Len()+2*out.Len()))*4)
 		}
@@ -639,8 +720,20 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 			}
 		}
 	}, q, k, v)
-	keepWith(res, ktBuf)
+	keepWith(res, saved...)
 	return res
+}
+
+// probStore returns the probability store of a forward of d (see pStoreLen)
+// when tracked (a backward may follow) and the shape allows one, or nil, and the
+// tensors to keep for the backward: saved and the store's.
+func probStore(d Dims, opt Options, tracked bool, saved ...*autodiff.Tensor) ([]*autodiff.Tensor, []float32) {
+	n := pStoreLen(d, opt)
+	if !tracked || n == 0 {
+		return saved, nil
+	}
+	buf := autodiff.Empty(autodiff.Float32, n)
+	return append(saved, buf), buf.Float32s()
 }
 
 func fill(s []float32, v float32) {
@@ -865,7 +958,8 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 	x := qkv.Float32s()
 	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, headDim))
 	kt := ktBuf.Float32s()
-	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt)
+	saved, ps := probStore(d, opt, lse != nil, ktBuf)
+	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("packed_attention", metal.PathBLAS, time.Since(start), int64(qkv.Len()+out.Len())*4)
 	}
@@ -877,14 +971,14 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 			}
 			dx := autodiff.Empty(autodiff.Float32, qkv.Shape()...)
 			ds := dx.Float32s()
-			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse, kt)
+			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse, kt, ps)
 			if !start.IsZero() {
 				metal.RecordOp("packed_attention_backward", metal.PathBLAS, time.Since(start), int64(2*qkv.Len()+2*out.Len())*4)
 			}
 			return dx
 		})
 	}, qkv)
-	keepWith(res, ktBuf)
+	keepWith(res, saved...)
 	return res
 }
 

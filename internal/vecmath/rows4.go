@@ -37,3 +37,45 @@ func SoftmaxGradRows4(p, ds []float32, lds, n int, lse, delta *[4]float32, scale
 		SoftmaxGradRow(p[r*lds:r*lds+n], ds[r*lds:r*lds+n], lse[r], delta[r], scale)
 	}
 }
+
+// SoftmaxGradPRows4 is SoftmaxGradRows4 for rows whose probabilities p are
+// already known: ds[j] = p[j]·scale·(ds[j] − delta[r]) on rows r < 4 of p and
+// ds, lds apart, each n long (p is only read). It rounds as SoftmaxGradRow does
+// after its exponential.
+func SoftmaxGradPRows4(p, ds []float32, lds, n int, delta *[4]float32, scale float32) {
+	if n <= 0 {
+		return
+	}
+	_ = p[3*lds+n-1]
+	_ = ds[3*lds+n-1]
+	k := 0
+	if AVX2FMA {
+		k = gradPRows4Body(p, ds, lds, n, delta, scale)
+	}
+	for r := range 4 {
+		pr, dr := p[r*lds+k:r*lds+n], ds[r*lds+k:r*lds+n]
+		for j, x := range pr {
+			dr[j] = x * scale * (dr[j] - delta[r])
+		}
+	}
+}
+
+// ScaleRows4 sets row r of dst to a[r] times row r of src, for rows r < 4 each
+// n long, ldd apart in dst and lds apart in src.
+func ScaleRows4(dst []float32, ldd int, src []float32, lds, n int, a *[4]float32) {
+	if n <= 0 {
+		return
+	}
+	_ = dst[3*ldd+n-1]
+	_ = src[3*lds+n-1]
+	k := 0
+	if AVX2FMA {
+		k = scaleRows4Body(dst, ldd, src, lds, n, a)
+	}
+	for r := range 4 {
+		d, s := dst[r*ldd+k:r*ldd+n], src[r*lds+k:r*lds+n]
+		for j, x := range s {
+			d[j] = a[r] * x
+		}
+	}
+}

@@ -223,3 +223,80 @@ rgrad:
 	JNZ  rgrad
 	VZEROUPPER
 	RET
+
+// GRADPROW(prow, drow, dreg) does one vector of a row of gradPRows4AVX2.
+#define GRADPROW(prow, drow, dreg) \
+	VMOVUPS prow, Y1       \
+	VMULPS  Y5, Y1, Y1     \
+	VMOVUPS drow, Y0       \
+	VSUBPS  dreg, Y0, Y0   \
+	VMULPS  Y0, Y1, Y1     \
+	VMOVUPS Y1, drow
+
+// func gradPRows4AVX2(p, ds *float32, lds, n int, delta *[4]float32, scale float32)
+//
+// For rows r < 4 of p and ds (lds floats apart, n floats, n a nonzero multiple
+// of 8): ds[j] = p[j]·scale·(ds[j] − delta[r]).
+TEXT ·gradPRows4AVX2(SB), NOSPLIT, $0-44
+	MOVQ         p+0(FP), DI
+	MOVQ         ds+8(FP), SI
+	MOVQ         lds+16(FP), R8
+	SHLQ         $2, R8
+	LEAQ         (R8)(R8*2), R9 // 3·lds
+	MOVQ         n+24(FP), CX
+	SHRQ         $3, CX
+	MOVQ         delta+32(FP), DX
+	VBROADCASTSS scale+40(FP), Y5
+	VBROADCASTSS 0(DX), Y6
+	VBROADCASTSS 4(DX), Y7
+	VBROADCASTSS 8(DX), Y8
+	VBROADCASTSS 12(DX), Y9
+
+rgradp:
+	GRADPROW((DI), (SI), Y6)
+	GRADPROW((DI)(R8*1), (SI)(R8*1), Y7)
+	GRADPROW((DI)(R8*2), (SI)(R8*2), Y8)
+	GRADPROW((DI)(R9*1), (SI)(R9*1), Y9)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ  rgradp
+	VZEROUPPER
+	RET
+
+// func scaleRows4AVX2(dst *float32, ldd int, src *float32, lds, n int, a *[4]float32)
+//
+// Row r < 4 of dst (ldd floats apart) = a[r]·row r of src (lds apart), n floats
+// a row, n a nonzero multiple of 8.
+TEXT ·scaleRows4AVX2(SB), NOSPLIT, $0-48
+	MOVQ         dst+0(FP), DI
+	MOVQ         ldd+8(FP), R10
+	SHLQ         $2, R10
+	LEAQ         (R10)(R10*2), R11 // 3·ldd
+	MOVQ         src+16(FP), SI
+	MOVQ         lds+24(FP), R8
+	SHLQ         $2, R8
+	LEAQ         (R8)(R8*2), R9 // 3·lds
+	MOVQ         n+32(FP), CX
+	SHRQ         $3, CX
+	MOVQ         a+40(FP), DX
+	VBROADCASTSS 0(DX), Y6
+	VBROADCASTSS 4(DX), Y7
+	VBROADCASTSS 8(DX), Y8
+	VBROADCASTSS 12(DX), Y9
+
+rscale:
+	VMULPS  (SI), Y6, Y0
+	VMOVUPS Y0, (DI)
+	VMULPS  (SI)(R8*1), Y7, Y1
+	VMOVUPS Y1, (DI)(R10*1)
+	VMULPS  (SI)(R8*2), Y8, Y2
+	VMOVUPS Y2, (DI)(R10*2)
+	VMULPS  (SI)(R9*1), Y9, Y3
+	VMOVUPS Y3, (DI)(R11*1)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     rscale
+	VZEROUPPER
+	RET

@@ -13,3 +13,7 @@ func softmaxGradRows4Body(p, ds []float32, lds, n int, lse, delta *[4]float32, s
 		softmaxGradRowGo(p[r*lds:r*lds+n], ds[r*lds:r*lds+n], lse[r], delta[r], scale)
 	}
 }
+
+func gradPRows4Body(p, ds []float32, lds, n int, delta *[4]float32, scale float32) int { return 0 }
+
+func scaleRows4Body(dst []float32, ldd int, src []float32, lds, n int, a *[4]float32) int { return 0 }

@@ -92,3 +92,55 @@ func BenchmarkSoftmaxRows4(b *testing.B) {
 		SoftmaxRows4(s, 64, 64, &m, &sum)
 	}
 }
+
+// TestSoftmaxGradPRows4 checks the gradient from known probabilities against
+// SoftmaxGradRow's arithmetic after its exponential (exactly) and a float64
+// formula; p is left as it was.
+func TestSoftmaxGradPRows4(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(45, 46))
+		for _, n := range rows4Sizes {
+			lds := n + 3
+			p, ds := normals(rng, 3*lds+n+1, 1), normals(rng, 3*lds+n+1, 1)
+			p0, ds0 := append([]float32(nil), p...), append([]float32(nil), ds...)
+			delta := [4]float32{0.25, -0.5, 0, 2}
+			SoftmaxGradPRows4(p, ds, lds, n, &delta, 0.3)
+			require.Equal(t, p0, p, "p is read only")
+			for r := range 4 {
+				for j := range n {
+					i := r*lds + j
+					require.Equal(t, p0[i]*0.3*(ds0[i]-delta[r]), ds[i], "n=%d row %d ds %d", n, r, j)
+					assert.InDelta(t, float64(p0[i])*0.3*(float64(ds0[i])-float64(delta[r])), float64(ds[i]), 1e-6)
+				}
+			}
+			for i := range ds {
+				if r, j := i/lds, i%lds; r > 3 || j >= n {
+					require.Equal(t, ds0[i], ds[i], "n=%d gap %d untouched", n, i)
+				}
+			}
+		}
+	})
+}
+
+// TestScaleRows4 checks the row scaling against a product per element.
+func TestScaleRows4(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(47, 48))
+		for _, n := range rows4Sizes {
+			lds, ldd := n+7, n+1
+			src := normals(rng, 3*lds+n, 1)
+			dst := normals(rng, 3*ldd+n+2, 1)
+			dst0 := append([]float32(nil), dst...)
+			a := [4]float32{0.5, -2, 0, 1.0 / 3}
+			ScaleRows4(dst, ldd, src, lds, n, &a)
+			for i := range dst {
+				r, j := i/ldd, i%ldd
+				if r > 3 || j >= n {
+					require.Equal(t, dst0[i], dst[i], "n=%d gap %d untouched", n, i)
+					continue
+				}
+				require.Equal(t, a[r]*src[r*lds+j], dst[i], "n=%d row %d col %d", n, r, j)
+			}
+		}
+	})
+}
