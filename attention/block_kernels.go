@@ -78,6 +78,7 @@ func tiledForward(out, lse, q, k, v, ps []float32, d Dims, opt Options) {
 // tile's first key).
 type tiledFwdScratch struct {
 	m, l, s, acc, qc, vc []float32
+	kt                   []float32 // the tile's keys transposed (see oneKeyTile), or nil
 	lo, hi               []int
 }
 
@@ -88,16 +89,22 @@ type tiledFwdScratch struct {
 // tiledBackwardG (see pStoreLen).
 func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 	d := g.d
-	transposeKV(kt, k, g.kv, d, d.HeadDim)
+	if !oneKeyTile(d) {
+		transposeKV(kt, k, g.kv, d, d.HeadDim)
+	}
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
 	parallelUnits(nqb*heads, func() *tiledFwdScratch {
-		return &tiledFwdScratch{
+		w := &tiledFwdScratch{
 			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
 			s: make([]float32, flashQBlock*tiledKBlock), acc: make([]float32, flashQBlock*d.VDim),
 			qc: make([]float32, flashQBlock*d.HeadDim), vc: make([]float32, tiledKBlock*d.VDim),
 			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
 		}
+		if oneKeyTile(d) {
+			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
+		}
+		return w
 	}, func(w *tiledFwdScratch, u int) {
 		// A head's query tiles one after the other, the last (which sees the
 		// most keys under a causal mask) first: the keys and values the next
@@ -109,8 +116,41 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 		if len(ps) > 0 {
 			tp = ps[u*pTileLen(d):][:pTileLen(d)]
 		}
-		tiledForwardBlock(g, w, out, lse, q, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
+		tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
 	})
+}
+
+// oneKeyTile reports whether the keys of d fit one tile: the kernels then
+// transpose a head's keys and values in each work unit, into its scratch,
+// instead of all of them into a tensor first (which serves long sequences,
+// where many query tiles read each key tile).
+func oneKeyTile(d Dims) bool { return d.KLen <= tiledKBlock }
+
+// transposeTile writes n rows of dim values (src from off, rows lds apart) as
+// the columns of dst (dim rows ld apart), then zeros up to the next multiple of
+// 8 columns (the kernels read whole vectors): dst[c·ld + j] = src[off + j·lds + c].
+func transposeTile(dst []float32, ld int, src []float32, off, lds, n, dim int) {
+	j := 0
+	for ; j+8 <= n; j += 8 {
+		if transposeBlocks8(dst[j:], ld, src[off+j*lds:], lds, dim) {
+			continue
+		}
+		for i := range 8 {
+			for c, x := range src[off+(j+i)*lds:][:dim] {
+				dst[c*ld+j+i] = x
+			}
+		}
+	}
+	for ; j < n; j++ {
+		for c, x := range src[off+j*lds:][:dim] {
+			dst[c*ld+j] = x
+		}
+	}
+	if r := roundUp8(n); r > n {
+		for c := range dim {
+			clear(dst[c*ld+n : c*ld+r])
+		}
+	}
 }
 
 // transposeKV writes the keys (or values) src, seen through view vw, as dst laid
@@ -290,12 +330,14 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 // pStoreLen is the length of the probability store of a forward for d and opt:
 // a tile of pTileLen for each (batch, query head, query tile), or 0 when the
 // keys do not fit one tile or a window moves the first key of a tile (a tile is
-// then not the same forward and backward). With a store the forward keeps each
-// tile's probabilities, strip by strip over the keys the strip needs (as
-// scoreStrips computes them), and the backward reads them instead of computing
-// the scores and their exponentials again: at the lengths a small model trains
-// on this saves one of the backward's five tile products. The store is bounded
-// by tiledKBlock keys a query row (no T² buffers for long sequences).
+// then not the same forward and backward). With a store the forward computes
+// each tile's scores there (rows tiledKBlock apart, each strip of rows over the
+// keys it needs, as scoreStrips does) and leaves the probabilities, normalised;
+// the backward reads them in place instead of computing the scores and their
+// exponentials again: at the lengths a small model trains on this saves one of
+// the backward's five tile products. The store is bounded by tiledKBlock keys a
+// query row (no T² buffers for long sequences), and only the parts of it that
+// the masks let the strips reach are written.
 func pStoreLen(d Dims, opt Options) int {
 	if opt.Window != 0 || d.KLen == 0 || d.KLen > tiledKBlock {
 		return 0
@@ -305,7 +347,7 @@ func pStoreLen(d Dims, opt Options) int {
 }
 
 // pTileLen is the room a query tile's probabilities take in the store.
-func pTileLen(d Dims) int { return flashQBlock * roundUp8(d.KLen) }
+func pTileLen(d Dims) int { return flashQBlock * tiledKBlock }
 
 // pTileUnit is the index of the tile of query rows from i0 of head h in batch b
 // in the store: the forward's unit order.
@@ -314,7 +356,7 @@ func pTileUnit(d Dims, b, h, i0 int) int {
 	return (b*d.QHeads+h)*nqb + nqb - 1 - i0/flashQBlock
 }
 
-func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt, v, tp []float32, b, h, i0, i1 int) {
+func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, kt, v, tp []float32, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
@@ -334,15 +376,25 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 	if tp != nil && (ulo != 0 || uhi > tiledKBlock) {
 		panic(fmt.Sprintf("attention: tiled forward: a probability store for keys [%d, %d)", ulo, uhi))
 	}
-	po := 0 // the store's next strip
 	for j0 := ulo; j0 < uhi; j0 += tiledKBlock {
 		j1 := min(j0+tiledKBlock, uhi)
 		nk := j1 - j0
 		vc := w.vc[:nk*d.VDim]
 		gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
 		s := w.s[:rows*tiledKBlock]
+		if tp != nil {
+			// The tile's probabilities go to the store: computed there, and
+			// normalised in place before P·V.
+			s = tp[:rows*tiledKBlock]
+		}
 		g.visible(lo, hi, i0, rows, j0, j1)
-		scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
+		if oneKeyTile(d) {
+			ldl := ldT(nk)
+			transposeTile(w.kt, ldl, k, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
+			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, hi, rows, g.scale)
+		} else {
+			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
+		}
 		for r0 := 0; r0 < rows; r0 += stripRows {
 			r1 := min(r0+stripRows, rows)
 			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
@@ -363,8 +415,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 				if tp != nil {
 					// One tile: the sums are the softmax denominators.
 					inv := [4]float32{1 / l[r0], 1 / l[r0+1], 1 / l[r0+2], 1 / l[r0+3]}
-					vecmath.ScaleRows4(tp[po:], cols, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
-					po += stripRows * cols
+					vecmath.ScaleRows4(s[r0*tiledKBlock:], tiledKBlock, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
 				}
 				continue
 			}
@@ -381,14 +432,11 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 			}
 			if tp != nil {
 				for r := r0; r < r1; r++ {
-					dst := tp[po+(r-r0)*cols:][:cols]
-					if l[r] == 0 {
-						clear(dst)
-						continue
+					if l[r] != 0 { // else the row is zeros already
+						row := s[r*tiledKBlock:][:cols]
+						scaleInto(row, row, 1/l[r])
 					}
-					scaleInto(dst, s[r*tiledKBlock:], 1/l[r])
 				}
-				po += (r1 - r0) * cols
 			}
 		}
 		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
@@ -398,7 +446,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 		li := (b*d.QHeads+h)*d.QLen + i0
 		rowLSE = lse[li : li+rows]
 	}
-	finishRows(out, g.ov.at(b, i0, h), g.ov.s, acc, d.VDim, m, l, rowLSE)
+	finishRows(out, g.ov.at(b, i0, h), g.ov.s, acc, d.VDim, m, l, rowLSE, tp != nil)
 }
 
 // allSee reports whether every row sees a key: lo[r] < hi[r] for all r.
@@ -428,9 +476,11 @@ func rescaleRow(acc []float32, width int, m, l []float32, r int, mNew, sum float
 // finishRows writes the output rows (width, stride apart in out from off) as
 // the accumulator rows over their softmax denominators l, and their
 // log-sum-exps m + ln l into lse when it is not nil; a row with l = 0 saw no key
-// (zeros, −Inf). A function of its own: inlined in the tile loop, the
-// compiler spilled this loop's variables to the stack on every element.
-func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, lse []float32) {
+// (zeros, −Inf). When normalized the accumulator rows are the outputs already
+// (the probabilities were divided by l). A function of its own: inlined in the
+// tile loop, the compiler spilled this loop's variables to the stack on every
+// element.
+func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, lse []float32, normalized bool) {
 	for r, lr := range l {
 		o := out[off+r*stride:][:width]
 		if lr == 0 {
@@ -440,7 +490,11 @@ func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, 
 			}
 			continue
 		}
-		scaleInto(o, acc[r*width:(r+1)*width], 1/lr)
+		if normalized {
+			copy(o, acc[r*width:(r+1)*width])
+		} else {
+			scaleInto(o, acc[r*width:(r+1)*width], 1/lr)
+		}
 		if lse != nil {
 			lse[r] = m[r] + logTile(lr)
 		}
@@ -491,18 +545,22 @@ func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse, ps []float32, d Dims, op
 // (dq, dk and dv may be the query, key and value columns of one packed tensor).
 //
 // kt holds the keys transposed by tiledForwardG, or is nil (then they are
-// transposed here); ps is the forward's probability store, or nil.
+// transposed here); ps is the forward's probability store, or nil. With one key
+// tile (see oneKeyTile) kt is not used.
 func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt, ps []float32) {
 	d := g.d
 	nrows := d.Batch * d.QHeads * d.QLen
-	if kt == nil {
-		kt = make([]float32, transposedLen(d, d.HeadDim))
-		transposeKV(kt, k, g.kv, d, d.HeadDim)
+	var vt []float32
+	if !oneKeyTile(d) {
+		if kt == nil {
+			kt = make([]float32, transposedLen(d, d.HeadDim))
+			transposeKV(kt, k, g.kv, d, d.HeadDim)
+		}
+		vtBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.VDim))
+		defer vtBuf.Release()
+		vt = vtBuf.Float32s()
+		transposeKV(vt, v, g.vv, d, d.VDim)
 	}
-	vtBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.VDim))
-	defer vtBuf.Release()
-	vt := vtBuf.Float32s()
-	transposeKV(vt, v, g.vv, d, d.VDim)
 	delta := make([]float32, nrows)
 	// Rows in the order of the (batch, seq) positions, all heads of one after the
 	// other: in BSHD they are next to each other in memory.
@@ -524,7 +582,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		dqs[c] = make([]float32, len(dq))
 	}
 	parallelUnits(units*parts, func() *tiledScratch {
-		return &tiledScratch{
+		w := &tiledScratch{
 			p: make([]float32, flashQBlock*tiledKBlock), ds: make([]float32, flashQBlock*tiledKBlock),
 			qc: make([]float32, flashQBlock*d.HeadDim), oc: make([]float32, flashQBlock*d.VDim),
 			kc: make([]float32, tiledKBlock*d.HeadDim),
@@ -532,6 +590,11 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
 			dqSet: make([]bool, g.group*((d.QLen+stripRows-1)/stripRows)),
 		}
+		if oneKeyTile(d) {
+			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
+			w.vt = make([]float32, d.VDim*ldT(tiledKBlock))
+		}
+		return w
 	}, func(w *tiledScratch, u int) {
 		c := u % parts
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
@@ -541,7 +604,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		clear(w.dqSet)
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * tiledKBlock
-			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, ps, b, hk, j0, min(j0+tiledKBlock, d.KLen))
+			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, v, kt, vt, dout, lse, delta, ps, b, hk, j0, min(j0+tiledKBlock, d.KLen))
 		}
 		nqs := (d.QLen + stripRows - 1) / stripRows
 		for i, set := range w.dqSet {
@@ -569,6 +632,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 // hold a value.
 type tiledScratch struct {
 	p, ds, qc, oc, kc, dk, dv []float32
+	kt, vt                    []float32 // the block's keys and values transposed (see oneKeyTile), or nil
 	lo, hi                    []int
 	dqSet                     []bool // (query head in the group, strip of 4 query rows) written
 }
@@ -576,7 +640,7 @@ type tiledScratch struct {
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
 // batch b and adds their part of dq, over every query head of the group and every
 // query tile that sees one of the keys.
-func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, kt, vt, dout, lse, delta, ps []float32, b, hk, j0, j1 int) {
+func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, v, kt, vt, dout, lse, delta, ps []float32, b, hk, j0, j1 int) {
 	d := g.d
 	nk := j1 - j0
 	ldk := ldT(d.KLen)
@@ -584,6 +648,16 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 	vto := (b*d.KVHeads+hk)*d.VDim*ldk + j0
 	kc := w.kc[:nk*d.HeadDim]
 	gather(kc, d.HeadDim, k, g.kv.at(b, j0, hk), g.kv.s, nk)
+	if oneKeyTile(d) {
+		// This block's keys (from their gathered copy, unless the forward's
+		// probabilities are stored) and values transposed here.
+		ldk, kto, vto = ldT(nk), 0, 0
+		kt, vt = w.kt, w.vt
+		if len(ps) == 0 {
+			transposeTile(kt, ldk, kc, 0, d.HeadDim, nk, d.HeadDim)
+		}
+		transposeTile(vt, ldk, v, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
+	}
 	gk, gv := w.dk[:nk*d.HeadDim], w.dv[:nk*d.VDim]
 	clear(gk)
 	clear(gv)
@@ -606,25 +680,20 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 			gather(oc, d.VDim, dout, g.ov.at(b, i0, h), g.ov.s, rows)
 			p, ds := w.p[:rows*tiledKBlock], w.ds[:rows*tiledKBlock]
-			var tp []float32 // the forward's probabilities of this tile
-			if len(ps) > 0 {
-				tp = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:pTileLen(d)]
+			stored := len(ps) > 0
+			if stored { // the forward's probabilities of this tile, read in place
+				p = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:rows*tiledKBlock]
 			} else {
 				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
 			}
 			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
-			po := 0 // tp's next strip
 			for r0 := 0; r0 < rows; r0 += stripRows {
 				r1 := min(r0+stripRows, rows)
 				// Whole vectors of the scores scoreStrips computed, which covers
 				// the strips of keys keyStrips reads a row over (those of which
 				// it sees one).
 				cols := roundUp8(stripCols(hi, r0, r1))
-				if tp != nil {
-					for r := r0; r < r1; r++ {
-						copy(p[r*tiledKBlock:][:cols], tp[po+(r-r0)*cols:][:cols])
-					}
-					po += (r1 - r0) * cols
+				if stored {
 					li := (b*d.QHeads+h)*d.QLen + i0 + r0
 					if r1-r0 == stripRows {
 						rd := [4]float32(delta[li : li+stripRows])
@@ -691,10 +760,9 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
 		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
 	}
-	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.HeadDim))
-	kt := ktBuf.Float32s()
 	g := newGeometry[float32](d, opt)
-	saved, ps := probStore(d, opt, lse != nil, ktBuf)
+	saved, kt := transposedKeys(d)
+	saved, ps := probStore(d, opt, lse != nil, saved...)
 	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("tiled_attention", metal.PathBLAS, time.Since(start), int64(q.Len()+k.Len()+v.Len()+out.Len())*4)
@@ -722,6 +790,16 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	}, q, k, v)
 	keepWith(res, saved...)
 	return res
+}
+
+// transposedKeys returns the buffer tiledForwardG transposes the keys of d
+// into, kept for the backward, or nothing with one key tile (see oneKeyTile).
+func transposedKeys(d Dims) ([]*autodiff.Tensor, []float32) {
+	if oneKeyTile(d) {
+		return nil, nil
+	}
+	buf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.HeadDim))
+	return []*autodiff.Tensor{buf}, buf.Float32s()
 }
 
 // probStore returns the probability store of a forward of d (see pStoreLen)
@@ -956,9 +1034,8 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 		lse = make([]float32, bs*heads*seq)
 	}
 	x := qkv.Float32s()
-	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, headDim))
-	kt := ktBuf.Float32s()
-	saved, ps := probStore(d, opt, lse != nil, ktBuf)
+	saved, kt := transposedKeys(d)
+	saved, ps := probStore(d, opt, lse != nil, saved...)
 	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("packed_attention", metal.PathBLAS, time.Since(start), int64(qkv.Len()+out.Len())*4)
