@@ -132,3 +132,19 @@ func prefetch(s []float32, off, stride, rows, width int) {
 	}
 	prefetchRows(&s[off], stride, rows, width)
 }
+
+//go:noescape
+func prefetchL2Rows(p *float32, stride, rows, width int)
+
+// prefetchL2 hints that rows rows of width floats, stride apart in s from off,
+// will be read after the current work: every cache line of them is fetched into
+// L2. Rows past the end of s are left out.
+func prefetchL2(s []float32, off, stride, rows, width int) {
+	if stride > 0 {
+		rows = min(rows, (len(s)-off-width)/stride+1)
+	}
+	if rows <= 0 || width <= 0 || off < 0 || off+width > len(s) {
+		return
+	}
+	prefetchL2Rows(&s[off], stride, rows, width)
+}

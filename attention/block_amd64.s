@@ -443,3 +443,33 @@ zstore8:
 zdone:
 	VZEROUPPER
 	RET
+
+// func prefetchL2Rows(p *float32, stride, rows, width int)
+//
+// Prefetches into L2 every cache line of rows rows of width floats (width ≥ 1),
+// stride floats apart from p (a hint: it reads nothing and cannot fault).
+TEXT ·prefetchL2Rows(SB), NOSPLIT, $0-32
+	MOVQ  p+0(FP), SI
+	MOVQ  stride+8(FP), DX
+	SHLQ  $2, DX
+	MOVQ  rows+16(FP), CX
+	MOVQ  width+24(FP), BX
+	LEAQ  -4(BX*4), BX // offset of the last float
+	TESTQ CX, CX
+	JZ    l2done
+
+l2row:
+	XORQ AX, AX
+
+l2line:
+	PREFETCHT1 (SI)(AX*1)
+	ADDQ       $64, AX
+	CMPQ       AX, BX
+	JLE        l2line
+	PREFETCHT1 (SI)(BX*1)
+	ADDQ       DX, SI
+	DECQ       CX
+	JNZ        l2row
+
+l2done:
+	RET

@@ -112,6 +112,21 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 		qb := nqb - 1 - u%nqb
 		b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
 		i0 := qb * flashQBlock
+		if next := u + 1; oneKeyTile(d) && next < nqb*heads {
+			// The next unit's rows into L2 while this one computes (in a
+			// training step they come from L3 or memory: the gathers and
+			// transposes would wait for each miss).
+			qb, b, h := nqb-1-next%nqb, (next/nqb)/d.QHeads, (next/nqb)%d.QHeads
+			i0 := qb * flashQBlock
+			i1 := min(i0+flashQBlock, d.QLen)
+			prefetchL2(q, g.qv.at(b, i0, h), g.qv.s, i1-i0, d.HeadDim)
+			ulo, _ := g.sp.rows(i0)
+			_, uhi := g.sp.rows(i1 - 1)
+			if hk := h / g.group; uhi > ulo {
+				prefetchL2(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
+				prefetchL2(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
+			}
+		}
 		var tp []float32
 		if len(ps) > 0 {
 			tp = ps[u*pTileLen(d):][:pTileLen(d)]
@@ -602,6 +617,26 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		// key block that reaches a strip of rows writes it, later ones add to
 		// it, and strips no key of this part reaches are cleared at the end.
 		clear(w.dqSet)
+		if next := u + 1; oneKeyTile(d) && parts == 1 && next < units {
+			// The next unit's rows into L2 while this one computes, as
+			// forward: its keys, values, queries, output gradients and
+			// stored probabilities.
+			b, hk := next/d.KVHeads, next%d.KVHeads
+			prefetchL2(k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			prefetchL2(v, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
+			for h := hk * g.group; h < (hk+1)*g.group; h++ {
+				prefetchL2(q, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
+				prefetchL2(dout, g.ov.at(b, 0, h), g.ov.s, d.QLen, d.VDim)
+				for i0 := 0; len(ps) > 0 && i0 < d.QLen; i0 += flashQBlock {
+					tile := ps[pTileUnit(d, b, h, i0)*pTileLen(d):]
+					for r := i0; r < min(i0+flashQBlock, d.QLen); r++ {
+						if lo, hi := g.sp.rows(r); hi > lo {
+							prefetchL2(tile, (r-i0)*tiledKBlock, 0, 1, roundUp8(hi))
+						}
+					}
+				}
+			}
+		}
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * tiledKBlock
 			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, v, kt, vt, dout, lse, delta, ps, b, hk, j0, min(j0+tiledKBlock, d.KLen))

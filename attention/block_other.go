@@ -16,3 +16,5 @@ func copyRowsAsm(dst []float32, doff, ldd int, src []float32, soff, lds, width, 
 }
 
 func prefetch(s []float32, off, stride, rows, width int) {}
+
+func prefetchL2(s []float32, off, stride, rows, width int) {}
