@@ -576,18 +576,23 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		vt = vtBuf.Float32s()
 		transposeKV(vt, v, g.vv, d, d.VDim)
 	}
-	delta := make([]float32, nrows)
-	// Rows in the order of the (batch, seq) positions, all heads of one after the
-	// other: in BSHD they are next to each other in memory.
-	metal.ParallelFor(d.Batch*d.QLen, max(1, 1024/d.QHeads), func(lo, hi int) {
-		for p := lo; p < hi; p++ {
-			b, i := p/d.QLen, p%d.QLen
-			for h := range d.QHeads {
-				o := g.ov.at(b, i, h)
-				delta[(b*d.QHeads+h)*d.QLen+i] = vecmath.Dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+	// delta = dO·O of each row; with stored probabilities the tiles compute it
+	// as Σ P⊙dP (the same sum) from what they hold, without reading O.
+	var delta []float32
+	if len(ps) == 0 {
+		delta = make([]float32, nrows)
+		// Rows in the order of the (batch, seq) positions, all heads of one
+		// after the other: in BSHD they are next to each other in memory.
+		metal.ParallelFor(d.Batch*d.QLen, max(1, 1024/d.QHeads), func(lo, hi int) {
+			for p := lo; p < hi; p++ {
+				b, i := p/d.QLen, p%d.QLen
+				for h := range d.QHeads {
+					o := g.ov.at(b, i, h)
+					delta[(b*d.QHeads+h)*d.QLen+i] = vecmath.Dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+				}
 			}
-		}
-	})
+		})
+	}
 	nkb := (d.KLen + tiledKBlock - 1) / tiledKBlock
 	units := d.Batch * d.KVHeads
 	parts := backwardParts(units, nkb)
@@ -729,16 +734,19 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				// it sees one).
 				cols := roundUp8(stripCols(hi, r0, r1))
 				if stored {
-					li := (b*d.QHeads+h)*d.QLen + i0 + r0
 					if r1-r0 == stripRows {
-						rd := [4]float32(delta[li : li+stripRows])
-						vecmath.SoftmaxGradPRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
+						var rd [4]float32
+						vecmath.SoftmaxGradPDeltaRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
 						continue
 					}
 					for r := r0; r < r1; r++ {
 						pr, dr := p[r*tiledKBlock:][:cols], ds[r*tiledKBlock:][:cols]
+						dl := float32(0)
 						for j, x := range pr {
-							dr[j] = x * g.scale * (dr[j] - delta[li+r-r0])
+							dl += x * dr[j]
+						}
+						for j, x := range pr {
+							dr[j] = x * g.scale * (dr[j] - dl)
 						}
 					}
 					continue
@@ -798,6 +806,9 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	g := newGeometry[float32](d, opt)
 	saved, kt := transposedKeys(d)
 	saved, ps := probStore(d, opt, lse != nil, saved...)
+	if ps != nil {
+		lse = nil // the backward reads the stored probabilities instead
+	}
 	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("tiled_attention", metal.PathBLAS, time.Since(start), int64(q.Len()+k.Len()+v.Len()+out.Len())*4)
@@ -1071,6 +1082,9 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 	x := qkv.Float32s()
 	saved, kt := transposedKeys(d)
 	saved, ps := probStore(d, opt, lse != nil, saved...)
+	if ps != nil {
+		lse = nil // the backward reads the stored probabilities instead
+	}
 	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("packed_attention", metal.PathBLAS, time.Since(start), int64(qkv.Len()+out.Len())*4)

@@ -79,3 +79,33 @@ func ScaleRows4(dst []float32, ldd int, src []float32, lds, n int, a *[4]float32
 		}
 	}
 }
+
+// SoftmaxGradPDeltaRows4 is SoftmaxGradPRows4 with each row's delta computed
+// here from the row itself, delta[r] = Σ_j p[j]·ds[j] (the gradient of the
+// probabilities on entry; for attention this equals dO·O of the row), and
+// returned in delta.
+func SoftmaxGradPDeltaRows4(p, ds []float32, lds, n int, delta *[4]float32, scale float32) {
+	if n <= 0 {
+		*delta = [4]float32{}
+		return
+	}
+	_ = p[3*lds+n-1]
+	_ = ds[3*lds+n-1]
+	if n%8 == 0 && AVX2FMA {
+		gradPDeltaRows4AVX2(&p[0], &ds[0], lds, n, delta, scale)
+		return
+	}
+	for r := range 4 {
+		delta[r] = dotGo(p[r*lds:r*lds+n], ds[r*lds:r*lds+n])
+	}
+	SoftmaxGradPRows4(p, ds, lds, n, delta, scale)
+}
+
+// dotGo is Σ x[i]·y[i].
+func dotGo(x, y []float32) float32 {
+	s := float32(0)
+	for i, v := range x {
+		s += v * y[i]
+	}
+	return s
+}

@@ -40,3 +40,6 @@ func scaleRows4Body(dst []float32, ldd int, src []float32, lds, n int, a *[4]flo
 	}
 	return k
 }
+
+//go:noescape
+func gradPDeltaRows4AVX2(p, ds *float32, lds, n int, delta *[4]float32, scale float32)

@@ -300,3 +300,64 @@ rscale:
 	JNZ     rscale
 	VZEROUPPER
 	RET
+
+// func gradPDeltaRows4AVX2(p, ds *float32, lds, n int, delta *[4]float32, scale float32)
+//
+// For rows r < 4 of p and ds (lds floats apart, n floats, n a nonzero multiple
+// of 8): delta[r] = Σ p[j]·ds[j] (lane-wise fused sums, then the lanes), then
+// ds[j] = p[j]·scale·(ds[j] − delta[r]).
+TEXT ·gradPDeltaRows4AVX2(SB), NOSPLIT, $0-44
+	MOVQ         p+0(FP), DI
+	MOVQ         ds+8(FP), SI
+	MOVQ         lds+16(FP), R8
+	SHLQ         $2, R8
+	LEAQ         (R8)(R8*2), R9 // 3·lds
+	MOVQ         n+24(FP), CX
+	SHRQ         $3, CX
+	MOVQ         delta+32(FP), DX
+	VBROADCASTSS scale+40(FP), Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	VXORPS       Y8, Y8, Y8
+	VXORPS       Y9, Y9, Y9
+	MOVQ         DI, R10
+	MOVQ         SI, R11
+	MOVQ         CX, R12
+
+rdelta:
+	VMOVUPS     (R10), Y0
+	VFMADD231PS (R11), Y0, Y6
+	VMOVUPS     (R10)(R8*1), Y1
+	VFMADD231PS (R11)(R8*1), Y1, Y7
+	VMOVUPS     (R10)(R8*2), Y2
+	VFMADD231PS (R11)(R8*2), Y2, Y8
+	VMOVUPS     (R10)(R9*1), Y3
+	VFMADD231PS (R11)(R9*1), Y3, Y9
+	ADDQ        $32, R10
+	ADDQ        $32, R11
+	DECQ        R12
+	JNZ         rdelta
+	HREDUCE(VADDPS, Y6, X6)
+	HREDUCE(VADDPS, Y7, X7)
+	HREDUCE(VADDPS, Y8, X8)
+	HREDUCE(VADDPS, Y9, X9)
+	VMOVSS       X6, 0(DX)
+	VMOVSS       X7, 4(DX)
+	VMOVSS       X8, 8(DX)
+	VMOVSS       X9, 12(DX)
+	VBROADCASTSS X6, Y6
+	VBROADCASTSS X7, Y7
+	VBROADCASTSS X8, Y8
+	VBROADCASTSS X9, Y9
+
+rgradpd:
+	GRADPROW((DI), (SI), Y6)
+	GRADPROW((DI)(R8*1), (SI)(R8*1), Y7)
+	GRADPROW((DI)(R8*2), (SI)(R8*2), Y8)
+	GRADPROW((DI)(R9*1), (SI)(R9*1), Y9)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ  rgradpd
+	VZEROUPPER
+	RET

@@ -17,3 +17,7 @@ func softmaxGradRows4Body(p, ds []float32, lds, n int, lse, delta *[4]float32, s
 func gradPRows4Body(p, ds []float32, lds, n int, delta *[4]float32, scale float32) int { return 0 }
 
 func scaleRows4Body(dst []float32, ldd int, src []float32, lds, n int, a *[4]float32) int { return 0 }
+
+func gradPDeltaRows4AVX2(p, ds *float32, lds, n int, delta *[4]float32, scale float32) {
+	panic("vecmath: no AVX2 kernels off amd64")
+}

@@ -144,3 +144,34 @@ func TestScaleRows4(t *testing.T) {
 		}
 	})
 }
+
+// TestSoftmaxGradPDeltaRows4 checks the gradient with each row's delta computed
+// from the row against float64 sums and formulas, and against
+// SoftmaxGradPRows4 given the delta it returned (exactly).
+func TestSoftmaxGradPDeltaRows4(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(49, 50))
+		for _, n := range rows4Sizes {
+			lds := n + 9
+			p, ds := normals(rng, 3*lds+n, 1), normals(rng, 3*lds+n, 1)
+			p0, ds0 := append([]float32(nil), p...), append([]float32(nil), ds...)
+			var delta [4]float32
+			SoftmaxGradPDeltaRows4(p, ds, lds, n, &delta, 0.3)
+			require.Equal(t, p0, p, "p is read only")
+			want := append([]float32(nil), ds0...)
+			SoftmaxGradPRows4(p0, want, lds, n, &delta, 0.3)
+			require.Equal(t, want, ds, "n=%d as SoftmaxGradPRows4 with the same deltas", n)
+			for r := range 4 {
+				d64 := 0.0
+				for j := range n {
+					d64 += float64(p0[r*lds+j]) * float64(ds0[r*lds+j])
+				}
+				assert.InDelta(t, d64, float64(delta[r]), 1e-5*math.Sqrt(float64(n)+1), "n=%d row %d delta", n, r)
+				for j := range n {
+					i := r*lds + j
+					assert.InDelta(t, float64(p0[i])*0.3*(float64(ds0[i])-d64), float64(ds[i]), 1e-5)
+				}
+			}
+		}
+	})
+}
