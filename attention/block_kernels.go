@@ -126,6 +126,12 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 				prefetchL2(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
 				prefetchL2(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
 			}
+			// The store's tile too: the score strips write it (a read
+			// prefetch of a line no other core holds lets the write go
+			// ahead without a miss).
+			if len(ps) > 0 {
+				prefetchTile(g, ps[next*pTileLen(d):], i0, i1)
+			}
 		}
 		var tp []float32
 		if len(ps) > 0 {
@@ -363,6 +369,16 @@ func pStoreLen(d Dims, opt Options) int {
 
 // pTileLen is the room a query tile's probabilities take in the store.
 func pTileLen(d Dims) int { return flashQBlock * tiledKBlock }
+
+// prefetchTile prefetches into L2 the part of a store tile (rows i0…i1 of
+// its query tile) that the strips of a causal or full mask reach.
+func prefetchTile(g geometry[float32], tile []float32, i0, i1 int) {
+	for r := i0; r < i1; r++ {
+		if lo, hi := g.sp.rows(r); hi > lo {
+			prefetchL2(tile, (r-i0)*tiledKBlock, 0, 1, min(roundUp8(hi), tiledKBlock))
+		}
+	}
+}
 
 // pTileUnit is the index of the tile of query rows from i0 of head h in batch b
 // in the store: the forward's unit order.
@@ -632,15 +648,13 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 			for h := hk * g.group; h < (hk+1)*g.group; h++ {
 				prefetchL2(q, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
 				prefetchL2(dout, g.ov.at(b, 0, h), g.ov.s, d.QLen, d.VDim)
+				prefetchL2(dq, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
 				for i0 := 0; len(ps) > 0 && i0 < d.QLen; i0 += flashQBlock {
-					tile := ps[pTileUnit(d, b, h, i0)*pTileLen(d):]
-					for r := i0; r < min(i0+flashQBlock, d.QLen); r++ {
-						if lo, hi := g.sp.rows(r); hi > lo {
-							prefetchL2(tile, (r-i0)*tiledKBlock, 0, 1, roundUp8(hi))
-						}
-					}
+					prefetchTile(g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
 				}
 			}
+			prefetchL2(dk, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			prefetchL2(dv, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
 		}
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * tiledKBlock
