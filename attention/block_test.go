@@ -58,16 +58,10 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
+// testTiledMatchesReference runs the tiled forward and backward on cases
+// against the float64 reference, and again with the forward's probability
+// store where the shape allows one.
 func testTiledMatchesReference(t *testing.T, cases []attnCase) {
-	for _, store := range []bool{false, true} {
-		t.Run(fmt.Sprintf("store=%v", store), func(t *testing.T) { testTiledCases(t, cases, store) })
-	}
-}
-
-// testTiledCases runs the tiled forward and backward on cases against the
-// float64 reference, with the forward's probability store (where the shape
-// allows one) when store is set.
-func testTiledCases(t *testing.T, cases []attnCase, store bool) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, c := range cases {
 		t.Run(c.String(), func(t *testing.T) {
@@ -75,26 +69,32 @@ func testTiledCases(t *testing.T, cases []attnCase, store bool) {
 			a := newAttnData(rng, c)
 			lse := make([]float64, d.Batch*d.QHeads*d.QLen)
 			FlashForward(make([]float64, len(a.out)), lse, a.q, a.k, a.v, d, c.opt)
-			out := nans(len(a.out))
-			lse32 := nans(len(lse))
-			// With a probability store where the shape allows one, poisoned
-			// with NaN: the backward must read only what the forward wrote.
-			var ps []float32
-			if n := pStoreLen(d, c.opt); store && n > 0 {
-				ps = nans(n)
-			}
-			tiledForward(out, lse32, a.q32, a.k32, a.v32, ps, d, c.opt)
-			// Outputs start as NaN: the kernels must write every element.
-			dq, dk, dv := nans(len(a.q)), nans(len(a.k)), nans(len(a.v))
-			tiledBackward(dq, dk, dv, a.q32, a.k32, a.v32, out, a.dout32, lse32, ps, d, c.opt)
-			for _, x := range []struct {
-				name string
-				got  []float32
-				want []float64
-			}{{"out", out, a.out}, {"lse", lse32, lse}, {"dq", dq, a.dq}, {"dk", dk, a.dk}, {"dv", dv, a.dv}} {
-				err, scale := maxErr(x.got, x.want)
-				t.Logf("%s: max err %.3g, max |ref| %.3g", x.name, err, scale)
-				assert.LessOrEqual(t, err, 1e-5*math.Max(scale, 1), x.name)
+			for _, store := range []bool{false, true} {
+				n := pStoreLen(d, c.opt)
+				if store && n == 0 {
+					continue
+				}
+				out := nans(len(a.out))
+				lse32 := nans(len(lse))
+				// The store starts as NaN too: the backward must read only
+				// what the forward wrote.
+				var ps []float32
+				if store {
+					ps = nans(n)
+				}
+				tiledForward(out, lse32, a.q32, a.k32, a.v32, ps, d, c.opt)
+				// Outputs start as NaN: the kernels must write every element.
+				dq, dk, dv := nans(len(a.q)), nans(len(a.k)), nans(len(a.v))
+				tiledBackward(dq, dk, dv, a.q32, a.k32, a.v32, out, a.dout32, lse32, ps, d, c.opt)
+				for _, x := range []struct {
+					name string
+					got  []float32
+					want []float64
+				}{{"out", out, a.out}, {"lse", lse32, lse}, {"dq", dq, a.dq}, {"dk", dk, a.dk}, {"dv", dv, a.dv}} {
+					err, scale := maxErr(x.got, x.want)
+					t.Logf("store %v %s: max err %.3g, max |ref| %.3g", store, x.name, err, scale)
+					assert.LessOrEqual(t, err, 1e-5*math.Max(scale, 1), "store %v %s", store, x.name)
+				}
 			}
 		})
 	}
