@@ -268,7 +268,8 @@ pdone:
 //
 // tileStrip4 on AVX-512: blocks of 32 columns keep 8 ZMM accumulators (two
 // 16-lane vectors of each of the 4 rows), then a block of 16 keeps 4 and a last
-// block of 8 keeps 4 YMM ones. Same arguments and result as tileStrip4.
+// block of 8 keeps 4 YMM ones. Same arguments and result as tileStrip4 (the
+// blocks of 32 and 16 skip the product by alpha when it is 1).
 TEXT ·tileStrip4Z(SB), NOSPLIT, $0-88
 	MOVQ         c+0(FP), DI
 	MOVQ         ldc+8(FP), R8
@@ -320,6 +321,8 @@ zk32:
 	ADDQ         R11, R13
 	DECQ         R14
 	JNZ          zk32
+	CMPL         alpha+72(FP), $0x3f800000 // alpha = 1: no scaling
+	JEQ          zacc32
 	VMULPS       Z12, Z0, Z0
 	VMULPS       Z12, Z1, Z1
 	VMULPS       Z12, Z2, Z2
@@ -328,6 +331,8 @@ zk32:
 	VMULPS       Z12, Z5, Z5
 	VMULPS       Z12, Z6, Z6
 	VMULPS       Z12, Z7, Z7
+
+zacc32:
 	CMPQ         acc+80(FP), $0
 	JEQ          zstore32
 	VADDPS       (DI), Z0, Z0
@@ -378,10 +383,14 @@ zk16:
 	ADDQ         R11, R13
 	DECQ         R14
 	JNZ          zk16
+	CMPL         alpha+72(FP), $0x3f800000
+	JEQ          zacc16
 	VMULPS       Z12, Z0, Z0
 	VMULPS       Z12, Z2, Z2
 	VMULPS       Z12, Z4, Z4
 	VMULPS       Z12, Z6, Z6
+
+zacc16:
 	CMPQ         acc+80(FP), $0
 	JEQ          zstore16
 	VADDPS       (DI), Z0, Z0
