@@ -112,7 +112,9 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 		qb := nqb - 1 - u%nqb
 		b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
 		i0 := qb * flashQBlock
-		if next := u + 1; oneKeyTile(d) && next < nqb*heads {
+		// The workers take units in turn: this one's next is about a
+		// worker count further on.
+		if next := u + min(metal.Threads(), nqb*heads); oneKeyTile(d) && next < nqb*heads {
 			// The next unit's rows into L2 while this one computes (in a
 			// training step they come from L3 or memory: the gathers and
 			// transposes would wait for each miss).
@@ -638,7 +640,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		// key block that reaches a strip of rows writes it, later ones add to
 		// it, and strips no key of this part reaches are cleared at the end.
 		clear(w.dqSet)
-		if next := u + 1; oneKeyTile(d) && parts == 1 && next < units {
+		if next := u + min(metal.Threads(), units); oneKeyTile(d) && parts == 1 && next < units {
 			// The next unit's rows into L2 while this one computes, as
 			// forward: its keys, values, queries, output gradients and
 			// stored probabilities.
