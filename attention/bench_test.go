@@ -93,3 +93,37 @@ func BenchmarkPackedAttentionTinyGPT(b *testing.B) {
 		b.ReportMetric((cpuSeconds()-cpu)*1e3/float64(b.N), "cpu-ms/op")
 	}
 }
+
+// BenchmarkPackedAttentionTinyGPTCold is BenchmarkPackedAttentionTinyGPT with
+// the caches evicted before each op (64 MiB written), as in a training step where
+// the other layers' work runs between an attention's forward and backward (a
+// write to each of its cache lines);
+// cpu-ms/op counts the attention alone.
+//
+//	MLXTRAIN_THREADS=1 go test ./attention -run '^$' -bench PackedAttentionTinyGPTCold -count 5
+func BenchmarkPackedAttentionTinyGPTCold(b *testing.B) {
+	const B, T, H, D = 16, 128, 4, 32
+	rng := rand.New(rand.NewPCG(1, 1))
+	qkv := autodiff.FromFloat32(to32(normals(rng, B*T*3*H*D)), B, T, 3*H*D)
+	seed := autodiff.FromFloat32(to32(normals(rng, B*T*H*D)), B, T, H, D)
+	evict := make([]byte, 64<<20)
+	b.ReportAllocs()
+	cpu := 0.0
+	for b.Loop() {
+		tp := autodiff.NewTape()
+		for j := 0; j < len(evict); j += 64 {
+			evict[j]++
+		}
+		c0 := cpuSeconds()
+		o := packedAttention(tp.Watch(qkv), H, H, D, Options{Causal: true})
+		c1 := cpuSeconds()
+		for j := 0; j < len(evict); j += 64 {
+			evict[j]++
+		}
+		c2 := cpuSeconds()
+		tp.BackwardWith(o, seed.Clone())
+		cpu += c1 - c0 + cpuSeconds() - c2
+		tp.Release()
+	}
+	b.ReportMetric(cpu*1e3/float64(b.N), "cpu-ms/op")
+}

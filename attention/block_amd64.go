@@ -5,6 +5,8 @@ package attention
 import (
 	"fmt"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 )
 
@@ -14,6 +16,24 @@ import (
 //
 //go:noescape
 func tileStrip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
+
+// tileStrip4Z is tileStrip4 on AVX-512 registers (16 lanes, 32 columns a block).
+//
+//go:noescape
+func tileStrip4Z(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
+
+// avx512 selects the AVX-512 kernels: the CPU has AVX-512 F and the OS saves the
+// ZMM registers (x/sys/cpu checks both). Tests clear it to run the AVX2 kernels.
+var avx512 = vecmath.AVX2FMA && cpu.X86.HasAVX512F
+
+// strip4 runs the strip kernel of the CPU.
+func strip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int) {
+	if avx512 {
+		tileStrip4Z(c, ldc, a, ars, acs, b, ldb, n, k, alpha, acc)
+		return
+	}
+	tileStrip4(c, ldc, a, ars, acs, b, ldb, n, k, alpha, acc)
+}
 
 // tileMulAsm runs tileMul on the AVX2 strips when the CPU and the shape allow it.
 func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
@@ -30,7 +50,7 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 	}
 	i := 0
 	for ; i+4 <= m; i += 4 {
-		tileStrip4(&c[i*ldc], ldc, &a[i*ars], ars, acs, &b[0], ldb, n, k, alpha, flag)
+		strip4(&c[i*ldc], ldc, &a[i*ars], ars, acs, &b[0], ldb, n, k, alpha, flag)
 	}
 	if i < m {
 		// The last rows through a strip of 4 on copies, padded with zero rows.
@@ -46,7 +66,7 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 				pa[r*k+p] = a[(i+r)*ars+p*acs]
 			}
 		}
-		tileStrip4(&pc[0], n, &pa[0], k, 1, &b[0], ldb, n, k, alpha, 0)
+		strip4(&pc[0], n, &pa[0], k, 1, &b[0], ldb, n, k, alpha, 0)
 		for r := range rest {
 			row := c[(i+r)*ldc:][:n]
 			for j, v := range pc[r*n : r*n+n] {
@@ -111,4 +131,20 @@ func prefetch(s []float32, off, stride, rows, width int) {
 		return
 	}
 	prefetchRows(&s[off], stride, rows, width)
+}
+
+//go:noescape
+func prefetchL2Rows(p *float32, stride, rows, width int)
+
+// prefetchL2 hints that rows rows of width floats, stride apart in s from off,
+// will be read after the current work: every cache line of them is fetched into
+// L2. Rows past the end of s are left out.
+func prefetchL2(s []float32, off, stride, rows, width int) {
+	if stride > 0 {
+		rows = min(rows, (len(s)-off-width)/stride+1)
+	}
+	if rows <= 0 || width <= 0 || off < 0 || off+width > len(s) {
+		return
+	}
+	prefetchL2Rows(&s[off], stride, rows, width)
 }

@@ -263,3 +263,222 @@ prow:
 
 pdone:
 	RET
+
+// func tileStrip4Z(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
+//
+// tileStrip4 on AVX-512: blocks of 32 columns keep 8 ZMM accumulators (two
+// 16-lane vectors of each of the 4 rows), then a block of 16 keeps 4 and a last
+// block of 8 keeps 4 YMM ones. Same arguments and result as tileStrip4 (the
+// blocks of 32 and 16 skip the product by alpha when it is 1).
+TEXT ·tileStrip4Z(SB), NOSPLIT, $0-88
+	MOVQ         c+0(FP), DI
+	MOVQ         ldc+8(FP), R8
+	SHLQ         $2, R8
+	MOVQ         ars+24(FP), R9
+	SHLQ         $2, R9
+	MOVQ         acs+32(FP), R10
+	SHLQ         $2, R10
+	MOVQ         b+40(FP), DX
+	MOVQ         ldb+48(FP), R11
+	SHLQ         $2, R11
+	MOVQ         n+56(FP), BX
+	MOVQ         k+64(FP), CX
+	VBROADCASTSS alpha+72(FP), Z12
+	LEAQ         (R9)(R9*2), R12 // 3·ars
+	LEAQ         (R8)(R8*2), SI  // 3·ldc
+
+zblock32:
+	CMPQ   BX, $32
+	JLT    zblock16
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   a+16(FP), AX
+	MOVQ   DX, R13
+	MOVQ   CX, R14
+
+zk32:
+	VMOVUPS      (R13), Z8
+	VMOVUPS      64(R13), Z9
+	VBROADCASTSS (AX), Z10
+	VFMADD231PS  Z8, Z10, Z0
+	VFMADD231PS  Z9, Z10, Z1
+	VBROADCASTSS (AX)(R9*1), Z11
+	VFMADD231PS  Z8, Z11, Z2
+	VFMADD231PS  Z9, Z11, Z3
+	VBROADCASTSS (AX)(R9*2), Z13
+	VFMADD231PS  Z8, Z13, Z4
+	VFMADD231PS  Z9, Z13, Z5
+	VBROADCASTSS (AX)(R12*1), Z14
+	VFMADD231PS  Z8, Z14, Z6
+	VFMADD231PS  Z9, Z14, Z7
+	ADDQ         R10, AX
+	ADDQ         R11, R13
+	DECQ         R14
+	JNZ          zk32
+	CMPL         alpha+72(FP), $0x3f800000 // alpha = 1: no scaling
+	JEQ          zacc32
+	VMULPS       Z12, Z0, Z0
+	VMULPS       Z12, Z1, Z1
+	VMULPS       Z12, Z2, Z2
+	VMULPS       Z12, Z3, Z3
+	VMULPS       Z12, Z4, Z4
+	VMULPS       Z12, Z5, Z5
+	VMULPS       Z12, Z6, Z6
+	VMULPS       Z12, Z7, Z7
+
+zacc32:
+	CMPQ         acc+80(FP), $0
+	JEQ          zstore32
+	VADDPS       (DI), Z0, Z0
+	VADDPS       64(DI), Z1, Z1
+	VADDPS       (DI)(R8*1), Z2, Z2
+	VADDPS       64(DI)(R8*1), Z3, Z3
+	VADDPS       (DI)(R8*2), Z4, Z4
+	VADDPS       64(DI)(R8*2), Z5, Z5
+	VADDPS       (DI)(SI*1), Z6, Z6
+	VADDPS       64(DI)(SI*1), Z7, Z7
+
+zstore32:
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, (DI)(R8*1)
+	VMOVUPS Z3, 64(DI)(R8*1)
+	VMOVUPS Z4, (DI)(R8*2)
+	VMOVUPS Z5, 64(DI)(R8*2)
+	VMOVUPS Z6, (DI)(SI*1)
+	VMOVUPS Z7, 64(DI)(SI*1)
+	ADDQ    $128, DI
+	ADDQ    $128, DX
+	SUBQ    $32, BX
+	JMP     zblock32
+
+zblock16:
+	CMPQ   BX, $16
+	JLT    zblock8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z2, Z2, Z2
+	VPXORD Z4, Z4, Z4
+	VPXORD Z6, Z6, Z6
+	MOVQ   a+16(FP), AX
+	MOVQ   DX, R13
+	MOVQ   CX, R14
+
+zk16:
+	VMOVUPS      (R13), Z8
+	VBROADCASTSS (AX), Z10
+	VFMADD231PS  Z8, Z10, Z0
+	VBROADCASTSS (AX)(R9*1), Z11
+	VFMADD231PS  Z8, Z11, Z2
+	VBROADCASTSS (AX)(R9*2), Z13
+	VFMADD231PS  Z8, Z13, Z4
+	VBROADCASTSS (AX)(R12*1), Z14
+	VFMADD231PS  Z8, Z14, Z6
+	ADDQ         R10, AX
+	ADDQ         R11, R13
+	DECQ         R14
+	JNZ          zk16
+	CMPL         alpha+72(FP), $0x3f800000
+	JEQ          zacc16
+	VMULPS       Z12, Z0, Z0
+	VMULPS       Z12, Z2, Z2
+	VMULPS       Z12, Z4, Z4
+	VMULPS       Z12, Z6, Z6
+
+zacc16:
+	CMPQ         acc+80(FP), $0
+	JEQ          zstore16
+	VADDPS       (DI), Z0, Z0
+	VADDPS       (DI)(R8*1), Z2, Z2
+	VADDPS       (DI)(R8*2), Z4, Z4
+	VADDPS       (DI)(SI*1), Z6, Z6
+
+zstore16:
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z2, (DI)(R8*1)
+	VMOVUPS Z4, (DI)(R8*2)
+	VMOVUPS Z6, (DI)(SI*1)
+	ADDQ    $64, DI
+	ADDQ    $64, DX
+	SUBQ    $16, BX
+
+zblock8:
+	CMPQ   BX, $8
+	JLT    zdone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+	MOVQ   a+16(FP), AX
+	MOVQ   DX, R13
+	MOVQ   CX, R14
+
+zk8:
+	VMOVUPS      (R13), Y8
+	VBROADCASTSS (AX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VBROADCASTSS (AX)(R9*1), Y11
+	VFMADD231PS  Y8, Y11, Y2
+	VBROADCASTSS (AX)(R9*2), Y13
+	VFMADD231PS  Y8, Y13, Y4
+	VBROADCASTSS (AX)(R12*1), Y14
+	VFMADD231PS  Y8, Y14, Y6
+	ADDQ         R10, AX
+	ADDQ         R11, R13
+	DECQ         R14
+	JNZ          zk8
+	VMULPS       Y12, Y0, Y0
+	VMULPS       Y12, Y2, Y2
+	VMULPS       Y12, Y4, Y4
+	VMULPS       Y12, Y6, Y6
+	CMPQ         acc+80(FP), $0
+	JEQ          zstore8
+	VADDPS       (DI), Y0, Y0
+	VADDPS       (DI)(R8*1), Y2, Y2
+	VADDPS       (DI)(R8*2), Y4, Y4
+	VADDPS       (DI)(SI*1), Y6, Y6
+
+zstore8:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y2, (DI)(R8*1)
+	VMOVUPS Y4, (DI)(R8*2)
+	VMOVUPS Y6, (DI)(SI*1)
+
+zdone:
+	VZEROUPPER
+	RET
+
+// func prefetchL2Rows(p *float32, stride, rows, width int)
+//
+// Prefetches into L2 every cache line of rows rows of width floats (width ≥ 1),
+// stride floats apart from p (a hint: it reads nothing and cannot fault).
+TEXT ·prefetchL2Rows(SB), NOSPLIT, $0-32
+	MOVQ  p+0(FP), SI
+	MOVQ  stride+8(FP), DX
+	SHLQ  $2, DX
+	MOVQ  rows+16(FP), CX
+	MOVQ  width+24(FP), BX
+	LEAQ  -4(BX*4), BX // offset of the last float
+	TESTQ CX, CX
+	JZ    l2done
+
+l2row:
+	XORQ AX, AX
+
+l2line:
+	PREFETCHT1 (SI)(AX*1)
+	ADDQ       $64, AX
+	CMPQ       AX, BX
+	JLE        l2line
+	PREFETCHT1 (SI)(BX*1)
+	ADDQ       DX, SI
+	DECQ       CX
+	JNZ        l2row
+
+l2done:
+	RET

@@ -65,10 +65,11 @@ func transposedLen(d Dims, dim int) int { return d.Batch * d.KVHeads * dim * ldT
 // roundUp8 rounds n up to a multiple of 8 (the kernel's lanes).
 func roundUp8(n int) int { return (n + 7) &^ 7 }
 
-// tiledForward is FlashForward for float32 on tile products.
-func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
+// tiledForward is FlashForward for float32 on tile products, keeping the
+// probabilities in ps when it is not nil (pStoreLen long).
+func tiledForward(out, lse, q, k, v, ps []float32, d Dims, opt Options) {
 	d.check("tiledForward", len(q), len(k), len(v), len(out))
-	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, transposedLen(d, d.HeadDim)))
+	tiledForwardG(newGeometry[float32](d, opt), out, lse, q, k, v, make([]float32, transposedLen(d, d.HeadDim)), ps)
 }
 
 // tiledFwdScratch is a forward worker's scratch: the running maximum and sum
@@ -77,24 +78,33 @@ func tiledForward(out, lse, q, k, v []float32, d Dims, opt Options) {
 // tile's first key).
 type tiledFwdScratch struct {
 	m, l, s, acc, qc, vc []float32
+	kt                   []float32 // the tile's keys transposed (see oneKeyTile), or nil
 	lo, hi               []int
 }
 
 // tiledForwardG is tiledForward on a geometry whose views may be any strides
 // (packed q, k and v). It writes the keys transposed into kt (see transposeKV;
-// transposedLen(d, HeadDim) long), which tiledBackwardG can reuse.
-func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
+// transposedLen(d, HeadDim) long), which tiledBackwardG can reuse, and, when ps
+// is not nil (pStoreLen long, not 0), the probabilities of every tile for
+// tiledBackwardG (see pStoreLen).
+func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 	d := g.d
-	transposeKV(kt, k, g.kv, d, d.HeadDim)
+	if !oneKeyTile(d) {
+		transposeKV(kt, k, g.kv, d, d.HeadDim)
+	}
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
 	parallelUnits(nqb*heads, func() *tiledFwdScratch {
-		return &tiledFwdScratch{
+		w := &tiledFwdScratch{
 			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
 			s: make([]float32, flashQBlock*tiledKBlock), acc: make([]float32, flashQBlock*d.VDim),
 			qc: make([]float32, flashQBlock*d.HeadDim), vc: make([]float32, tiledKBlock*d.VDim),
 			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
 		}
+		if oneKeyTile(d) {
+			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
+		}
+		return w
 	}, func(w *tiledFwdScratch, u int) {
 		// A head's query tiles one after the other, the last (which sees the
 		// most keys under a causal mask) first: the keys and values the next
@@ -102,8 +112,68 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt []float32) {
 		qb := nqb - 1 - u%nqb
 		b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
 		i0 := qb * flashQBlock
-		tiledForwardBlock(g, w, out, lse, q, kt, v, b, h, i0, min(i0+flashQBlock, d.QLen))
+		// The workers take units in turn: this one's next is about a
+		// worker count further on.
+		if next := u + min(metal.Threads(), nqb*heads); oneKeyTile(d) && next < nqb*heads {
+			// The next unit's rows into L2 while this one computes (in a
+			// training step they come from L3 or memory: the gathers and
+			// transposes would wait for each miss).
+			qb, b, h := nqb-1-next%nqb, (next/nqb)/d.QHeads, (next/nqb)%d.QHeads
+			i0 := qb * flashQBlock
+			i1 := min(i0+flashQBlock, d.QLen)
+			prefetchL2(q, g.qv.at(b, i0, h), g.qv.s, i1-i0, d.HeadDim)
+			ulo, _ := g.sp.rows(i0)
+			_, uhi := g.sp.rows(i1 - 1)
+			if hk := h / g.group; uhi > ulo {
+				prefetchL2(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
+				prefetchL2(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
+			}
+			// The store's tile too: the score strips write it (a read
+			// prefetch of a line no other core holds lets the write go
+			// ahead without a miss).
+			if len(ps) > 0 {
+				prefetchTile(g, ps[next*pTileLen(d):], i0, i1)
+			}
+		}
+		var tp []float32
+		if len(ps) > 0 {
+			tp = ps[u*pTileLen(d):][:pTileLen(d)]
+		}
+		tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
 	})
+}
+
+// oneKeyTile reports whether the keys of d fit one tile: the kernels then
+// transpose a head's keys and values in each work unit, into its scratch,
+// instead of all of them into a tensor first (which serves long sequences,
+// where many query tiles read each key tile).
+func oneKeyTile(d Dims) bool { return d.KLen <= tiledKBlock }
+
+// transposeTile writes n rows of dim values (src from off, rows lds apart) as
+// the columns of dst (dim rows ld apart), then zeros up to the next multiple of
+// 8 columns (the kernels read whole vectors): dst[c·ld + j] = src[off + j·lds + c].
+func transposeTile(dst []float32, ld int, src []float32, off, lds, n, dim int) {
+	j := 0
+	for ; j+8 <= n; j += 8 {
+		if transposeBlocks8(dst[j:], ld, src[off+j*lds:], lds, dim) {
+			continue
+		}
+		for i := range 8 {
+			for c, x := range src[off+(j+i)*lds:][:dim] {
+				dst[c*ld+j+i] = x
+			}
+		}
+	}
+	for ; j < n; j++ {
+		for c, x := range src[off+j*lds:][:dim] {
+			dst[c*ld+j] = x
+		}
+	}
+	if r := roundUp8(n); r > n {
+		for c := range dim {
+			clear(dst[c*ld+n : c*ld+r])
+		}
+	}
 }
 
 // transposeKV writes the keys (or values) src, seen through view vw, as dst laid
@@ -280,7 +350,46 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 	}
 }
 
-func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt, v []float32, b, h, i0, i1 int) {
+// pStoreLen is the length of the probability store of a forward for d and opt:
+// a tile of pTileLen for each (batch, query head, query tile), or 0 when the
+// keys do not fit one tile or a window moves the first key of a tile (a tile is
+// then not the same forward and backward). With a store the forward computes
+// each tile's scores there (rows tiledKBlock apart, each strip of rows over the
+// keys it needs, as scoreStrips does) and leaves the probabilities, normalised;
+// the backward reads them in place instead of computing the scores and their
+// exponentials again: at the lengths a small model trains on this saves one of
+// the backward's five tile products. The store is bounded by tiledKBlock keys a
+// query row (no T² buffers for long sequences), and only the parts of it that
+// the masks let the strips reach are written.
+func pStoreLen(d Dims, opt Options) int {
+	if opt.Window != 0 || d.KLen == 0 || d.KLen > tiledKBlock {
+		return 0
+	}
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	return d.Batch * d.QHeads * nqb * pTileLen(d)
+}
+
+// pTileLen is the room a query tile's probabilities take in the store.
+func pTileLen(d Dims) int { return flashQBlock * tiledKBlock }
+
+// prefetchTile prefetches into L2 the part of a store tile (rows i0…i1 of
+// its query tile) that the strips of a causal or full mask reach.
+func prefetchTile(g geometry[float32], tile []float32, i0, i1 int) {
+	for r := i0; r < i1; r++ {
+		if lo, hi := g.sp.rows(r); hi > lo {
+			prefetchL2(tile, (r-i0)*tiledKBlock, 0, 1, min(roundUp8(hi), tiledKBlock))
+		}
+	}
+}
+
+// pTileUnit is the index of the tile of query rows from i0 of head h in batch b
+// in the store: the forward's unit order.
+func pTileUnit(d Dims, b, h, i0 int) int {
+	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
+	return (b*d.QHeads+h)*nqb + nqb - 1 - i0/flashQBlock
+}
+
+func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, kt, v, tp []float32, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
@@ -297,18 +406,52 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	ulo, _ := g.sp.rows(i0)
 	_, uhi := g.sp.rows(i1 - 1)
+	if tp != nil && (ulo != 0 || uhi > tiledKBlock) {
+		panic(fmt.Sprintf("attention: tiled forward: a probability store for keys [%d, %d)", ulo, uhi))
+	}
 	for j0 := ulo; j0 < uhi; j0 += tiledKBlock {
 		j1 := min(j0+tiledKBlock, uhi)
 		nk := j1 - j0
 		vc := w.vc[:nk*d.VDim]
 		gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
 		s := w.s[:rows*tiledKBlock]
+		if tp != nil {
+			// The tile's probabilities go to the store: computed there, and
+			// normalised in place before P·V.
+			s = tp[:rows*tiledKBlock]
+		}
 		g.visible(lo, hi, i0, rows, j0, j1)
-		scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
+		if oneKeyTile(d) {
+			ldl := ldT(nk)
+			transposeTile(w.kt, ldl, k, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
+			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, hi, rows, g.scale)
+		} else {
+			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
+		}
 		for r0 := 0; r0 < rows; r0 += stripRows {
 			r1 := min(r0+stripRows, rows)
 			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
 			cols := roundUp8(stripCols(hi, r0, r1))
+			if r1-r0 == stripRows && allSee(lo[r0:r1], hi[r0:r1]) {
+				// A whole strip of rows that each see a key: the four rows
+				// at once (their latencies overlap).
+				for r := r0; r < r1; r++ {
+					row := s[r*tiledKBlock : r*tiledKBlock+cols]
+					fill(row[:lo[r]], negInf[float32]())
+					fill(row[hi[r]:], negInf[float32]())
+				}
+				mNew, sums := [4]float32(m[r0:r1]), [4]float32{}
+				vecmath.SoftmaxRows4(s[r0*tiledKBlock:], tiledKBlock, cols, &mNew, &sums)
+				for i := range stripRows {
+					rescaleRow(acc, d.VDim, m, l, r0+i, mNew[i], sums[i])
+				}
+				if tp != nil {
+					// One tile: the sums are the softmax denominators.
+					inv := [4]float32{1 / l[r0], 1 / l[r0+1], 1 / l[r0+2], 1 / l[r0+3]}
+					vecmath.ScaleRows4(s[r0*tiledKBlock:], tiledKBlock, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
+				}
+				continue
+			}
 			for r := r0; r < r1; r++ {
 				row := s[r*tiledKBlock : r*tiledKBlock+cols]
 				if lo[r] == hi[r] {
@@ -317,15 +460,16 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 				}
 				fill(row[:lo[r]], negInf[float32]())
 				fill(row[hi[r]:], negInf[float32]())
-				mOld := m[r]
-				mNew, sum := vecmath.SoftmaxRow(row, mOld)
-				if mNew != mOld && l[r] != 0 {
-					c := vecmath.Exp(mOld - mNew)
-					l[r] *= c
-					scaleVec(acc[r*d.VDim:(r+1)*d.VDim], c)
+				mNew, sum := vecmath.SoftmaxRow(row, m[r])
+				rescaleRow(acc, d.VDim, m, l, r, mNew, sum)
+			}
+			if tp != nil {
+				for r := r0; r < r1; r++ {
+					if l[r] != 0 { // else the row is zeros already
+						row := s[r*tiledKBlock:][:cols]
+						scaleInto(row, row, 1/l[r])
+					}
 				}
-				l[r] += sum
-				m[r] = mNew
 			}
 		}
 		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
@@ -335,15 +479,41 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 		li := (b*d.QHeads+h)*d.QLen + i0
 		rowLSE = lse[li : li+rows]
 	}
-	finishRows(out, g.ov.at(b, i0, h), g.ov.s, acc, d.VDim, m, l, rowLSE)
+	finishRows(out, g.ov.at(b, i0, h), g.ov.s, acc, d.VDim, m, l, rowLSE, tp != nil)
+}
+
+// allSee reports whether every row sees a key: lo[r] < hi[r] for all r.
+func allSee(lo, hi []int) bool {
+	for r, h := range hi {
+		if lo[r] == h {
+			return false
+		}
+	}
+	return true
+}
+
+// rescaleRow does the online-softmax step of row r after its scores of a tile
+// became exponentials against the maximum mNew (sum their sum): the row's
+// accumulator (width wide in acc) and running sum l[r] are rescaled from the old
+// maximum m[r] to mNew, sum added and m[r] set to mNew.
+func rescaleRow(acc []float32, width int, m, l []float32, r int, mNew, sum float32) {
+	if mOld := m[r]; mNew != mOld && l[r] != 0 {
+		c := vecmath.Exp(mOld - mNew)
+		l[r] *= c
+		scaleVec(acc[r*width:(r+1)*width], c)
+	}
+	l[r] += sum
+	m[r] = mNew
 }
 
 // finishRows writes the output rows (width, stride apart in out from off) as
 // the accumulator rows over their softmax denominators l, and their
 // log-sum-exps m + ln l into lse when it is not nil; a row with l = 0 saw no key
-// (zeros, −Inf). A function of its own: inlined in the tile loop, the
-// compiler spilled this loop's variables to the stack on every element.
-func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, lse []float32) {
+// (zeros, −Inf). When normalized the accumulator rows are the outputs already
+// (the probabilities were divided by l). A function of its own: inlined in the
+// tile loop, the compiler spilled this loop's variables to the stack on every
+// element.
+func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, lse []float32, normalized bool) {
 	for r, lr := range l {
 		o := out[off+r*stride:][:width]
 		if lr == 0 {
@@ -353,7 +523,11 @@ func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, 
 			}
 			continue
 		}
-		scaleInto(o, acc[r*width:(r+1)*width], 1/lr)
+		if normalized {
+			copy(o, acc[r*width:(r+1)*width])
+		} else {
+			scaleInto(o, acc[r*width:(r+1)*width], 1/lr)
+		}
 		if lse != nil {
 			lse[r] = m[r] + logTile(lr)
 		}
@@ -391,43 +565,52 @@ func logTile(x float32) float32 {
 }
 
 // tiledBackward is FlashBackward for float32 on tile products.
-func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse []float32, d Dims, opt Options) {
+func tiledBackward(dq, dk, dv, q, k, v, out, dout, lse, ps []float32, d Dims, opt Options) {
 	d.check("tiledBackward", len(q), len(k), len(v), len(out))
 	d.check("tiledBackward", len(dq), len(dk), len(dv), len(dout))
 	if nrows := d.Batch * d.QHeads * d.QLen; len(lse) != nrows {
 		panic(fmt.Sprintf("attention: tiledBackward: lse has %d elements, want %d for %+v", len(lse), nrows, d))
 	}
-	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse, nil)
+	tiledBackwardG(newGeometry[float32](d, opt), dq, dk, dv, q, k, v, out, dout, lse, nil, ps)
 }
 
 // tiledBackwardG is tiledBackward on a geometry whose views may be any strides
 // (dq, dk and dv may be the query, key and value columns of one packed tensor).
 //
 // kt holds the keys transposed by tiledForwardG, or is nil (then they are
-// transposed here).
-func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt []float32) {
+// transposed here); ps is the forward's probability store, or nil. With one key
+// tile (see oneKeyTile) kt is not used.
+func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt, ps []float32) {
 	d := g.d
 	nrows := d.Batch * d.QHeads * d.QLen
-	if kt == nil {
-		kt = make([]float32, transposedLen(d, d.HeadDim))
-		transposeKV(kt, k, g.kv, d, d.HeadDim)
-	}
-	vtBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.VDim))
-	defer vtBuf.Release()
-	vt := vtBuf.Float32s()
-	transposeKV(vt, v, g.vv, d, d.VDim)
-	delta := make([]float32, nrows)
-	// Rows in the order of the (batch, seq) positions, all heads of one after the
-	// other: in BSHD they are next to each other in memory.
-	metal.ParallelFor(d.Batch*d.QLen, max(1, 1024/d.QHeads), func(lo, hi int) {
-		for p := lo; p < hi; p++ {
-			b, i := p/d.QLen, p%d.QLen
-			for h := range d.QHeads {
-				o := g.ov.at(b, i, h)
-				delta[(b*d.QHeads+h)*d.QLen+i] = vecmath.Dot(dout[o:o+d.VDim], out[o:o+d.VDim])
-			}
+	var vt []float32
+	if !oneKeyTile(d) {
+		if kt == nil {
+			kt = make([]float32, transposedLen(d, d.HeadDim))
+			transposeKV(kt, k, g.kv, d, d.HeadDim)
 		}
-	})
+		vtBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.VDim))
+		defer vtBuf.Release()
+		vt = vtBuf.Float32s()
+		transposeKV(vt, v, g.vv, d, d.VDim)
+	}
+	// delta = dO·O of each row; with stored probabilities the tiles compute it
+	// as Σ P⊙dP (the same sum) from what they hold, without reading O.
+	var delta []float32
+	if len(ps) == 0 {
+		delta = make([]float32, nrows)
+		// Rows in the order of the (batch, seq) positions, all heads of one
+		// after the other: in BSHD they are next to each other in memory.
+		metal.ParallelFor(d.Batch*d.QLen, max(1, 1024/d.QHeads), func(lo, hi int) {
+			for p := lo; p < hi; p++ {
+				b, i := p/d.QLen, p%d.QLen
+				for h := range d.QHeads {
+					o := g.ov.at(b, i, h)
+					delta[(b*d.QHeads+h)*d.QLen+i] = vecmath.Dot(dout[o:o+d.VDim], out[o:o+d.VDim])
+				}
+			}
+		})
+	}
 	nkb := (d.KLen + tiledKBlock - 1) / tiledKBlock
 	units := d.Batch * d.KVHeads
 	parts := backwardParts(units, nkb)
@@ -437,7 +620,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		dqs[c] = make([]float32, len(dq))
 	}
 	parallelUnits(units*parts, func() *tiledScratch {
-		return &tiledScratch{
+		w := &tiledScratch{
 			p: make([]float32, flashQBlock*tiledKBlock), ds: make([]float32, flashQBlock*tiledKBlock),
 			qc: make([]float32, flashQBlock*d.HeadDim), oc: make([]float32, flashQBlock*d.VDim),
 			kc: make([]float32, tiledKBlock*d.HeadDim),
@@ -445,6 +628,11 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
 			dqSet: make([]bool, g.group*((d.QLen+stripRows-1)/stripRows)),
 		}
+		if oneKeyTile(d) {
+			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
+			w.vt = make([]float32, d.VDim*ldT(tiledKBlock))
+		}
+		return w
 	}, func(w *tiledScratch, u int) {
 		c := u % parts
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
@@ -452,9 +640,27 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		// key block that reaches a strip of rows writes it, later ones add to
 		// it, and strips no key of this part reaches are cleared at the end.
 		clear(w.dqSet)
+		if next := u + min(metal.Threads(), units); oneKeyTile(d) && parts == 1 && next < units {
+			// The next unit's rows into L2 while this one computes, as
+			// forward: its keys, values, queries, output gradients and
+			// stored probabilities.
+			b, hk := next/d.KVHeads, next%d.KVHeads
+			prefetchL2(k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			prefetchL2(v, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
+			for h := hk * g.group; h < (hk+1)*g.group; h++ {
+				prefetchL2(q, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
+				prefetchL2(dout, g.ov.at(b, 0, h), g.ov.s, d.QLen, d.VDim)
+				prefetchL2(dq, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
+				for i0 := 0; len(ps) > 0 && i0 < d.QLen; i0 += flashQBlock {
+					prefetchTile(g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
+				}
+			}
+			prefetchL2(dk, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			prefetchL2(dv, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
+		}
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * tiledKBlock
-			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, kt, vt, dout, lse, delta, b, hk, j0, min(j0+tiledKBlock, d.KLen))
+			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, v, kt, vt, dout, lse, delta, ps, b, hk, j0, min(j0+tiledKBlock, d.KLen))
 		}
 		nqs := (d.QLen + stripRows - 1) / stripRows
 		for i, set := range w.dqSet {
@@ -482,6 +688,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 // hold a value.
 type tiledScratch struct {
 	p, ds, qc, oc, kc, dk, dv []float32
+	kt, vt                    []float32 // the block's keys and values transposed (see oneKeyTile), or nil
 	lo, hi                    []int
 	dqSet                     []bool // (query head in the group, strip of 4 query rows) written
 }
@@ -489,7 +696,7 @@ type tiledScratch struct {
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
 // batch b and adds their part of dq, over every query head of the group and every
 // query tile that sees one of the keys.
-func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, kt, vt, dout, lse, delta []float32, b, hk, j0, j1 int) {
+func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, v, kt, vt, dout, lse, delta, ps []float32, b, hk, j0, j1 int) {
 	d := g.d
 	nk := j1 - j0
 	ldk := ldT(d.KLen)
@@ -497,6 +704,16 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 	vto := (b*d.KVHeads+hk)*d.VDim*ldk + j0
 	kc := w.kc[:nk*d.HeadDim]
 	gather(kc, d.HeadDim, k, g.kv.at(b, j0, hk), g.kv.s, nk)
+	if oneKeyTile(d) {
+		// This block's keys (from their gathered copy, unless the forward's
+		// probabilities are stored) and values transposed here.
+		ldk, kto, vto = ldT(nk), 0, 0
+		kt, vt = w.kt, w.vt
+		if len(ps) == 0 {
+			transposeTile(kt, ldk, kc, 0, d.HeadDim, nk, d.HeadDim)
+		}
+		transposeTile(vt, ldk, v, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
+	}
 	gk, gv := w.dk[:nk*d.HeadDim], w.dv[:nk*d.VDim]
 	clear(gk)
 	clear(gv)
@@ -519,7 +736,12 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 			gather(oc, d.VDim, dout, g.ov.at(b, i0, h), g.ov.s, rows)
 			p, ds := w.p[:rows*tiledKBlock], w.ds[:rows*tiledKBlock]
-			scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
+			stored := len(ps) > 0
+			if stored { // the forward's probabilities of this tile, read in place
+				p = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:rows*tiledKBlock]
+			} else {
+				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
+			}
 			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
 			for r0 := 0; r0 < rows; r0 += stripRows {
 				r1 := min(r0+stripRows, rows)
@@ -527,6 +749,36 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				// the strips of keys keyStrips reads a row over (those of which
 				// it sees one).
 				cols := roundUp8(stripCols(hi, r0, r1))
+				if stored {
+					if r1-r0 == stripRows {
+						var rd [4]float32
+						vecmath.SoftmaxGradPDeltaRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
+						continue
+					}
+					for r := r0; r < r1; r++ {
+						pr, dr := p[r*tiledKBlock:][:cols], ds[r*tiledKBlock:][:cols]
+						dl := float32(0)
+						for j, x := range pr {
+							dl += x * dr[j]
+						}
+						for j, x := range pr {
+							dr[j] = x * g.scale * (dr[j] - dl)
+						}
+					}
+					continue
+				}
+				if r1-r0 == stripRows && allSee(lo[r0:r1], hi[r0:r1]) {
+					// Four rows at once, as forward.
+					for r := r0; r < r1; r++ {
+						pr := p[r*tiledKBlock:][:cols]
+						fill(pr[:lo[r]], negInf[float32]())
+						fill(pr[hi[r]:], negInf[float32]())
+					}
+					li := (b*d.QHeads+h)*d.QLen + i0 + r0
+					rl, rd := [4]float32(lse[li:li+stripRows]), [4]float32(delta[li:li+stripRows])
+					vecmath.SoftmaxGradRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rl, &rd, g.scale)
+					continue
+				}
 				for r := r0; r < r1; r++ {
 					pr, dr := p[r*tiledKBlock:][:cols], ds[r*tiledKBlock:][:cols]
 					if lo[r] == hi[r] {
@@ -567,10 +819,13 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
 		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
 	}
-	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.HeadDim))
-	kt := ktBuf.Float32s()
 	g := newGeometry[float32](d, opt)
-	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt)
+	saved, kt := transposedKeys(d)
+	saved, ps := probStore(d, opt, lse != nil, saved...)
+	if ps != nil {
+		lse = nil // the backward reads the stored probabilities instead
+	}
+	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("tiled_attention", metal.PathBLAS, time.Since(start), int64(q.Len()+k.Len()+v.Len()+out.Len())*4)
 	}
@@ -583,7 +838,7 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 			start = time.Now()
 		}
 		dq, dk, dv := autodiff.Empty(autodiff.Float32, q.Shape()...), autodiff.Empty(autodiff.Float32, k.Shape()...), autodiff.Empty(autodiff.Float32, v.Shape()...)
-		tiledBackwardG(g, dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), gr.Float32s(), lse, kt)
+		tiledBackwardG(g, dq.Float32s(), dk.Float32s(), dv.Float32s(), q.Float32s(), k.Float32s(), v.Float32s(), out.Float32s(), gr.Float32s(), lse, kt, ps)
 		if !start.IsZero() {
 			metal.RecordOp("tiled_attention_backward", metal.PathBLAS, time.Since(start), int64(2*(q.Len()+k.Len()+v.Len()+2*out.Len()))*4)
 		}
@@ -595,8 +850,30 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 			}
 		}
 	}, q, k, v)
-	keepWith(res, ktBuf)
+	keepWith(res, saved...)
 	return res
+}
+
+// transposedKeys returns the buffer tiledForwardG transposes the keys of d
+// into, kept for the backward, or nothing with one key tile (see oneKeyTile).
+func transposedKeys(d Dims) ([]*autodiff.Tensor, []float32) {
+	if oneKeyTile(d) {
+		return nil, nil
+	}
+	buf := autodiff.Empty(autodiff.Float32, transposedLen(d, d.HeadDim))
+	return []*autodiff.Tensor{buf}, buf.Float32s()
+}
+
+// probStore returns the probability store of a forward of d (see pStoreLen)
+// when tracked (a backward may follow) and the shape allows one, or nil, and the
+// tensors to keep for the backward: saved and the store's.
+func probStore(d Dims, opt Options, tracked bool, saved ...*autodiff.Tensor) ([]*autodiff.Tensor, []float32) {
+	n := pStoreLen(d, opt)
+	if !tracked || n == 0 {
+		return saved, nil
+	}
+	buf := autodiff.Empty(autodiff.Float32, n)
+	return append(saved, buf), buf.Float32s()
 }
 
 func fill(s []float32, v float32) {
@@ -819,9 +1096,12 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 		lse = make([]float32, bs*heads*seq)
 	}
 	x := qkv.Float32s()
-	ktBuf := autodiff.Empty(autodiff.Float32, transposedLen(d, headDim))
-	kt := ktBuf.Float32s()
-	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt)
+	saved, kt := transposedKeys(d)
+	saved, ps := probStore(d, opt, lse != nil, saved...)
+	if ps != nil {
+		lse = nil // the backward reads the stored probabilities instead
+	}
+	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt, ps)
 	if !start.IsZero() {
 		metal.RecordOp("packed_attention", metal.PathBLAS, time.Since(start), int64(qkv.Len()+out.Len())*4)
 	}
@@ -833,14 +1113,14 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 			}
 			dx := autodiff.Empty(autodiff.Float32, qkv.Shape()...)
 			ds := dx.Float32s()
-			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse, kt)
+			tiledBackwardG(g, ds[qo:], ds[ko:], ds[vo:], x[qo:], x[ko:], x[vo:], out.Float32s(), gr.Float32s(), lse, kt, ps)
 			if !start.IsZero() {
 				metal.RecordOp("packed_attention_backward", metal.PathBLAS, time.Since(start), int64(2*qkv.Len()+2*out.Len())*4)
 			}
 			return dx
 		})
 	}, qkv)
-	keepWith(res, ktBuf)
+	keepWith(res, saved...)
 	return res
 }
 

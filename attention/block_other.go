@@ -2,6 +2,9 @@
 
 package attention
 
+// avx512 selects AVX-512 kernels, which only amd64 has.
+var avx512 = false
+
 func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
 	return false
 }
@@ -13,3 +16,5 @@ func copyRowsAsm(dst []float32, doff, ldd int, src []float32, soff, lds, width, 
 }
 
 func prefetch(s []float32, off, stride, rows, width int) {}
+
+func prefetchL2(s []float32, off, stride, rows, width int) {}

@@ -41,10 +41,16 @@ func TestTiledTileEdges(t *testing.T) {
 	bothPaths(t, func(t *testing.T) { testTiledMatchesReference(t, tileEdgeCases) })
 }
 
-// bothPaths runs f with the AVX2 kernels (where the CPU has them) and again on
-// the Go paths other CPUs take: row loops, tile products through gemm.
+// bothPaths runs f with the SIMD kernels (where the CPU has them: AVX-512, then
+// AVX2 alone) and again on the Go paths other CPUs take: row loops, tile products
+// through gemm.
 func bothPaths(t *testing.T, f func(t *testing.T)) {
 	t.Run("simd", f)
+	if avx512 {
+		avx512 = false
+		t.Run("avx2", f)
+		avx512 = true
+	}
 	if vecmath.AVX2FMA {
 		vecmath.AVX2FMA = false
 		defer func() { vecmath.AVX2FMA = true }()
@@ -52,6 +58,9 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
+// testTiledMatchesReference runs the tiled forward and backward on cases
+// against the float64 reference, and again with the forward's probability
+// store where the shape allows one.
 func testTiledMatchesReference(t *testing.T, cases []attnCase) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, c := range cases {
@@ -60,20 +69,32 @@ func testTiledMatchesReference(t *testing.T, cases []attnCase) {
 			a := newAttnData(rng, c)
 			lse := make([]float64, d.Batch*d.QHeads*d.QLen)
 			FlashForward(make([]float64, len(a.out)), lse, a.q, a.k, a.v, d, c.opt)
-			out := nans(len(a.out))
-			lse32 := nans(len(lse))
-			tiledForward(out, lse32, a.q32, a.k32, a.v32, d, c.opt)
-			// Outputs start as NaN: the kernels must write every element.
-			dq, dk, dv := nans(len(a.q)), nans(len(a.k)), nans(len(a.v))
-			tiledBackward(dq, dk, dv, a.q32, a.k32, a.v32, out, a.dout32, lse32, d, c.opt)
-			for _, x := range []struct {
-				name string
-				got  []float32
-				want []float64
-			}{{"out", out, a.out}, {"lse", lse32, lse}, {"dq", dq, a.dq}, {"dk", dk, a.dk}, {"dv", dv, a.dv}} {
-				err, scale := maxErr(x.got, x.want)
-				t.Logf("%s: max err %.3g, max |ref| %.3g", x.name, err, scale)
-				assert.LessOrEqual(t, err, 1e-5*math.Max(scale, 1), x.name)
+			for _, store := range []bool{false, true} {
+				n := pStoreLen(d, c.opt)
+				if store && n == 0 {
+					continue
+				}
+				out := nans(len(a.out))
+				lse32 := nans(len(lse))
+				// The store starts as NaN too: the backward must read only
+				// what the forward wrote.
+				var ps []float32
+				if store {
+					ps = nans(n)
+				}
+				tiledForward(out, lse32, a.q32, a.k32, a.v32, ps, d, c.opt)
+				// Outputs start as NaN: the kernels must write every element.
+				dq, dk, dv := nans(len(a.q)), nans(len(a.k)), nans(len(a.v))
+				tiledBackward(dq, dk, dv, a.q32, a.k32, a.v32, out, a.dout32, lse32, ps, d, c.opt)
+				for _, x := range []struct {
+					name string
+					got  []float32
+					want []float64
+				}{{"out", out, a.out}, {"lse", lse32, lse}, {"dq", dq, a.dq}, {"dk", dk, a.dk}, {"dv", dv, a.dv}} {
+					err, scale := maxErr(x.got, x.want)
+					t.Logf("store %v %s: max err %.3g, max |ref| %.3g", store, x.name, err, scale)
+					assert.LessOrEqual(t, err, 1e-5*math.Max(scale, 1), "store %v %s", store, x.name)
+				}
 			}
 		})
 	}
@@ -294,12 +315,21 @@ func ExampleConcatCache() {
 
 // TestTileMul checks the tile products (AVX2 strips, their row tails, and the
 // gemm fallback) against a float64 triple loop, for row-major and transposed A,
-// overwriting and accumulating.
-func TestTileMul(t *testing.T) {
+// overwriting and accumulating, with alpha 1 and not; column counts cover every
+// block size of the AVX-512 and AVX2 strips (32, 16 and 8 columns).
+func TestTileMul(t *testing.T) { bothPaths(t, testTileMul) }
+
+func testTileMul(t *testing.T) {
 	rng := rand.New(rand.NewPCG(27, 28))
-	for _, s := range []struct{ m, n, k int }{{64, 64, 32}, {64, 32, 64}, {7, 16, 5}, {3, 8, 1}, {5, 24, 130}, {6, 12, 9}, {1, 200, 3}} {
+	for _, s := range []struct{ m, n, k int }{{64, 64, 32}, {64, 32, 64}, {7, 16, 5}, {3, 8, 1}, {5, 24, 130}, {6, 12, 9}, {1, 200, 3},
+		{8, 56, 33}, {4, 40, 127}, {12, 128, 32}, {4, 120, 1}, {9, 48, 7}} {
 		for _, trans := range []bool{false, true} {
 			for _, acc := range []bool{false, true} {
+				// alpha 1 takes the strips' path that skips the scaling.
+				alpha := 0.5
+				if acc == trans {
+					alpha = 1
+				}
 				ldc, ldb := s.n+3, s.n+5
 				ars, acs := s.k+2, 1
 				if trans {
@@ -316,13 +346,13 @@ func TestTileMul(t *testing.T) {
 							sum += float64(a[i*ars+p*acs]) * float64(b[p*ldb+j])
 						}
 						if acc {
-							want[i*ldc+j] += 0.5 * sum
+							want[i*ldc+j] += alpha * sum
 						} else {
-							want[i*ldc+j] = 0.5 * sum
+							want[i*ldc+j] = alpha * sum
 						}
 					}
 				}
-				tileMul(c, ldc, a, ars, acs, b, ldb, s.m, s.n, s.k, 0.5, acc)
+				tileMul(c, ldc, a, ars, acs, b, ldb, s.m, s.n, s.k, float32(alpha), acc)
 				for i := range s.m {
 					for j := s.n; j < ldc && i*ldc+j < len(c); j++ {
 						require.Equal(t, float32(want[i*ldc+j]), c[i*ldc+j], "padding (%d,%d) untouched", i, j)
