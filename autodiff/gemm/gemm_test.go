@@ -238,7 +238,10 @@ func TestGemmAsmKernelsMatchReference(t *testing.T) {
 		t.Skip("no AVX2/FMA on this CPU")
 	}
 	cases := gemmCases()
-	for _, s := range [][3]int{{13, 48, 9}, {20, 40, 130}, {64, 80, 33}, {127, 33, 127}, {49, 96, 260}, {7, 64, 1}} {
+	for _, s := range [][3]int{{13, 48, 9}, {20, 40, 130}, {64, 80, 33}, {127, 33, 127}, {49, 96, 260}, {7, 64, 1},
+		// The AVX-512 edge kernel: 1 to 5 rows left over in a block, whole and
+		// alone (fewer rows than a panel), after a full mc block.
+		{128, 64, 40}, {4, 64, 20}, {149, 96, 17}, {145, 32, 300}, {147, 64, 5}, {3, 96, 8}, {146, 80, 7}, {1, 32, 3}} {
 		for tr := range 4 {
 			cases = append(cases, gemmCase{m: s[0], n: s[1], k: s[2], transA: tr&1 != 0, transB: tr&2 != 0, alpha: 1, beta: float32(tr % 2), padA: tr, padB: 1, padC: 3})
 		}
@@ -285,6 +288,8 @@ func TestGemmAVX512SameAsAVX2(t *testing.T) {
 	for _, c := range []gemmCase{
 		{m: 514, n: 512, k: 128, transB: true, alpha: 1}, {m: 514, n: 128, k: 512, alpha: 1},
 		{m: 128, n: 512, k: 514, transA: true, alpha: 1}, {m: 61, n: 80, k: 300, alpha: 0.5, beta: 2},
+		{m: 512, n: 128, k: 514, transA: true, alpha: 1}, {m: 5, n: 64, k: 33, transB: true, alpha: 1, beta: 1},
+		{m: 147, n: 96, k: 40, alpha: 1}, {m: 133, n: 64, k: 7, transA: true, transB: true, alpha: 1, beta: 1},
 	} {
 		o := makeOperands(rng, c)
 		run := func(zmm bool) []float32 {
