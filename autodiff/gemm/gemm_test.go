@@ -622,3 +622,61 @@ func TestGemmBothMatchesReference(t *testing.T) {
 		})
 	}
 }
+
+// TestGemmEdgeKernel runs the AVX-512 edge kernel alone on every row count it
+// takes, against float64 sums of the packed panels: rows [0, rows) and 32
+// columns of C are set, the rest of C (the padded panel's rows, the columns
+// past the strip) is not touched.
+func TestGemmEdgeKernel(t *testing.T) {
+	if !avx512Available() {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	withAVX512(t, true)
+	edge := asmBlocking.edge2
+	require.NotNil(t, edge)
+	rng := rand.New(rand.NewPCG(9, 10))
+	const ldc = 37
+	for _, k := range []int{1, 3, 4, 7, 33, 127} {
+		for rows := 1; rows < 6; rows++ {
+			for _, ab := range [][2]float32{{1, 0}, {0.5, 0}, {1, 1}, {-1.5, 0.25}} {
+				alpha, beta := ab[0], ab[1]
+				a := make([]float32, 6*k) // a packed panel: rows past `rows` are zero
+				for p := range k {
+					for i := range rows {
+						a[6*p+i] = float32(rng.Float64() - 0.5)
+					}
+				}
+				b := make([]float32, 32*k) // two packed 16-column panels
+				for i := range b {
+					b[i] = float32(rng.Float64() - 0.5)
+				}
+				c := make([]float32, 6*ldc)
+				for i := range c {
+					c[i] = sentinel
+				}
+				for i := range rows {
+					for j := range 32 {
+						c[i*ldc+j] = float32(rng.Float64() - 0.5)
+					}
+				}
+				old := append([]float32(nil), c...)
+				edge(k, a, b, c, ldc, alpha, beta, rows)
+				for i := range 6 {
+					for j := range ldc {
+						got := c[i*ldc+j]
+						if i >= rows || j >= 32 {
+							require.Equal(t, old[i*ldc+j], got, "k=%d rows=%d: C[%d][%d] touched", k, rows, i, j)
+							continue
+						}
+						var s float64
+						for p := range k {
+							s += float64(a[6*p+i]) * float64(b[(j/16)*16*k+16*p+j%16])
+						}
+						want := float64(alpha)*s + float64(beta)*float64(old[i*ldc+j])
+						assert.InDelta(t, want, float64(got), 1e-5*(1+math.Abs(want))*float64(k), "k=%d rows=%d α=%g β=%g C[%d][%d]", k, rows, alpha, beta, i, j)
+					}
+				}
+			}
+		}
+	}
+}
