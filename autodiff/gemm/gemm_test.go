@@ -238,7 +238,10 @@ func TestGemmAsmKernelsMatchReference(t *testing.T) {
 		t.Skip("no AVX2/FMA on this CPU")
 	}
 	cases := gemmCases()
-	for _, s := range [][3]int{{13, 48, 9}, {20, 40, 130}, {64, 80, 33}, {127, 33, 127}, {49, 96, 260}, {7, 64, 1}} {
+	for _, s := range [][3]int{{13, 48, 9}, {20, 40, 130}, {64, 80, 33}, {127, 33, 127}, {49, 96, 260}, {7, 64, 1},
+		// The AVX-512 edge kernel: 1 to 5 rows left over in a block, whole and
+		// alone (fewer rows than a panel), after a full mc block.
+		{128, 64, 40}, {4, 64, 20}, {149, 96, 17}, {145, 32, 300}, {147, 64, 5}, {3, 96, 8}, {146, 80, 7}, {1, 32, 3}} {
 		for tr := range 4 {
 			cases = append(cases, gemmCase{m: s[0], n: s[1], k: s[2], transA: tr&1 != 0, transB: tr&2 != 0, alpha: 1, beta: float32(tr % 2), padA: tr, padB: 1, padC: 3})
 		}
@@ -285,6 +288,8 @@ func TestGemmAVX512SameAsAVX2(t *testing.T) {
 	for _, c := range []gemmCase{
 		{m: 514, n: 512, k: 128, transB: true, alpha: 1}, {m: 514, n: 128, k: 512, alpha: 1},
 		{m: 128, n: 512, k: 514, transA: true, alpha: 1}, {m: 61, n: 80, k: 300, alpha: 0.5, beta: 2},
+		{m: 512, n: 128, k: 514, transA: true, alpha: 1}, {m: 5, n: 64, k: 33, transB: true, alpha: 1, beta: 1},
+		{m: 147, n: 96, k: 40, alpha: 1}, {m: 133, n: 64, k: 7, transA: true, transB: true, alpha: 1, beta: 1},
 	} {
 		o := makeOperands(rng, c)
 		run := func(zmm bool) []float32 {
@@ -615,5 +620,63 @@ func TestGemmBothMatchesReference(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestGemmEdgeKernel runs the AVX-512 edge kernel alone on every row count it
+// takes, against float64 sums of the packed panels: rows [0, rows) and 32
+// columns of C are set, the rest of C (the padded panel's rows, the columns
+// past the strip) is not touched.
+func TestGemmEdgeKernel(t *testing.T) {
+	if !avx512Available() {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	withAVX512(t, true)
+	edge := asmBlocking.edge2
+	require.NotNil(t, edge)
+	rng := rand.New(rand.NewPCG(9, 10))
+	const ldc = 37
+	for _, k := range []int{1, 3, 4, 7, 33, 127} {
+		for rows := 1; rows < 6; rows++ {
+			for _, ab := range [][2]float32{{1, 0}, {0.5, 0}, {1, 1}, {-1.5, 0.25}} {
+				alpha, beta := ab[0], ab[1]
+				a := make([]float32, 6*k) // a packed panel: rows past `rows` are zero
+				for p := range k {
+					for i := range rows {
+						a[6*p+i] = float32(rng.Float64() - 0.5)
+					}
+				}
+				b := make([]float32, 32*k) // two packed 16-column panels
+				for i := range b {
+					b[i] = float32(rng.Float64() - 0.5)
+				}
+				c := make([]float32, 6*ldc)
+				for i := range c {
+					c[i] = sentinel
+				}
+				for i := range rows {
+					for j := range 32 {
+						c[i*ldc+j] = float32(rng.Float64() - 0.5)
+					}
+				}
+				old := append([]float32(nil), c...)
+				edge(k, a, b, c, ldc, alpha, beta, rows)
+				for i := range 6 {
+					for j := range ldc {
+						got := c[i*ldc+j]
+						if i >= rows || j >= 32 {
+							require.Equal(t, old[i*ldc+j], got, "k=%d rows=%d: C[%d][%d] touched", k, rows, i, j)
+							continue
+						}
+						var s float64
+						for p := range k {
+							s += float64(a[6*p+i]) * float64(b[(j/16)*16*k+16*p+j%16])
+						}
+						want := float64(alpha)*s + float64(beta)*float64(old[i*ldc+j])
+						assert.InDelta(t, want, float64(got), 1e-5*(1+math.Abs(want))*float64(k), "k=%d rows=%d α=%g β=%g C[%d][%d]", k, rows, alpha, beta, i, j)
+					}
+				}
+			}
+		}
 	}
 }

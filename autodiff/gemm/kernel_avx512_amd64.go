@@ -17,6 +17,9 @@ import (
 func sgemmPanels6x32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 //go:noescape
+func sgemmEdge32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, rows int)
+
+//go:noescape
 func sgemmPanels6x32ZA(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 // avx512Available reports whether the AVX-512 kernels can run here.
@@ -25,10 +28,10 @@ func avx512Available() bool { return asmAvailable() && cpu.X86.HasAVX512F }
 // useAVX512 installs the AVX-512 kernels in asmBlocking (on) or removes them.
 func useAVX512(on bool) {
 	if on && avx512Available() {
-		asmBlocking.panels2, asmBlocking.panels2A = asmPanels2, asmPanels2A
+		asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.edge2 = asmPanels2, asmPanels2A, asmEdge2
 		return
 	}
-	asmBlocking.panels2, asmBlocking.panels2A = nil, nil
+	asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.edge2 = nil, nil, nil
 }
 
 func init() { useAVX512(os.Getenv("MLXTRAIN_GEMM_AVX512") != "off") }
@@ -56,4 +59,17 @@ func asmPanels2A(k int, a []float32, lda int, b, c []float32, ldc int, alpha, be
 	_ = b[32*k-1]
 	_ = c[(6*panels-1)*ldc+31]
 	sgemmPanels6x32ZA(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
+}
+
+// asmEdge2 runs the AVX-512 edge kernel: rows [0, rows) of a 32-column strip of c,
+// 0 < rows < 6, from the packed (zero-padded) 6-row A panel a and the two packed
+// B panels in b.
+func asmEdge2(k int, a, b, c []float32, ldc int, alpha, beta float32, rows int) {
+	if rows <= 0 || rows >= 6 {
+		panic("gemm: asmEdge2: rows out of range")
+	}
+	_ = a[6*k-1]
+	_ = b[32*k-1]
+	_ = c[(rows-1)*ldc+31]
+	sgemmEdge32Z(k, &a[0], &b[0], &c[0], ldc, alpha, beta, rows)
 }

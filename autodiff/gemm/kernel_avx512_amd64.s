@@ -537,3 +537,163 @@ az_next:
 az_alldone:
 	VZEROUPPER
 	RET
+
+// The edge kernel: rows < 6 of a 32-column strip, for the last, partial A panel of
+// a block (m = 128 or 512 leaves 2 rows; an expert's row count, 0 to 5), which the
+// 6×32 kernel would compute as a whole tile. Row i lives in Z(2i), Z(2i+1) as
+// there, and sums in the same order, so its rows equal the 6×32 kernel's.
+
+// One row of an edge step: the A value at off(SI) times the B rows in Z12, Z13.
+#define EZ_ROW(off, acc0, acc1) \
+	VBROADCASTSS off(SI), Z14;  \
+	VFMADD231PS Z12, Z14, acc0; \
+	VFMADD231PS Z13, Z14, acc1
+
+// The two B rows of an edge step (at DI and DI+BX).
+#define EZ_LOADB \
+	VMOVUPS (DI), Z12;        \
+	VMOVUPS (DI)(BX*1), Z13
+
+// The end of an edge step: the next A panel column (6 floats) and B row (16).
+#define EZ_NEXT \
+	ADDQ $24, SI; \
+	ADDQ $64, DI; \
+	DECQ CX
+
+// Row i of C (at DX) = row + beta (Z17) · C row, then DX moves to the next row.
+#define EZ_STORE_BETA(acc0, acc1) \
+	VFMADD231PS (DX), Z17, acc0;   \
+	VFMADD231PS 64(DX), Z17, acc1; \
+	VMOVUPS acc0, (DX);            \
+	VMOVUPS acc1, 64(DX);          \
+	ADDQ R8, DX
+
+#define EZ_STORE(acc0, acc1) \
+	VMOVUPS acc0, (DX);   \
+	VMOVUPS acc1, 64(DX); \
+	ADDQ R8, DX
+
+// func sgemmEdge32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, rows int)
+//
+// Rows i < rows (1 to 5) of a 32-column strip of C (ldc floats apart) = alpha·(packed
+// 6-row A panel a, of which rows [0, rows) are read)·(B panels b and b + 16·k) +
+// beta·C; C is not read when beta is ±0, and rows past rows are not touched. k > 0.
+TEXT ·sgemmEdge32Z(SB), NOSPLIT, $0-56
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	MOVQ k+0(FP), CX
+	MOVQ CX, BX
+	SHLQ $6, BX
+	MOVQ rows+48(FP), R13
+	VBROADCASTSS alpha+40(FP), Z16
+	VBROADCASTSS beta+44(FP), Z17
+	MOVL beta+44(FP), AX
+	SHLL $1, AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	CMPQ R13, $1
+	JEQ ez_loop1
+	CMPQ R13, $2
+	JEQ ez_loop2
+	CMPQ R13, $3
+	JEQ ez_loop3
+	CMPQ R13, $4
+	JEQ ez_loop4
+ez_loop5:
+	EZ_LOADB
+	EZ_ROW(0, Z0, Z1)
+	EZ_ROW(4, Z2, Z3)
+	EZ_ROW(8, Z4, Z5)
+	EZ_ROW(12, Z6, Z7)
+	EZ_ROW(16, Z8, Z9)
+	EZ_NEXT
+	JNE ez_loop5
+	JMP ez_done
+ez_loop4:
+	EZ_LOADB
+	EZ_ROW(0, Z0, Z1)
+	EZ_ROW(4, Z2, Z3)
+	EZ_ROW(8, Z4, Z5)
+	EZ_ROW(12, Z6, Z7)
+	EZ_NEXT
+	JNE ez_loop4
+	JMP ez_done
+ez_loop3:
+	EZ_LOADB
+	EZ_ROW(0, Z0, Z1)
+	EZ_ROW(4, Z2, Z3)
+	EZ_ROW(8, Z4, Z5)
+	EZ_NEXT
+	JNE ez_loop3
+	JMP ez_done
+ez_loop2:
+	EZ_LOADB
+	EZ_ROW(0, Z0, Z1)
+	EZ_ROW(4, Z2, Z3)
+	EZ_NEXT
+	JNE ez_loop2
+	JMP ez_done
+ez_loop1:
+	EZ_LOADB
+	EZ_ROW(0, Z0, Z1)
+	EZ_NEXT
+	JNE ez_loop1
+	JMP ez_done
+ez_done:
+	CMPL alpha+40(FP), $0x3f800000 // alpha = 1: nothing to scale
+	JEQ ez_scaled
+	VMULPS Z16, Z0, Z0
+	VMULPS Z16, Z1, Z1
+	VMULPS Z16, Z2, Z2
+	VMULPS Z16, Z3, Z3
+	VMULPS Z16, Z4, Z4
+	VMULPS Z16, Z5, Z5
+	VMULPS Z16, Z6, Z6
+	VMULPS Z16, Z7, Z7
+	VMULPS Z16, Z8, Z8
+	VMULPS Z16, Z9, Z9
+ez_scaled:
+	TESTL AX, AX
+	JEQ ez_nobeta
+	EZ_STORE_BETA(Z0, Z1)
+	CMPQ R13, $1
+	JEQ ez_end
+	EZ_STORE_BETA(Z2, Z3)
+	CMPQ R13, $2
+	JEQ ez_end
+	EZ_STORE_BETA(Z4, Z5)
+	CMPQ R13, $3
+	JEQ ez_end
+	EZ_STORE_BETA(Z6, Z7)
+	CMPQ R13, $4
+	JEQ ez_end
+	EZ_STORE_BETA(Z8, Z9)
+	JMP ez_end
+ez_nobeta:
+	EZ_STORE(Z0, Z1)
+	CMPQ R13, $1
+	JEQ ez_end
+	EZ_STORE(Z2, Z3)
+	CMPQ R13, $2
+	JEQ ez_end
+	EZ_STORE(Z4, Z5)
+	CMPQ R13, $3
+	JEQ ez_end
+	EZ_STORE(Z6, Z7)
+	CMPQ R13, $4
+	JEQ ez_end
+	EZ_STORE(Z8, Z9)
+ez_end:
+	VZEROUPPER
+	RET

@@ -37,8 +37,12 @@ type blocking struct {
 	// B panels at once (b holds both, 2·nr·k floats), writing 2·nr columns of C.
 	panels2  func(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int)
 	panels2A func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int)
-	packA    func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
-	packB    func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
+	// edge2, when set, computes the first rows (0 < rows < mr) of a 2·nr-column
+	// strip of C from a packed, zero-padded A panel and two adjacent B panels,
+	// writing C in place: the last, partial row panel of a block.
+	edge2 func(k int, a, b, c []float32, ldc int, alpha, beta float32, rows int)
+	packA func(dst []float32, transA bool, a []float32, lda, i0, rows, p0, kc int)
+	packB func(dst []float32, transB bool, b []float32, ldb, p0, kc, j0, cols int)
 }
 
 // asmBlocking is the AVX2 kernel's blocking for Zen-class cores (32 KiB L1d, ≥ 512
@@ -301,24 +305,27 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 		} else if full := mc / mr * mr; full < mc {
 			s.packA((*ap)[(full/mr)*kc*mr:], false, j.a, j.lda, ic+full, mc-full, j.pc, kc)
 		}
-		skip := -1 // a column panel whose full tiles the two-panel kernel computed
+		// skip is a column panel whose first skipRows rows the two-panel kernels
+		// computed with the panel before it.
+		skip, skipRows := -1, 0
 		for jr := jlo; jr < jhi; jr += nr {
 			cols := min(nr, jhi-jr)
 			bpanel := j.bp[(jr/nr)*kc*nr:][:kc*nr]
 			ir := 0
-			if full := mc / mr; cols == nr && !j.directB && full > 0 {
+			full := mc / mr
+			pair := cols == nr && !j.directB && jr+2*nr <= jhi // this panel and the next are full
+			if jr == skip {
+				ir = skipRows
+			} else if cols == nr && !j.directB && full > 0 {
 				// The full tiles of the column in one call.
 				off := ic*ldc + j.jc + jr
-				pair := jr+2*nr <= jhi // this panel and the next are full
 				switch {
-				case jr == skip:
-					ir = full * mr
 				case pair && j.directA && s.panels2A != nil:
 					s.panels2A(kc, j.a[ic*j.lda+j.pc:], j.lda, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[off:], ldc, alpha, beta, full)
-					ir, skip = full*mr, jr+nr
+					ir, skip, skipRows = full*mr, jr+nr, full*mr
 				case pair && !j.directA && s.panels2 != nil:
 					s.panels2(kc, *ap, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[off:], ldc, alpha, beta, full)
-					ir, skip = full*mr, jr+nr
+					ir, skip, skipRows = full*mr, jr+nr, full*mr
 				case j.directA && s.panelsA != nil:
 					s.panelsA(kc, j.a[ic*j.lda+j.pc:], j.lda, bpanel, c[off:], ldc, alpha, beta, full)
 					ir = full * mr
@@ -326,6 +333,11 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 					s.panels(kc, *ap, bpanel, c[off:], ldc, alpha, beta, full)
 					ir = full * mr
 				}
+			}
+			if pair && jr != skip && s.edge2 != nil && ir == full*mr && ir < mc {
+				// The partial row panel (packed, zero-padded) of both panels.
+				s.edge2(kc, (*ap)[(ir/mr)*kc*mr:][:kc*mr], j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[(ic+ir)*ldc+j.jc+jr:], ldc, alpha, beta, mc-ir)
+				ir, skip, skipRows = mc, jr+nr, mc
 			}
 			for ; ir < mc; ir += mr {
 				rows := min(mr, mc-ir)
