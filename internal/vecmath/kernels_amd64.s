@@ -57,7 +57,48 @@ SPLAT(A2, $0xbe91a98e)
 SPLAT(A1, $0x3e827906)
 SPLAT(ISQ2PI, $0x3ecc422a) // 1/√(2π)
 SPLAT(TWO, $0x40000000)
-GLOBL consts<>(SB), RODATA|NOPTR, $736
+
+// The GELU's (see kernels.go).
+#define GSMAX  736
+#define GP     768
+#define GC     800
+#define GT0    832
+#define GT1    864
+#define GT2    896
+#define GT3    928
+#define GT4    960
+#define GT5    992
+#define GNL2E  1024
+#define GMAGIC 1056
+#define GWLOW  1088
+#define GP0    1120
+#define GP1    1152
+#define GP2    1184
+#define GP3    1216
+#define GP4    1248
+#define GP5    1280
+#define GWMIN  1312
+
+SPLAT(GSMAX, $0x49742400)  // 1e6
+SPLAT(GP, $0x3e645a1d)     // 0.223
+SPLAT(GC, $0x3f2a913d)     // 0.66627866
+SPLAT(GT0, $0x3ec5770c)
+SPLAT(GT1, $0x3facef84)
+SPLAT(GT2, $0x40149bb2)
+SPLAT(GT3, $0x404324d6)
+SPLAT(GT4, $0x40385cb4)
+SPLAT(GT5, $0x400ccea6)
+SPLAT(GNL2E, $0xbf38aa3b)  // −log2(e)/2
+SPLAT(GMAGIC, $0x4b400000) // 1.5·2²³
+SPLAT(GWLOW, $0xc2f80000)  // −124
+SPLAT(GP0, $0x3ecc422b)
+SPLAT(GP1, $0x3e8d94c5)
+SPLAT(GP2, $0x3dc444d2)
+SPLAT(GP3, $0x3cb567a2)
+SPLAT(GP4, $0x3b7cf7c3)
+SPLAT(GP5, $0x3a0ad885)
+SPLAT(GWMIN, $0xc3160000)  // −150: 2^w·P is 0 below
+GLOBL consts<>(SB), RODATA|NOPTR, $1344
 
 // EXPBODY sets Y1 = e^Y0 for lanes with −87.3 ≤ Y0 ≤ 0 (e^−87.3, about 1e-38,
 // below), with AX at consts: Y0 = n·ln2 + r, e^r by its Taylor polynomial of
@@ -111,17 +152,20 @@ GLOBL consts<>(SB), RODATA|NOPTR, $736
 // func geluAVX2(y, d, x, b *float32, n int)
 //
 // y[i] = gelu(x[i] + b[i]), d[i] = gelu′(x[i] + b[i]) for i < n, a multiple of
-// 8; b nil adds nothing, d nil keeps no derivative; x may be y.
+// 8; b nil adds nothing, d nil keeps no derivative; x may be y. The formulas of
+// geluGo, with t = 1/(1 + p·s) a reciprocal refined by a Newton step against
+// the unrounded 1 + p·s, and 2ⁿ added to the exponent bits.
 TEXT ·geluAVX2(SB), NOSPLIT, $0-40
-	MOVQ y+0(FP), DI
-	MOVQ d+8(FP), SI
-	MOVQ x+16(FP), DX
-	MOVQ b+24(FP), R8
-	MOVQ n+32(FP), CX
-	LEAQ consts<>(SB), AX
-	XORQ R10, R10 // byte offset
-	SHRQ $3, CX
-	JZ   gdone
+	MOVQ    y+0(FP), DI
+	MOVQ    d+8(FP), SI
+	MOVQ    x+16(FP), DX
+	MOVQ    b+24(FP), R8
+	MOVQ    n+32(FP), CX
+	LEAQ    consts<>(SB), AX
+	VMOVUPS ONE(AX), Y15
+	XORQ    R10, R10 // byte offset
+	SHRQ    $3, CX
+	JZ      gdone
 
 gloop:
 	VMOVUPS (DX)(R10*1), Y5 // x
@@ -130,34 +174,45 @@ gloop:
 	VADDPS  (R8)(R10*1), Y5, Y5
 
 gnobias:
-	VANDPS      ABS(AX), Y5, Y6  // |x|
-	VMULPS      ISQ2(AX), Y6, Y6 // a = |x|/√2
-	VMOVUPS     ERFP(AX), Y7
-	VFMADD213PS ONE(AX), Y6, Y7  // u = 1 + p·a
-	VRCPPS      Y7, Y8           // r ≈ 1/u to 12 bits
-	VFNMADD213PS TWO(AX), Y8, Y7 // 2 − u·r
-	VMULPS      Y8, Y7, Y7       // t = r·(2 − u·r) ≈ 1/(1 + p·a), one Newton step
-	VMOVUPS     A5(AX), Y8
-	VFMADD213PS A4(AX), Y7, Y8
-	VFMADD213PS A3(AX), Y7, Y8
-	VFMADD213PS A2(AX), Y7, Y8
-	VFMADD213PS A1(AX), Y7, Y8
-	VMULPS      Y7, Y8, Y8       // t·P(t)
-	VMULPS      Y6, Y6, Y0
-	VXORPS      SIGN(AX), Y0, Y0 // −a² = −x²/2
-	EXPCLAMP                     // Y1 = e = e^(−x²/2)
-	VMULPS      Y1, Y8, Y8
-	VMULPS      HALF(AX), Y8, Y8 // q = Φ(−|x|)
-	VMOVUPS     ONE(AX), Y9
-	VSUBPS      Y8, Y9, Y9       // 1 − q
-	VBLENDVPS   Y5, Y8, Y9, Y9   // Φ(x): q where x < 0, else 1 − q
-	VMULPS      Y9, Y5, Y10      // x·Φ(x)
-	VMOVUPS     Y10, (DI)(R10*1)
-	TESTQ       SI, SI
-	JZ          gnext
-	VMULPS      Y1, Y5, Y11         // x·e
-	VFMADD132PS ISQ2PI(AX), Y9, Y11 // Φ(x) + x·e/√(2π)
-	VMOVUPS     Y11, (SI)(R10*1)
+	VANDPS       ABS(AX), Y5, Y6      // s = |x|
+	VMINPS       GSMAX(AX), Y6, Y6    // clamped (NaN too)
+	VMULPS       GP(AX), Y6, Y7       // ps = p·s
+	VADDPS       Y15, Y7, Y8          // u = 1 + ps, rounded
+	VRCPPS       Y8, Y8               // r ≈ 1/u
+	VSUBPS       Y8, Y15, Y9          // 1 − r
+	VFNMADD231PS Y7, Y8, Y9           // e = 1 − r − ps·r = 1 − r·(1 + ps)
+	VSUBPS       GC(AX), Y8, Y10      // r − c
+	VFMADD231PS  Y8, Y9, Y10          // τ = r + r·e − c
+	VMULPS       GNL2E(AX), Y5, Y0    // −x·log2(e)/2
+	VMOVUPS      GT5(AX), Y11
+	VFMADD213PS  GT4(AX), Y10, Y11
+	VMULPS       Y5, Y0, Y0           // w = −x²·log2(e)/2
+	VFMADD213PS  GT3(AX), Y10, Y11
+	VCMPPS       $13, GWLOW(AX), Y0, Y4 // w ≥ −124
+	VADDPS       GMAGIC(AX), Y0, Y1   // n in the low bits
+	VFMADD213PS  GT2(AX), Y10, Y11
+	VSUBPS       GMAGIC(AX), Y1, Y2   // n
+	VSUBPS       Y2, Y0, Y0           // r = w − n
+	VFMADD213PS  GT1(AX), Y10, Y11
+	VMOVUPS      GP5(AX), Y3
+	VFMADD213PS  GP4(AX), Y0, Y3
+	VFMADD213PS  GT0(AX), Y10, Y11    // M
+	VFMADD213PS  GP3(AX), Y0, Y3
+	VFMADD213PS  GP2(AX), Y0, Y3
+	VFMADD213PS  GP1(AX), Y0, Y3
+	VFMADD213PS  GP0(AX), Y0, Y3      // P(r)
+	VPSLLD       $23, Y1, Y1
+	VPADDD       Y1, Y3, Y3           // P(r)·2ⁿ
+	VANDPS       Y4, Y3, Y3           // φ
+	VMULPS       Y3, Y11, Y11         // q = Φ(−|x|)
+	VSUBPS       Y11, Y15, Y12        // 1 − q
+	VBLENDVPS    Y5, Y11, Y12, Y12    // Φ(x): q where x < 0, else 1 − q
+	VMULPS       Y12, Y5, Y13         // x·Φ(x)
+	VMOVUPS      Y13, (DI)(R10*1)
+	TESTQ        SI, SI
+	JZ           gnext
+	VFMADD231PS  Y5, Y3, Y12          // Φ(x) + x·φ(x)
+	VMOVUPS      Y12, (SI)(R10*1)
 
 gnext:
 	ADDQ $32, R10
@@ -165,6 +220,76 @@ gnext:
 	JNZ  gloop
 
 gdone:
+	VZEROUPPER
+	RET
+
+// func geluAVX512(y, d, x, b *float32, n int)
+//
+// geluAVX2 on 16 lanes, n a multiple of 16, with AVX-512's reciprocal (14
+// bits), rounding and scaling (VSCALEFPS: 2ⁿ without the exponent bits, and 0
+// below 2^−150: w is clamped there, so that −Inf and NaN give 0).
+TEXT ·geluAVX512(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), DI
+	MOVQ         d+8(FP), SI
+	MOVQ         x+16(FP), DX
+	MOVQ         b+24(FP), R8
+	MOVQ         n+32(FP), CX
+	LEAQ         consts<>(SB), AX
+	VBROADCASTSS ONE(AX), Z15
+	XORQ         R10, R10 // byte offset
+	SHRQ         $4, CX
+	JZ           zdone
+
+zloop:
+	VMOVUPS (DX)(R10*1), Z5 // x
+	TESTQ   R8, R8
+	JZ      znobias
+	VADDPS  (R8)(R10*1), Z5, Z5
+
+znobias:
+	VANDPS.BCST      ABS(AX), Z5, Z6     // s = |x|
+	VMINPS.BCST      GSMAX(AX), Z6, Z6   // clamped (NaN too)
+	VMULPS.BCST      GP(AX), Z6, Z7      // ps = p·s
+	VADDPS           Z15, Z7, Z8         // u = 1 + ps, rounded
+	VRCP14PS         Z8, Z8              // r ≈ 1/u
+	VSUBPS           Z8, Z15, Z9         // 1 − r
+	VFNMADD231PS     Z7, Z8, Z9          // e = 1 − r·(1 + ps)
+	VSUBPS.BCST      GC(AX), Z8, Z10     // r − c
+	VFMADD231PS      Z8, Z9, Z10         // τ = r + r·e − c
+	VMULPS.BCST      GNL2E(AX), Z5, Z0   // −x·log2(e)/2
+	VBROADCASTSS     GT5(AX), Z11
+	VFMADD213PS.BCST GT4(AX), Z10, Z11
+	VMULPS           Z5, Z0, Z0          // w = −x²·log2(e)/2
+	VFMADD213PS.BCST GT3(AX), Z10, Z11
+	VMAXPS.BCST      GWMIN(AX), Z0, Z0   // w ≥ −150 (NaN too)
+	VRNDSCALEPS      $8, Z0, Z2          // n = round(w)
+	VFMADD213PS.BCST GT2(AX), Z10, Z11
+	VSUBPS           Z2, Z0, Z0          // r = w − n
+	VFMADD213PS.BCST GT1(AX), Z10, Z11
+	VBROADCASTSS     GP5(AX), Z3
+	VFMADD213PS.BCST GP4(AX), Z0, Z3
+	VFMADD213PS.BCST GT0(AX), Z10, Z11   // M
+	VFMADD213PS.BCST GP3(AX), Z0, Z3
+	VFMADD213PS.BCST GP2(AX), Z0, Z3
+	VFMADD213PS.BCST GP1(AX), Z0, Z3
+	VFMADD213PS.BCST GP0(AX), Z0, Z3     // P(r)
+	VSCALEFPS        Z2, Z3, Z3          // φ = P(r)·2ⁿ
+	VMULPS           Z3, Z11, Z11        // q = Φ(−|x|)
+	VPTESTNMD.BCST   SIGN(AX), Z5, K1    // x ≥ 0 (sign bit clear)
+	VSUBPS           Z11, Z15, K1, Z11   // Φ(x): 1 − q there, else q
+	VMULPS           Z11, Z5, Z13        // x·Φ(x)
+	VMOVUPS          Z13, (DI)(R10*1)
+	TESTQ            SI, SI
+	JZ               znext
+	VFMADD231PS      Z5, Z3, Z11         // Φ(x) + x·φ(x)
+	VMOVUPS          Z11, (SI)(R10*1)
+
+znext:
+	ADDQ $64, R10
+	DECQ CX
+	JNZ  zloop
+
+zdone:
 	VZEROUPPER
 	RET
 
