@@ -3,23 +3,27 @@ package vecmath
 import "math"
 
 // The GELU's constants. Φ(−s) = φ(s)·M(s) for s = |v| ≥ 0, φ the normal
-// density and M the Mills ratio; M is a polynomial of degree 5 in τ = t − geluC,
-// t = 1/(1 + geluP·s): a minimax fit (Remez, on the absolute error of φ·M
-// over s in [0, 9]; fitted for this package) whose error is 1.7e-8, below
-// float32 rounding. φ(s) = e^(−s²/2)/√(2π) = 2^w/√(2π), w = −s²·log2(e)/2, is
+// density and M the Mills ratio; M is a polynomial of degree 5 in τ = 1/(1 +
+// geluP·s) − c = (geluA − geluB·s)/(1 + geluP·s) (geluA = 1 − c, geluB = c·geluP;
+// in this form the rounding of 1 + geluP·s changes τ by a relative 6e-8, not by
+// an ulp of 1): a minimax fit (Remez, on the absolute error of φ·M over s in
+// [0, 9]; fitted for this package) whose error is 1.7e-8, below float32
+// rounding. φ(s) = e^(−s²/2)/√(2π) = 2^w/√(2π), w = −s²·log2(e)/2, is
 // 2ⁿ·P(w − n) for n = round(w), P a degree-5 minimax fit of 2^r/√(2π) on
 // [−½, ½] (relative error 1.7e-7). So one exponential serves Φ and φ, with no
-// second range reduction.
+// second range reduction. s is clamped to 16, where φ is 0 in float32: ±Inf
+// then make no NaN of their own.
 const (
 	geluP                  = 0.223
-	geluC                  = 0.66627866
-	geluT0, geluT1, geluT2 = 0.38567388, 1.3510594, 2.322003
-	geluT3, geluT4, geluT5 = 3.0491233, 2.8806581, 2.2001128
+	geluA                  = 0.33372134
+	geluB                  = 0.14858015
+	geluT0, geluT1, geluT2 = 0.38567385, 1.3510594, 2.3220024
+	geluT3, geluT4, geluT5 = 3.0491228, 2.8806574, 2.200112
 	geluP0, geluP1, geluP2 = 0.39894232, 0.27652565, 0.09583439
 	geluP3, geluP4, geluP5 = 0.022144143, 0.0038599826, 0.0005296546
-	geluNL2E               = -0.5 * 1.4426950408889634 // w = geluNL2E·v²
+	geluNL2E               = -0.5 * 1.4426950408889634 // w = geluNL2E·s²
 	geluWLow               = -124                      // φ is 0 below (2^−124 ≈ 5e-38)
-	geluSMax               = 1e6                       // s is clamped here for t (±Inf: t stays finite)
+	geluSMax               = 16
 
 	invSqrt2   = 0.7071067811865476
 	invSqrt2Pi = 0.3989422804014327
@@ -69,18 +73,17 @@ func GELU(y, d, x, b []float32) {
 	geluGo(y[k:], tail(d, k), x[k:], tail(b, k))
 }
 
-// geluGo is GELU in Go, the formulas of the assembly with t in float64 (the
-// assembly refines a reciprocal against the unrounded 1 + geluP·s instead). It
-// has no branches on the data but the rare underflow of φ.
+// geluGo is GELU in Go, the formulas of the assembly. It has no branches on
+// the data but the rare underflow of φ.
 func geluGo(y, d, x, b []float32) {
 	for i, v := range x {
 		if b != nil {
 			v += b[i]
 		}
-		s := min(math.Float32frombits(math.Float32bits(v)&0x7fffffff), geluSMax) // NaN: t is NaN
-		tau := float32(1/(1+geluP*float64(s)) - geluC)
+		s := min(math.Float32frombits(math.Float32bits(v)&0x7fffffff), geluSMax) // NaN stays
+		tau := (geluA - geluB*s) / (1 + geluP*s)
 		m := geluT0 + tau*(geluT1+tau*(geluT2+tau*(geluT3+tau*(geluT4+tau*geluT5))))
-		w := v * geluNL2E * v
+		w := s * geluNL2E * s
 		var phi float32
 		if w >= geluWLow {
 			const round = 0x1.8p23 // adding it rounds a float32 below 2²² to an integer

@@ -58,10 +58,10 @@ SPLAT(A1, $0x3e827906)
 SPLAT(ISQ2PI, $0x3ecc422a) // 1/√(2π)
 SPLAT(TWO, $0x40000000)
 
-// The GELU's (see kernels.go).
+// The GELU's (see kernels.go), in the order of their offsets as DATA needs.
 #define GSMAX  736
 #define GP     768
-#define GC     800
+#define GONEC     800
 #define GT0    832
 #define GT1    864
 #define GT2    896
@@ -77,17 +77,17 @@ SPLAT(TWO, $0x40000000)
 #define GP3    1216
 #define GP4    1248
 #define GP5    1280
-#define GWMIN  1312
+#define GNCP    1312
 
-SPLAT(GSMAX, $0x49742400)  // 1e6
+SPLAT(GSMAX, $0x41800000)  // 16
 SPLAT(GP, $0x3e645a1d)     // 0.223
-SPLAT(GC, $0x3f2a913d)     // 0.66627866
-SPLAT(GT0, $0x3ec5770c)
+SPLAT(GONEC, $0x3eaadd86)     // 1 − c
+SPLAT(GT0, $0x3ec5770b)
 SPLAT(GT1, $0x3facef84)
-SPLAT(GT2, $0x40149bb2)
-SPLAT(GT3, $0x404324d6)
-SPLAT(GT4, $0x40385cb4)
-SPLAT(GT5, $0x400ccea6)
+SPLAT(GT2, $0x40149bb0)
+SPLAT(GT3, $0x404324d4)
+SPLAT(GT4, $0x40385cb1)
+SPLAT(GT5, $0x400ccea3)
 SPLAT(GNL2E, $0xbf38aa3b)  // −log2(e)/2
 SPLAT(GMAGIC, $0x4b400000) // 1.5·2²³
 SPLAT(GWLOW, $0xc2f80000)  // −124
@@ -97,7 +97,7 @@ SPLAT(GP2, $0x3dc444d2)
 SPLAT(GP3, $0x3cb567a2)
 SPLAT(GP4, $0x3b7cf7c3)
 SPLAT(GP5, $0x3a0ad885)
-SPLAT(GWMIN, $0xc3160000)  // −150: 2^w·P is 0 below
+SPLAT(GNCP, $0xbe182565)   // −c·p
 GLOBL consts<>(SB), RODATA|NOPTR, $1344
 
 // EXPBODY sets Y1 = e^Y0 for lanes with −87.3 ≤ Y0 ≤ 0 (e^−87.3, about 1e-38,
@@ -153,8 +153,7 @@ GLOBL consts<>(SB), RODATA|NOPTR, $1344
 //
 // y[i] = gelu(x[i] + b[i]), d[i] = gelu′(x[i] + b[i]) for i < n, a multiple of
 // 8; b nil adds nothing, d nil keeps no derivative; x may be y. The formulas of
-// geluGo, with t = 1/(1 + p·s) a reciprocal refined by a Newton step against
-// the unrounded 1 + p·s, and 2ⁿ added to the exponent bits.
+// geluGo, with 2ⁿ added to the exponent bits and φ masked to 0 below 2^−124.
 TEXT ·geluAVX2(SB), NOSPLIT, $0-40
 	MOVQ    y+0(FP), DI
 	MOVQ    d+8(FP), SI
@@ -174,19 +173,17 @@ gloop:
 	VADDPS  (R8)(R10*1), Y5, Y5
 
 gnobias:
-	VANDPS       ABS(AX), Y5, Y6      // s = |x|
-	VMINPS       GSMAX(AX), Y6, Y6    // clamped (NaN too)
-	VMULPS       GP(AX), Y6, Y7       // ps = p·s
-	VADDPS       Y15, Y7, Y8          // u = 1 + ps, rounded
-	VRCPPS       Y8, Y8               // r ≈ 1/u
-	VSUBPS       Y8, Y15, Y9          // 1 − r
-	VFNMADD231PS Y7, Y8, Y9           // e = 1 − r − ps·r = 1 − r·(1 + ps)
-	VSUBPS       GC(AX), Y8, Y10      // r − c
-	VFMADD231PS  Y8, Y9, Y10          // τ = r + r·e − c
-	VMULPS       GNL2E(AX), Y5, Y0    // −x·log2(e)/2
+	VANDPS       ABS(AX), Y5, Y6      // |x|
+	VMINPS       GSMAX(AX), Y6, Y6    // s = min(|x|, 16) (NaN: 16)
+	VMOVUPS      GP(AX), Y8
+	VFMADD213PS  Y15, Y6, Y8          // 1 + p·s
+	VMOVUPS      GNCP(AX), Y9
+	VFMADD213PS  GONEC(AX), Y6, Y9       // (1 − c) − c·p·s
+	VDIVPS       Y8, Y9, Y10          // τ = 1/(1 + p·s) − c
+	VMULPS       GNL2E(AX), Y6, Y0    // −s·log2(e)/2
 	VMOVUPS      GT5(AX), Y11
 	VFMADD213PS  GT4(AX), Y10, Y11
-	VMULPS       Y5, Y0, Y0           // w = −x²·log2(e)/2
+	VMULPS       Y6, Y0, Y0           // w = −s²·log2(e)/2
 	VFMADD213PS  GT3(AX), Y10, Y11
 	VCMPPS       $13, GWLOW(AX), Y0, Y4 // w ≥ −124
 	VADDPS       GMAGIC(AX), Y0, Y1   // n in the low bits
@@ -225,9 +222,9 @@ gdone:
 
 // func geluAVX512(y, d, x, b *float32, n int)
 //
-// geluAVX2 on 16 lanes, n a multiple of 16, with AVX-512's reciprocal (14
-// bits), rounding and scaling (VSCALEFPS: 2ⁿ without the exponent bits, and 0
-// below 2^−150: w is clamped there, so that −Inf and NaN give 0).
+// geluAVX2 on 16 lanes, n a multiple of 16, with AVX-512's rounding and
+// scaling (VSCALEFPS: 2ⁿ without the exponent bits and without a mask, 0 far
+// enough below 2^−126: s ≤ 16 keeps w ≥ −185).
 TEXT ·geluAVX512(SB), NOSPLIT, $0-40
 	MOVQ         y+0(FP), DI
 	MOVQ         d+8(FP), SI
@@ -247,21 +244,18 @@ zloop:
 	VADDPS  (R8)(R10*1), Z5, Z5
 
 znobias:
-	VANDPS.BCST      ABS(AX), Z5, Z6     // s = |x|
-	VMINPS.BCST      GSMAX(AX), Z6, Z6   // clamped (NaN too)
-	VMULPS.BCST      GP(AX), Z6, Z7      // ps = p·s
-	VADDPS           Z15, Z7, Z8         // u = 1 + ps, rounded
-	VRCP14PS         Z8, Z8              // r ≈ 1/u
-	VSUBPS           Z8, Z15, Z9         // 1 − r
-	VFNMADD231PS     Z7, Z8, Z9          // e = 1 − r·(1 + ps)
-	VSUBPS.BCST      GC(AX), Z8, Z10     // r − c
-	VFMADD231PS      Z8, Z9, Z10         // τ = r + r·e − c
-	VMULPS.BCST      GNL2E(AX), Z5, Z0   // −x·log2(e)/2
+	VANDPS.BCST      ABS(AX), Z5, Z6     // |x|
+	VMINPS.BCST      GSMAX(AX), Z6, Z6   // s = min(|x|, 16) (NaN: 16)
+	VBROADCASTSS     GP(AX), Z8
+	VFMADD213PS      Z15, Z6, Z8         // 1 + p·s
+	VBROADCASTSS     GNCP(AX), Z9
+	VFMADD213PS.BCST GONEC(AX), Z6, Z9      // (1 − c) − c·p·s
+	VDIVPS           Z8, Z9, Z10         // τ = 1/(1 + p·s) − c
+	VMULPS.BCST      GNL2E(AX), Z6, Z0   // −s·log2(e)/2
 	VBROADCASTSS     GT5(AX), Z11
 	VFMADD213PS.BCST GT4(AX), Z10, Z11
-	VMULPS           Z5, Z0, Z0          // w = −x²·log2(e)/2
+	VMULPS           Z6, Z0, Z0          // w = −s²·log2(e)/2 ≥ −185
 	VFMADD213PS.BCST GT3(AX), Z10, Z11
-	VMAXPS.BCST      GWMIN(AX), Z0, Z0   // w ≥ −150 (NaN too)
 	VRNDSCALEPS      $8, Z0, Z2          // n = round(w)
 	VFMADD213PS.BCST GT2(AX), Z10, Z11
 	VSUBPS           Z2, Z0, Z0          // r = w − n
@@ -273,7 +267,7 @@ znobias:
 	VFMADD213PS.BCST GP2(AX), Z0, Z3
 	VFMADD213PS.BCST GP1(AX), Z0, Z3
 	VFMADD213PS.BCST GP0(AX), Z0, Z3     // P(r)
-	VSCALEFPS        Z2, Z3, Z3          // φ = P(r)·2ⁿ
+	VSCALEFPS        Z2, Z3, Z3          // φ = P(r)·2ⁿ (0 for n ≤ −151)
 	VMULPS           Z3, Z11, Z11        // q = Φ(−|x|)
 	VPTESTNMD.BCST   SIGN(AX), Z5, K1    // x ≥ 0 (sign bit clear)
 	VSUBPS           Z11, Z15, K1, Z11   // Φ(x): 1 − q there, else q
