@@ -98,7 +98,51 @@ SPLAT(GP3, $0x3cb567a2)
 SPLAT(GP4, $0x3b7cf7c3)
 SPLAT(GP5, $0x3a0ad885)
 SPLAT(GNCP, $0xbe182565)   // −c·p
-GLOBL consts<>(SB), RODATA|NOPTR, $1344
+
+// AVX-512's φ: 2^w = 2^⌊m/32⌋·2^((m mod 32)/32)·2^r for m = round(32·w), r =
+// w − m/32 in [−1/64, 1/64]; the middle factor (over √(2π)) from a table of
+// 32, 2^r ≈ 1 + r·(GE1 + r·GE2) (minimax, relative error 1.1e-7).
+#define GMAG32 1344
+#define GE1    1376
+#define GE2    1408
+#define GTAB   1440
+
+SPLAT(GMAG32, $0x48c00000) // 1.5·2¹⁸: adding it rounds to a multiple of 1/32
+SPLAT(GE1, $0x3f3172c2)    // 0.6931573
+SPLAT(GE2, $0x3e75fd7a)    // 0.24022475
+DATA consts<>+1440(SB)/4, $0x3ecc422a // 2^(0/32)/√(2π)
+DATA consts<>+1444(SB)/4, $0x3ed0bb2b // 2^(1/32)/√(2π)
+DATA consts<>+1448(SB)/4, $0x3ed54d3f // 2^(2/32)/√(2π)
+DATA consts<>+1452(SB)/4, $0x3ed9f8f2 // 2^(3/32)/√(2π)
+DATA consts<>+1456(SB)/4, $0x3edebed4 // 2^(4/32)/√(2π)
+DATA consts<>+1460(SB)/4, $0x3ee39f77 // 2^(5/32)/√(2π)
+DATA consts<>+1464(SB)/4, $0x3ee89b71 // 2^(6/32)/√(2π)
+DATA consts<>+1468(SB)/4, $0x3eedb35d // 2^(7/32)/√(2π)
+DATA consts<>+1472(SB)/4, $0x3ef2e7d5 // 2^(8/32)/√(2π)
+DATA consts<>+1476(SB)/4, $0x3ef8397b // 2^(9/32)/√(2π)
+DATA consts<>+1480(SB)/4, $0x3efda8f2 // 2^(10/32)/√(2π)
+DATA consts<>+1484(SB)/4, $0x3f019b71 // 2^(11/32)/√(2π)
+DATA consts<>+1488(SB)/4, $0x3f0471fa // 2^(12/32)/√(2π)
+DATA consts<>+1492(SB)/4, $0x3f07586b // 2^(13/32)/√(2π)
+DATA consts<>+1496(SB)/4, $0x3f0a4f1f // 2^(14/32)/√(2π)
+DATA consts<>+1500(SB)/4, $0x3f0d5670 // 2^(15/32)/√(2π)
+DATA consts<>+1504(SB)/4, $0x3f106ebb // 2^(16/32)/√(2π)
+DATA consts<>+1508(SB)/4, $0x3f13985f // 2^(17/32)/√(2π)
+DATA consts<>+1512(SB)/4, $0x3f16d3bd // 2^(18/32)/√(2π)
+DATA consts<>+1516(SB)/4, $0x3f1a213a // 2^(19/32)/√(2π)
+DATA consts<>+1520(SB)/4, $0x3f1d813a // 2^(20/32)/√(2π)
+DATA consts<>+1524(SB)/4, $0x3f20f426 // 2^(21/32)/√(2π)
+DATA consts<>+1528(SB)/4, $0x3f247a67 // 2^(22/32)/√(2π)
+DATA consts<>+1532(SB)/4, $0x3f281469 // 2^(23/32)/√(2π)
+DATA consts<>+1536(SB)/4, $0x3f2bc29c // 2^(24/32)/√(2π)
+DATA consts<>+1540(SB)/4, $0x3f2f8571 // 2^(25/32)/√(2π)
+DATA consts<>+1544(SB)/4, $0x3f335d5b // 2^(26/32)/√(2π)
+DATA consts<>+1548(SB)/4, $0x3f374ad1 // 2^(27/32)/√(2π)
+DATA consts<>+1552(SB)/4, $0x3f3b4e4a // 2^(28/32)/√(2π)
+DATA consts<>+1556(SB)/4, $0x3f3f6844 // 2^(29/32)/√(2π)
+DATA consts<>+1560(SB)/4, $0x3f43993b // 2^(30/32)/√(2π)
+DATA consts<>+1564(SB)/4, $0x3f47e1b1 // 2^(31/32)/√(2π)
+GLOBL consts<>(SB), RODATA|NOPTR, $1568
 
 // EXPBODY sets Y1 = e^Y0 for lanes with −87.3 ≤ Y0 ≤ 0 (e^−87.3, about 1e-38,
 // below), with AX at consts: Y0 = n·ln2 + r, e^r by its Taylor polynomial of
@@ -222,9 +266,11 @@ gdone:
 
 // func geluAVX512(y, d, x, b *float32, n int)
 //
-// geluAVX2 on 16 lanes, n a multiple of 16, with AVX-512's rounding and
-// scaling (VSCALEFPS: 2ⁿ without the exponent bits and without a mask, 0 far
-// enough below 2^−126: s ≤ 16 keeps w ≥ −185).
+// geluAVX2 on 16 lanes, n a multiple of 16, two vectors a step (their chains
+// interleaved) while 32 remain, then one. AVX-512 computes φ with a table of 32
+// in two registers (VPERMI2PS), so that a polynomial of degree 2 does, and
+// VSCALEFPS scales by 2ⁿ without the exponent bits or a mask (0 far enough
+// below 2^−126: s ≤ 16 keeps w ≥ −185).
 TEXT ·geluAVX512(SB), NOSPLIT, $0-40
 	MOVQ         y+0(FP), DI
 	MOVQ         d+8(FP), SI
@@ -233,9 +279,93 @@ TEXT ·geluAVX512(SB), NOSPLIT, $0-40
 	MOVQ         n+32(FP), CX
 	LEAQ         consts<>(SB), AX
 	VBROADCASTSS ONE(AX), Z15
+	VMOVUPS      GTAB(AX), Z28
+	VMOVUPS      GTAB+64(AX), Z29
 	XORQ         R10, R10 // byte offset
 	SHRQ         $4, CX
 	JZ           zdone
+
+zpair:
+	CMPQ    CX, $2
+	JLT     zloop
+	VMOVUPS (DX)(R10*1), Z5 // x
+	VMOVUPS 64(DX)(R10*1), Z19
+	TESTQ   R8, R8
+	JZ      zpnobias
+	VADDPS  (R8)(R10*1), Z5, Z5
+	VADDPS  64(R8)(R10*1), Z19, Z19
+
+zpnobias:
+	VANDPS.BCST      ABS(AX), Z5, Z6     // |x|
+	VANDPS.BCST      ABS(AX), Z19, Z20
+	VMINPS.BCST      GSMAX(AX), Z6, Z6   // s = min(|x|, 16) (NaN: 16)
+	VMINPS.BCST      GSMAX(AX), Z20, Z20
+	VBROADCASTSS     GP(AX), Z8
+	VBROADCASTSS     GP(AX), Z21
+	VFMADD213PS      Z15, Z6, Z8         // 1 + p·s
+	VFMADD213PS      Z15, Z20, Z21
+	VBROADCASTSS     GNCP(AX), Z9
+	VBROADCASTSS     GNCP(AX), Z22
+	VFMADD213PS.BCST GONEC(AX), Z6, Z9   // (1 − c) − c·p·s
+	VFMADD213PS.BCST GONEC(AX), Z20, Z22
+	VDIVPS           Z8, Z9, Z10         // τ = 1/(1 + p·s) − c
+	VDIVPS           Z21, Z22, Z23
+	VMULPS.BCST      GNL2E(AX), Z6, Z0   // −s·log2(e)/2
+	VMULPS.BCST      GNL2E(AX), Z20, Z16
+	VBROADCASTSS     GT5(AX), Z11
+	VBROADCASTSS     GT5(AX), Z24
+	VFMADD213PS.BCST GT4(AX), Z10, Z11
+	VFMADD213PS.BCST GT4(AX), Z23, Z24
+	VMULPS           Z6, Z0, Z0          // w = −s²·log2(e)/2 ≥ −185
+	VMULPS           Z20, Z16, Z16
+	VFMADD213PS.BCST GT3(AX), Z10, Z11
+	VFMADD213PS.BCST GT3(AX), Z23, Z24
+	VADDPS.BCST      GMAG32(AX), Z0, Z1  // m = round(32·w) in the low bits
+	VADDPS.BCST      GMAG32(AX), Z16, Z26
+	VFMADD213PS.BCST GT2(AX), Z10, Z11
+	VFMADD213PS.BCST GT2(AX), Z23, Z24
+	VSUBPS.BCST      GMAG32(AX), Z1, Z2  // m/32
+	VSUBPS.BCST      GMAG32(AX), Z26, Z17
+	VPERMI2PS        Z29, Z28, Z1        // 2^((m mod 32)/32)/√(2π)
+	VPERMI2PS        Z29, Z28, Z26
+	VSUBPS           Z2, Z0, Z0          // r = w − m/32
+	VSUBPS           Z17, Z16, Z16
+	VFMADD213PS.BCST GT1(AX), Z10, Z11
+	VFMADD213PS.BCST GT1(AX), Z23, Z24
+	VBROADCASTSS     GE2(AX), Z7
+	VBROADCASTSS     GE2(AX), Z30
+	VFMADD213PS.BCST GE1(AX), Z0, Z7     // Q = GE1 + GE2·r
+	VFMADD213PS.BCST GE1(AX), Z16, Z30
+	VMULPS           Z1, Z0, Z0          // table·r
+	VMULPS           Z26, Z16, Z16
+	VFMADD213PS.BCST GT0(AX), Z10, Z11   // M
+	VFMADD213PS.BCST GT0(AX), Z23, Z24
+	VFMADD213PS      Z1, Z7, Z0          // table·(1 + r·Q)
+	VFMADD213PS      Z26, Z30, Z16
+	VSCALEFPS        Z2, Z0, Z3          // φ: times 2^⌊m/32⌋ (0 for m/32 < −150)
+	VSCALEFPS        Z17, Z16, Z18
+	VMULPS           Z3, Z11, Z11        // q = Φ(−|x|)
+	VMULPS           Z18, Z24, Z24
+	VPTESTNMD.BCST   SIGN(AX), Z5, K1    // x ≥ 0 (sign bit clear)
+	VPTESTNMD.BCST   SIGN(AX), Z19, K2
+	VSUBPS           Z11, Z15, K1, Z11   // Φ(x): 1 − q there, else q
+	VSUBPS           Z24, Z15, K2, Z24
+	VMULPS           Z11, Z5, Z13        // x·Φ(x)
+	VMULPS           Z24, Z19, Z25
+	VMOVUPS          Z13, (DI)(R10*1)
+	VMOVUPS          Z25, 64(DI)(R10*1)
+	TESTQ            SI, SI
+	JZ               zpnext
+	VFMADD231PS      Z5, Z3, Z11         // Φ(x) + x·φ(x)
+	VFMADD231PS      Z19, Z18, Z24
+	VMOVUPS          Z11, (SI)(R10*1)
+	VMOVUPS          Z24, 64(SI)(R10*1)
+
+zpnext:
+	ADDQ $128, R10
+	SUBQ $2, CX
+	JNZ  zpair
+	JMP  zdone
 
 zloop:
 	VMOVUPS (DX)(R10*1), Z5 // x
@@ -249,25 +379,25 @@ znobias:
 	VBROADCASTSS     GP(AX), Z8
 	VFMADD213PS      Z15, Z6, Z8         // 1 + p·s
 	VBROADCASTSS     GNCP(AX), Z9
-	VFMADD213PS.BCST GONEC(AX), Z6, Z9      // (1 − c) − c·p·s
+	VFMADD213PS.BCST GONEC(AX), Z6, Z9   // (1 − c) − c·p·s
 	VDIVPS           Z8, Z9, Z10         // τ = 1/(1 + p·s) − c
 	VMULPS.BCST      GNL2E(AX), Z6, Z0   // −s·log2(e)/2
 	VBROADCASTSS     GT5(AX), Z11
 	VFMADD213PS.BCST GT4(AX), Z10, Z11
 	VMULPS           Z6, Z0, Z0          // w = −s²·log2(e)/2 ≥ −185
 	VFMADD213PS.BCST GT3(AX), Z10, Z11
-	VRNDSCALEPS      $8, Z0, Z2          // n = round(w)
+	VADDPS.BCST      GMAG32(AX), Z0, Z1  // m = round(32·w) in the low bits
 	VFMADD213PS.BCST GT2(AX), Z10, Z11
-	VSUBPS           Z2, Z0, Z0          // r = w − n
+	VSUBPS.BCST      GMAG32(AX), Z1, Z2  // m/32
+	VPERMI2PS        Z29, Z28, Z1        // 2^((m mod 32)/32)/√(2π)
+	VSUBPS           Z2, Z0, Z0          // r = w − m/32
 	VFMADD213PS.BCST GT1(AX), Z10, Z11
-	VBROADCASTSS     GP5(AX), Z3
-	VFMADD213PS.BCST GP4(AX), Z0, Z3
+	VBROADCASTSS     GE2(AX), Z7
+	VFMADD213PS.BCST GE1(AX), Z0, Z7     // Q = GE1 + GE2·r
+	VMULPS           Z1, Z0, Z0          // table·r
 	VFMADD213PS.BCST GT0(AX), Z10, Z11   // M
-	VFMADD213PS.BCST GP3(AX), Z0, Z3
-	VFMADD213PS.BCST GP2(AX), Z0, Z3
-	VFMADD213PS.BCST GP1(AX), Z0, Z3
-	VFMADD213PS.BCST GP0(AX), Z0, Z3     // P(r)
-	VSCALEFPS        Z2, Z3, Z3          // φ = P(r)·2ⁿ (0 for n ≤ −151)
+	VFMADD213PS      Z1, Z7, Z0          // table·(1 + r·Q)
+	VSCALEFPS        Z2, Z0, Z3          // φ: times 2^⌊m/32⌋ (0 for m/32 < −150)
 	VMULPS           Z3, Z11, Z11        // q = Φ(−|x|)
 	VPTESTNMD.BCST   SIGN(AX), Z5, K1    // x ≥ 0 (sign bit clear)
 	VSUBPS           Z11, Z15, K1, Z11   // Φ(x): 1 − q there, else q
