@@ -136,8 +136,8 @@ func shapeOf(t *autodiff.Tensor) []int {
 // gradient summed in the same pass; the memory is that of the unfused pair.
 //
 // In float32 the GELU is vecmath.GELU (a fitted rational form of Φ sharing one
-// base-2 exponential with φ; |Δgelu| ≤ 1.6e-7·max(1, |gelu|), |Δgelu′| ≤
-// 2.4e-7); in float64 math.Erfc and math.Exp.
+// exponential with φ; |Δgelu| ≤ 1.2e-7·max(1, |gelu|), |Δgelu′| ≤ 1.6e-7); in
+// float64 math.Erfc and math.Exp.
 func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 	return linearGELU(x, w, b, autodiff.Float32)
 }

@@ -63,3 +63,16 @@ func BenchmarkGELUPaths(b *testing.B) {
 	}
 	AVX512, AVX2FMA = avx512, avx2
 }
+
+// BenchmarkMulSum is the GELU MLP's backward epilogue over a row of 512 in L1:
+// dst = a·d, sum += dst.
+func BenchmarkMulSum(b *testing.B) {
+	a, d, dst, sum := make([]float32, 512), make([]float32, 512), make([]float32, 512), make([]float32, 512)
+	for i := range a {
+		a[i], d[i] = float32(i%7)*0.1, float32(i%5)*0.2
+	}
+	b.SetBytes(int64(4 * len(a)))
+	for b.Loop() {
+		MulSum(dst, sum, a, d)
+	}
+}

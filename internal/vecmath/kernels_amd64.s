@@ -24,15 +24,6 @@
 #define BIAS   352
 #define ABS    384
 #define SIGN   416
-#define ISQ2   448
-#define ERFP   480
-#define A5     512
-#define A4     544
-#define A3     576
-#define A2     608
-#define A1     640
-#define ISQ2PI 672
-#define TWO    704
 
 SPLAT(LOW, $0xc2ae999a)    // -87.3: e^x is 0 below
 SPLAT(LOG2E, $0x3fb8aa3b)
@@ -48,26 +39,16 @@ SPLAT(ONE, $0x3f800000)
 SPLAT(BIAS, $127)          // the float32 exponent bias, as integers
 SPLAT(ABS, $0x7fffffff)
 SPLAT(SIGN, $0x80000000)
-SPLAT(ISQ2, $0x3f3504f3)   // 1/√2
-SPLAT(ERFP, $0x3ea7ba05)   // p of Abramowitz and Stegun 7.1.26
-SPLAT(A5, $0x3f87dc22)
-SPLAT(A4, $0xbfba00e3)
-SPLAT(A3, $0x3fb5f0e3)
-SPLAT(A2, $0xbe91a98e)
-SPLAT(A1, $0x3e827906)
-SPLAT(ISQ2PI, $0x3ecc422a) // 1/√(2π)
-SPLAT(TWO, $0x40000000)
 
 // The GELU's (see kernels.go), in the order of their offsets as DATA needs.
 #define GSMAX  736
-#define GP     768
-#define GONEC     800
-#define GT0    832
-#define GT1    864
-#define GT2    896
-#define GT3    928
-#define GT4    960
-#define GT5    992
+#define GR0    768
+#define GR1    800
+#define GR2    832
+#define GR3    864
+#define GQ1    896
+#define GQ2    928
+#define GQ3    960
 #define GNL2E  1024
 #define GMAGIC 1056
 #define GWLOW  1088
@@ -77,27 +58,24 @@ SPLAT(TWO, $0x40000000)
 #define GP3    1216
 #define GP4    1248
 #define GP5    1280
-#define GNCP    1312
 
 SPLAT(GSMAX, $0x41800000)  // 16
-SPLAT(GP, $0x3e645a1d)     // 0.223
-SPLAT(GONEC, $0x3eaadd86)     // 1 − c
-SPLAT(GT0, $0x3ec5770b)
-SPLAT(GT1, $0x3facef84)
-SPLAT(GT2, $0x40149bb0)
-SPLAT(GT3, $0x404324d4)
-SPLAT(GT4, $0x40385cb1)
-SPLAT(GT5, $0x400ccea3)
+SPLAT(GR0, $0x3fa06c99)    // M = (R0 + R1·s + R2·s² + R3·s³)/(1 + Q1·s + Q2·s² + Q3·s³)
+SPLAT(GR1, $0x3eecbfd9)
+SPLAT(GR2, $0x3db2504b)
+SPLAT(GR3, $0xb9c1a623)
+SPLAT(GQ1, $0x3f955aa6)
+SPLAT(GQ2, $0x3f001d13)
+SPLAT(GQ3, $0x3da738c9)
 SPLAT(GNL2E, $0xbf38aa3b)  // −log2(e)/2
 SPLAT(GMAGIC, $0x4b400000) // 1.5·2²³
 SPLAT(GWLOW, $0xc2f80000)  // −124
-SPLAT(GP0, $0x3ecc422b)
+SPLAT(GP0, $0x3ecc422b)    // 2^r/√(2π) ≈ P0 + P1·r + … + P5·r⁵ on [−½, ½]
 SPLAT(GP1, $0x3e8d94c5)
 SPLAT(GP2, $0x3dc444d2)
 SPLAT(GP3, $0x3cb567a2)
 SPLAT(GP4, $0x3b7cf7c3)
 SPLAT(GP5, $0x3a0ad885)
-SPLAT(GNCP, $0xbe182565)   // −c·p
 
 // AVX-512's φ: 2^w = 2^⌊m/32⌋·2^((m mod 32)/32)·2^r for m = round(32·w), r =
 // w − m/32 in [−1/64, 1/64]; the middle factor (over √(2π)) from a table of
@@ -180,10 +158,6 @@ GLOBL consts<>(SB), RODATA|NOPTR, $1568
 	EXPBODY(Y8, Y9, Y10, Y11, Y12, Y13) \
 	VANDPS Y4, Y1, Y1
 
-// EXPCLAMP is EXPBODY for the GELU's −x²/2 (where e^−87.3 for 0 is harmless),
-// on the registers the GELU kernel leaves free: Y0-Y4, Y6, Y7, Y9 and Y10.
-#define EXPCLAMP EXPBODY(Y9, Y3, Y4, Y6, Y7, Y10)
-
 // HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
 #define HREDUCE(op, Y, X) \
 	VEXTRACTF128 $1, Y, X15    \
@@ -219,25 +193,23 @@ gloop:
 gnobias:
 	VANDPS       ABS(AX), Y5, Y6      // |x|
 	VMINPS       GSMAX(AX), Y6, Y6    // s = min(|x|, 16) (NaN: 16)
-	VMOVUPS      GP(AX), Y8
-	VFMADD213PS  Y15, Y6, Y8          // 1 + p·s
-	VMOVUPS      GNCP(AX), Y9
-	VFMADD213PS  GONEC(AX), Y6, Y9       // (1 − c) − c·p·s
-	VDIVPS       Y8, Y9, Y10          // τ = 1/(1 + p·s) − c
+	VMOVUPS      GR3(AX), Y8
+	VFMADD213PS  GR2(AX), Y6, Y8
+	VMOVUPS      GQ3(AX), Y9
+	VFMADD213PS  GQ2(AX), Y6, Y9
 	VMULPS       GNL2E(AX), Y6, Y0    // −s·log2(e)/2
-	VMOVUPS      GT5(AX), Y11
-	VFMADD213PS  GT4(AX), Y10, Y11
+	VFMADD213PS  GR1(AX), Y6, Y8
+	VFMADD213PS  GQ1(AX), Y6, Y9
 	VMULPS       Y6, Y0, Y0           // w = −s²·log2(e)/2
-	VFMADD213PS  GT3(AX), Y10, Y11
+	VFMADD213PS  GR0(AX), Y6, Y8      // numerator
+	VFMADD213PS  Y15, Y6, Y9          // denominator
 	VCMPPS       $13, GWLOW(AX), Y0, Y4 // w ≥ −124
 	VADDPS       GMAGIC(AX), Y0, Y1   // n in the low bits
-	VFMADD213PS  GT2(AX), Y10, Y11
+	VDIVPS       Y9, Y8, Y11          // M
 	VSUBPS       GMAGIC(AX), Y1, Y2   // n
 	VSUBPS       Y2, Y0, Y0           // r = w − n
-	VFMADD213PS  GT1(AX), Y10, Y11
 	VMOVUPS      GP5(AX), Y3
 	VFMADD213PS  GP4(AX), Y0, Y3
-	VFMADD213PS  GT0(AX), Y10, Y11    // M
 	VFMADD213PS  GP3(AX), Y0, Y3
 	VFMADD213PS  GP2(AX), Y0, Y3
 	VFMADD213PS  GP1(AX), Y0, Y3
@@ -300,46 +272,42 @@ zpnobias:
 	VANDPS.BCST      ABS(AX), Z19, Z20
 	VMINPS.BCST      GSMAX(AX), Z6, Z6   // s = min(|x|, 16) (NaN: 16)
 	VMINPS.BCST      GSMAX(AX), Z20, Z20
-	VBROADCASTSS     GP(AX), Z8
-	VBROADCASTSS     GP(AX), Z21
-	VFMADD213PS      Z15, Z6, Z8         // 1 + p·s
-	VFMADD213PS      Z15, Z20, Z21
-	VBROADCASTSS     GNCP(AX), Z9
-	VBROADCASTSS     GNCP(AX), Z22
-	VFMADD213PS.BCST GONEC(AX), Z6, Z9   // (1 − c) − c·p·s
-	VFMADD213PS.BCST GONEC(AX), Z20, Z22
-	VDIVPS           Z8, Z9, Z10         // τ = 1/(1 + p·s) − c
-	VDIVPS           Z21, Z22, Z23
+	VBROADCASTSS     GR3(AX), Z8
+	VBROADCASTSS     GR3(AX), Z21
+	VFMADD213PS.BCST GR2(AX), Z6, Z8
+	VFMADD213PS.BCST GR2(AX), Z20, Z21
+	VBROADCASTSS     GQ3(AX), Z9
+	VBROADCASTSS     GQ3(AX), Z22
+	VFMADD213PS.BCST GQ2(AX), Z6, Z9
+	VFMADD213PS.BCST GQ2(AX), Z20, Z22
 	VMULPS.BCST      GNL2E(AX), Z6, Z0   // −s·log2(e)/2
 	VMULPS.BCST      GNL2E(AX), Z20, Z16
-	VBROADCASTSS     GT5(AX), Z11
-	VBROADCASTSS     GT5(AX), Z24
-	VFMADD213PS.BCST GT4(AX), Z10, Z11
-	VFMADD213PS.BCST GT4(AX), Z23, Z24
+	VFMADD213PS.BCST GR1(AX), Z6, Z8
+	VFMADD213PS.BCST GR1(AX), Z20, Z21
+	VFMADD213PS.BCST GQ1(AX), Z6, Z9
+	VFMADD213PS.BCST GQ1(AX), Z20, Z22
 	VMULPS           Z6, Z0, Z0          // w = −s²·log2(e)/2 ≥ −185
 	VMULPS           Z20, Z16, Z16
-	VFMADD213PS.BCST GT3(AX), Z10, Z11
-	VFMADD213PS.BCST GT3(AX), Z23, Z24
+	VFMADD213PS.BCST GR0(AX), Z6, Z8     // numerator
+	VFMADD213PS.BCST GR0(AX), Z20, Z21
+	VFMADD213PS      Z15, Z6, Z9         // denominator
+	VFMADD213PS      Z15, Z20, Z22
 	VADDPS.BCST      GMAG32(AX), Z0, Z1  // m = round(32·w) in the low bits
 	VADDPS.BCST      GMAG32(AX), Z16, Z26
-	VFMADD213PS.BCST GT2(AX), Z10, Z11
-	VFMADD213PS.BCST GT2(AX), Z23, Z24
+	VDIVPS           Z9, Z8, Z11         // M
+	VDIVPS           Z22, Z21, Z24
 	VSUBPS.BCST      GMAG32(AX), Z1, Z2  // m/32
 	VSUBPS.BCST      GMAG32(AX), Z26, Z17
 	VPERMI2PS        Z29, Z28, Z1        // 2^((m mod 32)/32)/√(2π)
 	VPERMI2PS        Z29, Z28, Z26
 	VSUBPS           Z2, Z0, Z0          // r = w − m/32
 	VSUBPS           Z17, Z16, Z16
-	VFMADD213PS.BCST GT1(AX), Z10, Z11
-	VFMADD213PS.BCST GT1(AX), Z23, Z24
 	VBROADCASTSS     GE2(AX), Z7
 	VBROADCASTSS     GE2(AX), Z30
 	VFMADD213PS.BCST GE1(AX), Z0, Z7     // Q = GE1 + GE2·r
 	VFMADD213PS.BCST GE1(AX), Z16, Z30
 	VMULPS           Z1, Z0, Z0          // table·r
 	VMULPS           Z26, Z16, Z16
-	VFMADD213PS.BCST GT0(AX), Z10, Z11   // M
-	VFMADD213PS.BCST GT0(AX), Z23, Z24
 	VFMADD213PS      Z1, Z7, Z0          // table·(1 + r·Q)
 	VFMADD213PS      Z26, Z30, Z16
 	VSCALEFPS        Z2, Z0, Z3          // φ: times 2^⌊m/32⌋ (0 for m/32 < −150)
@@ -376,26 +344,24 @@ zloop:
 znobias:
 	VANDPS.BCST      ABS(AX), Z5, Z6     // |x|
 	VMINPS.BCST      GSMAX(AX), Z6, Z6   // s = min(|x|, 16) (NaN: 16)
-	VBROADCASTSS     GP(AX), Z8
-	VFMADD213PS      Z15, Z6, Z8         // 1 + p·s
-	VBROADCASTSS     GNCP(AX), Z9
-	VFMADD213PS.BCST GONEC(AX), Z6, Z9   // (1 − c) − c·p·s
-	VDIVPS           Z8, Z9, Z10         // τ = 1/(1 + p·s) − c
+	VBROADCASTSS     GR3(AX), Z8
+	VFMADD213PS.BCST GR2(AX), Z6, Z8
+	VBROADCASTSS     GQ3(AX), Z9
+	VFMADD213PS.BCST GQ2(AX), Z6, Z9
 	VMULPS.BCST      GNL2E(AX), Z6, Z0   // −s·log2(e)/2
-	VBROADCASTSS     GT5(AX), Z11
-	VFMADD213PS.BCST GT4(AX), Z10, Z11
+	VFMADD213PS.BCST GR1(AX), Z6, Z8
+	VFMADD213PS.BCST GQ1(AX), Z6, Z9
 	VMULPS           Z6, Z0, Z0          // w = −s²·log2(e)/2 ≥ −185
-	VFMADD213PS.BCST GT3(AX), Z10, Z11
+	VFMADD213PS.BCST GR0(AX), Z6, Z8     // numerator
+	VFMADD213PS      Z15, Z6, Z9         // denominator
 	VADDPS.BCST      GMAG32(AX), Z0, Z1  // m = round(32·w) in the low bits
-	VFMADD213PS.BCST GT2(AX), Z10, Z11
+	VDIVPS           Z9, Z8, Z11         // M
 	VSUBPS.BCST      GMAG32(AX), Z1, Z2  // m/32
 	VPERMI2PS        Z29, Z28, Z1        // 2^((m mod 32)/32)/√(2π)
 	VSUBPS           Z2, Z0, Z0          // r = w − m/32
-	VFMADD213PS.BCST GT1(AX), Z10, Z11
 	VBROADCASTSS     GE2(AX), Z7
 	VFMADD213PS.BCST GE1(AX), Z0, Z7     // Q = GE1 + GE2·r
 	VMULPS           Z1, Z0, Z0          // table·r
-	VFMADD213PS.BCST GT0(AX), Z10, Z11   // M
 	VFMADD213PS      Z1, Z7, Z0          // table·(1 + r·Q)
 	VSCALEFPS        Z2, Z0, Z3          // φ: times 2^⌊m/32⌋ (0 for m/32 < −150)
 	VMULPS           Z3, Z11, Z11        // q = Φ(−|x|)
