@@ -1,7 +1,8 @@
 #include "textflag.h"
 
-// The float32 row kernels on AVX2 + FMA, 8 lanes a step. Each computes what its
-// Go loop in kernels.go computes, with fused multiply-adds.
+// The float32 row kernels on AVX2 + FMA, 8 lanes a step, and the GELU's also on
+// AVX-512, 16 lanes a step. Each computes what its Go loop in kernels.go
+// computes, with fused multiply-adds.
 
 // SPLAT repeats a 32-bit constant over the 8 lanes at byte offset off of consts.
 #define SPLAT(off, bits) \
