@@ -178,3 +178,28 @@ func TestGradCheckCatchesAWrongGradient(t *testing.T) {
 		assert.Error(t, err, fmt.Sprint(n))
 	}
 }
+
+// The float32 GELU (vecmath's kernel) and its gradient against the float64
+// formulas, on odd sizes and an empty tensor.
+func TestGELUFloat32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	for _, n := range []int{0, 1, 7, 33, 127, 1000} {
+		xs, gs := make([]float32, n), make([]float32, n)
+		for i := range xs {
+			xs[i], gs[i] = float32(rng.NormFloat64()*3), float32(rng.NormFloat64())
+		}
+		tp := NewTape()
+		x := tp.Watch(FromFloat32(xs, n))
+		y := GELU(x)
+		tp.BackwardWith(y, FromFloat32(gs, n))
+		dx := tp.Grad(x)
+		for i, v := range xs {
+			phi := 0.5 * math.Erfc(-float64(v)/math.Sqrt2)
+			want := float64(v) * phi
+			assert.InDelta(t, want, float64(y.Float32s()[i]), 2e-7*math.Max(1, math.Abs(want)), "gelu(%g)", v)
+			wantD := float64(gs[i]) * (phi + float64(v)*math.Exp(-float64(v)*float64(v)/2)/math.Sqrt(2*math.Pi))
+			assert.InDelta(t, wantD, float64(dx.Float32s()[i]), 3e-7*math.Max(1, math.Abs(float64(gs[i]))), "gelu'(%g)", v)
+		}
+		tp.Release()
+	}
+}

@@ -135,9 +135,9 @@ func shapeOf(t *autodiff.Tensor) []int {
 // backward is a product and the two GEMMs of a linear layer, with the bias
 // gradient summed in the same pass; the memory is that of the unfused pair.
 //
-// In float32 the GELU uses a rational approximation of erf (Abramowitz and Stegun
-// 7.1.26, |error| ≤ 1.5e-7) and a polynomial exp; in float64 math.Erf and
-// math.Exp.
+// In float32 the GELU is vecmath.GELU (a fitted rational form of Φ sharing one
+// exponential with φ; |Δgelu| ≤ 1.2e-7·max(1, |gelu|), |Δgelu′| ≤ 1.6e-7); in
+// float64 math.Erfc and math.Exp.
 func LinearGELU(x, w, b *autodiff.Tensor) *autodiff.Tensor {
 	return linearGELU(x, w, b, autodiff.Float32)
 }

@@ -8,3 +8,7 @@ var AVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 // AVX reports AVX with the YMM registers saved by the OS.
 var AVX = cpu.X86.HasAVX
+
+// AVX512 reports AVX-512 F and DQ with the ZMM registers saved by the OS (and
+// AVX2FMA): the GELU runs 16 lanes a step then.
+var AVX512 = AVX2FMA && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ

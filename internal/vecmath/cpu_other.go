@@ -7,3 +7,6 @@ var AVX2FMA = false
 
 // AVX is false off amd64.
 var AVX = false
+
+// AVX512 is false off amd64.
+var AVX512 = false

@@ -7,6 +7,9 @@ package vecmath
 func geluAVX2(y, d, x, b *float32, n int)
 
 //go:noescape
+func geluAVX512(y, d, x, b *float32, n int)
+
+//go:noescape
 func softmaxRowAVX2(s *float32, n int, mOld float32) (m, sum float32)
 
 //go:noescape
@@ -33,8 +36,24 @@ func geluBody(y, d, x, b []float32) int {
 	if n == 0 || !AVX2FMA {
 		return 0
 	}
-	geluAVX2(&y[0], first(d), &x[0], first(b), n)
+	k := 0
+	if AVX512 {
+		if k = n &^ 15; k > 0 {
+			geluAVX512(&y[0], first(d), &x[0], first(b), k)
+		}
+	}
+	if k < n {
+		geluAVX2(&y[k], tailFirst(d, k), &x[k], tailFirst(b, k), n-k)
+	}
 	return n
+}
+
+// tailFirst is &s[k], or nil for a nil s.
+func tailFirst(s []float32, k int) *float32 {
+	if s == nil {
+		return nil
+	}
+	return &s[k]
 }
 
 // softmaxRowBody is softmaxRowAVX2 on s, whose length is a nonzero multiple of 8.

@@ -12,10 +12,17 @@ import (
 // sizes exercise the empty row, the tail alone and the 8-lane body with tails.
 var sizes = []int{0, 1, 7, 8, 33, 127}
 
-// withPaths runs f with the assembly kernels (where the CPU has them) and again
-// with the Go loops alone.
+// withPaths runs f with the assembly kernels (where the CPU has them), again
+// with AVX2 alone when the CPU has AVX-512, and again with the Go loops alone.
 func withPaths(t *testing.T, f func(t *testing.T)) {
 	t.Run("dispatch", f)
+	if AVX512 {
+		t.Run("avx2", func(t *testing.T) {
+			AVX512 = false
+			defer func() { AVX512 = true }()
+			f(t)
+		})
+	}
 	if AVX2FMA {
 		t.Run("go", func(t *testing.T) {
 			AVX2FMA = false
@@ -186,14 +193,16 @@ func TestGELUPathsAgree(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(9, 10))
 	x := normals(rng, 4096, 3)
-	y, d := make([]float32, len(x)), make([]float32, len(x))
 	gy, gd := make([]float32, len(x)), make([]float32, len(x))
-	GELU(y, d, x, nil)
 	geluGo(gy, gd, x, nil)
-	for i := range x {
-		assert.InDelta(t, gy[i], y[i], 3e-7*math.Max(1, math.Abs(float64(gy[i]))), "gelu(%g)", x[i])
-		assert.InDelta(t, gd[i], d[i], 3e-7, "gelu'(%g)", x[i])
-	}
+	withPaths(t, func(t *testing.T) {
+		y, d := make([]float32, len(x)), make([]float32, len(x))
+		GELU(y, d, x, nil)
+		for i := range x {
+			assert.InDelta(t, gy[i], y[i], 3e-7*math.Max(1, math.Abs(float64(gy[i]))), "gelu(%g)", x[i])
+			assert.InDelta(t, gd[i], d[i], 3e-7, "gelu'(%g)", x[i])
+		}
+	})
 }
 
 // GELU over a fine grid of arguments and extreme ones, against the erfc form.
@@ -268,4 +277,51 @@ func TestPrefetch(t *testing.T) {
 		Prefetch(s[:n/2])
 		assert.Equal(t, want, s, "n=%d", n)
 	}
+}
+
+// TestGELUSweep holds every path to its stated accuracy on a dense sweep of
+// arguments (every 1e-4 over [−14, 14], where φ underflows, and beyond) and to
+// the float64 formulas' values at ±0, ±Inf and NaN; -v logs the largest errors.
+func TestGELUSweep(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		var x []float32
+		for i := -140000; i <= 140000; i++ {
+			x = append(x, float32(float64(i)*1e-4))
+		}
+		x = append(x, 1e-30, -1e-30, 1e-40, -1e-40, 20, -20, 1e10, -1e10, 3e38, -3e38)
+		y, d := make([]float32, len(x)), make([]float32, len(x))
+		GELU(y, d, x, nil)
+		var ey, ed, wy, wd float64
+		for i, v := range x {
+			ry, rd := geluRef(float64(v))
+			if e := math.Abs(float64(y[i])-ry) / math.Max(1, math.Abs(ry)); e > ey {
+				ey, wy = e, float64(v)
+			}
+			if e := math.Abs(float64(d[i]) - rd); e > ed {
+				ed, wd = e, float64(v)
+			}
+		}
+		t.Logf("max |Δgelu|/max(1,|gelu|) = %.3g at %g, max |Δgelu′| = %.3g at %g", ey, wy, ed, wd)
+		assert.LessOrEqual(t, ey, 1.4e-7)
+		assert.LessOrEqual(t, ed, 2e-7)
+
+		inf, nan := float32(math.Inf(1)), float32(math.NaN())
+		sx := []float32{0, float32(math.Copysign(0, -1)), inf, -inf, nan, 1, 2, 3, 4, 5, 6, 7, inf, -inf, nan, 0, 1}
+		sy, sd := make([]float32, len(sx)), make([]float32, len(sx))
+		GELU(sy, sd, sx, nil)
+		for i, v := range sx {
+			ry, rd := geluRef(float64(v))
+			if math.IsNaN(ry) {
+				assert.True(t, math.IsNaN(float64(sy[i])), "gelu(%g) = %g, want NaN", v, sy[i])
+			} else {
+				assert.InDelta(t, ry, float64(sy[i]), 3e-7*math.Max(1, math.Abs(ry)), "gelu(%g)", v)
+				assert.Equal(t, math.Signbit(ry), math.Signbit(float64(sy[i])), "gelu(%g) sign", v)
+			}
+			if math.IsNaN(rd) {
+				assert.True(t, math.IsNaN(float64(sd[i])), "gelu'(%g) = %g, want NaN", v, sd[i])
+			} else {
+				assert.InDelta(t, rd, float64(sd[i]), 3e-7, "gelu'(%g)", v)
+			}
+		}
+	})
 }
