@@ -369,6 +369,15 @@ func pStoreLen(d Dims, opt Options) int {
 	return d.Batch * d.QHeads * nqb * pTileLen(d)
 }
 
+// pStoreWorthIt reports whether a store of n elements for d would hold at least
+// a quarter probabilities rather than padding: its tiles are flashQBlock rows by
+// tiledKBlock keys whatever the lengths, so at short sequences (a model trained
+// on 16-token problems, or a few queries) it would be mostly padding, growing the
+// layer's saved tensors several-fold, for a recompute that is cheap there anyway.
+func pStoreWorthIt(d Dims, n int) bool {
+	return 4*d.Batch*d.QHeads*d.QLen*d.KLen >= n
+}
+
 // pTileLen is the room a query tile's probabilities take in the store.
 func pTileLen(d Dims) int { return flashQBlock * tiledKBlock }
 
@@ -869,7 +878,7 @@ func transposedKeys(d Dims) ([]*autodiff.Tensor, []float32) {
 // tensors to keep for the backward: saved and the store's.
 func probStore(d Dims, opt Options, tracked bool, saved ...*autodiff.Tensor) ([]*autodiff.Tensor, []float32) {
 	n := pStoreLen(d, opt)
-	if !tracked || n == 0 {
+	if !tracked || n == 0 || !pStoreWorthIt(d, n) {
 		return saved, nil
 	}
 	buf := autodiff.Empty(autodiff.Float32, n)

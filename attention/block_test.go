@@ -506,3 +506,23 @@ func testGatherScatter(t *testing.T) {
 		}
 	}
 }
+
+// TestProbStoreOnlyWhenMostlyUsed checks that the forward keeps a probability
+// store only when at least a quarter of it holds probabilities: at 16 tokens
+// its 64×128 tiles would be 98% padding.
+func TestProbStoreOnlyWhenMostlyUsed(t *testing.T) {
+	for _, c := range []struct {
+		batch, heads, q, k int
+		want               bool
+	}{{16, 4, 128, 128, true}, {16, 4, 64, 64, true}, {2, 1, 100, 100, true}, {256, 4, 16, 16, false}, {16, 4, 33, 33, false}, {16, 4, 1, 128, false}, {1, 1, 0, 0, false}} {
+		d := Dims{Batch: c.batch, QHeads: c.heads, KVHeads: c.heads, QLen: c.q, KLen: c.k, HeadDim: 32, VDim: 32}
+		saved, ps := probStore(d, Options{Causal: c.q == c.k}, true)
+		assert.Equal(t, c.want, ps != nil, "%+v", c)
+		if c.want {
+			require.Len(t, saved, 1)
+			used := c.batch * c.heads * c.q * c.k
+			assert.GreaterOrEqual(t, 4*used, len(ps), "%+v", c)
+			saved[0].Release()
+		}
+	}
+}
