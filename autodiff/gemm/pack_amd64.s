@@ -226,8 +226,12 @@ done:
 // func packB16NBlock(dst, b *float32, ldb, kc, panels int)
 //
 // packB16N for `panels` consecutive panels at once (16·panels columns of B, the
-// panels 16·kc floats apart in dst), by groups of 4 rows as packA6TBlock: each
-// panel gets 256 consecutive bytes at a time.
+// panels 16·kc floats apart in dst), one row of B at a time: B is read in the
+// order it is stored, so that the hardware prefetcher follows one stream (rows
+// of the MoE's hidden layer are 2 KiB, all of a block one run of memory), and
+// each row leaves 64 bytes in every panel. Reading groups of rows side by side
+// instead (four streams of 32 lines each) ran at 60-70 % of a copy's speed from
+// memory; this runs at 85-95 %.
 TEXT ·packB16NBlock(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), R9
 	MOVQ b+8(FP), R8
@@ -242,43 +246,25 @@ TEXT ·packB16NBlock(SB), NOSPLIT, $0-40
 	TESTQ DX, DX
 	JEQ   done
 
-group:
-	MOVQ $4, R12
-	CMPQ BX, R12
-	CMOVQLT BX, R12
-	MOVQ R8, AX
-	MOVQ R9, R14
+row:
+	MOVQ R8, SI
+	MOVQ R9, DI
 	MOVQ DX, CX
 
 panel:
-	MOVQ AX, SI
-	MOVQ R14, DI
-	MOVQ R12, R13
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ    $64, SI
+	ADDQ    R11, DI
+	DECQ    CX
+	JNE     panel
 
-piece:
-	PREFETCHT0 (SI)(R10*4) // the same columns of the next group of rows
-	VMOVUPS    (SI), Y0
-	VMOVUPS    32(SI), Y1
-	VMOVUPS    Y0, 0(DI)
-	VMOVUPS    Y1, 32(DI)
-	ADDQ       R10, SI
-	ADDQ       $64, DI
-	DECQ       R13
-	JNE        piece
-
-	ADDQ $64, AX
-	ADDQ R11, R14
-	DECQ CX
-	JNE  panel
-
-	MOVQ  R12, R13
-	IMULQ R10, R13
-	ADDQ  R13, R8
-	MOVQ  R12, R13
-	SHLQ  $6, R13
-	ADDQ  R13, R9
-	SUBQ  R12, BX
-	JNE   group
+	ADDQ R10, R8
+	ADDQ $64, R9
+	DECQ BX
+	JNE  row
 
 done:
 	VZEROUPPER

@@ -132,3 +132,28 @@ func TestPackFast(t *testing.T) {
 		}
 	}
 }
+
+// packB16NPanels (row by row over every panel) against the Go reference packer
+// run panel by panel, on the MoE's widths (32 panels: 512 columns) and odd
+// depths, with rows longer than the panels; the bytes past the panels stay.
+func TestPackB16NPanelsReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, kc := range []int{1, 7, 33, 127, 256} {
+		for _, panels := range []int{1, 3, 8, 32} {
+			for _, pad := range []int{0, 5} {
+				ldb := 16*panels + pad
+				b := make([]float32, kc*ldb)
+				for i := range b {
+					b[i] = float32(rng.Float64()*2 - 1)
+				}
+				want := make([]float32, 16*kc*panels+8)
+				for r := range panels {
+					packB16NGo(want[16*kc*r:], b[16*r:], ldb, kc)
+				}
+				got := make([]float32, 16*kc*panels+8)
+				packB16NPanels(got, b, ldb, kc, panels)
+				require.Equal(t, want, got, "kc=%d panels=%d ldb=%d", kc, panels, ldb)
+			}
+		}
+	}
+}
