@@ -19,31 +19,89 @@ TEXT ·lnForwardAVX2(SB), NOSPLIT, $0-56
 	MOVQ b+24(FP), R9
 	MOVQ n+32(FP), CX
 	VCVTSI2SSQ CX, X14, X14        // n as float
-	SHRQ $3, CX
-	MOVQ CX, DX
-	MOVQ SI, AX
+	SHRQ $3, CX                    // vectors of 8
+	// The sums on four accumulators (four vectors a step, then one at a
+	// time), so the additions' latencies overlap.
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	MOVQ SI, AX
+	MOVQ CX, DX
+	SHRQ $2, DX
+	JZ   sumtail
 
-sum:
+sum4:
+	VADDPS (AX), Y0, Y0
+	VADDPS 32(AX), Y5, Y5
+	VADDPS 64(AX), Y6, Y6
+	VADDPS 96(AX), Y7, Y7
+	ADDQ   $128, AX
+	DECQ   DX
+	JNZ    sum4
+
+sumtail:
+	MOVQ CX, DX
+	ANDQ $3, DX
+	JZ   sumdone
+
+sum1:
 	VADDPS (AX), Y0, Y0
 	ADDQ   $32, AX
 	DECQ   DX
-	JNZ    sum
+	JNZ    sum1
+
+sumdone:
+	VADDPS Y5, Y0, Y0
+	VADDPS Y7, Y6, Y6
+	VADDPS Y6, Y0, Y0
 	HSUM(Y0, X0)
 	VDIVSS X14, X0, X0            // mean
 	VMOVSS X0, mean+48(FP)
 	VBROADCASTSS X0, Y2
-	MOVQ CX, DX
 	MOVQ SI, AX
+	MOVQ CX, DX
+	SHRQ $2, DX
+	JZ   sqtail
 
-sq:
+sq4:
+	VMOVUPS     (AX), Y3
+	VMOVUPS     32(AX), Y4
+	VMOVUPS     64(AX), Y11
+	VMOVUPS     96(AX), Y12
+	VSUBPS      Y2, Y3, Y3
+	VSUBPS      Y2, Y4, Y4
+	VSUBPS      Y2, Y11, Y11
+	VSUBPS      Y2, Y12, Y12
+	VFMADD231PS Y3, Y3, Y1
+	VFMADD231PS Y4, Y4, Y8
+	VFMADD231PS Y11, Y11, Y9
+	VFMADD231PS Y12, Y12, Y10
+	ADDQ        $128, AX
+	DECQ        DX
+	JNZ         sq4
+
+sqtail:
+	MOVQ CX, DX
+	ANDQ $3, DX
+	JZ   sqdone
+
+sq1:
 	VMOVUPS     (AX), Y3
 	VSUBPS      Y2, Y3, Y3
 	VFMADD231PS Y3, Y3, Y1
 	ADDQ        $32, AX
 	DECQ        DX
-	JNZ         sq
+	JNZ         sq1
+
+sqdone:
+	VADDPS   Y8, Y1, Y1
+	VADDPS   Y10, Y9, Y9
+	VADDPS   Y9, Y1, Y1
 	HSUM(Y1, X1)
 	VDIVSS   X14, X1, X1          // variance
 	VMOVSS   eps+40(FP), X4
