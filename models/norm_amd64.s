@@ -129,8 +129,8 @@ norm:
 	VZEROUPPER
 	RET
 
-// func lnBackwardAVX2(dx, dw, db, grad, x, w *float32, n int, mean, rstd float32)
-TEXT ·lnBackwardAVX2(SB), NOSPLIT, $0-64
+// func lnBackwardAVX2(dx, dw, db, grad, x, w *float32, n int, mean, rstd float32, add bool)
+TEXT ·lnBackwardAVX2(SB), NOSPLIT, $0-65
 	MOVQ dx+0(FP), DI
 	MOVQ dw+8(FP), R10
 	MOVQ db+16(FP), R11
@@ -176,6 +176,10 @@ pass1:
 	VBROADCASTSS X5, Y5           // c1
 	VBROADCASTSS X6, Y6           // c2
 
+	MOVBLZX add+64(FP), AX
+	TESTL   AX, AX
+	JNZ     pass2add
+
 pass2:
 	VMOVUPS      (DX), Y3
 	VSUBPS       Y2, Y3, Y3
@@ -192,5 +196,26 @@ pass2:
 	ADDQ         $32, R8
 	DECQ         CX
 	JNZ          pass2
+	VZEROUPPER
+	RET
+
+// pass2 adding dx to what the row holds (rounded as dx then the sum).
+pass2add:
+	VMOVUPS      (DX), Y3
+	VSUBPS       Y2, Y3, Y3
+	VMULPS       Y1, Y3, Y3       // x̂
+	VMOVUPS      (SI), Y7
+	VMULPS       (R8), Y7, Y8     // ĝ
+	VSUBPS       Y5, Y8, Y8       // ĝ − c1
+	VFNMADD231PS Y6, Y3, Y8       // − x̂·c2
+	VMULPS       Y1, Y8, Y8
+	VADDPS       (DI), Y8, Y8
+	VMOVUPS      Y8, (DI)
+	ADDQ         $32, DI
+	ADDQ         $32, SI
+	ADDQ         $32, DX
+	ADDQ         $32, R8
+	DECQ         CX
+	JNZ          pass2add
 	VZEROUPPER
 	RET
