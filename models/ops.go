@@ -372,29 +372,8 @@ func linearResidualStored(x, w, b, res *autodiff.Tensor, store autodiff.DType) *
 	rows := x.Len() / in
 	y := autodiff.Empty(x.DType(), res.Shape()...)
 	if x.DType() == autodiff.Float32 {
-		// res + b joins each block of rows as the GEMM finishes it, while it
-		// is in cache, instead of a pass over y before a β=1 product; the
-		// same sum, x·Wᵀ + (res + b).
-		ys, rs, bs := y.Float32s(), res.Float32s(), optFloats[float32](b)
-		gemm.SgemmEpilogue(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 0, ys, out, func(i0, i1, j0, j1 int) {
-			var buf [512]float32
-			tmp := buf[:0]
-			if bs != nil {
-				tmp = buf[:min(j1-j0, len(buf))]
-				if len(tmp) < j1-j0 {
-					tmp = make([]float32, j1-j0)
-				}
-			}
-			for r := i0; r < i1; r++ {
-				add := rs[r*out+j0 : r*out+j1]
-				if bs != nil {
-					copy(tmp, add)
-					vecmath.AddTo(tmp, bs[j0:j1])
-					add = tmp
-				}
-				vecmath.AddTo(ys[r*out+j0:r*out+j1], add)
-			}
-		})
+		residualRows(y.Float32s(), res.Float32s(), optFloats[float32](b), out)
+		gemm.Sgemm(false, true, rows, out, in, 1, x.Float32s(), in, w.Float32s(), in, 1, y.Float32s(), out)
 	} else {
 		residualRows(y.Float64s(), res.Float64s(), optFloats[float64](b), out)
 		gemm.Dgemm(false, true, rows, out, in, 1, x.Float64s(), in, w.Float64s(), in, 1, y.Float64s(), out)
