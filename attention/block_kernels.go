@@ -927,21 +927,23 @@ func projectQKV(x, wq, wk, wv, bq, bk, bv *autodiff.Tensor) *autodiff.Tensor {
 	shape := append(append([]int(nil), x.Shape()[:x.Rank()-1]...), width)
 	y := autodiff.Empty(autodiff.Float32, shape...)
 	ys := y.Float32s()
-	beta := float32(0)
+	xs := x.Float32s()
 	if bq != nil {
+		// The biases join each block of rows as the GEMM finishes it, while
+		// it is in cache, instead of a broadcast over y before a β=1 product
+		// (a pass over y through memory).
 		bias := make([]float32, width)
 		for i, b := range bs {
 			copy(bias[offs[i]:], b.Float32s())
 		}
-		metal.ParallelFor(rows, max(1, (1<<15)/width), func(lo, hi int) {
-			for r := lo; r < hi; r++ {
-				copy(ys[r*width:(r+1)*width], bias)
+		gemm.SgemmEpilogue(false, true, rows, width, in, 1, xs, in, wc, in, 0, ys, width, func(i0, i1, j0, j1 int) {
+			for r := i0; r < i1; r++ {
+				vecmath.AddTo(ys[r*width+j0:r*width+j1], bias[j0:j1])
 			}
 		})
-		beta = 1
+	} else {
+		gemm.Sgemm(false, true, rows, width, in, 1, xs, in, wc, in, 0, ys, width)
 	}
-	xs := x.Float32s()
-	gemm.Sgemm(false, true, rows, width, in, 1, xs, in, wc, in, beta, ys, width)
 	inputs := append([]*autodiff.Tensor{x}, ws...)
 	if bq != nil {
 		inputs = append(inputs, bs...)

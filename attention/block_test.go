@@ -182,9 +182,22 @@ func TestBlockGradCheck(t *testing.T) {
 // tiles from 16 queries on) against the float64 block with the same weights, values
 // and gradients.
 func TestBlockFloat32Tiled(t *testing.T) {
-	for _, bc := range blockConfigs {
+	// A wider block too: its projections are large enough for the packed GEMM
+	// kernels, whose epilogue adds the query, key and value biases.
+	wide := append(blockConfigs[:len(blockConfigs):len(blockConfigs)], struct {
+		name string
+		cfg  BlockConfig
+	}{"mha_bias_wide", BlockConfig{Dim: 64, Heads: 2, QKVBias: true, OutBias: true, Causal: true}})
+	for _, bc := range wide {
 		t.Run(bc.name, func(t *testing.T) {
 			b64 := NewBlock(autodiff.NewRNG(6), autodiff.Float64, bc.cfg)
+			// Biases start at zero: give them values, so a bias lost on the
+			// way shows.
+			for i, l := range []*layers.Linear{b64.Q, b64.K, b64.V, b64.O} {
+				if l.Bias != nil {
+					l.Bias = autodiff.RandNormal(autodiff.NewRNG(uint64(20+i)), autodiff.Float64, 0, 1, l.Bias.Shape()...)
+				}
+			}
 			b32 := &Block{Heads: b64.Heads, KVHeads: b64.KVHeads, HeadDim: b64.HeadDim, RoPE: b64.RoPE, Causal: b64.Causal, Window: b64.Window}
 			cast := func(l *layers.Linear) *layers.Linear {
 				c := &layers.Linear{Weight: autodiff.Cast(l.Weight, autodiff.Float32)}

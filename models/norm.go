@@ -49,13 +49,14 @@ func layerNorm32(x, w, b *autodiff.Tensor, eps float32) *autodiff.Tensor {
 		dw, db := autodiff.Zeros(autodiff.Float32, d), autodiff.Zeros(autodiff.Float32, d)
 		gs, dws, dbs := g.Float32s(), dw.Float32s(), db.Float32s()
 		// dx goes straight into x's gradient: written when it is the first,
-		// else formed a row at a time in scratch (in L1) and added.
+		// else added to it by the kernel (each row as computed, then the sum,
+		// as a separate addition would round it).
 		run := func(dxs []float32, add bool) {
 			var mu sync.Mutex
 			metal.ParallelFor(rows, rowsGrain(4*d), func(lo, hi int) {
 				pw, pb := make([]float32, d), make([]float32, d)
 				var tmp []float32
-				if add || dxs == nil {
+				if dxs == nil {
 					tmp = make([]float32, d)
 				}
 				for r := lo; r < hi; r++ {
@@ -63,10 +64,7 @@ func layerNorm32(x, w, b *autodiff.Tensor, eps float32) *autodiff.Tensor {
 					if tmp == nil {
 						dst = dxs[r*d : (r+1)*d]
 					}
-					lnBackwardAVX2(&dst[0], &pw[0], &pb[0], &gs[r*d], &xs[r*d], &ws[0], d, st[2*r], st[2*r+1])
-					if add {
-						vecmath.AddTo(dxs[r*d:(r+1)*d], tmp)
-					}
+					lnBackwardAVX2(&dst[0], &pw[0], &pb[0], &gs[r*d], &xs[r*d], &ws[0], d, st[2*r], st[2*r+1], add && tmp == nil)
 				}
 				mu.Lock()
 				for i := range pw {
@@ -112,9 +110,9 @@ func lnForwardGo(y, x, w, b []float32, eps float32) (mean, rstd float32) {
 	return mean, rstd
 }
 
-// lnBackwardGo is lnBackwardAVX2 in Go: dx of one row, and g·x̂ and g added to
-// dw and db.
-func lnBackwardGo(dx, dw, db, g, x, w []float32, mean, rstd float32) {
+// lnBackwardGo is lnBackwardAVX2 in Go: dx of one row (added to dx's values
+// when add, rounded first), and g·x̂ and g added to dw and db.
+func lnBackwardGo(dx, dw, db, g, x, w []float32, mean, rstd float32, add bool) {
 	var s1, s2 float32
 	for i, v := range x {
 		xh := (v - mean) * rstd
@@ -128,6 +126,10 @@ func lnBackwardGo(dx, dw, db, g, x, w []float32, mean, rstd float32) {
 	c1, c2 := s1/n, s2/n
 	for i, v := range x {
 		xh := (v - mean) * rstd
-		dx[i] = rstd * (g[i]*w[i] - c1 - xh*c2)
+		d := float32(rstd * (g[i]*w[i] - c1 - xh*c2))
+		if add {
+			d += dx[i]
+		}
+		dx[i] = d
 	}
 }

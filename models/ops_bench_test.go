@@ -7,6 +7,7 @@ import (
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/autodiff/gemm"
 	"github.com/mlxtrain/mlxtrain/internal/vecmath"
+	"github.com/mlxtrain/mlxtrain/layers"
 	"github.com/mlxtrain/mlxtrain/metal"
 	"github.com/mlxtrain/mlxtrain/models"
 )
@@ -88,4 +89,34 @@ func BenchmarkResidualProjection(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkLayerNorm is the float32 LayerNorm of the tiny GPT (2048 rows of 128)
+// on the residual stream: "forward" the normalisation alone, "backward" the
+// forward and backward of LN(x) + x, whose backward adds LN's dx into x's
+// gradient (as in a pre-LayerNorm block). cpu-ms/op is process CPU time.
+//
+//	MLXTRAIN_THREADS=1 go test ./models -run '^$' -bench LayerNorm -count 5
+func BenchmarkLayerNorm(b *testing.B) {
+	const rows, d = 2048, 128
+	rng := autodiff.NewRNG(1)
+	x := autodiff.RandNormal(rng, autodiff.Float32, 0, 1, rows, d)
+	seed := autodiff.RandNormal(rng, autodiff.Float32, 0, 1, rows, d)
+	ln := models.LayerNorm{LayerNorm: layers.NewLayerNorm(autodiff.Float32, d, 1e-5, true)}
+	run := func(name string, f func()) {
+		b.Run(name, func(b *testing.B) {
+			cpu := cpuSeconds()
+			for b.Loop() {
+				f()
+			}
+			b.ReportMetric((cpuSeconds()-cpu)*1e3/float64(b.N), "cpu-ms/op")
+		})
+	}
+	run("forward", func() { ln.Forward(nil, x).Release() })
+	run("backward", func() {
+		tp := autodiff.NewTape()
+		xw := tp.Watch(x)
+		tp.BackwardWith(autodiff.Add(ln.Forward(&layers.Ctx{Tape: tp}, xw), xw), seed.Clone())
+		tp.Release()
+	})
 }

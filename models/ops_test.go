@@ -2,6 +2,7 @@ package models
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -131,11 +132,27 @@ func TestLayerNorm32(t *testing.T) {
 	assert.InDeltaSlice(t, yGo, yAsm, 1e-5)
 	dxGo, dwGo, dbGo := make([]float32, 64), make([]float32, 64), make([]float32, 64)
 	dxAsm, dwAsm, dbAsm := make([]float32, 64), make([]float32, 64), make([]float32, 64)
-	lnBackwardGo(dxGo, dwGo, dbGo, g32, x32, w32, mGo, rGo)
-	lnBackwardAVX2(&dxAsm[0], &dwAsm[0], &dbAsm[0], &g32[0], &x32[0], &w32[0], 64, mGo, rGo)
+	lnBackwardGo(dxGo, dwGo, dbGo, g32, x32, w32, mGo, rGo, false)
+	lnBackwardAVX2(&dxAsm[0], &dwAsm[0], &dbAsm[0], &g32[0], &x32[0], &w32[0], 64, mGo, rGo, false)
 	assert.InDeltaSlice(t, dxGo, dxAsm, 1e-5)
 	assert.InDeltaSlice(t, dwGo, dwAsm, 1e-5)
 	assert.InDeltaSlice(t, dbGo, dbAsm, 1e-6)
+	// Adding dx to a gradient: the same sums as dx written, then added.
+	prior := autodiff.Cast(normal(22, autodiff.Float64, 0, 1, 64), autodiff.Float32).Float32s()
+	for _, kernel := range map[string]func(dx []float32){
+		"go": func(dx []float32) {
+			lnBackwardGo(dx, make([]float32, 64), make([]float32, 64), g32, x32, w32, mGo, rGo, true)
+		},
+		"asm": func(dx []float32) {
+			lnBackwardAVX2(&dx[0], &make([]float32, 64)[0], &make([]float32, 64)[0], &g32[0], &x32[0], &w32[0], 64, mGo, rGo, true)
+		},
+	} {
+		got := slices.Clone(prior)
+		kernel(got)
+		for i := range got {
+			assert.InDelta(t, prior[i]+dxGo[i], got[i], 1e-5)
+		}
+	}
 
 	// The module falls back to the layers op where the kernel does not apply.
 	n := LayerNorm{layers.NewLayerNorm(autodiff.Float32, 5, 1e-5, true)}
