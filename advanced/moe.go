@@ -358,8 +358,7 @@ func (m *MoE) forward(c *layers.Ctx, x, res *autodiff.Tensor, always bool) (*aut
 	}
 	r := route(experts, N, k, E, capacity)
 
-	xs := tmp.add(Dispatch(x, r))
-	ys := tmp.add(m.experts(c, xs, r, &tmp))
+	ys := tmp.add(m.experts(c, x, r, &tmp))
 	var y *autodiff.Tensor
 	if res != nil {
 		res2 := tmp.add(autodiff.Reshape(res, N, cfg.Dim))

@@ -36,9 +36,36 @@ func GroupedMLP(x, w1, b1, w2, b2 *autodiff.Tensor, offsets []int) *autodiff.Ten
 		return GroupedLinear(h, w2, b2, offsets)
 	}
 	if x.DType() == autodiff.Float32 {
-		return groupedMLP[float32](x, w1, b1, w2, b2, offsets)
+		return groupedMLP[float32](x, w1, b1, w2, b2, offsets, nil)
 	}
-	return groupedMLP[float64](x, w1, b1, w2, b2, offsets)
+	return groupedMLP[float64](x, w1, b1, w2, b2, offsets, nil)
+}
+
+// dispatchedMLP is GroupedMLP(Dispatch(x, r), w1, b1, w2, b2, r.Offsets) on the
+// CPU, x (..., D) the tokens: each expert gathers its rows right before its
+// first product, which then finds them in cache, instead of a pass over all
+// the rows before the experts run. Backward sums the rows' gradient back into
+// the tokens' as Dispatch does. The results are those of Dispatch and
+// GroupedMLP bit for bit.
+func dispatchedMLP(x, w1, b1, w2, b2 *autodiff.Tensor, r *Routing) *autodiff.Tensor {
+	if x.Rank() == 0 || !x.DType().IsFloat() || x.Len() != r.Tokens*x.Dim(-1) {
+		panic(fmt.Sprintf("advanced: moe_grouped_mlp: input %s %v for a routing of %d tokens", x.DType(), x.Shape(), r.Tokens))
+	}
+	r = r.host()
+	if x.DType() == autodiff.Float32 {
+		return groupedMLP[float32](x, w1, b1, w2, b2, r.Offsets, r)
+	}
+	return groupedMLP[float64](x, w1, b1, w2, b2, r.Offsets, r)
+}
+
+// gatherRows sets dst's rows to x's rows token, of width d.
+func gatherRows[T autodiff.Float](dst, x []T, token []int32, d int) {
+	for i, t := range token {
+		if i+prefetchAhead < len(token) {
+			prefetchPairs(x, token[i+prefetchAhead:i+prefetchAhead+1], d)
+		}
+		copy(dst[i*d:(i+1)*d], x[int(t)*d:(int(t)+1)*d])
+	}
 }
 
 // gemmEp is C = op(A)·op(B) (β = 0) followed by ep over C: fused in the
@@ -94,10 +121,16 @@ func forEachExpert[T autodiff.Float](offsets []int, fn func(e int, serial bool))
 	}
 }
 
-func groupedMLP[T autodiff.Float](x, w1, b1, w2, b2 *autodiff.Tensor, offsets []int) *autodiff.Tensor {
+// groupedMLP runs GroupedMLP; with a routing r, x holds the tokens and each
+// expert gathers its rows into the dispatched rows xd first (dispatchedMLP).
+func groupedMLP[T autodiff.Float](x, w1, b1, w2, b2 *autodiff.Tensor, offsets []int, r *Routing) *autodiff.Tensor {
 	H, D := w1.Dim(1), w1.Dim(2)
-	rows := x.Dim(0)
+	rows := offsets[len(offsets)-1]
 	dt := x.DType()
+	var xd *autodiff.Tensor // the dispatched rows, when gathered here
+	if r != nil {
+		xd = autodiff.Empty(dt, rows, D)
+	}
 	tracked := x.Tape() != nil || w1.Tape() != nil || w2.Tape() != nil || b1 != nil && b1.Tape() != nil || b2 != nil && b2.Tape() != nil
 	hT := autodiff.Empty(dt, rows, H)
 	yT := autodiff.Empty(dt, rows, D)
@@ -107,6 +140,10 @@ func groupedMLP[T autodiff.Float](x, w1, b1, w2, b2 *autodiff.Tensor, offsets []
 	}
 	xs, w1s, w2s, b1s, b2s := slice[T](x), slice[T](w1), slice[T](w2), slice[T](b1), slice[T](b2)
 	hs, ys, ds := slice[T](hT), slice[T](yT), slice[T](derivT)
+	var src []T
+	if xd != nil {
+		src, xs = xs, slice[T](xd)
+	}
 	tm := startTimer()
 	forEachExpert[T](offsets, func(e int, serial bool) {
 		lo, hi := offsets[e], offsets[e+1]
@@ -121,6 +158,9 @@ func groupedMLP[T autodiff.Float](x, w1, b1, w2, b2 *autodiff.Tensor, offsets []
 		}
 		if b2s != nil {
 			be2 = b2s[e*D : (e+1)*D]
+		}
+		if src != nil {
+			gatherRows(xs[lo*D:hi*D], src, r.Token[lo:hi], D)
 		}
 		gemmEp(serial, false, true, n, H, D, xs[lo*D:hi*D], D, w1s[e*H*D:(e+1)*H*D], D, he, H, func(i0, i1, j0, j1 int) {
 			var bj []T
@@ -144,7 +184,7 @@ func groupedMLP[T autodiff.Float](x, w1, b1, w2, b2 *autodiff.Tensor, offsets []
 			}
 		})
 	})
-	tm.done("moe_grouped_mlp", (x.Len()+w1.Len()+w2.Len()+2*hT.Len()+yT.Len())*dt.Size())
+	tm.done("moe_grouped_mlp", (rows*D+w1.Len()+w2.Len()+2*hT.Len()+yT.Len())*dt.Size())
 	inputs := []*autodiff.Tensor{x, w1, w2}
 	for _, b := range []*autodiff.Tensor{b1, b2} {
 		if b != nil {
@@ -152,21 +192,29 @@ func groupedMLP[T autodiff.Float](x, w1, b1, w2, b2 *autodiff.Tensor, offsets []
 		}
 	}
 	res := autodiff.Record(yT, "moe_grouped_mlp", func(g *autodiff.Tensor) {
-		groupedMLPBackward[T](g, x, w1, b1, w2, b2, hT, derivT, offsets)
+		groupedMLPBackward[T](g, x, xd, w1, b1, w2, b2, hT, derivT, offsets, r)
 	}, inputs...)
 	if tp := res.Tape(); tp != nil {
 		tp.Own(hT) // released with the tape, whether backward runs or not
 		tp.Own(derivT)
+		if xd != nil {
+			tp.Own(xd)
+		}
 	} else {
 		hT.Release()
 		if derivT != nil {
 			derivT.Release()
 		}
+		if xd != nil {
+			xd.Release()
+		}
 	}
 	return res
 }
 
-func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *autodiff.Tensor, offsets []int) {
+// groupedMLPBackward is groupedMLP's backward; with a routing r, x holds the
+// tokens, xd the dispatched rows, and dx is the tokens' gradient.
+func groupedMLPBackward[T autodiff.Float](g, x, xd, w1, b1, w2, b2, hT, derivT *autodiff.Tensor, offsets []int, r *Routing) {
 	needX, needW1, needW2 := autodiff.NeedsGrad(x), autodiff.NeedsGrad(w1), autodiff.NeedsGrad(w2)
 	needB1, needB2 := b1 != nil && autodiff.NeedsGrad(b1), b2 != nil && autodiff.NeedsGrad(b2)
 	needDy := needX || needW1 || needB1 // the first projection's output gradient
@@ -174,11 +222,18 @@ func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *auto
 		return
 	}
 	E, H, D := w1.Dim(0), w1.Dim(1), w1.Dim(2)
-	rows := x.Dim(0)
+	rows := offsets[len(offsets)-1]
 	dt := x.DType()
 	var dx, dw1, dw2, db1, db2, dy *autodiff.Tensor
+	var ddx *autodiff.Tensor // the dispatched rows' gradient, when x holds the tokens
 	if needX {
-		dx = autodiff.Empty(dt, rows, D)
+		if r != nil {
+			dx = autodiff.Empty(dt, x.Shape()...)
+			ddx = autodiff.Empty(dt, rows, D)
+			defer ddx.Release()
+		} else {
+			dx = autodiff.Empty(dt, rows, D)
+		}
 	}
 	if needW1 {
 		dw1 = autodiff.Empty(dt, E, H, D)
@@ -198,6 +253,13 @@ func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *auto
 	}
 	gs, xs, w1s, w2s, hs, ds := slice[T](g), slice[T](x), slice[T](w1), slice[T](w2), slice[T](hT), slice[T](derivT)
 	dxs, dw1s, dw2s, db1s, db2s, dys := slice[T](dx), slice[T](dw1), slice[T](dw2), slice[T](db1), slice[T](db2), slice[T](dy)
+	var dtok []T // the tokens' gradient, when dxs holds the rows'
+	if r != nil {
+		xs = slice[T](xd)
+		if dxs != nil {
+			dtok, dxs = dxs, slice[T](ddx)
+		}
+	}
 	tm := startTimer()
 	// The second projection's gradients: db2 = Σ g, dW2 = gᵀ·h.
 	grads2 := func(e int, serial bool) {
@@ -268,6 +330,9 @@ func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *auto
 			grads1(e, serial)
 		})
 	}
+	if dtok != nil { // Dispatch's backward: each token sums its rows in slot order
+		DispatchBackward(dtok, dxs, r.Pos, r.K, D)
+	}
 	// Experts without rows get zero weight gradients.
 	for e := range E {
 		if offsets[e+1] == offsets[e] {
@@ -287,12 +352,14 @@ func groupedMLPBackward[T autodiff.Float](g, x, w1, b1, w2, b2, hT, derivT *auto
 	hand(b2, db2)
 }
 
-// experts is the experts' MLP on the dispatched rows xs: one GroupedMLP op
-// for a GELU MLP of plain weights on the CPU, else the projections one by one.
-func (m *MoE) experts(c *layers.Ctx, xs *autodiff.Tensor, r *Routing, tmp *scratchTensors) *autodiff.Tensor {
+// experts is the experts' MLP on the tokens x dispatched by r: one op that
+// gathers each expert's rows itself (dispatchedMLP) for a GELU MLP of plain
+// weights on the CPU, else Dispatch and the projections one by one.
+func (m *MoE) experts(c *layers.Ctx, x *autodiff.Tensor, r *Routing, tmp *scratchTensors) *autodiff.Tensor {
 	if m.Config.Act == layers.ActGELU && m.UpPacked == nil && m.DownPacked == nil && r.dev == nil && metal.OffloadDevice() == nil {
-		return GroupedMLP(xs, c.Param(m.UpProj), c.Param(m.UpBias), c.Param(m.DownProj), c.Param(m.DownBias), r.host().Offsets)
+		return dispatchedMLP(x, c.Param(m.UpProj), c.Param(m.UpBias), c.Param(m.DownProj), c.Param(m.DownBias), r)
 	}
+	xs := tmp.add(Dispatch(x, r))
 	h := m.hidden(c, xs, r, tmp)
 	return m.grouped(c, h, m.DownProj, m.DownPacked, m.DownBias, r)
 }
