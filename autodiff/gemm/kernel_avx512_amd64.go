@@ -20,6 +20,9 @@ func sgemmPanels6x32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, pan
 func sgemmEdge32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, rows int)
 
 //go:noescape
+func sgemmPanels6x32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
+
+//go:noescape
 func sgemmPanels6x32ZA(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 // avx512Available reports whether the AVX-512 kernels can run here.
@@ -28,10 +31,10 @@ func avx512Available() bool { return asmAvailable() && cpu.X86.HasAVX512F }
 // useAVX512 installs the AVX-512 kernels in asmBlocking (on) or removes them.
 func useAVX512(on bool) {
 	if on && avx512Available() {
-		asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.edge2 = asmPanels2, asmPanels2A, asmEdge2
+		asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.panels2AT, asmBlocking.edge2 = asmPanels2, asmPanels2A, asmPanels2AT, asmEdge2
 		return
 	}
-	asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.edge2 = nil, nil, nil
+	asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.panels2AT, asmBlocking.edge2 = nil, nil, nil, nil
 }
 
 func init() { useAVX512(os.Getenv("MLXTRAIN_GEMM_AVX512") != "off") }
@@ -59,6 +62,18 @@ func asmPanels2A(k int, a []float32, lda int, b, c []float32, ldc int, alpha, be
 	_ = b[32*k-1]
 	_ = c[(6*panels-1)*ldc+31]
 	sgemmPanels6x32ZA(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
+}
+
+// asmPanels2AT is asmPanels2 reading A stored transposed (k×m) in place: tile t
+// reads columns 6t..6t+5 of rows 0..k-1 of a, lda apart.
+func asmPanels2AT(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int) {
+	if panels == 0 {
+		return
+	}
+	_ = a[(k-1)*lda+6*panels-1]
+	_ = b[32*k-1]
+	_ = c[(6*panels-1)*ldc+31]
+	sgemmPanels6x32ZT(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
 }
 
 // asmEdge2 runs the AVX-512 edge kernel: rows [0, rows) of a 32-column strip of c,

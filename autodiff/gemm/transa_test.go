@@ -1,0 +1,50 @@
+package gemm
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/mlxtrain/mlxtrain/metal"
+	"github.com/stretchr/testify/require"
+)
+
+// TestGemmTransposedAInPlace checks the AVX-512 kernel reading a transposed A in
+// place (panels2AT): the same bits as with A packed (directA off), and the
+// reference's values, on weight-gradient shapes (several depth slices, m with 0
+// to 5 rows past the last full panel, column counts that pair up or not, padded
+// leading dimensions, α ≠ 1, β ≠ 0) on 1, 2 and 3 workers.
+func TestGemmTransposedAInPlace(t *testing.T) {
+	if !avx512Available() {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	withAVX512(t, true)
+	var cases []gemmCase
+	for _, s := range [][3]int{{1, 32, 7}, {7, 64, 33}, {33, 32, 127}, {127, 96, 600}, {144, 64, 514},
+		{150, 128, 1030}, {6, 32, 1}, {128, 48, 40}, {0, 32, 9}, {12, 32, 0}, {293, 160, 300}} {
+		for v := range 3 {
+			cases = append(cases, gemmCase{m: s[0], n: s[1], k: s[2], transA: true, transB: v == 2, alpha: []float32{1, 0.5, 1}[v], beta: float32(v), padA: v, padB: 1, padC: 2 * v})
+		}
+	}
+	for _, threads := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("threads%d", threads), func(t *testing.T) {
+			withThreads(t, threads)
+			rng := rand.New(rand.NewPCG(23, uint64(threads)))
+			for _, c := range cases {
+				o := makeOperands(rng, c)
+				run := func(inPlace bool) []float32 {
+					old := directA
+					directA = inPlace
+					defer func() { directA = old }()
+					cc := append([]float32(nil), o.c...)
+					SgemmPath(metal.PathAsm, c.transA, c.transB, c.m, c.n, c.k, c.alpha, o.a, o.lda, o.b, o.ldb, c.beta, cc, o.ldc)
+					return cc
+				}
+				require.Equal(t, run(false), run(true), "%+v", c)
+				checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+					SgemmPath(metal.PathAsm, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
+				})
+			}
+		})
+	}
+}
