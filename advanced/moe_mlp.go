@@ -58,16 +58,6 @@ func dispatchedMLP(x, w1, b1, w2, b2 *autodiff.Tensor, r *Routing) *autodiff.Ten
 	return groupedMLP[float64](x, w1, b1, w2, b2, r.Offsets, r)
 }
 
-// gatherRows sets dst's rows to x's rows token, of width d.
-func gatherRows[T autodiff.Float](dst, x []T, token []int32, d int) {
-	for i, t := range token {
-		if i+prefetchAhead < len(token) {
-			prefetchPairs(x, token[i+prefetchAhead:i+prefetchAhead+1], d)
-		}
-		copy(dst[i*d:(i+1)*d], x[int(t)*d:(int(t)+1)*d])
-	}
-}
-
 // gemmEp is C = op(A)·op(B) (β = 0) followed by ep over C: fused in the
 // float32 assembly path (gemm.SgemmEpilogue; on the calling goroutine alone
 // when serial), one pass after the product in float64.

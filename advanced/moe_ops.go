@@ -30,14 +30,19 @@ func rowsGrain(d int) int { return max(1, 16384/max(d, 1)) }
 // DispatchForward gathers rows of width d: xs[i] = x[token[i]].
 func DispatchForward[T autodiff.Float](xs, x []T, token []int32, d int) {
 	metal.ParallelFor(len(token), rowsGrain(d), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if i+prefetchAhead < hi {
-				prefetchPairs(x, token[i+prefetchAhead:i+prefetchAhead+1], d)
-			}
-			t := int(token[i])
-			copy(xs[i*d:(i+1)*d], x[t*d:(t+1)*d])
-		}
+		gatherRows(xs[lo*d:hi*d], x, token[lo:hi], d)
 	})
+}
+
+// gatherRows is DispatchForward on the calling goroutine: dst's rows are x's
+// rows token, of width d, each prefetched a few rows ahead.
+func gatherRows[T autodiff.Float](dst, x []T, token []int32, d int) {
+	for i, t := range token {
+		if i+prefetchAhead < len(token) {
+			prefetchPairs(x, token[i+prefetchAhead:i+prefetchAhead+1], d)
+		}
+		copy(dst[i*d:(i+1)*d], x[int(t)*d:(int(t)+1)*d])
+	}
 }
 
 // DispatchBackward is the scatter-add of DispatchForward: dx[n] = Σ_j
