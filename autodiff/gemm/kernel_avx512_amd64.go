@@ -23,6 +23,12 @@ func sgemmEdge32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, rows in
 func sgemmPanels6x32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 //go:noescape
+func sgemmPanels12x32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, pairs int)
+
+//go:noescape
+func sgemmEdge32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, rows int)
+
+//go:noescape
 func sgemmPanels6x32ZA(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 // avx512Available reports whether the AVX-512 kernels can run here.
@@ -31,10 +37,10 @@ func avx512Available() bool { return asmAvailable() && cpu.X86.HasAVX512F }
 // useAVX512 installs the AVX-512 kernels in asmBlocking (on) or removes them.
 func useAVX512(on bool) {
 	if on && avx512Available() {
-		asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.panels2AT, asmBlocking.edge2 = asmPanels2, asmPanels2A, asmPanels2AT, asmEdge2
+		asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.rows2AT, asmBlocking.edge2 = asmPanels2, asmPanels2A, asmRows2AT, asmEdge2
 		return
 	}
-	asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.panels2AT, asmBlocking.edge2 = nil, nil, nil, nil
+	asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.rows2AT, asmBlocking.edge2 = nil, nil, nil, nil
 }
 
 func init() { useAVX512(os.Getenv("MLXTRAIN_GEMM_AVX512") != "off") }
@@ -64,16 +70,24 @@ func asmPanels2A(k int, a []float32, lda int, b, c []float32, ldc int, alpha, be
 	sgemmPanels6x32ZA(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
 }
 
-// asmPanels2AT is asmPanels2 reading A stored transposed (k×m) in place: tile t
-// reads columns 6t..6t+5 of rows 0..k-1 of a, lda apart.
-func asmPanels2AT(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int) {
-	if panels == 0 {
+// asmRows2AT computes rows [0, rows) of a 32-column strip of c from A stored
+// transposed (k×m) in place and the two packed B panels in b: tile t of the
+// 12×32 kernel reads columns 12t..12t+11 of rows 0..k-1 of a, lda apart, and
+// the edge kernel the rows past the last full tile (at most 11).
+func asmRows2AT(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, rows int) {
+	if rows <= 0 {
 		return
 	}
-	_ = a[(k-1)*lda+6*panels-1]
+	_ = a[(k-1)*lda+rows-1]
 	_ = b[32*k-1]
-	_ = c[(6*panels-1)*ldc+31]
-	sgemmPanels6x32ZT(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, panels)
+	_ = c[(rows-1)*ldc+31]
+	pairs := rows / 12
+	if pairs > 0 {
+		sgemmPanels12x32ZT(k, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, pairs)
+	}
+	if r := rows - 12*pairs; r > 0 {
+		sgemmEdge32ZT(k, &a[12*pairs], lda, &b[0], &c[12*pairs*ldc], ldc, alpha, beta, r)
+	}
 }
 
 // asmEdge2 runs the AVX-512 edge kernel: rows [0, rows) of a 32-column strip of c,

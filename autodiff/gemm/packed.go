@@ -37,10 +37,11 @@ type blocking struct {
 	// B panels at once (b holds both, 2·nr·k floats), writing 2·nr columns of C.
 	panels2  func(k int, a, b, c []float32, ldc int, alpha, beta float32, panels int)
 	panels2A func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int)
-	// panels2AT, when set, is panels2A reading A stored transposed (k×m, the
-	// weight gradients' Aᵀ·B) in place: step p of tile t reads the six floats
-	// a[p·lda+6t:], which lie side by side.
-	panels2AT func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, panels int)
+	// rows2AT, when set, computes rows [0, rows) of a 2·nr-column strip of C
+	// from two adjacent B panels and A stored transposed (k×m, the weight
+	// gradients' Aᵀ·B) read in place: step p of a tile reads side-by-side
+	// floats of row p of a; no rows are packed, not even a partial last tile's.
+	rows2AT func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, rows int)
 	// edge2, when set, computes the first rows (0 < rows < mr) of a 2·nr-column
 	// strip of C from a packed, zero-padded A panel and two adjacent B panels,
 	// writing C in place: the last, partial row panel of a block.
@@ -302,18 +303,14 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 	defer aPool.Put(ap)
 	edge := (*ap)[apLen : apLen+mr*nr]
 	c, ldc, alpha, beta := j.c, j.ldc, j.alpha, j.beta
-	// directAT: a transposed A is read in place when every column panel is in a
-	// full pair (two-panel kernel) and a partial row panel goes to edge2, so that
-	// only that partial panel is packed. Packing the full ones cost more than
-	// their reads: the kernel ran ≈ 6 % slower on 2048-deep weight gradients.
-	directAT := j.transA && directA && s.panels2AT != nil && s.edge2 != nil && !j.directB && (jhi-jlo)%(2*nr) == 0
+	// directAT: a transposed A is read in place, no rows packed, when every
+	// column panel is in a full pair (rows2AT). Packing it cost more than its
+	// reads: the kernel ran ≈ 6 % slower on 2048-deep weight gradients.
+	directAT := j.transA && directA && s.rows2AT != nil && !j.directB && (jhi-jlo)%(2*nr) == 0
 	for ic := i0; ic < i1; ic += s.mc {
 		mc := min(s.mc, i1-ic)
 		switch full := mc / mr * mr; {
 		case directAT:
-			if full < mc {
-				s.packA((*ap)[(full/mr)*kc*mr:], true, j.a, j.lda, ic+full, mc-full, j.pc, kc)
-			}
 		case !j.directA:
 			s.packA(*ap, j.transA, j.a, j.lda, ic, mc, j.pc, kc)
 		case full < mc:
@@ -330,13 +327,14 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 			pair := cols == nr && !j.directB && jr+2*nr <= jhi // this panel and the next are full
 			if jr == skip {
 				ir = skipRows
+			} else if pair && directAT {
+				// The whole column of both panels, A read in place.
+				s.rows2AT(kc, j.a[j.pc*j.lda+ic:], j.lda, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[ic*ldc+j.jc+jr:], ldc, alpha, beta, mc)
+				ir, skip, skipRows = mc, jr+nr, mc
 			} else if cols == nr && !j.directB && full > 0 {
 				// The full tiles of the column in one call.
 				off := ic*ldc + j.jc + jr
 				switch {
-				case pair && directAT:
-					s.panels2AT(kc, j.a[j.pc*j.lda+ic:], j.lda, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[off:], ldc, alpha, beta, full)
-					ir, skip, skipRows = full*mr, jr+nr, full*mr
 				case pair && j.directA && s.panels2A != nil:
 					s.panels2A(kc, j.a[ic*j.lda+j.pc:], j.lda, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[off:], ldc, alpha, beta, full)
 					ir, skip, skipRows = full*mr, jr+nr, full*mr

@@ -10,10 +10,10 @@ import (
 )
 
 // TestGemmTransposedAInPlace checks the AVX-512 kernel reading a transposed A in
-// place (panels2AT): the same bits as with A packed (directA off), and the
+// place (rows2AT): the same bits as with A packed (directA off), and the
 // reference's values, on weight-gradient shapes (several depth slices, m with 0
-// to 5 rows past the last full panel, column counts that pair up or not, padded
-// leading dimensions, α ≠ 1, β ≠ 0) on 1, 2 and 3 workers.
+// to 11 rows past the last full 12-row tile, column counts that pair up or not,
+// padded leading dimensions, α ≠ 1, β ≠ 0) on 1, 2 and 3 workers.
 func TestGemmTransposedAInPlace(t *testing.T) {
 	if !avx512Available() {
 		t.Skip("no AVX-512 on this CPU")
@@ -21,7 +21,8 @@ func TestGemmTransposedAInPlace(t *testing.T) {
 	withAVX512(t, true)
 	var cases []gemmCase
 	for _, s := range [][3]int{{1, 32, 7}, {7, 64, 33}, {33, 32, 127}, {127, 96, 600}, {144, 64, 514},
-		{150, 128, 1030}, {6, 32, 1}, {128, 48, 40}, {0, 32, 9}, {12, 32, 0}, {293, 160, 300}} {
+		{150, 128, 1030}, {6, 32, 1}, {128, 48, 40}, {0, 32, 9}, {12, 32, 0}, {293, 160, 300},
+		{2, 32, 5}, {14, 64, 9}, {15, 32, 20}, {16, 32, 6}, {22, 32, 17}, {23, 64, 3}, {11, 32, 2}, {36, 32, 11}} {
 		for v := range 3 {
 			cases = append(cases, gemmCase{m: s[0], n: s[1], k: s[2], transA: true, transB: v == 2, alpha: []float32{1, 0.5, 1}[v], beta: float32(v), padA: v, padB: 1, padC: 2 * v})
 		}
