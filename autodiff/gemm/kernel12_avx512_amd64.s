@@ -515,3 +515,485 @@ te_nobeta:
 te_end:
 	VZEROUPPER
 	RET
+
+// The same kernels reading B in place too (rows ldb floats apart, the 32 columns
+// side by side in each), for weight gradients whose B is a stored activation
+// read once from memory: packing it first cost a pass over it (a 1 MiB hidden
+// layer per expert) with the FMA units idle; here its lines arrive while the
+// first tile computes, and later tiles find them in L2.
+
+// A step reading B in place: B's row p at DI (32 floats), A's at SI; both move
+// on a row. The prefetches fetch A's and B's rows eight steps ahead (R12, R11).
+#define T12B_STEP \
+	PREFETCHT0 (SI)(R12*1);                \
+	PREFETCHT0 47(SI)(R12*1);              \
+	PREFETCHT0 (DI)(R11*1);                \
+	PREFETCHT0 127(DI)(R11*1);             \
+	VMOVUPS (DI), Z24;                     \
+	VMOVUPS 64(DI), Z25;                   \
+	T12_ROW(0, Z26, Z0, Z1);               \
+	T12_ROW(4, Z27, Z2, Z3);               \
+	T12_ROW(8, Z28, Z4, Z5);               \
+	T12_ROW(12, Z29, Z6, Z7);              \
+	T12_ROW(16, Z30, Z8, Z9);              \
+	T12_ROW(20, Z31, Z10, Z11);            \
+	T12_ROW(24, Z26, Z12, Z13);            \
+	T12_ROW(28, Z27, Z14, Z15);            \
+	T12_ROW(32, Z28, Z16, Z17);            \
+	T12_ROW(36, Z29, Z18, Z19);            \
+	T12_ROW(40, Z30, Z20, Z21);            \
+	T12_ROW(44, Z31, Z22, Z23);            \
+	ADDQ R10, SI;                          \
+	ADDQ BX, DI
+
+// func sgemmPanels12x32ZTB(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, pairs int)
+//
+// sgemmPanels12x32ZT with step p reading b[p·ldb .. p·ldb+31].
+TEXT ·sgemmPanels12x32ZTB(SB), NOSPLIT, $0-72
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ R10, R12
+	SHLQ $3, R12 // eight rows ahead
+	MOVQ a+8(FP), R14
+	MOVQ ldc+48(FP), R8
+	SHLQ $2, R8
+	MOVQ c+40(FP), R15
+	MOVQ pairs+64(FP), R13
+	MOVQ ldb+32(FP), BX
+	SHLQ $2, BX
+	MOVQ BX, R11
+	SHLQ $3, R11 // eight rows ahead
+	MOVL beta+60(FP), AX
+	SHLL $1, AX
+	TESTQ R13, R13
+	JEQ b12_alldone
+
+b12_tile:
+	MOVQ k+0(FP), CX
+	MOVQ R14, SI
+	MOVQ b+24(FP), DI
+	MOVQ R15, DX
+	MOVQ DX, R9
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	T12_PFC
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	CMPQ CX, $4
+	JLT b12_tail
+
+b12_loop4:
+	T12B_STEP
+	T12B_STEP
+	T12B_STEP
+	T12B_STEP
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE b12_loop4
+
+b12_tail:
+	TESTQ CX, CX
+	JEQ b12_done
+
+b12_tail1:
+	T12B_STEP
+	DECQ CX
+	JNE b12_tail1
+
+b12_done:
+	CMPL alpha+56(FP), $0x3f800000 // alpha = 1: nothing to scale
+	JEQ b12_scaled
+	VBROADCASTSS alpha+56(FP), Z24
+	VMULPS Z24, Z0, Z0
+	VMULPS Z24, Z1, Z1
+	VMULPS Z24, Z2, Z2
+	VMULPS Z24, Z3, Z3
+	VMULPS Z24, Z4, Z4
+	VMULPS Z24, Z5, Z5
+	VMULPS Z24, Z6, Z6
+	VMULPS Z24, Z7, Z7
+	VMULPS Z24, Z8, Z8
+	VMULPS Z24, Z9, Z9
+	VMULPS Z24, Z10, Z10
+	VMULPS Z24, Z11, Z11
+	VMULPS Z24, Z12, Z12
+	VMULPS Z24, Z13, Z13
+	VMULPS Z24, Z14, Z14
+	VMULPS Z24, Z15, Z15
+	VMULPS Z24, Z16, Z16
+	VMULPS Z24, Z17, Z17
+	VMULPS Z24, Z18, Z18
+	VMULPS Z24, Z19, Z19
+	VMULPS Z24, Z20, Z20
+	VMULPS Z24, Z21, Z21
+	VMULPS Z24, Z22, Z22
+	VMULPS Z24, Z23, Z23
+
+b12_scaled:
+	TESTL AX, AX
+	JEQ b12_nobeta
+	VBROADCASTSS beta+60(FP), Z25
+	T12_STORE_BETA(Z0, Z1)
+	T12_STORE_BETA(Z2, Z3)
+	T12_STORE_BETA(Z4, Z5)
+	T12_STORE_BETA(Z6, Z7)
+	T12_STORE_BETA(Z8, Z9)
+	T12_STORE_BETA(Z10, Z11)
+	T12_STORE_BETA(Z12, Z13)
+	T12_STORE_BETA(Z14, Z15)
+	T12_STORE_BETA(Z16, Z17)
+	T12_STORE_BETA(Z18, Z19)
+	T12_STORE_BETA(Z20, Z21)
+	T12_STORE_BETA(Z22, Z23)
+	JMP b12_next
+
+b12_nobeta:
+	T12_STORE(Z0, Z1)
+	T12_STORE(Z2, Z3)
+	T12_STORE(Z4, Z5)
+	T12_STORE(Z6, Z7)
+	T12_STORE(Z8, Z9)
+	T12_STORE(Z10, Z11)
+	T12_STORE(Z12, Z13)
+	T12_STORE(Z14, Z15)
+	T12_STORE(Z16, Z17)
+	T12_STORE(Z18, Z19)
+	T12_STORE(Z20, Z21)
+	T12_STORE(Z22, Z23)
+
+b12_next:
+	MOVQ DX, R15 // DX is twelve rows on
+	ADDQ $48, R14
+	DECQ R13
+	JNE b12_tile
+
+b12_alldone:
+	VZEROUPPER
+	RET
+
+// The edge kernel's step start with B in place (see T12B_STEP) and its end.
+#define TB_LOADB \
+	PREFETCHT0 (SI)(R12*1);    \
+	PREFETCHT0 47(SI)(R12*1);  \
+	PREFETCHT0 (DI)(R11*1);    \
+	PREFETCHT0 127(DI)(R11*1); \
+	VMOVUPS (DI), Z24;         \
+	VMOVUPS 64(DI), Z25
+
+#define TB_NEXT \
+	ADDQ R10, SI; \
+	ADDQ BX, DI;  \
+	DECQ CX
+
+// func sgemmEdge32ZTB(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, rows int)
+//
+// sgemmEdge32ZT with step p reading b[p·ldb .. p·ldb+31].
+TEXT ·sgemmEdge32ZTB(SB), NOSPLIT, $0-72
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ R10, R12
+	SHLQ $3, R12 // eight rows ahead
+	MOVQ a+8(FP), SI
+	MOVQ b+24(FP), DI
+	MOVQ c+40(FP), DX
+	MOVQ ldc+48(FP), R8
+	SHLQ $2, R8
+	MOVQ k+0(FP), CX
+	MOVQ ldb+32(FP), BX
+	SHLQ $2, BX
+	MOVQ BX, R11
+	SHLQ $3, R11 // eight rows ahead
+	MOVQ rows+64(FP), R13
+	MOVL beta+60(FP), AX
+	SHLL $1, AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	CMPQ R13, $1
+	JEQ be_loop1
+	CMPQ R13, $2
+	JEQ be_loop2
+	CMPQ R13, $3
+	JEQ be_loop3
+	CMPQ R13, $4
+	JEQ be_loop4
+	CMPQ R13, $5
+	JEQ be_loop5
+	CMPQ R13, $6
+	JEQ be_loop6
+	CMPQ R13, $7
+	JEQ be_loop7
+	CMPQ R13, $8
+	JEQ be_loop8
+	CMPQ R13, $9
+	JEQ be_loop9
+	CMPQ R13, $10
+	JEQ be_loop10
+be_loop11:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	T12_ROW(16, Z30, Z8, Z9)
+	T12_ROW(20, Z31, Z10, Z11)
+	T12_ROW(24, Z26, Z12, Z13)
+	T12_ROW(28, Z27, Z14, Z15)
+	T12_ROW(32, Z28, Z16, Z17)
+	T12_ROW(36, Z29, Z18, Z19)
+	T12_ROW(40, Z30, Z20, Z21)
+	TB_NEXT
+	JNE be_loop11
+	JMP be_done
+be_loop10:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	T12_ROW(16, Z30, Z8, Z9)
+	T12_ROW(20, Z31, Z10, Z11)
+	T12_ROW(24, Z26, Z12, Z13)
+	T12_ROW(28, Z27, Z14, Z15)
+	T12_ROW(32, Z28, Z16, Z17)
+	T12_ROW(36, Z29, Z18, Z19)
+	TB_NEXT
+	JNE be_loop10
+	JMP be_done
+be_loop9:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	T12_ROW(16, Z30, Z8, Z9)
+	T12_ROW(20, Z31, Z10, Z11)
+	T12_ROW(24, Z26, Z12, Z13)
+	T12_ROW(28, Z27, Z14, Z15)
+	T12_ROW(32, Z28, Z16, Z17)
+	TB_NEXT
+	JNE be_loop9
+	JMP be_done
+be_loop8:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	T12_ROW(16, Z30, Z8, Z9)
+	T12_ROW(20, Z31, Z10, Z11)
+	T12_ROW(24, Z26, Z12, Z13)
+	T12_ROW(28, Z27, Z14, Z15)
+	TB_NEXT
+	JNE be_loop8
+	JMP be_done
+be_loop7:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	T12_ROW(16, Z30, Z8, Z9)
+	T12_ROW(20, Z31, Z10, Z11)
+	T12_ROW(24, Z26, Z12, Z13)
+	TB_NEXT
+	JNE be_loop7
+	JMP be_done
+be_loop6:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	T12_ROW(16, Z30, Z8, Z9)
+	T12_ROW(20, Z31, Z10, Z11)
+	TB_NEXT
+	JNE be_loop6
+	JMP be_done
+be_loop5:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	T12_ROW(16, Z30, Z8, Z9)
+	TB_NEXT
+	JNE be_loop5
+	JMP be_done
+be_loop4:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	T12_ROW(12, Z29, Z6, Z7)
+	TB_NEXT
+	JNE be_loop4
+	JMP be_done
+be_loop3:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	T12_ROW(8, Z28, Z4, Z5)
+	TB_NEXT
+	JNE be_loop3
+	JMP be_done
+be_loop2:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	T12_ROW(4, Z27, Z2, Z3)
+	TB_NEXT
+	JNE be_loop2
+	JMP be_done
+be_loop1:
+	TB_LOADB
+	T12_ROW(0, Z26, Z0, Z1)
+	TB_NEXT
+	JNE be_loop1
+	JMP be_done
+be_done:
+	CMPL alpha+56(FP), $0x3f800000 // alpha = 1: nothing to scale
+	JEQ be_scaled
+	VBROADCASTSS alpha+56(FP), Z24
+	VMULPS Z24, Z0, Z0
+	VMULPS Z24, Z1, Z1
+	VMULPS Z24, Z2, Z2
+	VMULPS Z24, Z3, Z3
+	VMULPS Z24, Z4, Z4
+	VMULPS Z24, Z5, Z5
+	VMULPS Z24, Z6, Z6
+	VMULPS Z24, Z7, Z7
+	VMULPS Z24, Z8, Z8
+	VMULPS Z24, Z9, Z9
+	VMULPS Z24, Z10, Z10
+	VMULPS Z24, Z11, Z11
+	VMULPS Z24, Z12, Z12
+	VMULPS Z24, Z13, Z13
+	VMULPS Z24, Z14, Z14
+	VMULPS Z24, Z15, Z15
+	VMULPS Z24, Z16, Z16
+	VMULPS Z24, Z17, Z17
+	VMULPS Z24, Z18, Z18
+	VMULPS Z24, Z19, Z19
+	VMULPS Z24, Z20, Z20
+	VMULPS Z24, Z21, Z21
+be_scaled:
+	TESTL AX, AX
+	JEQ be_nobeta
+	VBROADCASTSS beta+60(FP), Z25
+	T12_STORE_BETA(Z0, Z1)
+	CMPQ R13, $1
+	JEQ be_end
+	T12_STORE_BETA(Z2, Z3)
+	CMPQ R13, $2
+	JEQ be_end
+	T12_STORE_BETA(Z4, Z5)
+	CMPQ R13, $3
+	JEQ be_end
+	T12_STORE_BETA(Z6, Z7)
+	CMPQ R13, $4
+	JEQ be_end
+	T12_STORE_BETA(Z8, Z9)
+	CMPQ R13, $5
+	JEQ be_end
+	T12_STORE_BETA(Z10, Z11)
+	CMPQ R13, $6
+	JEQ be_end
+	T12_STORE_BETA(Z12, Z13)
+	CMPQ R13, $7
+	JEQ be_end
+	T12_STORE_BETA(Z14, Z15)
+	CMPQ R13, $8
+	JEQ be_end
+	T12_STORE_BETA(Z16, Z17)
+	CMPQ R13, $9
+	JEQ be_end
+	T12_STORE_BETA(Z18, Z19)
+	CMPQ R13, $10
+	JEQ be_end
+	T12_STORE_BETA(Z20, Z21)
+	JMP be_end
+be_nobeta:
+	T12_STORE(Z0, Z1)
+	CMPQ R13, $1
+	JEQ be_end
+	T12_STORE(Z2, Z3)
+	CMPQ R13, $2
+	JEQ be_end
+	T12_STORE(Z4, Z5)
+	CMPQ R13, $3
+	JEQ be_end
+	T12_STORE(Z6, Z7)
+	CMPQ R13, $4
+	JEQ be_end
+	T12_STORE(Z8, Z9)
+	CMPQ R13, $5
+	JEQ be_end
+	T12_STORE(Z10, Z11)
+	CMPQ R13, $6
+	JEQ be_end
+	T12_STORE(Z12, Z13)
+	CMPQ R13, $7
+	JEQ be_end
+	T12_STORE(Z14, Z15)
+	CMPQ R13, $8
+	JEQ be_end
+	T12_STORE(Z16, Z17)
+	CMPQ R13, $9
+	JEQ be_end
+	T12_STORE(Z18, Z19)
+	CMPQ R13, $10
+	JEQ be_end
+	T12_STORE(Z20, Z21)
+be_end:
+	VZEROUPPER
+	RET

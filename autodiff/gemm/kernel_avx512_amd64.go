@@ -29,6 +29,12 @@ func sgemmPanels12x32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alph
 func sgemmEdge32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, rows int)
 
 //go:noescape
+func sgemmPanels12x32ZTB(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, pairs int)
+
+//go:noescape
+func sgemmEdge32ZTB(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, rows int)
+
+//go:noescape
 func sgemmPanels6x32ZA(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 // avx512Available reports whether the AVX-512 kernels can run here.
@@ -37,10 +43,10 @@ func avx512Available() bool { return asmAvailable() && cpu.X86.HasAVX512F }
 // useAVX512 installs the AVX-512 kernels in asmBlocking (on) or removes them.
 func useAVX512(on bool) {
 	if on && avx512Available() {
-		asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.rows2AT, asmBlocking.edge2 = asmPanels2, asmPanels2A, asmRows2AT, asmEdge2
+		asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.rows2AT, asmBlocking.rows2ATB, asmBlocking.edge2 = asmPanels2, asmPanels2A, asmRows2AT, asmRows2ATB, asmEdge2
 		return
 	}
-	asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.rows2AT, asmBlocking.edge2 = nil, nil, nil, nil
+	asmBlocking.panels2, asmBlocking.panels2A, asmBlocking.rows2AT, asmBlocking.rows2ATB, asmBlocking.edge2 = nil, nil, nil, nil, nil
 }
 
 func init() { useAVX512(os.Getenv("MLXTRAIN_GEMM_AVX512") != "off") }
@@ -87,6 +93,24 @@ func asmRows2AT(k int, a []float32, lda int, b, c []float32, ldc int, alpha, bet
 	}
 	if r := rows - 12*pairs; r > 0 {
 		sgemmEdge32ZT(k, &a[12*pairs], lda, &b[0], &c[12*pairs*ldc], ldc, alpha, beta, r)
+	}
+}
+
+// asmRows2ATB is asmRows2AT reading B in place too: step p reads the 32
+// floats b[p·ldb:].
+func asmRows2ATB(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32, rows int) {
+	if rows <= 0 {
+		return
+	}
+	_ = a[(k-1)*lda+rows-1]
+	_ = b[(k-1)*ldb+31]
+	_ = c[(rows-1)*ldc+31]
+	pairs := rows / 12
+	if pairs > 0 {
+		sgemmPanels12x32ZTB(k, &a[0], lda, &b[0], ldb, &c[0], ldc, alpha, beta, pairs)
+	}
+	if r := rows - 12*pairs; r > 0 {
+		sgemmEdge32ZTB(k, &a[12*pairs], lda, &b[0], ldb, &c[12*pairs*ldc], ldc, alpha, beta, r)
 	}
 }
 

@@ -42,6 +42,9 @@ type blocking struct {
 	// gradients' Aᵀ·B) read in place: step p of a tile reads side-by-side
 	// floats of row p of a; no rows are packed, not even a partial last tile's.
 	rows2AT func(k int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, rows int)
+	// rows2ATB, when set, is rows2AT reading a row-major B in place too (step
+	// p reads 2·nr floats of row p of b, ldb apart).
+	rows2ATB func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32, rows int)
 	// edge2, when set, computes the first rows (0 < rows < mr) of a 2·nr-column
 	// strip of C from a packed, zero-padded A panel and two adjacent B panels,
 	// writing C in place: the last, partial row panel of a block.
@@ -95,6 +98,10 @@ const MinParallelWork = 1 << 23
 // directA lets the assembly path read a row-major A in place (kernelA) instead
 // of packing it; tests and benchmarks turn it off to compare.
 var directA = true
+
+// directB lets a weight gradient's assembly path read a row-major B in place
+// (rows2ATB) instead of packing it; tests and benchmarks turn it off to compare.
+var directB = true
 
 // parallelMinWork is MinParallelWork; tests lower it to run the parallel code on
 // small products.
@@ -202,6 +209,10 @@ func packedSgemmW(s *blocking, workers int, transA, transB bool, m, n, k int, al
 	job := packedJob{s: s, transA: transA, transB: transB, m: m, k: k, kcs: kcs, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, ep: ep}
 	job.directB = !transB && m <= mr && s.kernelStrided != nil
 	job.directA = !transA && !job.directB && s.kernelA != nil && directA
+	// A weight gradient whose column panels all pair up reads B in place as
+	// well as A when the workers share out rows (every tiles call then covers
+	// whole slabs).
+	job.directAB = transA && !transB && !job.directB && directA && directB && s.rows2AT != nil && s.rows2ATB != nil && n%(2*nr) == 0
 	if workers == 1 {
 		bp := getBuf(&bPool, bpLen)
 		defer bPool.Put(bp)
@@ -218,6 +229,7 @@ func packedSgemmW(s *blocking, workers int, transA, transB bool, m, n, k int, al
 	defer bPool.Put(bps[0])
 	defer bPool.Put(bps[1])
 	byRows := (m+mr-1)/mr >= 2*workers || m >= n
+	job.directAB = job.directAB && byRows
 	next := make([]atomic.Int64, len(steps)) // the next block of each step's tiles
 	bar := newBarrier(workers)
 	runWorkers(workers, bar, func(w int) {
@@ -274,15 +286,19 @@ type packedJob struct {
 	a, b, c        []float32
 	lda, ldb, ldc  int
 	packedStep
-	bp      []float32
-	directB bool     // full panels of B are read in place; only a partial last one is packed
-	directA bool     // full panels of A are read in place; only a partial last one is packed
-	ep      Epilogue // finishes blocks of C after their last depth slice, or nil
+	bp       []float32
+	directB  bool     // full panels of B are read in place; only a partial last one is packed
+	directAB bool     // a transposed A and B are both read in place (rows2ATB); nothing is packed
+	directA  bool     // full panels of A are read in place; only a partial last one is packed
+	ep       Epilogue // finishes blocks of C after their last depth slice, or nil
 }
 
 // packB packs B's panels [lo, hi) of the current block.
 func (j *packedJob) packB(lo, hi int) {
 	nr, kc := j.s.nr, j.kc
+	if j.directAB {
+		return
+	}
 	if j.directB {
 		last := j.panels - 1
 		if j.nc%nr == 0 || last < lo || last >= hi {
@@ -327,6 +343,10 @@ func (j *packedJob) tiles(i0, i1, jlo, jhi int) {
 			pair := cols == nr && !j.directB && jr+2*nr <= jhi // this panel and the next are full
 			if jr == skip {
 				ir = skipRows
+			} else if j.directAB {
+				// B's two panels in place too.
+				s.rows2ATB(kc, j.a[j.pc*j.lda+ic:], j.lda, j.b[j.pc*j.ldb+j.jc+jr:], j.ldb, c[ic*ldc+j.jc+jr:], ldc, alpha, beta, mc)
+				ir, skip, skipRows = mc, jr+nr, mc
 			} else if pair && directAT {
 				// The whole column of both panels, A read in place.
 				s.rows2AT(kc, j.a[j.pc*j.lda+ic:], j.lda, j.bp[(jr/nr)*kc*nr:][:2*kc*nr], c[ic*ldc+j.jc+jr:], ldc, alpha, beta, mc)

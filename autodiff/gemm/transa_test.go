@@ -9,11 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestGemmTransposedAInPlace checks the AVX-512 kernel reading a transposed A in
-// place (rows2AT): the same bits as with A packed (directA off), and the
-// reference's values, on weight-gradient shapes (several depth slices, m with 0
-// to 11 rows past the last full 12-row tile, column counts that pair up or not,
-// padded leading dimensions, α ≠ 1, β ≠ 0) on 1, 2 and 3 workers.
+// TestGemmTransposedAInPlace checks the AVX-512 kernels reading a transposed A in
+// place (rows2AT), and B too (rows2ATB): the same bits as with A and B packed
+// (directA off), and the reference's values, on weight-gradient shapes (several
+// depth slices, m with 0 to 11 rows past the last full 12-row tile, column
+// counts that pair up or not, padded leading dimensions, α ≠ 1, β ≠ 0) on 1, 2
+// and 3 workers.
 func TestGemmTransposedAInPlace(t *testing.T) {
 	if !avx512Available() {
 		t.Skip("no AVX-512 on this CPU")
@@ -33,15 +34,17 @@ func TestGemmTransposedAInPlace(t *testing.T) {
 			rng := rand.New(rand.NewPCG(23, uint64(threads)))
 			for _, c := range cases {
 				o := makeOperands(rng, c)
-				run := func(inPlace bool) []float32 {
-					old := directA
-					directA = inPlace
-					defer func() { directA = old }()
+				run := func(inPlaceA, inPlaceB bool) []float32 {
+					oldA, oldB := directA, directB
+					directA, directB = inPlaceA, inPlaceB
+					defer func() { directA, directB = oldA, oldB }()
 					cc := append([]float32(nil), o.c...)
 					SgemmPath(metal.PathAsm, c.transA, c.transB, c.m, c.n, c.k, c.alpha, o.a, o.lda, o.b, o.ldb, c.beta, cc, o.ldc)
 					return cc
 				}
-				require.Equal(t, run(false), run(true), "%+v", c)
+				packed := run(false, false)
+				require.Equal(t, packed, run(true, false), "A in place: %+v", c)
+				require.Equal(t, packed, run(true, true), "A and B in place: %+v", c)
 				checkAgainstReference(t, rng, c, func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
 					SgemmPath(metal.PathAsm, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
 				})
