@@ -562,7 +562,7 @@ TEXT ·sgemmPanels12x32ZTB(SB), NOSPLIT, $0-72
 	MOVQ ldb+32(FP), BX
 	SHLQ $2, BX
 	MOVQ BX, R11
-	SHLQ $3, R11 // eight rows ahead
+	SHLQ $4, R11 // sixteen rows ahead
 	MOVL beta+60(FP), AX
 	SHLL $1, AX
 	TESTQ R13, R13
@@ -733,7 +733,7 @@ TEXT ·sgemmEdge32ZTB(SB), NOSPLIT, $0-72
 	MOVQ ldb+32(FP), BX
 	SHLQ $2, BX
 	MOVQ BX, R11
-	SHLQ $3, R11 // eight rows ahead
+	SHLQ $4, R11 // sixteen rows ahead
 	MOVQ rows+64(FP), R13
 	MOVL beta+60(FP), AX
 	SHLL $1, AX
