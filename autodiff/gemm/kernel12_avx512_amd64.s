@@ -523,7 +523,8 @@ te_end:
 // first tile computes, and later tiles find them in L2.
 
 // A step reading B in place: B's row p at DI (32 floats), A's at SI; both move
-// on a row. The prefetches fetch A's and B's rows eight steps ahead (R12, R11).
+// on a row. The prefetches fetch A's row eight steps ahead (R12) and B's
+// sixteen (R11), as B may come from memory.
 #define T12B_STEP \
 	PREFETCHT0 (SI)(R12*1);                \
 	PREFETCHT0 47(SI)(R12*1);              \
