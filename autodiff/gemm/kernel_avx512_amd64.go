@@ -11,16 +11,15 @@ import (
 // double-pumped (the same FLOPs per cycle as 256-bit ones), they need half the
 // loads per FMA of the 6×16 AVX2 kernel. They run where the CPU and OS support
 // AVX-512F, unless MLXTRAIN_GEMM_AVX512=off; the AVX2 kernels do the rest (edge
-// tiles, a last odd panel).
+// tiles, a last odd panel). The weight gradients Aᵀ·B run 12×32 tiles instead
+// (kernel12_avx512_amd64.s), reading the stored A and a row-major B in place:
+// twelve side-by-side floats of A and one B row pair per 24 FMAs.
 
 //go:noescape
 func sgemmPanels6x32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 //go:noescape
 func sgemmEdge32Z(k int, a, b, c *float32, ldc int, alpha, beta float32, rows int)
-
-//go:noescape
-func sgemmPanels6x32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, panels int)
 
 //go:noescape
 func sgemmPanels12x32ZT(k int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, pairs int)
