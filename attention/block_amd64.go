@@ -36,7 +36,7 @@ func strip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k
 }
 
 // tileMulAsm runs tileMul on the AVX2 strips when the CPU and the shape allow it.
-func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
+func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool, pf *prefetchQueue) bool {
 	if n%8 != 0 || k == 0 || !vecmath.AVX2FMA {
 		return false
 	}
@@ -50,6 +50,7 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 	}
 	i := 0
 	for ; i+4 <= m; i += 4 {
+		pf.step()
 		strip4(&c[i*ldc], ldc, &a[i*ars], ars, acs, &b[0], ldb, n, k, alpha, flag)
 	}
 	if i < m {
@@ -57,6 +58,7 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 		var pa [4 * 128]float32
 		var pc [4 * 128]float32
 		rest := m - i
+		pf.step()
 		if k > 128 || n > 128 {
 			tileMulGo(c[i*ldc:], ldc, a[i*ars:], ars, acs, b, ldb, rest, n, k, alpha, acc)
 			return true

@@ -80,6 +80,7 @@ type tiledFwdScratch struct {
 	m, l, s, acc, qc, vc []float32
 	kt                   []float32 // the tile's keys transposed (see oneKeyTile), or nil
 	lo, hi               []int
+	pf                   prefetchQueue // the next unit's rows
 }
 
 // tiledForwardG is tiledForward on a geometry whose views may be any strides
@@ -114,6 +115,7 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 		i0 := qb * flashQBlock
 		// The workers take units in turn: this one's next is about a
 		// worker count further on.
+		w.pf.reset(prefetchLinesFwd)
 		if next := u + min(metal.Threads(), nqb*heads); oneKeyTile(d) && next < nqb*heads {
 			// The next unit's rows into L2 while this one computes (in a
 			// training step they come from L3 or memory: the gathers and
@@ -121,18 +123,19 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 			qb, b, h := nqb-1-next%nqb, (next/nqb)/d.QHeads, (next/nqb)%d.QHeads
 			i0 := qb * flashQBlock
 			i1 := min(i0+flashQBlock, d.QLen)
-			prefetchL2(q, g.qv.at(b, i0, h), g.qv.s, i1-i0, d.HeadDim)
+			w.pf.add(q, g.qv.at(b, i0, h), g.qv.s, i1-i0, d.HeadDim)
+			w.pf.add(out, g.ov.at(b, i0, h), g.ov.s, i1-i0, d.VDim)
 			ulo, _ := g.sp.rows(i0)
 			_, uhi := g.sp.rows(i1 - 1)
 			if hk := h / g.group; uhi > ulo {
-				prefetchL2(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
-				prefetchL2(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
+				w.pf.add(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
+				w.pf.add(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
 			}
 			// The store's tile too: the score strips write it (a read
 			// prefetch of a line no other core holds lets the write go
 			// ahead without a miss).
 			if len(ps) > 0 {
-				prefetchTile(g, ps[next*pTileLen(d):], i0, i1)
+				prefetchTile(&w.pf, g, ps[next*pTileLen(d):], i0, i1)
 			}
 		}
 		var tp []float32
@@ -140,6 +143,7 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 			tp = ps[u*pTileLen(d):][:pTileLen(d)]
 		}
 		tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
+		w.pf.flush()
 	})
 }
 
@@ -265,7 +269,7 @@ func stripCols(hi []int, r0, r1 int) int {
 // gradient) rows of width dim, b the transposed keys (or values) of the tile,
 // rows ldb apart; each strip of rows only over the columns it needs (rounded up to
 // 8: b is padded), consecutive strips of one width in one call.
-func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows int, alpha float32) {
+func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows int, alpha float32, pf *prefetchQueue) {
 	for r0 := 0; r0 < rows; {
 		n := roundUp8(stripCols(hi, r0, min(r0+stripRows, rows)))
 		r1 := min(r0+stripRows, rows)
@@ -273,7 +277,7 @@ func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows i
 			r1 = min(r1+stripRows, rows)
 		}
 		if n > 0 {
-			tileMul(s[r0*tiledKBlock:], tiledKBlock, a[r0*dim:], dim, 1, b, ldb, r1-r0, n, dim, alpha, false)
+			tileMulPF(s[r0*tiledKBlock:], tiledKBlock, a[r0*dim:], dim, 1, b, ldb, r1-r0, n, dim, alpha, false, pf)
 		}
 		r0 = r1
 	}
@@ -284,7 +288,7 @@ func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows i
 // rows of b (width n, rows ldb apart) to c (rows ldc apart). When set is not nil
 // it says which strips of c hold a value already: the others are written, not
 // added to, and then marked.
-func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int, set []bool) {
+func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int, set []bool, pf *prefetchQueue) {
 	acc := func(r0 int) bool { return set == nil || set[r0/stripRows] }
 	for r0 := 0; r0 < rows; {
 		r1 := min(r0+stripRows, rows)
@@ -295,7 +299,7 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []
 			r1 = min(r1+stripRows, rows)
 		}
 		if k > 0 {
-			tileMul(c[r0*ldc:], ldc, p[r0*tiledKBlock:], tiledKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0))
+			tileMulPF(c[r0*ldc:], ldc, p[r0*tiledKBlock:], tiledKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0), pf)
 			if set != nil {
 				for r := r0; r < r1; r += stripRows {
 					set[r/stripRows] = true
@@ -310,7 +314,7 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []
 // the transposed p (rows × keys, rows tiledKBlock apart) with b (a row per query
 // row, width n, rows ldb apart) to c (a row per key, rows ldc apart), over the
 // query rows that see one of the strip's keys only.
-func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int) {
+func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int, pf *prefetchQueue) {
 	// The rows [p0, p1) that see one of keys [j0, j1): both ends of the visible
 	// range are non-decreasing in the row, so both bounds only move forward as
 	// the strips go right. last is the first row past those that see any key.
@@ -344,7 +348,7 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 			j1 = min(j1+stripRows, nk)
 		}
 		if p0 < p1 {
-			tileMul(c[j0*ldc:], ldc, p[p0*tiledKBlock+j0:], 1, tiledKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true)
+			tileMulPF(c[j0*ldc:], ldc, p[p0*tiledKBlock+j0:], 1, tiledKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true, pf)
 		}
 		j0, p0, p1 = j1, q0, q1
 	}
@@ -383,10 +387,21 @@ func pTileLen(d Dims) int { return flashQBlock * tiledKBlock }
 
 // prefetchTile prefetches into L2 the part of a store tile (rows i0…i1 of
 // its query tile) that the strips of a causal or full mask reach.
-func prefetchTile(g geometry[float32], tile []float32, i0, i1 int) {
-	for r := i0; r < i1; r++ {
-		if lo, hi := g.sp.rows(r); hi > lo {
-			prefetchL2(tile, (r-i0)*tiledKBlock, 0, 1, min(roundUp8(hi), tiledKBlock))
+func prefetchTile(pf *prefetchQueue, g geometry[float32], tile []float32, i0, i1 int) {
+	// Consecutive rows as wide, one range.
+	r0, w0 := i0, 0
+	for r := i0; r <= i1; r++ {
+		w := 0
+		if r < i1 {
+			if lo, hi := g.sp.rows(r); hi > lo {
+				w = min(roundUp8(hi), tiledKBlock)
+			}
+		}
+		if r == i1 || w != w0 {
+			if w0 > 0 {
+				pf.add(tile, (r0-i0)*tiledKBlock, tiledKBlock, r-r0, w0)
+			}
+			r0, w0 = r, w
 		}
 	}
 }
@@ -433,9 +448,9 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 		if oneKeyTile(d) {
 			ldl := ldT(nk)
 			transposeTile(w.kt, ldl, k, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
-			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, hi, rows, g.scale)
+			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, hi, rows, g.scale, &w.pf)
 		} else {
-			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
+			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale, &w.pf)
 		}
 		for r0 := 0; r0 < rows; r0 += stripRows {
 			r1 := min(r0+stripRows, rows)
@@ -481,7 +496,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 				}
 			}
 		}
-		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
+		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil, &w.pf)
 	}
 	var rowLSE []float32
 	if lse != nil {
@@ -649,28 +664,30 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		// key block that reaches a strip of rows writes it, later ones add to
 		// it, and strips no key of this part reaches are cleared at the end.
 		clear(w.dqSet)
+		w.pf.reset(prefetchLinesBwd)
 		if next := u + min(metal.Threads(), units); oneKeyTile(d) && parts == 1 && next < units {
 			// The next unit's rows into L2 while this one computes, as
 			// forward: its keys, values, queries, output gradients and
 			// stored probabilities.
 			b, hk := next/d.KVHeads, next%d.KVHeads
-			prefetchL2(k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
-			prefetchL2(v, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
+			w.pf.add(k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			w.pf.add(v, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
 			for h := hk * g.group; h < (hk+1)*g.group; h++ {
-				prefetchL2(q, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
-				prefetchL2(dout, g.ov.at(b, 0, h), g.ov.s, d.QLen, d.VDim)
-				prefetchL2(dq, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
+				w.pf.add(q, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
+				w.pf.add(dout, g.ov.at(b, 0, h), g.ov.s, d.QLen, d.VDim)
+				w.pf.add(dq, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
 				for i0 := 0; len(ps) > 0 && i0 < d.QLen; i0 += flashQBlock {
-					prefetchTile(g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
+					prefetchTile(&w.pf, g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
 				}
 			}
-			prefetchL2(dk, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
-			prefetchL2(dv, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
+			w.pf.add(dk, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			w.pf.add(dv, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
 		}
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * tiledKBlock
 			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, v, kt, vt, dout, lse, delta, ps, b, hk, j0, min(j0+tiledKBlock, d.KLen))
 		}
+		w.pf.flush()
 		nqs := (d.QLen + stripRows - 1) / stripRows
 		for i, set := range w.dqSet {
 			if set {
@@ -699,7 +716,8 @@ type tiledScratch struct {
 	p, ds, qc, oc, kc, dk, dv []float32
 	kt, vt                    []float32 // the block's keys and values transposed (see oneKeyTile), or nil
 	lo, hi                    []int
-	dqSet                     []bool // (query head in the group, strip of 4 query rows) written
+	dqSet                     []bool        // (query head in the group, strip of 4 query rows) written
+	pf                        prefetchQueue // the next unit's rows
 }
 
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
@@ -749,9 +767,9 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			if stored { // the forward's probabilities of this tile, read in place
 				p = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:rows*tiledKBlock]
 			} else {
-				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
+				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale, &w.pf)
 			}
-			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
+			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1, &w.pf)
 			for r0 := 0; r0 < rows; r0 += stripRows {
 				r1 := min(r0+stripRows, rows)
 				// Whole vectors of the scores scoreStrips computed, which covers
@@ -804,9 +822,9 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			// dQ = dS·K over each strip's keys; dK = dSᵀ·Q and dV = Pᵀ·dO over the
 			// query rows that see each strip of keys.
 			nqs := (d.QLen + stripRows - 1) / stripRows
-			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, hi, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:])
-			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk)
-			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk)
+			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, hi, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:], &w.pf)
+			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk, &w.pf)
+			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk, &w.pf)
 		}
 	}
 	scatter(dk, g.kv.at(b, j0, hk), g.kv.s, gk, d.HeadDim, nk)
@@ -1140,6 +1158,12 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 // matrix when ars is 1) and B (k×n) with rows ldb apart. Strides are in
 // elements. The AVX2 strips take it when n is a multiple of 8; gemm the rest.
 func tileMul(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) {
+	tileMulPF(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc, nil)
+}
+
+// tileMulPF is tileMul issuing a step of pf (when not nil) before each strip
+// of rows.
+func tileMulPF(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool, pf *prefetchQueue) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -1151,9 +1175,10 @@ func tileMul(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, 
 		}
 		return
 	}
-	if tileMulAsm(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc) {
+	if tileMulAsm(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc, pf) {
 		return
 	}
+	pf.step()
 	beta := float32(0)
 	if acc {
 		beta = 1

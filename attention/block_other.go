@@ -5,7 +5,7 @@ package attention
 // avx512 selects AVX-512 kernels, which only amd64 has.
 var avx512 = false
 
-func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
+func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool, pf *prefetchQueue) bool {
 	return false
 }
 
