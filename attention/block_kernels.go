@@ -79,9 +79,15 @@ func tiledForward(out, lse, q, k, v, ps []float32, d Dims, opt Options) {
 type tiledFwdScratch struct {
 	m, l, s, acc, qc, vc []float32
 	kt                   []float32 // the tile's keys transposed (see oneKeyTile), or nil
+	ktBuf                []float32 // kt's storage, kept in the pool
 	lo, hi               []int
 	pf                   prefetchQueue // the next unit's rows
 }
+
+// The workers' scratch of the tiled kernels, kept between calls: fresh
+// allocations cost their zeroing and, being cold, their misses, in every
+// attention of every step.
+var tiledFwdPool, tiledBwdPool sync.Pool
 
 // tiledForwardG is tiledForward on a geometry whose views may be any strides
 // (packed q, k and v). It writes the keys transposed into kt (see transposeKV;
@@ -95,17 +101,24 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 	}
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
-	parallelUnits(nqb*heads, func() *tiledFwdScratch {
-		w := &tiledFwdScratch{
-			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
-			s: make([]float32, flashQBlock*tiledKBlock), acc: make([]float32, flashQBlock*d.VDim),
-			qc: make([]float32, flashQBlock*d.HeadDim), vc: make([]float32, tiledKBlock*d.VDim),
-			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
+	parallelUnitsRelease(nqb*heads, func() *tiledFwdScratch {
+		w, _ := tiledFwdPool.Get().(*tiledFwdScratch)
+		if w == nil {
+			w = new(tiledFwdScratch)
 		}
+		w.m, w.l = resize(w.m, flashQBlock), resize(w.l, flashQBlock)
+		w.s, w.acc = resize(w.s, flashQBlock*tiledKBlock), resize(w.acc, flashQBlock*d.VDim)
+		w.qc, w.vc = resize(w.qc, flashQBlock*d.HeadDim), resize(w.vc, tiledKBlock*d.VDim)
+		w.lo, w.hi = resize(w.lo, flashQBlock), resize(w.hi, flashQBlock)
+		w.kt = nil
 		if oneKeyTile(d) {
-			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
+			w.ktBuf = resize(w.ktBuf, d.HeadDim*ldT(tiledKBlock))
+			w.kt = w.ktBuf
 		}
 		return w
+	}, func(w *tiledFwdScratch) {
+		w.pf.reset(1)
+		tiledFwdPool.Put(w)
 	}, func(w *tiledFwdScratch, u int) {
 		// A head's query tiles one after the other, the last (which sees the
 		// most keys under a causal mask) first: the keys and values the next
@@ -643,20 +656,27 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	for c := 1; c < parts; c++ {
 		dqs[c] = make([]float32, len(dq))
 	}
-	parallelUnits(units*parts, func() *tiledScratch {
-		w := &tiledScratch{
-			p: make([]float32, flashQBlock*tiledKBlock), ds: make([]float32, flashQBlock*tiledKBlock),
-			qc: make([]float32, flashQBlock*d.HeadDim), oc: make([]float32, flashQBlock*d.VDim),
-			kc: make([]float32, tiledKBlock*d.HeadDim),
-			dk: make([]float32, tiledKBlock*d.HeadDim), dv: make([]float32, tiledKBlock*d.VDim),
-			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
-			dqSet: make([]bool, g.group*((d.QLen+stripRows-1)/stripRows)),
+	parallelUnitsRelease(units*parts, func() *tiledScratch {
+		w, _ := tiledBwdPool.Get().(*tiledScratch)
+		if w == nil {
+			w = new(tiledScratch)
 		}
+		w.p, w.ds = resize(w.p, flashQBlock*tiledKBlock), resize(w.ds, flashQBlock*tiledKBlock)
+		w.qc, w.oc = resize(w.qc, flashQBlock*d.HeadDim), resize(w.oc, flashQBlock*d.VDim)
+		w.kc = resize(w.kc, tiledKBlock*d.HeadDim)
+		w.dk, w.dv = resize(w.dk, tiledKBlock*d.HeadDim), resize(w.dv, tiledKBlock*d.VDim)
+		w.lo, w.hi = resize(w.lo, flashQBlock), resize(w.hi, flashQBlock)
+		w.dqSet = resize(w.dqSet, g.group*((d.QLen+stripRows-1)/stripRows))
+		w.kt, w.vt = nil, nil
 		if oneKeyTile(d) {
-			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
-			w.vt = make([]float32, d.VDim*ldT(tiledKBlock))
+			w.ktBuf = resize(w.ktBuf, d.HeadDim*ldT(tiledKBlock))
+			w.vtBuf = resize(w.vtBuf, d.VDim*ldT(tiledKBlock))
+			w.kt, w.vt = w.ktBuf, w.vtBuf
 		}
 		return w
+	}, func(w *tiledScratch) {
+		w.pf.reset(1)
+		tiledBwdPool.Put(w)
 	}, func(w *tiledScratch, u int) {
 		c := u % parts
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
@@ -715,6 +735,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 type tiledScratch struct {
 	p, ds, qc, oc, kc, dk, dv []float32
 	kt, vt                    []float32 // the block's keys and values transposed (see oneKeyTile), or nil
+	ktBuf, vtBuf              []float32 // their storage, kept in the pool
 	lo, hi                    []int
 	dqSet                     []bool        // (query head in the group, strip of 4 query rows) written
 	pf                        prefetchQueue // the next unit's rows
@@ -842,15 +863,13 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 		start = time.Now()
 	}
 	out := autodiff.Empty(autodiff.Float32, d.outShape(opt.Layout)...)
-	var lse []float32
-	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
-		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
-	}
+	tracked := q.Tape() != nil || k.Tape() != nil || v.Tape() != nil
 	g := newGeometry[float32](d, opt)
 	saved, kt := transposedKeys(d)
-	saved, ps := probStore(d, opt, lse != nil, saved...)
-	if ps != nil {
-		lse = nil // the backward reads the stored probabilities instead
+	saved, ps := probStore(d, opt, tracked, saved...)
+	var lse []float32
+	if tracked && ps == nil { // else the backward reads the stored probabilities
+		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
 	}
 	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt, ps)
 	if !start.IsZero() {
@@ -1120,15 +1139,12 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 		start = time.Now()
 	}
 	out := autodiff.Empty(autodiff.Float32, bs, seq, heads, headDim)
-	var lse []float32
-	if qkv.Tape() != nil {
-		lse = make([]float32, bs*heads*seq)
-	}
 	x := qkv.Float32s()
 	saved, kt := transposedKeys(d)
-	saved, ps := probStore(d, opt, lse != nil, saved...)
-	if ps != nil {
-		lse = nil // the backward reads the stored probabilities instead
+	saved, ps := probStore(d, opt, qkv.Tape() != nil, saved...)
+	var lse []float32
+	if qkv.Tape() != nil && ps == nil { // else the backward reads the stored probabilities
+		lse = make([]float32, bs*heads*seq)
 	}
 	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt, ps)
 	if !start.IsZero() {

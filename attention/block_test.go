@@ -12,6 +12,7 @@ import (
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // TestTiledMatchesReference runs the GEMM-tile kernels over the flash test cases
@@ -537,5 +538,36 @@ func TestProbStoreOnlyWhenMostlyUsed(t *testing.T) {
 			assert.GreaterOrEqual(t, 4*used, len(ps), "%+v", c)
 			saved[0].Release()
 		}
+	}
+}
+
+// The tiled kernels take their workers' scratch from pools: stale values there
+// (NaN here, in scratch larger than the cases need) must never reach a result.
+func TestTiledPooledScratchIsWrittenFirst(t *testing.T) {
+	poison := func() {
+		const big = 4 * flashQBlock * tiledKBlock
+		for range 4 {
+			f := &tiledFwdScratch{
+				m: nans(big), l: nans(big), s: nans(big), acc: nans(big), qc: nans(big), vc: nans(big),
+				ktBuf: nans(big), lo: make([]int, big), hi: make([]int, big),
+			}
+			b := &tiledScratch{
+				p: nans(big), ds: nans(big), qc: nans(big), oc: nans(big), kc: nans(big), dk: nans(big), dv: nans(big),
+				ktBuf: nans(big), vtBuf: nans(big), lo: make([]int, big), hi: make([]int, big), dqSet: make([]bool, big),
+			}
+			for i := range big {
+				f.lo[i], f.hi[i], b.lo[i], b.hi[i], b.dqSet[i] = -1, 1<<30, -1, 1<<30, true
+			}
+			tiledFwdPool.Put(f)
+			tiledBwdPool.Put(b)
+		}
+	}
+	for _, threads := range []int{1, 2, 3} {
+		t.Run(fmt.Sprint(threads, " threads"), func(t *testing.T) {
+			defer metal.SetThreads(metal.Threads())
+			metal.SetThreads(threads)
+			poison()
+			testTiledMatchesReference(t, tileEdgeCases)
+		})
 	}
 }
