@@ -478,14 +478,14 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 					fill(row[hi[r]:], negInf[float32]())
 				}
 				mNew, sums := [4]float32(m[r0:r1]), [4]float32{}
-				vecmath.SoftmaxRows4(s[r0*tiledKBlock:], tiledKBlock, cols, &mNew, &sums)
+				vecmath.SoftmaxRows4Z(s[r0*tiledKBlock:], tiledKBlock, cols, &mNew, &sums)
 				for i := range stripRows {
 					rescaleRow(acc, d.VDim, m, l, r0+i, mNew[i], sums[i])
 				}
 				if tp != nil {
 					// One tile: the sums are the softmax denominators.
 					inv := [4]float32{1 / l[r0], 1 / l[r0+1], 1 / l[r0+2], 1 / l[r0+3]}
-					vecmath.ScaleRows4(s[r0*tiledKBlock:], tiledKBlock, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
+					vecmath.ScaleRows4Z(s[r0*tiledKBlock:], tiledKBlock, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
 				}
 				continue
 			}
@@ -800,7 +800,7 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				if stored {
 					if r1-r0 == stripRows {
 						var rd [4]float32
-						vecmath.SoftmaxGradPDeltaRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
+						vecmath.SoftmaxGradPDeltaRows4Z(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
 						continue
 					}
 					for r := r0; r < r1; r++ {

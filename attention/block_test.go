@@ -47,10 +47,10 @@ func TestTiledTileEdges(t *testing.T) {
 // through gemm.
 func bothPaths(t *testing.T, f func(t *testing.T)) {
 	t.Run("simd", f)
-	if avx512 {
-		avx512 = false
+	if z, vz := avx512, vecmath.AVX512; z || vz {
+		avx512, vecmath.AVX512 = false, false
 		t.Run("avx2", f)
-		avx512 = true
+		avx512, vecmath.AVX512 = z, vz
 	}
 	if vecmath.AVX2FMA {
 		vecmath.AVX2FMA = false
