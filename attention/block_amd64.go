@@ -35,6 +35,17 @@ func strip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k
 	tileStrip4(c, ldc, a, ars, acs, b, ldb, n, k, alpha, acc)
 }
 
+// stripsFast reports whether tileMul's strips of n columns run on the
+// assembly kernels.
+func stripsFast(n int) bool { return n%8 == 0 && vecmath.AVX2FMA }
+
+// tileMulBounds panics: the operands of a tileMul do not hold its shape.
+//
+//go:noinline
+func tileMulBounds(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int) {
+	panic(fmt.Sprintf("attention: tileMul: %d×%d×%d with strides a %d,%d b %d c %d on %d, %d, %d elements", m, n, k, ars, acs, ldb, ldc, len(a), len(b), len(c)))
+}
+
 // tileMulAsm runs tileMul on the AVX2 strips when the CPU and the shape allow it.
 func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool, pf *prefetchQueue) bool {
 	if n%8 != 0 || k == 0 || !vecmath.AVX2FMA {
@@ -42,7 +53,7 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 	}
 	// Bounds, checked once here: the assembly does not.
 	if last := (m-1)*ars + (k-1)*acs; last >= len(a) || (k-1)*ldb+n > len(b) || (m-1)*ldc+n > len(c) {
-		panic(fmt.Sprintf("attention: tileMul: %d×%d×%d with strides a %d,%d b %d c %d on %d, %d, %d elements", m, n, k, ars, acs, ldb, ldc, len(a), len(b), len(c)))
+		tileMulBounds(c, ldc, a, ars, acs, b, ldb, m, n, k)
 	}
 	flag := 0
 	if acc {

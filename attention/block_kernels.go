@@ -1180,6 +1180,23 @@ func tileMul(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, 
 // tileMulPF is tileMul issuing a step of pf (when not nil) before each strip
 // of rows.
 func tileMulPF(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool, pf *prefetchQueue) {
+	if m > 0 && m%stripRows == 0 && k > 0 && stripsFast(n) {
+		// The common case, kept lean (it runs some ten thousand times an
+		// attention of the tiny GPT): whole strips on the assembly kernel.
+		// Bounds, checked once here: the assembly does not.
+		if (m-1)*ars+(k-1)*acs >= len(a) || (k-1)*ldb+n > len(b) || (m-1)*ldc+n > len(c) {
+			tileMulBounds(c, ldc, a, ars, acs, b, ldb, m, n, k)
+		}
+		flag := 0
+		if acc {
+			flag = 1
+		}
+		for i := 0; i < m; i += stripRows {
+			pf.step()
+			strip4(&c[i*ldc], ldc, &a[i*ars], ars, acs, &b[0], ldb, n, k, alpha, flag)
+		}
+		return
+	}
 	if m == 0 || n == 0 {
 		return
 	}

@@ -18,3 +18,11 @@ func copyRowsAsm(dst []float32, doff, ldd int, src []float32, soff, lds, width, 
 func prefetch(s []float32, off, stride, rows, width int) {}
 
 func prefetchL2(s []float32, off, stride, rows, width int) {}
+
+func stripsFast(n int) bool { return false }
+
+func tileMulBounds(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int) {}
+
+func strip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int) {
+	panic("attention: no strip kernels off amd64")
+}

@@ -38,10 +38,9 @@ func (q *prefetchQueue) add(s []float32, off, stride, rows, width int) {
 
 // step issues the next q.lines cache lines (whole rows: at least one row).
 func (q *prefetchQueue) step() {
-	if q == nil {
-		return
+	if q != nil && q.at < len(q.items) {
+		q.issue(q.lines)
 	}
-	q.issue(q.lines)
 }
 
 // issue prefetches rows from the queue until about lines cache lines went out.
