@@ -161,3 +161,8 @@ func prefetchL2(s []float32, off, stride, rows, width int) {
 	}
 	prefetchL2Rows(&s[off], stride, rows, width)
 }
+
+// prefetchL2Inside is prefetchL2 on rows known to lie inside s.
+func prefetchL2Inside(s []float32, off, stride, rows, width int) {
+	prefetchL2Rows(&s[off], stride, rows, width)
+}

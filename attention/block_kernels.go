@@ -78,9 +78,9 @@ func tiledForward(out, lse, q, k, v, ps []float32, d Dims, opt Options) {
 // tile's first key).
 type tiledFwdScratch struct {
 	m, l, s, acc, qc, vc []float32
-	kt                   []float32 // the tile's keys transposed (see oneKeyTile), or nil
-	ktBuf                []float32 // kt's storage, kept in the pool
-	lo, hi               []int
+	kt                   []float32     // the tile's keys transposed (see oneKeyTile), or nil
+	ktBuf                []float32     // kt's storage, kept in the pool
+	vis                  visCache      // the keys each row sees
 	pf                   prefetchQueue // the next unit's rows
 }
 
@@ -109,7 +109,7 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 		w.m, w.l = resize(w.m, flashQBlock), resize(w.l, flashQBlock)
 		w.s, w.acc = resize(w.s, flashQBlock*tiledKBlock), resize(w.acc, flashQBlock*d.VDim)
 		w.qc, w.vc = resize(w.qc, flashQBlock*d.HeadDim), resize(w.vc, tiledKBlock*d.VDim)
-		w.lo, w.hi = resize(w.lo, flashQBlock), resize(w.hi, flashQBlock)
+		w.vis.reset()
 		w.kt = nil
 		if oneKeyTile(d) {
 			w.ktBuf = resize(w.ktBuf, d.HeadDim*ldT(tiledKBlock))
@@ -277,16 +277,59 @@ func stripCols(hi []int, r0, r1 int) int {
 	return c
 }
 
+// visTile is what geometry.visible gives for the rows [i0, i0+rows) and keys
+// [j0, j1) of a tile, and the stripCols of each of its strips of rows (sc).
+type visTile struct {
+	i0, rows, j0, j1 int
+	lo, hi, sc       []int
+}
+
+// visCache keeps a worker's last two visTiles: they depend on where a tile
+// lies, not on its head, and a worker alternates between two query tiles of a
+// head (forward) or runs the same ones for each head (backward).
+type visCache struct {
+	t    [2]visTile
+	next int
+}
+
+// reset forgets the tiles (the geometry may change).
+func (c *visCache) reset() {
+	for i := range c.t {
+		c.t[i].rows = -1
+	}
+}
+
+// get returns the visTile of rows [i0, i0+rows) and keys [j0, j1) under g,
+// valid until the second get after it.
+func (c *visCache) get(g geometry[float32], i0, rows, j0, j1 int) *visTile {
+	for i := range c.t {
+		if t := &c.t[i]; t.rows == rows && t.i0 == i0 && t.j0 == j0 && t.j1 == j1 {
+			return t
+		}
+	}
+	t := &c.t[c.next]
+	c.next ^= 1
+	t.i0, t.rows, t.j0, t.j1 = i0, rows, j0, j1
+	t.lo, t.hi = resize(t.lo, rows), resize(t.hi, rows)
+	t.sc = resize(t.sc, (rows+stripRows-1)/stripRows)
+	g.visible(t.lo, t.hi, i0, rows, j0, j1)
+	for s := range t.sc {
+		t.sc[s] = stripCols(t.hi, s*stripRows, min(s*stripRows+stripRows, rows))
+	}
+	return t
+}
+
 // scoreStrips sets the scores s (rows × ≤tiledKBlock, rows tiledKBlock apart) of the
 // rows [0, rows) of a tile to alpha·a·b: a the rows' contiguous query (or output
 // gradient) rows of width dim, b the transposed keys (or values) of the tile,
 // rows ldb apart; each strip of rows only over the columns it needs (rounded up to
-// 8: b is padded), consecutive strips of one width in one call.
-func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows int, alpha float32, pf *prefetchQueue) {
+// 8: b is padded; sc holds the stripCols of each strip), consecutive strips of
+// one width in one call.
+func scoreStrips(s, a []float32, dim int, b []float32, ldb int, sc []int, rows int, alpha float32, pf *prefetchQueue) {
 	for r0 := 0; r0 < rows; {
-		n := roundUp8(stripCols(hi, r0, min(r0+stripRows, rows)))
+		n := roundUp8(sc[r0/stripRows])
 		r1 := min(r0+stripRows, rows)
-		for r1 < rows && roundUp8(stripCols(hi, r1, min(r1+stripRows, rows))) == n {
+		for r1 < rows && roundUp8(sc[r1/stripRows]) == n {
 			r1 = min(r1+stripRows, rows)
 		}
 		if n > 0 {
@@ -300,15 +343,15 @@ func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows i
 // of p (rows tiledKBlock apart) over the keys the strip needs with the first
 // rows of b (width n, rows ldb apart) to c (rows ldc apart). When set is not nil
 // it says which strips of c hold a value already: the others are written, not
-// added to, and then marked.
-func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int, set []bool, pf *prefetchQueue) {
+// added to, and then marked. sc holds the stripCols of each strip.
+func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, sc []int, rows int, set []bool, pf *prefetchQueue) {
 	acc := func(r0 int) bool { return set == nil || set[r0/stripRows] }
 	for r0 := 0; r0 < rows; {
 		r1 := min(r0+stripRows, rows)
-		k := stripCols(hi, r0, r1)
+		k := sc[r0/stripRows]
 		// Consecutive strips over as many keys, all written or all added to: one
 		// call.
-		for r1 < rows && stripCols(hi, r1, min(r1+stripRows, rows)) == k && acc(r1) == acc(r0) {
+		for r1 < rows && sc[r1/stripRows] == k && acc(r1) == acc(r0) {
 			r1 = min(r1+stripRows, rows)
 		}
 		if k > 0 {
@@ -432,7 +475,6 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 	rows := i1 - i0
 	ldk := ldT(d.KLen)
 	m, l, acc := w.m[:rows], w.l[:rows], w.acc[:rows*d.VDim]
-	lo, hi := w.lo[:rows], w.hi[:rows]
 	for r := range rows {
 		m[r], l[r] = negInf[float32](), 0
 	}
@@ -457,18 +499,19 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 			// normalised in place before P·V.
 			s = tp[:rows*tiledKBlock]
 		}
-		g.visible(lo, hi, i0, rows, j0, j1)
+		vis := w.vis.get(g, i0, rows, j0, j1)
+		lo, hi := vis.lo, vis.hi
 		if oneKeyTile(d) {
 			ldl := ldT(nk)
 			transposeTile(w.kt, ldl, k, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
-			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, hi, rows, g.scale, &w.pf)
+			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, vis.sc, rows, g.scale, &w.pf)
 		} else {
-			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale, &w.pf)
+			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, vis.sc, rows, g.scale, &w.pf)
 		}
 		for r0 := 0; r0 < rows; r0 += stripRows {
 			r1 := min(r0+stripRows, rows)
 			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
-			cols := roundUp8(stripCols(hi, r0, r1))
+			cols := roundUp8(vis.sc[r0/stripRows])
 			if r1-r0 == stripRows && allSee(lo[r0:r1], hi[r0:r1]) {
 				// A whole strip of rows that each see a key: the four rows
 				// at once (their latencies overlap).
@@ -509,7 +552,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 				}
 			}
 		}
-		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil, &w.pf)
+		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, vis.sc, rows, nil, &w.pf)
 	}
 	var rowLSE []float32
 	if lse != nil {
@@ -665,7 +708,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		w.qc, w.oc = resize(w.qc, flashQBlock*d.HeadDim), resize(w.oc, flashQBlock*d.VDim)
 		w.kc = resize(w.kc, tiledKBlock*d.HeadDim)
 		w.dk, w.dv = resize(w.dk, tiledKBlock*d.HeadDim), resize(w.dv, tiledKBlock*d.VDim)
-		w.lo, w.hi = resize(w.lo, flashQBlock), resize(w.hi, flashQBlock)
+		w.vis.reset()
 		w.dqSet = resize(w.dqSet, g.group*((d.QLen+stripRows-1)/stripRows))
 		w.kt, w.vt = nil, nil
 		if oneKeyTile(d) {
@@ -734,9 +777,9 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 // hold a value.
 type tiledScratch struct {
 	p, ds, qc, oc, kc, dk, dv []float32
-	kt, vt                    []float32 // the block's keys and values transposed (see oneKeyTile), or nil
-	ktBuf, vtBuf              []float32 // their storage, kept in the pool
-	lo, hi                    []int
+	kt, vt                    []float32     // the block's keys and values transposed (see oneKeyTile), or nil
+	ktBuf, vtBuf              []float32     // their storage, kept in the pool
+	vis                       visCache      // the keys each row sees
 	dqSet                     []bool        // (query head in the group, strip of 4 query rows) written
 	pf                        prefetchQueue // the next unit's rows
 }
@@ -778,8 +821,8 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				continue
 			}
 			rows := i1 - i0
-			lo, hi := w.lo[:rows], w.hi[:rows]
-			g.visible(lo, hi, i0, rows, j0, j1)
+			vis := w.vis.get(g, i0, rows, j0, j1)
+			lo, hi := vis.lo, vis.hi
 			qc, oc := w.qc[:rows*d.HeadDim], w.oc[:rows*d.VDim]
 			gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 			gather(oc, d.VDim, dout, g.ov.at(b, i0, h), g.ov.s, rows)
@@ -788,15 +831,15 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			if stored { // the forward's probabilities of this tile, read in place
 				p = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:rows*tiledKBlock]
 			} else {
-				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale, &w.pf)
+				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, vis.sc, rows, g.scale, &w.pf)
 			}
-			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1, &w.pf)
+			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, vis.sc, rows, 1, &w.pf)
 			for r0 := 0; r0 < rows; r0 += stripRows {
 				r1 := min(r0+stripRows, rows)
 				// Whole vectors of the scores scoreStrips computed, which covers
 				// the strips of keys keyStrips reads a row over (those of which
 				// it sees one).
-				cols := roundUp8(stripCols(hi, r0, r1))
+				cols := roundUp8(vis.sc[r0/stripRows])
 				if stored {
 					if r1-r0 == stripRows {
 						var rd [4]float32
@@ -843,7 +886,7 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			// dQ = dS·K over each strip's keys; dK = dSᵀ·Q and dV = Pᵀ·dO over the
 			// query rows that see each strip of keys.
 			nqs := (d.QLen + stripRows - 1) / stripRows
-			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, hi, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:], &w.pf)
+			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, vis.sc, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:], &w.pf)
 			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk, &w.pf)
 			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk, &w.pf)
 		}

@@ -26,3 +26,5 @@ func tileMulBounds(c []float32, ldc int, a []float32, ars, acs int, b []float32,
 func strip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int) {
 	panic("attention: no strip kernels off amd64")
 }
+
+func prefetchL2Inside(s []float32, off, stride, rows, width int) {}

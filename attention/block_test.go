@@ -549,14 +549,20 @@ func TestTiledPooledScratchIsWrittenFirst(t *testing.T) {
 		for range 4 {
 			f := &tiledFwdScratch{
 				m: nans(big), l: nans(big), s: nans(big), acc: nans(big), qc: nans(big), vc: nans(big),
-				ktBuf: nans(big), lo: make([]int, big), hi: make([]int, big),
+				ktBuf: nans(big),
 			}
 			b := &tiledScratch{
 				p: nans(big), ds: nans(big), qc: nans(big), oc: nans(big), kc: nans(big), dk: nans(big), dv: nans(big),
-				ktBuf: nans(big), vtBuf: nans(big), lo: make([]int, big), hi: make([]int, big), dqSet: make([]bool, big),
+				ktBuf: nans(big), vtBuf: nans(big), dqSet: make([]bool, big),
 			}
 			for i := range big {
-				f.lo[i], f.hi[i], b.lo[i], b.hi[i], b.dqSet[i] = -1, 1<<30, -1, 1<<30, true
+				b.dqSet[i] = true
+			}
+			// Cached visible ranges of tiles the cases have, all wrong.
+			for _, c := range []*visCache{&f.vis, &b.vis} {
+				for i := range c.t {
+					c.t[i] = visTile{i0: 0, rows: 64 - i*57, j0: 0, j1: 64 - i*57, lo: make([]int, 64), hi: make([]int, 64), sc: make([]int, 16)}
+				}
 			}
 			tiledFwdPool.Put(f)
 			tiledBwdPool.Put(b)

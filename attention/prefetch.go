@@ -12,13 +12,14 @@ type prefetchQueue struct {
 	lines int // cache lines a strip issues (see step)
 }
 
-// prefetchRange is rows rows of width floats, stride apart in s from off.
+// prefetchRange is rows rows of width floats, stride apart in s from off (all
+// inside s), each spanning per cache lines (at least), step rows a step.
 type prefetchRange struct {
-	s                        []float32
-	off, stride, rows, width int
+	s                                   []float32
+	off, stride, rows, width, per, step int
 }
 
-// reset empties the queue and sets the lines issued a step.
+// reset empties the queue and sets the lines issued a step (before add).
 func (q *prefetchQueue) reset(lines int) {
 	clear(q.items) // drop the references to the tensors
 	q.items, q.at, q.lines = q.items[:0], 0, max(lines, 1)
@@ -33,7 +34,8 @@ func (q *prefetchQueue) add(s []float32, off, stride, rows, width int) {
 	if rows <= 0 || width <= 0 || off < 0 || off+width > len(s) {
 		return
 	}
-	q.items = append(q.items, prefetchRange{s, off, stride, rows, width})
+	per := (width + 15) / 16
+	q.items = append(q.items, prefetchRange{s, off, stride, rows, width, per, max(1, q.lines/per)})
 }
 
 // step issues the next q.lines cache lines (whole rows: at least one row).
@@ -43,16 +45,19 @@ func (q *prefetchQueue) step() {
 	}
 }
 
-// issue prefetches rows from the queue until about lines cache lines went out.
+// issue prefetches rows from the queue until about lines cache lines went out
+// (lines is q.lines: a range's step is the rows of that many lines).
 func (q *prefetchQueue) issue(lines int) {
 	for lines > 0 && q.at < len(q.items) {
 		it := &q.items[q.at]
-		per := (it.width + 15) / 16 // lines a row spans (at least)
-		n := min(it.rows, max(1, lines/per))
-		prefetchL2(it.s, it.off, it.stride, n, it.width)
+		n := min(it.rows, it.step)
+		if lines < q.lines { // what is left of a step after another range
+			n = min(n, max(1, lines/it.per))
+		}
+		prefetchL2Inside(it.s, it.off, it.stride, n, it.width)
 		it.off += n * it.stride
 		it.rows -= n
-		lines -= n * per
+		lines -= n * it.per
 		if it.rows == 0 {
 			it.s = nil
 			q.at++
@@ -64,7 +69,7 @@ func (q *prefetchQueue) issue(lines int) {
 func (q *prefetchQueue) flush() {
 	for q.at < len(q.items) {
 		it := &q.items[q.at]
-		prefetchL2(it.s, it.off, it.stride, it.rows, it.width)
+		prefetchL2Inside(it.s, it.off, it.stride, it.rows, it.width)
 		it.s = nil
 		q.at++
 	}

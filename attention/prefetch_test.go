@@ -20,7 +20,8 @@ func TestPrefetchQueue(t *testing.T) {
 	q.add(s, 999, 1, 1, 1)    // the last element
 	q.add(s[:0], 0, 1, 0, 1)  // empty
 	require.Len(t, q.items, 3)
-	assert.Equal(t, prefetchRange{s, 0, 100, 10, 32}, q.items[0])
+	it := q.items[0]
+	assert.Equal(t, [6]int{0, 100, 10, 32, 2, 2}, [6]int{it.off, it.stride, it.rows, it.width, it.per, it.step})
 	rows := 0
 	for range 100 {
 		at, left := q.at, 0
