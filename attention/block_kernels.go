@@ -136,20 +136,21 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 			qb, b, h := nqb-1-next%nqb, (next/nqb)/d.QHeads, (next/nqb)%d.QHeads
 			i0 := qb * flashQBlock
 			i1 := min(i0+flashQBlock, d.QLen)
+			// In the order the unit needs them: its query rows, values and
+			// keys, the store's tile (the score strips write it: a read
+			// prefetch of a line no other core holds lets the write go
+			// ahead without a miss), the output rows (written last).
 			w.pf.add(q, g.qv.at(b, i0, h), g.qv.s, i1-i0, d.HeadDim)
-			w.pf.add(out, g.ov.at(b, i0, h), g.ov.s, i1-i0, d.VDim)
 			ulo, _ := g.sp.rows(i0)
 			_, uhi := g.sp.rows(i1 - 1)
 			if hk := h / g.group; uhi > ulo {
-				w.pf.add(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
 				w.pf.add(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
+				w.pf.add(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
 			}
-			// The store's tile too: the score strips write it (a read
-			// prefetch of a line no other core holds lets the write go
-			// ahead without a miss).
 			if len(ps) > 0 {
 				prefetchTile(&w.pf, g, ps[next*pTileLen(d):], i0, i1)
 			}
+			w.pf.add(out, g.ov.at(b, i0, h), g.ov.s, i1-i0, d.VDim)
 		}
 		var tp []float32
 		if len(ps) > 0 {
