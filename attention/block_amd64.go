@@ -162,7 +162,8 @@ func prefetchL2(s []float32, off, stride, rows, width int) {
 	prefetchL2Rows(&s[off], stride, rows, width)
 }
 
-// prefetchL2Inside is prefetchL2 on rows known to lie inside s.
-func prefetchL2Inside(s []float32, off, stride, rows, width int) {
-	prefetchL2Rows(&s[off], stride, rows, width)
-}
+// prefetchL2Addr is prefetchL2Rows from the address p (a hint: any address
+// will do).
+//
+//go:noescape
+func prefetchL2Addr(p uintptr, stride, rows, width int)

@@ -27,4 +27,4 @@ func strip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k
 	panic("attention: no strip kernels off amd64")
 }
 
-func prefetchL2Inside(s []float32, off, stride, rows, width int) {}
+func prefetchL2Addr(p uintptr, stride, rows, width int) {}

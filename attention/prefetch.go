@@ -1,5 +1,7 @@
 package attention
 
+import "unsafe"
+
 // prefetchQueue holds rows a work unit fetches into L2 for the unit after it,
 // issued a few cache lines at a time between the strips of its products (see
 // tileMulPF) rather than all at once: a burst of a few thousand prefetches fills
@@ -12,16 +14,18 @@ type prefetchQueue struct {
 	lines int // cache lines a strip issues (see step)
 }
 
-// prefetchRange is rows rows of width floats, stride apart in s from off (all
-// inside s), each spanning per cache lines (at least), step rows a step.
+// prefetchRange is rows rows of width floats from address p, stride floats
+// apart, each spanning per cache lines (at least), step rows a step. The address
+// is kept as an integer: a range holds no pointer for the garbage collector to
+// trace or clear (the tensors it points into outlive the unit; a prefetch of an
+// address that is no longer mapped would be dropped anyway, never fault).
 type prefetchRange struct {
-	s                                   []float32
-	off, stride, rows, width, per, step int
+	p                              uintptr
+	stride, rows, width, per, step int
 }
 
 // reset empties the queue and sets the lines issued a step (before add).
 func (q *prefetchQueue) reset(lines int) {
-	clear(q.items) // drop the references to the tensors
 	q.items, q.at, q.lines = q.items[:0], 0, max(lines, 1)
 }
 
@@ -35,7 +39,7 @@ func (q *prefetchQueue) add(s []float32, off, stride, rows, width int) {
 		return
 	}
 	per := (width + 15) / 16
-	q.items = append(q.items, prefetchRange{s, off, stride, rows, width, per, max(1, q.lines/per)})
+	q.items = append(q.items, prefetchRange{uintptr(unsafe.Pointer(&s[off])), stride, rows, width, per, max(1, q.lines/per)})
 }
 
 // step issues the next q.lines cache lines (whole rows: at least one row).
@@ -54,12 +58,11 @@ func (q *prefetchQueue) issue(lines int) {
 		if lines < q.lines { // what is left of a step after another range
 			n = min(n, max(1, lines/it.per))
 		}
-		prefetchL2Inside(it.s, it.off, it.stride, n, it.width)
-		it.off += n * it.stride
+		prefetchL2Addr(it.p, it.stride, n, it.width)
+		it.p += uintptr(4 * n * it.stride)
 		it.rows -= n
 		lines -= n * it.per
 		if it.rows == 0 {
-			it.s = nil
 			q.at++
 		}
 	}
@@ -69,8 +72,7 @@ func (q *prefetchQueue) issue(lines int) {
 func (q *prefetchQueue) flush() {
 	for q.at < len(q.items) {
 		it := &q.items[q.at]
-		prefetchL2Inside(it.s, it.off, it.stride, it.rows, it.width)
-		it.s = nil
+		prefetchL2Addr(it.p, it.stride, it.rows, it.width)
 		q.at++
 	}
 }
