@@ -147,14 +147,26 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 				w.pf.add(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
 				w.pf.add(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
 			}
-			if len(ps) > 0 {
-				prefetchTile(&w.pf, g, ps[next*pTileLen(d):], i0, i1)
-			}
 			w.pf.add(out, g.ov.at(b, i0, h), g.ov.s, i1-i0, d.VDim)
+			if len(ps) > 0 && next+min(metal.Threads(), nqb*heads) < nqb*heads {
+				// The store's tile of the unit after that, a unit early:
+				// the score strips write it first thing.
+				next += min(metal.Threads(), nqb*heads)
+				qb := nqb - 1 - next%nqb
+				i0 := qb * flashQBlock
+				prefetchTile(&w.pf, g, ps[next*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
+			}
 		}
 		var tp []float32
 		if len(ps) > 0 {
 			tp = ps[u*pTileLen(d):][:pTileLen(d)]
+			if step := min(metal.Threads(), nqb*heads); u < step && oneKeyTile(d) && u+step < nqb*heads {
+				// A worker's first unit: the next one's tile, which no unit
+				// before prefetched.
+				next := u + step
+				qb := nqb - 1 - next%nqb
+				prefetchTile(&w.pf, g, ps[next*pTileLen(d):], qb*flashQBlock, min(qb*flashQBlock+flashQBlock, d.QLen))
+			}
 		}
 		tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
 		w.pf.flush()
