@@ -81,6 +81,7 @@ type tiledFwdScratch struct {
 	kt                   []float32     // the tile's keys transposed (see oneKeyTile), or nil
 	ktBuf                []float32     // kt's storage, kept in the pool
 	vis                  visCache      // the keys each row sees
+	accSet               []bool        // strips of acc written (one key tile)
 	pf                   prefetchQueue // the next unit's rows
 }
 
@@ -110,6 +111,7 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 		w.s, w.acc = resize(w.s, flashQBlock*tiledKBlock), resize(w.acc, flashQBlock*d.VDim)
 		w.qc, w.vc = resize(w.qc, flashQBlock*d.HeadDim), resize(w.vc, tiledKBlock*d.VDim)
 		w.vis.reset()
+		w.accSet = resize(w.accSet, flashQBlock/stripRows)
 		w.kt = nil
 		if oneKeyTile(d) {
 			w.ktBuf = resize(w.ktBuf, d.HeadDim*ldT(tiledKBlock))
@@ -382,8 +384,11 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, sc []
 // keyStrips adds, for each strip of the keys [0, nk) of a tile, the product of
 // the transposed p (rows × keys, rows tiledKBlock apart) with b (a row per query
 // row, width n, rows ldb apart) to c (a row per key, rows ldc apart), over the
-// query rows that see one of the strip's keys only.
-func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int, pf *prefetchQueue) {
+// query rows that see one of the strip's keys only. When set is not nil it says
+// which strips of c hold a value already: the others are written, not added
+// to, and then marked.
+func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int, set []bool, pf *prefetchQueue) {
+	acc := func(j0 int) bool { return set == nil || set[j0/stripRows] }
 	// The rows [p0, p1) that see one of keys [j0, j1): both ends of the visible
 	// range are non-decreasing in the row, so both bounds only move forward as
 	// the strips go right. last is the first row past those that see any key.
@@ -411,13 +416,18 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 				break
 			}
 			q0, q1 = seen(j1, min(j1+stripRows, nk))
-			if q0 != p0 || q1 != p1 {
+			if q0 != p0 || q1 != p1 || acc(j1) != acc(j0) {
 				break
 			}
 			j1 = min(j1+stripRows, nk)
 		}
 		if p0 < p1 {
-			tileMulPF(c[j0*ldc:], ldc, p[p0*tiledKBlock+j0:], 1, tiledKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true, pf)
+			tileMulPF(c[j0*ldc:], ldc, p[p0*tiledKBlock+j0:], 1, tiledKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, acc(j0), pf)
+			if set != nil {
+				for j := j0; j < j1; j += stripRows {
+					set[j/stripRows] = true
+				}
+			}
 		}
 		j0, p0, p1 = j1, q0, q1
 	}
@@ -491,13 +501,23 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 	for r := range rows {
 		m[r], l[r] = negInf[float32](), 0
 	}
-	clear(acc)
+	ulo, _ := g.sp.rows(i0)
+	_, uhi := g.sp.rows(i1 - 1)
+	// With one key tile (a training step's usual case) P·V writes each
+	// strip of acc that sees a key rather than adding to zeros (a row that
+	// sees none is not read: finishRows clears its output); with more, the
+	// online softmax adds tile after tile.
+	var accSet []bool
+	if uhi-ulo <= tiledKBlock {
+		accSet = w.accSet[:(rows+stripRows-1)/stripRows]
+		clear(accSet)
+	} else {
+		clear(acc)
+	}
 	// The output rows are written last; fetch them while the tile is computed.
 	prefetch(out, g.ov.at(b, i0, h), g.ov.s, rows, d.VDim)
 	qc := w.qc[:rows*d.HeadDim]
 	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
-	ulo, _ := g.sp.rows(i0)
-	_, uhi := g.sp.rows(i1 - 1)
 	if tp != nil && (ulo != 0 || uhi > tiledKBlock) {
 		panic(fmt.Sprintf("attention: tiled forward: a probability store for keys [%d, %d)", ulo, uhi))
 	}
@@ -565,7 +585,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 				}
 			}
 		}
-		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, vis.sc, rows, nil, &w.pf)
+		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, vis.sc, rows, accSet, &w.pf)
 	}
 	var rowLSE []float32
 	if lse != nil {
@@ -723,6 +743,7 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		w.dk, w.dv = resize(w.dk, tiledKBlock*d.HeadDim), resize(w.dv, tiledKBlock*d.VDim)
 		w.vis.reset()
 		w.dqSet = resize(w.dqSet, g.group*((d.QLen+stripRows-1)/stripRows))
+		w.dkSet, w.dvSet = resize(w.dkSet, tiledKBlock/stripRows), resize(w.dvSet, tiledKBlock/stripRows)
 		w.kt, w.vt = nil, nil
 		if oneKeyTile(d) {
 			w.ktBuf = resize(w.ktBuf, d.HeadDim*ldT(tiledKBlock))
@@ -794,6 +815,7 @@ type tiledScratch struct {
 	ktBuf, vtBuf              []float32     // their storage, kept in the pool
 	vis                       visCache      // the keys each row sees
 	dqSet                     []bool        // (query head in the group, strip of 4 query rows) written
+	dkSet, dvSet              []bool        // strips of 4 keys of the block whose dk, dv rows are written
 	pf                        prefetchQueue // the next unit's rows
 }
 
@@ -819,8 +841,13 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 		transposeTile(vt, ldk, v, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
 	}
 	gk, gv := w.dk[:nk*d.HeadDim], w.dv[:nk*d.VDim]
-	clear(gk)
-	clear(gv)
+	// The first product that reaches a strip of keys writes its rows of gk
+	// and gv, later ones add to them; strips none reaches are cleared at the
+	// end.
+	nks := (nk + stripRows - 1) / stripRows
+	dkSet, dvSet := w.dkSet[:nks], w.dvSet[:nks]
+	clear(dkSet)
+	clear(dvSet)
 	// dk and dv are written last; fetch their rows while the block is computed.
 	prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
 	prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
@@ -900,8 +927,17 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			// query rows that see each strip of keys.
 			nqs := (d.QLen + stripRows - 1) / stripRows
 			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, vis.sc, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:], &w.pf)
-			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk, &w.pf)
-			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk, &w.pf)
+			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk, dkSet, &w.pf)
+			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk, dvSet, &w.pf)
+		}
+	}
+	for i := range nks {
+		k0, k1 := i*stripRows, min(i*stripRows+stripRows, nk)
+		if !dkSet[i] {
+			clear(gk[k0*d.HeadDim : k1*d.HeadDim])
+		}
+		if !dvSet[i] {
+			clear(gv[k0*d.VDim : k1*d.VDim])
 		}
 	}
 	scatter(dk, g.kv.at(b, j0, hk), g.kv.s, gk, d.HeadDim, nk)

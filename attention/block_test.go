@@ -549,14 +549,14 @@ func TestTiledPooledScratchIsWrittenFirst(t *testing.T) {
 		for range 4 {
 			f := &tiledFwdScratch{
 				m: nans(big), l: nans(big), s: nans(big), acc: nans(big), qc: nans(big), vc: nans(big),
-				ktBuf: nans(big),
+				ktBuf: nans(big), accSet: make([]bool, big),
 			}
 			b := &tiledScratch{
 				p: nans(big), ds: nans(big), qc: nans(big), oc: nans(big), kc: nans(big), dk: nans(big), dv: nans(big),
-				ktBuf: nans(big), vtBuf: nans(big), dqSet: make([]bool, big),
+				ktBuf: nans(big), vtBuf: nans(big), dqSet: make([]bool, big), dkSet: make([]bool, big), dvSet: make([]bool, big),
 			}
 			for i := range big {
-				b.dqSet[i] = true
+				f.accSet[i], b.dqSet[i], b.dkSet[i], b.dvSet[i] = true, true, true, true
 			}
 			// Cached visible ranges of tiles the cases have, all wrong.
 			for _, c := range []*visCache{&f.vis, &b.vis} {
