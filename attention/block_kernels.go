@@ -627,6 +627,17 @@ func rescaleRow(acc []float32, width int, m, l []float32, r int, mNew, sum float
 // tile loop, the compiler spilled this loop's variables to the stack on every
 // element.
 func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, lse []float32, normalized bool) {
+	if normalized && lse == nil {
+		// The rows as they are, in one pass, then zeros over those that saw
+		// no key.
+		scatter(out, off, stride, acc, width, len(l))
+		for r, lr := range l {
+			if lr == 0 {
+				clear(out[off+r*stride:][:width])
+			}
+		}
+		return
+	}
 	for r, lr := range l {
 		o := out[off+r*stride:][:width]
 		if lr == 0 {
