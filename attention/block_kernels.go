@@ -102,7 +102,7 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 	}
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
-	parallelUnitsRelease(nqb*heads, func() *tiledFwdScratch {
+	newWorker := func() *tiledFwdScratch {
 		w, _ := tiledFwdPool.Get().(*tiledFwdScratch)
 		if w == nil {
 			w = new(tiledFwdScratch)
@@ -118,59 +118,83 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 			w.kt = w.ktBuf
 		}
 		return w
-	}, func(w *tiledFwdScratch) {
+	}
+	release := func(w *tiledFwdScratch) {
 		w.pf.reset(1)
 		tiledFwdPool.Put(w)
-	}, func(w *tiledFwdScratch, u int) {
-		// A head's query tiles one after the other, the last (which sees the
-		// most keys under a causal mask) first: the keys and values the next
-		// reads are still in cache.
-		qb := nqb - 1 - u%nqb
-		b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
-		i0 := qb * flashQBlock
-		// The workers take units in turn: this one's next is about a
-		// worker count further on.
+	}
+	if !oneKeyTile(d) {
+		parallelUnitsRelease(nqb*heads, newWorker, release, func(w *tiledFwdScratch, u int) {
+			qb := nqb - 1 - u%nqb
+			b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
+			i0 := qb * flashQBlock
+			tiledForwardBlock(g, w, out, lse, q, k, kt, v, nil, false, b, h, i0, min(i0+flashQBlock, d.QLen))
+		})
+		return
+	}
+	// One key tile: a unit is a key/value head of a batch row, its keys
+	// transposed and values gathered once for every query tile of every
+	// query head of its group (the last tile, which sees the most keys
+	// under a causal mask, first).
+	units := d.Batch * d.KVHeads
+	step := min(metal.Threads(), units) // the workers take units in turn
+	// storeTiles queues the store tiles of unit un.
+	storeTiles := func(w *tiledFwdScratch, un int) {
+		b, hk := un/d.KVHeads, un%d.KVHeads
+		for h := hk * g.group; h < (hk+1)*g.group; h++ {
+			for qb := nqb - 1; qb >= 0; qb-- {
+				i0 := qb * flashQBlock
+				prefetchTile(&w.pf, g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
+			}
+		}
+	}
+	parallelUnitsRelease(units, newWorker, release, func(w *tiledFwdScratch, u int) {
+		b, hk := u/d.KVHeads, u%d.KVHeads
 		w.pf.reset(prefetchLinesFwd)
-		if next := u + min(metal.Threads(), nqb*heads); oneKeyTile(d) && next < nqb*heads {
+		if next := u + step; next < units {
 			// The next unit's rows into L2 while this one computes (in a
 			// training step they come from L3 or memory: the gathers and
-			// transposes would wait for each miss).
-			qb, b, h := nqb-1-next%nqb, (next/nqb)/d.QHeads, (next/nqb)%d.QHeads
-			i0 := qb * flashQBlock
-			i1 := min(i0+flashQBlock, d.QLen)
-			// In the order the unit needs them: its query rows, values and
-			// keys, the store's tile (the score strips write it: a read
-			// prefetch of a line no other core holds lets the write go
-			// ahead without a miss), the output rows (written last).
-			w.pf.add(q, g.qv.at(b, i0, h), g.qv.s, i1-i0, d.HeadDim)
-			ulo, _ := g.sp.rows(i0)
-			_, uhi := g.sp.rows(i1 - 1)
-			if hk := h / g.group; uhi > ulo {
-				w.pf.add(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
-				w.pf.add(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
+			// transposes would wait for each miss), in the order it reads
+			// them: keys, values, query rows, the output rows (written
+			// last); and the store's tiles of the unit after it (the score
+			// strips write them first thing: a read prefetch of a line no
+			// other core holds lets the write go ahead without a miss; one
+			// unit ahead they were often not in yet), or, in a worker's
+			// first unit, of the next one too.
+			if len(ps) > 0 && u < step {
+				storeTiles(w, next)
 			}
-			w.pf.add(out, g.ov.at(b, i0, h), g.ov.s, i1-i0, d.VDim)
-			if len(ps) > 0 && next+min(metal.Threads(), nqb*heads) < nqb*heads {
-				// The store's tile of the unit after that, a unit early:
-				// the score strips write it first thing.
-				next += min(metal.Threads(), nqb*heads)
-				qb := nqb - 1 - next%nqb
+			nb, nhk := next/d.KVHeads, next%d.KVHeads
+			w.pf.add(k, g.kv.at(nb, 0, nhk), g.kv.s, d.KLen, d.HeadDim)
+			w.pf.add(v, g.vv.at(nb, 0, nhk), g.vv.s, d.KLen, d.VDim)
+			for h := nhk * g.group; h < (nhk+1)*g.group; h++ {
+				w.pf.add(q, g.qv.at(nb, 0, h), g.qv.s, d.QLen, d.HeadDim)
+			}
+			for h := nhk * g.group; h < (nhk+1)*g.group; h++ {
+				w.pf.add(out, g.ov.at(nb, 0, h), g.ov.s, d.QLen, d.VDim)
+			}
+			if len(ps) > 0 && next+step < units {
+				storeTiles(w, next+step)
+			}
+		}
+		// The keys transposed (zeros past the last: a strip reads up to 7
+		// columns beyond the keys it needs) and the values gathered.
+		ld := ldT(d.KLen)
+		transposeTile(w.kt, ld, k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+		for c := range d.HeadDim {
+			clear(w.kt[c*ld+d.KLen : (c+1)*ld])
+		}
+		gather(w.vc[:d.KLen*d.VDim], d.VDim, v, g.vv.at(b, 0, hk), g.vv.s, d.KLen)
+		for h := hk * g.group; h < (hk+1)*g.group; h++ {
+			for qb := nqb - 1; qb >= 0; qb-- {
 				i0 := qb * flashQBlock
-				prefetchTile(&w.pf, g, ps[next*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
+				var tp []float32
+				if len(ps) > 0 {
+					tp = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:pTileLen(d)]
+				}
+				tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, true, b, h, i0, min(i0+flashQBlock, d.QLen))
 			}
 		}
-		var tp []float32
-		if len(ps) > 0 {
-			tp = ps[u*pTileLen(d):][:pTileLen(d)]
-			if step := min(metal.Threads(), nqb*heads); u < step && oneKeyTile(d) && u+step < nqb*heads {
-				// A worker's first unit: the next one's tile, which no unit
-				// before prefetched.
-				next := u + step
-				qb := nqb - 1 - next%nqb
-				prefetchTile(&w.pf, g, ps[next*pTileLen(d):], qb*flashQBlock, min(qb*flashQBlock+flashQBlock, d.QLen))
-			}
-		}
-		tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
 		w.pf.flush()
 	})
 }
@@ -492,7 +516,12 @@ func pTileUnit(d Dims, b, h, i0 int) int {
 	return (b*d.QHeads+h)*nqb + nqb - 1 - i0/flashQBlock
 }
 
-func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, kt, v, tp []float32, b, h, i0, i1 int) {
+// tiledForwardBlock computes the output rows [i0, i1) of query head h in batch
+// b (and their log-sum-exps into lse, or, when tp is not nil, their
+// probabilities into the store tile tp). With ready (one key tile) the keys of
+// the head are in w.kt already, transposed with rows ldT(KLen) apart, and its
+// values in w.vc; else each key tile's are prepared here.
+func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, kt, v, tp []float32, ready bool, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
@@ -524,8 +553,13 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 	for j0 := ulo; j0 < uhi; j0 += tiledKBlock {
 		j1 := min(j0+tiledKBlock, uhi)
 		nk := j1 - j0
-		vc := w.vc[:nk*d.VDim]
-		gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
+		var vc []float32
+		if ready {
+			vc = w.vc[j0*d.VDim : j1*d.VDim]
+		} else {
+			vc = w.vc[:nk*d.VDim]
+			gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
+		}
 		s := w.s[:rows*tiledKBlock]
 		if tp != nil {
 			// The tile's probabilities go to the store: computed there, and
@@ -534,7 +568,9 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 		}
 		vis := w.vis.get(g, i0, rows, j0, j1)
 		lo, hi := vis.lo, vis.hi
-		if oneKeyTile(d) {
+		if ready {
+			scoreStrips(s, qc, d.HeadDim, w.kt[j0:], ldT(d.KLen), vis.sc, rows, g.scale, &w.pf)
+		} else if oneKeyTile(d) {
 			ldl := ldT(nk)
 			transposeTile(w.kt, ldl, k, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
 			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, vis.sc, rows, g.scale, &w.pf)
