@@ -18,9 +18,11 @@ import (
 // each tile's products (QKᵀ and PV forward; QKᵀ, dO·Vᵀ, dS·K, dSᵀ·Q and Pᵀ·dO
 // backward) run as small matrix products (tileMul: an AVX2/FMA strip kernel of 4
 // rows, gemm where it does not apply) instead of per-row dot products, and the
-// softmax rows in AVX2. Work is split over (batch, query head, query tile) forward
-// and (batch, key/value head) backward, as in FlashBackward; each product runs on
-// the calling worker.
+// softmax rows in AVX2 or AVX-512. Work is split over (batch, key/value head)
+// backward, as in FlashBackward, and forward too when the keys fit one tile
+// (else over (batch, query head, query tile)); each product runs on the calling
+// worker, which meanwhile prefetches the next unit's rows into L2 a few lines
+// per strip (prefetchQueue).
 //
 // A tile spans tiledKBlock keys: at the lengths a small model trains on (128)
 // the whole causal block of a head is one tile wide, so each query and key row
