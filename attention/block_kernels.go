@@ -130,7 +130,7 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 			qb := nqb - 1 - u%nqb
 			b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
 			i0 := qb * flashQBlock
-			tiledForwardBlock(g, w, out, lse, q, k, kt, v, nil, false, b, h, i0, min(i0+flashQBlock, d.QLen))
+			tiledForwardBlock(g, w, out, lse, q, kt, v, nil, false, b, h, i0, min(i0+flashQBlock, d.QLen))
 		})
 		return
 	}
@@ -194,7 +194,7 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 				if len(ps) > 0 {
 					tp = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:pTileLen(d)]
 				}
-				tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, true, b, h, i0, min(i0+flashQBlock, d.QLen))
+				tiledForwardBlock(g, w, out, lse, q, kt, v, tp, true, b, h, i0, min(i0+flashQBlock, d.QLen))
 			}
 		}
 		w.pf.flush()
@@ -523,7 +523,7 @@ func pTileUnit(d Dims, b, h, i0 int) int {
 // probabilities into the store tile tp). With ready (one key tile) the keys of
 // the head are in w.kt already, transposed with rows ldT(KLen) apart, and its
 // values in w.vc; else each key tile's are prepared here.
-func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, kt, v, tp []float32, ready bool, b, h, i0, i1 int) {
+func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt, v, tp []float32, ready bool, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
@@ -572,10 +572,6 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 		lo, hi := vis.lo, vis.hi
 		if ready {
 			scoreStrips(s, qc, d.HeadDim, w.kt[j0:], ldT(d.KLen), vis.sc, rows, g.scale, &w.pf)
-		} else if oneKeyTile(d) {
-			ldl := ldT(nk)
-			transposeTile(w.kt, ldl, k, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
-			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, vis.sc, rows, g.scale, &w.pf)
 		} else {
 			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, vis.sc, rows, g.scale, &w.pf)
 		}
