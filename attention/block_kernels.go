@@ -80,7 +80,7 @@ func tiledForward(out, lse, q, k, v, ps []float32, d Dims, opt Options) {
 // tile's first key).
 type tiledFwdScratch struct {
 	m, l, s, acc, qc, vc []float32
-	kt                   []float32     // the tile's keys transposed (see oneKeyTile), or nil
+	kt                   []float32     // the unit's keys transposed (one key tile), or nil
 	ktBuf                []float32     // kt's storage, kept in the pool
 	vis                  visCache      // the keys each row sees
 	accSet               []bool        // strips of acc written (one key tile)
