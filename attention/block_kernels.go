@@ -545,8 +545,12 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt,
 	} else {
 		clear(acc)
 	}
-	// The output rows are written last; fetch them while the tile is computed.
-	prefetch(out, g.ov.at(b, i0, h), g.ov.s, rows, d.VDim)
+	// The output rows are written last; fetch them while the tile is computed
+	// (with one key tile the unit before queued them into L2 already: fetched
+	// into L1 now, they would only push out the tile's operands).
+	if !oneKeyTile(g.d) {
+		prefetch(out, g.ov.at(b, i0, h), g.ov.s, rows, d.VDim)
+	}
 	qc := w.qc[:rows*d.HeadDim]
 	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	if tp != nil && (ulo != 0 || uhi > tiledKBlock) {
@@ -893,9 +897,14 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 	dkSet, dvSet := w.dkSet[:nks], w.dvSet[:nks]
 	clear(dkSet)
 	clear(dvSet)
-	// dk and dv are written last; fetch their rows while the block is computed.
-	prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
-	prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
+	// dk and dv are written last; fetch their rows while the block is computed
+	// (with one key tile the unit before queued them into L2 already).
+	if !oneKeyTile(g.d) {
+		prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
+	}
+	if !oneKeyTile(g.d) {
+		prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
+	}
 	for h := hk * g.group; h < (hk+1)*g.group; h++ {
 		for i0 := 0; i0 < d.QLen; i0 += flashQBlock {
 			i1 := min(i0+flashQBlock, d.QLen)
