@@ -901,8 +901,6 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 	// (with one key tile the unit before queued them into L2 already).
 	if !oneKeyTile(g.d) {
 		prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
-	}
-	if !oneKeyTile(g.d) {
 		prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
 	}
 	for h := hk * g.group; h < (hk+1)*g.group; h++ {
