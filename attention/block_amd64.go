@@ -35,14 +35,25 @@ func strip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k
 	tileStrip4(c, ldc, a, ars, acs, b, ldb, n, k, alpha, acc)
 }
 
+// stripsFast reports whether tileMul's strips of n columns run on the
+// assembly kernels.
+func stripsFast(n int) bool { return n%8 == 0 && vecmath.AVX2FMA }
+
+// tileMulBounds panics: the operands of a tileMul do not hold its shape.
+//
+//go:noinline
+func tileMulBounds(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int) {
+	panic(fmt.Sprintf("attention: tileMul: %d×%d×%d with strides a %d,%d b %d c %d on %d, %d, %d elements", m, n, k, ars, acs, ldb, ldc, len(a), len(b), len(c)))
+}
+
 // tileMulAsm runs tileMul on the AVX2 strips when the CPU and the shape allow it.
-func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) bool {
+func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool, pf *prefetchQueue) bool {
 	if n%8 != 0 || k == 0 || !vecmath.AVX2FMA {
 		return false
 	}
 	// Bounds, checked once here: the assembly does not.
 	if last := (m-1)*ars + (k-1)*acs; last >= len(a) || (k-1)*ldb+n > len(b) || (m-1)*ldc+n > len(c) {
-		panic(fmt.Sprintf("attention: tileMul: %d×%d×%d with strides a %d,%d b %d c %d on %d, %d, %d elements", m, n, k, ars, acs, ldb, ldc, len(a), len(b), len(c)))
+		tileMulBounds(c, ldc, a, ars, acs, b, ldb, m, n, k)
 	}
 	flag := 0
 	if acc {
@@ -50,6 +61,7 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 	}
 	i := 0
 	for ; i+4 <= m; i += 4 {
+		pf.step()
 		strip4(&c[i*ldc], ldc, &a[i*ars], ars, acs, &b[0], ldb, n, k, alpha, flag)
 	}
 	if i < m {
@@ -57,6 +69,7 @@ func tileMulAsm(c []float32, ldc int, a []float32, ars, acs int, b []float32, ld
 		var pa [4 * 128]float32
 		var pc [4 * 128]float32
 		rest := m - i
+		pf.step()
 		if k > 128 || n > 128 {
 			tileMulGo(c[i*ldc:], ldc, a[i*ars:], ars, acs, b, ldb, rest, n, k, alpha, acc)
 			return true
@@ -148,3 +161,9 @@ func prefetchL2(s []float32, off, stride, rows, width int) {
 	}
 	prefetchL2Rows(&s[off], stride, rows, width)
 }
+
+// prefetchL2Addr is prefetchL2Rows from the address p (a hint: any address
+// will do).
+//
+//go:noescape
+func prefetchL2Addr(p uintptr, stride, rows, width int)

@@ -482,3 +482,9 @@ l2line:
 
 l2done:
 	RET
+
+// func prefetchL2Addr(p uintptr, stride, rows, width int)
+//
+// prefetchL2Rows with the address as an integer.
+TEXT ·prefetchL2Addr(SB), NOSPLIT, $0-32
+	JMP ·prefetchL2Rows(SB)

@@ -18,9 +18,11 @@ import (
 // each tile's products (QKᵀ and PV forward; QKᵀ, dO·Vᵀ, dS·K, dSᵀ·Q and Pᵀ·dO
 // backward) run as small matrix products (tileMul: an AVX2/FMA strip kernel of 4
 // rows, gemm where it does not apply) instead of per-row dot products, and the
-// softmax rows in AVX2. Work is split over (batch, query head, query tile) forward
-// and (batch, key/value head) backward, as in FlashBackward; each product runs on
-// the calling worker.
+// softmax rows in AVX2 or AVX-512. Work is split over (batch, key/value head)
+// backward, as in FlashBackward, and forward too when the keys fit one tile
+// (else over (batch, query head, query tile)); each product runs on the calling
+// worker, which meanwhile prefetches the next unit's rows into L2 a few lines
+// per strip (prefetchQueue).
 //
 // A tile spans tiledKBlock keys: at the lengths a small model trains on (128)
 // the whole causal block of a head is one tile wide, so each query and key row
@@ -78,9 +80,17 @@ func tiledForward(out, lse, q, k, v, ps []float32, d Dims, opt Options) {
 // tile's first key).
 type tiledFwdScratch struct {
 	m, l, s, acc, qc, vc []float32
-	kt                   []float32 // the tile's keys transposed (see oneKeyTile), or nil
-	lo, hi               []int
+	kt                   []float32     // the unit's keys transposed (one key tile), or nil
+	ktBuf                []float32     // kt's storage, kept in the pool
+	vis                  visCache      // the keys each row sees
+	accSet               []bool        // strips of acc written (one key tile)
+	pf                   prefetchQueue // the next unit's rows
 }
+
+// The workers' scratch of the tiled kernels, kept between calls: fresh
+// allocations cost their zeroing and, being cold, their misses, in every
+// attention of every step.
+var tiledFwdPool, tiledBwdPool sync.Pool
 
 // tiledForwardG is tiledForward on a geometry whose views may be any strides
 // (packed q, k and v). It writes the keys transposed into kt (see transposeKV;
@@ -94,52 +104,100 @@ func tiledForwardG(g geometry[float32], out, lse, q, k, v, kt, ps []float32) {
 	}
 	nqb := (d.QLen + flashQBlock - 1) / flashQBlock
 	heads := d.Batch * d.QHeads
-	parallelUnits(nqb*heads, func() *tiledFwdScratch {
-		w := &tiledFwdScratch{
-			m: make([]float32, flashQBlock), l: make([]float32, flashQBlock),
-			s: make([]float32, flashQBlock*tiledKBlock), acc: make([]float32, flashQBlock*d.VDim),
-			qc: make([]float32, flashQBlock*d.HeadDim), vc: make([]float32, tiledKBlock*d.VDim),
-			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
+	newWorker := func() *tiledFwdScratch {
+		w, _ := tiledFwdPool.Get().(*tiledFwdScratch)
+		if w == nil {
+			w = new(tiledFwdScratch)
 		}
+		w.m, w.l = resize(w.m, flashQBlock), resize(w.l, flashQBlock)
+		w.s, w.acc = resize(w.s, flashQBlock*tiledKBlock), resize(w.acc, flashQBlock*d.VDim)
+		w.qc, w.vc = resize(w.qc, flashQBlock*d.HeadDim), resize(w.vc, tiledKBlock*d.VDim)
+		w.vis.reset()
+		w.accSet = resize(w.accSet, flashQBlock/stripRows)
+		w.kt = nil
 		if oneKeyTile(d) {
-			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
+			w.ktBuf = resize(w.ktBuf, d.HeadDim*ldT(tiledKBlock))
+			w.kt = w.ktBuf
 		}
 		return w
-	}, func(w *tiledFwdScratch, u int) {
-		// A head's query tiles one after the other, the last (which sees the
-		// most keys under a causal mask) first: the keys and values the next
-		// reads are still in cache.
-		qb := nqb - 1 - u%nqb
-		b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
-		i0 := qb * flashQBlock
-		// The workers take units in turn: this one's next is about a
-		// worker count further on.
-		if next := u + min(metal.Threads(), nqb*heads); oneKeyTile(d) && next < nqb*heads {
+	}
+	release := func(w *tiledFwdScratch) {
+		w.pf.reset(1)
+		tiledFwdPool.Put(w)
+	}
+	if !oneKeyTile(d) {
+		parallelUnitsRelease(nqb*heads, newWorker, release, func(w *tiledFwdScratch, u int) {
+			qb := nqb - 1 - u%nqb
+			b, h := (u/nqb)/d.QHeads, (u/nqb)%d.QHeads
+			i0 := qb * flashQBlock
+			tiledForwardBlock(g, w, out, lse, q, kt, v, nil, false, b, h, i0, min(i0+flashQBlock, d.QLen))
+		})
+		return
+	}
+	// One key tile: a unit is a key/value head of a batch row, its keys
+	// transposed and values gathered once for every query tile of every
+	// query head of its group (the last tile, which sees the most keys
+	// under a causal mask, first).
+	units := d.Batch * d.KVHeads
+	step := min(metal.Threads(), units) // the workers take units in turn
+	// storeTiles queues the store tiles of unit un.
+	storeTiles := func(w *tiledFwdScratch, un int) {
+		b, hk := un/d.KVHeads, un%d.KVHeads
+		for h := hk * g.group; h < (hk+1)*g.group; h++ {
+			for qb := nqb - 1; qb >= 0; qb-- {
+				i0 := qb * flashQBlock
+				prefetchTile(&w.pf, g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
+			}
+		}
+	}
+	parallelUnitsRelease(units, newWorker, release, func(w *tiledFwdScratch, u int) {
+		b, hk := u/d.KVHeads, u%d.KVHeads
+		w.pf.reset(prefetchLinesFwd)
+		if next := u + step; next < units {
 			// The next unit's rows into L2 while this one computes (in a
 			// training step they come from L3 or memory: the gathers and
-			// transposes would wait for each miss).
-			qb, b, h := nqb-1-next%nqb, (next/nqb)/d.QHeads, (next/nqb)%d.QHeads
-			i0 := qb * flashQBlock
-			i1 := min(i0+flashQBlock, d.QLen)
-			prefetchL2(q, g.qv.at(b, i0, h), g.qv.s, i1-i0, d.HeadDim)
-			ulo, _ := g.sp.rows(i0)
-			_, uhi := g.sp.rows(i1 - 1)
-			if hk := h / g.group; uhi > ulo {
-				prefetchL2(k, g.kv.at(b, ulo, hk), g.kv.s, uhi-ulo, d.HeadDim)
-				prefetchL2(v, g.vv.at(b, ulo, hk), g.vv.s, uhi-ulo, d.VDim)
+			// transposes would wait for each miss), in the order it reads
+			// them: keys, values, query rows, the output rows (written
+			// last); and the store's tiles of the unit after it (the score
+			// strips write them first thing: a read prefetch of a line no
+			// other core holds lets the write go ahead without a miss; one
+			// unit ahead they were often not in yet), or, in a worker's
+			// first unit, of the next one too.
+			if len(ps) > 0 && u < step {
+				storeTiles(w, next)
 			}
-			// The store's tile too: the score strips write it (a read
-			// prefetch of a line no other core holds lets the write go
-			// ahead without a miss).
-			if len(ps) > 0 {
-				prefetchTile(g, ps[next*pTileLen(d):], i0, i1)
+			nb, nhk := next/d.KVHeads, next%d.KVHeads
+			w.pf.add(k, g.kv.at(nb, 0, nhk), g.kv.s, d.KLen, d.HeadDim)
+			w.pf.add(v, g.vv.at(nb, 0, nhk), g.vv.s, d.KLen, d.VDim)
+			for h := nhk * g.group; h < (nhk+1)*g.group; h++ {
+				w.pf.add(q, g.qv.at(nb, 0, h), g.qv.s, d.QLen, d.HeadDim)
+			}
+			for h := nhk * g.group; h < (nhk+1)*g.group; h++ {
+				w.pf.add(out, g.ov.at(nb, 0, h), g.ov.s, d.QLen, d.VDim)
+			}
+			if len(ps) > 0 && next+step < units {
+				storeTiles(w, next+step)
 			}
 		}
-		var tp []float32
-		if len(ps) > 0 {
-			tp = ps[u*pTileLen(d):][:pTileLen(d)]
+		// The keys transposed (zeros past the last: a strip reads up to 7
+		// columns beyond the keys it needs) and the values gathered.
+		ld := ldT(d.KLen)
+		transposeTile(w.kt, ld, k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+		for c := range d.HeadDim {
+			clear(w.kt[c*ld+d.KLen : (c+1)*ld])
 		}
-		tiledForwardBlock(g, w, out, lse, q, k, kt, v, tp, b, h, i0, min(i0+flashQBlock, d.QLen))
+		gather(w.vc[:d.KLen*d.VDim], d.VDim, v, g.vv.at(b, 0, hk), g.vv.s, d.KLen)
+		for h := hk * g.group; h < (hk+1)*g.group; h++ {
+			for qb := nqb - 1; qb >= 0; qb-- {
+				i0 := qb * flashQBlock
+				var tp []float32
+				if len(ps) > 0 {
+					tp = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:pTileLen(d)]
+				}
+				tiledForwardBlock(g, w, out, lse, q, kt, v, tp, true, b, h, i0, min(i0+flashQBlock, d.QLen))
+			}
+		}
+		w.pf.flush()
 	})
 }
 
@@ -260,20 +318,63 @@ func stripCols(hi []int, r0, r1 int) int {
 	return c
 }
 
+// visTile is what geometry.visible gives for the rows [i0, i0+rows) and keys
+// [j0, j1) of a tile, and the stripCols of each of its strips of rows (sc).
+type visTile struct {
+	i0, rows, j0, j1 int
+	lo, hi, sc       []int
+}
+
+// visCache keeps a worker's last two visTiles: they depend on where a tile
+// lies, not on its head, and a worker alternates between two query tiles of a
+// head (forward) or runs the same ones for each head (backward).
+type visCache struct {
+	t    [2]visTile
+	next int
+}
+
+// reset forgets the tiles (the geometry may change).
+func (c *visCache) reset() {
+	for i := range c.t {
+		c.t[i].rows = -1
+	}
+}
+
+// get returns the visTile of rows [i0, i0+rows) and keys [j0, j1) under g,
+// valid until the second get after it.
+func (c *visCache) get(g geometry[float32], i0, rows, j0, j1 int) *visTile {
+	for i := range c.t {
+		if t := &c.t[i]; t.rows == rows && t.i0 == i0 && t.j0 == j0 && t.j1 == j1 {
+			return t
+		}
+	}
+	t := &c.t[c.next]
+	c.next ^= 1
+	t.i0, t.rows, t.j0, t.j1 = i0, rows, j0, j1
+	t.lo, t.hi = resize(t.lo, rows), resize(t.hi, rows)
+	t.sc = resize(t.sc, (rows+stripRows-1)/stripRows)
+	g.visible(t.lo, t.hi, i0, rows, j0, j1)
+	for s := range t.sc {
+		t.sc[s] = stripCols(t.hi, s*stripRows, min(s*stripRows+stripRows, rows))
+	}
+	return t
+}
+
 // scoreStrips sets the scores s (rows × ≤tiledKBlock, rows tiledKBlock apart) of the
 // rows [0, rows) of a tile to alpha·a·b: a the rows' contiguous query (or output
 // gradient) rows of width dim, b the transposed keys (or values) of the tile,
 // rows ldb apart; each strip of rows only over the columns it needs (rounded up to
-// 8: b is padded), consecutive strips of one width in one call.
-func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows int, alpha float32) {
+// 8: b is padded; sc holds the stripCols of each strip), consecutive strips of
+// one width in one call.
+func scoreStrips(s, a []float32, dim int, b []float32, ldb int, sc []int, rows int, alpha float32, pf *prefetchQueue) {
 	for r0 := 0; r0 < rows; {
-		n := roundUp8(stripCols(hi, r0, min(r0+stripRows, rows)))
+		n := roundUp8(sc[r0/stripRows])
 		r1 := min(r0+stripRows, rows)
-		for r1 < rows && roundUp8(stripCols(hi, r1, min(r1+stripRows, rows))) == n {
+		for r1 < rows && roundUp8(sc[r1/stripRows]) == n {
 			r1 = min(r1+stripRows, rows)
 		}
 		if n > 0 {
-			tileMul(s[r0*tiledKBlock:], tiledKBlock, a[r0*dim:], dim, 1, b, ldb, r1-r0, n, dim, alpha, false)
+			tileMulPF(s[r0*tiledKBlock:], tiledKBlock, a[r0*dim:], dim, 1, b, ldb, r1-r0, n, dim, alpha, false, pf)
 		}
 		r0 = r1
 	}
@@ -283,19 +384,19 @@ func scoreStrips(s, a []float32, dim int, b []float32, ldb int, hi []int, rows i
 // of p (rows tiledKBlock apart) over the keys the strip needs with the first
 // rows of b (width n, rows ldb apart) to c (rows ldc apart). When set is not nil
 // it says which strips of c hold a value already: the others are written, not
-// added to, and then marked.
-func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []int, rows int, set []bool) {
+// added to, and then marked. sc holds the stripCols of each strip.
+func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, sc []int, rows int, set []bool, pf *prefetchQueue) {
 	acc := func(r0 int) bool { return set == nil || set[r0/stripRows] }
 	for r0 := 0; r0 < rows; {
 		r1 := min(r0+stripRows, rows)
-		k := stripCols(hi, r0, r1)
+		k := sc[r0/stripRows]
 		// Consecutive strips over as many keys, all written or all added to: one
 		// call.
-		for r1 < rows && stripCols(hi, r1, min(r1+stripRows, rows)) == k && acc(r1) == acc(r0) {
+		for r1 < rows && sc[r1/stripRows] == k && acc(r1) == acc(r0) {
 			r1 = min(r1+stripRows, rows)
 		}
 		if k > 0 {
-			tileMul(c[r0*ldc:], ldc, p[r0*tiledKBlock:], tiledKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0))
+			tileMulPF(c[r0*ldc:], ldc, p[r0*tiledKBlock:], tiledKBlock, 1, b, ldb, r1-r0, n, k, 1, acc(r0), pf)
 			if set != nil {
 				for r := r0; r < r1; r += stripRows {
 					set[r/stripRows] = true
@@ -309,8 +410,11 @@ func rowStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, hi []
 // keyStrips adds, for each strip of the keys [0, nk) of a tile, the product of
 // the transposed p (rows × keys, rows tiledKBlock apart) with b (a row per query
 // row, width n, rows ldb apart) to c (a row per key, rows ldc apart), over the
-// query rows that see one of the strip's keys only.
-func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int) {
+// query rows that see one of the strip's keys only. When set is not nil it says
+// which strips of c hold a value already: the others are written, not added
+// to, and then marked.
+func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, hi []int, rows, nk int, set []bool, pf *prefetchQueue) {
+	acc := func(j0 int) bool { return set == nil || set[j0/stripRows] }
 	// The rows [p0, p1) that see one of keys [j0, j1): both ends of the visible
 	// range are non-decreasing in the row, so both bounds only move forward as
 	// the strips go right. last is the first row past those that see any key.
@@ -338,13 +442,18 @@ func keyStrips(c []float32, ldc int, p []float32, b []float32, ldb, n int, lo, h
 				break
 			}
 			q0, q1 = seen(j1, min(j1+stripRows, nk))
-			if q0 != p0 || q1 != p1 {
+			if q0 != p0 || q1 != p1 || acc(j1) != acc(j0) {
 				break
 			}
 			j1 = min(j1+stripRows, nk)
 		}
 		if p0 < p1 {
-			tileMul(c[j0*ldc:], ldc, p[p0*tiledKBlock+j0:], 1, tiledKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, true)
+			tileMulPF(c[j0*ldc:], ldc, p[p0*tiledKBlock+j0:], 1, tiledKBlock, b[p0*ldb:], ldb, j1-j0, n, p1-p0, 1, acc(j0), pf)
+			if set != nil {
+				for j := j0; j < j1; j += stripRows {
+					set[j/stripRows] = true
+				}
+			}
 		}
 		j0, p0, p1 = j1, q0, q1
 	}
@@ -383,10 +492,21 @@ func pTileLen(d Dims) int { return flashQBlock * tiledKBlock }
 
 // prefetchTile prefetches into L2 the part of a store tile (rows i0…i1 of
 // its query tile) that the strips of a causal or full mask reach.
-func prefetchTile(g geometry[float32], tile []float32, i0, i1 int) {
-	for r := i0; r < i1; r++ {
-		if lo, hi := g.sp.rows(r); hi > lo {
-			prefetchL2(tile, (r-i0)*tiledKBlock, 0, 1, min(roundUp8(hi), tiledKBlock))
+func prefetchTile(pf *prefetchQueue, g geometry[float32], tile []float32, i0, i1 int) {
+	// Consecutive rows as wide, one range.
+	r0, w0 := i0, 0
+	for r := i0; r <= i1; r++ {
+		w := 0
+		if r < i1 {
+			if lo, hi := g.sp.rows(r); hi > lo {
+				w = min(roundUp8(hi), tiledKBlock)
+			}
+		}
+		if r == i1 || w != w0 {
+			if w0 > 0 {
+				pf.add(tile, (r0-i0)*tiledKBlock, tiledKBlock, r-r0, w0)
+			}
+			r0, w0 = r, w
 		}
 	}
 }
@@ -398,49 +518,71 @@ func pTileUnit(d Dims, b, h, i0 int) int {
 	return (b*d.QHeads+h)*nqb + nqb - 1 - i0/flashQBlock
 }
 
-func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, kt, v, tp []float32, b, h, i0, i1 int) {
+// tiledForwardBlock computes the output rows [i0, i1) of query head h in batch
+// b (and their log-sum-exps into lse, or, when tp is not nil, their
+// probabilities into the store tile tp). With ready (one key tile) the keys of
+// the head are in w.kt already, transposed with rows ldT(KLen) apart, and its
+// values in w.vc; else each key tile's are prepared here.
+func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, kt, v, tp []float32, ready bool, b, h, i0, i1 int) {
 	d := g.d
 	hk := h / g.group
 	rows := i1 - i0
 	ldk := ldT(d.KLen)
 	m, l, acc := w.m[:rows], w.l[:rows], w.acc[:rows*d.VDim]
-	lo, hi := w.lo[:rows], w.hi[:rows]
 	for r := range rows {
 		m[r], l[r] = negInf[float32](), 0
 	}
-	clear(acc)
-	// The output rows are written last; fetch them while the tile is computed.
-	prefetch(out, g.ov.at(b, i0, h), g.ov.s, rows, d.VDim)
-	qc := w.qc[:rows*d.HeadDim]
-	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	ulo, _ := g.sp.rows(i0)
 	_, uhi := g.sp.rows(i1 - 1)
+	// With one key tile (a training step's usual case) P·V writes each
+	// strip of acc that sees a key rather than adding to zeros (a row that
+	// sees none is not read: finishRows clears its output); with more, the
+	// online softmax adds tile after tile.
+	var accSet []bool
+	if uhi-ulo <= tiledKBlock {
+		accSet = w.accSet[:(rows+stripRows-1)/stripRows]
+		clear(accSet)
+	} else {
+		clear(acc)
+	}
+	// The output rows are written last; fetch them while the tile is computed
+	// (with one key tile the unit before queued them into L2 already: fetched
+	// into L1 now, they would only push out the tile's operands).
+	if !oneKeyTile(g.d) {
+		prefetch(out, g.ov.at(b, i0, h), g.ov.s, rows, d.VDim)
+	}
+	qc := w.qc[:rows*d.HeadDim]
+	gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 	if tp != nil && (ulo != 0 || uhi > tiledKBlock) {
 		panic(fmt.Sprintf("attention: tiled forward: a probability store for keys [%d, %d)", ulo, uhi))
 	}
 	for j0 := ulo; j0 < uhi; j0 += tiledKBlock {
 		j1 := min(j0+tiledKBlock, uhi)
 		nk := j1 - j0
-		vc := w.vc[:nk*d.VDim]
-		gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
+		var vc []float32
+		if ready {
+			vc = w.vc[j0*d.VDim : j1*d.VDim]
+		} else {
+			vc = w.vc[:nk*d.VDim]
+			gather(vc, d.VDim, v, g.vv.at(b, j0, hk), g.vv.s, nk)
+		}
 		s := w.s[:rows*tiledKBlock]
 		if tp != nil {
 			// The tile's probabilities go to the store: computed there, and
 			// normalised in place before P·V.
 			s = tp[:rows*tiledKBlock]
 		}
-		g.visible(lo, hi, i0, rows, j0, j1)
-		if oneKeyTile(d) {
-			ldl := ldT(nk)
-			transposeTile(w.kt, ldl, k, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
-			scoreStrips(s, qc, d.HeadDim, w.kt, ldl, hi, rows, g.scale)
+		vis := w.vis.get(g, i0, rows, j0, j1)
+		lo, hi := vis.lo, vis.hi
+		if ready {
+			scoreStrips(s, qc, d.HeadDim, w.kt[j0:], ldT(d.KLen), vis.sc, rows, g.scale, &w.pf)
 		} else {
-			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, hi, rows, g.scale)
+			scoreStrips(s, qc, d.HeadDim, kt[(b*d.KVHeads+hk)*d.HeadDim*ldk+j0:], ldk, vis.sc, rows, g.scale, &w.pf)
 		}
 		for r0 := 0; r0 < rows; r0 += stripRows {
 			r1 := min(r0+stripRows, rows)
 			// Whole vectors of the scores scoreStrips computed: the rest are -Inf.
-			cols := roundUp8(stripCols(hi, r0, r1))
+			cols := roundUp8(vis.sc[r0/stripRows])
 			if r1-r0 == stripRows && allSee(lo[r0:r1], hi[r0:r1]) {
 				// A whole strip of rows that each see a key: the four rows
 				// at once (their latencies overlap).
@@ -450,14 +592,14 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 					fill(row[hi[r]:], negInf[float32]())
 				}
 				mNew, sums := [4]float32(m[r0:r1]), [4]float32{}
-				vecmath.SoftmaxRows4(s[r0*tiledKBlock:], tiledKBlock, cols, &mNew, &sums)
+				vecmath.SoftmaxRows4Z(s[r0*tiledKBlock:], tiledKBlock, cols, &mNew, &sums)
 				for i := range stripRows {
 					rescaleRow(acc, d.VDim, m, l, r0+i, mNew[i], sums[i])
 				}
 				if tp != nil {
 					// One tile: the sums are the softmax denominators.
 					inv := [4]float32{1 / l[r0], 1 / l[r0+1], 1 / l[r0+2], 1 / l[r0+3]}
-					vecmath.ScaleRows4(s[r0*tiledKBlock:], tiledKBlock, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
+					vecmath.ScaleRows4Z(s[r0*tiledKBlock:], tiledKBlock, s[r0*tiledKBlock:], tiledKBlock, cols, &inv)
 				}
 				continue
 			}
@@ -481,7 +623,7 @@ func tiledForwardBlock(g geometry[float32], w *tiledFwdScratch, out, lse, q, k, 
 				}
 			}
 		}
-		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, hi, rows, nil)
+		rowStrips(acc, d.VDim, s, vc, d.VDim, d.VDim, vis.sc, rows, accSet, &w.pf)
 	}
 	var rowLSE []float32
 	if lse != nil {
@@ -523,6 +665,17 @@ func rescaleRow(acc []float32, width int, m, l []float32, r int, mNew, sum float
 // tile loop, the compiler spilled this loop's variables to the stack on every
 // element.
 func finishRows(out []float32, off, stride int, acc []float32, width int, m, l, lse []float32, normalized bool) {
+	if normalized && lse == nil {
+		// The rows as they are, in one pass, then zeros over those that saw
+		// no key.
+		scatter(out, off, stride, acc, width, len(l))
+		for r, lr := range l {
+			if lr == 0 {
+				clear(out[off+r*stride:][:width])
+			}
+		}
+		return
+	}
 	for r, lr := range l {
 		o := out[off+r*stride:][:width]
 		if lr == 0 {
@@ -628,20 +781,28 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 	for c := 1; c < parts; c++ {
 		dqs[c] = make([]float32, len(dq))
 	}
-	parallelUnits(units*parts, func() *tiledScratch {
-		w := &tiledScratch{
-			p: make([]float32, flashQBlock*tiledKBlock), ds: make([]float32, flashQBlock*tiledKBlock),
-			qc: make([]float32, flashQBlock*d.HeadDim), oc: make([]float32, flashQBlock*d.VDim),
-			kc: make([]float32, tiledKBlock*d.HeadDim),
-			dk: make([]float32, tiledKBlock*d.HeadDim), dv: make([]float32, tiledKBlock*d.VDim),
-			lo: make([]int, flashQBlock), hi: make([]int, flashQBlock),
-			dqSet: make([]bool, g.group*((d.QLen+stripRows-1)/stripRows)),
+	parallelUnitsRelease(units*parts, func() *tiledScratch {
+		w, _ := tiledBwdPool.Get().(*tiledScratch)
+		if w == nil {
+			w = new(tiledScratch)
 		}
+		w.p, w.ds = resize(w.p, flashQBlock*tiledKBlock), resize(w.ds, flashQBlock*tiledKBlock)
+		w.qc, w.oc = resize(w.qc, flashQBlock*d.HeadDim), resize(w.oc, flashQBlock*d.VDim)
+		w.kc = resize(w.kc, tiledKBlock*d.HeadDim)
+		w.dk, w.dv = resize(w.dk, tiledKBlock*d.HeadDim), resize(w.dv, tiledKBlock*d.VDim)
+		w.vis.reset()
+		w.dqSet = resize(w.dqSet, g.group*((d.QLen+stripRows-1)/stripRows))
+		w.dkSet, w.dvSet = resize(w.dkSet, tiledKBlock/stripRows), resize(w.dvSet, tiledKBlock/stripRows)
+		w.kt, w.vt = nil, nil
 		if oneKeyTile(d) {
-			w.kt = make([]float32, d.HeadDim*ldT(tiledKBlock))
-			w.vt = make([]float32, d.VDim*ldT(tiledKBlock))
+			w.ktBuf = resize(w.ktBuf, d.HeadDim*ldT(tiledKBlock))
+			w.vtBuf = resize(w.vtBuf, d.VDim*ldT(tiledKBlock))
+			w.kt, w.vt = w.ktBuf, w.vtBuf
 		}
 		return w
+	}, func(w *tiledScratch) {
+		w.pf.reset(1)
+		tiledBwdPool.Put(w)
 	}, func(w *tiledScratch, u int) {
 		c := u % parts
 		b, hk := (u/parts)/d.KVHeads, (u/parts)%d.KVHeads
@@ -649,28 +810,30 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 		// key block that reaches a strip of rows writes it, later ones add to
 		// it, and strips no key of this part reaches are cleared at the end.
 		clear(w.dqSet)
+		w.pf.reset(prefetchLinesBwd)
 		if next := u + min(metal.Threads(), units); oneKeyTile(d) && parts == 1 && next < units {
 			// The next unit's rows into L2 while this one computes, as
 			// forward: its keys, values, queries, output gradients and
 			// stored probabilities.
 			b, hk := next/d.KVHeads, next%d.KVHeads
-			prefetchL2(k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
-			prefetchL2(v, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
+			w.pf.add(k, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			w.pf.add(v, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
 			for h := hk * g.group; h < (hk+1)*g.group; h++ {
-				prefetchL2(q, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
-				prefetchL2(dout, g.ov.at(b, 0, h), g.ov.s, d.QLen, d.VDim)
-				prefetchL2(dq, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
+				w.pf.add(q, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
+				w.pf.add(dout, g.ov.at(b, 0, h), g.ov.s, d.QLen, d.VDim)
+				w.pf.add(dq, g.qv.at(b, 0, h), g.qv.s, d.QLen, d.HeadDim)
 				for i0 := 0; len(ps) > 0 && i0 < d.QLen; i0 += flashQBlock {
-					prefetchTile(g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
+					prefetchTile(&w.pf, g, ps[pTileUnit(d, b, h, i0)*pTileLen(d):], i0, min(i0+flashQBlock, d.QLen))
 				}
 			}
-			prefetchL2(dk, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
-			prefetchL2(dv, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
+			w.pf.add(dk, g.kv.at(b, 0, hk), g.kv.s, d.KLen, d.HeadDim)
+			w.pf.add(dv, g.vv.at(b, 0, hk), g.vv.s, d.KLen, d.VDim)
 		}
 		for kb := c; kb < nkb; kb += parts {
 			j0 := kb * tiledKBlock
 			tiledBackwardBlock(g, w, dqs[c], dk, dv, q, k, v, kt, vt, dout, lse, delta, ps, b, hk, j0, min(j0+tiledKBlock, d.KLen))
 		}
+		w.pf.flush()
 		nqs := (d.QLen + stripRows - 1) / stripRows
 		for i, set := range w.dqSet {
 			if set {
@@ -697,9 +860,12 @@ func tiledBackwardG(g geometry[float32], dq, dk, dv, q, k, v, out, dout, lse, kt
 // hold a value.
 type tiledScratch struct {
 	p, ds, qc, oc, kc, dk, dv []float32
-	kt, vt                    []float32 // the block's keys and values transposed (see oneKeyTile), or nil
-	lo, hi                    []int
-	dqSet                     []bool // (query head in the group, strip of 4 query rows) written
+	kt, vt                    []float32     // the block's keys and values transposed (see oneKeyTile), or nil
+	ktBuf, vtBuf              []float32     // their storage, kept in the pool
+	vis                       visCache      // the keys each row sees
+	dqSet                     []bool        // (query head in the group, strip of 4 query rows) written
+	dkSet, dvSet              []bool        // strips of 4 keys of the block whose dk, dv rows are written
+	pf                        prefetchQueue // the next unit's rows
 }
 
 // tiledBackwardBlock writes dk and dv of keys [j0, j1) of key/value head hk in
@@ -724,11 +890,19 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 		transposeTile(vt, ldk, v, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
 	}
 	gk, gv := w.dk[:nk*d.HeadDim], w.dv[:nk*d.VDim]
-	clear(gk)
-	clear(gv)
-	// dk and dv are written last; fetch their rows while the block is computed.
-	prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
-	prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
+	// The first product that reaches a strip of keys writes its rows of gk
+	// and gv, later ones add to them; strips none reaches are cleared at the
+	// end.
+	nks := (nk + stripRows - 1) / stripRows
+	dkSet, dvSet := w.dkSet[:nks], w.dvSet[:nks]
+	clear(dkSet)
+	clear(dvSet)
+	// dk and dv are written last; fetch their rows while the block is computed
+	// (with one key tile the unit before queued them into L2 already).
+	if !oneKeyTile(g.d) {
+		prefetch(dk, g.kv.at(b, j0, hk), g.kv.s, nk, d.HeadDim)
+		prefetch(dv, g.vv.at(b, j0, hk), g.vv.s, nk, d.VDim)
+	}
 	for h := hk * g.group; h < (hk+1)*g.group; h++ {
 		for i0 := 0; i0 < d.QLen; i0 += flashQBlock {
 			i1 := min(i0+flashQBlock, d.QLen)
@@ -739,8 +913,8 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 				continue
 			}
 			rows := i1 - i0
-			lo, hi := w.lo[:rows], w.hi[:rows]
-			g.visible(lo, hi, i0, rows, j0, j1)
+			vis := w.vis.get(g, i0, rows, j0, j1)
+			lo, hi := vis.lo, vis.hi
 			qc, oc := w.qc[:rows*d.HeadDim], w.oc[:rows*d.VDim]
 			gather(qc, d.HeadDim, q, g.qv.at(b, i0, h), g.qv.s, rows)
 			gather(oc, d.VDim, dout, g.ov.at(b, i0, h), g.ov.s, rows)
@@ -749,19 +923,19 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			if stored { // the forward's probabilities of this tile, read in place
 				p = ps[pTileUnit(d, b, h, i0)*pTileLen(d):][:rows*tiledKBlock]
 			} else {
-				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, hi, rows, g.scale)
+				scoreStrips(p, qc, d.HeadDim, kt[kto:], ldk, vis.sc, rows, g.scale, &w.pf)
 			}
-			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, hi, rows, 1)
+			scoreStrips(ds, oc, d.VDim, vt[vto:], ldk, vis.sc, rows, 1, &w.pf)
 			for r0 := 0; r0 < rows; r0 += stripRows {
 				r1 := min(r0+stripRows, rows)
 				// Whole vectors of the scores scoreStrips computed, which covers
 				// the strips of keys keyStrips reads a row over (those of which
 				// it sees one).
-				cols := roundUp8(stripCols(hi, r0, r1))
+				cols := roundUp8(vis.sc[r0/stripRows])
 				if stored {
 					if r1-r0 == stripRows {
 						var rd [4]float32
-						vecmath.SoftmaxGradPDeltaRows4(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
+						vecmath.SoftmaxGradPDeltaRows4Z(p[r0*tiledKBlock:], ds[r0*tiledKBlock:], tiledKBlock, cols, &rd, g.scale)
 						continue
 					}
 					for r := r0; r < r1; r++ {
@@ -804,9 +978,18 @@ func tiledBackwardBlock(g geometry[float32], w *tiledScratch, dq, dk, dv, q, k, 
 			// dQ = dS·K over each strip's keys; dK = dSᵀ·Q and dV = Pᵀ·dO over the
 			// query rows that see each strip of keys.
 			nqs := (d.QLen + stripRows - 1) / stripRows
-			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, hi, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:])
-			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk)
-			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk)
+			rowStrips(dq[g.qv.at(b, i0, h):], g.qv.s, ds, kc, d.HeadDim, d.HeadDim, vis.sc, rows, w.dqSet[(h-hk*g.group)*nqs+i0/stripRows:], &w.pf)
+			keyStrips(gk, d.HeadDim, ds, qc, d.HeadDim, d.HeadDim, lo, hi, rows, nk, dkSet, &w.pf)
+			keyStrips(gv, d.VDim, p, oc, d.VDim, d.VDim, lo, hi, rows, nk, dvSet, &w.pf)
+		}
+	}
+	for i := range nks {
+		k0, k1 := i*stripRows, min(i*stripRows+stripRows, nk)
+		if !dkSet[i] {
+			clear(gk[k0*d.HeadDim : k1*d.HeadDim])
+		}
+		if !dvSet[i] {
+			clear(gv[k0*d.VDim : k1*d.VDim])
 		}
 	}
 	scatter(dk, g.kv.at(b, j0, hk), g.kv.s, gk, d.HeadDim, nk)
@@ -824,15 +1007,13 @@ func tiledAttention(q, k, v *autodiff.Tensor, opt Options) *autodiff.Tensor {
 		start = time.Now()
 	}
 	out := autodiff.Empty(autodiff.Float32, d.outShape(opt.Layout)...)
-	var lse []float32
-	if q.Tape() != nil || k.Tape() != nil || v.Tape() != nil {
-		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
-	}
+	tracked := q.Tape() != nil || k.Tape() != nil || v.Tape() != nil
 	g := newGeometry[float32](d, opt)
 	saved, kt := transposedKeys(d)
-	saved, ps := probStore(d, opt, lse != nil, saved...)
-	if ps != nil {
-		lse = nil // the backward reads the stored probabilities instead
+	saved, ps := probStore(d, opt, tracked, saved...)
+	var lse []float32
+	if tracked && ps == nil { // else the backward reads the stored probabilities
+		lse = make([]float32, d.Batch*d.QHeads*d.QLen)
 	}
 	tiledForwardG(g, out.Float32s(), lse, q.Float32s(), k.Float32s(), v.Float32s(), kt, ps)
 	if !start.IsZero() {
@@ -1102,15 +1283,12 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 		start = time.Now()
 	}
 	out := autodiff.Empty(autodiff.Float32, bs, seq, heads, headDim)
-	var lse []float32
-	if qkv.Tape() != nil {
-		lse = make([]float32, bs*heads*seq)
-	}
 	x := qkv.Float32s()
 	saved, kt := transposedKeys(d)
-	saved, ps := probStore(d, opt, lse != nil, saved...)
-	if ps != nil {
-		lse = nil // the backward reads the stored probabilities instead
+	saved, ps := probStore(d, opt, qkv.Tape() != nil, saved...)
+	var lse []float32
+	if qkv.Tape() != nil && ps == nil { // else the backward reads the stored probabilities
+		lse = make([]float32, bs*heads*seq)
 	}
 	tiledForwardG(g, out.Float32s(), lse, x[qo:], x[ko:], x[vo:], kt, ps)
 	if !start.IsZero() {
@@ -1140,6 +1318,29 @@ func packedAttention(qkv *autodiff.Tensor, heads, kvHeads, headDim int, opt Opti
 // matrix when ars is 1) and B (k×n) with rows ldb apart. Strides are in
 // elements. The AVX2 strips take it when n is a multiple of 8; gemm the rest.
 func tileMul(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool) {
+	tileMulPF(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc, nil)
+}
+
+// tileMulPF is tileMul issuing a step of pf (when not nil) before each strip
+// of rows.
+func tileMulPF(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, m, n, k int, alpha float32, acc bool, pf *prefetchQueue) {
+	if m > 0 && m%stripRows == 0 && k > 0 && stripsFast(n) {
+		// The common case, kept lean (it runs some ten thousand times an
+		// attention of the tiny GPT): whole strips on the assembly kernel.
+		// Bounds, checked once here: the assembly does not.
+		if (m-1)*ars+(k-1)*acs >= len(a) || (k-1)*ldb+n > len(b) || (m-1)*ldc+n > len(c) {
+			tileMulBounds(c, ldc, a, ars, acs, b, ldb, m, n, k)
+		}
+		flag := 0
+		if acc {
+			flag = 1
+		}
+		for i := 0; i < m; i += stripRows {
+			pf.step()
+			strip4(&c[i*ldc], ldc, &a[i*ars], ars, acs, &b[0], ldb, n, k, alpha, flag)
+		}
+		return
+	}
 	if m == 0 || n == 0 {
 		return
 	}
@@ -1151,9 +1352,10 @@ func tileMul(c []float32, ldc int, a []float32, ars, acs int, b []float32, ldb, 
 		}
 		return
 	}
-	if tileMulAsm(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc) {
+	if tileMulAsm(c, ldc, a, ars, acs, b, ldb, m, n, k, alpha, acc, pf) {
 		return
 	}
+	pf.step()
 	beta := float32(0)
 	if acc {
 		beta = 1

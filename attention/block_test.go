@@ -12,6 +12,7 @@ import (
 	"github.com/mlxtrain/mlxtrain/autodiff"
 	"github.com/mlxtrain/mlxtrain/internal/vecmath"
 	"github.com/mlxtrain/mlxtrain/layers"
+	"github.com/mlxtrain/mlxtrain/metal"
 )
 
 // TestTiledMatchesReference runs the GEMM-tile kernels over the flash test cases
@@ -46,10 +47,10 @@ func TestTiledTileEdges(t *testing.T) {
 // through gemm.
 func bothPaths(t *testing.T, f func(t *testing.T)) {
 	t.Run("simd", f)
-	if avx512 {
-		avx512 = false
+	if z, vz := avx512, vecmath.AVX512; z || vz {
+		avx512, vecmath.AVX512 = false, false
 		t.Run("avx2", f)
-		avx512 = true
+		avx512, vecmath.AVX512 = z, vz
 	}
 	if vecmath.AVX2FMA {
 		vecmath.AVX2FMA = false
@@ -537,5 +538,42 @@ func TestProbStoreOnlyWhenMostlyUsed(t *testing.T) {
 			assert.GreaterOrEqual(t, 4*used, len(ps), "%+v", c)
 			saved[0].Release()
 		}
+	}
+}
+
+// The tiled kernels take their workers' scratch from pools: stale values there
+// (NaN here, in scratch larger than the cases need) must never reach a result.
+func TestTiledPooledScratchIsWrittenFirst(t *testing.T) {
+	poison := func() {
+		const big = 4 * flashQBlock * tiledKBlock
+		for range 4 {
+			f := &tiledFwdScratch{
+				m: nans(big), l: nans(big), s: nans(big), acc: nans(big), qc: nans(big), vc: nans(big),
+				ktBuf: nans(big), accSet: make([]bool, big),
+			}
+			b := &tiledScratch{
+				p: nans(big), ds: nans(big), qc: nans(big), oc: nans(big), kc: nans(big), dk: nans(big), dv: nans(big),
+				ktBuf: nans(big), vtBuf: nans(big), dqSet: make([]bool, big), dkSet: make([]bool, big), dvSet: make([]bool, big),
+			}
+			for i := range big {
+				f.accSet[i], b.dqSet[i], b.dkSet[i], b.dvSet[i] = true, true, true, true
+			}
+			// Cached visible ranges of tiles the cases have, all wrong.
+			for _, c := range []*visCache{&f.vis, &b.vis} {
+				for i := range c.t {
+					c.t[i] = visTile{i0: 0, rows: 64 - i*57, j0: 0, j1: 64 - i*57, lo: make([]int, 64), hi: make([]int, 64), sc: make([]int, 16)}
+				}
+			}
+			tiledFwdPool.Put(f)
+			tiledBwdPool.Put(b)
+		}
+	}
+	for _, threads := range []int{1, 2, 3} {
+		t.Run(fmt.Sprint(threads, " threads"), func(t *testing.T) {
+			defer metal.SetThreads(metal.Threads())
+			metal.SetThreads(threads)
+			poison()
+			testTiledMatchesReference(t, tileEdgeCases)
+		})
 	}
 }

@@ -206,6 +206,12 @@ func (s span) clip(i, j0, j1 int) (lo, hi int) {
 // balance out (list the costly ones first). Each worker builds its scratch w once
 // with newWorker. A panic in a worker is re-raised in the caller.
 func parallelUnits[W any](n int, newWorker func() W, fn func(w W, u int)) {
+	parallelUnitsRelease(n, newWorker, nil, fn)
+}
+
+// parallelUnitsRelease is parallelUnits calling release (when not nil) on
+// each worker's scratch once the worker ran out of units (to pool it).
+func parallelUnitsRelease[W any](n int, newWorker func() W, release func(W), fn func(w W, u int)) {
 	if n <= 0 {
 		return
 	}
@@ -216,11 +222,23 @@ func parallelUnits[W any](n int, newWorker func() W, fn func(w W, u int)) {
 		for {
 			u := int(next.Add(1) - 1)
 			if u >= n {
+				if release != nil {
+					release(w)
+				}
 				return
 			}
 			fn(w, u)
 		}
 	})
+}
+
+// resize returns s with length n, reusing its storage when it is large enough
+// (the contents are then stale: callers write before they read).
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 func negInf[T Float]() T { return T(math.Inf(-1)) }
