@@ -61,9 +61,10 @@
 // apart) = alpha·Aᵀ·(B panels b and b + 16·k) + beta·C, where step p of tile t
 // broadcasts the twelve floats a[p·lda+12t .. p·lda+12t+11]; C is not read when
 // beta is ±0. k > 0.
-// The 12×32 tiles' 24 accumulators Z0–Z23 (row i in Z(2i), Z(2i+1)): cleared,
-// scaled by α (in Z24), stored with β (in Z25) and stored.
-#define T12_ZERO \
+// The edge kernels' accumulators Z0–Z21 (rows < 12, row i in Z(2i), Z(2i+1)):
+// cleared, scaled by α (in Z24), and the first R13 rows stored with β (in Z25)
+// or without, then a jump to end.
+#define T12E_ZERO \
 	VPXORD Z0, Z0, Z0; \
 	VPXORD Z1, Z1, Z1; \
 	VPXORD Z2, Z2, Z2; \
@@ -85,11 +86,9 @@
 	VPXORD Z18, Z18, Z18; \
 	VPXORD Z19, Z19, Z19; \
 	VPXORD Z20, Z20, Z20; \
-	VPXORD Z21, Z21, Z21; \
-	VPXORD Z22, Z22, Z22; \
-	VPXORD Z23, Z23, Z23
+	VPXORD Z21, Z21, Z21
 
-#define T12_SCALE \
+#define T12E_SCALE \
 	VMULPS Z24, Z0, Z0; \
 	VMULPS Z24, Z1, Z1; \
 	VMULPS Z24, Z2, Z2; \
@@ -111,7 +110,127 @@
 	VMULPS Z24, Z18, Z18; \
 	VMULPS Z24, Z19, Z19; \
 	VMULPS Z24, Z20, Z20; \
-	VMULPS Z24, Z21, Z21; \
+	VMULPS Z24, Z21, Z21
+
+#define T12E_STORES_BETA(end) \
+	T12_STORE_BETA(Z0, Z1); \
+	CMPQ R13, $1; \
+	JEQ end; \
+	T12_STORE_BETA(Z2, Z3); \
+	CMPQ R13, $2; \
+	JEQ end; \
+	T12_STORE_BETA(Z4, Z5); \
+	CMPQ R13, $3; \
+	JEQ end; \
+	T12_STORE_BETA(Z6, Z7); \
+	CMPQ R13, $4; \
+	JEQ end; \
+	T12_STORE_BETA(Z8, Z9); \
+	CMPQ R13, $5; \
+	JEQ end; \
+	T12_STORE_BETA(Z10, Z11); \
+	CMPQ R13, $6; \
+	JEQ end; \
+	T12_STORE_BETA(Z12, Z13); \
+	CMPQ R13, $7; \
+	JEQ end; \
+	T12_STORE_BETA(Z14, Z15); \
+	CMPQ R13, $8; \
+	JEQ end; \
+	T12_STORE_BETA(Z16, Z17); \
+	CMPQ R13, $9; \
+	JEQ end; \
+	T12_STORE_BETA(Z18, Z19); \
+	CMPQ R13, $10; \
+	JEQ end; \
+	T12_STORE_BETA(Z20, Z21)
+
+#define T12E_STORES(end) \
+	T12_STORE(Z0, Z1); \
+	CMPQ R13, $1; \
+	JEQ end; \
+	T12_STORE(Z2, Z3); \
+	CMPQ R13, $2; \
+	JEQ end; \
+	T12_STORE(Z4, Z5); \
+	CMPQ R13, $3; \
+	JEQ end; \
+	T12_STORE(Z6, Z7); \
+	CMPQ R13, $4; \
+	JEQ end; \
+	T12_STORE(Z8, Z9); \
+	CMPQ R13, $5; \
+	JEQ end; \
+	T12_STORE(Z10, Z11); \
+	CMPQ R13, $6; \
+	JEQ end; \
+	T12_STORE(Z12, Z13); \
+	CMPQ R13, $7; \
+	JEQ end; \
+	T12_STORE(Z14, Z15); \
+	CMPQ R13, $8; \
+	JEQ end; \
+	T12_STORE(Z16, Z17); \
+	CMPQ R13, $9; \
+	JEQ end; \
+	T12_STORE(Z18, Z19); \
+	CMPQ R13, $10; \
+	JEQ end; \
+	T12_STORE(Z20, Z21)
+
+// T12E_ROWSn: one step's FMAs for the first n rows (B's row pair in Z24, Z25).
+#define T12E_ROWS1 \
+	T12_ROW(0, Z26, Z0, Z1)
+
+#define T12E_ROWS2 \
+	T12E_ROWS1; \
+	T12_ROW(4, Z27, Z2, Z3)
+
+#define T12E_ROWS3 \
+	T12E_ROWS2; \
+	T12_ROW(8, Z28, Z4, Z5)
+
+#define T12E_ROWS4 \
+	T12E_ROWS3; \
+	T12_ROW(12, Z29, Z6, Z7)
+
+#define T12E_ROWS5 \
+	T12E_ROWS4; \
+	T12_ROW(16, Z30, Z8, Z9)
+
+#define T12E_ROWS6 \
+	T12E_ROWS5; \
+	T12_ROW(20, Z31, Z10, Z11)
+
+#define T12E_ROWS7 \
+	T12E_ROWS6; \
+	T12_ROW(24, Z26, Z12, Z13)
+
+#define T12E_ROWS8 \
+	T12E_ROWS7; \
+	T12_ROW(28, Z27, Z14, Z15)
+
+#define T12E_ROWS9 \
+	T12E_ROWS8; \
+	T12_ROW(32, Z28, Z16, Z17)
+
+#define T12E_ROWS10 \
+	T12E_ROWS9; \
+	T12_ROW(36, Z29, Z18, Z19)
+
+#define T12E_ROWS11 \
+	T12E_ROWS10; \
+	T12_ROW(40, Z30, Z20, Z21)
+
+// The 12×32 tiles' 24 accumulators Z0–Z23 (row i in Z(2i), Z(2i+1)): cleared,
+// scaled by α (in Z24), stored with β (in Z25) and stored.
+#define T12_ZERO \
+	T12E_ZERO; \
+	VPXORD Z22, Z22, Z22; \
+	VPXORD Z23, Z23, Z23
+
+#define T12_SCALE \
+	T12E_SCALE; \
 	VMULPS Z24, Z22, Z22; \
 	VMULPS Z24, Z23, Z23
 
@@ -269,28 +388,7 @@ TEXT ·sgemmEdge32ZT(SB), NOSPLIT, $0-64
 	MOVQ rows+56(FP), R13
 	MOVL beta+52(FP), AX
 	SHLL $1, AX
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
+	T12E_ZERO
 	CMPQ R13, $1
 	JEQ te_loop1
 	CMPQ R13, $2
@@ -313,122 +411,67 @@ TEXT ·sgemmEdge32ZT(SB), NOSPLIT, $0-64
 	JEQ te_loop10
 te_loop11:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
-	T12_ROW(32, Z28, Z16, Z17)
-	T12_ROW(36, Z29, Z18, Z19)
-	T12_ROW(40, Z30, Z20, Z21)
+	T12E_ROWS11
 	TE_NEXT
 	JNE te_loop11
 	JMP te_done
 te_loop10:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
-	T12_ROW(32, Z28, Z16, Z17)
-	T12_ROW(36, Z29, Z18, Z19)
+	T12E_ROWS10
 	TE_NEXT
 	JNE te_loop10
 	JMP te_done
 te_loop9:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
-	T12_ROW(32, Z28, Z16, Z17)
+	T12E_ROWS9
 	TE_NEXT
 	JNE te_loop9
 	JMP te_done
 te_loop8:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
+	T12E_ROWS8
 	TE_NEXT
 	JNE te_loop8
 	JMP te_done
 te_loop7:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
+	T12E_ROWS7
 	TE_NEXT
 	JNE te_loop7
 	JMP te_done
 te_loop6:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
+	T12E_ROWS6
 	TE_NEXT
 	JNE te_loop6
 	JMP te_done
 te_loop5:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
+	T12E_ROWS5
 	TE_NEXT
 	JNE te_loop5
 	JMP te_done
 te_loop4:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
+	T12E_ROWS4
 	TE_NEXT
 	JNE te_loop4
 	JMP te_done
 te_loop3:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
+	T12E_ROWS3
 	TE_NEXT
 	JNE te_loop3
 	JMP te_done
 te_loop2:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
+	T12E_ROWS2
 	TE_NEXT
 	JNE te_loop2
 	JMP te_done
 te_loop1:
 	TE_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
+	T12E_ROWS1
 	TE_NEXT
 	JNE te_loop1
 	JMP te_done
@@ -436,96 +479,15 @@ te_done:
 	CMPL alpha+48(FP), $0x3f800000 // alpha = 1: nothing to scale
 	JEQ te_scaled
 	VBROADCASTSS alpha+48(FP), Z24
-	VMULPS Z24, Z0, Z0
-	VMULPS Z24, Z1, Z1
-	VMULPS Z24, Z2, Z2
-	VMULPS Z24, Z3, Z3
-	VMULPS Z24, Z4, Z4
-	VMULPS Z24, Z5, Z5
-	VMULPS Z24, Z6, Z6
-	VMULPS Z24, Z7, Z7
-	VMULPS Z24, Z8, Z8
-	VMULPS Z24, Z9, Z9
-	VMULPS Z24, Z10, Z10
-	VMULPS Z24, Z11, Z11
-	VMULPS Z24, Z12, Z12
-	VMULPS Z24, Z13, Z13
-	VMULPS Z24, Z14, Z14
-	VMULPS Z24, Z15, Z15
-	VMULPS Z24, Z16, Z16
-	VMULPS Z24, Z17, Z17
-	VMULPS Z24, Z18, Z18
-	VMULPS Z24, Z19, Z19
-	VMULPS Z24, Z20, Z20
-	VMULPS Z24, Z21, Z21
+	T12E_SCALE
 te_scaled:
 	TESTL AX, AX
 	JEQ te_nobeta
 	VBROADCASTSS beta+52(FP), Z25
-	T12_STORE_BETA(Z0, Z1)
-	CMPQ R13, $1
-	JEQ te_end
-	T12_STORE_BETA(Z2, Z3)
-	CMPQ R13, $2
-	JEQ te_end
-	T12_STORE_BETA(Z4, Z5)
-	CMPQ R13, $3
-	JEQ te_end
-	T12_STORE_BETA(Z6, Z7)
-	CMPQ R13, $4
-	JEQ te_end
-	T12_STORE_BETA(Z8, Z9)
-	CMPQ R13, $5
-	JEQ te_end
-	T12_STORE_BETA(Z10, Z11)
-	CMPQ R13, $6
-	JEQ te_end
-	T12_STORE_BETA(Z12, Z13)
-	CMPQ R13, $7
-	JEQ te_end
-	T12_STORE_BETA(Z14, Z15)
-	CMPQ R13, $8
-	JEQ te_end
-	T12_STORE_BETA(Z16, Z17)
-	CMPQ R13, $9
-	JEQ te_end
-	T12_STORE_BETA(Z18, Z19)
-	CMPQ R13, $10
-	JEQ te_end
-	T12_STORE_BETA(Z20, Z21)
+	T12E_STORES_BETA(te_end)
 	JMP te_end
 te_nobeta:
-	T12_STORE(Z0, Z1)
-	CMPQ R13, $1
-	JEQ te_end
-	T12_STORE(Z2, Z3)
-	CMPQ R13, $2
-	JEQ te_end
-	T12_STORE(Z4, Z5)
-	CMPQ R13, $3
-	JEQ te_end
-	T12_STORE(Z6, Z7)
-	CMPQ R13, $4
-	JEQ te_end
-	T12_STORE(Z8, Z9)
-	CMPQ R13, $5
-	JEQ te_end
-	T12_STORE(Z10, Z11)
-	CMPQ R13, $6
-	JEQ te_end
-	T12_STORE(Z12, Z13)
-	CMPQ R13, $7
-	JEQ te_end
-	T12_STORE(Z14, Z15)
-	CMPQ R13, $8
-	JEQ te_end
-	T12_STORE(Z16, Z17)
-	CMPQ R13, $9
-	JEQ te_end
-	T12_STORE(Z18, Z19)
-	CMPQ R13, $10
-	JEQ te_end
-	T12_STORE(Z20, Z21)
+	T12E_STORES(te_end)
 te_end:
 	VZEROUPPER
 	RET
@@ -684,28 +646,7 @@ TEXT ·sgemmEdge32ZTB(SB), NOSPLIT, $0-72
 	MOVQ rows+64(FP), R13
 	MOVL beta+60(FP), AX
 	SHLL $1, AX
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
+	T12E_ZERO
 	CMPQ R13, $1
 	JEQ be_loop1
 	CMPQ R13, $2
@@ -728,122 +669,67 @@ TEXT ·sgemmEdge32ZTB(SB), NOSPLIT, $0-72
 	JEQ be_loop10
 be_loop11:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
-	T12_ROW(32, Z28, Z16, Z17)
-	T12_ROW(36, Z29, Z18, Z19)
-	T12_ROW(40, Z30, Z20, Z21)
+	T12E_ROWS11
 	TB_NEXT
 	JNE be_loop11
 	JMP be_done
 be_loop10:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
-	T12_ROW(32, Z28, Z16, Z17)
-	T12_ROW(36, Z29, Z18, Z19)
+	T12E_ROWS10
 	TB_NEXT
 	JNE be_loop10
 	JMP be_done
 be_loop9:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
-	T12_ROW(32, Z28, Z16, Z17)
+	T12E_ROWS9
 	TB_NEXT
 	JNE be_loop9
 	JMP be_done
 be_loop8:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
-	T12_ROW(28, Z27, Z14, Z15)
+	T12E_ROWS8
 	TB_NEXT
 	JNE be_loop8
 	JMP be_done
 be_loop7:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
-	T12_ROW(24, Z26, Z12, Z13)
+	T12E_ROWS7
 	TB_NEXT
 	JNE be_loop7
 	JMP be_done
 be_loop6:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
-	T12_ROW(20, Z31, Z10, Z11)
+	T12E_ROWS6
 	TB_NEXT
 	JNE be_loop6
 	JMP be_done
 be_loop5:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
-	T12_ROW(16, Z30, Z8, Z9)
+	T12E_ROWS5
 	TB_NEXT
 	JNE be_loop5
 	JMP be_done
 be_loop4:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
-	T12_ROW(12, Z29, Z6, Z7)
+	T12E_ROWS4
 	TB_NEXT
 	JNE be_loop4
 	JMP be_done
 be_loop3:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
-	T12_ROW(8, Z28, Z4, Z5)
+	T12E_ROWS3
 	TB_NEXT
 	JNE be_loop3
 	JMP be_done
 be_loop2:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
-	T12_ROW(4, Z27, Z2, Z3)
+	T12E_ROWS2
 	TB_NEXT
 	JNE be_loop2
 	JMP be_done
 be_loop1:
 	TB_LOADB
-	T12_ROW(0, Z26, Z0, Z1)
+	T12E_ROWS1
 	TB_NEXT
 	JNE be_loop1
 	JMP be_done
@@ -851,96 +737,15 @@ be_done:
 	CMPL alpha+56(FP), $0x3f800000 // alpha = 1: nothing to scale
 	JEQ be_scaled
 	VBROADCASTSS alpha+56(FP), Z24
-	VMULPS Z24, Z0, Z0
-	VMULPS Z24, Z1, Z1
-	VMULPS Z24, Z2, Z2
-	VMULPS Z24, Z3, Z3
-	VMULPS Z24, Z4, Z4
-	VMULPS Z24, Z5, Z5
-	VMULPS Z24, Z6, Z6
-	VMULPS Z24, Z7, Z7
-	VMULPS Z24, Z8, Z8
-	VMULPS Z24, Z9, Z9
-	VMULPS Z24, Z10, Z10
-	VMULPS Z24, Z11, Z11
-	VMULPS Z24, Z12, Z12
-	VMULPS Z24, Z13, Z13
-	VMULPS Z24, Z14, Z14
-	VMULPS Z24, Z15, Z15
-	VMULPS Z24, Z16, Z16
-	VMULPS Z24, Z17, Z17
-	VMULPS Z24, Z18, Z18
-	VMULPS Z24, Z19, Z19
-	VMULPS Z24, Z20, Z20
-	VMULPS Z24, Z21, Z21
+	T12E_SCALE
 be_scaled:
 	TESTL AX, AX
 	JEQ be_nobeta
 	VBROADCASTSS beta+60(FP), Z25
-	T12_STORE_BETA(Z0, Z1)
-	CMPQ R13, $1
-	JEQ be_end
-	T12_STORE_BETA(Z2, Z3)
-	CMPQ R13, $2
-	JEQ be_end
-	T12_STORE_BETA(Z4, Z5)
-	CMPQ R13, $3
-	JEQ be_end
-	T12_STORE_BETA(Z6, Z7)
-	CMPQ R13, $4
-	JEQ be_end
-	T12_STORE_BETA(Z8, Z9)
-	CMPQ R13, $5
-	JEQ be_end
-	T12_STORE_BETA(Z10, Z11)
-	CMPQ R13, $6
-	JEQ be_end
-	T12_STORE_BETA(Z12, Z13)
-	CMPQ R13, $7
-	JEQ be_end
-	T12_STORE_BETA(Z14, Z15)
-	CMPQ R13, $8
-	JEQ be_end
-	T12_STORE_BETA(Z16, Z17)
-	CMPQ R13, $9
-	JEQ be_end
-	T12_STORE_BETA(Z18, Z19)
-	CMPQ R13, $10
-	JEQ be_end
-	T12_STORE_BETA(Z20, Z21)
+	T12E_STORES_BETA(be_end)
 	JMP be_end
 be_nobeta:
-	T12_STORE(Z0, Z1)
-	CMPQ R13, $1
-	JEQ be_end
-	T12_STORE(Z2, Z3)
-	CMPQ R13, $2
-	JEQ be_end
-	T12_STORE(Z4, Z5)
-	CMPQ R13, $3
-	JEQ be_end
-	T12_STORE(Z6, Z7)
-	CMPQ R13, $4
-	JEQ be_end
-	T12_STORE(Z8, Z9)
-	CMPQ R13, $5
-	JEQ be_end
-	T12_STORE(Z10, Z11)
-	CMPQ R13, $6
-	JEQ be_end
-	T12_STORE(Z12, Z13)
-	CMPQ R13, $7
-	JEQ be_end
-	T12_STORE(Z14, Z15)
-	CMPQ R13, $8
-	JEQ be_end
-	T12_STORE(Z16, Z17)
-	CMPQ R13, $9
-	JEQ be_end
-	T12_STORE(Z18, Z19)
-	CMPQ R13, $10
-	JEQ be_end
-	T12_STORE(Z20, Z21)
+	T12E_STORES(be_end)
 be_end:
 	VZEROUPPER
 	RET
