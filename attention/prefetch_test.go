@@ -8,10 +8,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+var prefetchTestHeap []float32
+
 // The queue keeps ranges inside their slices, hands out every row once across
 // steps of a few lines, and drops its references when done.
 func TestPrefetchQueue(t *testing.T) {
+	// On the heap, as the kernels' buffers are: the queue keeps plain addresses,
+	// which a stack that grows (as under -race) would leave behind.
 	s := make([]float32, 1000)
+	prefetchTestHeap = s
 	var q prefetchQueue
 	q.reset(4)
 	q.add(s, 0, 100, 20, 32)  // rows past the end are left out: 10 rows
