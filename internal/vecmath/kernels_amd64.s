@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "rows_amd64.h"
 
 // The float32 row kernels on AVX2 + FMA, 8 lanes a step, and the GELU's also on
 // AVX-512, 16 lanes a step. Each computes what its Go loop in kernels.go
@@ -160,13 +161,6 @@ GLOBL consts<>(SB), RODATA|NOPTR, $1568
 	VANDPS Y4, Y1, Y1
 
 // HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
-#define HREDUCE(op, Y, X) \
-	VEXTRACTF128 $1, Y, X15    \
-	op           X15, X, X     \
-	VPERMILPS    $0x4e, X, X15 \
-	op           X15, X, X     \
-	VPERMILPS    $0xb1, X, X15 \
-	op           X15, X, X
 
 // func geluAVX2(y, d, x, b *float32, n int)
 //

@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "rows_amd64.h"
 
 // The four-row softmax kernels (see rows4.go) on AVX2 + FMA. The constants and
 // the exponential are those of kernels_amd64.s (Go assembly keeps macros and
@@ -98,13 +99,6 @@ GLOBL rconsts<>(SB), RODATA|NOPTR, $736
 	VANDPS Y4, Y1, Y1
 
 // HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
-#define HREDUCE(op, Y, X) \
-	VEXTRACTF128 $1, Y, X15    \
-	op           X15, X, X     \
-	VPERMILPS    $0x4e, X, X15 \
-	op           X15, X, X     \
-	VPERMILPS    $0xb1, X, X15 \
-	op           X15, X, X
 
 // EXPROW(row, moff, msum) does one vector of a row of softmaxRows4AVX2: the 8
 // scores at row, less the row's maximum (broadcast from moff(BX)), become their
@@ -316,35 +310,7 @@ TEXT ·gradPDeltaRows4AVX2(SB), NOSPLIT, $0-44
 	SHRQ         $3, CX
 	MOVQ         delta+32(FP), DX
 	VBROADCASTSS scale+40(FP), Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VXORPS       Y8, Y8, Y8
-	VXORPS       Y9, Y9, Y9
-	MOVQ         DI, R10
-	MOVQ         SI, R11
-	MOVQ         CX, R12
-
-rdelta:
-	VMOVUPS     (R10), Y0
-	VFMADD231PS (R11), Y0, Y6
-	VMOVUPS     (R10)(R8*1), Y1
-	VFMADD231PS (R11)(R8*1), Y1, Y7
-	VMOVUPS     (R10)(R8*2), Y2
-	VFMADD231PS (R11)(R8*2), Y2, Y8
-	VMOVUPS     (R10)(R9*1), Y3
-	VFMADD231PS (R11)(R9*1), Y3, Y9
-	ADDQ        $32, R10
-	ADDQ        $32, R11
-	DECQ        R12
-	JNZ         rdelta
-	HREDUCE(VADDPS, Y6, X6)
-	HREDUCE(VADDPS, Y7, X7)
-	HREDUCE(VADDPS, Y8, X8)
-	HREDUCE(VADDPS, Y9, X9)
-	VMOVSS       X6, 0(DX)
-	VMOVSS       X7, 4(DX)
-	VMOVSS       X8, 8(DX)
-	VMOVSS       X9, 12(DX)
+	DELTA4(rdelta)
 	VBROADCASTSS X6, Y6
 	VBROADCASTSS X7, Y7
 	VBROADCASTSS X8, Y8

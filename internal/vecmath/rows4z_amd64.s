@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "rows_amd64.h"
 
 // The four-row softmax kernels of rows4z.go on AVX-512: the lanes compute what
 // the AVX2 kernels of rows4_amd64.s compute (the same operations in the same
@@ -62,13 +63,6 @@ GLOBL zconsts<>(SB), RODATA|NOPTR, $48
 
 // ZHREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op, as
 // HREDUCE of rows4_amd64.s does.
-#define ZHREDUCE(op, Y, X) \
-	VEXTRACTF128 $1, Y, X15    \
-	op           X15, X, X     \
-	VPERMILPS    $0x4e, X, X15 \
-	op           X15, X, X     \
-	VPERMILPS    $0xb1, X, X15 \
-	op           X15, X, X
 
 // ZEXPROW(row, mreg, msum) does 16 columns of a row of softmaxRows4AVX512: the
 // scores at row less the row's maximum (in mreg) become their exponentials,
@@ -144,10 +138,10 @@ zmaxdone:
 	VMOVUPS      Y21, Y6
 	VMOVUPS      Y22, Y7
 	VMOVUPS      Y23, Y14
-	ZHREDUCE(VMAXPS, Y5, X5)
-	ZHREDUCE(VMAXPS, Y6, X6)
-	ZHREDUCE(VMAXPS, Y7, X7)
-	ZHREDUCE(VMAXPS, Y14, X14)
+	HREDUCE(VMAXPS, Y5, X5)
+	HREDUCE(VMAXPS, Y6, X6)
+	HREDUCE(VMAXPS, Y7, X7)
+	HREDUCE(VMAXPS, Y14, X14)
 	VMOVSS       X5, 0(BX)
 	VMOVSS       X6, 4(BX)
 	VMOVSS       X7, 8(BX)
@@ -183,10 +177,10 @@ zexp8:
 	ZEXPROW8((SI)(R9*1), Z23, Y14)
 
 zexpdone:
-	ZHREDUCE(VADDPS, Y5, X5)
-	ZHREDUCE(VADDPS, Y6, X6)
-	ZHREDUCE(VADDPS, Y7, X7)
-	ZHREDUCE(VADDPS, Y14, X14)
+	HREDUCE(VADDPS, Y5, X5)
+	HREDUCE(VADDPS, Y6, X6)
+	HREDUCE(VADDPS, Y7, X7)
+	HREDUCE(VADDPS, Y14, X14)
 	VMOVSS X5, 0(DX)
 	VMOVSS X6, 4(DX)
 	VMOVSS X7, 8(DX)
@@ -227,35 +221,7 @@ TEXT ·gradPDeltaRows4AVX512(SB), NOSPLIT, $0-44
 	SHRQ         $3, CX
 	MOVQ         delta+32(FP), DX
 	VBROADCASTSS scale+40(FP), Z5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VXORPS       Y8, Y8, Y8
-	VXORPS       Y9, Y9, Y9
-	MOVQ         DI, R10
-	MOVQ         SI, R11
-	MOVQ         CX, R12
-
-zdelta:
-	VMOVUPS     (R10), Y0
-	VFMADD231PS (R11), Y0, Y6
-	VMOVUPS     (R10)(R8*1), Y1
-	VFMADD231PS (R11)(R8*1), Y1, Y7
-	VMOVUPS     (R10)(R8*2), Y2
-	VFMADD231PS (R11)(R8*2), Y2, Y8
-	VMOVUPS     (R10)(R9*1), Y3
-	VFMADD231PS (R11)(R9*1), Y3, Y9
-	ADDQ        $32, R10
-	ADDQ        $32, R11
-	DECQ        R12
-	JNZ         zdelta
-	ZHREDUCE(VADDPS, Y6, X6)
-	ZHREDUCE(VADDPS, Y7, X7)
-	ZHREDUCE(VADDPS, Y8, X8)
-	ZHREDUCE(VADDPS, Y9, X9)
-	VMOVSS       X6, 0(DX)
-	VMOVSS       X7, 4(DX)
-	VMOVSS       X8, 8(DX)
-	VMOVSS       X9, 12(DX)
+	DELTA4(zdelta)
 	VBROADCASTSS X6, Z6
 	VBROADCASTSS X7, Z7
 	VBROADCASTSS X8, Z8
