@@ -5,27 +5,14 @@
 // AVX-512, 16 lanes a step. Each computes what its Go loop in kernels.go
 // computes, with fused multiply-adds.
 
-// SPLAT repeats a 32-bit constant over the 8 lanes at byte offset off of consts.
+// SPLAT repeats a 32-bit constant over the 8 lanes at byte offset off of vconsts,
+// the package's table of constants (the exponential's offsets are in rows_amd64.h;
+// rows4_amd64.s and rows4z_amd64.s read the table too).
 #define SPLAT(off, bits) \
-	DATA consts<>+(off+0)(SB)/4, bits; DATA consts<>+(off+4)(SB)/4, bits; \
-	DATA consts<>+(off+8)(SB)/4, bits; DATA consts<>+(off+12)(SB)/4, bits; \
-	DATA consts<>+(off+16)(SB)/4, bits; DATA consts<>+(off+20)(SB)/4, bits; \
-	DATA consts<>+(off+24)(SB)/4, bits; DATA consts<>+(off+28)(SB)/4, bits
-
-#define LOW    0
-#define LOG2E  32
-#define LN2HI  64
-#define LN2LO  96
-#define C7     128
-#define C6     160
-#define C5     192
-#define C4     224
-#define C3     256
-#define HALF   288
-#define ONE    320
-#define BIAS   352
-#define ABS    384
-#define SIGN   416
+	DATA ·vconsts+(off+0)(SB)/4, bits; DATA ·vconsts+(off+4)(SB)/4, bits; \
+	DATA ·vconsts+(off+8)(SB)/4, bits; DATA ·vconsts+(off+12)(SB)/4, bits; \
+	DATA ·vconsts+(off+16)(SB)/4, bits; DATA ·vconsts+(off+20)(SB)/4, bits; \
+	DATA ·vconsts+(off+24)(SB)/4, bits; DATA ·vconsts+(off+28)(SB)/4, bits
 
 SPLAT(LOW, $0xc2ae999a)    // -87.3: e^x is 0 below
 SPLAT(LOG2E, $0x3fb8aa3b)
@@ -90,77 +77,39 @@ SPLAT(GP5, $0x3a0ad885)
 SPLAT(GMAG32, $0x48c00000) // 1.5·2¹⁸: adding it rounds to a multiple of 1/32
 SPLAT(GE1, $0x3f3172c2)    // 0.6931573
 SPLAT(GE2, $0x3e75fd7a)    // 0.24022475
-DATA consts<>+1440(SB)/4, $0x3ecc422a // 2^(0/32)/√(2π)
-DATA consts<>+1444(SB)/4, $0x3ed0bb2b // 2^(1/32)/√(2π)
-DATA consts<>+1448(SB)/4, $0x3ed54d3f // 2^(2/32)/√(2π)
-DATA consts<>+1452(SB)/4, $0x3ed9f8f2 // 2^(3/32)/√(2π)
-DATA consts<>+1456(SB)/4, $0x3edebed4 // 2^(4/32)/√(2π)
-DATA consts<>+1460(SB)/4, $0x3ee39f77 // 2^(5/32)/√(2π)
-DATA consts<>+1464(SB)/4, $0x3ee89b71 // 2^(6/32)/√(2π)
-DATA consts<>+1468(SB)/4, $0x3eedb35d // 2^(7/32)/√(2π)
-DATA consts<>+1472(SB)/4, $0x3ef2e7d5 // 2^(8/32)/√(2π)
-DATA consts<>+1476(SB)/4, $0x3ef8397b // 2^(9/32)/√(2π)
-DATA consts<>+1480(SB)/4, $0x3efda8f2 // 2^(10/32)/√(2π)
-DATA consts<>+1484(SB)/4, $0x3f019b71 // 2^(11/32)/√(2π)
-DATA consts<>+1488(SB)/4, $0x3f0471fa // 2^(12/32)/√(2π)
-DATA consts<>+1492(SB)/4, $0x3f07586b // 2^(13/32)/√(2π)
-DATA consts<>+1496(SB)/4, $0x3f0a4f1f // 2^(14/32)/√(2π)
-DATA consts<>+1500(SB)/4, $0x3f0d5670 // 2^(15/32)/√(2π)
-DATA consts<>+1504(SB)/4, $0x3f106ebb // 2^(16/32)/√(2π)
-DATA consts<>+1508(SB)/4, $0x3f13985f // 2^(17/32)/√(2π)
-DATA consts<>+1512(SB)/4, $0x3f16d3bd // 2^(18/32)/√(2π)
-DATA consts<>+1516(SB)/4, $0x3f1a213a // 2^(19/32)/√(2π)
-DATA consts<>+1520(SB)/4, $0x3f1d813a // 2^(20/32)/√(2π)
-DATA consts<>+1524(SB)/4, $0x3f20f426 // 2^(21/32)/√(2π)
-DATA consts<>+1528(SB)/4, $0x3f247a67 // 2^(22/32)/√(2π)
-DATA consts<>+1532(SB)/4, $0x3f281469 // 2^(23/32)/√(2π)
-DATA consts<>+1536(SB)/4, $0x3f2bc29c // 2^(24/32)/√(2π)
-DATA consts<>+1540(SB)/4, $0x3f2f8571 // 2^(25/32)/√(2π)
-DATA consts<>+1544(SB)/4, $0x3f335d5b // 2^(26/32)/√(2π)
-DATA consts<>+1548(SB)/4, $0x3f374ad1 // 2^(27/32)/√(2π)
-DATA consts<>+1552(SB)/4, $0x3f3b4e4a // 2^(28/32)/√(2π)
-DATA consts<>+1556(SB)/4, $0x3f3f6844 // 2^(29/32)/√(2π)
-DATA consts<>+1560(SB)/4, $0x3f43993b // 2^(30/32)/√(2π)
-DATA consts<>+1564(SB)/4, $0x3f47e1b1 // 2^(31/32)/√(2π)
-GLOBL consts<>(SB), RODATA|NOPTR, $1568
-
-// EXPBODY sets Y1 = e^Y0 for lanes with −87.3 ≤ Y0 ≤ 0 (e^−87.3, about 1e-38,
-// below), with AX at consts: Y0 = n·ln2 + r, e^r by its Taylor polynomial of
-// degree 7 in Estrin's form (a shorter chain of dependent operations than
-// Horner's), 2ⁿ built in the exponent bits. It uses Y0, Y2 and the six
-// temporaries named.
-#define EXPBODY(R2, Q0, Q1, Q2, Q3, R4) \
-	VMAXPS       LOW(AX), Y0, Y0   \
-	VMULPS       LOG2E(AX), Y0, Y2 \
-	VROUNDPS     $0, Y2, Y2        \
-	VFNMADD231PS LN2HI(AX), Y2, Y0 \
-	VFNMADD231PS LN2LO(AX), Y2, Y0 \
-	VMULPS       Y0, Y0, R2        \
-	VADDPS       ONE(AX), Y0, Q0   \
-	VMOVUPS      C3(AX), Q1        \
-	VFMADD213PS  HALF(AX), Y0, Q1  \
-	VMOVUPS      C5(AX), Q2        \
-	VFMADD213PS  C4(AX), Y0, Q2    \
-	VMOVUPS      C7(AX), Q3        \
-	VFMADD213PS  C6(AX), Y0, Q3    \
-	VMULPS       R2, R2, R4        \
-	VFMADD213PS  Q2, R2, Q3        \
-	VFMADD213PS  Q0, R2, Q1        \
-	VFMADD231PS  R4, Q3, Q1        \
-	VCVTPS2DQ    Y2, Y2            \
-	VPADDD       BIAS(AX), Y2, Y2  \
-	VPSLLD       $23, Y2, Y2       \
-	VMULPS       Y2, Q1, Y1
-
-// EXP sets Y1 = e^Y0 for lanes with Y0 ≤ 0, exactly 0 where Y0 < −87.3 (−Inf
-// and NaN included; see Exp), as the softmax rows need. It uses Y0, Y2, Y4 and
-// Y8-Y13.
-#define EXP \
-	VCMPPS $13, LOW(AX), Y0, Y4         \
-	EXPBODY(Y8, Y9, Y10, Y11, Y12, Y13) \
-	VANDPS Y4, Y1, Y1
-
-// HREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op.
+DATA ·vconsts+1440(SB)/4, $0x3ecc422a // 2^(0/32)/√(2π)
+DATA ·vconsts+1444(SB)/4, $0x3ed0bb2b // 2^(1/32)/√(2π)
+DATA ·vconsts+1448(SB)/4, $0x3ed54d3f // 2^(2/32)/√(2π)
+DATA ·vconsts+1452(SB)/4, $0x3ed9f8f2 // 2^(3/32)/√(2π)
+DATA ·vconsts+1456(SB)/4, $0x3edebed4 // 2^(4/32)/√(2π)
+DATA ·vconsts+1460(SB)/4, $0x3ee39f77 // 2^(5/32)/√(2π)
+DATA ·vconsts+1464(SB)/4, $0x3ee89b71 // 2^(6/32)/√(2π)
+DATA ·vconsts+1468(SB)/4, $0x3eedb35d // 2^(7/32)/√(2π)
+DATA ·vconsts+1472(SB)/4, $0x3ef2e7d5 // 2^(8/32)/√(2π)
+DATA ·vconsts+1476(SB)/4, $0x3ef8397b // 2^(9/32)/√(2π)
+DATA ·vconsts+1480(SB)/4, $0x3efda8f2 // 2^(10/32)/√(2π)
+DATA ·vconsts+1484(SB)/4, $0x3f019b71 // 2^(11/32)/√(2π)
+DATA ·vconsts+1488(SB)/4, $0x3f0471fa // 2^(12/32)/√(2π)
+DATA ·vconsts+1492(SB)/4, $0x3f07586b // 2^(13/32)/√(2π)
+DATA ·vconsts+1496(SB)/4, $0x3f0a4f1f // 2^(14/32)/√(2π)
+DATA ·vconsts+1500(SB)/4, $0x3f0d5670 // 2^(15/32)/√(2π)
+DATA ·vconsts+1504(SB)/4, $0x3f106ebb // 2^(16/32)/√(2π)
+DATA ·vconsts+1508(SB)/4, $0x3f13985f // 2^(17/32)/√(2π)
+DATA ·vconsts+1512(SB)/4, $0x3f16d3bd // 2^(18/32)/√(2π)
+DATA ·vconsts+1516(SB)/4, $0x3f1a213a // 2^(19/32)/√(2π)
+DATA ·vconsts+1520(SB)/4, $0x3f1d813a // 2^(20/32)/√(2π)
+DATA ·vconsts+1524(SB)/4, $0x3f20f426 // 2^(21/32)/√(2π)
+DATA ·vconsts+1528(SB)/4, $0x3f247a67 // 2^(22/32)/√(2π)
+DATA ·vconsts+1532(SB)/4, $0x3f281469 // 2^(23/32)/√(2π)
+DATA ·vconsts+1536(SB)/4, $0x3f2bc29c // 2^(24/32)/√(2π)
+DATA ·vconsts+1540(SB)/4, $0x3f2f8571 // 2^(25/32)/√(2π)
+DATA ·vconsts+1544(SB)/4, $0x3f335d5b // 2^(26/32)/√(2π)
+DATA ·vconsts+1548(SB)/4, $0x3f374ad1 // 2^(27/32)/√(2π)
+DATA ·vconsts+1552(SB)/4, $0x3f3b4e4a // 2^(28/32)/√(2π)
+DATA ·vconsts+1556(SB)/4, $0x3f3f6844 // 2^(29/32)/√(2π)
+DATA ·vconsts+1560(SB)/4, $0x3f43993b // 2^(30/32)/√(2π)
+DATA ·vconsts+1564(SB)/4, $0x3f47e1b1 // 2^(31/32)/√(2π)
+GLOBL ·vconsts(SB), RODATA|NOPTR, $1568
 
 // func geluAVX2(y, d, x, b *float32, n int)
 //
@@ -173,7 +122,7 @@ TEXT ·geluAVX2(SB), NOSPLIT, $0-40
 	MOVQ    x+16(FP), DX
 	MOVQ    b+24(FP), R8
 	MOVQ    n+32(FP), CX
-	LEAQ    consts<>(SB), AX
+	LEAQ    ·vconsts(SB), AX
 	VMOVUPS ONE(AX), Y15
 	XORQ    R10, R10 // byte offset
 	SHRQ    $3, CX
@@ -244,7 +193,7 @@ TEXT ·geluAVX512(SB), NOSPLIT, $0-40
 	MOVQ         x+16(FP), DX
 	MOVQ         b+24(FP), R8
 	MOVQ         n+32(FP), CX
-	LEAQ         consts<>(SB), AX
+	LEAQ         ·vconsts(SB), AX
 	VBROADCASTSS ONE(AX), Z15
 	VMOVUPS      GTAB(AX), Z28
 	VMOVUPS      GTAB+64(AX), Z29
@@ -385,7 +334,7 @@ zdone:
 TEXT ·softmaxRowAVX2(SB), NOSPLIT, $0-32
 	MOVQ         s+0(FP), DI
 	MOVQ         n+8(FP), CX
-	LEAQ         consts<>(SB), AX
+	LEAQ         ·vconsts(SB), AX
 	SHRQ         $3, CX
 	VBROADCASTSS mOld+16(FP), Y5
 	MOVQ         DI, SI
@@ -423,7 +372,7 @@ TEXT ·softmaxGradRowAVX2(SB), NOSPLIT, $0-36
 	MOVQ         p+0(FP), DI
 	MOVQ         ds+8(FP), SI
 	MOVQ         n+16(FP), CX
-	LEAQ         consts<>(SB), AX
+	LEAQ         ·vconsts(SB), AX
 	SHRQ         $3, CX
 	VBROADCASTSS lse+24(FP), Y5
 	VBROADCASTSS delta+28(FP), Y6

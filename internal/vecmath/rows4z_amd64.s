@@ -7,62 +7,32 @@
 // row's sum still adds its 8-lane vectors in column order, so the results are
 // the AVX2 kernels' bit for bit.
 
-#define ZLOW   0
-#define ZLOG2E 4
-#define ZLN2HI 8
-#define ZLN2LO 12
-#define ZC7    16
-#define ZC6    20
-#define ZC5    24
-#define ZC4    28
-#define ZC3    32
-#define ZHALF  36
-#define ZONE   40
-#define ZBIAS  44
-
-DATA zconsts<>+0(SB)/4, $0xc2ae999a  // -87.3: e^x is 0 below
-DATA zconsts<>+4(SB)/4, $0x3fb8aa3b  // log2(e)
-DATA zconsts<>+8(SB)/4, $0x3f317200  // ln 2 = LN2HI + LN2LO
-DATA zconsts<>+12(SB)/4, $0x35bfbe8e
-DATA zconsts<>+16(SB)/4, $0x39500d01 // 1/7!
-DATA zconsts<>+20(SB)/4, $0x3ab60b61 // 1/6!
-DATA zconsts<>+24(SB)/4, $0x3c088889 // 1/5!
-DATA zconsts<>+28(SB)/4, $0x3d2aaaab // 1/4!
-DATA zconsts<>+32(SB)/4, $0x3e2aaaab // 1/3!
-DATA zconsts<>+36(SB)/4, $0x3f000000 // 1/2
-DATA zconsts<>+40(SB)/4, $0x3f800000 // 1
-DATA zconsts<>+44(SB)/4, $127        // the float32 exponent bias, as an integer
-GLOBL zconsts<>(SB), RODATA|NOPTR, $48
-
 // ZEXP sets Z1 = e^Z0 for lanes with Z0 ≤ 0, exactly 0 where Z0 < −87.3 (−Inf
 // and NaN included), as EXP of rows4_amd64.s does on 8 lanes. It uses Z0, Z2,
-// Z8-Z13 and K1; AX is at zconsts.
+// Z8-Z13 and K1; AX is at ·vconsts.
 #define ZEXP \
-	VCMPPS.BCST       $13, ZLOW(AX), Z0, K1 \
-	VMAXPS.BCST       ZLOW(AX), Z0, Z0      \
-	VMULPS.BCST       ZLOG2E(AX), Z0, Z2    \
+	VCMPPS.BCST       $13, LOW(AX), Z0, K1 \
+	VMAXPS.BCST       LOW(AX), Z0, Z0      \
+	VMULPS.BCST       LOG2E(AX), Z0, Z2    \
 	VRNDSCALEPS       $0, Z2, Z2            \
-	VFNMADD231PS.BCST ZLN2HI(AX), Z2, Z0    \
-	VFNMADD231PS.BCST ZLN2LO(AX), Z2, Z0    \
+	VFNMADD231PS.BCST LN2HI(AX), Z2, Z0    \
+	VFNMADD231PS.BCST LN2LO(AX), Z2, Z0    \
 	VMULPS            Z0, Z0, Z8            \
-	VADDPS.BCST       ZONE(AX), Z0, Z9      \
-	VBROADCASTSS      ZC3(AX), Z10          \
-	VFMADD213PS.BCST  ZHALF(AX), Z0, Z10    \
-	VBROADCASTSS      ZC5(AX), Z11          \
-	VFMADD213PS.BCST  ZC4(AX), Z0, Z11      \
-	VBROADCASTSS      ZC7(AX), Z12          \
-	VFMADD213PS.BCST  ZC6(AX), Z0, Z12      \
+	VADDPS.BCST       ONE(AX), Z0, Z9      \
+	VBROADCASTSS      C3(AX), Z10          \
+	VFMADD213PS.BCST  HALF(AX), Z0, Z10    \
+	VBROADCASTSS      C5(AX), Z11          \
+	VFMADD213PS.BCST  C4(AX), Z0, Z11      \
+	VBROADCASTSS      C7(AX), Z12          \
+	VFMADD213PS.BCST  C6(AX), Z0, Z12      \
 	VMULPS            Z8, Z8, Z13           \
 	VFMADD213PS       Z11, Z8, Z12          \
 	VFMADD213PS       Z9, Z8, Z10           \
 	VFMADD231PS       Z13, Z12, Z10         \
 	VCVTPS2DQ         Z2, Z2                \
-	VPADDD.BCST       ZBIAS(AX), Z2, Z2     \
+	VPADDD.BCST       BIAS(AX), Z2, Z2     \
 	VPSLLD            $23, Z2, Z2           \
 	VMULPS.Z          Z2, Z10, K1, Z1
-
-// ZHREDUCE reduces the 8 lanes of Y reg into the low lane of X reg with op, as
-// HREDUCE of rows4_amd64.s does.
 
 // ZEXPROW(row, mreg, msum) does 16 columns of a row of softmaxRows4AVX512: the
 // scores at row less the row's maximum (in mreg) become their exponentials,
@@ -98,7 +68,7 @@ TEXT ·softmaxRows4AVX512(SB), NOSPLIT, $0-40
 	SHRQ         $3, CX         // vectors of 8
 	MOVQ         m+24(FP), BX
 	MOVQ         sum+32(FP), DX
-	LEAQ         zconsts<>(SB), AX
+	LEAQ         ·vconsts(SB), AX
 	VBROADCASTSS 0(BX), Z20
 	VBROADCASTSS 4(BX), Z21
 	VBROADCASTSS 8(BX), Z22

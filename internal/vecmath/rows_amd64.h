@@ -42,3 +42,57 @@ loop:; \
 	VMOVSS       X7, 4(DX); \
 	VMOVSS       X8, 8(DX); \
 	VMOVSS       X9, 12(DX)
+
+// The exponential's constants: byte offsets in ·vconsts (kernels_amd64.s), each
+// value repeated over 8 lanes.
+#define LOW    0
+#define LOG2E  32
+#define LN2HI  64
+#define LN2LO  96
+#define C7     128
+#define C6     160
+#define C5     192
+#define C4     224
+#define C3     256
+#define HALF   288
+#define ONE    320
+#define BIAS   352
+#define ABS    384
+#define SIGN   416
+
+// EXPBODY sets Y1 = e^Y0 for lanes with −87.3 ≤ Y0 ≤ 0 (e^−87.3, about 1e-38,
+// below), with AX at ·vconsts: Y0 = n·ln2 + r, e^r by its Taylor polynomial of
+// degree 7 in Estrin's form (a shorter chain of dependent operations than
+// Horner's), 2ⁿ built in the exponent bits. It uses Y0, Y2 and the six
+// temporaries named.
+#define EXPBODY(R2, Q0, Q1, Q2, Q3, R4) \
+	VMAXPS       LOW(AX), Y0, Y0   \
+	VMULPS       LOG2E(AX), Y0, Y2 \
+	VROUNDPS     $0, Y2, Y2        \
+	VFNMADD231PS LN2HI(AX), Y2, Y0 \
+	VFNMADD231PS LN2LO(AX), Y2, Y0 \
+	VMULPS       Y0, Y0, R2        \
+	VADDPS       ONE(AX), Y0, Q0   \
+	VMOVUPS      C3(AX), Q1        \
+	VFMADD213PS  HALF(AX), Y0, Q1  \
+	VMOVUPS      C5(AX), Q2        \
+	VFMADD213PS  C4(AX), Y0, Q2    \
+	VMOVUPS      C7(AX), Q3        \
+	VFMADD213PS  C6(AX), Y0, Q3    \
+	VMULPS       R2, R2, R4        \
+	VFMADD213PS  Q2, R2, Q3        \
+	VFMADD213PS  Q0, R2, Q1        \
+	VFMADD231PS  R4, Q3, Q1        \
+	VCVTPS2DQ    Y2, Y2            \
+	VPADDD       BIAS(AX), Y2, Y2  \
+	VPSLLD       $23, Y2, Y2       \
+	VMULPS       Y2, Q1, Y1
+
+// EXP sets Y1 = e^Y0 for lanes with Y0 ≤ 0, exactly 0 where Y0 < −87.3 (−Inf
+// and NaN included; see Exp), as the softmax rows need. It uses Y0, Y2, Y4 and
+// Y8-Y13.
+#define EXP \
+	VCMPPS $13, LOW(AX), Y0, Y4         \
+	EXPBODY(Y8, Y9, Y10, Y11, Y12, Y13) \
+	VANDPS Y4, Y1, Y1
+
