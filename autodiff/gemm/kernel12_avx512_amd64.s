@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "zmm_amd64.h"
 
 // The 12×32 AVX-512 kernel for a transposed A read in place (the weight
 // gradients C = Aᵀ·B): two 6-row panels per tile, 24 zmm accumulators (row i in
@@ -33,14 +34,6 @@
 	T12_ROW(40, Z30, Z20, Z21);            \
 	T12_ROW(44, Z31, Z22, Z23);            \
 	ADDQ R10, SI
-
-// Four rows of C's lines (two 64-byte lines from DX, which may straddle a third).
-#define T12_PFC \
-	PREFETCHT0 (R9);   \
-	PREFETCHT0 63(R9); \
-	PREFETCHT0 64(R9); \
-	PREFETCHT0 127(R9); \
-	ADDQ R8, R9
 
 // Row i of C (at DX) = row + beta (Z25) · C row; DX moves to the next row.
 #define T12_STORE_BETA(acc0, acc1) \
@@ -285,18 +278,18 @@ t12_tile:
 	MOVQ b+24(FP), DI
 	MOVQ R15, DX
 	MOVQ DX, R9
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
 	T12_ZERO
 	CMPQ CX, $4
 	JLT t12_tail
@@ -551,18 +544,18 @@ b12_tile:
 	MOVQ b+24(FP), DI
 	MOVQ R15, DX
 	MOVQ DX, R9
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
-	T12_PFC
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
+	PFC32
 	T12_ZERO
 	CMPQ CX, $4
 	JLT b12_tail
