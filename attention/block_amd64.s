@@ -2,6 +2,37 @@
 
 #include "textflag.h"
 
+// A strip's four output rows are at DI, DI+R8, DI+2·R8 and DI+SI (3·R8).
+// SCALE4x2 multiplies a two-register-wide strip (row i in ai, bi; bi w bytes on)
+// by s; ACC4x2 adds the rows' old values; STORE4x2 stores it. SCALE4, ACC4 and
+// STORE4 do the same for a one-register-wide strip.
+#define SCALE4x2(s, a0, b0, a1, b1, a2, b2, a3, b3) \
+	VMULPS s, a0, a0; VMULPS s, b0, b0; VMULPS s, a1, a1; VMULPS s, b1, b1; \
+	VMULPS s, a2, a2; VMULPS s, b2, b2; VMULPS s, a3, a3; VMULPS s, b3, b3
+
+#define ACC4x2(w, a0, b0, a1, b1, a2, b2, a3, b3) \
+	VADDPS (DI), a0, a0;        VADDPS w(DI), b0, b0;        \
+	VADDPS (DI)(R8*1), a1, a1;  VADDPS w(DI)(R8*1), b1, b1;  \
+	VADDPS (DI)(R8*2), a2, a2;  VADDPS w(DI)(R8*2), b2, b2;  \
+	VADDPS (DI)(SI*1), a3, a3;  VADDPS w(DI)(SI*1), b3, b3
+
+#define STORE4x2(w, a0, b0, a1, b1, a2, b2, a3, b3) \
+	VMOVUPS a0, (DI);        VMOVUPS b0, w(DI);        \
+	VMOVUPS a1, (DI)(R8*1);  VMOVUPS b1, w(DI)(R8*1);  \
+	VMOVUPS a2, (DI)(R8*2);  VMOVUPS b2, w(DI)(R8*2);  \
+	VMOVUPS a3, (DI)(SI*1);  VMOVUPS b3, w(DI)(SI*1)
+
+#define SCALE4(s, a0, a1, a2, a3) \
+	VMULPS s, a0, a0; VMULPS s, a1, a1; VMULPS s, a2, a2; VMULPS s, a3, a3
+
+#define ACC4(a0, a1, a2, a3) \
+	VADDPS (DI), a0, a0;       VADDPS (DI)(R8*1), a1, a1; \
+	VADDPS (DI)(R8*2), a2, a2; VADDPS (DI)(SI*1), a3, a3
+
+#define STORE4(a0, a1, a2, a3) \
+	VMOVUPS a0, (DI);       VMOVUPS a1, (DI)(R8*1); \
+	VMOVUPS a2, (DI)(R8*2); VMOVUPS a3, (DI)(SI*1)
+
 // func tileStrip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
 //
 // Rows 0..3 of C (row stride ldc) get alpha·Σ_p A(i, p)·B[p][:n] (plus their old
@@ -59,34 +90,13 @@ k16:
 	ADDQ         R11, R13
 	DECQ         R14
 	JNZ          k16
-	VMULPS       Y12, Y0, Y0
-	VMULPS       Y12, Y1, Y1
-	VMULPS       Y12, Y2, Y2
-	VMULPS       Y12, Y3, Y3
-	VMULPS       Y12, Y4, Y4
-	VMULPS       Y12, Y5, Y5
-	VMULPS       Y12, Y6, Y6
-	VMULPS       Y12, Y7, Y7
+	SCALE4x2(Y12, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 	CMPQ         acc+80(FP), $0
 	JEQ          store16
-	VADDPS       (DI), Y0, Y0
-	VADDPS       32(DI), Y1, Y1
-	VADDPS       (DI)(R8*1), Y2, Y2
-	VADDPS       32(DI)(R8*1), Y3, Y3
-	VADDPS       (DI)(R8*2), Y4, Y4
-	VADDPS       32(DI)(R8*2), Y5, Y5
-	VADDPS       (DI)(SI*1), Y6, Y6
-	VADDPS       32(DI)(SI*1), Y7, Y7
+	ACC4x2(32, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 
 store16:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS Y2, (DI)(R8*1)
-	VMOVUPS Y3, 32(DI)(R8*1)
-	VMOVUPS Y4, (DI)(R8*2)
-	VMOVUPS Y5, 32(DI)(R8*2)
-	VMOVUPS Y6, (DI)(SI*1)
-	VMOVUPS Y7, 32(DI)(SI*1)
+	STORE4x2(32, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 	ADDQ    $64, DI
 	ADDQ    $64, DX
 	SUBQ    $16, BX
@@ -117,22 +127,13 @@ k8:
 	ADDQ         R11, R13
 	DECQ         R14
 	JNZ          k8
-	VMULPS       Y12, Y0, Y0
-	VMULPS       Y12, Y2, Y2
-	VMULPS       Y12, Y4, Y4
-	VMULPS       Y12, Y6, Y6
+	SCALE4(Y12, Y0, Y2, Y4, Y6)
 	CMPQ         acc+80(FP), $0
 	JEQ          store8
-	VADDPS       (DI), Y0, Y0
-	VADDPS       (DI)(R8*1), Y2, Y2
-	VADDPS       (DI)(R8*2), Y4, Y4
-	VADDPS       (DI)(SI*1), Y6, Y6
+	ACC4(Y0, Y2, Y4, Y6)
 
 store8:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y2, (DI)(R8*1)
-	VMOVUPS Y4, (DI)(R8*2)
-	VMOVUPS Y6, (DI)(SI*1)
+	STORE4(Y0, Y2, Y4, Y6)
 
 stripdone:
 	VZEROUPPER
@@ -323,36 +324,15 @@ zk32:
 	JNZ          zk32
 	CMPL         alpha+72(FP), $0x3f800000 // alpha = 1: no scaling
 	JEQ          zacc32
-	VMULPS       Z12, Z0, Z0
-	VMULPS       Z12, Z1, Z1
-	VMULPS       Z12, Z2, Z2
-	VMULPS       Z12, Z3, Z3
-	VMULPS       Z12, Z4, Z4
-	VMULPS       Z12, Z5, Z5
-	VMULPS       Z12, Z6, Z6
-	VMULPS       Z12, Z7, Z7
+	SCALE4x2(Z12, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
 
 zacc32:
 	CMPQ         acc+80(FP), $0
 	JEQ          zstore32
-	VADDPS       (DI), Z0, Z0
-	VADDPS       64(DI), Z1, Z1
-	VADDPS       (DI)(R8*1), Z2, Z2
-	VADDPS       64(DI)(R8*1), Z3, Z3
-	VADDPS       (DI)(R8*2), Z4, Z4
-	VADDPS       64(DI)(R8*2), Z5, Z5
-	VADDPS       (DI)(SI*1), Z6, Z6
-	VADDPS       64(DI)(SI*1), Z7, Z7
+	ACC4x2(64, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
 
 zstore32:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, (DI)(R8*1)
-	VMOVUPS Z3, 64(DI)(R8*1)
-	VMOVUPS Z4, (DI)(R8*2)
-	VMOVUPS Z5, 64(DI)(R8*2)
-	VMOVUPS Z6, (DI)(SI*1)
-	VMOVUPS Z7, 64(DI)(SI*1)
+	STORE4x2(64, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
 	ADDQ    $128, DI
 	ADDQ    $128, DX
 	SUBQ    $32, BX
@@ -385,24 +365,15 @@ zk16:
 	JNZ          zk16
 	CMPL         alpha+72(FP), $0x3f800000
 	JEQ          zacc16
-	VMULPS       Z12, Z0, Z0
-	VMULPS       Z12, Z2, Z2
-	VMULPS       Z12, Z4, Z4
-	VMULPS       Z12, Z6, Z6
+	SCALE4(Z12, Z0, Z2, Z4, Z6)
 
 zacc16:
 	CMPQ         acc+80(FP), $0
 	JEQ          zstore16
-	VADDPS       (DI), Z0, Z0
-	VADDPS       (DI)(R8*1), Z2, Z2
-	VADDPS       (DI)(R8*2), Z4, Z4
-	VADDPS       (DI)(SI*1), Z6, Z6
+	ACC4(Z0, Z2, Z4, Z6)
 
 zstore16:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z2, (DI)(R8*1)
-	VMOVUPS Z4, (DI)(R8*2)
-	VMOVUPS Z6, (DI)(SI*1)
+	STORE4(Z0, Z2, Z4, Z6)
 	ADDQ    $64, DI
 	ADDQ    $64, DX
 	SUBQ    $16, BX
@@ -432,22 +403,13 @@ zk8:
 	ADDQ         R11, R13
 	DECQ         R14
 	JNZ          zk8
-	VMULPS       Y12, Y0, Y0
-	VMULPS       Y12, Y2, Y2
-	VMULPS       Y12, Y4, Y4
-	VMULPS       Y12, Y6, Y6
+	SCALE4(Y12, Y0, Y2, Y4, Y6)
 	CMPQ         acc+80(FP), $0
 	JEQ          zstore8
-	VADDPS       (DI), Y0, Y0
-	VADDPS       (DI)(R8*1), Y2, Y2
-	VADDPS       (DI)(R8*2), Y4, Y4
-	VADDPS       (DI)(SI*1), Y6, Y6
+	ACC4(Y0, Y2, Y4, Y6)
 
 zstore8:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y2, (DI)(R8*1)
-	VMOVUPS Y4, (DI)(R8*2)
-	VMOVUPS Y6, (DI)(SI*1)
+	STORE4(Y0, Y2, Y4, Y6)
 
 zdone:
 	VZEROUPPER
