@@ -33,6 +33,41 @@
 	VMOVUPS a0, (DI);       VMOVUPS a1, (DI)(R8*1); \
 	VMOVUPS a2, (DI)(R8*2); VMOVUPS a3, (DI)(SI*1)
 
+// STRIP8(done, k, store, t2, t3) is a strip's last 8 columns (one ymm per row)
+// when at least 8 remain (BX), else a jump to done: A's rows broadcast against
+// B's row at R13 over CX steps, scaled by Y12, added to the old rows when acc is
+// set, stored. k and store are its labels, t2 and t3 two broadcast temporaries.
+#define STRIP8(done, k, store, t2, t3) \
+	CMPQ   BX, $8; \
+	JLT    done; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y6, Y6, Y6; \
+	MOVQ   a+16(FP), AX; \
+	MOVQ   DX, R13; \
+	MOVQ   CX, R14; \
+k:; \
+	VMOVUPS      (R13), Y8; \
+	VBROADCASTSS (AX), Y10; \
+	VFMADD231PS  Y8, Y10, Y0; \
+	VBROADCASTSS (AX)(R9*1), Y11; \
+	VFMADD231PS  Y8, Y11, Y2; \
+	VBROADCASTSS (AX)(R9*2), t2; \
+	VFMADD231PS  Y8, t2, Y4; \
+	VBROADCASTSS (AX)(R12*1), t3; \
+	VFMADD231PS  Y8, t3, Y6; \
+	ADDQ         R10, AX; \
+	ADDQ         R11, R13; \
+	DECQ         R14; \
+	JNZ          k; \
+	SCALE4(Y12, Y0, Y2, Y4, Y6); \
+	CMPQ         acc+80(FP), $0; \
+	JEQ          store; \
+	ACC4(Y0, Y2, Y4, Y6); \
+store:; \
+	STORE4(Y0, Y2, Y4, Y6)
+
 // func tileStrip4(c *float32, ldc int, a *float32, ars, acs int, b *float32, ldb, n, k int, alpha float32, acc int)
 //
 // Rows 0..3 of C (row stride ldc) get alpha·Σ_p A(i, p)·B[p][:n] (plus their old
@@ -103,37 +138,7 @@ store16:
 	JMP     block16
 
 block8:
-	CMPQ   BX, $8
-	JLT    stripdone
-	VXORPS Y0, Y0, Y0
-	VXORPS Y2, Y2, Y2
-	VXORPS Y4, Y4, Y4
-	VXORPS Y6, Y6, Y6
-	MOVQ   a+16(FP), AX
-	MOVQ   DX, R13
-	MOVQ   CX, R14
-
-k8:
-	VMOVUPS      (R13), Y8
-	VBROADCASTSS (AX), Y10
-	VFMADD231PS  Y8, Y10, Y0
-	VBROADCASTSS (AX)(R9*1), Y11
-	VFMADD231PS  Y8, Y11, Y2
-	VBROADCASTSS (AX)(R9*2), Y10
-	VFMADD231PS  Y8, Y10, Y4
-	VBROADCASTSS (AX)(R12*1), Y11
-	VFMADD231PS  Y8, Y11, Y6
-	ADDQ         R10, AX
-	ADDQ         R11, R13
-	DECQ         R14
-	JNZ          k8
-	SCALE4(Y12, Y0, Y2, Y4, Y6)
-	CMPQ         acc+80(FP), $0
-	JEQ          store8
-	ACC4(Y0, Y2, Y4, Y6)
-
-store8:
-	STORE4(Y0, Y2, Y4, Y6)
+	STRIP8(stripdone, k8, store8, Y10, Y11)
 
 stripdone:
 	VZEROUPPER
@@ -379,37 +384,7 @@ zstore16:
 	SUBQ    $16, BX
 
 zblock8:
-	CMPQ   BX, $8
-	JLT    zdone
-	VXORPS Y0, Y0, Y0
-	VXORPS Y2, Y2, Y2
-	VXORPS Y4, Y4, Y4
-	VXORPS Y6, Y6, Y6
-	MOVQ   a+16(FP), AX
-	MOVQ   DX, R13
-	MOVQ   CX, R14
-
-zk8:
-	VMOVUPS      (R13), Y8
-	VBROADCASTSS (AX), Y10
-	VFMADD231PS  Y8, Y10, Y0
-	VBROADCASTSS (AX)(R9*1), Y11
-	VFMADD231PS  Y8, Y11, Y2
-	VBROADCASTSS (AX)(R9*2), Y13
-	VFMADD231PS  Y8, Y13, Y4
-	VBROADCASTSS (AX)(R12*1), Y14
-	VFMADD231PS  Y8, Y14, Y6
-	ADDQ         R10, AX
-	ADDQ         R11, R13
-	DECQ         R14
-	JNZ          zk8
-	SCALE4(Y12, Y0, Y2, Y4, Y6)
-	CMPQ         acc+80(FP), $0
-	JEQ          zstore8
-	ACC4(Y0, Y2, Y4, Y6)
-
-zstore8:
-	STORE4(Y0, Y2, Y4, Y6)
+	STRIP8(zdone, zk8, zstore8, Y13, Y14)
 
 zdone:
 	VZEROUPPER
